@@ -1,0 +1,74 @@
+# The CPU addon: what node-gyp-build compiles when no prebuild fits, and what prebuildify packs.
+# Never -march=native: each ISA file is built in its own static library with its own flags and
+# chosen at run time by cpuid (native/core/cpu_features.cc).
+{
+  "variables": {
+    "tf_version": "<!(node -p \"require('./package.json').version\")"
+  },
+  "target_defaults": {
+    "include_dirs": [
+      "<!(node -p \"require('node-addon-api').include_dir\")",
+      "native/include"
+    ],
+    "defines": [
+      "NAPI_VERSION=8",
+      "NAPI_CPP_EXCEPTIONS",
+      "NODE_ADDON_API_DISABLE_DEPRECATED",
+      "TENSORFUSE_VERSION=\"<(tf_version)\""
+    ],
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+    "cflags": ["-O3", "-fvisibility=hidden"],
+    "cflags_cc": ["-std=c++17", "-fexceptions", "-O3"],
+    "xcode_settings": {
+      "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+      "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+      "MACOSX_DEPLOYMENT_TARGET": "11.0",
+      "OTHER_CFLAGS": ["-O3"]
+    },
+    "msvs_settings": {
+      "VCCLCompilerTool": { "ExceptionHandling": 1, "AdditionalOptions": ["/std:c++17", "/O2"] }
+    }
+  },
+  "targets": [
+    {
+      "target_name": "tensorfuse_isa_x86_avx2",
+      "type": "static_library",
+      "sources": [
+        "native/core/x86_f16c.cc",
+        "native/cpu/gemm/x86_avx2.cc",
+        "native/cpu/probe/x86_avx2.cc"
+      ],
+      "conditions": [
+        ["target_arch=='x64'", {
+          "cflags": ["-mavx2", "-mfma", "-mf16c"],
+          "xcode_settings": { "OTHER_CFLAGS": ["-mavx2", "-mfma", "-mf16c"] },
+          "msvs_settings": { "VCCLCompilerTool": { "AdditionalOptions": ["/arch:AVX2"] } }
+        }]
+      ]
+    },
+    {
+      "target_name": "tensorfuse",
+      "dependencies": ["tensorfuse_isa_x86_avx2"],
+      "sources": [
+        "native/core/status.cc",
+        "native/core/threadpool.cc",
+        "native/core/cpu_features.cc",
+        "native/core/scratch.cc",
+        "native/core/convert.cc",
+        "native/cpu/gemm/gemm_driver.cc",
+        "native/cpu/gemm/generic.cc",
+        "native/cpu/gemm/arm_neon.cc",
+        "native/cpu/probe/probe.cc",
+        "native/napi/napi_util.cc",
+        "native/napi/addon.cc",
+        "native/napi/backend.cc",
+        "native/napi/tensor.cc",
+        "native/napi/gemm.cc"
+      ],
+      "conditions": [
+        ["OS=='linux'", { "libraries": ["-lpthread"] }]
+      ]
+    }
+  ]
+}

@@ -1,0 +1,54 @@
+#include "tensorfuse/scratch.h"
+
+#include <cstdlib>
+#include <new>
+
+namespace tf {
+
+void* aligned_alloc64(size_t bytes) {
+  if (bytes == 0) bytes = 64;
+  const size_t rounded = (bytes + 63) & ~size_t(63);
+  if (rounded < bytes) return nullptr;  // overflow
+#if defined(_MSC_VER)
+  return _aligned_malloc(rounded, 64);
+#else
+  return std::aligned_alloc(64, rounded);
+#endif
+}
+
+void aligned_free64(void* p) {
+#if defined(_MSC_VER)
+  _aligned_free(p);
+#else
+  std::free(p);
+#endif
+}
+
+namespace {
+struct Arena {
+  void* ptr[kScratchSlots] = {};
+  size_t cap[kScratchSlots] = {};
+  ~Arena() {
+    for (int i = 0; i < kScratchSlots; ++i) aligned_free64(ptr[i]);
+  }
+};
+thread_local Arena t_arena;
+}  // namespace
+
+void* scratch_get(int slot, size_t bytes) {
+  if (slot < 0 || slot >= kScratchSlots) return nullptr;
+  Arena& a = t_arena;
+  if (a.cap[slot] < bytes) {
+    aligned_free64(a.ptr[slot]);
+    a.ptr[slot] = nullptr;
+    a.cap[slot] = 0;
+    size_t grown = bytes + bytes / 4;  // grow with headroom to avoid realloc churn
+    void* p = aligned_alloc64(grown);
+    if (!p) return nullptr;
+    a.ptr[slot] = p;
+    a.cap[slot] = grown;
+  }
+  return a.ptr[slot];
+}
+
+}  // namespace tf

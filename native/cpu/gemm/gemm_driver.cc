@@ -1,0 +1,275 @@
+// GEMM driver: validation, cache blocking, threading, packed-B reuse and the epilogue, shared by
+// every ISA (the ISA pieces are in gemm_kernels.h).
+//
+// Loop nest (GotoBLAS): for each kNC block of columns, for each kKC slice of depth:
+//   1. pack the kc x nc block of B once, all threads on disjoint kNR panels;
+//   2. all threads take tiles (a kMC block of rows x a run of B panels), pack their rows of A
+//      into thread-local scratch and run the micro-kernel over the tile.
+// M = 1 takes the GEMV path (memory bound: B is streamed once, never packed).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gemm_kernels.h"
+#include "tensorfuse/convert.h"
+#include "tensorfuse/gemm.h"
+#include "tensorfuse/scratch.h"
+#include "tensorfuse/threadpool.h"
+
+namespace tf {
+
+struct PackedB {
+  Isa isa;
+  int64_t K = 0, N = 0;
+  int64_t n_panels = 0;  // ceil(N / kNR)
+  float* data = nullptr; // [ceil(K / kKC)] blocks of [n_panels][kc][kNR]
+  size_t bytes = 0;
+  ~PackedB() { aligned_free64(data); }
+};
+
+namespace {
+
+using gemm_cpu::kKC;
+using gemm_cpu::kMC;
+using gemm_cpu::kMR;
+using gemm_cpu::kNC;
+using gemm_cpu::kNR;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+float apply_act(float v, Activation act) {
+  switch (act) {
+    case Activation::none: return v;
+    case Activation::relu: return v > 0.0f ? v : 0.0f;
+    case Activation::gelu: return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+    case Activation::silu: return v / (1.0f + std::exp(-v));
+  }
+  return v;
+}
+
+// c[0:n] = act(c + bias) in place (float32).
+void epilogue_row(float* c, int64_t n, const float* bias, Activation act) {
+  if (!bias && act == Activation::none) return;
+  for (int64_t j = 0; j < n; ++j) c[j] = apply_act(c[j] + (bias ? bias[j] : 0.0f), act);
+}
+
+Status validate(const GemmParams& p) {
+  if (p.M < 0 || p.N < 0 || p.K < 0) return Status(StatusCode::shape, "gemm: negative size");
+  if (!dtype_is_float(p.a_dtype) || !dtype_is_float(p.c_dtype) ||
+      (!p.packed_b && !dtype_is_float(p.b_dtype)))
+    return Status(StatusCode::dtype, "gemm: operands must be float32, float16 or bfloat16");
+  if (p.M > 0 && p.N > 0) {
+    if (!p.c || p.ldc < p.N) return Status(StatusCode::arg, "gemm: bad output or ldc");
+    if (p.K > 0) {
+      if (!p.a || p.lda < p.K) return Status(StatusCode::arg, "gemm: bad a or lda");
+      if (p.packed_b) {
+        if (p.packed_b->K != p.K || p.packed_b->N != p.N)
+          return Status(StatusCode::shape, "gemm: packed B was made for another shape");
+      } else if (!p.b || p.ldb < (p.trans_b ? p.K : p.N)) {
+        return Status(StatusCode::arg, "gemm: bad b or ldb");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+// Where the float32 result goes: C itself, or a temporary when C is 16-bit.
+struct F32Out {
+  float* c;
+  int64_t ldc;
+  float* owned = nullptr;
+  ~F32Out() { aligned_free64(owned); }
+};
+
+Status gemv_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* y) {
+  // x widened once to float32.
+  std::vector<float> xbuf;
+  const float* x = static_cast<const float*>(p.a);
+  if (p.a_dtype != DType::float32) {
+    xbuf.resize(size_t(p.K));
+    convert_to_f32(p.a, p.a_dtype, xbuf.data(), p.K);
+    x = xbuf.data();
+  }
+  // Chunks of 64 output columns: small enough that y stays in L1 and there are tasks to share.
+  const int64_t chunk = p.trans_b ? 64 : 512;
+  const int64_t n_tasks = ceil_div(p.N, chunk);
+  const int64_t work = p.N * p.K;
+  const int max_threads = work < (1 << 15) ? 1 : p.max_threads;
+  parallel_for(
+      n_tasks,
+      [&](int64_t t, int) {
+        const int64_t n0 = t * chunk, n1 = std::min(p.N, n0 + chunk);
+        kern.gemv(x, p.b, p.b_dtype, p.ldb, p.trans_b, p.K, n0, n1, y);
+        epilogue_row(y + n0, n1 - n0, p.bias ? p.bias + n0 : nullptr, p.act);
+      },
+      max_threads);
+  return Status::Ok();
+}
+
+Status blocked_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, int64_t ldc) {
+  const int nthreads = p.max_threads > 0 ? std::min(p.max_threads, threads()) : threads();
+  const int64_t nc_max = std::min<int64_t>(kNC, ceil_div(p.N, kNR) * kNR);
+  float* bpack = nullptr;
+  struct Freer { float* p; ~Freer() { aligned_free64(p); } } bfree{nullptr};
+  if (!p.packed_b) {
+    bpack = static_cast<float*>(aligned_alloc64(size_t(kKC * nc_max) * sizeof(float)));
+    if (!bpack) return Status(StatusCode::oom, "gemm: out of memory for the packed B block");
+    bfree.p = bpack;
+  }
+  // Rows of A per block: split M evenly into blocks of at most kMC, each a multiple of kMR.
+  const int64_t m_blocks = ceil_div(p.M, kMC);
+  const int64_t mc = ceil_div(ceil_div(p.M, m_blocks), kMR) * kMR;
+  const int64_t n_kblocks = ceil_div(p.K, kKC);
+  std::atomic<bool> oom{false};
+
+  for (int64_t jc = 0; jc < p.N; jc += kNC) {
+    const int64_t nc = std::min(kNC, p.N - jc);
+    const int64_t n_panels = ceil_div(nc, kNR);
+    // Split the panels of this block into runs so there are enough tiles for every thread.
+    const int64_t mb = ceil_div(p.M, mc);
+    int64_t runs = std::max<int64_t>(1, std::min(n_panels, ceil_div(4 * nthreads, mb)));
+    const int64_t run_len = ceil_div(n_panels, runs);
+    runs = ceil_div(n_panels, run_len);
+
+    for (int64_t kb = 0; kb < n_kblocks; ++kb) {
+      const int64_t pc = kb * kKC;
+      const int64_t kc = std::min(kKC, p.K - pc);
+      const float* bblock;
+      if (p.packed_b) {
+        const PackedB& pb = *p.packed_b;
+        bblock = pb.data + kb * kKC * pb.n_panels * kNR + (jc / kNR) * kc * kNR;
+      } else {
+        // 1. pack B: panel j covers columns jc + j*kNR of this block.
+        const size_t esz = dtype_size(p.b_dtype);
+        const int64_t panels_per_task = std::max<int64_t>(1, ceil_div(n_panels, 4 * nthreads));
+        parallel_for(
+            ceil_div(n_panels, panels_per_task),
+            [&](int64_t t, int) {
+              const int64_t j0 = t * panels_per_task;
+              const int64_t j1 = std::min(n_panels, j0 + panels_per_task);
+              const int64_t col = jc + j0 * kNR;
+              const int64_t cols = std::min(nc, j1 * kNR) - j0 * kNR;
+              const char* src = static_cast<const char*>(p.b) +
+                                esz * size_t(p.trans_b ? col * p.ldb + pc : pc * p.ldb + col);
+              kern.pack_b(src, p.b_dtype, p.ldb, p.trans_b, kc, cols, bpack + j0 * kc * kNR);
+            },
+            p.max_threads);
+        bblock = bpack;
+      }
+      const bool last_k = kb == n_kblocks - 1;
+      // 2. tiles: (row block ib) x (run of panels r).
+      const size_t asz = dtype_size(p.a_dtype);
+      parallel_for(
+          mb * runs,
+          [&](int64_t t, int) {
+            const int64_t ib = t / runs, r = t % runs;
+            const int64_t i0 = ib * mc, rows = std::min(mc, p.M - i0);
+            const int64_t jp0 = r * run_len, jp1 = std::min(n_panels, jp0 + run_len);
+            float* apack = static_cast<float*>(
+                scratch_get(0, size_t(ceil_div(rows, kMR) * kMR * kc) * sizeof(float)));
+            if (!apack) { oom.store(true); return; }
+            const char* asrc = static_cast<const char*>(p.a) + asz * size_t(i0 * p.lda + pc);
+            kern.pack_a(asrc, p.a_dtype, p.lda, rows, kc, apack);
+            alignas(64) float edge[kMR * kNR];
+            for (int64_t jp = jp0; jp < jp1; ++jp) {
+              const int64_t j = jc + jp * kNR;
+              const int64_t cols = std::min<int64_t>(kNR, p.N - j);
+              const float* bp = bblock + jp * kc * kNR;
+              for (int64_t i = 0; i < rows; i += kMR) {
+                const int64_t rr = std::min<int64_t>(kMR, rows - i);
+                float* ct = c + (i0 + i) * ldc + j;
+                const float* ap = apack + i * kc;
+                if (rr == kMR && cols == kNR) {
+                  kern.kernel(kc, ap, bp, ct, ldc, pc > 0);
+                } else {
+                  kern.kernel(kc, ap, bp, edge, kNR, false);
+                  for (int64_t ii = 0; ii < rr; ++ii)
+                    for (int64_t jj = 0; jj < cols; ++jj)
+                      ct[ii * ldc + jj] = (pc > 0 ? ct[ii * ldc + jj] : 0.0f) + edge[ii * kNR + jj];
+                }
+              }
+              if (last_k)
+                for (int64_t i = 0; i < rows; ++i)
+                  epilogue_row(c + (i0 + i) * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
+            }
+          },
+          p.max_threads);
+      if (oom.load()) return Status(StatusCode::oom, "gemm: out of memory for the packed A block");
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status gemm(const GemmParams& p) {
+  TF_RETURN_IF_ERROR(validate(p));
+  if (p.M == 0 || p.N == 0) return Status::Ok();
+  const gemm_cpu::Kernels* kern = &gemm_cpu::kernels_for(active_isa());
+  if (p.packed_b && p.packed_b->isa != kern->isa) kern = &gemm_cpu::kernels_for(p.packed_b->isa);
+
+  F32Out out{static_cast<float*>(p.c), p.ldc};
+  if (p.c_dtype != DType::float32) {
+    const size_t bytes = size_t(p.M) * size_t(p.N) * sizeof(float);
+    out.owned = static_cast<float*>(aligned_alloc64(bytes));
+    if (!out.owned) return Status(StatusCode::oom, "gemm: out of memory for the float32 result");
+    out.c = out.owned;
+    out.ldc = p.N;
+  }
+
+  if (p.K == 0) {
+    for (int64_t i = 0; i < p.M; ++i) {
+      std::memset(out.c + i * out.ldc, 0, size_t(p.N) * sizeof(float));
+      epilogue_row(out.c + i * out.ldc, p.N, p.bias, p.act);
+    }
+  } else if (p.M == 1 && !p.packed_b) {
+    TF_RETURN_IF_ERROR(gemv_path(p, *kern, out.c));
+  } else {
+    TF_RETURN_IF_ERROR(blocked_path(p, *kern, out.c, out.ldc));
+  }
+
+  if (out.owned) {
+    char* dst = static_cast<char*>(p.c);
+    const size_t esz = dtype_size(p.c_dtype);
+    for (int64_t i = 0; i < p.M; ++i)
+      convert_from_f32(out.c + i * out.ldc, dst + esz * size_t(i * p.ldc), p.c_dtype, p.N);
+  }
+  return Status::Ok();
+}
+
+Status gemm_pack_b(const void* b, DType b_dtype, int64_t ldb, bool trans_b, int64_t K, int64_t N,
+                   std::unique_ptr<PackedB, void (*)(PackedB*)>* out) {
+  if (K <= 0 || N <= 0) return Status(StatusCode::shape, "gemm_pack_b: empty B");
+  if (!dtype_is_float(b_dtype)) return Status(StatusCode::dtype, "gemm_pack_b: B must be float");
+  if (!b || ldb < (trans_b ? K : N)) return Status(StatusCode::arg, "gemm_pack_b: bad b or ldb");
+  const gemm_cpu::Kernels& kern = gemm_cpu::kernels_for(active_isa());
+  std::unique_ptr<PackedB, void (*)(PackedB*)> pb(new PackedB(), [](PackedB* x) { delete x; });
+  pb->isa = kern.isa;
+  pb->K = K;
+  pb->N = N;
+  pb->n_panels = ceil_div(N, kNR);
+  const int64_t kblocks = ceil_div(K, kKC);
+  pb->bytes = size_t(K) * size_t(pb->n_panels * kNR) * sizeof(float);
+  pb->data = static_cast<float*>(aligned_alloc64(pb->bytes));
+  if (!pb->data) return Status(StatusCode::oom, "gemm_pack_b: out of memory");
+  const size_t esz = dtype_size(b_dtype);
+  // Block kb holds all panels for depth slice kb, each panel kc x kNR; same offsets gemm() uses.
+  parallel_for(kblocks * pb->n_panels, [&](int64_t t, int) {
+    const int64_t kb = t / pb->n_panels, jp = t % pb->n_panels;
+    const int64_t pc = kb * kKC, kc = std::min(kKC, K - pc);
+    const int64_t col = jp * kNR, cols = std::min<int64_t>(kNR, N - col);
+    const char* src = static_cast<const char*>(b) +
+                      esz * size_t(trans_b ? col * ldb + pc : pc * ldb + col);
+    kern.pack_b(src, b_dtype, ldb, trans_b, kc, cols,
+                pb->data + kb * kKC * pb->n_panels * kNR + jp * kc * kNR);
+  });
+  *out = std::move(pb);
+  return Status::Ok();
+}
+
+int64_t packed_b_bytes(const PackedB* pb) { return pb ? int64_t(pb->bytes) : 0; }
+
+}  // namespace tf

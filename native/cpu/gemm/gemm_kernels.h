@@ -1,0 +1,44 @@
+// The per-ISA pieces of the GEMM engine (generic.cc, x86_avx2.cc, arm_neon.cc fill one table
+// each; gemm_driver.cc does blocking, threading and the epilogue once for all of them).
+//
+// Packed layouts (GotoBLAS / BLIS, Goto & van de Geijn, "Anatomy of High-Performance Matrix
+// Multiplication", TOMS 2008), shared by every ISA so a PackedB works with any kernel:
+//   A panel: kMR rows x kc, stored k-major: a[k * kMR + i], rows past M zero-padded.
+//   B panel: kc x kNR columns, stored k-major: b[k * kNR + j], columns past N zero-padded.
+#pragma once
+#include <cstdint>
+#include "tensorfuse/cpu_features.h"
+#include "tensorfuse/dtype.h"
+
+namespace tf {
+namespace gemm_cpu {
+
+constexpr int kMR = 6;    // micro-tile rows: 6 x 16 fills 12 of the 16 ymm registers with sums
+constexpr int kNR = 16;   // micro-tile columns: two 8-wide float32 vectors
+constexpr int64_t kKC = 256;  // depth of a packed block: one B panel (kKC x kNR x 4 B = 16 KiB) sits in L1
+constexpr int64_t kMC = 96;   // rows of A per block: kMC x kKC x 4 B = 96 KiB sits in L2
+constexpr int64_t kNC = 2048; // columns of B per block: kKC x kNC x 4 B = 2 MiB sits in L3
+
+struct Kernels {
+  Isa isa;
+  // Packs rows [0, mc) x cols [0, kc) of A (row stride lda) into ceil(mc / kMR) panels at dst.
+  void (*pack_a)(const void* a, DType dt, int64_t lda, int64_t mc, int64_t kc, float* dst);
+  // Packs a kc x nc block of B into ceil(nc / kNR) panels at dst (panel stride kc * kNR).
+  // trans: B is stored [N, K] (element (k, n) at b[n * ldb + k]); else [K, N] (b[k * ldb + n]).
+  void (*pack_b)(const void* b, DType dt, int64_t ldb, bool trans, int64_t kc, int64_t nc,
+                 float* dst);
+  // c[kMR x kNR] (row stride ldc) = (accumulate ? c : 0) + a_panel * b_panel over kc.
+  void (*kernel)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                 bool accumulate);
+  // y[n] = sum_k x[k] * B(k, n) for n in [n0, n1), x float32 [K]; y float32, overwritten.
+  void (*gemv)(const float* x, const void* b, DType dt, int64_t ldb, bool trans, int64_t K,
+               int64_t n0, int64_t n1, float* y);
+};
+
+const Kernels& kernels_generic();
+const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels* kernels_neon();  // nullptr when not compiled in
+const Kernels& kernels_for(Isa isa);
+
+}  // namespace gemm_cpu
+}  // namespace tf

@@ -1,0 +1,261 @@
+// AVX2 + FMA + F16C GEMM pieces. Compiled with -mavx2 -mfma -mf16c (this file only) and picked
+// at run time when cpuid reports all three. Layouts: gemm_kernels.h.
+#include "gemm_kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <cstring>
+
+namespace tf {
+namespace gemm_cpu {
+namespace {
+
+// 8 elements of A/B widened to float32 (unaligned loads).
+inline __m256 load8(const void* p, DType dt, int64_t i) {
+  switch (dt) {
+    case DType::float16:
+      return _mm256_cvtph_ps(
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+    case DType::bfloat16:
+      return _mm256_castsi256_ps(_mm256_slli_epi32(
+          _mm256_cvtepu16_epi32(_mm_loadu_si128(
+              reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i))),
+          16));
+    default: return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+  }
+}
+
+inline float load1(const void* p, DType dt, int64_t i) {
+  switch (dt) {
+    case DType::float16: return _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
+    case DType::bfloat16: {
+      uint32_t u = uint32_t(static_cast<const uint16_t*>(p)[i]) << 16;
+      float f;
+      std::memcpy(&f, &u, 4);
+      return f;
+    }
+    default: return static_cast<const float*>(p)[i];
+  }
+}
+
+// In-register 8x8 transpose of float32 rows r[0..7].
+inline void transpose8(__m256 r[8]) {
+  __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+  __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+  __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+  __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+  __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+  __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+  __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+  __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  r[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+  r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+  r[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+  r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+  r[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+  r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+  r[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+  r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+void pack_a(const void* a, DType dt, int64_t lda, int64_t mc, int64_t kc, float* dst) {
+  for (int64_t i0 = 0; i0 < mc; i0 += kMR) {
+    const int rows = int(mc - i0 < kMR ? mc - i0 : kMR);
+    int64_t k = 0;
+    if (rows == kMR) {
+      // 8 k at a time: load 6 rows (+2 zero rows), transpose, store 8 k-columns of 6.
+      for (; k + 8 <= kc; k += 8) {
+        __m256 r[8];
+        for (int i = 0; i < kMR; ++i) r[i] = load8(a, dt, (i0 + i) * lda + k);
+        r[6] = r[7] = _mm256_setzero_ps();
+        transpose8(r);
+        float* d = dst + k * kMR;
+        for (int kk = 0; kk < 8; ++kk) {
+          alignas(32) float tmp[8];
+          _mm256_store_ps(tmp, r[kk]);
+          std::memcpy(d + kk * kMR, tmp, kMR * sizeof(float));
+        }
+      }
+    }
+    for (; k < kc; ++k)
+      for (int i = 0; i < kMR; ++i)
+        dst[k * kMR + i] = i < rows ? load1(a, dt, (i0 + i) * lda + k) : 0.0f;
+    dst += kc * kMR;
+  }
+}
+
+void pack_b(const void* b, DType dt, int64_t ldb, bool trans, int64_t kc, int64_t nc,
+            float* dst) {
+  for (int64_t j0 = 0; j0 < nc; j0 += kNR) {
+    const int cols = int(nc - j0 < kNR ? nc - j0 : kNR);
+    if (!trans) {
+      if (cols == kNR) {
+        for (int64_t k = 0; k < kc; ++k) {
+          _mm256_store_ps(dst + k * kNR, load8(b, dt, k * ldb + j0));
+          _mm256_store_ps(dst + k * kNR + 8, load8(b, dt, k * ldb + j0 + 8));
+        }
+      } else {
+        for (int64_t k = 0; k < kc; ++k)
+          for (int j = 0; j < kNR; ++j)
+            dst[k * kNR + j] = j < cols ? load1(b, dt, k * ldb + j0 + j) : 0.0f;
+      }
+    } else {
+      int64_t k = 0;
+      if (cols == kNR) {
+        // Two 8x8 transposes per 8 k: rows n of B become columns of the panel.
+        for (; k + 8 <= kc; k += 8) {
+          for (int half = 0; half < 2; ++half) {
+            __m256 r[8];
+            for (int j = 0; j < 8; ++j) r[j] = load8(b, dt, (j0 + half * 8 + j) * ldb + k);
+            transpose8(r);
+            for (int kk = 0; kk < 8; ++kk) _mm256_store_ps(dst + (k + kk) * kNR + half * 8, r[kk]);
+          }
+        }
+      }
+      for (; k < kc; ++k)
+        for (int j = 0; j < kNR; ++j)
+          dst[k * kNR + j] = j < cols ? load1(b, dt, (j0 + j) * ldb + k) : 0.0f;
+    }
+    dst += kc * kNR;
+  }
+}
+
+// The 6x16 micro-kernel: 12 ymm accumulators, 2 B vectors, 1 broadcast per row per k.
+// Per k: 12 FMAs against 2 loads + 6 broadcasts, so FMA throughput is the limit.
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_load_ps(b);
+    const __m256 b1 = _mm256_load_ps(b + 8);
+    __m256 av = _mm256_broadcast_ss(a + 0);
+    c00 = _mm256_fmadd_ps(av, b0, c00);
+    c01 = _mm256_fmadd_ps(av, b1, c01);
+    av = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(av, b0, c10);
+    c11 = _mm256_fmadd_ps(av, b1, c11);
+    av = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(av, b0, c20);
+    c21 = _mm256_fmadd_ps(av, b1, c21);
+    av = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(av, b0, c30);
+    c31 = _mm256_fmadd_ps(av, b1, c31);
+    av = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(av, b0, c40);
+    c41 = _mm256_fmadd_ps(av, b1, c41);
+    av = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(av, b0, c50);
+    c51 = _mm256_fmadd_ps(av, b1, c51);
+    a += kMR;
+    b += kNR;
+  }
+  __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
+  for (int i = 0; i < kMR; ++i) {
+    float* row = c + i * ldc;
+    __m256 v0 = acc[2 * i], v1 = acc[2 * i + 1];
+    if (accumulate) {
+      v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
+      v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row + 8));
+    }
+    _mm256_storeu_ps(row, v0);
+    _mm256_storeu_ps(row + 8, v1);
+  }
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// y[n] = dot(x, B[n, :]) for B stored [N, K]: 4 rows at a time share each x load, two
+// accumulators per row hide the FMA latency. Memory bound: B is read exactly once.
+void gemv_t(const float* x, const void* b, DType dt, int64_t ldb, int64_t K, int64_t n0,
+            int64_t n1, float* y) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    __m256 s[8];
+    for (int i = 0; i < 8; ++i) s[i] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+      for (int r = 0; r < 4; ++r) {
+        s[2 * r] = _mm256_fmadd_ps(x0, load8(b, dt, (n + r) * ldb + k), s[2 * r]);
+        s[2 * r + 1] = _mm256_fmadd_ps(x1, load8(b, dt, (n + r) * ldb + k + 8), s[2 * r + 1]);
+      }
+    }
+    for (; k + 8 <= K; k += 8) {
+      const __m256 x0 = _mm256_loadu_ps(x + k);
+      for (int r = 0; r < 4; ++r)
+        s[2 * r] = _mm256_fmadd_ps(x0, load8(b, dt, (n + r) * ldb + k), s[2 * r]);
+    }
+    for (int r = 0; r < 4; ++r) {
+      float t = hsum(_mm256_add_ps(s[2 * r], s[2 * r + 1]));
+      for (int64_t kk = k; kk < K; ++kk) t += x[kk] * load1(b, dt, (n + r) * ldb + kk);
+      y[n + r] = t;
+    }
+  }
+  for (; n < n1; ++n) {
+    __m256 s0 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(b, dt, n * ldb + k), s0);
+    float t = hsum(s0);
+    for (; k < K; ++k) t += x[k] * load1(b, dt, n * ldb + k);
+    y[n] = t;
+  }
+}
+
+// y[n0:n1] = sum_k x[k] * B[k, n0:n1] for B stored [K, N]: four rows of B stream at once,
+// y stays in L1 (the driver keeps n1 - n0 small).
+void gemv_n(const float* x, const void* b, DType dt, int64_t ldb, int64_t K, int64_t n0,
+            int64_t n1, float* y) {
+  for (int64_t n = n0; n < n1; ++n) y[n] = 0.0f;
+  int64_t k = 0;
+  for (; k + 4 <= K; k += 4) {
+    const __m256 x0 = _mm256_set1_ps(x[k]), x1 = _mm256_set1_ps(x[k + 1]);
+    const __m256 x2 = _mm256_set1_ps(x[k + 2]), x3 = _mm256_set1_ps(x[k + 3]);
+    int64_t n = n0;
+    for (; n + 8 <= n1; n += 8) {
+      __m256 acc = _mm256_loadu_ps(y + n);
+      acc = _mm256_fmadd_ps(x0, load8(b, dt, k * ldb + n), acc);
+      acc = _mm256_fmadd_ps(x1, load8(b, dt, (k + 1) * ldb + n), acc);
+      acc = _mm256_fmadd_ps(x2, load8(b, dt, (k + 2) * ldb + n), acc);
+      acc = _mm256_fmadd_ps(x3, load8(b, dt, (k + 3) * ldb + n), acc);
+      _mm256_storeu_ps(y + n, acc);
+    }
+    for (; n < n1; ++n)
+      y[n] += x[k] * load1(b, dt, k * ldb + n) + x[k + 1] * load1(b, dt, (k + 1) * ldb + n) +
+              x[k + 2] * load1(b, dt, (k + 2) * ldb + n) + x[k + 3] * load1(b, dt, (k + 3) * ldb + n);
+  }
+  for (; k < K; ++k)
+    for (int64_t n = n0; n < n1; ++n) y[n] += x[k] * load1(b, dt, k * ldb + n);
+}
+
+void gemv(const float* x, const void* b, DType dt, int64_t ldb, bool trans, int64_t K, int64_t n0,
+          int64_t n1, float* y) {
+  if (trans) gemv_t(x, b, dt, ldb, K, n0, n1, y);
+  else gemv_n(x, b, dt, ldb, K, n0, n1, y);
+}
+
+const Kernels kAvx2 = {Isa::avx2, pack_a, pack_b, kernel, gemv};
+
+}  // namespace
+
+const Kernels* kernels_avx2() { return &kAvx2; }
+
+}  // namespace gemm_cpu
+}  // namespace tf
+
+#else
+namespace tf {
+namespace gemm_cpu {
+const Kernels* kernels_avx2() { return nullptr; }
+}  // namespace gemm_cpu
+}  // namespace tf
+#endif

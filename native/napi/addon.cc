@@ -1,0 +1,38 @@
+// Module init. Context-aware (NODE_API_MODULE): every worker_thread gets its own EnvData.
+#include "napi_util.h"
+
+namespace tf {
+namespace napi {
+
+void register_backend(Napi::Env env, Napi::Object exports);
+void register_tensor(Napi::Env env, Napi::Object exports);
+void register_gemm(Napi::Env env, Napi::Object exports);
+
+namespace {
+
+// lib/native.ts hands over TensorfuseError so native errors are instances of it.
+Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsFunction()) throw Napi::TypeError::New(env, "expected the TensorfuseError class");
+  env.GetInstanceData<EnvData>()->error_ctor = Napi::Persistent(info[0].As<Napi::Function>());
+  return env.Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new EnvData());
+  exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass, "setErrorClass"));
+  register_backend(env, exports);
+  register_tensor(env, exports);
+  register_gemm(env, exports);
+  return exports;
+}
+
+}  // namespace
+}  // namespace napi
+}  // namespace tf
+
+static Napi::Object TensorfuseInit(Napi::Env env, Napi::Object exports) {
+  return tf::napi::Init(env, exports);
+}
+
+NODE_API_MODULE(tensorfuse, TensorfuseInit)

@@ -1,0 +1,140 @@
+#include "napi_util.h"
+
+#include <cmath>
+#include <limits>
+
+namespace tf {
+namespace napi {
+
+Napi::Error make_error(Napi::Env env, StatusCode code, const std::string& message) {
+  EnvData* data = env.GetInstanceData<EnvData>();
+  const char* code_name = status_code_name(code);
+  if (data && !data->error_ctor.IsEmpty()) {
+    Napi::Object err = data->error_ctor.New(
+        {Napi::String::New(env, code_name), Napi::String::New(env, message)});
+    return Napi::Error(env, err);
+  }
+  Napi::Error err = Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code_name));
+  return err;
+}
+
+void throw_status(Napi::Env env, const Status& s) { throw make_error(env, s.code, s.message); }
+
+static std::string where(const char* name) { return std::string("argument '") + name + "'"; }
+
+Buf arg_buffer(const Napi::CallbackInfo& info, size_t i, const char* name, bool optional) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[i];
+  if (optional && (v.IsNull() || v.IsUndefined())) return Buf{};
+  if (!v.IsTypedArray())
+    throw make_error(env, StatusCode::arg, where(name) + ": expected a TypedArray");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Napi::ArrayBuffer ab = ta.ArrayBuffer();
+  Buf b;
+  b.bytes = ta.ByteLength();
+  if (b.bytes > 0) {
+    if (ab.Data() == nullptr)
+      throw make_error(env, StatusCode::disposed, where(name) + ": its ArrayBuffer was detached");
+    b.data = static_cast<char*>(ab.Data()) + ta.ByteOffset();
+  }
+  return b;
+}
+
+int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
+  Napi::Env env = info.Env();
+  Napi::Value v = info[i];
+  if (!v.IsNumber()) throw make_error(env, StatusCode::arg, where(name) + ": expected an integer");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d || d < double(lo) || d > double(hi))
+    throw make_error(env, StatusCode::arg,
+                     where(name) + ": expected an integer in [" + std::to_string(lo) + ", " +
+                         std::to_string(hi) + "]");
+  return int64_t(d);
+}
+
+bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsBoolean())
+    throw make_error(info.Env(), StatusCode::arg, where(name) + ": expected a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = info[i];
+  if (!v.IsNumber())
+    throw make_error(info.Env(), StatusCode::arg, where(name) + ": expected a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+DType arg_dtype(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return DType(arg_int(info, i, name, 0, kNumDTypes - 1));
+}
+
+size_t checked_bytes(Napi::Env env, int64_t count, size_t elem_size, const char* name) {
+  if (count < 0) throw make_error(env, StatusCode::arg, where(name) + ": negative size");
+  if (uint64_t(count) > std::numeric_limits<size_t>::max() / elem_size)
+    throw make_error(env, StatusCode::arg, where(name) + ": byte size overflows");
+  return size_t(count) * elem_size;
+}
+
+void require_bytes(Napi::Env env, const Buf& buf, size_t need, const char* name) {
+  if (buf.bytes < need)
+    throw make_error(env, StatusCode::shape,
+                     where(name) + ": buffer holds " + std::to_string(buf.bytes) +
+                         " bytes, the shape needs " + std::to_string(need));
+}
+
+namespace {
+
+class AsyncOp : public Napi::AsyncWorker {
+ public:
+  AsyncOp(Napi::Env env, const std::vector<Napi::Value>& keep, std::function<Status()> work)
+      : Napi::AsyncWorker(env, "tensorfuse:op"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)) {
+    for (const auto& v : keep)
+      if (v.IsObject()) keep_.push_back(Napi::Persistent(v.As<Napi::Object>()));
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      status_ = work_();
+    } catch (const std::bad_alloc&) {
+      status_ = Status(StatusCode::oom, "out of memory");
+    } catch (const std::exception& e) {
+      status_ = Status(StatusCode::internal, e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    if (status_.ok()) deferred_.Resolve(env.Undefined());
+    else deferred_.Reject(make_error(env, status_.code, status_.message).Value());
+    keep_.clear();
+  }
+  void OnError(const Napi::Error& e) override {
+    deferred_.Reject(e.Value());
+    keep_.clear();
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<Status()> work_;
+  std::vector<Napi::ObjectReference> keep_;
+  Status status_;
+};
+
+}  // namespace
+
+Napi::Value run_async(Napi::Env env, const std::vector<Napi::Value>& keep,
+                      std::function<Status()> work) {
+  auto* op = new AsyncOp(env, keep, std::move(work));
+  Napi::Promise p = op->promise();
+  op->Queue();
+  return p;
+}
+
+}  // namespace napi
+}  // namespace tf
