@@ -67,8 +67,9 @@ GemmCall parse(const Napi::CallbackInfo& info) {
       throw make_error(env, StatusCode::dtype, "gemm: operands must be float32, float16 or bfloat16");
 
   const int64_t M = g.p.M, N = g.p.N, K = g.p.K;
-  if (g.batch > 1 && (g.stride_a < M * K || g.stride_c < M * N))
-    throw make_error(env, StatusCode::arg, "gemm: batch strides overlap");
+  // Inputs may be shared across the batch (stride 0); outputs must not overlap.
+  if (g.batch > 1 && g.stride_c < M * N)
+    throw make_error(env, StatusCode::arg, "gemm: output batch stride overlaps");
   require_bytes(env, a, checked_bytes(env, span(env, g.batch, g.stride_a, M, K, "a"), dtype_size(g.p.a_dtype), "a"), "a");
   require_bytes(env, b, checked_bytes(env, span(env, g.batch, g.stride_b, K, N, "b"), dtype_size(g.p.b_dtype), "b"), "b");
   require_bytes(env, out, checked_bytes(env, span(env, g.batch, g.stride_c, M, N, "out"), dtype_size(g.p.c_dtype), "out"), "out");

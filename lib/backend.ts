@@ -1,0 +1,43 @@
+/** backend: what this build and machine offer, and the knobs of the native pool. */
+import { describe, fail } from './errors.js';
+import { native } from './native.js';
+
+export interface BackendInfo {
+  version: string;
+  cpu: {
+    features: string[];
+    threads: number;
+    /** Instruction-set level the kernels dispatch to now ('avx2', 'neon' or 'generic'). */
+    isa: string;
+    /** Every level this CPU and build can run (tests hold each fast path to 'generic'). */
+    isas: string[];
+    model: string;
+  };
+  cuda: { available: boolean; devices: { name: string; capability: string; memory: number }[] };
+}
+
+/** The build, the CPU (features, threads, kernel level) and the CUDA devices. */
+export function info(): BackendInfo {
+  const n = native.info();
+  return {
+    version: n.version,
+    cpu: { features: n.features, threads: n.threads, isa: n.isa, isas: n.isas, model: n.model },
+    cuda: { available: false, devices: [] },
+  };
+}
+
+/** Threads of the native pool (the caller included); also TENSORFUSE_THREADS at load. */
+export function setThreads(n: number): void {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 1024)
+    fail('ERR_ARG', "backend.setThreads: argument 'n'", `expected an integer in [1, 1024], got ${describe(n)}`);
+  native.setThreads(n);
+}
+
+/**
+ * Forces the kernel level ('generic', 'avx2', 'neon') or restores the best one ('auto'); also
+ * TENSORFUSE_ISA at load. Meant for tests and benchmarks: 'generic' is the scalar reference path.
+ */
+export function setIsa(isa: string): void {
+  if (typeof isa !== 'string') fail('ERR_ARG', "backend.setIsa: argument 'isa'", `expected a string, got ${describe(isa)}`);
+  native.setIsa(isa === 'auto' ? native.info().bestIsa : isa);
+}

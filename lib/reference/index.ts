@@ -1,0 +1,4 @@
+/** float64 references of every op, written for clarity (tests and benches compare to them). */
+export * from './tensor64.js';
+export * from './gemm.js';
+export * from './dtype.js';

@@ -1,0 +1,322 @@
+/**
+ * Tensor: a dtype, a shape and a storage. CPU storage is a JS ArrayBuffer (zero-copy both ways,
+ * owned by the GC); reshape() views share it; dispose() drops it for every view at once.
+ */
+import { inspect } from 'node:util';
+import {
+  DTYPE_BYTES,
+  DTYPE_CODE,
+  STORAGE,
+  bfloat16Bits,
+  checkDType,
+  dtypeOfArray,
+  float16Bits,
+  isDType,
+  type DType,
+  type Storage,
+  type TypedArray,
+} from './dtype.js';
+import { TensorfuseError, describe, fail } from './errors.js';
+import { native } from './native.js';
+import { checkBytes, checkShape, fmtShape, numel } from './shape.js';
+
+export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+
+/** Shared by a tensor and its views; `data` becomes null on dispose. */
+interface Cell {
+  data: Storage | null;
+}
+
+export class Tensor {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  readonly device: Device;
+  readonly size: number;
+  readonly #cell: Cell;
+
+  /** @internal Use tensor(), zeros() or randn(). */
+  constructor(cell: Cell, dtype: DType, shape: readonly number[], device: Device = 'cpu') {
+    this.#cell = cell;
+    this.dtype = dtype;
+    this.shape = shape;
+    this.device = device;
+    this.size = numel(shape);
+  }
+
+  /** Number of dimensions. */
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** True once dispose() was called on this tensor or on one sharing its storage. */
+  get disposed(): boolean {
+    return this.#cell.data === null;
+  }
+
+  /**
+   * The storage as a TypedArray: a zero-copy view on the CPU (float16/bfloat16 as raw Uint16
+   * bits). Writing to it changes the tensor.
+   */
+  data(): Storage {
+    return storageOf(this, 'tensor');
+  }
+
+  /** A float32 copy of the values. */
+  toFloat32(): Float32Array {
+    const src = storageOf(this, 'tensor');
+    if (this.dtype === 'float32') return (src as Float32Array).slice();
+    const out = new Float32Array(this.size);
+    native.convert(src, DTYPE_CODE[this.dtype], out, DTYPE_CODE.float32, this.size);
+    return out;
+  }
+
+  /** A view with a new shape and the same storage; one size may be -1 (inferred). */
+  reshape(shape: number[]): Tensor {
+    const where = 'reshape: argument \'shape\'';
+    storageOf(this, 'tensor');
+    if (!Array.isArray(shape)) fail('ERR_SHAPE', where, `expected an array of sizes, got ${describe(shape)}`);
+    let infer = -1;
+    let known = 1;
+    for (let i = 0; i < shape.length; i++) {
+      if (shape[i] === -1) {
+        if (infer >= 0) fail('ERR_SHAPE', where, 'only one size may be -1');
+        infer = i;
+      } else {
+        known *= shape[i];
+      }
+    }
+    const resolved = shape.slice();
+    if (infer >= 0) {
+      if (!Number.isSafeInteger(known) || known <= 0 || this.size % known !== 0)
+        fail('ERR_SHAPE', where, `cannot infer -1 in ${fmtShape(shape)} for ${this.size} elements`);
+      resolved[infer] = this.size / known;
+    }
+    const checked = checkShape(resolved, where);
+    if (numel(checked) !== this.size)
+      fail('ERR_SHAPE', where, `${fmtShape(checked)} has ${numel(checked)} elements, the tensor ${fmtShape(this.shape)} has ${this.size}`);
+    return new Tensor(this.#cell, this.dtype, checked, this.device);
+  }
+
+  /**
+   * A copy converted to another dtype (floats round to nearest even; floats to integers
+   * truncate toward zero and saturate, NaN -> 0) or moved to another device.
+   */
+  to(target: Device | DType): Tensor {
+    const src = storageOf(this, 'tensor');
+    if (isDType(target)) {
+      const out = allocate(target, this.size, 'to');
+      native.convert(src, DTYPE_CODE[this.dtype], out, DTYPE_CODE[target], this.size);
+      return new Tensor({ data: out }, target, this.shape, this.device);
+    }
+    const device = checkDevice(target, 'to: argument \'target\'');
+    if (device === 'cpu') return new Tensor({ data: src.slice() }, this.dtype, this.shape, 'cpu');
+    return fail('ERR_DEVICE', 'to', `device '${device}' is not available: this build of tensorfuse runs on the CPU only`);
+  }
+
+  /** Drops the storage now (for every view sharing it); any later use throws ERR_DISPOSED. */
+  dispose(): void {
+    this.#cell.data = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return `Tensor(${this.dtype}, ${fmtShape(this.shape)}${this.device === 'cpu' ? '' : `, ${this.device}`}${this.disposed ? ', disposed' : ''})`;
+  }
+
+  [inspect.custom](): string {
+    return this.toString();
+  }
+
+  /** @internal */
+  static cellOf(t: Tensor): Cell {
+    return t.#cell;
+  }
+}
+
+/** The storage of `t`, or ERR_DISPOSED naming the argument. */
+export function storageOf(t: Tensor, name: string): Storage {
+  const data = Tensor.cellOf(t).data;
+  if (data === null) throw new TensorfuseError('ERR_DISPOSED', `argument '${name}': the tensor was disposed`);
+  return data;
+}
+
+export function checkDevice(v: unknown, where: string): Device {
+  if (v === 'cpu' || v === 'cuda') return v;
+  if (typeof v === 'string' && /^cuda:(0|[1-9][0-9]{0,3})$/.test(v)) return v as Device;
+  return fail('ERR_DEVICE', where, `expected 'cpu', 'cuda' or 'cuda:N', got ${describe(v)}`);
+}
+
+/** A fresh zero-filled storage of n elements of dtype. */
+export function allocate(dtype: DType, n: number, op: string): Storage {
+  checkBytes(n, DTYPE_BYTES[dtype], op);
+  try {
+    return new STORAGE[dtype](n);
+  } catch (e) {
+    return fail('ERR_OOM', op, `cannot allocate ${n} ${dtype} elements: ${(e as Error).message}`);
+  }
+}
+
+/** @internal Wraps a storage (no copy, no checks). */
+export function wrap(data: Storage, dtype: DType, shape: readonly number[]): Tensor {
+  return new Tensor({ data }, dtype, shape, 'cpu');
+}
+
+const INT_RANGE: Partial<Record<DType, [number, number]>> = {
+  int8: [-128, 127],
+  uint8: [0, 255],
+  int32: [-2147483648, 2147483647],
+};
+
+/**
+ * A tensor from values. A TypedArray whose type matches the dtype's storage is wrapped without
+ * a copy (Float32Array for float32, Uint16Array of raw bits for float16/bfloat16, Int8Array,
+ * Uint8Array, Int32Array); anything else is converted. Integer dtypes take integers in range.
+ * @example tensor(new Float32Array([1, 2, 3, 4]), [2, 2])
+ */
+export function tensor(data: TypedArray | ArrayLike<number>, shape: number[], dtype?: DType): Tensor {
+  const where = 'tensor';
+  if (data === null || typeof data !== 'object' || typeof (data as ArrayLike<number>).length !== 'number')
+    fail('ERR_ARG', `${where}: argument 'data'`, `expected a TypedArray or an array of numbers, got ${describe(data)}`);
+  if (ArrayBuffer.isView(data) && data instanceof DataView)
+    fail('ERR_ARG', `${where}: argument 'data'`, 'a DataView is not accepted: pass a TypedArray');
+  const s = checkShape(shape, `${where}: argument 'shape'`);
+  const n = numel(s);
+  const len = (data as ArrayLike<number>).length;
+  if (!Number.isSafeInteger(len) || len < 0)
+    fail('ERR_ARG', `${where}: argument 'data'`, `invalid length ${describe(len)}`);
+  if (len !== n)
+    fail('ERR_SHAPE', `${where}: argument 'shape'`, `${fmtShape(s)} needs ${n} elements, data has ${len}`);
+  const isView = ArrayBuffer.isView(data);
+  let dt: DType;
+  if (dtype === undefined) {
+    if (isView && data instanceof Uint16Array)
+      fail('ERR_DTYPE', `${where}: argument 'dtype'`, "a Uint16Array holds raw 16-bit float bits: pass dtype 'float16' or 'bfloat16'");
+    dt = (isView && dtypeOfArray(data as ArrayBufferView)) || 'float32';
+  } else {
+    dt = checkDType(dtype, `${where}: argument 'dtype'`);
+  }
+  // Zero-copy wrap when the storage class matches.
+  if (isView && data instanceof STORAGE[dt] && !(data instanceof Uint8ClampedArray))
+    return wrap(data as Storage, dt, s);
+  const out = allocate(dt, n, where);
+  if (isView && data instanceof Float32Array) {
+    native.convert(data, DTYPE_CODE.float32, out, DTYPE_CODE[dt], n);
+    return wrap(out, dt, s);
+  }
+  const src = data as ArrayLike<number>;
+  const range = INT_RANGE[dt];
+  for (let i = 0; i < n; i++) {
+    const v = src[i];
+    if (typeof v !== 'number')
+      fail('ERR_ARG', `${where}: argument 'data'`, `element ${i} is ${describe(v)}, expected a number`);
+    if (range) {
+      if (!Number.isInteger(v) || v < range[0] || v > range[1])
+        fail('ERR_ARG', `${where}: argument 'data'`, `element ${i} = ${describe(v)} is not an ${dt} value (integers in [${range[0]}, ${range[1]}])`);
+      out[i] = v;
+    } else if (dt === 'float16') {
+      out[i] = float16Bits(v);
+    } else if (dt === 'bfloat16') {
+      out[i] = bfloat16Bits(v);
+    } else {
+      out[i] = v;
+    }
+  }
+  return wrap(out, dt, s);
+}
+
+interface CreateOptions {
+  dtype?: DType;
+  device?: Device;
+}
+
+function parseCreateOptions(opts: unknown, op: string, extra: string[] = []): { dtype: DType; device: Device; rest: Record<string, unknown> } {
+  if (opts === undefined || opts === null) return { dtype: 'float32', device: 'cpu', rest: {} };
+  if (typeof opts !== 'object' || Array.isArray(opts))
+    fail('ERR_ARG', `${op}: argument 'opts'`, `expected an options object, got ${describe(opts)}`);
+  const o = opts as Record<string, unknown>;
+  for (const k of Object.keys(o))
+    if (!['dtype', 'device', ...extra].includes(k)) fail('ERR_ARG', `${op}: argument 'opts'`, `unknown option '${k}'`);
+  const dtype = o.dtype === undefined ? 'float32' : checkDType(o.dtype, `${op}: option 'dtype'`);
+  const device = o.device === undefined ? 'cpu' : checkDevice(o.device, `${op}: option 'device'`);
+  if (device !== 'cpu')
+    fail('ERR_DEVICE', `${op}: option 'device'`, `device '${device}' is not available: this build of tensorfuse runs on the CPU only`);
+  return { dtype, device, rest: o };
+}
+
+/** A tensor of zeros. @example zeros([2, 3], { dtype: 'float16' }) */
+export function zeros(shape: number[], opts?: CreateOptions): Tensor {
+  const { dtype } = parseCreateOptions(opts, 'zeros');
+  const s = checkShape(shape, "zeros: argument 'shape'");
+  return wrap(allocate(dtype, numel(s), 'zeros'), dtype, s);
+}
+
+/**
+ * Standard normal samples (Box-Muller over xoshiro128**), reproducible for a given seed on
+ * every platform. Integer dtypes get the samples rounded toward zero.
+ * @example randn([4, 8], { seed: 42 })
+ */
+export function randn(shape: number[], opts?: CreateOptions & { seed?: number }): Tensor {
+  const { dtype, rest } = parseCreateOptions(opts, 'randn', ['seed']);
+  const s = checkShape(shape, "randn: argument 'shape'");
+  let seed = rest.seed;
+  if (seed === undefined) seed = Math.floor(Math.random() * 2 ** 32);
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0)
+    fail('ERR_ARG', "randn: option 'seed'", `expected a non-negative integer, got ${describe(seed)}`);
+  const n = numel(s);
+  checkBytes(n, 4, 'randn');
+  const f = new Float32Array(n);
+  fillNormal(f, seed);
+  if (dtype === 'float32') return wrap(f, dtype, s);
+  const out = allocate(dtype, n, 'randn');
+  native.convert(f, DTYPE_CODE.float32, out, DTYPE_CODE[dtype], n);
+  return wrap(out, dtype, s);
+}
+
+/** Fills `out` with N(0, 1) samples from a xoshiro128** stream seeded by splitmix32(seed). */
+export function fillNormal(out: Float32Array, seed: number): void {
+  let x = (seed % 2 ** 32) ^ Math.floor(seed / 2 ** 32);
+  const sm = (): number => {
+    x = (x + 0x9e3779b9) | 0;
+    let z = x;
+    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+    return (z ^ (z >>> 16)) >>> 0;
+  };
+  let s0 = sm(), s1 = sm(), s2 = sm(), s3 = sm();
+  const next = (): number => {
+    const r = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
+    const t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3, 11);
+    return r;
+  };
+  // uniform in (0, 1] with 32 random bits
+  const uni = (): number => (next() + 1) / 4294967296;
+  for (let i = 0; i < out.length; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(uni()));
+    const th = 2 * Math.PI * uni();
+    out[i] = r * Math.cos(th);
+    if (i + 1 < out.length) out[i + 1] = r * Math.sin(th);
+  }
+}
+
+function rotl(v: number, k: number): number {
+  return (v << k) | (v >>> (32 - k));
+}
+
+/** Checks that `v` is a live CPU Tensor; names the argument in the error. */
+export function checkTensor(v: unknown, op: string, name: string): Tensor {
+  if (!(v instanceof Tensor))
+    fail('ERR_ARG', `${op}: argument '${name}'`, `expected a Tensor, got ${describe(v)}`);
+  storageOf(v, name);
+  if (v.device !== 'cpu')
+    fail('ERR_DEVICE', `${op}: argument '${name}'`, `is on '${v.device}', this op runs on the CPU`);
+  return v;
+}
