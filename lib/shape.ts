@@ -1,4 +1,5 @@
 /** Shape checks shared by Tensor and the ops. */
+import { constants } from 'node:buffer';
 import { describe, fail } from './errors.js';
 
 export const MAX_RANK = 16;
@@ -36,5 +37,5 @@ export function checkBytes(n: number, bytesPerElement: number, where: string): n
   return bytes;
 }
 
-// V8's limit on one ArrayBuffer (2^53 - 1 in theory; 2^32+ on 64-bit builds in practice).
-const MAX_BUFFER_BYTES = 2 ** 53 - 1;
+// The largest ArrayBuffer this runtime allocates (4 GiB on 64-bit Node 20).
+const MAX_BUFFER_BYTES = constants.MAX_LENGTH;

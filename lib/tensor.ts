@@ -266,8 +266,7 @@ export function randn(shape: number[], opts?: CreateOptions & { seed?: number })
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0)
     fail('ERR_ARG', "randn: option 'seed'", `expected a non-negative integer, got ${describe(seed)}`);
   const n = numel(s);
-  checkBytes(n, 4, 'randn');
-  const f = new Float32Array(n);
+  const f = allocate('float32', n, 'randn') as Float32Array;
   fillNormal(f, seed);
   if (dtype === 'float32') return wrap(f, dtype, s);
   const out = allocate(dtype, n, 'randn');

@@ -1,0 +1,160 @@
+/** matmul and linear against the float64 reference, on every kernel level, at odd sizes. */
+import { describe, expect, it } from 'vitest';
+import { backend, linear, linearAsync, matmul, matmulAsync, tensor, type DType } from 'tensorfuse';
+import { linearRef, matmulRef, relativeError, toF64 } from 'tensorfuse/reference';
+import { ISAS, forEachIsa, rand, tolerance, withSeed } from './helpers';
+
+const SIZES: [number, number, number][] = [
+  [1, 1, 1],
+  [1, 7, 33],
+  [7, 33, 127],
+  [33, 17, 1],
+  [1, 300, 127],
+  [127, 65, 300],
+  [6, 16, 256],
+  [13, 129, 257],
+  [100, 33, 600],
+];
+const DTYPES: DType[] = ['float32', 'float16', 'bfloat16'];
+
+describe('matmul', () => {
+  it('reports the kernel levels it tests', () => {
+    expect(ISAS[0]).toBe('generic');
+    expect(ISAS.length).toBeGreaterThanOrEqual(1);
+  });
+
+  for (const dtype of DTYPES)
+    for (const transB of [false, true])
+      it(`${dtype}${transB ? ' transB' : ''} matches the float64 reference at odd sizes on every ISA`, () => {
+        withSeed(`matmul ${dtype}`, () => {
+          for (const [M, N, K] of SIZES) {
+            const a = rand([M, K], dtype);
+            const b = rand(transB ? [N, K] : [K, N], dtype);
+            const ref = matmulRef(toF64(a), toF64(b), transB);
+            const outs: Float32Array[] = [];
+            forEachIsa((isa) => {
+              const c = matmul(a, b, { transB });
+              expect(c.dtype).toBe(dtype);
+              expect(c.shape).toEqual([M, N]);
+              const got = c.toFloat32();
+              expect(got.every(Number.isFinite), `${isa} ${M}x${N}x${K}: non-finite output`).toBe(true);
+              const err = relativeError(got, ref.data);
+              expect(err, `${isa} ${M}x${N}x${K}`).toBeLessThan(tolerance(dtype, K));
+              outs.push(got);
+            });
+            // the fast path agrees with the scalar one as closely as with the reference
+            if (outs.length > 1) expect(relativeError(outs[1], outs[0])).toBeLessThan(2 * tolerance(dtype, K));
+          }
+        });
+      });
+
+  it('handles batched, broadcast and vector operands like numpy', () => {
+    withSeed('matmul batch', () => {
+      const cases: [number[], number[]][] = [
+        [[2, 3, 5, 7], [7, 4]],
+        [[3, 5, 7], [3, 7, 4]],
+        [[5, 7], [3, 7, 4]],
+        [[2, 1, 5, 7], [1, 3, 7, 4]],
+        [[7], [7, 4]],
+        [[7], [2, 7, 4]],
+      ];
+      for (const [as, bs] of cases) {
+        const a = rand(as);
+        const b = rand(bs);
+        const ref = matmulRef(toF64(a), toF64(b));
+        const c = matmul(a, b);
+        expect(c.shape, `${as} x ${bs}`).toEqual(ref.shape);
+        expect(relativeError(c.toFloat32(), ref.data)).toBeLessThan(1e-5);
+      }
+    });
+  });
+
+  it('handles empty sizes (K = 0 gives zeros, M = 0 gives an empty tensor)', () => {
+    const z = matmul(tensor(new Float32Array(0), [3, 0]), tensor(new Float32Array(0), [0, 4]));
+    expect(z.shape).toEqual([3, 4]);
+    expect([...z.toFloat32()]).toEqual(new Array(12).fill(0));
+    expect(matmul(tensor(new Float32Array(0), [0, 5]), rand([5, 2])).shape).toEqual([0, 2]);
+  });
+
+  it('gives the same result for 1 and 2 threads (the reduction order does not depend on threads)', () => {
+    const a = rand([70, 300]);
+    const b = rand([300, 90]);
+    const t0 = backend.info().cpu.threads;
+    try {
+      backend.setThreads(1);
+      const one = matmul(a, b).toFloat32();
+      backend.setThreads(2);
+      const two = matmul(a, b).toFloat32();
+      expect(Buffer.from(two.buffer).equals(Buffer.from(one.buffer))).toBe(true);
+    } finally {
+      backend.setThreads(t0);
+    }
+  });
+
+  it('does not modify its inputs', () => {
+    const a = rand([9, 20], 'float16');
+    const b = rand([20, 11], 'float16');
+    const a0 = a.data().slice();
+    const b0 = b.data().slice();
+    matmul(a, b);
+    expect(a.data()).toEqual(a0);
+    expect(b.data()).toEqual(b0);
+  });
+});
+
+describe('linear', () => {
+  for (const dtype of DTYPES)
+    it(`${dtype} with and without bias matches the reference on every ISA`, () => {
+      withSeed(`linear ${dtype}`, () => {
+        for (const [M, N, K] of SIZES) {
+          const x = rand([M, K], dtype);
+          const w = rand([N, K], dtype);
+          const bias = rand([N], dtype);
+          const ref = linearRef(toF64(x), toF64(w), toF64(bias));
+          const refNoBias = linearRef(toF64(x), toF64(w));
+          forEachIsa((isa) => {
+            const y = linear(x, w, { bias });
+            expect(y.shape).toEqual([M, N]);
+            expect(relativeError(y.toFloat32(), ref.data), `${isa} ${M}x${N}x${K}`).toBeLessThan(tolerance(dtype, K));
+            const y2 = linear(x, w);
+            expect(relativeError(y2.toFloat32(), refNoBias.data), `${isa} no bias`).toBeLessThan(tolerance(dtype, K));
+          });
+        }
+      });
+    });
+
+  it('keeps leading dims of x and takes a float32 bias with 16-bit inputs', () => {
+    const x = rand([2, 3, 40], 'bfloat16');
+    const w = rand([24, 40], 'bfloat16');
+    const bias = rand([24]);
+    const y = linear(x, w, { bias });
+    expect(y.shape).toEqual([2, 3, 24]);
+    const ref = linearRef(toF64(x), toF64(w), toF64(bias));
+    expect(relativeError(y.toFloat32(), ref.data)).toBeLessThan(tolerance('bfloat16', 40));
+  });
+});
+
+describe('async twins', () => {
+  it('matmulAsync and linearAsync give bitwise the sync result', async () => {
+    for (const dtype of DTYPES) {
+      const a = rand([37, 130], dtype);
+      const b = rand([130, 41], dtype);
+      const sync = matmul(a, b).data();
+      const asyn = (await matmulAsync(a, b)).data();
+      expect(Buffer.from(asyn.buffer).equals(Buffer.from(sync.buffer))).toBe(true);
+      const w = rand([41, 130], dtype);
+      const bias = rand([41]);
+      const ls = linear(a, w, { bias }).data();
+      const la = (await linearAsync(a, w, { bias })).data();
+      expect(Buffer.from(la.buffer).equals(Buffer.from(ls.buffer))).toBe(true);
+    }
+  });
+
+  it('runs many async ops at once', async () => {
+    const a = rand([64, 64]);
+    const b = rand([64, 64]);
+    const want = matmul(a, b).data();
+    const outs = await Promise.all(Array.from({ length: 16 }, () => matmulAsync(a, b)));
+    for (const o of outs) expect(o.data()).toEqual(want);
+  });
+});

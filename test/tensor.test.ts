@@ -1,0 +1,240 @@
+/** Tensor: construction, zero-copy wrapping, views, dtype conversion against the reference, dispose. */
+import { describe, expect, it } from 'vitest';
+import { Tensor, TensorfuseError, backend, randn, tensor, zeros, type DType } from 'tensorfuse';
+import { bfloat16BitsRef, bfloat16ValueRef, float16BitsRef, float16ValueRef } from 'tensorfuse/reference';
+import { expectError, forEachIsa, withSeed } from './helpers';
+
+/** Edge values for 16-bit rounding: ties, subnormals, overflow, signed zeros, NaN, Inf. */
+function edgeValues(): number[] {
+  const v = [0, -0, 1, -1, 65504, 65519.99, 65520, 65536, 1e6, -1e6, Infinity, -Infinity, NaN,
+    2 ** -14, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -25 * 1.0000001, 2 ** -26, 1e-8, 5.96e-8,
+    1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 3.4e38, -3.4e38, 1e-40, -1e-45,
+    2 ** -126, 2 ** -133, 2 ** -134, 3 * 2 ** -135, 0.1, -0.3, 1 / 3, Math.PI];
+  return v.map((x) => Math.fround(x));
+}
+
+function f32Bits(x: number): number {
+  return new Uint32Array(new Float32Array([x]).buffer)[0];
+}
+
+describe('tensor()', () => {
+  it('wraps matching TypedArrays without a copy and copies anything else', () => {
+    const f = new Float32Array([1, 2, 3, 4, 5, 6]);
+    const t = tensor(f, [2, 3]);
+    expect(t.dtype).toBe('float32');
+    expect(t.data()).toBe(f);
+    f[0] = 42;
+    expect(t.data()[0]).toBe(42);
+    const cases: [ArrayBufferView, DType][] = [
+      [new Int8Array([1, -2]), 'int8'],
+      [new Uint8Array([1, 2]), 'uint8'],
+      [new Int32Array([1, -2]), 'int32'],
+    ];
+    for (const [arr, dt] of cases) {
+      const w = tensor(arr as Int8Array, [2]);
+      expect(w.dtype).toBe(dt);
+      expect(w.data()).toBe(arr);
+    }
+    const h = new Uint16Array([0x3c00, 0xc000]);
+    const th = tensor(h, [2], 'float16');
+    expect(th.data()).toBe(h);
+    expect([...th.toFloat32()]).toEqual([1, -2]);
+    expect([...tensor(h, [2], 'bfloat16').toFloat32()]).toEqual([bfloat16ValueRef(0x3c00), bfloat16ValueRef(0xc000)]);
+    const copy = tensor([1, 2, 3], [3]);
+    expect(copy.dtype).toBe('float32');
+    expect([...copy.data()]).toEqual([1, 2, 3]);
+    expect(tensor(new Float64Array([0.5, 1.5]), [2]).dtype).toBe('float32');
+  });
+
+  it('rounds numbers to float16/bfloat16 once, from float64, like the reference', () => {
+    withSeed('tensor f16', (seed) => {
+      const vals = [...edgeValues(), 65519.999, 1 + 2 ** -11 + 2 ** -40, 2 ** -25 + 2 ** -60];
+      const rng = randn([2000], { seed, dtype: 'float32' }).data() as Float32Array;
+      for (let i = 0; i < rng.length; i++) vals.push(rng[i] * 10 ** ((i % 20) - 10) * 1.000000123);
+      const h = tensor(vals, [vals.length], 'float16').data() as Uint16Array;
+      const b = tensor(vals, [vals.length], 'bfloat16').data() as Uint16Array;
+      vals.forEach((v, i) => {
+        if (Number.isNaN(v)) {
+          expect(Number.isNaN(float16ValueRef(h[i]))).toBe(true);
+          expect(Number.isNaN(bfloat16ValueRef(b[i]))).toBe(true);
+        } else {
+          expect(h[i], `float16(${v})`).toBe(float16BitsRef(v));
+          expect(b[i], `bfloat16(${v})`).toBe(bfloat16BitsRef(v));
+        }
+      });
+    });
+  });
+
+  it('checks integer data for integer dtypes', () => {
+    expect([...tensor([-128, 127], [2], 'int8').data()]).toEqual([-128, 127]);
+    expectError(() => tensor([1.5], [1], 'int8'), 'ERR_ARG', 'element 0');
+    expectError(() => tensor([300], [1], 'uint8'), 'ERR_ARG', 'uint8');
+    expectError(() => tensor([1, 'x' as unknown as number], [2]), 'ERR_ARG', 'element 1');
+  });
+});
+
+describe('Tensor.to(dtype)', () => {
+  it('float32 -> float16/bfloat16 matches the reference bit for bit on every ISA', () => {
+    withSeed('to f16', (seed) => {
+      const vals = edgeValues();
+      const r = randn([4099], { seed }).data() as Float32Array;
+      for (let i = 0; i < r.length; i++) vals.push(Math.fround(r[i] * 2 ** ((i % 60) - 30)));
+      // every float32 in a window around the float16 subnormal/normal boundary and ties
+      for (let u = f32Bits(2 ** -15) - 300; u < f32Bits(2 ** -15) + 300; u++) vals.push(new Float32Array(new Uint32Array([u]).buffer)[0]);
+      const t = tensor(new Float32Array(vals), [vals.length]);
+      forEachIsa((isa) => {
+        const h = t.to('float16').data() as Uint16Array;
+        const b = t.to('bfloat16').data() as Uint16Array;
+        vals.forEach((v, i) => {
+          if (Number.isNaN(v)) {
+            expect(Number.isNaN(float16ValueRef(h[i])), isa).toBe(true);
+            expect(Number.isNaN(bfloat16ValueRef(b[i])), isa).toBe(true);
+          } else {
+            expect(h[i], `${isa} float16(${v})`).toBe(float16BitsRef(v));
+            expect(b[i], `${isa} bfloat16(${v})`).toBe(bfloat16BitsRef(v));
+          }
+        });
+      });
+    });
+  });
+
+  it('float16 -> float32 is exact for all 65536 bit patterns, and round-trips', () => {
+    const all = new Uint16Array(65536).map((_, i) => i);
+    forEachIsa((isa) => {
+      for (const dt of ['float16', 'bfloat16'] as const) {
+        const f = tensor(all, [65536], dt).toFloat32();
+        const value = dt === 'float16' ? float16ValueRef : bfloat16ValueRef;
+        let bad = -1;
+        for (let i = 0; i < 65536 && bad < 0; i++) {
+          const want = value(i);
+          if (Number.isNaN(want) ? !Number.isNaN(f[i]) : !Object.is(f[i], want)) bad = i;
+        }
+        expect(bad, `${isa} ${dt}: first wrong pattern 0x${bad.toString(16)}`).toBe(-1);
+        const back = tensor(f, [65536]).to(dt).data() as Uint16Array;
+        for (let i = 0; i < 65536 && bad < 0; i++) if (!Number.isNaN(f[i]) && back[i] !== i) bad = i;
+        expect(bad, `${isa} ${dt}: round trip of 0x${bad.toString(16)}`).toBe(-1);
+      }
+    });
+  });
+
+  it('floats to integers truncate toward zero and saturate; NaN -> 0', () => {
+    const t = tensor([1.7, -1.7, 300, -300, NaN, Infinity, -Infinity, 0.4], [8]);
+    expect([...t.to('int8').data()]).toEqual([1, -1, 127, -128, 0, 127, -128, 0]);
+    expect([...t.to('uint8').data()]).toEqual([1, 0, 255, 0, 0, 255, 0, 0]);
+    expect([...t.to('int32').data()]).toEqual([1, -1, 300, -300, 0, 2147483647, -2147483648, 0]);
+    expect([...tensor([-5, 7], [2], 'int8').to('float16').toFloat32()]).toEqual([-5, 7]);
+    expect([...tensor([2 ** 31 - 1], [1], 'int32').to('float32').data()]).toEqual([2 ** 31]);
+  });
+
+  it('returns a copy: the source is unchanged and independent', () => {
+    const a = randn([5], { seed: 3 });
+    const b = a.to('float32');
+    expect(b.data()).not.toBe(a.data());
+    expect(b.data()).toEqual(a.data());
+    const c = a.to('cpu');
+    (c.data() as Float32Array)[0] = 99;
+    expect(a.data()[0]).not.toBe(99);
+  });
+});
+
+describe('Tensor views and lifetime', () => {
+  it('reshape shares storage and infers one -1', () => {
+    const t = randn([2, 3, 4], { seed: 1 });
+    const v = t.reshape([6, -1]);
+    expect(v.shape).toEqual([6, 4]);
+    expect(v.data()).toBe(t.data());
+    expect(t.reshape([-1]).shape).toEqual([24]);
+    expectError(() => t.reshape([5, 5]), 'ERR_SHAPE', '25');
+    expectError(() => t.reshape([-1, -1]), 'ERR_SHAPE', '-1');
+    expectError(() => t.reshape([7, -1]), 'ERR_SHAPE', 'infer');
+    expect(zeros([0, 3]).reshape([3, -1, 5]).shape).toEqual([3, 0, 5]);
+  });
+
+  it('dispose frees every view; later use throws ERR_DISPOSED', () => {
+    const t = randn([4, 4], { seed: 2 });
+    const v = t.reshape([16]);
+    t.dispose();
+    expect(t.disposed).toBe(true);
+    expectError(() => v.data(), 'ERR_DISPOSED');
+    expectError(() => t.toFloat32(), 'ERR_DISPOSED');
+    expectError(() => t.to('float16'), 'ERR_DISPOSED');
+    expectError(() => t.reshape([16]), 'ERR_DISPOSED');
+    t.dispose(); // idempotent
+    {
+      using u = randn([2], { seed: 4 });
+      expect(u.size).toBe(2);
+      var escaped = u; // eslint-disable-line no-var
+    }
+    expect(escaped.disposed).toBe(true);
+  });
+
+  it('describes itself', () => {
+    const t = zeros([2, 3], { dtype: 'bfloat16' });
+    expect(String(t)).toBe('Tensor(bfloat16, [2, 3])');
+    expect(t.size).toBe(6);
+    expect(t.device).toBe('cpu');
+    expect(t).toBeInstanceOf(Tensor);
+  });
+});
+
+describe('zeros / randn', () => {
+  it('zeros has every dtype', () => {
+    for (const dt of ['float32', 'float16', 'bfloat16', 'int8', 'uint8', 'int32'] as const) {
+      const z = zeros([3, 5], { dtype: dt });
+      expect(z.dtype).toBe(dt);
+      expect([...z.data()].every((x) => x === 0)).toBe(true);
+    }
+  });
+
+  it('randn is reproducible per seed and looks standard normal', () => {
+    const a = randn([20000], { seed: 123 }).data() as Float32Array;
+    const b = randn([20000], { seed: 123 }).data() as Float32Array;
+    const c = randn([20000], { seed: 124 }).data() as Float32Array;
+    expect(a).toEqual(b);
+    expect(a).not.toEqual(c);
+    let m = 0;
+    let s = 0;
+    for (const x of a) m += x;
+    m /= a.length;
+    for (const x of a) s += (x - m) ** 2;
+    s = Math.sqrt(s / a.length);
+    expect(Math.abs(m)).toBeLessThan(0.05);
+    expect(Math.abs(s - 1)).toBeLessThan(0.05);
+    expect(randn([7], { seed: 5, dtype: 'float16' }).toFloat32()).toEqual(
+      tensor(randn([7], { seed: 5 }).data() as Float32Array, [7]).to('float16').toFloat32(),
+    );
+  });
+});
+
+describe('backend', () => {
+  it('info reports the version, CPU and CUDA state', () => {
+    const i = backend.info();
+    expect(typeof i.version).toBe('string');
+    expect(i.cpu.threads).toBeGreaterThanOrEqual(1);
+    expect(Array.isArray(i.cpu.features)).toBe(true);
+    expect(i.cuda.available).toBe(false);
+    expect(i.cuda.devices).toEqual([]);
+  });
+
+  it('setThreads changes the pool and rejects garbage', () => {
+    const t0 = backend.info().cpu.threads;
+    backend.setThreads(1);
+    expect(backend.info().cpu.threads).toBe(1);
+    backend.setThreads(t0);
+    expect(backend.info().cpu.threads).toBe(t0);
+    for (const bad of [0, -1, 1.5, NaN, Infinity, '2', null, undefined, 5000])
+      expectError(() => backend.setThreads(bad as number), 'ERR_ARG', "'n'");
+  });
+
+  it('setIsa rejects unknown levels', () => {
+    expectError(() => backend.setIsa('sse9'), 'ERR_ARG', 'sse9');
+    expectError(() => backend.setIsa(3 as unknown as string), 'ERR_ARG', "'isa'");
+    backend.setIsa('auto');
+  });
+
+  it('TensorfuseError is an Error with a code', () => {
+    const e = new TensorfuseError('ERR_ARG', 'x');
+    expect(e).toBeInstanceOf(Error);
+    expect(e.code).toBe('ERR_ARG');
+  });
+});

@@ -1,0 +1,51 @@
+/** The addon is context-aware: it loads in worker_threads, and two workers run ops at once. */
+import { Worker } from 'node:worker_threads';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { matmul, randn } from 'tensorfuse';
+
+const script = `
+const { parentPort, workerData } = require('node:worker_threads');
+const tf = require(workerData.pkg);
+const a = tf.randn([96, 200], { seed: workerData.seed });
+const b = tf.randn([200, 80], { seed: workerData.seed + 1 });
+let last;
+for (let i = 0; i < workerData.iters; i++) last = tf.matmul(a, b);
+tf.matmulAsync(a, b).then((c) => {
+  const same = Buffer.from(c.data().buffer).equals(Buffer.from(last.data().buffer));
+  parentPort.postMessage({ sum: Array.from(last.data()).reduce((p, x) => p + x, 0), same });
+});
+`;
+
+function runWorker(seed: number): Promise<{ sum: number; same: boolean }> {
+  return new Promise((resolve, reject) => {
+    const w = new Worker(script, {
+      eval: true,
+      workerData: { pkg: path.resolve('dist/cjs/index.js'), seed, iters: 50 },
+    });
+    w.once('message', (m) => {
+      resolve(m);
+      void w.terminate();
+    });
+    w.once('error', reject);
+  });
+}
+
+describe('worker_threads', () => {
+  it('two workers and the main thread run matmul at the same time with correct results', async () => {
+    const seeds = [11, 29];
+    const want = seeds.map((s) => Array.from(matmul(randn([96, 200], { seed: s }), randn([200, 80], { seed: s + 1 })).data()).reduce((p, x) => p + x, 0));
+    const jobs = seeds.map(runWorker);
+    // the main thread keeps the pool busy meanwhile
+    for (let i = 0; i < 20; i++) matmul(randn([64, 64], { seed: i }), randn([64, 64], { seed: i + 100 }));
+    const got = await Promise.all(jobs);
+    got.forEach((g, i) => {
+      expect(g.same).toBe(true);
+      expect(g.sum).toBe(want[i]);
+    });
+  });
+
+  it('a worker can load, run and exit repeatedly', async () => {
+    for (let i = 0; i < 3; i++) await runWorker(100 + i);
+  });
+});
