@@ -38,6 +38,7 @@ export function setThreads(n: number): void {
  * TENSORFUSE_ISA at load. Meant for tests and benchmarks: 'generic' is the scalar reference path.
  */
 export function setIsa(isa: string): void {
-  if (typeof isa !== 'string') fail('ERR_ARG', "backend.setIsa: argument 'isa'", `expected a string, got ${describe(isa)}`);
+  if (typeof isa !== 'string')
+    fail('ERR_ARG', "backend.setIsa: argument 'isa'", `expected a string, got ${describe(isa)}`);
   native.setIsa(isa === 'auto' ? native.info().bestIsa : isa);
 }

@@ -72,7 +72,7 @@ export class Tensor {
 
   /** A view with a new shape and the same storage; one size may be -1 (inferred). */
   reshape(shape: number[]): Tensor {
-    const where = 'reshape: argument \'shape\'';
+    const where = "reshape: argument 'shape'";
     storageOf(this, 'tensor');
     if (!Array.isArray(shape)) fail('ERR_SHAPE', where, `expected an array of sizes, got ${describe(shape)}`);
     let infer = -1;
@@ -93,7 +93,11 @@ export class Tensor {
     }
     const checked = checkShape(resolved, where);
     if (numel(checked) !== this.size)
-      fail('ERR_SHAPE', where, `${fmtShape(checked)} has ${numel(checked)} elements, the tensor ${fmtShape(this.shape)} has ${this.size}`);
+      fail(
+        'ERR_SHAPE',
+        where,
+        `${fmtShape(checked)} has ${numel(checked)} elements, the tensor ${fmtShape(this.shape)} has ${this.size}`,
+      );
     return new Tensor(this.#cell, this.dtype, checked, this.device);
   }
 
@@ -108,9 +112,13 @@ export class Tensor {
       native.convert(src, DTYPE_CODE[this.dtype], out, DTYPE_CODE[target], this.size);
       return new Tensor({ data: out }, target, this.shape, this.device);
     }
-    const device = checkDevice(target, 'to: argument \'target\'');
+    const device = checkDevice(target, "to: argument 'target'");
     if (device === 'cpu') return new Tensor({ data: src.slice() }, this.dtype, this.shape, 'cpu');
-    return fail('ERR_DEVICE', 'to', `device '${device}' is not available: this build of tensorfuse runs on the CPU only`);
+    return fail(
+      'ERR_DEVICE',
+      'to',
+      `device '${device}' is not available: this build of tensorfuse runs on the CPU only`,
+    );
   }
 
   /** Drops the storage now (for every view sharing it); any later use throws ERR_DISPOSED. */
@@ -187,13 +195,16 @@ export function tensor(data: TypedArray | ArrayLike<number>, shape: number[], dt
   const len = (data as ArrayLike<number>).length;
   if (!Number.isSafeInteger(len) || len < 0)
     fail('ERR_ARG', `${where}: argument 'data'`, `invalid length ${describe(len)}`);
-  if (len !== n)
-    fail('ERR_SHAPE', `${where}: argument 'shape'`, `${fmtShape(s)} needs ${n} elements, data has ${len}`);
+  if (len !== n) fail('ERR_SHAPE', `${where}: argument 'shape'`, `${fmtShape(s)} needs ${n} elements, data has ${len}`);
   const isView = ArrayBuffer.isView(data);
   let dt: DType;
   if (dtype === undefined) {
     if (isView && data instanceof Uint16Array)
-      fail('ERR_DTYPE', `${where}: argument 'dtype'`, "a Uint16Array holds raw 16-bit float bits: pass dtype 'float16' or 'bfloat16'");
+      fail(
+        'ERR_DTYPE',
+        `${where}: argument 'dtype'`,
+        "a Uint16Array holds raw 16-bit float bits: pass dtype 'float16' or 'bfloat16'",
+      );
     dt = (isView && dtypeOfArray(data as ArrayBufferView)) || 'float32';
   } else {
     dt = checkDType(dtype, `${where}: argument 'dtype'`);
@@ -214,7 +225,11 @@ export function tensor(data: TypedArray | ArrayLike<number>, shape: number[], dt
       fail('ERR_ARG', `${where}: argument 'data'`, `element ${i} is ${describe(v)}, expected a number`);
     if (range) {
       if (!Number.isInteger(v) || v < range[0] || v > range[1])
-        fail('ERR_ARG', `${where}: argument 'data'`, `element ${i} = ${describe(v)} is not an ${dt} value (integers in [${range[0]}, ${range[1]}])`);
+        fail(
+          'ERR_ARG',
+          `${where}: argument 'data'`,
+          `element ${i} = ${describe(v)} is not an ${dt} value (integers in [${range[0]}, ${range[1]}])`,
+        );
       out[i] = v;
     } else if (dt === 'float16') {
       out[i] = float16Bits(v);
@@ -232,7 +247,11 @@ interface CreateOptions {
   device?: Device;
 }
 
-function parseCreateOptions(opts: unknown, op: string, extra: string[] = []): { dtype: DType; device: Device; rest: Record<string, unknown> } {
+function parseCreateOptions(
+  opts: unknown,
+  op: string,
+  extra: string[] = [],
+): { dtype: DType; device: Device; rest: Record<string, unknown> } {
   if (opts === undefined || opts === null) return { dtype: 'float32', device: 'cpu', rest: {} };
   if (typeof opts !== 'object' || Array.isArray(opts))
     fail('ERR_ARG', `${op}: argument 'opts'`, `expected an options object, got ${describe(opts)}`);
@@ -242,7 +261,11 @@ function parseCreateOptions(opts: unknown, op: string, extra: string[] = []): { 
   const dtype = o.dtype === undefined ? 'float32' : checkDType(o.dtype, `${op}: option 'dtype'`);
   const device = o.device === undefined ? 'cpu' : checkDevice(o.device, `${op}: option 'device'`);
   if (device !== 'cpu')
-    fail('ERR_DEVICE', `${op}: option 'device'`, `device '${device}' is not available: this build of tensorfuse runs on the CPU only`);
+    fail(
+      'ERR_DEVICE',
+      `${op}: option 'device'`,
+      `device '${device}' is not available: this build of tensorfuse runs on the CPU only`,
+    );
   return { dtype, device, rest: o };
 }
 
@@ -284,7 +307,10 @@ export function fillNormal(out: Float32Array, seed: number): void {
     z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
     return (z ^ (z >>> 16)) >>> 0;
   };
-  let s0 = sm(), s1 = sm(), s2 = sm(), s3 = sm();
+  let s0 = sm(),
+    s1 = sm(),
+    s2 = sm(),
+    s3 = sm();
   const next = (): number => {
     const r = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0;
     const t = s1 << 9;
@@ -312,8 +338,7 @@ function rotl(v: number, k: number): number {
 
 /** Checks that `v` is a live CPU Tensor; names the argument in the error. */
 export function checkTensor(v: unknown, op: string, name: string): Tensor {
-  if (!(v instanceof Tensor))
-    fail('ERR_ARG', `${op}: argument '${name}'`, `expected a Tensor, got ${describe(v)}`);
+  if (!(v instanceof Tensor)) fail('ERR_ARG', `${op}: argument '${name}'`, `expected a Tensor, got ${describe(v)}`);
   storageOf(v, name);
   if (v.device !== 'cpu')
     fail('ERR_DEVICE', `${op}: argument '${name}'`, `is on '${v.device}', this op runs on the CPU`);

@@ -3,7 +3,23 @@ import { describe, expect, it } from 'vitest';
 import { backend, linear, linearAsync, matmul, matmulAsync, randn, tensor, zeros } from 'tensorfuse';
 import { expectError, expectRejects, rand } from './helpers';
 
-const JUNK: unknown[] = [undefined, null, 0, -1, 1.5, NaN, 'x', true, {}, [], [[1]], () => 1, Symbol('s'), 10n, new Float32Array(4)];
+const JUNK: unknown[] = [
+  undefined,
+  null,
+  0,
+  -1,
+  1.5,
+  NaN,
+  'x',
+  true,
+  {},
+  [],
+  [[1]],
+  () => 1,
+  Symbol('s'),
+  10n,
+  new Float32Array(4),
+];
 
 describe('tensor / zeros / randn reject bad arguments', () => {
   it('shape', () => {
@@ -28,9 +44,11 @@ describe('tensor / zeros / randn reject bad arguments', () => {
       expectError(() => zeros([1], { dtype: bad as 'float32' }), 'ERR_DTYPE', "'dtype'");
       expectError(() => randn([1], { dtype: bad as 'float32' }), 'ERR_DTYPE', "'dtype'");
     }
-    for (const bad of ['gpu', 'cuda:x', 'cuda:-1', 3, null]) expectError(() => zeros([1], { device: bad as 'cpu' }), 'ERR_DEVICE', "'device'");
+    for (const bad of ['gpu', 'cuda:x', 'cuda:-1', 3, null])
+      expectError(() => zeros([1], { device: bad as 'cpu' }), 'ERR_DEVICE', "'device'");
     expectError(() => zeros([1], { device: 'cuda' }), 'ERR_DEVICE', 'cuda');
-    for (const bad of [-1, 1.5, NaN, 'x', 2 ** 60]) expectError(() => randn([1], { seed: bad as number }), 'ERR_ARG', "'seed'");
+    for (const bad of [-1, 1.5, NaN, 'x', 2 ** 60])
+      expectError(() => randn([1], { seed: bad as number }), 'ERR_ARG', "'seed'");
     expectError(() => zeros([1], { dtpye: 'float16' } as never), 'ERR_ARG', 'dtpye');
     expectError(() => zeros([1], 'float16' as never), 'ERR_ARG', "'opts'");
   });
@@ -40,7 +58,8 @@ describe('tensor / zeros / randn reject bad arguments', () => {
     for (const bad of [undefined, 'float64', 'gpu', 7, null]) expect(() => t.to(bad as 'cpu')).toThrow();
     expectError(() => t.to('gpu' as 'cpu'), 'ERR_DEVICE', "'target'");
     expectError(() => t.to('cuda'), 'ERR_DEVICE', 'cuda');
-    for (const bad of [undefined, null, 'x', [1.5, 4], [2, 'x'], [-2, -3]]) expectError(() => t.reshape(bad as number[]), 'ERR_SHAPE', "'shape'");
+    for (const bad of [undefined, null, 'x', [1.5, 4], [2, 'x'], [-2, -3]])
+      expectError(() => t.reshape(bad as number[]), 'ERR_SHAPE', "'shape'");
   });
 });
 
@@ -64,7 +83,8 @@ describe('matmul rejects bad arguments', () => {
   });
   it('options', () => {
     for (const bad of [1, 'x', null, NaN, {}])
-      if (bad !== null && typeof bad !== 'object') expectError(() => matmul(a, b, { transB: bad as boolean }), 'ERR_ARG', "'transB'");
+      if (bad !== null && typeof bad !== 'object')
+        expectError(() => matmul(a, b, { transB: bad as boolean }), 'ERR_ARG', "'transB'");
     expectError(() => matmul(a, b, { transb: true } as never), 'ERR_ARG', 'transb');
     expectError(() => matmul(a, b, 5 as never), 'ERR_ARG', "'opts'");
   });
@@ -89,10 +109,12 @@ describe('linear rejects bad arguments', () => {
     expectError(() => linear(x, { kind: 'sparse' } as never), 'ERR_UNSUPPORTED', 'Sparse');
   });
   it('options', () => {
-    for (const bad of JUNK.filter((v) => v !== undefined)) expectError(() => linear(x, w, { bias: bad as never }), 'ERR_ARG', "'bias'");
+    for (const bad of JUNK.filter((v) => v !== undefined))
+      expectError(() => linear(x, w, { bias: bad as never }), 'ERR_ARG', "'bias'");
     expectError(() => linear(x, w, { bias: rand([4]) }), 'ERR_SHAPE', "'bias'");
     expectError(() => linear(x, w, { bias: zeros([5], { dtype: 'int32' }) }), 'ERR_DTYPE', "'bias'");
-    for (const bad of ['int4', 1, null, true]) expectError(() => linear(x, w, { activation: bad as 'float' }), 'ERR_ARG', "'activation'");
+    for (const bad of ['int4', 1, null, true])
+      expectError(() => linear(x, w, { activation: bad as 'float' }), 'ERR_ARG', "'activation'");
     expectError(() => linear(x, w, { activation: 'int8' }), 'ERR_ARG', 'int8');
     expectError(() => linear(x, w, { biass: 1 } as never), 'ERR_ARG', 'biass');
   });
@@ -103,7 +125,9 @@ describe('linear rejects bad arguments', () => {
 
 describe('backend rejects bad arguments', () => {
   it('setThreads / setIsa', () => {
-    for (const bad of JUNK) if (!(typeof bad === 'number' && Number.isInteger(bad) && bad >= 1)) expectError(() => backend.setThreads(bad as number), 'ERR_ARG');
+    for (const bad of JUNK)
+      if (!(typeof bad === 'number' && Number.isInteger(bad) && bad >= 1))
+        expectError(() => backend.setThreads(bad as number), 'ERR_ARG');
     for (const bad of JUNK) if (typeof bad !== 'string') expectError(() => backend.setIsa(bad as string), 'ERR_ARG');
   });
 });
@@ -114,7 +138,11 @@ describe('the native layer checks again (second line of defence)', () => {
     const f = new Float32Array(4);
     expectError(() => native.gemm(f, 0, f, 0, f, 0, 1, 3, 3, 3, false, 0, 0, 0, null, 0), 'ERR_SHAPE', "'a'");
     expectError(() => native.gemm(f, 3, f, 0, f, 0, 1, 1, 1, 1, false, 0, 0, 0, null, 0), 'ERR_DTYPE');
-    expectError(() => native.gemm(f, 0, f, 0, f, 0, 1, 2 ** 40, 2 ** 40, 2 ** 40, false, 0, 0, 0, null, 0), 'ERR_ARG', 'overflow');
+    expectError(
+      () => native.gemm(f, 0, f, 0, f, 0, 1, 2 ** 40, 2 ** 40, 2 ** 40, false, 0, 0, 0, null, 0),
+      'ERR_ARG',
+      'overflow',
+    );
     expectError(() => native.gemm(f, 0, f, 0, f, 0, 1, -1, 1, 1, false, 0, 0, 0, null, 0), 'ERR_ARG', "'M'");
     expectError(() => native.gemm(f, 0, f, 0, f, 0, 1, 1, 1, 1, false, 0, 0, 0, 'x' as never, 0), 'ERR_ARG', "'bias'");
     expectError(() => native.gemm(f, 0, f, 0, f, 0, 1, 1, 1, 1, false, 0, 0, 0, null, 9), 'ERR_ARG', "'activation'");

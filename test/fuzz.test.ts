@@ -11,7 +11,9 @@ const dtypes = ['float32', 'float16', 'bfloat16', 'int8', 'uint8', 'int32', 'flo
 
 const arbShape = fc.oneof(
   fc.array(fc.integer({ min: 0, max: 9 }), { maxLength: 4 }),
-  fc.array(fc.oneof(fc.integer({ min: -3, max: 9 }), fc.double(), fc.constant(2 ** 40), fc.constant(NaN)), { maxLength: 5 }),
+  fc.array(fc.oneof(fc.integer({ min: -3, max: 9 }), fc.double(), fc.constant(2 ** 40), fc.constant(NaN)), {
+    maxLength: 5,
+  }),
   fc.anything(),
 );
 
@@ -30,7 +32,10 @@ const arbTensor = fc
 const arbValue = fc.oneof(
   { weight: 4, arbitrary: arbTensor },
   { weight: 1, arbitrary: fc.anything() },
-  { weight: 1, arbitrary: fc.constantFrom(null, undefined, NaN, -1, 0, 1.5, 'cuda', { kind: 'quantized' }, { kind: 'sparse' }) },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(null, undefined, NaN, -1, 0, 1.5, 'cuda', { kind: 'quantized' }, { kind: 'sparse' }),
+  },
 );
 
 const arbOpts = fc.oneof(

@@ -69,5 +69,7 @@ export function forEachIsa(fn: (isa: string) => void): void {
 export function tolerance(dtype: DType, K: number): number {
   const eps = dtype === 'float32' ? 2 ** -24 : dtype === 'float16' ? 2 ** -11 : 2 ** -8;
   // inputs are exact in their dtype; outputs are rounded once to it; float32 sums add ~sqrt(K) eps
-  return (dtype === 'float32' ? 4 * Math.sqrt(Math.max(K, 1)) * eps : 2 * eps) + 8 * Math.sqrt(Math.max(K, 1)) * 2 ** -24;
+  return (
+    (dtype === 'float32' ? 4 * Math.sqrt(Math.max(K, 1)) * eps : 2 * eps) + 8 * Math.sqrt(Math.max(K, 1)) * 2 ** -24
+  );
 }

@@ -6,10 +6,45 @@ import { expectError, forEachIsa, withSeed } from './helpers';
 
 /** Edge values for 16-bit rounding: ties, subnormals, overflow, signed zeros, NaN, Inf. */
 function edgeValues(): number[] {
-  const v = [0, -0, 1, -1, 65504, 65519.99, 65520, 65536, 1e6, -1e6, Infinity, -Infinity, NaN,
-    2 ** -14, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -25 * 1.0000001, 2 ** -26, 1e-8, 5.96e-8,
-    1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 3.4e38, -3.4e38, 1e-40, -1e-45,
-    2 ** -126, 2 ** -133, 2 ** -134, 3 * 2 ** -135, 0.1, -0.3, 1 / 3, Math.PI];
+  const v = [
+    0,
+    -0,
+    1,
+    -1,
+    65504,
+    65519.99,
+    65520,
+    65536,
+    1e6,
+    -1e6,
+    Infinity,
+    -Infinity,
+    NaN,
+    2 ** -14,
+    2 ** -24,
+    2 ** -25,
+    3 * 2 ** -26,
+    2 ** -25 * 1.0000001,
+    2 ** -26,
+    1e-8,
+    5.96e-8,
+    1 + 2 ** -11,
+    1 + 3 * 2 ** -11,
+    1 + 2 ** -8,
+    1 + 3 * 2 ** -8,
+    3.4e38,
+    -3.4e38,
+    1e-40,
+    -1e-45,
+    2 ** -126,
+    2 ** -133,
+    2 ** -134,
+    3 * 2 ** -135,
+    0.1,
+    -0.3,
+    1 / 3,
+    Math.PI,
+  ];
   return v.map((x) => Math.fround(x));
 }
 
@@ -80,7 +115,8 @@ describe('Tensor.to(dtype)', () => {
       const r = randn([4099], { seed }).data() as Float32Array;
       for (let i = 0; i < r.length; i++) vals.push(Math.fround(r[i] * 2 ** ((i % 60) - 30)));
       // every float32 in a window around the float16 subnormal/normal boundary and ties
-      for (let u = f32Bits(2 ** -15) - 300; u < f32Bits(2 ** -15) + 300; u++) vals.push(new Float32Array(new Uint32Array([u]).buffer)[0]);
+      for (let u = f32Bits(2 ** -15) - 300; u < f32Bits(2 ** -15) + 300; u++)
+        vals.push(new Float32Array(new Uint32Array([u]).buffer)[0]);
       const t = tensor(new Float32Array(vals), [vals.length]);
       forEachIsa((isa) => {
         const h = t.to('float16').data() as Uint16Array;
@@ -123,7 +159,11 @@ describe('Tensor.to(dtype)', () => {
     expect([...t.to('uint8').data()]).toEqual([1, 0, 255, 0, 0, 255, 0, 0]);
     expect([...t.to('int32').data()]).toEqual([1, -1, 300, -300, 0, 2147483647, -2147483648, 0]);
     expect([...tensor([-5, 7], [2], 'int8').to('float16').toFloat32()]).toEqual([-5, 7]);
-    expect([...tensor([2 ** 31 - 1], [1], 'int32').to('float32').data()]).toEqual([2 ** 31]);
+    expect([
+      ...tensor([2 ** 31 - 1], [1], 'int32')
+        .to('float32')
+        .data(),
+    ]).toEqual([2 ** 31]);
   });
 
   it('returns a copy: the source is unchanged and independent', () => {
@@ -201,7 +241,9 @@ describe('zeros / randn', () => {
     expect(Math.abs(m)).toBeLessThan(0.05);
     expect(Math.abs(s - 1)).toBeLessThan(0.05);
     expect(randn([7], { seed: 5, dtype: 'float16' }).toFloat32()).toEqual(
-      tensor(randn([7], { seed: 5 }).data() as Float32Array, [7]).to('float16').toFloat32(),
+      tensor(randn([7], { seed: 5 }).data() as Float32Array, [7])
+        .to('float16')
+        .toFloat32(),
     );
   });
 });

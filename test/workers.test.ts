@@ -34,7 +34,12 @@ function runWorker(seed: number): Promise<{ sum: number; same: boolean }> {
 describe('worker_threads', () => {
   it('two workers and the main thread run matmul at the same time with correct results', async () => {
     const seeds = [11, 29];
-    const want = seeds.map((s) => Array.from(matmul(randn([96, 200], { seed: s }), randn([200, 80], { seed: s + 1 })).data()).reduce((p, x) => p + x, 0));
+    const want = seeds.map((s) =>
+      Array.from(matmul(randn([96, 200], { seed: s }), randn([200, 80], { seed: s + 1 })).data()).reduce(
+        (p, x) => p + x,
+        0,
+      ),
+    );
     const jobs = seeds.map(runWorker);
     // the main thread keeps the pool busy meanwhile
     for (let i = 0; i < 20; i++) matmul(randn([64, 64], { seed: i }), randn([64, 64], { seed: i + 100 }));

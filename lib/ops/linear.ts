@@ -40,7 +40,11 @@ function broadcastBatch(a: readonly number[], b: readonly number[], op: string):
     const da = a[a.length - n + i] ?? 1;
     const db = b[b.length - n + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1)
-      fail('ERR_SHAPE', `${op}: arguments 'a' and 'b'`, `batch dims ${fmtShape(a)} and ${fmtShape(b)} do not broadcast`);
+      fail(
+        'ERR_SHAPE',
+        `${op}: arguments 'a' and 'b'`,
+        `batch dims ${fmtShape(a)} and ${fmtShape(b)} do not broadcast`,
+      );
     out.push(da === 1 ? db : da);
   }
   return out;
@@ -71,7 +75,12 @@ function planMatmul(a: Tensor, b: Tensor, opts: unknown): Plan {
   if (floatDType(b, op, 'b') !== dt)
     fail('ERR_DTYPE', `${op}: argument 'b'`, `dtype ${b.dtype} differs from a's ${dt}; convert one with .to()`);
   if (a.rank < 1) fail('ERR_SHAPE', `${op}: argument 'a'`, 'expected rank >= 1, got a scalar');
-  if (b.rank < 2) fail('ERR_SHAPE', `${op}: argument 'b'`, `expected rank >= 2 ([K, N]${transB ? ' or [N, K] with transB' : ''}), got ${fmtShape(b.shape)}`);
+  if (b.rank < 2)
+    fail(
+      'ERR_SHAPE',
+      `${op}: argument 'b'`,
+      `expected rank >= 2 ([K, N]${transB ? ' or [N, K] with transB' : ''}), got ${fmtShape(b.shape)}`,
+    );
   const vec = a.rank === 1;
   const aShape = vec ? [1, a.shape[0]] : a.shape;
   const M = aShape[aShape.length - 2];
@@ -79,7 +88,11 @@ function planMatmul(a: Tensor, b: Tensor, opts: unknown): Plan {
   const bK = b.shape[b.rank - (transB ? 1 : 2)];
   const N = b.shape[b.rank - (transB ? 2 : 1)];
   if (bK !== K)
-    fail('ERR_SHAPE', `${op}: argument 'b'`, `${fmtShape(a.shape)} x ${fmtShape(b.shape)}${transB ? ' (transB)' : ''}: inner sizes ${K} and ${bK} differ`);
+    fail(
+      'ERR_SHAPE',
+      `${op}: argument 'b'`,
+      `${fmtShape(a.shape)} x ${fmtShape(b.shape)}${transB ? ' (transB)' : ''}: inner sizes ${K} and ${bK} differ`,
+    );
   const aBatch = aShape.slice(0, -2);
   const bBatch = b.shape.slice(0, -2);
   const outBatch = broadcastBatch(aBatch, bBatch, op);
@@ -92,21 +105,57 @@ function planMatmul(a: Tensor, b: Tensor, opts: unknown): Plan {
   const batch = numel(outBatch);
   const bShared = numel(bBatch) === 1;
   const aFull = numel(aBatch) === batch;
-  const bFull = numel(bBatch) === batch && bBatch.length === outBatch.length && bBatch.every((d, i) => d === outBatch[i]);
+  const bFull =
+    numel(bBatch) === batch && bBatch.length === outBatch.length && bBatch.every((d, i) => d === outBatch[i]);
   if (bShared && (aFull || batch === 1)) {
     // One GEMM: every batch of a stacked along M against the shared b.
     calls.push([A, code, B, code, out, code, 1, batch * M, N, K, transB, 0, 0, 0, null, 0]);
-  } else if ((aFull || numel(aBatch) === 1) && (bFull || bShared) &&
-             (numel(aBatch) === 1 || aBatch.every((d, i) => d === outBatch[outBatch.length - aBatch.length + i]))) {
-    calls.push([A, code, B, code, out, code, batch, M, N, K, transB,
-                numel(aBatch) === 1 ? 0 : M * K, bShared ? 0 : K * N, M * N, null, 0]);
+  } else if (
+    (aFull || numel(aBatch) === 1) &&
+    (bFull || bShared) &&
+    (numel(aBatch) === 1 || aBatch.every((d, i) => d === outBatch[outBatch.length - aBatch.length + i]))
+  ) {
+    calls.push([
+      A,
+      code,
+      B,
+      code,
+      out,
+      code,
+      batch,
+      M,
+      N,
+      K,
+      transB,
+      numel(aBatch) === 1 ? 0 : M * K,
+      bShared ? 0 : K * N,
+      M * N,
+      null,
+      0,
+    ]);
   } else {
     // General broadcast: one GEMM per output batch on zero-copy subarrays.
     for (let i = 0; i < batch; i++) {
       const ao = batchOffset(i, outBatch, aBatch, M * K);
       const bo = batchOffset(i, outBatch, bBatch, K * N);
-      calls.push([A.subarray(ao, ao + M * K), code, B.subarray(bo, bo + K * N), code,
-                  out.subarray(i * M * N, (i + 1) * M * N), code, 1, M, N, K, transB, 0, 0, 0, null, 0]);
+      calls.push([
+        A.subarray(ao, ao + M * K),
+        code,
+        B.subarray(bo, bo + K * N),
+        code,
+        out.subarray(i * M * N, (i + 1) * M * N),
+        code,
+        1,
+        M,
+        N,
+        K,
+        transB,
+        0,
+        0,
+        0,
+        null,
+        0,
+      ]);
     }
   }
   return { out: wrap(out, dt, outShape), calls };
@@ -118,8 +167,11 @@ function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
   if (w !== null && typeof w === 'object' && !(w instanceof Tensor)) {
     const kind = (w as { kind?: unknown }).kind;
     if (kind === 'quantized' || kind === 'sparse')
-      fail('ERR_UNSUPPORTED', `${op}: argument 'w'`,
-           `${kind === 'quantized' ? 'quantized (QTensor)' : 'N:M sparse (SparseTensor)'} weights are not supported by this version of tensorfuse yet`);
+      fail(
+        'ERR_UNSUPPORTED',
+        `${op}: argument 'w'`,
+        `${kind === 'quantized' ? 'quantized (QTensor)' : 'N:M sparse (SparseTensor)'} weights are not supported by this version of tensorfuse yet`,
+      );
   }
   checkTensor(w, op, 'w');
   const wt = w as Tensor;
@@ -134,7 +186,12 @@ function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
   if (wt.rank !== 2) fail('ERR_SHAPE', `${op}: argument 'w'`, `expected [N, K], got ${fmtShape(wt.shape)}`);
   const K = x.shape[x.rank - 1];
   const [N, wK] = wt.shape;
-  if (wK !== K) fail('ERR_SHAPE', `${op}: argument 'w'`, `x ${fmtShape(x.shape)} has K = ${K}, w ${fmtShape(wt.shape)} has K = ${wK}`);
+  if (wK !== K)
+    fail(
+      'ERR_SHAPE',
+      `${op}: argument 'w'`,
+      `x ${fmtShape(x.shape)} has K = ${K}, w ${fmtShape(wt.shape)} has K = ${wK}`,
+    );
   let bias: Float32Array | null = null;
   if (o.bias !== undefined) {
     const bt = checkTensor(o.bias, op, 'bias');
@@ -147,7 +204,24 @@ function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
   const outShape = [...x.shape.slice(0, -1), N];
   const out = allocate(dt, numel(outShape), op);
   const code = DTYPE_CODE[dt];
-  const call: GemmArgs = [storageOf(x, 'x'), code, storageOf(wt, 'w'), code, out, code, 1, rows, N, K, true, 0, 0, 0, bias, 0];
+  const call: GemmArgs = [
+    storageOf(x, 'x'),
+    code,
+    storageOf(wt, 'w'),
+    code,
+    out,
+    code,
+    1,
+    rows,
+    N,
+    K,
+    true,
+    0,
+    0,
+    0,
+    bias,
+    0,
+  ];
   return { out: wrap(out, dt, outShape), calls: [call] };
 }
 
@@ -187,9 +261,12 @@ export function linear(x: Tensor, w: Tensor | QTensorLike | SparseTensorLike, op
 }
 
 /** linear off the JS thread; bitwise the same result. */
-export async function linearAsync(x: Tensor, w: Tensor | QTensorLike | SparseTensorLike, opts?: LinearOptions): Promise<Tensor> {
+export async function linearAsync(
+  x: Tensor,
+  w: Tensor | QTensorLike | SparseTensorLike,
+  opts?: LinearOptions,
+): Promise<Tensor> {
   const p = planLinear(x, w, opts);
   for (const c of p.calls) await native.gemmAsync(...c);
   return p.out;
 }
-

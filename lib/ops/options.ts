@@ -8,7 +8,11 @@ export function checkOptions(opts: unknown, op: string, allowed: readonly string
   const o = opts as Record<string, unknown>;
   for (const k of Object.keys(o))
     if (!allowed.includes(k))
-      fail('ERR_ARG', `${op}: argument 'opts'`, `unknown option '${k}' (expected ${allowed.map((a) => `'${a}'`).join(', ')})`);
+      fail(
+        'ERR_ARG',
+        `${op}: argument 'opts'`,
+        `unknown option '${k}' (expected ${allowed.map((a) => `'${a}'`).join(', ')})`,
+      );
   return o;
 }
 
@@ -19,10 +23,20 @@ export function optBool(o: Record<string, unknown>, key: string, op: string, dfl
   return v;
 }
 
-export function optEnum<T extends string>(o: Record<string, unknown>, key: string, op: string, values: readonly T[], dflt: T): T {
+export function optEnum<T extends string>(
+  o: Record<string, unknown>,
+  key: string,
+  op: string,
+  values: readonly T[],
+  dflt: T,
+): T {
   const v = o[key];
   if (v === undefined) return dflt;
   if (typeof v !== 'string' || !(values as readonly string[]).includes(v))
-    fail('ERR_ARG', `${op}: option '${key}'`, `expected one of ${values.map((x) => `'${x}'`).join(', ')}, got ${describe(v)}`);
+    fail(
+      'ERR_ARG',
+      `${op}: option '${key}'`,
+      `expected one of ${values.map((x) => `'${x}'`).join(', ')}, got ${describe(v)}`,
+    );
   return v as T;
 }

@@ -42,8 +42,7 @@ export function matmulRef(a: Tensor64, b: Tensor64, transB = false): Tensor64 {
     for (let i = 0; i < M; i++)
       for (let j = 0; j < N; j++) {
         let s = 0;
-        for (let k = 0; k < K; k++)
-          s += a.data[ao + i * K + k] * b.data[bo + (transB ? j * K + k : k * N + j)];
+        for (let k = 0; k < K; k++) s += a.data[ao + i * K + k] * b.data[bo + (transB ? j * K + k : k * N + j)];
         out[bi * M * N + i * N + j] = s;
       }
   }
@@ -71,7 +70,7 @@ export function erf(x: number): number {
   } else {
     // continued fraction for erfc, evaluated bottom-up (Lentz not needed at this depth)
     let f = 0;
-    for (let n = 60; n >= 1; n--) f = (n / 2) / (ax + f);
+    for (let n = 60; n >= 1; n--) f = n / 2 / (ax + f);
     r = 1 - Math.exp(-ax * ax) / Math.sqrt(Math.PI) / (ax + f);
   }
   return x < 0 ? -r : r;
