@@ -62,6 +62,17 @@ void convert_to_f32(const void* src, DType src_dtype, float* dst, int64_t n) {
     return;
   }
   if (use_f16c() && convert_to_f32_f16c(src, src_dtype, dst, n)) return;
+  // 16-bit floats widen directly: a trip through double would quiet signaling NaNs depending on
+  // the optimisation level, and the vector paths keep them bit for bit.
+  const uint16_t* h = static_cast<const uint16_t*>(src);
+  if (src_dtype == DType::float16) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_f32(h[i]);
+    return;
+  }
+  if (src_dtype == DType::bfloat16) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(h[i]);
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) dst[i] = float(load_as_double(src, src_dtype, i));
 }
 
