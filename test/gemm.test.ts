@@ -14,6 +14,9 @@ const SIZES: [number, number, number][] = [
   [6, 16, 256],
   [13, 129, 257],
   [100, 33, 600],
+  [1, 4100, 530], // GEMV over several K chunks and N blocks
+  [257, 40, 70], // the two-phase blocked path starts above M = 256
+  [301, 131, 300],
 ];
 const DTYPES: DType[] = ['float32', 'float16', 'bfloat16'];
 

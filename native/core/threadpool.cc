@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
@@ -57,6 +58,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = false;
+      stopping_flag_.store(false);
     }
     threads_.store(n);
     for (int i = 0; i < n - 1; ++i) workers_.emplace_back([this] { worker_loop(); });
@@ -77,6 +79,7 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       queue_.push_back(job);
+      pending_.fetch_add(1, std::memory_order_relaxed);
     }
     cv_.notify_all();
     drain(*job, 0);
@@ -85,7 +88,14 @@ class Pool {
       job->cv.wait(lock, [&] { return job->done.load(std::memory_order_acquire) == job->n_tasks; });
     }
     std::lock_guard<std::mutex> lock(mu_);
-    queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
+    erase_locked(job);
+  }
+
+  void erase_locked(const std::shared_ptr<Job>& job) {
+    auto it = std::find(queue_.begin(), queue_.end(), job);
+    if (it == queue_.end()) return;
+    queue_.erase(it);
+    pending_.fetch_sub(1, std::memory_order_relaxed);
   }
 
  private:
@@ -102,10 +112,27 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stopping_ = true;
+      stopping_flag_.store(true);
     }
     cv_.notify_all();
     for (auto& w : workers_) w.join();
     workers_.clear();
+  }
+
+  void spin_for_work() {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(100);
+    while (pending_.load(std::memory_order_relaxed) == 0) {
+      for (int i = 0; i < 64; ++i) cpu_relax();
+      if (stopping_flag_.load(std::memory_order_relaxed) || std::chrono::steady_clock::now() > until) return;
+    }
+  }
+
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
   }
 
   // The oldest job that still has tasks and room for a helper; nullptr if none.
@@ -120,6 +147,9 @@ class Pool {
 
   void worker_loop() {
     for (;;) {
+      // Spin a little before sleeping: back-to-back ops (a decode loop, a benchmark) then find
+      // the worker awake, where a futex wake-up costs tens of microseconds in a VM.
+      spin_for_work();
       std::shared_ptr<Job> job;
       {
         std::unique_lock<std::mutex> lock(mu_);
@@ -131,8 +161,7 @@ class Pool {
       drain(*job, slot);
       // This job is exhausted for us; do not spin on it again.
       std::lock_guard<std::mutex> lock(mu_);
-      if (job->next.load(std::memory_order_relaxed) >= job->n_tasks)
-        queue_.erase(std::remove(queue_.begin(), queue_.end(), job), queue_.end());
+      if (job->next.load(std::memory_order_relaxed) >= job->n_tasks) erase_locked(job);
     }
   }
 
@@ -143,6 +172,8 @@ class Pool {
   std::deque<std::shared_ptr<Job>> queue_;
   std::vector<std::thread> workers_;
   bool stopping_ = false;
+  std::atomic<bool> stopping_flag_{false};  // stopping_, readable without the lock
+  std::atomic<int> pending_{0};             // jobs in queue_
 };
 
 Pool& pool() {

@@ -87,20 +87,29 @@ void pack_a(const void* a, DType dt, int64_t lda, int64_t mc, int64_t kc, float*
 
 void pack_b(const void* b, DType dt, int64_t ldb, bool trans, int64_t kc, int64_t nc,
             float* dst) {
+  if (!trans) {
+    // Row k of B feeds row k of every panel: read each row once, left to right, so a block of
+    // many panels streams through memory instead of touching one line per row 16 KiB apart.
+    const int64_t full = nc / kNR;
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t jp = 0; jp < full; ++jp) {
+        float* d = dst + jp * kc * kNR + k * kNR;
+        _mm256_store_ps(d, load8(b, dt, k * ldb + jp * kNR));
+        _mm256_store_ps(d + 8, load8(b, dt, k * ldb + jp * kNR + 8));
+      }
+    }
+    if (full * kNR < nc) {
+      const int cols = int(nc - full * kNR);
+      float* d = dst + full * kc * kNR;
+      for (int64_t k = 0; k < kc; ++k)
+        for (int j = 0; j < kNR; ++j)
+          d[k * kNR + j] = j < cols ? load1(b, dt, k * ldb + full * kNR + j) : 0.0f;
+    }
+    return;
+  }
   for (int64_t j0 = 0; j0 < nc; j0 += kNR) {
     const int cols = int(nc - j0 < kNR ? nc - j0 : kNR);
-    if (!trans) {
-      if (cols == kNR) {
-        for (int64_t k = 0; k < kc; ++k) {
-          _mm256_store_ps(dst + k * kNR, load8(b, dt, k * ldb + j0));
-          _mm256_store_ps(dst + k * kNR + 8, load8(b, dt, k * ldb + j0 + 8));
-        }
-      } else {
-        for (int64_t k = 0; k < kc; ++k)
-          for (int j = 0; j < kNR; ++j)
-            dst[k * kNR + j] = j < cols ? load1(b, dt, k * ldb + j0 + j) : 0.0f;
-      }
-    } else {
+    {
       int64_t k = 0;
       if (cols == kNR) {
         // Two 8x8 transposes per 8 k: rows n of B become columns of the panel.
