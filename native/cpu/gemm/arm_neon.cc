@@ -113,7 +113,7 @@ void gemv(const float* x, const void* b, DType dt, int64_t ldb, bool trans, int6
   }
 }
 
-const Kernels kNeon = {Isa::neon, pack_a, pack_b, kernel, gemv};
+const Kernels kNeon = {Isa::neon, pack_a, pack_b, kernel, gemv, nullptr};
 
 }  // namespace
 

@@ -144,6 +144,41 @@ Status gemv_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* y) {
   return Status::Ok();
 }
 
+// Few rows against B stored [N, K] (linear at decode): dot products straight from the rows of B.
+// Packing would transpose every weight once per call for only a few rows of x to use it, so
+// here B is read once, in long contiguous runs, and never written. K is cut into chunks so the
+// 4 rows of B in flight (4 x 1024 floats) stay in L1 while every row of x passes over them.
+constexpr int64_t kDotMaxM = 48;
+
+Status dot_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, int64_t ldc) {
+  std::vector<float> xbuf;
+  const float* x = static_cast<const float*>(p.a);
+  int64_t ldx = p.lda;
+  if (p.a_dtype != DType::float32) {
+    xbuf.resize(size_t(p.M * p.K));
+    for (int64_t m = 0; m < p.M; ++m)
+      convert_to_f32(static_cast<const char*>(p.a) + dtype_size(p.a_dtype) * size_t(m * p.lda),
+                     p.a_dtype, xbuf.data() + m * p.K, p.K);
+    x = xbuf.data();
+    ldx = p.K;
+  }
+  const int64_t nchunk = 32, kchunk = 1024;
+  const int64_t flops = 2 * p.M * p.N * p.K;
+  const int use_threads = flops < (int64_t(1) << 21) ? 1 : p.max_threads;
+  parallel_for(
+      ceil_div(p.N, nchunk),
+      [&](int64_t t, int) {
+        const int64_t n0 = t * nchunk, n1 = std::min(p.N, n0 + nchunk);
+        for (int64_t k0 = 0; k0 < p.K; k0 += kchunk)
+          kern.dot_t(x, ldx, p.M, p.b, p.b_dtype, p.ldb, k0, std::min(p.K, k0 + kchunk), n0, n1, c,
+                     ldc, k0 > 0);
+        for (int64_t m = 0; m < p.M; ++m)
+          epilogue_row(c + m * ldc + n0, n1 - n0, p.bias ? p.bias + n0 : nullptr, p.act);
+      },
+      use_threads);
+  return Status::Ok();
+}
+
 // M up to kSmallM: one task per run of B panels packs each panel into L1-sized thread scratch
 // and runs it against all M rows at once, so B is read from memory once and never written back
 // (the two-phase path below packs all of B first, a pass that cannot overlap the FMAs). Every
@@ -347,6 +382,8 @@ Status gemm(const GemmParams& p) {
     }
   } else if (p.M == 1 && !p.packed_b) {
     TF_RETURN_IF_ERROR(gemv_path(p, *kern, out.c));
+  } else if (p.trans_b && !p.packed_b && p.M <= kDotMaxM && kern->dot_t) {
+    TF_RETURN_IF_ERROR(dot_path(p, *kern, out.c, out.ldc));
   } else if (p.M <= kSmallM) {
     TF_RETURN_IF_ERROR(small_m_path(p, *kern, out.c, out.ldc));
   } else {

@@ -33,6 +33,12 @@ struct Kernels {
   // y[n] = sum_k x[k] * B(k, n) for n in [n0, n1), x float32 [K]; y float32, overwritten.
   void (*gemv)(const float* x, const void* b, DType dt, int64_t ldb, bool trans, int64_t K,
                int64_t n0, int64_t n1, float* y);
+  // Small M with B stored [N, K] (linear's weights): c[m, n] (+)= dot(x[m, k0:k1], B[n, k0:k1])
+  // for m < M, n in [n0, n1), straight from the rows of B, no transpose. x float32 [M, ldx];
+  // accumulate adds to c instead of overwriting. nullptr where the packed path is as good.
+  void (*dot_t)(const float* x, int64_t ldx, int64_t M, const void* b, DType dt, int64_t ldb,
+                int64_t k0, int64_t k1, int64_t n0, int64_t n1, float* c, int64_t ldc,
+                bool accumulate);
 };
 
 const Kernels& kernels_generic();
