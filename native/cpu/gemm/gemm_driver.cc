@@ -257,85 +257,79 @@ Status small_m_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
 }
 
 Status blocked_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, int64_t ldc) {
-  const int nthreads = p.max_threads > 0 ? std::min(p.max_threads, threads()) : threads();
   const int64_t nc_max = std::min<int64_t>(kNC, ceil_div(p.N, kNR) * kNR);
-  float* bpack = nullptr;
-  struct Freer { float* p; ~Freer() { aligned_free64(p); } } bfree{nullptr};
-  if (!p.packed_b) {
-    bpack = static_cast<float*>(aligned_alloc64(size_t(kKC * nc_max) * sizeof(float)));
-    if (!bpack) return Status(StatusCode::oom, "gemm: out of memory for the packed B block");
-    bfree.p = bpack;
-  }
-  // Rows of A per block: split M evenly into blocks of at most kMC, each a multiple of kMR.
-  const int64_t m_blocks = ceil_div(p.M, kMC);
-  const int64_t mc = ceil_div(ceil_div(p.M, m_blocks), kMR) * kMR;
+  const int64_t m_panels = ceil_div(p.M, kMR);
+  // One kc slice of all of A and one kc x nc block of B, both packed once per slice by all
+  // threads together; the tiles then only read them. (Packing A per tile cost 2-6% at 1024^3 and
+  // forced coarse tiles; coarse tiles left a thread idle at each of the slice barriers.)
+  const size_t abytes = size_t(m_panels * kMR * kKC) * sizeof(float);
+  const size_t bbytes = p.packed_b ? 0 : size_t(kKC * nc_max) * sizeof(float);
+  float* apack = static_cast<float*>(aligned_alloc64(abytes));
+  float* bpack = bbytes ? static_cast<float*>(aligned_alloc64(bbytes)) : nullptr;
+  struct Freer {
+    float* a;
+    float* b;
+    ~Freer() { aligned_free64(a); aligned_free64(b); }
+  } freer{apack, bpack};
+  if (!apack || (bbytes && !bpack)) return Status(StatusCode::oom, "gemm: out of memory for packing buffers");
+
+  // Tiles: kMC rows (16 micro-panels, 96 KiB of packed A in L2) x a run of 8 B panels (128 KiB).
+  const int64_t mpanels_per_tile = kMC / kMR;
+  const int64_t m_tiles = ceil_div(m_panels, mpanels_per_tile);
   const int64_t n_kblocks = ceil_div(p.K, kKC);
-  std::atomic<bool> oom{false};
+  const size_t asz = dtype_size(p.a_dtype), bsz = dtype_size(p.b_dtype);
+  constexpr int64_t kRun = 8;
 
   for (int64_t jc = 0; jc < p.N; jc += kNC) {
     const int64_t nc = std::min(kNC, p.N - jc);
     const int64_t n_panels = ceil_div(nc, kNR);
-    // Split the panels of this block into runs so that there are enough tiles for every thread
-    // and the tile count divides evenly among them (11 tiles on 2 threads idle one thread 8%
-    // of the time; 22 do not). The A block is repacked per run: kc x mc floats against
-    // run_len x kNR x mc x kc FMAs, negligible.
-    const int64_t mb = ceil_div(p.M, mc);
-    int64_t runs = 1;
-    if (nthreads > 1) {
-      runs = std::max<int64_t>(1, ceil_div(8 * nthreads, mb));
-      while (runs < n_panels && (mb * runs) % nthreads != 0) ++runs;
-      runs = std::min(runs, n_panels);
-    }
-    const int64_t run_len = ceil_div(n_panels, runs);
-    runs = ceil_div(n_panels, run_len);
-
+    const int64_t n_runs = ceil_div(n_panels, kRun);
     for (int64_t kb = 0; kb < n_kblocks; ++kb) {
       const int64_t pc = kb * kKC;
       const int64_t kc = std::min(kKC, p.K - pc);
-      const float* bblock;
+      const bool last_k = kb == n_kblocks - 1;
+      // 1. pack: A (needed again only for the next jc block, so repacked there: N > kNC is rare
+      //    next to M, K) in groups of 8 micro-panels, then B in groups of 4 panels.
+      const int64_t a_groups = ceil_div(m_panels, 8);
+      const int64_t b_groups = p.packed_b ? 0 : ceil_div(n_panels, 4);
+      parallel_for(
+          a_groups + b_groups,
+          [&](int64_t t, int) {
+            if (t < a_groups) {
+              const int64_t i0 = t * 8 * kMR, rows = std::min<int64_t>(8 * kMR, p.M - i0);
+              kern.pack_a(static_cast<const char*>(p.a) + asz * size_t(i0 * p.lda + pc), p.a_dtype,
+                          p.lda, rows, kc, apack + i0 * kc);
+            } else {
+              const int64_t j0 = (t - a_groups) * 4, j1 = std::min(n_panels, j0 + 4);
+              const int64_t col = jc + j0 * kNR, cols = std::min(nc, j1 * kNR) - j0 * kNR;
+              const char* src = static_cast<const char*>(p.b) +
+                                bsz * size_t(p.trans_b ? col * p.ldb + pc : pc * p.ldb + col);
+              kern.pack_b(src, p.b_dtype, p.ldb, p.trans_b, kc, cols, bpack + j0 * kc * kNR);
+            }
+          },
+          p.max_threads);
+      const float* bblock = bpack;
       if (p.packed_b) {
         const PackedB& pb = *p.packed_b;
         bblock = pb.data + kb * kKC * pb.n_panels * kNR + (jc / kNR) * kc * kNR;
-      } else {
-        // 1. pack B: panel j covers columns jc + j*kNR of this block.
-        const size_t esz = dtype_size(p.b_dtype);
-        const int64_t panels_per_task = std::max<int64_t>(1, ceil_div(n_panels, 4 * nthreads));
-        parallel_for(
-            ceil_div(n_panels, panels_per_task),
-            [&](int64_t t, int) {
-              const int64_t j0 = t * panels_per_task;
-              const int64_t j1 = std::min(n_panels, j0 + panels_per_task);
-              const int64_t col = jc + j0 * kNR;
-              const int64_t cols = std::min(nc, j1 * kNR) - j0 * kNR;
-              const char* src = static_cast<const char*>(p.b) +
-                                esz * size_t(p.trans_b ? col * p.ldb + pc : pc * p.ldb + col);
-              kern.pack_b(src, p.b_dtype, p.ldb, p.trans_b, kc, cols, bpack + j0 * kc * kNR);
-            },
-            p.max_threads);
-        bblock = bpack;
       }
-      const bool last_k = kb == n_kblocks - 1;
-      // 2. tiles: (row block ib) x (run of panels r).
-      const size_t asz = dtype_size(p.a_dtype);
+      // 2. tiles: every (row tile, panel run) pair, many more than threads, so the idle time at
+      //    the barrier is a small tile, not a big one.
       parallel_for(
-          mb * runs,
+          m_tiles * n_runs,
           [&](int64_t t, int) {
-            const int64_t ib = t / runs, r = t % runs;
-            const int64_t i0 = ib * mc, rows = std::min(mc, p.M - i0);
-            const int64_t jp0 = r * run_len, jp1 = std::min(n_panels, jp0 + run_len);
-            float* apack = static_cast<float*>(
-                scratch_get(0, size_t(ceil_div(rows, kMR) * kMR * kc) * sizeof(float)));
-            if (!apack) { oom.store(true); return; }
-            const char* asrc = static_cast<const char*>(p.a) + asz * size_t(i0 * p.lda + pc);
-            kern.pack_a(asrc, p.a_dtype, p.lda, rows, kc, apack);
+            const int64_t mt = t / n_runs, r = t % n_runs;
+            const int64_t ip0 = mt * mpanels_per_tile, ip1 = std::min(m_panels, ip0 + mpanels_per_tile);
+            const int64_t jp0 = r * kRun, jp1 = std::min(n_panels, jp0 + kRun);
             alignas(64) float edge[kMR * kNR];
             for (int64_t jp = jp0; jp < jp1; ++jp) {
               const int64_t j = jc + jp * kNR;
               const int64_t cols = std::min<int64_t>(kNR, p.N - j);
               const float* bp = bblock + jp * kc * kNR;
-              for (int64_t i = 0; i < rows; i += kMR) {
-                const int64_t rr = std::min<int64_t>(kMR, rows - i);
-                float* ct = c + (i0 + i) * ldc + j;
+              for (int64_t ip = ip0; ip < ip1; ++ip) {
+                const int64_t i = ip * kMR;
+                const int64_t rr = std::min<int64_t>(kMR, p.M - i);
+                float* ct = c + i * ldc + j;
                 const float* ap = apack + i * kc;
                 if (rr == kMR && cols == kNR) {
                   kern.kernel(kc, ap, bp, ct, ldc, pc > 0);
@@ -347,12 +341,11 @@ Status blocked_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
                 }
               }
               if (last_k)
-                for (int64_t i = 0; i < rows; ++i)
-                  epilogue_row(c + (i0 + i) * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
+                for (int64_t i = ip0 * kMR; i < std::min(p.M, ip1 * kMR); ++i)
+                  epilogue_row(c + i * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
             }
           },
           p.max_threads);
-      if (oom.load()) return Status(StatusCode::oom, "gemm: out of memory for the packed A block");
     }
   }
   return Status::Ok();
