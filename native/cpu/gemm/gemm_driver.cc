@@ -144,6 +144,32 @@ Status gemv_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* y) {
   return Status::Ok();
 }
 
+// Rows [i0, i1) of the packed A slice (row i at apack + i * kc, i0 a multiple of kMR) against one
+// packed B panel, for output columns [j, j + kNR) clipped to N; the last depth slice also applies
+// the epilogue. Partial tiles go through a local tile so the kernel never writes past C.
+void panel_column(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc, const float* apack,
+                  int64_t i0, int64_t i1, const float* bp, int64_t j, float* c, int64_t ldc,
+                  bool accumulate, bool last_k) {
+  const int64_t cols = std::min<int64_t>(kNR, p.N - j);
+  alignas(64) float edge[kMR * kNR];
+  for (int64_t i = i0; i < i1; i += kMR) {
+    const int64_t rr = std::min<int64_t>(kMR, i1 - i);
+    float* ct = c + i * ldc + j;
+    const float* ap = apack + i * kc;
+    if (rr == kMR && cols == kNR) {
+      kern.kernel(kc, ap, bp, ct, ldc, accumulate);
+    } else {
+      kern.kernel(kc, ap, bp, edge, kNR, false);
+      for (int64_t ii = 0; ii < rr; ++ii)
+        for (int64_t jj = 0; jj < cols; ++jj)
+          ct[ii * ldc + jj] = (accumulate ? ct[ii * ldc + jj] : 0.0f) + edge[ii * kNR + jj];
+    }
+  }
+  if (last_k)
+    for (int64_t i = i0; i < i1; ++i)
+      epilogue_row(c + i * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
+}
+
 // Few rows against B stored [N, K] (linear at decode): dot products straight from the rows of B.
 // Packing would transpose every weight once per call for only a few rows of x to use it, so
 // here B is read once, in long contiguous runs, and never written. K is cut into chunks so the
@@ -208,7 +234,6 @@ Status small_m_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
         float* apack = static_cast<float*>(scratch_get(0, size_t(m_pad * kKC) * sizeof(float)));
         float* bsub = static_cast<float*>(scratch_get(1, size_t(kKC * kNR * kSub) * sizeof(float)));
         if (!apack || !bsub) { oom.store(true); return; }
-        alignas(64) float edge[kMR * kNR];
         for (int64_t pc = 0; pc < p.K; pc += kKC) {
           const int64_t kc = std::min(kKC, p.K - pc);
           const bool last_k = pc + kc >= p.K;
@@ -227,27 +252,9 @@ Status small_m_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
               kern.pack_b(src, p.b_dtype, p.ldb, p.trans_b, kc, cols, bsub);
               bblock = bsub;
             }
-            for (int64_t jp = js; jp < js1; ++jp) {
-              const int64_t j = jp * kNR;
-              const int64_t cols = std::min<int64_t>(kNR, p.N - j);
-              const float* bp = bblock + (jp - js) * kc * kNR;
-              for (int64_t i = 0; i < p.M; i += kMR) {
-                const int64_t rr = std::min<int64_t>(kMR, p.M - i);
-                float* ct = c + i * ldc + j;
-                const float* ap = apack + i * kc;
-                if (rr == kMR && cols == kNR) {
-                  kern.kernel(kc, ap, bp, ct, ldc, pc > 0);
-                } else {
-                  kern.kernel(kc, ap, bp, edge, kNR, false);
-                  for (int64_t ii = 0; ii < rr; ++ii)
-                    for (int64_t jj = 0; jj < cols; ++jj)
-                      ct[ii * ldc + jj] = (pc > 0 ? ct[ii * ldc + jj] : 0.0f) + edge[ii * kNR + jj];
-                }
-              }
-              if (last_k)
-                for (int64_t i = 0; i < p.M; ++i)
-                  epilogue_row(c + i * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
-            }
+            for (int64_t jp = js; jp < js1; ++jp)
+              panel_column(kern, p, kc, apack, 0, p.M, bblock + (jp - js) * kc * kNR, jp * kNR, c, ldc,
+                           pc > 0, last_k);
           }
         }
       },
@@ -321,29 +328,9 @@ Status blocked_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
             const int64_t mt = t / n_runs, r = t % n_runs;
             const int64_t ip0 = mt * mpanels_per_tile, ip1 = std::min(m_panels, ip0 + mpanels_per_tile);
             const int64_t jp0 = r * kRun, jp1 = std::min(n_panels, jp0 + kRun);
-            alignas(64) float edge[kMR * kNR];
-            for (int64_t jp = jp0; jp < jp1; ++jp) {
-              const int64_t j = jc + jp * kNR;
-              const int64_t cols = std::min<int64_t>(kNR, p.N - j);
-              const float* bp = bblock + jp * kc * kNR;
-              for (int64_t ip = ip0; ip < ip1; ++ip) {
-                const int64_t i = ip * kMR;
-                const int64_t rr = std::min<int64_t>(kMR, p.M - i);
-                float* ct = c + i * ldc + j;
-                const float* ap = apack + i * kc;
-                if (rr == kMR && cols == kNR) {
-                  kern.kernel(kc, ap, bp, ct, ldc, pc > 0);
-                } else {
-                  kern.kernel(kc, ap, bp, edge, kNR, false);
-                  for (int64_t ii = 0; ii < rr; ++ii)
-                    for (int64_t jj = 0; jj < cols; ++jj)
-                      ct[ii * ldc + jj] = (pc > 0 ? ct[ii * ldc + jj] : 0.0f) + edge[ii * kNR + jj];
-                }
-              }
-              if (last_k)
-                for (int64_t i = ip0 * kMR; i < std::min(p.M, ip1 * kMR); ++i)
-                  epilogue_row(c + i * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
-            }
+            for (int64_t jp = jp0; jp < jp1; ++jp)
+              panel_column(kern, p, kc, apack, ip0 * kMR, std::min(p.M, ip1 * kMR), bblock + jp * kc * kNR,
+                           jc + jp * kNR, c, ldc, pc > 0, last_k);
           },
           p.max_threads);
     }
