@@ -22,7 +22,7 @@
 namespace tf {
 
 struct PackedB {
-  Isa isa;
+  Isa isa;  // the level that packed it (informational: every level shares the panel layout)
   int64_t K = 0, N = 0;
   int64_t n_panels = 0;  // ceil(N / kNR)
   float* data = nullptr; // [ceil(K / kKC)] blocks of [n_panels][kc][kNR]
@@ -344,7 +344,6 @@ Status gemm(const GemmParams& p) {
   TF_RETURN_IF_ERROR(validate(p));
   if (p.M == 0 || p.N == 0) return Status::Ok();
   const gemm_cpu::Kernels* kern = &gemm_cpu::kernels_for(active_isa());
-  if (p.packed_b && p.packed_b->isa != kern->isa) kern = &gemm_cpu::kernels_for(p.packed_b->isa);
 
   F32Out out{static_cast<float*>(p.c), p.ldc};
   if (p.c_dtype != DType::float32) {

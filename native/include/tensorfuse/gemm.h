@@ -36,8 +36,8 @@ struct GemmParams {
 
 Status gemm(const GemmParams& p);
 
-// Packs B once for repeated use (weights). trans_b as in GemmParams. The result is tied to the
-// dispatch level active when it was made (gemm falls back to unpacked B if that changed).
+// Packs B once for repeated use (weights). trans_b as in GemmParams. The panel layout is the
+// same for every ISA level, so a PackedB stays valid when the level changes.
 Status gemm_pack_b(const void* b, DType b_dtype, int64_t ldb, bool trans_b, int64_t K, int64_t N,
                    std::unique_ptr<PackedB, void (*)(PackedB*)>* out);
 int64_t packed_b_bytes(const PackedB* pb);
