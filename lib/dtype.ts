@@ -76,43 +76,39 @@ export function dtypeOfArray(a: ArrayBufferView): DType | undefined {
  * NaN (IEEE 754-2008 4.3.1). Works on the exact float64 value, so there is no double rounding.
  */
 export function float16Bits(x: number): number {
-  if (Number.isNaN(x)) return 0x7e00;
-  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
-  const a = Math.abs(x);
-  if (a >= 65520) return sign | 0x7c00; // 65520 is the midpoint to 2^16: ties to even -> Inf
-  if (a < 2 ** -14) {
-    // subnormal: units of 2^-24, rounded to nearest even
-    return sign | roundHalfEven(a * 2 ** 24);
-  }
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e -= 1; // guard log2 rounding
-  if (2 ** (e + 1) <= a) e += 1;
-  let m = roundHalfEven((a / 2 ** e - 1) * 1024);
-  if (m === 1024) {
-    m = 0;
-    e += 1;
-  }
-  if (e > 15) return sign | 0x7c00;
-  return sign | ((e + 15) << 10) | m;
+  return encodeSmallFloat(x, 5, 10);
 }
 
 /** float64 -> bfloat16 bits: the value rounded to float32's exponent with 8 significand bits. */
 export function bfloat16Bits(x: number): number {
-  if (Number.isNaN(x)) return 0x7fc0;
+  return encodeSmallFloat(x, 8, 7);
+}
+
+/**
+ * float64 -> bits of a 16-bit IEEE-style float with `eBits` exponent and `mBits` mantissa bits,
+ * rounded once to nearest even: subnormals, overflow to Inf (the midpoint to the next power of
+ * two rounds up, to even), quiet NaN.
+ */
+function encodeSmallFloat(x: number, eBits: number, mBits: number): number {
+  const bias = (1 << (eBits - 1)) - 1;
+  const inf = ((1 << eBits) - 1) << mBits;
+  if (Number.isNaN(x)) return inf | (1 << (mBits - 1));
   const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
   const a = Math.abs(x);
-  if (a === Infinity) return sign | 0x7f80;
-  if (a < 2 ** -126) return sign | roundHalfEven(a * 2 ** 133); // subnormal: units of 2^-133
+  if (a === Infinity) return sign | inf;
+  // subnormal: units of 2^(1 - bias - mBits), rounded to nearest even (may round up to the
+  // smallest normal, whose bits follow on directly)
+  if (a < 2 ** (1 - bias)) return sign | roundHalfEven(a * 2 ** (bias - 1 + mBits));
   let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e -= 1;
+  if (2 ** e > a) e -= 1; // guard log2 rounding
   if (2 ** (e + 1) <= a) e += 1;
-  let m = roundHalfEven((a / 2 ** e - 1) * 128);
-  if (m === 128) {
+  let m = roundHalfEven((a / 2 ** e - 1) * 2 ** mBits);
+  if (m === 2 ** mBits) {
     m = 0;
     e += 1;
   }
-  if (e > 127) return sign | 0x7f80;
-  return sign | ((e + 127) << 7) | m;
+  if (e > bias) return sign | inf;
+  return sign | ((e + bias) << mBits) | m;
 }
 
 function roundHalfEven(v: number): number {

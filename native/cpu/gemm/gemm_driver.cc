@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
-#include <string>
 #include <vector>
 
 #include "gemm_kernels.h"
