@@ -37,6 +37,7 @@
       "sources": [
         "native/core/x86_f16c.cc",
         "native/cpu/gemm/x86_avx2.cc",
+        "native/cpu/attention/x86_avx2.cc",
         "native/cpu/probe/x86_avx2.cc"
       ],
       "conditions": [
@@ -60,11 +61,14 @@
         "native/cpu/gemm/generic.cc",
         "native/cpu/gemm/arm_neon.cc",
         "native/cpu/probe/probe.cc",
+        "native/cpu/attention/attention_driver.cc",
+        "native/cpu/attention/generic.cc",
         "native/napi/napi_util.cc",
         "native/napi/addon.cc",
         "native/napi/backend.cc",
         "native/napi/tensor.cc",
-        "native/napi/gemm.cc"
+        "native/napi/gemm.cc",
+        "native/napi/attention.cc"
       ],
       "conditions": [
         ["OS=='linux'", { "libraries": ["-lpthread"] }]

@@ -6,4 +6,5 @@ export { Tensor, tensor, zeros, randn, type Device } from './tensor.js';
 export type { DType } from './dtype.js';
 export { TensorfuseError, type ErrorCode } from './errors.js';
 export { matmul, matmulAsync, linear, linearAsync, type LinearOptions } from './ops/linear.js';
+export { attention, attentionAsync, type AttentionOptions } from './ops/attention.js';
 export * as backend from './backend.js';

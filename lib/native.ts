@@ -27,6 +27,42 @@ export interface NativeBinding {
   convert(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, n: number): void;
   gemm(...args: GemmArgs): void;
   gemmAsync(...args: GemmArgs): Promise<void>;
+  attention(args: AttentionArgs): void;
+  attentionAsync(args: AttentionArgs): Promise<void>;
+}
+
+/** One plain object per attention call (native/napi/attention.cc documents every field). */
+export interface AttentionArgs {
+  q: ArrayBufferView;
+  k: ArrayBufferView;
+  v: ArrayBufferView;
+  out: ArrayBufferView;
+  dtype: number;
+  B: number;
+  Hq: number;
+  Hk: number;
+  Sq: number;
+  Sk: number;
+  D: number;
+  qStrides: number[];
+  kStrides: number[];
+  vStrides: number[];
+  oStrides: number[];
+  lse: Float32Array | null;
+  lseStrides: number[];
+  scale: number;
+  causal: boolean;
+  windowLeft: number;
+  windowRight: number;
+  softcap: number;
+  alibi: Float32Array | null;
+  alibiBatchStride: number;
+  mask: ArrayBufferView | null;
+  maskDtype: number;
+  maskStrides: number[];
+  seqlensK: Int32Array | null;
+  cuSeqlensQ: Int32Array | null;
+  cuSeqlensK: Int32Array | null;
 }
 
 export type GemmArgs = [

@@ -177,3 +177,133 @@ export function buildModel({ nodes, inputs, outputs, initializers = [], opset = 
   model.message(8, opsetId);
   return model.finish();
 }
+
+// ---- Attention peers: com.microsoft MultiHeadAttention and GroupQueryAttention ----------------
+// (bench/attention.mjs). Schemas from onnxruntime's docs/ContribOperators.md:
+//   MultiHeadAttention   inputs query (B, S, H*D), key, value (B, Skv, H*D), bias, key_padding_mask,
+//                        attention_bias, past_key, past_value (B, H, Spast, D: BNSH),
+//                        past_sequence_length, cache_indirection; outputs output (B, S, H*D),
+//                        present_key, present_value (B, H, Spast + Skv, D); attrs num_heads,
+//                        unidirectional (causal), scale, mask_filter_value. key / value may also
+//                        be given in BNSH (B, H, Skv, D) with no past: the cross-attention cache form.
+//   GroupQueryAttention  inputs query (B, S, Hq*D), key, value (B, S, Hk*D), past_key, past_value
+//                        (B, Hk, Spast, D), seqlens_k int32 (B) = total length - 1,
+//                        total_sequence_length int32 scalar, [cos_cache, sin_cache, ...]; outputs
+//                        output, present_key, present_value; attrs num_heads, kv_num_heads
+//                        (causal always in the versions that have no `causal` attribute).
+// Both ops live in the 'com.microsoft' domain, which needs its own opset_import entry; an
+// empty string stands for an optional input that is left out.
+
+/** The ModelProto of buildModel(spec) with one more opset_import: { domain, version }. */
+export function withOpsetImport(modelBytes, domain, version) {
+  // A repeated field may be appended to a serialized message: protobuf parsers merge the
+  // concatenation, so this adds an entry to ModelProto.opset_import (field 8).
+  const id = new Writer();
+  id.string(1, domain);
+  id.int(2, version);
+  const tail = new Writer();
+  tail.message(8, id);
+  const extra = tail.finish();
+  const out = new Uint8Array(modelBytes.length + extra.length);
+  out.set(modelBytes, 0);
+  out.set(extra, modelBytes.length);
+  return out;
+}
+
+/** buildModel(spec) for a graph that uses com.microsoft contrib ops (opset version 1). */
+export function buildContribModel(spec) {
+  return withOpsetImport(buildModel(spec), 'com.microsoft', 1);
+}
+
+/**
+ * com.microsoft MultiHeadAttention. Modes:
+ *   'bsh'   query / key / value (B, S, H*D) graph inputs (prefill); causal -> unidirectional = 1
+ *   'past'  decode with a cache: query / key / value (B, Sq, H*D) for the new tokens and
+ *           past_key / past_value (B, H, pastSeq, D) inputs; outputs present_key / present_value
+ *           (B, H, pastSeq + Sq, D), which the CPU kernel fills by copying the cache
+ *   'bnsh'  query (B, Sq, H*D), key / value (B, H, Skv, D) as is (the cached form, no concat)
+ * Returns the model bytes; feeds are named query, key, value, past_key, past_value.
+ */
+export function mhaModel({
+  mode = 'bsh',
+  batch = 1,
+  seqQ,
+  seqKv,
+  pastSeq = 0,
+  numHeads,
+  headDim,
+  causal = false,
+  dtype = 'float32',
+}) {
+  const hidden = numHeads * headDim;
+  const inputs = [{ name: 'query', dtype, dims: [batch, seqQ, hidden] }];
+  const outputs = [{ name: 'output', dtype, dims: [batch, seqQ, hidden] }];
+  const nodeInputs = ['query', 'key', 'value'];
+  const nodeOutputs = ['output'];
+  if (mode === 'bnsh') {
+    inputs.push({ name: 'key', dtype, dims: [batch, numHeads, seqKv, headDim] });
+    inputs.push({ name: 'value', dtype, dims: [batch, numHeads, seqKv, headDim] });
+  } else {
+    inputs.push({ name: 'key', dtype, dims: [batch, seqKv, hidden] });
+    inputs.push({ name: 'value', dtype, dims: [batch, seqKv, hidden] });
+  }
+  if (mode === 'past') {
+    nodeInputs.push('', '', '', 'past_key', 'past_value');
+    inputs.push({ name: 'past_key', dtype, dims: [batch, numHeads, pastSeq, headDim] });
+    inputs.push({ name: 'past_value', dtype, dims: [batch, numHeads, pastSeq, headDim] });
+    const total = pastSeq + seqKv;
+    nodeOutputs.push('present_key', 'present_value');
+    outputs.push({ name: 'present_key', dtype, dims: [batch, numHeads, total, headDim] });
+    outputs.push({ name: 'present_value', dtype, dims: [batch, numHeads, total, headDim] });
+  }
+  const attrs = { num_heads: numHeads };
+  if (causal) attrs.unidirectional = 1;
+  return buildContribModel({
+    nodes: [{ op: 'MultiHeadAttention', domain: 'com.microsoft', inputs: nodeInputs, outputs: nodeOutputs, attrs }],
+    inputs,
+    outputs,
+  });
+}
+
+/**
+ * com.microsoft GroupQueryAttention (causal): query (B, S, Hq*D), key / value (B, S, Hk*D) for
+ * the new tokens, optional past_key / past_value (B, Hk, pastSeq, D); seqlens_k int32 (B) and
+ * total_sequence_length int32 scalar are graph inputs (feed pastSeq + S - 1 and pastSeq + S).
+ * Outputs output, present_key, present_value (B, Hk, pastSeq + S, D).
+ */
+export function gqaModel({ batch = 1, seq, pastSeq = 0, numHeads, kvNumHeads, headDim, dtype = 'float32' }) {
+  const inputs = [
+    { name: 'query', dtype, dims: [batch, seq, numHeads * headDim] },
+    { name: 'key', dtype, dims: [batch, seq, kvNumHeads * headDim] },
+    { name: 'value', dtype, dims: [batch, seq, kvNumHeads * headDim] },
+  ];
+  const nodeInputs = ['query', 'key', 'value'];
+  if (pastSeq > 0) {
+    nodeInputs.push('past_key', 'past_value');
+    inputs.push({ name: 'past_key', dtype, dims: [batch, kvNumHeads, pastSeq, headDim] });
+    inputs.push({ name: 'past_value', dtype, dims: [batch, kvNumHeads, pastSeq, headDim] });
+  } else nodeInputs.push('', '');
+  nodeInputs.push('seqlens_k', 'total_sequence_length');
+  inputs.push({ name: 'seqlens_k', dtype: 'int32', dims: [batch] });
+  inputs.push({ name: 'total_sequence_length', dtype: 'int32', dims: [] });
+  const total = pastSeq + seq;
+  const outputs = [
+    { name: 'output', dtype, dims: [batch, seq, numHeads * headDim] },
+    { name: 'present_key', dtype, dims: [batch, kvNumHeads, total, headDim] },
+    { name: 'present_value', dtype, dims: [batch, kvNumHeads, total, headDim] },
+  ];
+  return buildContribModel({
+    nodes: [
+      {
+        op: 'GroupQueryAttention',
+        domain: 'com.microsoft',
+        inputs: nodeInputs,
+        outputs: ['output', 'present_key', 'present_value'],
+        attrs: { num_heads: numHeads, kv_num_heads: kvNumHeads },
+      },
+    ],
+    inputs,
+    outputs,
+  });
+}
+// ---- end of the attention peers --------------------------------------------------------------

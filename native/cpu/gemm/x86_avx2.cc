@@ -7,37 +7,15 @@
 
 #include <cstring>
 
+#include "../common/x86_avx2_load.h"
+
 namespace tf {
 namespace gemm_cpu {
 namespace {
 
-// 8 elements of A/B widened to float32 (unaligned loads).
-inline __m256 load8(const void* p, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::float16:
-      return _mm256_cvtph_ps(
-          _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
-    case DType::bfloat16:
-      return _mm256_castsi256_ps(_mm256_slli_epi32(
-          _mm256_cvtepu16_epi32(_mm_loadu_si128(
-              reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i))),
-          16));
-    default: return _mm256_loadu_ps(static_cast<const float*>(p) + i);
-  }
-}
-
-inline float load1(const void* p, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::float16: return _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
-    case DType::bfloat16: {
-      uint32_t u = uint32_t(static_cast<const uint16_t*>(p)[i]) << 16;
-      float f;
-      std::memcpy(&f, &u, 4);
-      return f;
-    }
-    default: return static_cast<const float*>(p)[i];
-  }
-}
+using x86::hsum;
+using x86::load1;
+using x86::load8;
 
 // In-register 8x8 transpose of float32 rows r[0..7].
 inline void transpose8(__m256 r[8]) {
@@ -174,13 +152,6 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
     _mm256_storeu_ps(row, v0);
     _mm256_storeu_ps(row + 8, v1);
   }
-}
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // y[n] = dot(x, B[n, :]) for B stored [N, K]: 4 rows at a time share each x load, two

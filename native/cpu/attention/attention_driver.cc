@@ -1,0 +1,435 @@
+// Fused attention driver: work decomposition, the tile loop with online softmax, masking, and the
+// split-K merge. ISA-independent: the arithmetic comes from the GEMM engine's micro-kernel table
+// (gemm_kernels.h) and the attention table (attention_kernels.h) of the active ISA level.
+//
+// The unit of work is a block of "group rows" of one (batch b, kv head hk): the G = Hq / Hk query
+// heads that share hk, with their queries interleaved (row r = i * G + g, query i of head
+// hk * G + g), so one K/V tile is packed once for every head of the group (GQA packing, as in
+// FlashAttention-3's pack_gqa) and a block spans few queries, which keeps causal ranges tight.
+//   rows >= kMinTiledRows: Q block packed into GEMM panels, S = Q K^T and O += P V through the
+//                          6x16 micro-kernel, K/V tiles packed per tile (widened from f16/bf16);
+//   fewer rows (decode):   qk_dot / pv_accum stream K and V rows straight from the cache.
+// When blocks are fewer than the threads, the keys are also split into chunks whose partial
+// (max, sum, unnormalised output) are merged afterwards by log-sum-exp (flash-decoding).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../gemm/gemm_kernels.h"
+#include "attention_kernels.h"
+#include "tensorfuse/attention.h"
+#include "tensorfuse/convert.h"
+#include "tensorfuse/scratch.h"
+#include "tensorfuse/threadpool.h"
+
+namespace tf {
+namespace {
+
+using gemm_cpu::kMR;
+using gemm_cpu::kNR;
+
+constexpr int64_t kBlockRows = 96;    // group rows per block: 16 micro-panels of 6
+constexpr int64_t kTileKeys = 64;     // keys per tile (tiled path): K and V tiles of 32 KiB at D=128
+constexpr int64_t kStreamKeys = 64;   // keys per step (streaming path)
+constexpr int64_t kMinTiledRows = 6;  // fewer rows than one micro-panel: stream instead
+constexpr int64_t kMinChunkKeys = 256;
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+
+// One batch entry's geometry after varlen offsets and seqlensK.
+struct Seq {
+  int64_t q_row0 = 0, k_row0 = 0;  // first row in the packed q / k (varlen), else 0
+  int64_t sq = 0;                  // queries
+  int64_t sk = 0;                  // keys that exist (seqlensK or the length)
+  int64_t off = 0;                 // sk - sq: query i is aligned with key i + off
+};
+
+struct Item {
+  int64_t b, hk, r0, r1;  // rows [r0, r1) of the (b, hk) group matrix
+  int64_t chunk;          // key chunk (0 when not split)
+  int64_t block;          // index of (b, hk, r0) among all blocks (partials are stored by it)
+  int64_t cost;
+};
+
+class Runner {
+ public:
+  explicit Runner(const AttentionParams& p)
+      : p_(p),
+        gk_(gemm_cpu::kernels_for(active_isa())),
+        ak_(attention_cpu::kernels_for(active_isa())),
+        G_(p.heads_q / p.heads_k),
+        D_(p.head_dim),
+        Dp_(round_up(p.head_dim, kNR)),
+        esz_(dtype_size(p.dtype)) {}
+
+  Status run();
+
+ private:
+  // Visible keys [lo, hi] (inclusive; empty when lo > hi) of query i of sequence s.
+  void visible(const Seq& s, int64_t i, int64_t* lo, int64_t* hi) const {
+    int64_t a = 0, z = s.sk - 1;
+    const int64_t diag = i + s.off;
+    if (p_.causal) z = std::min(z, diag);
+    if (p_.window_right >= 0) z = std::min(z, diag + p_.window_right);
+    if (p_.window_left >= 0) a = std::max(a, diag - p_.window_left);
+    *lo = a;
+    *hi = z;
+  }
+  const char* q_row(const Seq& s, int64_t b, int64_t i, int64_t h) const {
+    const int64_t base = p_.cu_seqlens_q ? 0 : b * p_.q_strides[0];
+    return static_cast<const char*>(p_.q) +
+           size_t(base + (s.q_row0 + i) * p_.q_strides[1] + h * p_.q_strides[2]) * esz_;
+  }
+  char* o_row(const Seq& s, int64_t b, int64_t i, int64_t h) const {
+    const int64_t base = p_.cu_seqlens_q ? 0 : b * p_.o_strides[0];
+    return static_cast<char*>(p_.out) +
+           size_t(base + (s.q_row0 + i) * p_.o_strides[1] + h * p_.o_strides[2]) * esz_;
+  }
+  const char* kv_row(const void* base_ptr, const int64_t* st, const Seq& s, int64_t b, int64_t j,
+                     int64_t hk) const {
+    const int64_t base = p_.cu_seqlens_k ? 0 : b * st[0];
+    return static_cast<const char*>(base_ptr) +
+           size_t(base + (s.k_row0 + j) * st[1] + hk * st[2]) * esz_;
+  }
+  float* lse_at(const Seq& s, int64_t b, int64_t i, int64_t h) const {
+    const int64_t base = p_.cu_seqlens_q ? s.q_row0 * p_.lse_strides[2] : b * p_.lse_strides[0];
+    return p_.lse + base + h * p_.lse_strides[1] + i * p_.lse_strides[2];
+  }
+
+  void run_item(const Item& it, int slot);
+  // Applies softcap, ALiBi, the mask and the visibility ranges to s[R x n] (keys j0 ..).
+  void transform(const Seq& s, const Item& it, int64_t R, int64_t j0, int64_t n, float* sc,
+                 int64_t lds, const int64_t* lo, const int64_t* hi) const;
+  void finish_rows(const Seq& s, const Item& it, int64_t R, const float* o, int64_t ldo,
+                   const float* m, const float* l, bool to_partial) const;
+
+  const AttentionParams& p_;
+  const gemm_cpu::Kernels& gk_;
+  const attention_cpu::Kernels& ak_;
+  const int64_t G_, D_, Dp_;
+  const size_t esz_;
+  bool elementwise_ = false;  // softcap, ALiBi or a mask: every tile needs the transform
+  std::vector<Seq> seqs_;
+  int64_t chunks_ = 1;
+  std::vector<int64_t> chunk_keys_;  // keys per chunk, per batch entry
+  float* partial_ = nullptr;         // [blocks][chunks][kBlockRows][Dp + 2] when chunks_ > 1
+  int64_t partial_stride_ = 0;       // floats per (block, chunk)
+};
+
+void Runner::transform(const Seq& s, const Item& it, int64_t R, int64_t j0, int64_t n, float* sc,
+                       int64_t lds, const int64_t* lo, const int64_t* hi) const {
+  const float cap = p_.softcap;
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t row = it.r0 + r, i = row / G_, h = it.hk * G_ + row % G_;
+    float* x = sc + r * lds;
+    if (cap > 0.0f)
+      for (int64_t j = 0; j < n; ++j) x[j] = cap * std::tanh(x[j] / cap);
+    if (p_.alibi) {
+      const float slope = p_.alibi[it.b * p_.alibi_batch_stride + h];
+      for (int64_t j = 0; j < n; ++j)
+        x[j] -= slope * float(std::llabs(i + s.off - (j0 + j)));
+    }
+    if (p_.mask) {
+      const int64_t* ms = p_.mask_strides;
+      const int64_t base = it.b * ms[0] + h * ms[1] + i * ms[2] + j0 * ms[3];
+      if (p_.mask_dtype == DType::uint8) {
+        const uint8_t* mk = static_cast<const uint8_t*>(p_.mask) + base;
+        for (int64_t j = 0; j < n; ++j)
+          if (!mk[j * ms[3]]) x[j] = kNegInf;
+      } else {
+        const float* mk = static_cast<const float*>(p_.mask) + base;
+        for (int64_t j = 0; j < n; ++j) x[j] += mk[j * ms[3]];
+      }
+    }
+    const int64_t a = std::max<int64_t>(lo[r] - j0, 0), z = std::min<int64_t>(hi[r] - j0 + 1, n);
+    if (a >= z) {
+      for (int64_t j = 0; j < n; ++j) x[j] = kNegInf;
+    } else {
+      for (int64_t j = 0; j < a; ++j) x[j] = kNegInf;
+      for (int64_t j = z; j < n; ++j) x[j] = kNegInf;
+    }
+  }
+}
+
+// Normalises and stores finished rows, or parks them as a partial when the keys are split.
+void Runner::finish_rows(const Seq& s, const Item& it, int64_t R, const float* o, int64_t ldo,
+                         const float* m, const float* l, bool to_partial) const {
+  if (to_partial) {
+    float* dst = partial_ + (it.block * chunks_ + it.chunk) * partial_stride_;
+    for (int64_t r = 0; r < R; ++r) {
+      float* row = dst + r * (Dp_ + 2);
+      row[0] = m[r];
+      row[1] = l[r];
+      std::memcpy(row + 2, o + r * ldo, size_t(D_) * sizeof(float));
+    }
+    return;
+  }
+  float* tmp = static_cast<float*>(scratch_get(3, size_t(Dp_) * sizeof(float)));
+  for (int64_t r = 0; r < R; ++r) {
+    const int64_t row = it.r0 + r, i = row / G_, h = it.hk * G_ + row % G_;
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    for (int64_t d = 0; d < D_; ++d) tmp[d] = o[r * ldo + d] * inv;
+    convert_from_f32(tmp, o_row(s, it.b, i, h), p_.dtype, D_);
+    if (p_.lse) *lse_at(s, it.b, i, h) = l[r] > 0.0f ? m[r] + std::log(l[r]) : kNegInf;
+  }
+}
+
+void Runner::run_item(const Item& it, int slot) {
+  (void)slot;
+  const Seq& s = seqs_[size_t(it.b)];
+  const int64_t R = it.r1 - it.r0;
+  const bool tiled = R >= kMinTiledRows;
+  const int64_t Rp = round_up(R, kMR);
+  const int64_t bc_max = tiled ? kTileKeys : kStreamKeys;
+
+  // Per-row visible ranges, the block's key range, and the range where no row needs masking.
+  int64_t lo[kBlockRows], hi[kBlockRows];
+  int64_t klo = INT64_MAX, khi = -1, full_lo = 0, full_hi = INT64_MAX;
+  for (int64_t r = 0; r < R; ++r) {
+    visible(s, (it.r0 + r) / G_, &lo[r], &hi[r]);
+    if (lo[r] <= hi[r]) {
+      klo = std::min(klo, lo[r]);
+      khi = std::max(khi, hi[r]);
+    }
+    full_lo = std::max(full_lo, lo[r]);
+    full_hi = std::min(full_hi, hi[r]);
+  }
+  if (chunks_ > 1) {  // this item's chunk of keys
+    const int64_t ck = chunk_keys_[size_t(it.b)];
+    klo = std::max(klo, it.chunk * ck);
+    khi = std::min(khi, (it.chunk + 1) * ck - 1);
+  }
+
+  // Scratch: one arena, carved into 64-byte aligned pieces (the packed panels are read with
+  // aligned loads).
+  const int64_t lds = round_up(bc_max, kNR);
+  const int64_t ldo = Dp_;
+  const int64_t sizes[9] = {Rp * D_,  Rp * lds, Rp * ldo, Rp, Rp, Rp,
+                            tiled ? D_ * lds : 0, tiled ? Rp * lds : 0, tiled ? bc_max * Dp_ : 0};
+  int64_t total = 0;
+  for (int64_t n : sizes) total += round_up(n, 16);
+  float* mem = static_cast<float*>(scratch_get(0, size_t(total) * sizeof(float)));
+  float* piece[9];
+  for (int i = 0; i < 9; ++i) {
+    piece[i] = mem;
+    mem += round_up(sizes[i], 16);
+  }
+  float *qb = piece[0], *sc = piece[1], *o = piece[2], *m = piece[3], *l = piece[4],
+        *alpha = piece[5], *kp = piece[6], *pp = piece[7], *vp = piece[8];
+
+  // Q rows of the block, widened and pre-multiplied by the scale; as GEMM A panels when tiled.
+  float* qrow = static_cast<float*>(scratch_get(1, size_t(D_) * sizeof(float)));
+  for (int64_t r = 0; r < Rp; ++r) {
+    if (r < R) {
+      const int64_t row = it.r0 + r;
+      convert_to_f32(q_row(s, it.b, row / G_, it.hk * G_ + row % G_), p_.dtype, qrow, D_);
+      for (int64_t d = 0; d < D_; ++d) qrow[d] *= p_.scale;
+    } else {
+      std::memset(qrow, 0, size_t(D_) * sizeof(float));
+    }
+    if (tiled) {
+      float* panel = qb + (r / kMR) * kMR * D_;
+      for (int64_t d = 0; d < D_; ++d) panel[d * kMR + r % kMR] = qrow[d];
+    } else if (r < R) {
+      std::memcpy(qb + r * D_, qrow, size_t(D_) * sizeof(float));
+    }
+  }
+  std::memset(o, 0, size_t(Rp * ldo) * sizeof(float));
+  for (int64_t r = 0; r < Rp; ++r) {
+    m[r] = kNegInf;
+    l[r] = 0.0f;
+  }
+
+  const int64_t ks = p_.k_strides[1], vs = p_.v_strides[1];
+  for (int64_t j0 = klo; j0 <= khi; j0 += bc_max) {
+    const int64_t n = std::min(bc_max, khi + 1 - j0);
+    const void* kt = kv_row(p_.k, p_.k_strides, s, it.b, j0, it.hk);
+    const void* vt = kv_row(p_.v, p_.v_strides, s, it.b, j0, it.hk);
+    if (tiled) {
+      gk_.pack_b(kt, p_.dtype, ks, true, D_, n, kp);
+      const int64_t npan = ceil_div(n, kNR);
+      for (int64_t pj = 0; pj < npan; ++pj)
+        for (int64_t pi = 0; pi < Rp / kMR; ++pi)
+          gk_.kernel(D_, qb + pi * kMR * D_, kp + pj * kNR * D_, sc + pi * kMR * lds + pj * kNR,
+                     lds, false);
+    } else {
+      ak_.qk_dot(qb, D_, R, kt, p_.dtype, ks, n, D_, sc, lds);
+    }
+    if (elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi)
+      transform(s, it, R, j0, n, sc, lds, lo, hi);
+    ak_.softmax_tile(sc, lds, R, n, m, l, alpha);
+    for (int64_t r = 0; r < R; ++r)
+      if (alpha[r] != 1.0f)
+        for (int64_t d = 0; d < ldo; ++d) o[r * ldo + d] *= alpha[r];
+    if (tiled) {
+      gk_.pack_a(sc, DType::float32, lds, R, n, pp);
+      gk_.pack_b(vt, p_.dtype, vs, false, n, D_, vp);
+      for (int64_t pj = 0; pj < Dp_ / kNR; ++pj)
+        for (int64_t pi = 0; pi < Rp / kMR; ++pi)
+          gk_.kernel(n, pp + pi * kMR * n, vp + pj * kNR * n, o + pi * kMR * ldo + pj * kNR, ldo,
+                     true);
+    } else {
+      ak_.pv_accum(sc, lds, R, vt, p_.dtype, vs, n, D_, o, ldo);
+    }
+  }
+  finish_rows(s, it, R, o, ldo, m, l, chunks_ > 1);
+}
+
+Status Runner::run() {
+  const int64_t B = p_.batch;
+  seqs_.resize(size_t(B));
+  int64_t max_sk = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    Seq& s = seqs_[size_t(b)];
+    if (p_.cu_seqlens_q) {
+      s.q_row0 = p_.cu_seqlens_q[b];
+      s.sq = p_.cu_seqlens_q[b + 1] - p_.cu_seqlens_q[b];
+      s.k_row0 = p_.cu_seqlens_k[b];
+      s.sk = p_.cu_seqlens_k[b + 1] - p_.cu_seqlens_k[b];
+    } else {
+      s.sq = p_.seqlen_q;
+      s.sk = p_.seqlen_k;
+    }
+    if (p_.seqlens_k) s.sk = p_.seqlens_k[b];
+    s.off = s.sk - s.sq;
+    max_sk = std::max(max_sk, s.sk);
+  }
+  elementwise_ = p_.softcap > 0.0f || p_.alibi || p_.mask;
+
+  // Blocks of group rows, then chunks of keys when the blocks cannot fill the threads.
+  std::vector<Item> blocks;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t hk = 0; hk < p_.heads_k; ++hk) {
+      const int64_t rows = seqs_[size_t(b)].sq * G_;
+      for (int64_t r0 = 0; r0 < rows; r0 += kBlockRows) {
+        Item it{b, hk, r0, std::min(rows, r0 + kBlockRows), 0, int64_t(blocks.size()), 0};
+        const Seq& s = seqs_[size_t(b)];
+        int64_t lo, hi, lo2, hi2;
+        visible(s, r0 / G_, &lo, &hi);
+        visible(s, (it.r1 - 1) / G_, &lo2, &hi2);
+        it.cost = (it.r1 - r0) * std::max<int64_t>(0, hi2 - lo + 1) + 1;
+        blocks.push_back(it);
+      }
+    }
+  if (blocks.empty()) return Status::Ok();
+  const int64_t nthreads = p_.max_threads > 0 ? std::min(p_.max_threads, threads()) : threads();
+  const int64_t nblocks = int64_t(blocks.size());
+  if (nthreads > 1 && nblocks < 2 * nthreads && max_sk >= 2 * kMinChunkKeys) {
+    chunks_ = std::min(ceil_div(4 * nthreads, nblocks), max_sk / kMinChunkKeys);
+  }
+  std::vector<float> partial;
+  std::vector<Item> items;
+  if (chunks_ > 1) {
+    chunk_keys_.resize(size_t(B));
+    for (int64_t b = 0; b < B; ++b)
+      chunk_keys_[size_t(b)] =
+          std::max<int64_t>(1, round_up(ceil_div(seqs_[size_t(b)].sk, chunks_), kTileKeys));
+    partial_stride_ = kBlockRows * (Dp_ + 2);
+    partial.resize(size_t(nblocks * chunks_ * partial_stride_));
+    partial_ = partial.data();
+    for (const Item& blk : blocks)
+      for (int64_t c = 0; c < chunks_; ++c) {
+        Item it = blk;
+        it.chunk = c;
+        items.push_back(it);
+      }
+  } else {
+    items = blocks;
+    // Heaviest first so the dynamic schedule ends evenly (causal blocks differ by up to Sk).
+    std::stable_sort(items.begin(), items.end(),
+                     [](const Item& a, const Item& b) { return a.cost > b.cost; });
+  }
+
+  parallel_for(int64_t(items.size()),
+               [&](int64_t t, int slot) { run_item(items[size_t(t)], slot); }, p_.max_threads);
+
+  if (chunks_ > 1) {
+    // log-sum-exp merge of the chunks, in chunk order (deterministic).
+    parallel_for(
+        nblocks,
+        [&](int64_t t, int) {
+          const Item& blk = blocks[size_t(t)];
+          const Seq& s = seqs_[size_t(blk.b)];
+          const int64_t R = blk.r1 - blk.r0;
+          float* acc = static_cast<float*>(scratch_get(2, size_t(R * (Dp_ + 2)) * sizeof(float)));
+          std::vector<float> m(size_t(R), kNegInf), l(size_t(R), 0.0f);
+          for (int64_t c = 0; c < chunks_; ++c) {
+            const float* src = partial_ + (blk.block * chunks_ + c) * partial_stride_;
+            for (int64_t r = 0; r < R; ++r) {
+              const float* row = src + r * (Dp_ + 2);
+              float* a = acc + r * Dp_;
+              if (c == 0) std::memset(a, 0, size_t(Dp_) * sizeof(float));
+              if (row[1] == 0.0f) continue;  // no visible key in this chunk
+              const float mx = std::max(m[size_t(r)], row[0]);
+              const float wa = std::exp(m[size_t(r)] - mx), wb = std::exp(row[0] - mx);
+              for (int64_t d = 0; d < D_; ++d) a[d] = a[d] * wa + row[2 + d] * wb;
+              l[size_t(r)] = l[size_t(r)] * wa + row[1] * wb;
+              m[size_t(r)] = mx;
+            }
+          }
+          finish_rows(s, blk, R, acc, Dp_, m.data(), l.data(), false);
+        },
+        p_.max_threads);
+  }
+  return Status::Ok();
+}
+
+Status check(const AttentionParams& p) {
+  auto bad = [](StatusCode c, const std::string& m) { return Status(c, "attention: " + m); };
+  if (!dtype_is_float(p.dtype))
+    return bad(StatusCode::dtype, "argument 'q': expected float32, float16 or bfloat16");
+  if (p.batch < 0 || p.seqlen_q < 0 || p.seqlen_k < 0)
+    return bad(StatusCode::shape, "argument 'q': negative size");
+  if (p.heads_q < 1 || p.heads_k < 1 || p.heads_q % p.heads_k != 0)
+    return bad(StatusCode::shape, "argument 'k': heads of k must divide heads of q");
+  if (p.head_dim < 1 || p.head_dim > kAttentionMaxHeadDim)
+    return bad(StatusCode::shape, "argument 'q': head dim must be in [1, 256]");
+  if (!std::isfinite(p.scale)) return bad(StatusCode::arg, "option 'scale' must be finite");
+  if (!(p.softcap >= 0.0f) || !std::isfinite(p.softcap))
+    return bad(StatusCode::arg, "option 'softcap' must be a positive finite number");
+  if (p.window_left < -1 || p.window_right < -1)
+    return bad(StatusCode::arg, "option 'window': values must be >= -1");
+  if (p.mask && p.mask_dtype != DType::float32 && p.mask_dtype != DType::uint8)
+    return bad(StatusCode::dtype, "option 'mask': expected float32 or uint8");
+  if ((p.cu_seqlens_q == nullptr) != (p.cu_seqlens_k == nullptr))
+    return bad(StatusCode::arg, "options 'cuSeqlensQ' and 'cuSeqlensK' go together");
+  if (p.cu_seqlens_q) {
+    if (p.mask) return bad(StatusCode::arg, "option 'mask' is not supported in varlen mode");
+    if (p.cu_seqlens_q[0] != 0 || p.cu_seqlens_k[0] != 0)
+      return bad(StatusCode::arg, "option 'cuSeqlensQ'/'cuSeqlensK' must start at 0");
+    for (int64_t b = 0; b < p.batch; ++b) {
+      if (p.cu_seqlens_q[b + 1] < p.cu_seqlens_q[b])
+        return bad(StatusCode::arg, "option 'cuSeqlensQ' must be non-decreasing");
+      if (p.cu_seqlens_k[b + 1] < p.cu_seqlens_k[b])
+        return bad(StatusCode::arg, "option 'cuSeqlensK' must be non-decreasing");
+    }
+    if (p.cu_seqlens_q[p.batch] != p.seqlen_q)
+      return bad(StatusCode::arg, "option 'cuSeqlensQ': last entry must equal the rows of q");
+    if (p.cu_seqlens_k[p.batch] != p.seqlen_k)
+      return bad(StatusCode::arg, "option 'cuSeqlensK': last entry must equal the rows of k");
+  }
+  if (p.seqlens_k)
+    for (int64_t b = 0; b < p.batch; ++b) {
+      const int64_t len = p.cu_seqlens_k ? p.cu_seqlens_k[b + 1] - p.cu_seqlens_k[b] : p.seqlen_k;
+      if (p.seqlens_k[b] < 0 || p.seqlens_k[b] > len)
+        return bad(StatusCode::arg, "option 'seqlensK': entry " + std::to_string(b) +
+                                        " is outside [0, keys of its sequence]");
+    }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status attention(const AttentionParams& p) {
+  TF_RETURN_IF_ERROR(check(p));
+  if (p.batch == 0 || p.seqlen_q == 0) return Status::Ok();
+  Runner runner(p);
+  return runner.run();
+}
+
+}  // namespace tf

@@ -1,0 +1,37 @@
+// The per-ISA pieces of fused attention (generic.cc, x86_avx2.cc fill one table each; the tiling,
+// masking, online-softmax bookkeeping and split-K merge live once in attention_driver.cc).
+// Blocks of many query rows use the GEMM engine's packing and micro-kernel (gemm_kernels.h) for
+// Q K^T and P V; the few-row streaming path (decode) uses qk_dot and pv_accum below, which read
+// K and V rows in their stored dtype and widen them in registers.
+#pragma once
+#include <cstdint>
+
+#include "tensorfuse/cpu_features.h"
+#include "tensorfuse/dtype.h"
+
+namespace tf {
+namespace attention_cpu {
+
+struct Kernels {
+  Isa isa;
+  // Online softmax over one tile, for rows r < R of s (row stride lds), columns [0, n):
+  //   m_new = max(m[r], max_j s[r, j]);  s[r, j] = exp(s[r, j] - m_new);
+  //   alpha[r] = exp(m[r] - m_new);  l[r] = l[r] * alpha[r] + sum_j s[r, j];  m[r] = m_new.
+  // -inf scores (masked) give 0; a row whose max is still -inf keeps m = -inf, alpha = 1, l = 0.
+  void (*softmax_tile)(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l,
+                       float* alpha);
+  // s[r * lds + j] = dot(q[r * ldq, 0:D], K[j, 0:D]) for r < R, j < n; K row j at k + j * ldk
+  // in dtype dt. q float32.
+  void (*qk_dot)(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int64_t ldk,
+                 int64_t n, int64_t D, float* s, int64_t lds);
+  // o[r * ldo + d] += sum_j p[r * ldp + j] * V[j, d] for r < R, d < D; V row j at v + j * ldv.
+  void (*pv_accum)(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
+                   int64_t n, int64_t D, float* o, int64_t ldo);
+};
+
+const Kernels& kernels_generic();
+const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels& kernels_for(Isa isa);
+
+}  // namespace attention_cpu
+}  // namespace tf
