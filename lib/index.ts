@@ -7,3 +7,5 @@ export type { DType } from './dtype.js';
 export { TensorfuseError, type ErrorCode } from './errors.js';
 export { matmul, matmulAsync, linear, linearAsync, type LinearOptions } from './ops/linear.js';
 export * as backend from './backend.js';
+export * as moe from './ops/moe.js';
+export type { Routing, RouteOptions, FfnWeights } from './ops/moe.js';
