@@ -15,21 +15,21 @@
 namespace tf {
 
 Status moe_check_routing(const MoeRoutingView& r) {
-  if (r.T < 0 || r.top_k < 1 || r.E < 1) return Status(StatusCode::shape, "routing: bad T, topK or E");
+  if (r.T < 0 || r.top_k < 1 || r.E < 1) return Status(StatusCode::shape, "argument 'r': bad T, topK or E");
   const int64_t n_slots = r.T * r.top_k;
-  if (r.offsets[0] != 0) return Status(StatusCode::arg, "routing: offsets[0] must be 0");
+  if (r.offsets[0] != 0) return Status(StatusCode::arg, "argument 'r.offsets': offsets[0] must be 0");
   for (int64_t e = 0; e < r.E; ++e)
     if (r.offsets[e + 1] < r.offsets[e])
-      return Status(StatusCode::arg, "routing: offsets must be non-decreasing");
+      return Status(StatusCode::arg, "argument 'r.offsets': offsets must be non-decreasing");
   if (r.offsets[r.E] != r.rows)
-    return Status(StatusCode::arg, "routing: offsets[E] must equal the length of order");
-  if (r.rows > n_slots) return Status(StatusCode::arg, "routing: order is longer than T * topK");
+    return Status(StatusCode::arg, "argument 'r.offsets': offsets[E] must equal the length of r.order");
+  if (r.rows > n_slots) return Status(StatusCode::arg, "argument 'r.order': longer than T * topK");
   std::vector<uint8_t> seen(size_t(n_slots), 0);
   for (int64_t i = 0; i < r.rows; ++i) {
     const int64_t s = r.order[i];
     if (s < 0 || s >= n_slots)
-      return Status(StatusCode::arg, "routing: order holds a slot id outside [0, T * topK)");
-    if (seen[size_t(s)]) return Status(StatusCode::arg, "routing: order holds a slot id twice");
+      return Status(StatusCode::arg, "argument 'r.order': holds a slot id outside [0, T * topK)");
+    if (seen[size_t(s)]) return Status(StatusCode::arg, "argument 'r.order': holds a slot id twice");
     seen[size_t(s)] = 1;
   }
   return Status::Ok();
