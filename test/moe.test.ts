@@ -386,6 +386,8 @@ describe('moe.ffn', () => {
     { T: 3, E: 8, D: 40, F: 300, topK: 2, w3: true, activation: 'relu' }, // few tiles: F split in chunks
     { T: 100, E: 8, D: 24, F: 600, topK: 2, w3: false }, // chunks of more than one 256-column step
     { T: 300, E: 2, D: 16, F: 40, topK: 1, w3: true }, // experts with more rows than one tile
+    { T: 200, E: 2, D: 33, F: 300, topK: 1, w3: true, activation: 'gelu' }, // packed path (tiles > 48 rows)
+    { T: 400, E: 2, D: 20, F: 600, topK: 2, w3: false, activation: 'relu' }, // packed, several F steps
     { T: 64, E: 64, D: 48, F: 32, topK: 8, w3: true, cf: 0.5 }, // dropped slots
     { T: 5, E: 384, D: 7, F: 5, topK: 3, w3: false, activation: 'gelu' },
   ];

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <vector>
 
+#include "../gemm/gemm_kernels.h"
 #include "moe_internal.h"
 #include "tensorfuse/convert.h"
 #include "tensorfuse/moe.h"
@@ -23,8 +24,17 @@
 namespace tf {
 namespace {
 
-constexpr int64_t kRowTile = 128;  // rows per task: the GEMM engine's small-M path (<= 256)
-constexpr int64_t kFSub = 256;     // F columns per inner step: G, U tiles of kRowTile x kFSub
+using gemm_cpu::kKC;
+using gemm_cpu::kMR;
+using gemm_cpu::kNR;
+
+constexpr int64_t kRowTile = 96;   // rows per task: packed X slices of kRowTile x kKC (96 KiB) in L2
+constexpr int64_t kFSub = 256;     // F columns per inner step (a multiple of kNR, <= kKC): G, U, H
+constexpr int64_t kFewRows = 48;   // tiles this small take the long-run variant:
+constexpr int64_t kFewKC = 1024;   //   slices of D up to 1024 deep,
+constexpr int64_t kFewFSub = 512;  //   F steps of 512
+constexpr int64_t kDotN = 32;      // the dot variant: output columns per call
+constexpr int64_t kDotK = 1024;    //   and depth per call
 constexpr int64_t kTargetTasks = 16;
 constexpr int64_t kMinFChunk = 64;
 
@@ -84,6 +94,7 @@ Status moe_ffn(const MoeFfnParams& p) {
   } freer{partial};
 
   const moe_cpu::Kernels& kern = moe_cpu::kernels();
+  const gemm_cpu::Kernels& gk = gemm_cpu::kernels_for(active_isa());
   const char* xb = static_cast<const char*>(p.x);
   const size_t w13_expert = size_t(F) * size_t(D) * esz;  // bytes of one expert's w1 / w3 / w2
   std::mutex err_mu;
@@ -95,70 +106,114 @@ Status moe_ffn(const MoeFfnParams& p) {
     failed.store(true);
   };
 
-  // The GEMM engine keeps its packing buffers in scratch slots 0 and 1; ours are in slot 2.
+  // Per task, in thread scratch slot 2 (floats): x rows gathered [M, D]; the same packed as GEMM
+  // A panels for every kKC slice of D [m_pad, D]; G and U [m_pad, kFSub]; H packed as A panels
+  // [m_pad, kFSub]; three B panels (w1, w3, w2) of kKC x kNR.
   parallel_for(int64_t(tasks.size()), [&](int64_t ti, int) {
     if (failed.load()) return;
     const Task& tk = tasks[size_t(ti)];
-    const int64_t M = tk.r1 - tk.r0;
-    const int64_t fsub = std::min(kFSub, tk.f1 - tk.f0);
-    const size_t need = (size_t(M) * size_t(D) * 2 + size_t(M) * size_t(fsub) * 2) * sizeof(float);
-    float* xg = static_cast<float*>(scratch_get(2, need));
-    if (!xg) return fail_with(Status(StatusCode::oom, "moe.ffn: out of memory for scratch"));
-    float* ytmp = xg + size_t(M) * size_t(D);
-    float* g = ytmp + size_t(M) * size_t(D);
-    float* u = g + size_t(M) * size_t(fsub);
+    const int64_t M = tk.r1 - tk.r0, m_pad = ceil_div(M, kMR) * kMR;
+    // Few rows: deeper slices and wider F steps, so each weight row is read in longer runs (the
+    // packing of B is then the larger cost and it streams from memory).
+    const bool few = m_pad <= kFewRows;
+    const int64_t kcx = few ? std::min(D, kFewKC) : kKC;
+    const int64_t fsub = few ? kFewFSub : kFSub;
+    // Every buffer starts on 64 bytes: the micro-kernel loads its B panel with aligned loads.
+    const size_t sizes[8] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
+                             size_t(m_pad) * size_t(fsub), size_t(m_pad) * size_t(fsub),
+                             size_t(std::max(kcx, fsub)) * kNR, size_t(std::max(kcx, fsub)) * kNR,
+                             size_t(std::max(kcx, fsub)) * kNR};
+    size_t at[8], total = 0;
+    for (int i = 0; i < 8; ++i) {
+      at[i] = total;
+      total += (sizes[i] + 15) / 16 * 16;
+    }
+    float* base = static_cast<float*>(scratch_get(2, total * sizeof(float)));
+    if (!base) return fail_with(Status(StatusCode::oom, "moe.ffn: out of memory for scratch"));
+    float* xg = base + at[0];
+    float* apx = base + at[1];
+    float* g = base + at[2];
+    float* u = base + at[3];
+    float* hp = base + at[4];
+    float* b1 = base + at[5];
+    float* b3 = base + at[6];
+    float* b2 = base + at[7];
+    // 1. gather and pack x: slice pc of D at apx + m_pad * pc, panels of kMR rows x kc.
     for (int64_t i = 0; i < M; ++i) {
       const int64_t t = r.order[tk.r0 + i] / r.top_k;
       const char* src = xb + size_t(t) * size_t(D) * esz;
       if (p.dtype == DType::float32) std::memcpy(xg + i * D, src, size_t(D) * sizeof(float));
       else convert_to_f32(src, p.dtype, xg + i * D, D);
     }
+    const bool dot = few && gk.dot_t;
+    if (!dot)
+      for (int64_t pc = 0; pc < D; pc += kcx)
+        gk.pack_a(xg + pc, DType::float32, D, M, std::min(kcx, D - pc), apx + m_pad * pc);
     const char* w1e = static_cast<const char*>(p.w1) + size_t(tk.e) * w13_expert;
     const char* w3e = p.w3 ? static_cast<const char*>(p.w3) + size_t(tk.e) * w13_expert : nullptr;
     const char* w2e = static_cast<const char*>(p.w2) + size_t(tk.e) * w13_expert;
     float* y = partial + size_t(tk.chunk) * rows_d + size_t(tk.r0) * size_t(D);
-    for (int64_t fs = tk.f0; fs < tk.f1; fs += kFSub) {
-      const int64_t nf = std::min(kFSub, tk.f1 - fs);
-      GemmParams q;
-      q.M = M;
-      q.K = D;
-      q.N = nf;
-      q.a = xg;
-      q.lda = D;
-      q.b_dtype = p.dtype;
-      q.ldb = D;
-      q.trans_b = true;
-      q.ldc = nf;
-      q.max_threads = 1;
-      q.b = w1e + size_t(fs) * size_t(D) * esz;
-      q.c = g;
-      q.act = p.act;
-      Status s = gemm(q);
-      if (s.ok() && w3e) {
-        q.b = w3e + size_t(fs) * size_t(D) * esz;
-        q.c = u;
-        q.act = Activation::none;
-        s = gemm(q);
-        if (s.ok()) kern.mul(g, u, M * nf);
+    alignas(64) float edge[kMR * kNR];
+    for (int64_t fs = tk.f0; fs < tk.f1; fs += fsub) {
+      const int64_t nf = std::min(fsub, tk.f1 - fs);
+      if (dot) {
+        // Few rows: dot products straight from the rows of w1 / w3 / w2 (the GEMM engine's
+        // decode kernel), so no weight is packed for the few rows that use it; K in chunks of
+        // kDotK keeps the rows of B in flight in L1 while every row of X passes over them.
+        const char* b1r = w1e + size_t(fs) * size_t(D) * esz;
+        const char* b3r = w3e ? w3e + size_t(fs) * size_t(D) * esz : nullptr;
+        for (int64_t n0 = 0; n0 < nf; n0 += kDotN) {
+          const int64_t n1 = std::min(nf, n0 + kDotN);
+          for (int64_t k0 = 0; k0 < D; k0 += kDotK) {
+            const int64_t k1 = std::min(D, k0 + kDotK);
+            gk.dot_t(xg, D, M, b1r, p.dtype, D, k0, k1, n0, n1, g, fsub, k0 > 0);
+            if (b3r) gk.dot_t(xg, D, M, b3r, p.dtype, D, k0, k1, n0, n1, u, fsub, k0 > 0);
+          }
+        }
+        for (int64_t i = 0; i < M; ++i) kern.glu(p.act, g + i * fsub, w3e ? u + i * fsub : nullptr, nf);
+        const char* b2r = w2e + size_t(fs) * esz;
+        for (int64_t n0 = 0; n0 < D; n0 += kDotN)
+          gk.dot_t(g, fsub, M, b2r, p.dtype, F, 0, nf, n0, std::min(D, n0 + kDotN), y, D, fs > tk.f0);
+        continue;
       }
-      if (!s.ok()) return fail_with(s);
-      // Y (+)= H w2[:, fs:fs+nf]^T: w2 is [D, F], so B = rows of w2 from column fs, ldb = F.
-      GemmParams q2;
-      q2.M = M;
-      q2.K = nf;
-      q2.N = D;
-      q2.a = g;
-      q2.lda = nf;
-      q2.b = w2e + size_t(fs) * esz;
-      q2.b_dtype = p.dtype;
-      q2.ldb = F;
-      q2.trans_b = true;
-      q2.c = fs == tk.f0 ? y : ytmp;
-      q2.ldc = D;
-      q2.max_threads = 1;
-      s = gemm(q2);
-      if (!s.ok()) return fail_with(s);
-      if (fs != tk.f0) kern.axpy(1.0f, ytmp, y, M * D);
+      // 2. G = X w1[fs:fs+nf]^T, U = X w3[...]^T: B panels of 16 rows of w1 / w3, every row panel
+      //    of X against each (G, U hold m_pad rows and whole panels: no edge cases).
+      for (int64_t pc = 0; pc < D; pc += kcx) {
+        const int64_t kc = std::min(kcx, D - pc);
+        const float* ap = apx + m_pad * pc;
+        for (int64_t j = 0; j < nf; j += kNR) {
+          const int64_t cols = std::min<int64_t>(kNR, nf - j);
+          const size_t boff = (size_t(fs + j) * size_t(D) + size_t(pc)) * esz;
+          gk.pack_b(w1e + boff, p.dtype, D, true, kc, cols, b1);
+          if (w3e) gk.pack_b(w3e + boff, p.dtype, D, true, kc, cols, b3);
+          for (int64_t i = 0; i < m_pad; i += kMR) {
+            gk.kernel(kc, ap + i * kc, b1, g + i * fsub + j, fsub, pc > 0);
+            if (w3e) gk.kernel(kc, ap + i * kc, b3, u + i * fsub + j, fsub, pc > 0);
+          }
+        }
+      }
+      // 3. H = act(G) * U, packed as the A panels of the second GEMM.
+      for (int64_t i = 0; i < M; ++i) kern.glu(p.act, g + i * fsub, w3e ? u + i * fsub : nullptr, nf);
+      gk.pack_a(g, DType::float32, fsub, M, nf, hp);
+      // 4. Y (+)= H w2[:, fs:fs+nf]^T: B panels of 16 rows of w2 (row stride F), written straight
+      //    into the task's rows of the partial output; the edges of M and D through a local tile.
+      const bool acc = fs > tk.f0;
+      for (int64_t j = 0; j < D; j += kNR) {
+        const int64_t cols = std::min<int64_t>(kNR, D - j);
+        gk.pack_b(w2e + (size_t(j) * size_t(F) + size_t(fs)) * esz, p.dtype, F, true, nf, cols, b2);
+        for (int64_t i = 0; i < M; i += kMR) {
+          const int64_t rr = std::min<int64_t>(kMR, M - i);
+          float* c = y + i * D + j;
+          if (rr == kMR && cols == kNR) {
+            gk.kernel(nf, hp + i * nf, b2, c, D, acc);
+          } else {
+            gk.kernel(nf, hp + i * nf, b2, edge, kNR, false);
+            for (int64_t ii = 0; ii < rr; ++ii)
+              for (int64_t jj = 0; jj < cols; ++jj)
+                c[ii * D + jj] = (acc ? c[ii * D + jj] : 0.0f) + edge[ii * kNR + jj];
+          }
+        }
+      }
     }
   });
   if (failed.load()) return err;

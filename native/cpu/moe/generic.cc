@@ -28,9 +28,23 @@ void mul(float* g, const float* u, int64_t n) {
   for (int64_t i = 0; i < n; ++i) g[i] *= u[i];
 }
 
-const Kernels kGeneric = {Isa::generic, exp_shift, sigmoid, axpy, mul};
+void glu(Activation act, float* g, const float* u, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) g[i] = act_scalar(g[i], act) * (u ? u[i] : 1.0f);
+}
+
+const Kernels kGeneric = {Isa::generic, exp_shift, sigmoid, axpy, mul, glu};
 
 }  // namespace
+
+float act_scalar(float v, Activation act) {
+  switch (act) {
+    case Activation::none: return v;
+    case Activation::relu: return v > 0.0f ? v : 0.0f;
+    case Activation::gelu: return 0.5f * v * (1.0f + std::erf(v * 0.70710678118654752f));
+    case Activation::silu: return v / (1.0f + std::exp(-v));
+  }
+  return v;
+}
 
 const Kernels& kernels_generic() { return kGeneric; }
 

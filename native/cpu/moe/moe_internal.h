@@ -21,7 +21,12 @@ struct Kernels {
   void (*axpy)(float a, const float* x, float* y, int64_t n);
   // g[i] *= u[i].
   void (*mul)(float* g, const float* u, int64_t n);
+  // The GLU step of the expert layer: g[i] = act(g[i]) * u[i] (u null: act(g[i])).
+  void (*glu)(Activation act, float* g, const float* u, int64_t n);
 };
+
+// Scalar activations (gelu: erf form), shared by the generic and the tail of the ISA paths.
+float act_scalar(float v, Activation act);
 
 const Kernels& kernels_generic();
 const Kernels* kernels_avx2();  // nullptr when not compiled in

@@ -84,7 +84,25 @@ void mul(float* g, const float* u, int64_t n) {
   for (; i < n; ++i) g[i] *= u[i];
 }
 
-const Kernels kAvx2 = {Isa::avx2, exp_shift, sigmoid, axpy, mul};
+// silu and relu in vectors; gelu (erf) stays scalar.
+void glu(Activation act, float* g, const float* u, int64_t n) {
+  int64_t i = 0;
+  if (act == Activation::silu || act == Activation::relu || act == Activation::none) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+      __m256 v = _mm256_loadu_ps(g + i);
+      if (act == Activation::silu)
+        v = _mm256_div_ps(v, _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, v))));
+      else if (act == Activation::relu)
+        v = _mm256_max_ps(v, zero);
+      if (u) v = _mm256_mul_ps(v, _mm256_loadu_ps(u + i));
+      _mm256_storeu_ps(g + i, v);
+    }
+  }
+  for (; i < n; ++i) g[i] = act_scalar(g[i], act) * (u ? u[i] : 1.0f);
+}
+
+const Kernels kAvx2 = {Isa::avx2, exp_shift, sigmoid, axpy, mul, glu};
 
 }  // namespace
 
