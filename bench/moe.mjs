@@ -33,7 +33,8 @@ function ffnCases(quick) {
     { label: 'Mixtral-like T=512 E=8 topK=2 D=1024 F=2816', T: 512, E: 8, topK: 2, D: 1024, F: 2816 },
     { label: 'DeepSeek-like T=256 E=64 topK=6 D=1024 F=512', T: 256, E: 64, topK: 6, D: 1024, F: 512 },
   ];
-  if (!quick) list.push({ label: 'decode T=4 E=64 topK=6 D=1024 F=512', T: 4, E: 64, topK: 6, D: 1024, F: 512 });
+  if (!quick)
+    list.push({ label: 'decode T=4 E=64 topK=6 D=1024 F=512', T: 4, E: 64, topK: 6, D: 1024, F: 512, decode: true });
   return list;
 }
 
@@ -173,6 +174,7 @@ export async function run(ctx) {
       });
     const xd = tf.randn([T * topK, D], { seed: 26 });
     const wd = tf.randn([3 * F, D], { seed: 27 });
+    const hitExperts = [...r.counts.data()].filter((n) => n > 0).length;
     const nCheck = c.small ? T : 2;
     const truth = truthRows(r, x, w, nCheck);
     const errOf = (y) => ref.relativeError(y.toFloat32().subarray(0, nCheck * D), truth);
@@ -211,6 +213,9 @@ export async function run(ctx) {
           dtype: 'float32',
           threads,
           flops: 2 * T * topK * D * F * 3,
+          // decode: bandwidth bound; count the weights of the experts actually routed to, read once
+          bytes: c.decode ? hitExperts * 3 * F * D * 4 : null,
+          memoryBound: !!c.decode,
           extra: { T, E, topK, D, F },
         },
         impls,
