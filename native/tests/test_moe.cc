@@ -226,3 +226,54 @@ TF_TEST(moe_routing_metadata_past_int32_element_offsets) {
   for (int32_t s : sorted) sentinels += s == int32_t(T * k);
   CHECK(padded - sentinels == rows, "padded %lld sentinels %lld", (long long)padded, (long long)sentinels);
 }
+
+TF_TEST(moe_dispatch_combine_poisoned_outputs_and_bad_routing) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  const int64_t T = 37, E = 60, D = 33;
+  const int k = 4;
+  std::vector<float> logits(static_cast<size_t>(T * E)), x(static_cast<size_t>(T * D));
+  for (auto& v : logits) v = std::round(rng.uniform(-3, 3) * 16) / 16;
+  for (auto& v : x) v = rng.uniform(-1, 1);
+  Routed r = route(logits, T, E, k, 0.5);
+  REQUIRE(moe_route(r.p).ok());
+  MoeRoutingView v;
+  v.T = T;
+  v.top_k = k;
+  v.E = E;
+  v.rows = r.offsets[size_t(E)];
+  v.weights = r.weights.data();
+  v.offsets = r.offsets.data();
+  v.order = r.order.data();
+  REQUIRE(v.rows < T * k, "capacity 0.5 should drop slots");
+  for (Isa isa : isa_levels()) {
+    set_isa(isa);
+    std::vector<float> xs(static_cast<size_t>(v.rows * D), std::numeric_limits<float>::quiet_NaN());
+    REQUIRE(moe_dispatch(v, x.data(), sizeof(float), D, xs.data()).ok());
+    for (int64_t i = 0; i < v.rows; ++i)
+      CHECK(std::memcmp(&xs[size_t(i * D)], &x[size_t(r.order[size_t(i)] / k * D)], D * sizeof(float)) == 0,
+            "%s row %lld", isa_name(isa), (long long)i);
+    std::vector<float> out(static_cast<size_t>(T * D), std::numeric_limits<float>::quiet_NaN());
+    REQUIRE(moe_combine(v, xs.data(), DType::float32, D, out.data()).ok());
+    // combine(dispatch(x)) = x * (sum of the kept weights of each token)
+    std::vector<double> got(out.begin(), out.end()), want(got.size());
+    for (int64_t t = 0; t < T; ++t) {
+      double ws = 0;
+      for (int j = 0; j < k; ++j) ws += r.weights[size_t(t * k + j)];
+      for (int64_t d = 0; d < D; ++d) want[size_t(t * D + d)] = ws * x[size_t(t * D + d)];
+    }
+    CHECK(tf_test::rel_norm_error(got, want, want) < 1e-6, "%s combine", isa_name(isa));
+  }
+  // a corrupted routing is an error, never a crash
+  std::vector<int32_t> bad(r.order);
+  bad[0] = int32_t(T * k);
+  v.order = bad.data();
+  CHECK(moe_dispatch(v, x.data(), sizeof(float), D, x.data()).code == StatusCode::arg);
+  bad[0] = bad[1];
+  CHECK(moe_combine(v, x.data(), DType::float32, D, x.data()).code == StatusCode::arg);
+  std::vector<int32_t> off(r.offsets);
+  off[3] = off[2] - 1;
+  v.order = r.order.data();
+  v.offsets = off.data();
+  CHECK(moe_check_routing(v).code == StatusCode::arg);
+}
