@@ -32,7 +32,24 @@ void glu(Activation act, float* g, const float* u, int64_t n) {
   for (int64_t i = 0; i < n; ++i) g[i] = act_scalar(g[i], act) * (u ? u[i] : 1.0f);
 }
 
-const Kernels kGeneric = {Isa::generic, exp_shift, sigmoid, axpy, mul, glu};
+float max_of(const float* x, int64_t n, bool* has_nan) {
+  float m = -INFINITY;
+  bool nan = false;
+  for (int64_t i = 0; i < n; ++i) {
+    nan |= std::isnan(x[i]);
+    if (x[i] > m) m = x[i];
+  }
+  *has_nan = nan;
+  return m;
+}
+
+int64_t first_above(const float* keys, int64_t from, int64_t n, float thr) {
+  for (int64_t i = from; i < n; ++i)
+    if (keys[i] > thr) return i;
+  return n;
+}
+
+const Kernels kGeneric = {Isa::generic, exp_shift, sigmoid, axpy, mul, max_of, first_above, glu};
 
 }  // namespace
 

@@ -21,6 +21,10 @@ struct Kernels {
   void (*axpy)(float a, const float* x, float* y, int64_t n);
   // g[i] *= u[i].
   void (*mul)(float* g, const float* u, int64_t n);
+  // Largest non-NaN value of x[0..n) (-inf when none); *has_nan tells whether x holds a NaN.
+  float (*max_of)(const float* x, int64_t n, bool* has_nan);
+  // First i in [from, n) with keys[i] > thr (an ordered compare: NaN never is), else n.
+  int64_t (*first_above)(const float* keys, int64_t from, int64_t n, float thr);
   // The GLU step of the expert layer: g[i] = act(g[i]) * u[i] (u null: act(g[i])).
   void (*glu)(Activation act, float* g, const float* u, int64_t n);
 };

@@ -25,11 +25,17 @@ constexpr int64_t kTokensPerTask = 64;
 inline float key_of(float v) { return std::isnan(v) ? -std::numeric_limits<float>::infinity() : v; }
 
 // Top-k of keys[0..n) over the allowed entries (allowed == null: all): ids in descending key
-// order, ties to the lower id (strict > keeps the earlier, lower id ahead).
-inline void top_k(const float* keys, const uint8_t* allowed, int64_t n, int k, int32_t* ids) {
+// order, ties to the lower id (strict > keeps the earlier, lower id ahead). Once k are held, only
+// a key above the k-th can enter: first_above skips the rest 8 at a time.
+inline void top_k(const moe_cpu::Kernels& kern, const float* keys, const uint8_t* allowed, int64_t n,
+                  int k, int32_t* ids) {
   float best[kMaxTopK];
   int have = 0;
   for (int64_t e = 0; e < n; ++e) {
+    if (have == k) {
+      e = kern.first_above(keys, e, n, best[k - 1]);
+      if (e >= n) break;
+    }
     if (allowed && !allowed[e]) continue;
     const float v = key_of(keys[e]);
     if (have == k && !(v > best[k - 1])) continue;
@@ -87,10 +93,8 @@ Status moe_route(MoeRouteParams& p) {
     double zs = 0.0;
     for (int64_t t = t0; t < t1; ++t) {
       const float* x = p.logits + t * E;
-      float m = -std::numeric_limits<float>::infinity();
-      for (int64_t e = 0; e < E; ++e) m = std::max(m, x[e]);
       bool any_nan = false;
-      for (int64_t e = 0; e < E; ++e) any_nan |= std::isnan(x[e]);
+      const float m = kern.max_of(x, E, &any_nan);
       // exp(x - max) and its sum (which also gives logsumexp for the z-loss).
       double sum;
       if (p.scoring == MoeScoring::softmax) {
@@ -133,7 +137,7 @@ Status moe_route(MoeRouteParams& p) {
         mask = allowed;
       }
       int32_t* ids = p.experts + t * k;
-      top_k(keys, mask, E, k, ids);
+      top_k(kern, keys, mask, E, k, ids);
       float* w = p.weights + t * k;
       float wsum = 0.0f;
       for (int j = 0; j < k; ++j) {

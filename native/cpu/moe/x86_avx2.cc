@@ -102,7 +102,41 @@ void glu(Activation act, float* g, const float* u, int64_t n) {
   for (; i < n; ++i) g[i] = act_scalar(g[i], act) * (u ? u[i] : 1.0f);
 }
 
-const Kernels kAvx2 = {Isa::avx2, exp_shift, sigmoid, axpy, mul, glu};
+float max_of(const float* x, int64_t n, bool* has_nan) {
+  // max_ps returns its second operand when either is NaN: (x, acc) keeps acc, skipping NaN.
+  __m256 acc = _mm256_set1_ps(-INFINITY), nan = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    acc = _mm256_max_ps(v, acc);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, acc);
+  float m = lanes[0];
+  for (int j = 1; j < 8; ++j) m = lanes[j] > m ? lanes[j] : m;
+  bool any = _mm256_movemask_ps(nan) != 0;
+  for (; i < n; ++i) {
+    any |= std::isnan(x[i]);
+    if (x[i] > m) m = x[i];
+  }
+  *has_nan = any;
+  return m;
+}
+
+int64_t first_above(const float* keys, int64_t from, int64_t n, float thr) {
+  const __m256 t = _mm256_set1_ps(thr);
+  int64_t i = from;
+  for (; i + 8 <= n; i += 8) {
+    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(keys + i), t, _CMP_GT_OQ));
+    if (mask) return i + __builtin_ctz(unsigned(mask));
+  }
+  for (; i < n; ++i)
+    if (keys[i] > thr) return i;
+  return n;
+}
+
+const Kernels kAvx2 = {Isa::avx2, exp_shift, sigmoid, axpy, mul, max_of, first_above, glu};
 
 }  // namespace
 
