@@ -95,6 +95,15 @@ Status moe_ffn(const MoeFfnParams& p) {
 
   const moe_cpu::Kernels& kern = moe_cpu::kernels();
   const gemm_cpu::Kernels& gk = gemm_cpu::kernels_for(active_isa());
+  // The few-rows variant: this family's float32 dot kernel, or the GEMM engine's for 16-bit
+  // weights (it widens them as it loads).
+  auto dot_fn = [&](const float* x, int64_t ldx, int64_t M, const char* w, int64_t ldw, int64_t k0,
+                    int64_t k1, int64_t n0, int64_t n1, float* c, int64_t ldc, bool acc) {
+    if (kern.dot_rows && p.dtype == DType::float32)
+      kern.dot_rows(x, ldx, M, reinterpret_cast<const float*>(w), ldw, k0, k1, n0, n1, c, ldc, acc);
+    else
+      gk.dot_t(x, ldx, M, w, p.dtype, ldw, k0, k1, n0, n1, c, ldc, acc);
+  };
   const char* xb = static_cast<const char*>(p.x);
   const size_t w13_expert = size_t(F) * size_t(D) * esz;  // bytes of one expert's w1 / w3 / w2
   std::mutex err_mu;
@@ -166,14 +175,14 @@ Status moe_ffn(const MoeFfnParams& p) {
           const int64_t n1 = std::min(nf, n0 + kDotN);
           for (int64_t k0 = 0; k0 < D; k0 += kDotK) {
             const int64_t k1 = std::min(D, k0 + kDotK);
-            gk.dot_t(xg, D, M, b1r, p.dtype, D, k0, k1, n0, n1, g, fsub, k0 > 0);
-            if (b3r) gk.dot_t(xg, D, M, b3r, p.dtype, D, k0, k1, n0, n1, u, fsub, k0 > 0);
+            dot_fn(xg, D, M, b1r, D, k0, k1, n0, n1, g, fsub, k0 > 0);
+            if (b3r) dot_fn(xg, D, M, b3r, D, k0, k1, n0, n1, u, fsub, k0 > 0);
           }
         }
         for (int64_t i = 0; i < M; ++i) kern.glu(p.act, g + i * fsub, w3e ? u + i * fsub : nullptr, nf);
         const char* b2r = w2e + size_t(fs) * esz;
         for (int64_t n0 = 0; n0 < D; n0 += kDotN)
-          gk.dot_t(g, fsub, M, b2r, p.dtype, F, 0, nf, n0, std::min(D, n0 + kDotN), y, D, fs > tk.f0);
+          dot_fn(g, fsub, M, b2r, F, 0, nf, n0, std::min(D, n0 + kDotN), y, D, fs > tk.f0);
         continue;
       }
       // 2. G = X w1[fs:fs+nf]^T, U = X w3[...]^T: B panels of 16 rows of w1 / w3, every row panel
