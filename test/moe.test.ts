@@ -1,6 +1,7 @@
 /** moe.route / align / dispatch / combine / ffn against the float64 reference, on every ISA. */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Tensor, backend, moe, randn, tensor, type DType, type Routing } from 'tensorfuse';
+import { Tensor, TensorfuseError, backend, moe, randn, tensor, type DType, type Routing } from 'tensorfuse';
 import {
   alignRef,
   combineRef,
@@ -614,5 +615,84 @@ describe('moe bad input', () => {
     await expectRejects(moe.dispatchAsync(rand([7, 4]), r), 'ERR_SHAPE', "'r'");
     await expectRejects(moe.combineAsync(rand([1, 4]), r), 'ERR_SHAPE', "'y'");
     await expectRejects(moe.alignAsync(r.experts, { numExperts: 2, blockSize: 4 }), 'ERR_ARG', "'experts'");
+  });
+});
+
+describe('moe fuzz', () => {
+  /** Returns, or throws a TensorfuseError: never anything else, never a crash. */
+  function survives(fn: () => unknown): void {
+    try {
+      fn();
+    } catch (e) {
+      if (!(e instanceof TensorfuseError)) throw e;
+    }
+  }
+  const arbTensor = fc
+    .record({
+      shape: fc.array(fc.integer({ min: 0, max: 9 }), { minLength: 0, maxLength: 3 }),
+      dtype: fc.constantFrom('float32', 'float16', 'int32'),
+    })
+    .map(({ shape, dtype }) => randn(shape, { dtype: dtype as DType, seed: 3 }));
+  const arbJunk = fc.oneof(
+    arbTensor,
+    fc.anything(),
+    fc.constantFrom(null, undefined, NaN, -1, 0, 2.5, { kind: 'quantized' }),
+  );
+  const arbRouteOpts = fc.oneof(
+    fc.record(
+      {
+        topK: fc.oneof(fc.integer({ min: -1, max: 10 }), fc.anything()),
+        scoring: fc.constantFrom('softmax', 'sigmoid', 'x', 1),
+        normalize: fc.oneof(fc.boolean(), fc.anything()),
+        bias: arbJunk,
+        groups: fc.oneof(
+          fc.record({ count: fc.integer({ min: -1, max: 9 }), topK: fc.integer({ min: -1, max: 9 }) }),
+          fc.anything(),
+        ),
+        scale: fc.oneof(fc.double(), fc.anything()),
+        capacityFactor: fc.oneof(fc.double({ min: -1, max: 4 }), fc.anything()),
+      },
+      { requiredKeys: [] },
+    ),
+    fc.anything(),
+  );
+
+  it('route / align / dispatch / combine / ffn on random arguments', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 9 }),
+        fc.integer({ min: 1, max: 9 }),
+        arbRouteOpts,
+        arbJunk,
+        arbJunk,
+        arbJunk,
+        (T, E, opts, a, b, c) => {
+          const logits = randn([T, E], { seed: T * 10 + E });
+          let r: Routing | null = null;
+          survives(() => {
+            r = moe.route(logits, opts as Parameters<typeof moe.route>[1]);
+          });
+          survives(() => moe.route(a as Tensor, opts as Parameters<typeof moe.route>[1]));
+          const routing = r ?? (moe.route(randn([T, E], { seed: 1 }), { topK: 1 }) as Routing);
+          survives(() => moe.align(routing.experts, { numExperts: E, blockSize: (b as number) ?? 4 }));
+          survives(() => moe.align(a as Tensor, b as { numExperts: number; blockSize: number }));
+          survives(() => moe.dispatch(a as Tensor, routing));
+          survives(() => moe.combine(b as Tensor, routing));
+          survives(() => moe.dispatch(randn([T, 3], { seed: 2 }), a as Routing));
+          survives(() =>
+            moe.ffn(a as Tensor, routing, { w1: b as Tensor, w3: c as Tensor, w2: b as Tensor, activation: 'silu' }),
+          );
+          survives(() => moe.ffn(randn([T, 4], { seed: 5 }), routing, c as { w1: Tensor; w2: Tensor }));
+          survives(() =>
+            moe.ffn(randn([T, 4], { seed: 5 }), routing, {
+              w1: randn([E, 3, 4]),
+              w2: randn([E, 4, 3]),
+              w3: a as Tensor,
+            }),
+          );
+        },
+      ),
+      { numRuns: 300, seed: RUN_SEED },
+    );
   });
 });

@@ -1,13 +1,16 @@
-// The fused expert layer. Work is split into tasks (expert, row tile, F chunk):
-//   1. gather the tile's rows of x (float32) into thread scratch;
-//   2. for each kFSub columns of the F chunk: G = act(X w1^T) (activation in the GEMM epilogue),
-//      U = X w3^T, H = G * U, and Y += H w2[:, chunk]^T, all on the GEMM engine on this thread;
-//   3. the tile's Y rows go to this chunk's partial rows.
-// A final pass per token sums, for each choice j in order, weight * (sum over chunks of the
-// partial row): no atomics, and the result depends on neither the thread count nor the
-// scheduling. Nothing of size [rows, F] exists beyond one [tile, kFSub] pair per thread; the
-// partial rows are [chunks, rows, D] with chunks > 1 only when there are too few (expert, tile)
-// tasks to keep the threads busy (decode, few experts hit).
+// The fused expert layer. Work is split into tasks (expert, row tile of <= kRowTile rows, F chunk),
+// each on one thread with the GEMM engine's micro-kernel table (gemm_kernels.h):
+//   1. gather the tile's rows of x (as float32) and pack them once as A panels for all of D;
+//   2. per step of kFSub columns of the F chunk: G = X w1^T and U = X w3^T over 16-row panels of
+//      w1 / w3 packed as B; H = act(G) * U (vectorised GLU), packed as the A of the next product;
+//   3. Y (+)= H w2[:, step]^T over 16-row panels of w2, written straight into the tile's rows.
+// Tiles of <= kFewRows rows skip the packing: dot products straight from the weight rows (at 24
+// rows a packed 16-row panel would feed only 4 micro-tiles). A final pass per token sums
+// weight * row for its choices in order (and the F chunks, when there are several): no atomics,
+// and the result depends on neither the thread count nor the scheduling. Nothing of size
+// [rows, F] exists beyond one [tile, kFSub] G / U / H per thread; the expert rows are
+// [chunks, rows, D] float32 with chunks > 1 only when (expert, tile) pairs are too few to keep
+// the threads busy (decode).
 #include <algorithm>
 #include <atomic>
 #include <cstring>
