@@ -37,8 +37,8 @@
       "sources": [
         "native/core/x86_f16c.cc",
         "native/cpu/gemm/x86_avx2.cc",
-        "native/cpu/probe/x86_avx2.cc",
-        "native/cpu/moe/x86_avx2.cc"
+        "native/cpu/moe/x86_avx2.cc",
+        "native/cpu/probe/x86_avx2.cc"
       ],
       "conditions": [
         ["target_arch=='x64'", {
@@ -60,17 +60,17 @@
         "native/cpu/gemm/gemm_driver.cc",
         "native/cpu/gemm/generic.cc",
         "native/cpu/gemm/arm_neon.cc",
+        "native/cpu/moe/route.cc",
+        "native/cpu/moe/dispatch.cc",
+        "native/cpu/moe/ffn.cc",
+        "native/cpu/moe/generic.cc",
+        "native/napi/moe.cc",
         "native/cpu/probe/probe.cc",
         "native/napi/napi_util.cc",
         "native/napi/addon.cc",
         "native/napi/backend.cc",
         "native/napi/tensor.cc",
-        "native/napi/gemm.cc",
-        "native/cpu/moe/route.cc",
-        "native/cpu/moe/dispatch.cc",
-        "native/cpu/moe/ffn.cc",
-        "native/cpu/moe/generic.cc",
-        "native/napi/moe.cc"
+        "native/napi/gemm.cc"
       ],
       "conditions": [
         ["OS=='linux'", { "libraries": ["-lpthread"] }]
