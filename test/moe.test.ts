@@ -403,6 +403,7 @@ describe('moe.ffn', () => {
       for (const dtype of ['float16', 'bfloat16'] as DType[]) {
         ffnCheck({ T: 9, E: 8, D: 33, F: 70, topK: 2, w3: true }, dtype, seed);
         ffnCheck({ T: 17, E: 60, D: 20, F: 300, topK: 4, w3: false, activation: 'gelu' }, dtype, seed + 1);
+        ffnCheck({ T: 120, E: 2, D: 24, F: 40, topK: 1, w3: true }, dtype, seed + 2); // packed path
       }
     });
   });
