@@ -53,7 +53,24 @@ function asRef(r: Routing): RoutingRef {
   };
 }
 
-function checkRoute(label: string, logits: Tensor, opts: Parameters<typeof moe.route>[1]): Routing {
+/**
+ * Inputs whose routing is well conditioned: redraws the bias (continuous, so its keys can come
+ * arbitrarily close) until no two candidate keys at the selection boundary are closer than float32
+ * can tell apart. Exact ties (grid logits, no bias) are kept: both sides break them the same way.
+ */
+function wellConditioned(logits: Tensor, opts: Parameters<typeof moe.route>[1]): Parameters<typeof moe.route>[1] {
+  let o = opts;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const m = routeRef(toF64(logits), { ...o, bias: o.bias ? o.bias.data() : undefined }).minMargin ?? Infinity;
+    if (m > 1e-5) return o;
+    if (!o.bias) break;
+    o = { ...o, bias: rand([o.bias.size]) };
+  }
+  return o;
+}
+
+function checkRoute(label: string, logits: Tensor, routeOpts: Parameters<typeof moe.route>[1]): Routing {
+  const opts = wellConditioned(logits, routeOpts);
   const refOpts: RouteRefOptions = { ...opts, bias: opts.bias ? opts.bias.data() : undefined };
   const want = routeRef(toF64(logits), refOpts);
   let first: Routing | null = null;

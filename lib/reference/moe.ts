@@ -39,6 +39,21 @@ export interface RoutingRef {
   dropped: number;
   auxLoss: number;
   zLoss: number;
+  /** Reference only: the smallest non-zero gap, over tokens, between consecutive keys among the
+   *  top k + 1 candidates (and group scores among the top groups.topK + 1). A float32 kernel can
+   *  only disagree with the reference on a choice when this is near its rounding error. */
+  minMargin?: number;
+}
+
+/** Smallest non-zero gap between consecutive values of the `n` largest of `vals`. */
+function topGap(vals: number[], n: number): number {
+  const top = vals
+    .slice()
+    .sort((a, b) => b - a)
+    .slice(0, n);
+  let g = Infinity;
+  for (let i = 1; i < top.length; i++) if (top[i - 1] - top[i] > 0) g = Math.min(g, top[i - 1] - top[i]);
+  return g;
 }
 
 /** Top-k of keys over allowed ids: descending key, ties to the lower id (a stable sort). */
@@ -59,6 +74,7 @@ export function routeRef(logits: Tensor64, opts: RouteRefOptions): RoutingRef {
   const experts = new Int32Array(T * k);
   const probSum = new Float64Array(E);
   let z = 0;
+  let minMargin = Infinity;
   for (let t = 0; t < T; t++) {
     const x = logits.data.subarray(t * E, (t + 1) * E);
     let m = -Infinity;
@@ -82,9 +98,13 @@ export function routeRef(logits: Tensor64, opts: RouteRefOptions): RoutingRef {
         gscore[g] = opts.bias ? vals[0] + (gs > 1 ? vals[1] : 0) : vals[0];
       }
       const kept = new Set(topKIds(gscore, () => true, opts.groups.topK));
+      minMargin = Math.min(minMargin, topGap(Array.from(gscore), opts.groups.topK + 1));
       allowed = (e) => kept.has(Math.floor(e / gs));
     }
     const ids = topKIds(keys, allowed, k);
+    const cand: number[] = [];
+    for (let e = 0; e < E; e++) if (allowed(e)) cand.push(keys[e]);
+    minMargin = Math.min(minMargin, topGap(cand, k + 1));
     let wsum = 0;
     for (let j = 0; j < k; j++) wsum += s[ids[j]];
     for (let j = 0; j < k; j++) {
@@ -128,6 +148,7 @@ export function routeRef(logits: Tensor64, opts: RouteRefOptions): RoutingRef {
     dropped,
     auxLoss: aux,
     zLoss: T > 0 ? z / T : 0,
+    minMargin,
   };
 }
 
