@@ -38,6 +38,7 @@
         "native/core/x86_f16c.cc",
         "native/cpu/gemm/x86_avx2.cc",
         "native/cpu/attention/x86_avx2.cc",
+        "native/cpu/moe/x86_avx2.cc",
         "native/cpu/probe/x86_avx2.cc"
       ],
       "conditions": [
@@ -60,6 +61,11 @@
         "native/cpu/gemm/gemm_driver.cc",
         "native/cpu/gemm/generic.cc",
         "native/cpu/gemm/arm_neon.cc",
+        "native/cpu/moe/route.cc",
+        "native/cpu/moe/dispatch.cc",
+        "native/cpu/moe/ffn.cc",
+        "native/cpu/moe/generic.cc",
+        "native/napi/moe.cc",
         "native/cpu/probe/probe.cc",
         "native/cpu/attention/attention_driver.cc",
         "native/cpu/attention/generic.cc",

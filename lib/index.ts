@@ -8,3 +8,5 @@ export { TensorfuseError, type ErrorCode } from './errors.js';
 export { matmul, matmulAsync, linear, linearAsync, type LinearOptions } from './ops/linear.js';
 export { attention, attentionAsync, type AttentionOptions } from './ops/attention.js';
 export * as backend from './backend.js';
+export * as moe from './ops/moe.js';
+export type { Routing, RouteOptions, FfnWeights } from './ops/moe.js';

@@ -29,6 +29,16 @@ export interface NativeBinding {
   gemmAsync(...args: GemmArgs): Promise<void>;
   attention(args: AttentionArgs): void;
   attentionAsync(args: AttentionArgs): Promise<void>;
+  moeRoute(...args: MoeRouteArgs): void;
+  moeRouteAsync(...args: MoeRouteArgs): Promise<void>;
+  moeAlign(...args: MoeAlignArgs): void;
+  moeAlignAsync(...args: MoeAlignArgs): Promise<void>;
+  moeDispatch(...args: MoeMoveArgs): void;
+  moeDispatchAsync(...args: MoeMoveArgs): Promise<void>;
+  moeCombine(...args: MoeMoveArgs): void;
+  moeCombineAsync(...args: MoeMoveArgs): Promise<void>;
+  moeFfn(...args: MoeFfnArgs): void;
+  moeFfnAsync(...args: MoeFfnArgs): Promise<void>;
 }
 
 /** One plain object per attention call (native/napi/attention.cc documents every field). */
@@ -64,6 +74,64 @@ export interface AttentionArgs {
   cuSeqlensQ: Int32Array | null;
   cuSeqlensK: Int32Array | null;
 }
+
+/** A Routing as native/napi/moe.cc takes it. */
+export type MoeRoutingArgs = [
+  T: number,
+  topK: number,
+  E: number,
+  weights: Float32Array,
+  offsets: Int32Array,
+  order: Int32Array,
+  rows: number,
+];
+export type MoeRouteArgs = [
+  logits: Float32Array,
+  T: number,
+  E: number,
+  topK: number,
+  scoring: number,
+  normalize: boolean,
+  bias: Float32Array | null,
+  groups: number,
+  groupTopK: number,
+  scale: number,
+  capacityFactor: number,
+  weights: Float32Array,
+  experts: Int32Array,
+  counts: Int32Array,
+  offsets: Int32Array,
+  order: Int32Array,
+  stats: Float64Array,
+];
+export type MoeAlignArgs = [
+  experts: Int32Array,
+  nSlots: number,
+  numExperts: number,
+  blockSize: number,
+  sortedTokenIds: Int32Array,
+  expertIds: Int32Array,
+  stats: Float64Array,
+];
+export type MoeMoveArgs = [
+  input: ArrayBufferView,
+  dtype: number,
+  D: number,
+  ...routing: MoeRoutingArgs,
+  out: ArrayBufferView,
+];
+export type MoeFfnArgs = [
+  x: ArrayBufferView,
+  dtype: number,
+  D: number,
+  F: number,
+  ...routing: MoeRoutingArgs,
+  w1: ArrayBufferView,
+  w3: ArrayBufferView | null,
+  w2: ArrayBufferView,
+  activation: number,
+  out: ArrayBufferView,
+];
 
 export type GemmArgs = [
   a: ArrayBufferView,

@@ -3,3 +3,4 @@ export * from './tensor64.js';
 export * from './gemm.js';
 export * from './dtype.js';
 export * from './attention.js';
+export * from './moe.js';

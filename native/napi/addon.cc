@@ -8,6 +8,7 @@ void register_backend(Napi::Env env, Napi::Object exports);
 void register_tensor(Napi::Env env, Napi::Object exports);
 void register_gemm(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
+void register_moe(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -26,6 +27,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_tensor(env, exports);
   register_gemm(env, exports);
   register_attention(env, exports);
+  register_moe(env, exports);
   return exports;
 }
 

@@ -1,0 +1,264 @@
+// The fused expert layer. Work is split into tasks (expert, row tile of <= kRowTile rows, F chunk),
+// each on one thread with the GEMM engine's micro-kernel table (gemm_kernels.h):
+//   1. gather the tile's rows of x (as float32) and pack them once as A panels for all of D;
+//   2. per step of kFSub columns of the F chunk: G = X w1^T and U = X w3^T over 16-row panels of
+//      w1 / w3 packed as B; H = act(G) * U (vectorised GLU), packed as the A of the next product;
+//   3. Y (+)= H w2[:, step]^T over 16-row panels of w2, written straight into the tile's rows.
+// Tiles of <= kFewRows rows skip the packing: dot products straight from the weight rows (at 24
+// rows a packed 16-row panel would feed only 4 micro-tiles). A final pass per token sums
+// weight * row for its choices in order (and the F chunks, when there are several): no atomics,
+// and the result depends on neither the thread count nor the scheduling. Nothing of size
+// [rows, F] exists beyond one [tile, kFSub] G / U / H per thread; the expert rows are
+// [chunks, rows, D] float32 with chunks > 1 only when (expert, tile) pairs are too few to keep
+// the threads busy (decode).
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <mutex>
+#include <vector>
+
+#include "../gemm/gemm_kernels.h"
+#include "moe_internal.h"
+#include "tensorfuse/convert.h"
+#include "tensorfuse/moe.h"
+#include "tensorfuse/scratch.h"
+#include "tensorfuse/threadpool.h"
+
+namespace tf {
+namespace {
+
+using gemm_cpu::kKC;
+using gemm_cpu::kMR;
+using gemm_cpu::kNR;
+
+constexpr int64_t kRowTile = 96;   // rows per task: packed X slices of kRowTile x kKC (96 KiB) in L2
+constexpr int64_t kFSub = 256;     // F columns per inner step (a multiple of kNR, <= kKC): G, U, H
+constexpr int64_t kFewRows = 48;   // tiles this small take the long-run variant:
+constexpr int64_t kFewKC = 1024;   //   slices of D up to 1024 deep,
+constexpr int64_t kFewFSub = 512;  //   F steps of 512
+constexpr int64_t kDotN = 32;      // the dot variant: output columns per call
+constexpr int64_t kDotK = 1024;    //   and depth per call
+constexpr int64_t kTargetTasks = 16;
+constexpr int64_t kMinFChunk = 64;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+struct Task {
+  int64_t e, r0, r1;  // expert, rows [r0, r1) of order
+  int64_t f0, f1;     // F chunk
+  int64_t chunk;
+};
+
+}  // namespace
+
+Status moe_ffn(const MoeFfnParams& p) {
+  const MoeRoutingView& r = p.r;
+  TF_RETURN_IF_ERROR(moe_check_routing(r));
+  if (!dtype_is_float(p.dtype)) return Status(StatusCode::dtype, "moe.ffn: x and weights must be float");
+  const int64_t D = p.D, F = p.F, T = r.T;
+  const size_t esz = dtype_size(p.dtype);
+  if (T == 0 || D == 0) return Status::Ok();
+  if (r.rows == 0 || F == 0) {
+    std::memset(p.out, 0, size_t(T) * size_t(D) * esz);
+    return Status::Ok();
+  }
+
+  // Row tiles: each expert's rows cut into near-equal tiles of at most kRowTile.
+  std::vector<Task> tiles;
+  for (int64_t e = 0; e < r.E; ++e) {
+    const int64_t n = r.offsets[e + 1] - r.offsets[e];
+    if (n == 0) continue;
+    const int64_t nt = ceil_div(n, kRowTile), per = ceil_div(n, nt);
+    for (int64_t i = 0; i < nt; ++i) {
+      const int64_t a = r.offsets[e] + i * per, b = std::min<int64_t>(r.offsets[e + 1], a + per);
+      if (a < b) tiles.push_back({e, a, b, 0, 0, 0});
+    }
+  }
+  // F chunks: enough that tiles x chunks reaches kTargetTasks (a constant, so the result does
+  // not depend on the thread count), chunks a multiple of 16 columns and at least kMinFChunk.
+  int64_t n_chunks = std::min(ceil_div(kTargetTasks, int64_t(tiles.size())), std::max<int64_t>(1, F / kMinFChunk));
+  const int64_t fchunk = ceil_div(ceil_div(F, n_chunks), 16) * 16;
+  n_chunks = ceil_div(F, fchunk);
+  std::vector<Task> tasks;
+  tasks.reserve(tiles.size() * size_t(n_chunks));
+  for (const Task& t : tiles)
+    for (int64_t c = 0; c < n_chunks; ++c)
+      tasks.push_back({t.e, t.r0, t.r1, c * fchunk, std::min(F, (c + 1) * fchunk), c});
+  // Larger tiles first, so a big one never starts last.
+  std::stable_sort(tasks.begin(), tasks.end(),
+                   [](const Task& a, const Task& b) { return (a.r1 - a.r0) > (b.r1 - b.r0); });
+
+  const size_t rows_d = size_t(r.rows) * size_t(D);
+  float* partial = static_cast<float*>(aligned_alloc64(size_t(n_chunks) * rows_d * sizeof(float)));
+  if (!partial) return Status(StatusCode::oom, "moe.ffn: out of memory for the expert outputs");
+  struct Freer {
+    float* p;
+    ~Freer() { aligned_free64(p); }
+  } freer{partial};
+
+  const moe_cpu::Kernels& kern = moe_cpu::kernels();
+  const gemm_cpu::Kernels& gk = gemm_cpu::kernels_for(active_isa());
+  // The few-rows variant: this family's float32 dot kernel, or the GEMM engine's for 16-bit
+  // weights (it widens them as it loads).
+  auto dot_fn = [&](const float* x, int64_t ldx, int64_t M, const char* w, int64_t ldw, int64_t k0,
+                    int64_t k1, int64_t n0, int64_t n1, float* c, int64_t ldc, bool acc) {
+    if (kern.dot_rows && p.dtype == DType::float32)
+      kern.dot_rows(x, ldx, M, reinterpret_cast<const float*>(w), ldw, k0, k1, n0, n1, c, ldc, acc);
+    else
+      gk.dot_t(x, ldx, M, w, p.dtype, ldw, k0, k1, n0, n1, c, ldc, acc);
+  };
+  const char* xb = static_cast<const char*>(p.x);
+  const size_t w13_expert = size_t(F) * size_t(D) * esz;  // bytes of one expert's w1 / w3 / w2
+  std::mutex err_mu;
+  Status err;
+  std::atomic<bool> failed{false};
+  auto fail_with = [&](const Status& s) {
+    std::lock_guard<std::mutex> lock(err_mu);
+    if (err.ok()) err = s;
+    failed.store(true);
+  };
+
+  // Per task, in thread scratch slot 2 (floats): x rows gathered [M, D]; the same packed as GEMM
+  // A panels for every kKC slice of D [m_pad, D]; G and U [m_pad, kFSub]; H packed as A panels
+  // [m_pad, kFSub]; three B panels (w1, w3, w2) of kKC x kNR.
+  parallel_for(int64_t(tasks.size()), [&](int64_t ti, int) {
+    if (failed.load()) return;
+    const Task& tk = tasks[size_t(ti)];
+    const int64_t M = tk.r1 - tk.r0, m_pad = ceil_div(M, kMR) * kMR;
+    // Few rows: deeper slices and wider F steps, so each weight row is read in longer runs (the
+    // packing of B is then the larger cost and it streams from memory).
+    const bool few = m_pad <= kFewRows;
+    const int64_t kcx = few ? std::min(D, kFewKC) : kKC;
+    const int64_t fsub = few ? kFewFSub : kFSub;
+    // Every buffer starts on 64 bytes: the micro-kernel loads its B panel with aligned loads.
+    const size_t sizes[8] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
+                             size_t(m_pad) * size_t(fsub), size_t(m_pad) * size_t(fsub),
+                             size_t(std::max(kcx, fsub)) * kNR, size_t(std::max(kcx, fsub)) * kNR,
+                             size_t(std::max(kcx, fsub)) * kNR};
+    size_t at[8], total = 0;
+    for (int i = 0; i < 8; ++i) {
+      at[i] = total;
+      total += (sizes[i] + 15) / 16 * 16;
+    }
+    float* base = static_cast<float*>(scratch_get(2, total * sizeof(float)));
+    if (!base) return fail_with(Status(StatusCode::oom, "moe.ffn: out of memory for scratch"));
+    float* xg = base + at[0];
+    float* apx = base + at[1];
+    float* g = base + at[2];
+    float* u = base + at[3];
+    float* hp = base + at[4];
+    float* b1 = base + at[5];
+    float* b3 = base + at[6];
+    float* b2 = base + at[7];
+    // 1. gather and pack x: slice pc of D at apx + m_pad * pc, panels of kMR rows x kc.
+    for (int64_t i = 0; i < M; ++i) {
+      const int64_t t = r.order[tk.r0 + i] / r.top_k;
+      const char* src = xb + size_t(t) * size_t(D) * esz;
+      if (p.dtype == DType::float32) std::memcpy(xg + i * D, src, size_t(D) * sizeof(float));
+      else convert_to_f32(src, p.dtype, xg + i * D, D);
+    }
+    const bool dot = few && gk.dot_t;
+    if (!dot)
+      for (int64_t pc = 0; pc < D; pc += kcx)
+        gk.pack_a(xg + pc, DType::float32, D, M, std::min(kcx, D - pc), apx + m_pad * pc);
+    const char* w1e = static_cast<const char*>(p.w1) + size_t(tk.e) * w13_expert;
+    const char* w3e = p.w3 ? static_cast<const char*>(p.w3) + size_t(tk.e) * w13_expert : nullptr;
+    const char* w2e = static_cast<const char*>(p.w2) + size_t(tk.e) * w13_expert;
+    float* y = partial + size_t(tk.chunk) * rows_d + size_t(tk.r0) * size_t(D);
+    alignas(64) float edge[kMR * kNR];
+    for (int64_t fs = tk.f0; fs < tk.f1; fs += fsub) {
+      const int64_t nf = std::min(fsub, tk.f1 - fs);
+      if (dot) {
+        // Few rows: dot products straight from the rows of w1 / w3 / w2 (the GEMM engine's
+        // decode kernel), so no weight is packed for the few rows that use it; K in chunks of
+        // kDotK keeps the rows of B in flight in L1 while every row of X passes over them.
+        const char* b1r = w1e + size_t(fs) * size_t(D) * esz;
+        const char* b3r = w3e ? w3e + size_t(fs) * size_t(D) * esz : nullptr;
+        for (int64_t n0 = 0; n0 < nf; n0 += kDotN) {
+          const int64_t n1 = std::min(nf, n0 + kDotN);
+          for (int64_t k0 = 0; k0 < D; k0 += kDotK) {
+            const int64_t k1 = std::min(D, k0 + kDotK);
+            dot_fn(xg, D, M, b1r, D, k0, k1, n0, n1, g, fsub, k0 > 0);
+            if (b3r) dot_fn(xg, D, M, b3r, D, k0, k1, n0, n1, u, fsub, k0 > 0);
+          }
+        }
+        for (int64_t i = 0; i < M; ++i) kern.glu(p.act, g + i * fsub, w3e ? u + i * fsub : nullptr, nf);
+        const char* b2r = w2e + size_t(fs) * esz;
+        for (int64_t n0 = 0; n0 < D; n0 += kDotN)
+          dot_fn(g, fsub, M, b2r, F, 0, nf, n0, std::min(D, n0 + kDotN), y, D, fs > tk.f0);
+        continue;
+      }
+      // 2. G = X w1[fs:fs+nf]^T, U = X w3[...]^T: B panels of 16 rows of w1 / w3, every row panel
+      //    of X against each (G, U hold m_pad rows and whole panels: no edge cases).
+      for (int64_t pc = 0; pc < D; pc += kcx) {
+        const int64_t kc = std::min(kcx, D - pc);
+        const float* ap = apx + m_pad * pc;
+        for (int64_t j = 0; j < nf; j += kNR) {
+          const int64_t cols = std::min<int64_t>(kNR, nf - j);
+          const size_t boff = (size_t(fs + j) * size_t(D) + size_t(pc)) * esz;
+          gk.pack_b(w1e + boff, p.dtype, D, true, kc, cols, b1);
+          if (w3e) gk.pack_b(w3e + boff, p.dtype, D, true, kc, cols, b3);
+          for (int64_t i = 0; i < m_pad; i += kMR) {
+            gk.kernel(kc, ap + i * kc, b1, g + i * fsub + j, fsub, pc > 0);
+            if (w3e) gk.kernel(kc, ap + i * kc, b3, u + i * fsub + j, fsub, pc > 0);
+          }
+        }
+      }
+      // 3. H = act(G) * U, packed as the A panels of the second GEMM.
+      for (int64_t i = 0; i < M; ++i) kern.glu(p.act, g + i * fsub, w3e ? u + i * fsub : nullptr, nf);
+      gk.pack_a(g, DType::float32, fsub, M, nf, hp);
+      // 4. Y (+)= H w2[:, fs:fs+nf]^T: B panels of 16 rows of w2 (row stride F), written straight
+      //    into the task's rows of the partial output; the edges of M and D through a local tile.
+      const bool acc = fs > tk.f0;
+      for (int64_t j = 0; j < D; j += kNR) {
+        const int64_t cols = std::min<int64_t>(kNR, D - j);
+        gk.pack_b(w2e + (size_t(j) * size_t(F) + size_t(fs)) * esz, p.dtype, F, true, nf, cols, b2);
+        for (int64_t i = 0; i < M; i += kMR) {
+          const int64_t rr = std::min<int64_t>(kMR, M - i);
+          float* c = y + i * D + j;
+          if (rr == kMR && cols == kNR) {
+            gk.kernel(nf, hp + i * nf, b2, c, D, acc);
+          } else {
+            gk.kernel(nf, hp + i * nf, b2, edge, kNR, false);
+            for (int64_t ii = 0; ii < rr; ++ii)
+              for (int64_t jj = 0; jj < cols; ++jj)
+                c[ii * D + jj] = (acc ? c[ii * D + jj] : 0.0f) + edge[ii * kNR + jj];
+          }
+        }
+      }
+    }
+  });
+  if (failed.load()) return err;
+
+  // out[t] = sum_j w[t, j] * sum_c partial[c][row(t, j)], j and c ascending.
+  const std::vector<int64_t> rows = moe_cpu::slot_rows(r);
+  const int64_t chunk = std::max<int64_t>(1, 8192 / D);
+  std::atomic<bool> oom{false};
+  parallel_for(ceil_div(T, chunk), [&](int64_t c, int) {
+    float* acc = static_cast<float*>(scratch_get(2, size_t(D) * 2 * sizeof(float)));
+    if (!acc) { oom.store(true); return; }
+    float* sum = acc + D;
+    const int64_t t1 = std::min(T, (c + 1) * chunk);
+    for (int64_t t = c * chunk; t < t1; ++t) {
+      std::fill(acc, acc + D, 0.0f);
+      for (int64_t j = 0; j < r.top_k; ++j) {
+        const int64_t row = rows[size_t(t * r.top_k + j)];
+        if (row < 0) continue;
+        const float* src = partial + size_t(row) * size_t(D);
+        if (n_chunks > 1) {
+          std::memcpy(sum, src, size_t(D) * sizeof(float));
+          for (int64_t k = 1; k < n_chunks; ++k) kern.axpy(1.0f, src + size_t(k) * rows_d, sum, D);
+          src = sum;
+        }
+        kern.axpy(r.weights[t * r.top_k + j], src, acc, D);
+      }
+      char* dst = static_cast<char*>(p.out) + size_t(t) * size_t(D) * esz;
+      if (p.dtype == DType::float32) std::memcpy(dst, acc, size_t(D) * sizeof(float));
+      else convert_from_f32(acc, dst, p.dtype, D);
+    }
+  });
+  if (oom.load()) return Status(StatusCode::oom, "moe.ffn: out of memory for scratch");
+  return Status::Ok();
+}
+
+}  // namespace tf

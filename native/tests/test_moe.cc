@@ -1,0 +1,279 @@
+// tf::moe_* (include/tensorfuse/moe.h) at the core level: the per-ISA element-wise pieces against
+// the scalar ones and libm, the fused expert layer against a float64 loop with its output
+// poisoned with NaN, and routing metadata at a size where T * topK * D exceeds 2^31 (metadata
+// only: the data would not fit in memory).
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "../cpu/moe/moe_internal.h"
+#include "check.h"
+#include "tensorfuse/cpu_features.h"
+#include "tensorfuse/moe.h"
+
+using namespace tf;
+
+namespace {
+
+std::vector<Isa> isa_levels() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+struct IsaGuard {
+  ~IsaGuard() { set_isa(best_isa()); }
+};
+
+struct Routed {
+  std::vector<float> weights;
+  std::vector<int32_t> experts, counts, offsets, order;
+  MoeRouteParams p;
+};
+
+Routed route(const std::vector<float>& logits, int64_t T, int64_t E, int k, double cf = 0) {
+  Routed r;
+  r.weights.resize(size_t(T * k));
+  r.experts.resize(size_t(T * k));
+  r.counts.resize(size_t(E));
+  r.offsets.resize(size_t(E + 1));
+  r.order.resize(size_t(T * k));
+  r.p.T = T;
+  r.p.E = E;
+  r.p.top_k = k;
+  r.p.logits = logits.data();
+  r.p.capacity_factor = cf;
+  r.p.weights = r.weights.data();
+  r.p.experts = r.experts.data();
+  r.p.counts = r.counts.data();
+  r.p.offsets = r.offsets.data();
+  r.p.order = r.order.data();
+  return r;
+}
+
+}  // namespace
+
+TF_TEST(moe_kernels_match_scalar) {
+  tf_test::Rng rng(tf_test::case_seed());
+  const moe_cpu::Kernels& gen = moe_cpu::kernels_generic();
+  for (Isa isa : isa_levels()) {
+    const moe_cpu::Kernels& k = moe_cpu::kernels_for(isa);
+    for (int64_t n : {1, 7, 8, 33, 384}) {
+      std::vector<float> x(static_cast<size_t>(n)), a(x.size()), b(x.size());
+      for (auto& v : x) v = rng.uniform(-90.0f, 30.0f);
+      x[0] = 29.5f;  // the sum is not all underflow
+      if (n > 3) {
+        x[1] = -std::numeric_limits<float>::infinity();
+        x[2] = 0.0f;
+      }
+      const float m = 30.0f;
+      const float sa = k.exp_shift(x.data(), m, n, a.data());
+      double sw = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const double want = std::exp(double(x[size_t(i)] - m));
+        sw += want;
+        CHECK(std::fabs(a[size_t(i)] - want) <= 3e-7 * want + 2e-38, "%s exp(%g) = %g, want %g",
+              isa_name(isa), double(x[size_t(i)] - m), double(a[size_t(i)]), want);
+      }
+      CHECK(std::fabs(sa - sw) <= 1e-6 * sw, "%s sum %g want %g", isa_name(isa), double(sa), sw);
+      for (auto& v : x) v = rng.uniform(-20.0f, 20.0f);
+      k.sigmoid(x.data(), n, a.data());
+      gen.sigmoid(x.data(), n, b.data());
+      for (int64_t i = 0; i < n; ++i)
+        CHECK(std::fabs(a[size_t(i)] - b[size_t(i)]) <= 4e-7f * b[size_t(i)], "%s sigmoid", isa_name(isa));
+      std::vector<float> y1(x.size()), y2(x.size());
+      for (int64_t i = 0; i < n; ++i) y1[size_t(i)] = y2[size_t(i)] = rng.uniform(-1, 1);
+      k.axpy(0.37f, x.data(), y1.data(), n);
+      gen.axpy(0.37f, x.data(), y2.data(), n);
+      for (int64_t i = 0; i < n; ++i)
+        CHECK(std::fabs(y1[size_t(i)] - y2[size_t(i)]) <= 1e-6f * (1 + std::fabs(y2[size_t(i)])), "%s axpy",
+              isa_name(isa));
+    }
+    // NaN stays NaN
+    float nan_in = std::numeric_limits<float>::quiet_NaN(), out = 0;
+    k.exp_shift(&nan_in, 0.0f, 1, &out);
+    CHECK(std::isnan(out), "%s exp(NaN)", isa_name(isa));
+    std::vector<float> nan8(8, nan_in), out8(8, 0);
+    k.exp_shift(nan8.data(), 0.0f, 8, out8.data());
+    CHECK(std::isnan(out8[5]), "%s exp(NaN) vector", isa_name(isa));
+  }
+}
+
+TF_TEST(moe_ffn_matches_float64_with_poisoned_output) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  struct Case {
+    int64_t T, E, D, F;
+    int k;
+    bool w3;
+    Activation act;
+  };
+  for (const Case c : {Case{5, 8, 33, 70, 2, true, Activation::silu}, Case{40, 6, 17, 300, 3, false, Activation::gelu},
+                       Case{1, 60, 9, 5, 4, true, Activation::relu}, Case{300, 2, 8, 24, 1, true, Activation::silu}}) {
+    std::vector<float> logits(static_cast<size_t>(c.T * c.E)), x(static_cast<size_t>(c.T * c.D)),
+        w1(static_cast<size_t>(c.E * c.F * c.D)),
+        w3(w1.size()), w2(w1.size());
+    for (auto& v : logits) v = std::round(rng.uniform(-3, 3) * 16) / 16;
+    for (auto* vec : {&x, &w1, &w3, &w2})
+      for (auto& v : *vec) v = rng.uniform(-1, 1);
+    Routed r = route(logits, c.T, c.E, c.k);
+    REQUIRE(moe_route(r.p).ok());
+    MoeFfnParams p;
+    p.r.T = c.T;
+    p.r.top_k = c.k;
+    p.r.E = c.E;
+    p.r.rows = r.offsets[size_t(c.E)];
+    p.r.weights = r.weights.data();
+    p.r.offsets = r.offsets.data();
+    p.r.order = r.order.data();
+    p.D = c.D;
+    p.F = c.F;
+    p.x = x.data();
+    p.w1 = w1.data();
+    p.w3 = c.w3 ? w3.data() : nullptr;
+    p.w2 = w2.data();
+    p.act = c.act;
+    // float64 truth, slot by slot
+    std::vector<double> want(static_cast<size_t>(c.T * c.D), 0.0), scale(want.size(), 0.0);
+    for (int64_t s = 0; s < c.T * c.k; ++s) {
+      const int64_t t = s / c.k, e = r.experts[size_t(s)];
+      std::vector<double> h(static_cast<size_t>(c.F));
+      for (int64_t f = 0; f < c.F; ++f) {
+        double g = 0, u = 0;
+        for (int64_t d = 0; d < c.D; ++d) {
+          g += double(w1[size_t((e * c.F + f) * c.D + d)]) * x[size_t(t * c.D + d)];
+          u += double(w3[size_t((e * c.F + f) * c.D + d)]) * x[size_t(t * c.D + d)];
+        }
+        double a = g;
+        if (c.act == Activation::silu) a = g / (1 + std::exp(-g));
+        if (c.act == Activation::relu) a = g > 0 ? g : 0;
+        if (c.act == Activation::gelu) a = 0.5 * g * (1 + std::erf(g / std::sqrt(2.0)));
+        h[size_t(f)] = c.w3 ? a * u : a;
+      }
+      for (int64_t d = 0; d < c.D; ++d) {
+        double y = 0, ay = 0;
+        for (int64_t f = 0; f < c.F; ++f) {
+          y += double(w2[size_t((e * c.D + d) * c.F + f)]) * h[size_t(f)];
+          ay += std::fabs(double(w2[size_t((e * c.D + d) * c.F + f)]) * h[size_t(f)]);
+        }
+        want[size_t(t * c.D + d)] += double(r.weights[size_t(s)]) * y;
+        scale[size_t(t * c.D + d)] += std::fabs(double(r.weights[size_t(s)])) * ay;
+      }
+    }
+    for (Isa isa : isa_levels()) {
+      set_isa(isa);
+      std::vector<float> out(static_cast<size_t>(c.T * c.D), std::numeric_limits<float>::quiet_NaN());
+      p.out = out.data();
+      REQUIRE(moe_ffn(p).ok());
+      std::vector<double> got(out.begin(), out.end());
+      const double err = tf_test::rel_norm_error(got, want, scale);
+      CHECK(err < 1e-6, "%s T=%lld E=%lld D=%lld F=%lld: rel err %g", isa_name(isa), (long long)c.T,
+            (long long)c.E, (long long)c.D, (long long)c.F, err);
+    }
+  }
+}
+
+TF_TEST(moe_routing_metadata_past_int32_element_offsets) {
+  // T * topK = 10.5M slots; with D = 256 the dispatched tensor would hold T * topK * D > 2^31
+  // elements, so every row offset of it must be 64-bit. Only the metadata is built here.
+  const int64_t T = (int64_t(1) << 20) + (int64_t(1) << 18) + 3, E = 16, D = 256;
+  const int k = 8;
+  REQUIRE(T * k * D > (int64_t(1) << 31));
+  tf_test::Rng rng(tf_test::case_seed());
+  std::vector<float> logits(static_cast<size_t>(T * E));
+  for (auto& v : logits) v = std::round(rng.uniform(-3, 3) * 16) / 16;
+  Routed r = route(logits, T, E, k, 1.5);
+  REQUIRE(moe_route(r.p).ok());
+  const int64_t rows = r.offsets[size_t(E)];
+  CHECK(rows == T * k - r.p.dropped, "rows %lld dropped %lld", (long long)rows, (long long)r.p.dropped);
+  const int64_t cap = int64_t(std::ceil(1.5 * double(T) * k / double(E)));
+  for (int64_t e = 0; e < E; ++e) CHECK(r.counts[size_t(e)] <= cap, "expert %lld over capacity", (long long)e);
+  MoeRoutingView v;
+  v.T = T;
+  v.top_k = k;
+  v.E = E;
+  v.rows = rows;
+  v.weights = r.weights.data();
+  v.offsets = r.offsets.data();
+  v.order = r.order.data();
+  REQUIRE(moe_check_routing(v).ok());
+  // The row map the kernels use: every kept slot's row, its element offset row * D past 2^31
+  // for the last rows, computed without wrapping.
+  const std::vector<int64_t> slot_row = moe_cpu::slot_rows(v);
+  int64_t kept = 0, max_offset = 0;
+  for (int64_t s = 0; s < T * k; ++s) {
+    const int64_t row = slot_row[size_t(s)];
+    if (row < 0) {
+      CHECK(r.experts[size_t(s)] == -1);
+      continue;
+    }
+    ++kept;
+    CHECK(r.order[size_t(row)] == s);
+    max_offset = std::max(max_offset, row * D);
+  }
+  CHECK(kept == rows);
+  CHECK(max_offset == (rows - 1) * D && max_offset > (int64_t(1) << 31), "max offset %lld",
+        (long long)max_offset);
+  // align over the same slots: one sentinel-padded run per expert
+  int64_t padded = 0;
+  REQUIRE(moe_align_size(r.experts.data(), T * k, E, 64, &padded).ok());
+  std::vector<int32_t> sorted(static_cast<size_t>(padded)), ids(static_cast<size_t>(padded / 64));
+  REQUIRE(moe_align(r.experts.data(), T * k, E, 64, sorted.data(), ids.data()).ok());
+  int64_t sentinels = 0;
+  for (int32_t s : sorted) sentinels += s == int32_t(T * k);
+  CHECK(padded - sentinels == rows, "padded %lld sentinels %lld", (long long)padded, (long long)sentinels);
+}
+
+TF_TEST(moe_dispatch_combine_poisoned_outputs_and_bad_routing) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  const int64_t T = 37, E = 60, D = 33;
+  const int k = 4;
+  std::vector<float> logits(static_cast<size_t>(T * E)), x(static_cast<size_t>(T * D));
+  for (auto& v : logits) v = std::round(rng.uniform(-3, 3) * 16) / 16;
+  for (auto& v : x) v = rng.uniform(-1, 1);
+  Routed r = route(logits, T, E, k, 0.5);
+  REQUIRE(moe_route(r.p).ok());
+  MoeRoutingView v;
+  v.T = T;
+  v.top_k = k;
+  v.E = E;
+  v.rows = r.offsets[size_t(E)];
+  v.weights = r.weights.data();
+  v.offsets = r.offsets.data();
+  v.order = r.order.data();
+  REQUIRE(v.rows < T * k, "capacity 0.5 should drop slots");
+  for (Isa isa : isa_levels()) {
+    set_isa(isa);
+    std::vector<float> xs(static_cast<size_t>(v.rows * D), std::numeric_limits<float>::quiet_NaN());
+    REQUIRE(moe_dispatch(v, x.data(), sizeof(float), D, xs.data()).ok());
+    for (int64_t i = 0; i < v.rows; ++i)
+      CHECK(std::memcmp(&xs[size_t(i * D)], &x[size_t(r.order[size_t(i)] / k * D)], D * sizeof(float)) == 0,
+            "%s row %lld", isa_name(isa), (long long)i);
+    std::vector<float> out(static_cast<size_t>(T * D), std::numeric_limits<float>::quiet_NaN());
+    REQUIRE(moe_combine(v, xs.data(), DType::float32, D, out.data()).ok());
+    // combine(dispatch(x)) = x * (sum of the kept weights of each token)
+    std::vector<double> got(out.begin(), out.end()), want(got.size());
+    for (int64_t t = 0; t < T; ++t) {
+      double ws = 0;
+      for (int j = 0; j < k; ++j) ws += r.weights[size_t(t * k + j)];
+      for (int64_t d = 0; d < D; ++d) want[size_t(t * D + d)] = ws * x[size_t(t * D + d)];
+    }
+    CHECK(tf_test::rel_norm_error(got, want, want) < 1e-6, "%s combine", isa_name(isa));
+  }
+  // a corrupted routing is an error, never a crash
+  std::vector<int32_t> bad(r.order);
+  bad[0] = int32_t(T * k);
+  v.order = bad.data();
+  CHECK(moe_dispatch(v, x.data(), sizeof(float), D, x.data()).code == StatusCode::arg);
+  bad[0] = bad[1];
+  CHECK(moe_combine(v, x.data(), DType::float32, D, x.data()).code == StatusCode::arg);
+  std::vector<int32_t> off(r.offsets);
+  off[3] = off[2] - 1;
+  v.order = r.order.data();
+  v.offsets = off.data();
+  CHECK(moe_check_routing(v).code == StatusCode::arg);
+}
