@@ -7,3 +7,5 @@ export type { DType } from './dtype.js';
 export { TensorfuseError, type ErrorCode } from './errors.js';
 export { matmul, matmulAsync, linear, linearAsync, type LinearOptions } from './ops/linear.js';
 export * as backend from './backend.js';
+export * as prune from './prune.js';
+export type { SparseTensor } from './ops/prune.js';

@@ -1,0 +1,57 @@
+// The per-ISA pieces of the sparse linear kernel (generic.cc, x86_avx2.cc fill one table each;
+// prune_driver.cc does the x panels, tiling, threading and the epilogue once for all of them).
+//
+// x panel layout (the M >= kPanelMinM path): rows of x in panels of kPR, transposed and widened
+// to float32: panel p holds xt[k * kPR + r] = x[p * kPR + r, k], rows past M zero. A kept weight
+// w[n, k] then adds w * xt[k * kPR .. + kPR] to kPR outputs of column n: one broadcast and two
+// 8-wide FMAs, no gather, no shuffle.
+#pragma once
+#include <cstdint>
+
+#include "tensorfuse/cpu_features.h"
+#include "tensorfuse/dtype.h"
+
+namespace tf {
+namespace prune_cpu {
+
+constexpr int kPR = 16;             // rows of x per panel: two 8-wide float32 vectors
+constexpr int64_t kPanelMinM = 4;   // below this, one GEMV per row of x
+
+// One compressed weight as the kernels see it (see tensorfuse/prune.h).
+struct SparseView {
+  const void* values;      // [N, Kc]
+  DType dt;
+  const uint8_t* indices;  // [N, Kc]
+  const uint32_t* lanes;   // [N, words] or null
+  int64_t K, Kc, words;
+  int n, m;
+};
+
+struct Kernels {
+  Isa isa;
+  // y[j] = sum_v x[k(v)] * w[j, v] for j in [n0, n1); x float32 [K]; y float32, overwritten.
+  void (*gemv)(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y);
+  // Lane layout only. For columns j in [n0, n1) and lane words [c0, c1) of each row:
+  // ct[(j - n0) * kPR + r] (+)= sum over the chunks' values v of w[j, v] * xt[k(v) * kPR + r],
+  // xt one panel (see above); accumulate adds to ct instead of overwriting.
+  void (*panel)(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
+                int64_t n1, float* ct, bool accumulate);
+};
+
+const Kernels& kernels_generic();
+const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels& kernels_for(Isa isa);
+
+// Scalar helpers shared by the files.
+float load_w(const void* p, DType dt, int64_t i);
+// Absolute column of kept value v of a row (v / n groups in, then its in-group position).
+inline int64_t kept_col(const uint8_t* idx_row, int64_t v, int n, int m) {
+  return (v / n) * m + idx_row[v];
+}
+// Column of lane l of lane word c: 16 columns per word, lanes 4..7 in the second half.
+inline int64_t lane_col(uint32_t word, int64_t c, int l) {
+  return c * 16 + (l >= 4 ? 8 : 0) + ((word >> (4 * l)) & 7u);
+}
+
+}  // namespace prune_cpu
+}  // namespace tf

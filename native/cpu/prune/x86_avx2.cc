@@ -1,0 +1,170 @@
+// AVX2 + FMA + F16C sparse linear. Compiled with -mavx2 -mfma -mf16c (this file only) and picked
+// at run time when cpuid reports all three. Layouts: tensorfuse/prune.h and prune_kernels.h.
+//
+// GEMV (M = 1, memory bound): per lane word, two 8-wide loads of x (the word's 16 columns, from
+// L1), one vpermps each with the word's 4-bit fields as the index vector, a blend (lanes 0..3
+// from the first half, 4..7 from the second) and one FMA with 8 kept weights. The weights are
+// the only stream from memory: 8 values + 4 bytes of positions per 16 columns, 9/16 of the
+// dense float32 bytes for 2:4.
+// Panel (M >= 4, compute bound): 4 columns x 16 rows of accumulators (8 ymm); each kept weight
+// is one broadcast and two FMAs against the x panel row its position selects.
+#include "prune_kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+namespace tf {
+namespace prune_cpu {
+namespace {
+
+template <DType DT>
+inline __m256 load8(const void* p, int64_t i) {
+  if (DT == DType::float16)
+    return _mm256_cvtph_ps(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i)));
+  if (DT == DType::bfloat16)
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(p) + i))),
+        16));
+  return _mm256_loadu_ps(static_cast<const float*>(p) + i);
+}
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <DType DT>
+void gemv_lanes(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
+  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+  const __m256i seven = _mm256_set1_epi32(7);
+  auto step = [&](const uint32_t* lw, int64_t base, int64_t c, __m256 acc) {
+    const __m256 xlo = _mm256_loadu_ps(x + c * 16);
+    const __m256 xhi = _mm256_loadu_ps(x + c * 16 + 8);
+    const __m256i idx =
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(lw[c])), shifts), seven);
+    const __m256 xs = _mm256_blend_ps(_mm256_permutevar8x32_ps(xlo, idx),
+                                      _mm256_permutevar8x32_ps(xhi, idx), 0xF0);
+    return _mm256_fmadd_ps(load8<DT>(w.values, base + c * 8), xs, acc);
+  };
+  for (int64_t j = n0; j < n1; ++j) {
+    const uint32_t* lw = w.lanes + j * w.words;
+    const int64_t base = j * w.Kc;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 2 <= w.words; c += 2) {
+      a0 = step(lw, base, c, a0);
+      a1 = step(lw, base, c + 1, a1);
+    }
+    if (c < w.words) a0 = step(lw, base, c, a0);
+    float s = hsum(_mm256_add_ps(a0, a1));
+    const uint8_t* idx = w.indices + base;
+    for (int64_t v = w.words * 8; v < w.Kc; ++v)
+      s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, DT, base + v);
+    y[j] = s;
+  }
+}
+
+// General n:m (no lane layout): the scalar loop, vectorised over 8 rows of output at a time would
+// need a gather per value; these shapes are for correctness, 2:4 is the fast one.
+void gemv_general(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
+  for (int64_t j = n0; j < n1; ++j) {
+    const uint8_t* idx = w.indices + j * w.Kc;
+    const int64_t base = j * w.Kc;
+    float s = 0.0f;
+    for (int64_t v = 0; v < w.Kc; ++v) s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, w.dt, base + v);
+    y[j] = s;
+  }
+}
+
+void gemv(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
+  if (!w.lanes) return gemv_general(x, w, n0, n1, y);
+  switch (w.dt) {
+    case DType::float16: return gemv_lanes<DType::float16>(x, w, n0, n1, y);
+    case DType::bfloat16: return gemv_lanes<DType::bfloat16>(x, w, n0, n1, y);
+    default: return gemv_lanes<DType::float32>(x, w, n0, n1, y);
+  }
+}
+
+// NC columns (j0 ..) x 16 rows over lane words [c0, c1).
+template <DType DT, int NC>
+inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t j0,
+                       float* ct, bool accumulate) {
+  __m256 a[NC][2];
+  for (int q = 0; q < NC; ++q) {
+    a[q][0] = accumulate ? _mm256_loadu_ps(ct + q * kPR) : _mm256_setzero_ps();
+    a[q][1] = accumulate ? _mm256_loadu_ps(ct + q * kPR + 8) : _mm256_setzero_ps();
+  }
+  const uint32_t* lw[NC];
+  int64_t base[NC];
+  for (int q = 0; q < NC; ++q) {
+    lw[q] = w.lanes + (j0 + q) * w.words;
+    base[q] = (j0 + q) * w.Kc;
+  }
+  alignas(32) float wbuf[NC][8];
+  for (int64_t c = c0; c < c1; ++c) {
+    uint32_t word[NC];
+    const float* wv[NC];
+    for (int q = 0; q < NC; ++q) {
+      word[q] = lw[q][c];
+      if (DT == DType::float32) {
+        wv[q] = static_cast<const float*>(w.values) + base[q] + c * 8;
+      } else {
+        _mm256_store_ps(wbuf[q], load8<DT>(w.values, base[q] + c * 8));
+        wv[q] = wbuf[q];
+      }
+    }
+    const float* xc = xt + c * 16 * kPR;
+#pragma GCC unroll 8
+    for (int l = 0; l < 8; ++l) {
+#pragma GCC unroll 4
+      for (int q = 0; q < NC; ++q) {
+        const float* xr = xc + (((word[q] >> (4 * l)) & 7u) + (l >= 4 ? 8 : 0)) * kPR;
+        const __m256 b = _mm256_broadcast_ss(wv[q] + l);
+        a[q][0] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr), a[q][0]);
+        a[q][1] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr + 8), a[q][1]);
+      }
+    }
+  }
+  for (int q = 0; q < NC; ++q) {
+    _mm256_storeu_ps(ct + q * kPR, a[q][0]);
+    _mm256_storeu_ps(ct + q * kPR + 8, a[q][1]);
+  }
+}
+
+template <DType DT>
+void panel_dt(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t n0, int64_t n1,
+              float* ct, bool accumulate) {
+  int64_t j = n0;
+  for (; j + 4 <= n1; j += 4) panel_cols<DT, 4>(xt, w, c0, c1, j, ct + (j - n0) * kPR, accumulate);
+  for (; j < n1; ++j) panel_cols<DT, 1>(xt, w, c0, c1, j, ct + (j - n0) * kPR, accumulate);
+}
+
+void panel(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t n0, int64_t n1,
+           float* ct, bool accumulate) {
+  switch (w.dt) {
+    case DType::float16: return panel_dt<DType::float16>(xt, w, c0, c1, n0, n1, ct, accumulate);
+    case DType::bfloat16: return panel_dt<DType::bfloat16>(xt, w, c0, c1, n0, n1, ct, accumulate);
+    default: return panel_dt<DType::float32>(xt, w, c0, c1, n0, n1, ct, accumulate);
+  }
+}
+
+const Kernels kAvx2 = {Isa::avx2, gemv, panel};
+
+}  // namespace
+
+const Kernels* kernels_avx2() { return &kAvx2; }
+
+}  // namespace prune_cpu
+}  // namespace tf
+
+#else
+namespace tf {
+namespace prune_cpu {
+const Kernels* kernels_avx2() { return nullptr; }
+}  // namespace prune_cpu
+}  // namespace tf
+#endif

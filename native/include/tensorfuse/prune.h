@@ -1,0 +1,77 @@
+// Structured (N:M) pruning: masks, the compressed format and the sparse linear kernel.
+//
+// Compressed N:M format (public, lib/ops/prune.ts SparseTensor): a weight w [N, K] with at most
+// n nonzeros in every group of m consecutive elements along K is stored as
+//   values  [N, Kc] (Kc = K * n / m) in the weight's dtype, the kept elements in order, and
+//   indices [N, Kc] uint8, the position (0..m-1) of each kept value inside its group,
+//           strictly increasing within a group.
+// Kernel layout (internal, built from indices by prune_lanes): when m == 2n and n divides 4
+// (1:2, 2:4, 4:8), 8 consecutive kept values of a row cover exactly 16 elements of K, the first
+// 4 inside the first 8 and the last 4 inside the second 8. One uint32 per such chunk holds 8
+// 4-bit lane fields: field l = position of value l inside its 8-element half (0..7). That is a
+// vpermps index vector (AVX2) for a register of 8 x values, and the row offset of the x panel
+// row each value multiplies. A row's last Kc % 8 values have no word; kernels read their
+// indices instead.
+#pragma once
+#include <cstdint>
+
+#include "tensorfuse/dtype.h"
+#include "tensorfuse/status.h"
+
+namespace tf {
+
+// True when (n, m) has the lane layout above (the fast path).
+inline bool prune_has_lanes(int n, int m) { return m == 2 * n && (n == 1 || n == 2 || n == 4); }
+// Lane words of one row: floor(Kc / 8).
+inline int64_t prune_lane_words(int64_t K, int n, int m) { return (K / m * n) / 8; }
+
+// Checks n, m and K (1 <= n < m <= 255, K % m == 0).
+Status prune_check_nm(int64_t K, int n, int m);
+
+struct SparseLinearParams {
+  int64_t M = 0, N = 0, K = 0;
+  int n = 2, m = 4;
+  const void* x = nullptr;          // [M, K], float32 or w_dtype
+  DType x_dtype = DType::float32;
+  const void* values = nullptr;     // [N, Kc], float32, float16 or bfloat16
+  DType w_dtype = DType::float32;
+  const uint8_t* indices = nullptr; // [N, Kc]
+  const uint32_t* lanes = nullptr;  // [N, prune_lane_words] or null (then the general path)
+  void* out = nullptr;              // [M, N]
+  DType out_dtype = DType::float32;
+  const float* bias = nullptr;      // [N] or null
+  int max_threads = 0;              // 0 = the whole pool
+};
+
+// out = x @ decompress(w)^T (+ bias), float32 accumulation, reading only the kept weights.
+// Deterministic for a given ISA level (every output is summed by one thread in a fixed order).
+Status sparse_linear(const SparseLinearParams& p);
+
+// Builds the lane words [N, prune_lane_words] from indices; ERR_ARG if an index is >= m or the
+// indices of a group do not increase. With lanes == nullptr it only validates.
+Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, uint32_t* lanes);
+
+// scores [N, K] float32 = |w| (norms == nullptr) or |w| * norms[k] (Wanda).
+Status prune_score(const void* w, DType dt, const float* norms, int64_t N, int64_t K, float* out);
+
+// In every group of m along K keeps the n elements of highest score (scores float32 [N, K], or
+// |w| when null; ties to the lower index; NaN scores rank lowest). w_out [N, K] in dt gets the
+// kept values and +0 elsewhere; mask [N, K] gets 1 / 0.
+Status prune_nm(const void* w, DType dt, const float* scores, int64_t N, int64_t K, int n, int m,
+                void* w_out, uint8_t* mask);
+
+// w [N, K] -> values, indices. An element counts as kept when its bits are not +0 (so -0 and NaN
+// survive the round trip); a group with fewer than n of them is filled with its first zero
+// positions. ERR_ARG (message naming row and group) when a group has more than n.
+Status prune_compress(const void* w, DType dt, int64_t N, int64_t K, int n, int m, void* values,
+                      uint8_t* indices);
+
+// values, indices -> w [N, K] (+0 in the pruned positions). Indices must be valid (prune_lanes).
+Status prune_decompress(const void* values, const uint8_t* indices, DType dt, int64_t N, int64_t K,
+                        int n, int m, void* out);
+
+// Physical removal: out = src[kept, :] (axis 0) or src[:, kept] (axis 1); src [rows, cols] in dt.
+Status prune_gather(const void* src, DType dt, int64_t rows, int64_t cols, int axis,
+                    const int32_t* kept, int64_t n_kept, void* out);
+
+}  // namespace tf
