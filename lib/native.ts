@@ -30,7 +30,7 @@ export interface NativeBinding {
   // prune (native/napi/prune.cc): sparse linear, N:M masks, the compressed format
   sparseLinear(...args: SparseLinearArgs): void;
   sparseLinearAsync(...args: SparseLinearArgs): Promise<void>;
-  pruneLanes(indices: Uint8Array, N: number, K: number, n: number, m: number, lanes: Uint32Array | null): void;
+  pruneLanes(indices: Uint8Array, N: number, K: number, n: number, m: number, lanes: Uint16Array | null): void;
   pruneScore(...args: PruneScoreArgs): void;
   pruneScoreAsync(...args: PruneScoreArgs): Promise<void>;
   pruneNm(...args: PruneNmArgs): void;
@@ -68,7 +68,7 @@ export type SparseLinearArgs = [
   values: ArrayBufferView,
   wDtype: number,
   indices: Uint8Array,
-  lanes: Uint32Array | null,
+  lanes: Uint16Array | null,
   out: ArrayBufferView,
   outDtype: number,
   M: number,

@@ -177,14 +177,14 @@ function planNm(w: Tensor, opts: unknown): Plan<{ weight: Tensor; mask: Tensor }
 }
 
 /** Lane words of the kernel layout (native/include/tensorfuse/prune.h), built once per SparseTensor. */
-const LANES = new WeakMap<object, Uint32Array | null>();
+const LANES = new WeakMap<object, Uint16Array | null>();
 
 function hasLanes(n: number, m: number): boolean {
-  return m === 2 * n && (n === 1 || n === 2 || n === 4);
+  return n === 2 && m === 4;
 }
 
-function buildLanes(indices: Uint8Array, N: number, K: number, n: number, m: number): Uint32Array | null {
-  const lanes = hasLanes(n, m) ? new Uint32Array(N * Math.floor(((K / m) * n) / 8)) : null;
+function buildLanes(indices: Uint8Array, N: number, K: number, n: number, m: number): Uint16Array | null {
+  const lanes = hasLanes(n, m) ? new Uint16Array(N * Math.floor(((K / m) * n) / 8)) : null;
   native.pruneLanes(indices, N, K, n, m, lanes);
   return lanes;
 }
@@ -219,7 +219,7 @@ interface CheckedSparse {
   m: number;
   values: Tensor;
   indices: Uint8Array;
-  lanes: Uint32Array | null;
+  lanes: Uint16Array | null;
 }
 
 /**

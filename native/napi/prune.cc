@@ -2,7 +2,7 @@
 // the core (tensorfuse/prune.h). Every op has a sync and an Async (run_async) entry that share one
 // parser, so both run the same work. Sizes are element counts; the TS layer (lib/ops/prune.ts)
 // has validated shapes and options first, this is the second line.
-//   sparseLinear(x, xDtype, values, wDtype, indices, lanes|null, out, outDtype, M, N, K, n, m,
+//   sparseLinear(x, xDtype, values, wDtype, indices, lanes (Uint16Array) | null, out, outDtype, M, N, K, n, m,
 //                bias|null)
 //   pruneLanes(indices, N, K, n, m, lanes|null)          (sync only: validates, builds lanes)
 //   pruneScore(w, dtype, norms|null, N, K, out)
@@ -81,13 +81,13 @@ Work parse_linear(const Napi::CallbackInfo& info) {
   need(env, indices, int64_t(elems(env, p.N, Kc, "indices")), DType::uint8, "indices");
   need(env, out, int64_t(elems(env, p.M, p.N, "out")), p.out_dtype, "out");
   if (lanes.data && prune_has_lanes(p.n, p.m))
-    need(env, lanes, int64_t(elems(env, p.N, prune_lane_words(p.K, p.n, p.m), "lanes")), DType::int32,
+    need(env, lanes, int64_t(elems(env, p.N, prune_lane_words(p.K, p.n, p.m), "lanes")), DType::float16,
          "lanes");
   if (bias.data) need(env, bias, p.N, DType::float32, "bias");
   p.x = x.data;
   p.values = values.data;
   p.indices = static_cast<const uint8_t*>(indices.data);
-  p.lanes = static_cast<const uint32_t*>(lanes.data);
+  p.lanes = static_cast<const uint16_t*>(lanes.data);
   p.out = out.data;
   p.bias = static_cast<const float*>(bias.data);
   return with_prefix("linear: ", [p] { return sparse_linear(p); });
@@ -205,9 +205,9 @@ Napi::Value Lanes(const Napi::CallbackInfo& info) {
   check_nm(env, K, n, m);
   need(env, indices, int64_t(elems(env, N, K / m * n, "indices")), DType::uint8, "indices");
   if (lanes.data && prune_has_lanes(n, m))
-    need(env, lanes, int64_t(elems(env, N, prune_lane_words(K, n, m), "lanes")), DType::int32, "lanes");
+    need(env, lanes, int64_t(elems(env, N, prune_lane_words(K, n, m), "lanes")), DType::float16, "lanes");
   Status s = prune_lanes(static_cast<const uint8_t*>(indices.data), N, K, n, m,
-                         static_cast<uint32_t*>(lanes.data));
+                         static_cast<uint16_t*>(lanes.data));
   if (!s.ok()) throw_status(env, s);
   return env.Undefined();
 }

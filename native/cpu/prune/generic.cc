@@ -16,7 +16,7 @@ float load_w(const void* p, DType dt, int64_t i) {
 
 namespace {
 
-void gemv(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
+void gemv(const float* x, const float*, const SparseView& w, int64_t n0, int64_t n1, float* y) {
   for (int64_t j = n0; j < n1; ++j) {
     const uint8_t* idx = w.indices + j * w.Kc;
     const int64_t base = j * w.Kc;
@@ -32,7 +32,7 @@ void panel(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t
     float* acc = ct + (j - n0) * kPR;
     if (!accumulate)
       for (int r = 0; r < kPR; ++r) acc[r] = 0.0f;
-    const uint32_t* lw = w.lanes + j * w.words;
+    const uint16_t* lw = w.lanes + j * w.words;
     const int64_t base = j * w.Kc;
     for (int64_t c = c0; c < c1; ++c)
       for (int l = 0; l < 8; ++l) {

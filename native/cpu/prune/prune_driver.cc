@@ -1,8 +1,8 @@
 // Sparse linear driver: validation, x widening / panel transpose, tiling, threading, bias and
 // the output conversion, shared by every ISA (the ISA pieces are in prune_kernels.h).
 //
-//   M < kPanelMinM, or no lane layout: one GEMV per row of x, tasks of 64 output columns.
-//   M >= kPanelMinM with lanes: x is transposed once into 16-row panels (prune_kernels.h); each
+//   M < kPanelMinM, or not 2:4: one GEMV per row of x, tasks of 64 output columns.
+//   M >= kPanelMinM and 2:4: x is transposed once into 16-row panels (prune_kernels.h); each
 //   task owns kNB output columns and walks K in blocks of kKB lane words (256 columns: one
 //   panel's slice is 16 KiB, in L1) and, inside a block, every panel against the task's columns
 //   (their kept weights, about 36 KiB for 2:4 float32, stay in L2 across the panels).
@@ -46,10 +46,18 @@ void add_bias(float* y, const float* bias, int64_t n) {
 
 Status row_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, const SparseView& w,
                 float* y, int use_threads) {
-  std::vector<float> xbuf;
-  std::vector<const float*> rows(size_t(p.M));
+  std::vector<float> xbuf, xsbuf;
+  std::vector<const float*> rows(size_t(p.M)), srows(size_t(p.M), nullptr);
   if (p.x_dtype != DType::float32) xbuf.resize(size_t(p.M * p.K));
-  for (int64_t m = 0; m < p.M; ++m) rows[size_t(m)] = x_row(p, m, xbuf.data() + (xbuf.empty() ? 0 : m * p.K));
+  if (w.lanes) xsbuf.resize(size_t(p.M * w.words * 16));
+  for (int64_t m = 0; m < p.M; ++m) {
+    rows[size_t(m)] = x_row(p, m, xbuf.data() + (xbuf.empty() ? 0 : m * p.K));
+    if (w.lanes) {
+      float* xs = xsbuf.data() + m * w.words * 16;
+      prune_cpu::swizzle_x(rows[size_t(m)], w.words, xs);
+      srows[size_t(m)] = xs;
+    }
+  }
   const int64_t chunks = ceil_div(p.N, kRowChunk);
   parallel_for(
       p.M * chunks,
@@ -57,7 +65,7 @@ Status row_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, con
         const int64_t m = t / chunks, n0 = (t % chunks) * kRowChunk;
         const int64_t n1 = std::min(p.N, n0 + kRowChunk);
         float* yr = y + m * p.N;
-        kern.gemv(rows[size_t(m)], w, n0, n1, yr);
+        kern.gemv(rows[size_t(m)], srows[size_t(m)], w, n0, n1, yr);
         if (p.bias) add_bias(yr + n0, p.bias + n0, n1 - n0);
       },
       use_threads);

@@ -51,7 +51,7 @@ Status for_rows(int64_t N, int64_t K, Fn fn) {
 
 }  // namespace
 
-Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, uint32_t* lanes) {
+Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, uint16_t* lanes) {
   TF_RETURN_IF_ERROR(prune_check_nm(K, n, m));
   const int64_t Kc = K / m * n;
   const bool has = lanes && prune_has_lanes(n, m);
@@ -67,11 +67,8 @@ Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, u
       }
     for (int64_t c = 0; c < words; ++c) {
       uint32_t word = 0;
-      for (int l = 0; l < 8; ++l) {
-        const int64_t col = prune_cpu::kept_col(idx, c * 8 + l, n, m) - c * 16 - (l >= 4 ? 8 : 0);
-        word |= uint32_t(col & 7) << (4 * l);
-      }
-      lanes[r * words + c] = word;
+      for (int l = 0; l < 8; ++l) word |= uint32_t(idx[c * 8 + l] & 3) << (2 * l);
+      lanes[r * words + c] = uint16_t(word);
     }
     return std::string();
   });

@@ -22,7 +22,7 @@ struct SparseView {
   const void* values;      // [N, Kc]
   DType dt;
   const uint8_t* indices;  // [N, Kc]
-  const uint32_t* lanes;   // [N, words] or null
+  const uint16_t* lanes;   // [N, words] or null (2:4 only)
   int64_t K, Kc, words;
   int n, m;
 };
@@ -30,7 +30,10 @@ struct SparseView {
 struct Kernels {
   Isa isa;
   // y[j] = sum_v x[k(v)] * w[j, v] for j in [n0, n1); x float32 [K]; y float32, overwritten.
-  void (*gemv)(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y);
+  // xs: with lanes, x with the middle two 4-column groups of every 16 swapped (swizzle_x), so
+  // that each 128-bit half of a register of 8 kept values reads one 128-bit half of x.
+  void (*gemv)(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1,
+               float* y);
   // Lane layout only. For columns j in [n0, n1) and lane words [c0, c1) of each row:
   // ct[(j - n0) * kPR + r] (+)= sum over the chunks' values v of w[j, v] * xt[k(v) * kPR + r],
   // xt one panel (see above); accumulate adds to ct instead of overwriting.
@@ -48,9 +51,19 @@ float load_w(const void* p, DType dt, int64_t i);
 inline int64_t kept_col(const uint8_t* idx_row, int64_t v, int n, int m) {
   return (v / n) * m + idx_row[v];
 }
-// Column of lane l of lane word c: 16 columns per word, lanes 4..7 in the second half.
+// Column of lane l of 2:4 lane word c: 16 columns (4 groups of 4) per word, 2 values a group.
 inline int64_t lane_col(uint32_t word, int64_t c, int l) {
-  return c * 16 + (l >= 4 ? 8 : 0) + ((word >> (4 * l)) & 7u);
+  return c * 16 + (l >> 1) * 4 + ((word >> (2 * l)) & 3u);
+}
+// xs[16c + 4g + i] = x[16c + 4 * {0, 2, 1, 3}[g] + i] over the first 16 * words columns.
+inline void swizzle_x(const float* x, int64_t words, float* xs) {
+  for (int64_t c = 0; c < words; ++c)
+    for (int i = 0; i < 4; ++i) {
+      xs[16 * c + i] = x[16 * c + i];
+      xs[16 * c + 4 + i] = x[16 * c + 8 + i];
+      xs[16 * c + 8 + i] = x[16 * c + 4 + i];
+      xs[16 * c + 12 + i] = x[16 * c + 12 + i];
+    }
 }
 
 }  // namespace prune_cpu

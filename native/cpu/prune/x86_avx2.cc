@@ -1,11 +1,13 @@
 // AVX2 + FMA + F16C sparse linear. Compiled with -mavx2 -mfma -mf16c (this file only) and picked
 // at run time when cpuid reports all three. Layouts: tensorfuse/prune.h and prune_kernels.h.
 //
-// GEMV (M = 1, memory bound): per lane word, two 8-wide loads of x (the word's 16 columns, from
-// L1), one vpermps each with the word's 4-bit fields as the index vector, a blend (lanes 0..3
-// from the first half, 4..7 from the second) and one FMA with 8 kept weights. The weights are
-// the only stream from memory: 8 values + 4 bytes of positions per 16 columns, 9/16 of the
-// dense float32 bytes for 2:4.
+// GEMV (M = 1, 2:4): per 8 kept values (16 columns), two 8-wide loads of the swizzled x (from
+// L1), the 8 uint8 positions zero-extended into an index vector (vpmovzxbd from memory), one
+// in-lane vpermilps per x load, a blend and one FMA. The weights are the only stream from
+// memory: 8 values + 8 position bytes per 16 columns, 5/8 of the dense float32 bytes. Versions
+// tried (bench/NOTES.md): lane-crossing vpermps on 16-column windows with 4-bit fields (slow on
+// Zen 1: 3 uops each), 2-bit fields expanded with vpsrlvd (fewer bytes, but more shuffle-port
+// uops: slower than the byte positions in a noisy microbenchmark).
 // Panel (M >= 4, compute bound): 4 columns x 16 rows of accumulators (8 ymm); each kept weight
 // is one broadcast and two FMAs against the x panel row its position selects.
 #include "prune_kernels.h"
@@ -38,29 +40,52 @@ inline float hsum(__m256 v) {
 }
 
 template <DType DT>
-void gemv_lanes(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
-  const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-  const __m256i seven = _mm256_set1_epi32(7);
-  auto step = [&](const uint32_t* lw, int64_t base, int64_t c, __m256 acc) {
-    const __m256 xlo = _mm256_loadu_ps(x + c * 16);
-    const __m256 xhi = _mm256_loadu_ps(x + c * 16 + 8);
-    const __m256i idx =
-        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(lw[c])), shifts), seven);
-    const __m256 xs = _mm256_blend_ps(_mm256_permutevar8x32_ps(xlo, idx),
-                                      _mm256_permutevar8x32_ps(xhi, idx), 0xF0);
-    return _mm256_fmadd_ps(load8<DT>(w.values, base + c * 8), xs, acc);
-  };
-  for (int64_t j = n0; j < n1; ++j) {
-    const uint32_t* lw = w.lanes + j * w.words;
-    const int64_t base = j * w.Kc;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int64_t c = 0;
-    for (; c + 2 <= w.words; c += 2) {
-      a0 = step(lw, base, c, a0);
-      a1 = step(lw, base, c + 1, a1);
+void gemv_lanes(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1,
+                float* y) {
+  // value l of a word sits in group l / 2; with xs swizzled, groups 0, 2 are the halves of the
+  // first load and groups 1, 3 of the second, so an in-lane vpermilps picks each value's x.
+  // Four rows at a time: four weight streams in flight (one stream kept the prefetchers too
+  // far behind: 6 GB/s on one thread against 16 for the dense GEMV's four), x loaded once.
+  int64_t j = n0;
+  for (; j + 4 <= n1; j += 4) {
+    int64_t base[4];
+    __m256 acc[4];
+    for (int r = 0; r < 4; ++r) {
+      base[r] = (j + r) * w.Kc;
+      acc[r] = _mm256_setzero_ps();
     }
-    if (c < w.words) a0 = step(lw, base, c, a0);
-    float s = hsum(_mm256_add_ps(a0, a1));
+    for (int64_t c = 0; c < w.words; ++c) {
+      const __m256 xa = _mm256_loadu_ps(xs + c * 16);
+      const __m256 xb = _mm256_loadu_ps(xs + c * 16 + 8);
+      for (int r = 0; r < 4; ++r) {
+        const __m256i idx = _mm256_cvtepu8_epi32(
+            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.indices + base[r] + c * 8)));
+        const __m256 xsel =
+            _mm256_blend_ps(_mm256_permutevar_ps(xa, idx), _mm256_permutevar_ps(xb, idx), 0xCC);
+        acc[r] = _mm256_fmadd_ps(load8<DT>(w.values, base[r] + c * 8), xsel, acc[r]);
+      }
+    }
+    for (int r = 0; r < 4; ++r) {
+      float s = hsum(acc[r]);
+      const uint8_t* idx = w.indices + base[r];
+      for (int64_t v = w.words * 8; v < w.Kc; ++v)
+        s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, DT, base[r] + v);
+      y[j + r] = s;
+    }
+  }
+  for (; j < n1; ++j) {
+    const int64_t base = j * w.Kc;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t c = 0; c < w.words; ++c) {
+      const __m256 xa = _mm256_loadu_ps(xs + c * 16);
+      const __m256 xb = _mm256_loadu_ps(xs + c * 16 + 8);
+      const __m256i idx = _mm256_cvtepu8_epi32(
+          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.indices + base + c * 8)));
+      const __m256 xsel =
+          _mm256_blend_ps(_mm256_permutevar_ps(xa, idx), _mm256_permutevar_ps(xb, idx), 0xCC);
+      acc = _mm256_fmadd_ps(load8<DT>(w.values, base + c * 8), xsel, acc);
+    }
+    float s = hsum(acc);
     const uint8_t* idx = w.indices + base;
     for (int64_t v = w.words * 8; v < w.Kc; ++v)
       s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, DT, base + v);
@@ -80,12 +105,12 @@ void gemv_general(const float* x, const SparseView& w, int64_t n0, int64_t n1, f
   }
 }
 
-void gemv(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
-  if (!w.lanes) return gemv_general(x, w, n0, n1, y);
+void gemv(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1, float* y) {
+  if (!w.lanes || !xs) return gemv_general(x, w, n0, n1, y);
   switch (w.dt) {
-    case DType::float16: return gemv_lanes<DType::float16>(x, w, n0, n1, y);
-    case DType::bfloat16: return gemv_lanes<DType::bfloat16>(x, w, n0, n1, y);
-    default: return gemv_lanes<DType::float32>(x, w, n0, n1, y);
+    case DType::float16: return gemv_lanes<DType::float16>(x, xs, w, n0, n1, y);
+    case DType::bfloat16: return gemv_lanes<DType::bfloat16>(x, xs, w, n0, n1, y);
+    default: return gemv_lanes<DType::float32>(x, xs, w, n0, n1, y);
   }
 }
 
@@ -98,7 +123,7 @@ inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t
     a[q][0] = accumulate ? _mm256_loadu_ps(ct + q * kPR) : _mm256_setzero_ps();
     a[q][1] = accumulate ? _mm256_loadu_ps(ct + q * kPR + 8) : _mm256_setzero_ps();
   }
-  const uint32_t* lw[NC];
+  const uint16_t* lw[NC];
   int64_t base[NC];
   for (int q = 0; q < NC; ++q) {
     lw[q] = w.lanes + (j0 + q) * w.words;
@@ -122,7 +147,7 @@ inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t
     for (int l = 0; l < 8; ++l) {
 #pragma GCC unroll 4
       for (int q = 0; q < NC; ++q) {
-        const float* xr = xc + (((word[q] >> (4 * l)) & 7u) + (l >= 4 ? 8 : 0)) * kPR;
+        const float* xr = xc + ((l >> 1) * 4 + ((word[q] >> (2 * l)) & 3u)) * kPR;
         const __m256 b = _mm256_broadcast_ss(wv[q] + l);
         a[q][0] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr), a[q][0]);
         a[q][1] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr + 8), a[q][1]);

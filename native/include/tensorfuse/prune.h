@@ -5,13 +5,12 @@
 //   values  [N, Kc] (Kc = K * n / m) in the weight's dtype, the kept elements in order, and
 //   indices [N, Kc] uint8, the position (0..m-1) of each kept value inside its group,
 //           strictly increasing within a group.
-// Kernel layout (internal, built from indices by prune_lanes): when m == 2n and n divides 4
-// (1:2, 2:4, 4:8), 8 consecutive kept values of a row cover exactly 16 elements of K, the first
-// 4 inside the first 8 and the last 4 inside the second 8. One uint32 per such chunk holds 8
-// 4-bit lane fields: field l = position of value l inside its 8-element half (0..7). That is a
-// vpermps index vector (AVX2) for a register of 8 x values, and the row offset of the x panel
-// row each value multiplies. A row's last Kc % 8 values have no word; kernels read their
-// indices instead.
+// Kernel layout of 2:4 (internal, built from indices by prune_lanes): 8 consecutive kept values
+// of a row cover exactly 16 columns (4 groups). One uint16 "lane word" per such chunk holds 8
+// 2-bit fields, field l = the in-group position of value l (so value l sits at column
+// 16c + 4 * (l / 2) + field). 2 bits per value instead of 8: with float32 values a row reads
+// 4.25 bytes per 2 columns, 53% of the dense bytes. A row's last Kc % 8 values have no word;
+// kernels read their indices instead. Other n:m patterns run the general path on indices.
 #pragma once
 #include <cstdint>
 
@@ -21,7 +20,7 @@
 namespace tf {
 
 // True when (n, m) has the lane layout above (the fast path).
-inline bool prune_has_lanes(int n, int m) { return m == 2 * n && (n == 1 || n == 2 || n == 4); }
+inline bool prune_has_lanes(int n, int m) { return n == 2 && m == 4; }
 // Lane words of one row: floor(Kc / 8).
 inline int64_t prune_lane_words(int64_t K, int n, int m) { return (K / m * n) / 8; }
 
@@ -36,7 +35,7 @@ struct SparseLinearParams {
   const void* values = nullptr;     // [N, Kc], float32, float16 or bfloat16
   DType w_dtype = DType::float32;
   const uint8_t* indices = nullptr; // [N, Kc]
-  const uint32_t* lanes = nullptr;  // [N, prune_lane_words] or null (then the general path)
+  const uint16_t* lanes = nullptr;  // [N, prune_lane_words] or null (then the general path)
   void* out = nullptr;              // [M, N]
   DType out_dtype = DType::float32;
   const float* bias = nullptr;      // [N] or null
@@ -49,7 +48,7 @@ Status sparse_linear(const SparseLinearParams& p);
 
 // Builds the lane words [N, prune_lane_words] from indices; ERR_ARG if an index is >= m or the
 // indices of a group do not increase. With lanes == nullptr it only validates.
-Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, uint32_t* lanes);
+Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, uint16_t* lanes);
 
 // scores [N, K] float32 = |w| (norms == nullptr) or |w| * norms[k] (Wanda).
 Status prune_score(const void* w, DType dt, const float* norms, int64_t N, int64_t K, float* out);
