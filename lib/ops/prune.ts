@@ -233,23 +233,23 @@ export function checkSparse(v: unknown, op: string, name: string): CheckedSparse
   const s = v as SparseTensor;
   const { n, m, shape } = s;
   if (typeof m !== 'number' || !Number.isInteger(m) || m < 2 || m > 255)
-    fail('ERR_ARG', `${where} (.m)`, `expected an integer in [2, 255], got ${describe(m)}`);
+    fail('ERR_ARG', where, `SparseTensor .m: expected an integer in [2, 255], got ${describe(m)}`);
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n >= m)
-    fail('ERR_ARG', `${where} (.n)`, `expected an integer with 1 <= n < m, got ${describe(n)}`);
+    fail('ERR_ARG', where, `SparseTensor .n: expected an integer with 1 <= n < m, got ${describe(n)}`);
   if (
     !Array.isArray(shape) ||
     shape.length !== 2 ||
     !shape.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)
   )
-    fail('ERR_SHAPE', `${where} (.shape)`, `expected [N, K], got ${describe(shape)}`);
+    fail('ERR_SHAPE', where, `SparseTensor .shape: expected [N, K], got ${describe(shape)}`);
   const [N, K] = shape;
-  if (K % m !== 0) fail('ERR_SHAPE', `${where} (.shape)`, `K = ${K} is not a multiple of m = ${m}`);
+  if (K % m !== 0) fail('ERR_SHAPE', where, `SparseTensor .shape: K = ${K} is not a multiple of m = ${m}`);
   const Kc = (K / m) * n;
   const values = checkTensor(s.values, op, `${name}.values`);
   const idxT = checkTensor(s.indices, op, `${name}.indices`);
   if (!isFloat(values.dtype))
-    fail('ERR_DTYPE', `${where} (.values)`, `expected float32, float16 or bfloat16, got ${values.dtype}`);
-  if (idxT.dtype !== 'uint8') fail('ERR_DTYPE', `${where} (.indices)`, `expected uint8, got ${idxT.dtype}`);
+    fail('ERR_DTYPE', where, `SparseTensor .values: expected float32, float16 or bfloat16, got ${values.dtype}`);
+  if (idxT.dtype !== 'uint8') fail('ERR_DTYPE', where, `SparseTensor .indices: expected uint8, got ${idxT.dtype}`);
   for (const [t, nm] of [
     [values, 'values'],
     [idxT, 'indices'],
@@ -345,7 +345,7 @@ export function sparseLinear(x: Tensor, w: unknown, opts: unknown): Tensor {
 }
 
 /** linear(x, SparseTensor), Async. */
-export function sparseLinearAsync(x: Tensor, w: unknown, opts: unknown): Promise<Tensor> {
+export async function sparseLinearAsync(x: Tensor, w: unknown, opts: unknown): Promise<Tensor> {
   return runAsync(planSparseLinear(x, w, opts));
 }
 
@@ -593,7 +593,10 @@ export function headScores(
 export function score(w: Tensor, opts?: { method?: 'magnitude' | 'wanda'; inputNorms?: Tensor }): Tensor {
   return runSync(planScore(w, opts));
 }
-export function scoreAsync(w: Tensor, opts?: { method?: 'magnitude' | 'wanda'; inputNorms?: Tensor }): Promise<Tensor> {
+export async function scoreAsync(
+  w: Tensor,
+  opts?: { method?: 'magnitude' | 'wanda'; inputNorms?: Tensor },
+): Promise<Tensor> {
   return runAsync(planScore(w, opts));
 }
 
@@ -605,7 +608,7 @@ export function scoreAsync(w: Tensor, opts?: { method?: 'magnitude' | 'wanda'; i
 export function nm(w: Tensor, opts?: { n?: number; m?: number; scores?: Tensor }): { weight: Tensor; mask: Tensor } {
   return runSync(planNm(w, opts));
 }
-export function nmAsync(
+export async function nmAsync(
   w: Tensor,
   opts?: { n?: number; m?: number; scores?: Tensor },
 ): Promise<{ weight: Tensor; mask: Tensor }> {
@@ -621,7 +624,7 @@ export function nmAsync(
 export function compress(w: Tensor, opts?: { n?: number; m?: number }): SparseTensor {
   return runSync(planCompress(w, opts));
 }
-export function compressAsync(w: Tensor, opts?: { n?: number; m?: number }): Promise<SparseTensor> {
+export async function compressAsync(w: Tensor, opts?: { n?: number; m?: number }): Promise<SparseTensor> {
   return runAsync(planCompress(w, opts));
 }
 
@@ -629,7 +632,7 @@ export function compressAsync(w: Tensor, opts?: { n?: number; m?: number }): Pro
 export function decompress(s: SparseTensor): Tensor {
   return runSync(planDecompress(s));
 }
-export function decompressAsync(s: SparseTensor): Promise<Tensor> {
+export async function decompressAsync(s: SparseTensor): Promise<Tensor> {
   return runAsync(planDecompress(s));
 }
 
@@ -645,7 +648,7 @@ export function channels(
 ): { weight: Tensor; kept: Int32Array } {
   return runSync(planChannels(w, opts));
 }
-export function channelsAsync(
+export async function channelsAsync(
   w: Tensor,
   opts: { axis: 0 | 1; keep: number; scores?: 'l1' | 'l2' | Tensor },
 ): Promise<{ weight: Tensor; kept: Int32Array }> {
@@ -664,7 +667,7 @@ export function ffn(
 ): { w1: Tensor; w3?: Tensor; w2: Tensor; kept: Int32Array } {
   return runSync(planFfn(w, opts));
 }
-export function ffnAsync(
+export async function ffnAsync(
   w: FfnWeights,
   opts: { keep: number; inputNorms?: Tensor },
 ): Promise<{ w1: Tensor; w3?: Tensor; w2: Tensor; kept: Int32Array }> {
@@ -684,7 +687,7 @@ export function heads(
 ): { wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor; kept: Int32Array } {
   return runSync(planHeads(w, opts));
 }
-export function headsAsync(
+export async function headsAsync(
   w: AttnWeights,
   opts: { numHeads: number; numKvHeads?: number; headDim: number; keep: number },
 ): Promise<{ wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor; kept: Int32Array }> {
