@@ -26,19 +26,19 @@ void gemv(const float* x, const float*, const SparseView& w, int64_t n0, int64_t
   }
 }
 
-void panel(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t n0, int64_t n1,
-           float* ct, bool accumulate) {
+void panel(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
+           int64_t n1, float* ct, bool accumulate) {
   for (int64_t j = n0; j < n1; ++j) {
-    float* acc = ct + (j - n0) * kPR;
+    float* acc = ct + (j - n0) * pr;
     if (!accumulate)
-      for (int r = 0; r < kPR; ++r) acc[r] = 0.0f;
+      for (int r = 0; r < pr; ++r) acc[r] = 0.0f;
     const uint16_t* lw = w.lanes + j * w.words;
     const int64_t base = j * w.Kc;
     for (int64_t c = c0; c < c1; ++c)
       for (int l = 0; l < 8; ++l) {
         const float wv = load_w(w.values, w.dt, base + c * 8 + l);
-        const float* xr = xt + lane_col(lw[c], c, l) * kPR;
-        for (int r = 0; r < kPR; ++r) acc[r] += wv * xr[r];
+        const float* xr = xt + lane_col(lw[c], c, l) * pr;
+        for (int r = 0; r < pr; ++r) acc[r] += wv * xr[r];
       }
   }
 }

@@ -2,10 +2,10 @@
 // the output conversion, shared by every ISA (the ISA pieces are in prune_kernels.h).
 //
 //   M < kPanelMinM, or not 2:4: one GEMV per row of x, tasks of 64 output columns.
-//   M >= kPanelMinM and 2:4: x is transposed once into 16-row panels (prune_kernels.h); each
-//   task owns kNB output columns and walks K in blocks of kKB lane words (256 columns: one
-//   panel's slice is 16 KiB, in L1) and, inside a block, every panel against the task's columns
-//   (their kept weights, about 36 KiB for 2:4 float32, stay in L2 across the panels).
+//   M >= kPanelMinM and 2:4: x is transposed once into 16- or 32-row panels (prune_kernels.h);
+//   each task owns kNB output columns and walks K in blocks of kKB lane words (128 columns: a
+//   32-row panel's slice is 16 KiB, in L1) and, inside a block, every panel against the task's
+//   columns (their kept weights, about 18 KiB for 2:4 float32, stay in L2 across the panels).
 // Every output is summed by one thread in a fixed order, so results do not depend on threads.
 #include <algorithm>
 #include <atomic>
@@ -20,13 +20,12 @@
 
 namespace tf {
 
-using prune_cpu::kPR;
 using prune_cpu::SparseView;
 
 namespace {
 
 constexpr int64_t kNB = 64;   // output columns per panel-path task
-constexpr int64_t kKB = 16;   // lane words per K block (256 columns of x)
+constexpr int64_t kKB = 8;    // lane words per K block (128 columns of x: a 32-row panel's slice is 16 KiB)
 constexpr int64_t kRowChunk = 64;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -74,9 +73,11 @@ Status row_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, con
 
 Status panel_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, const SparseView& w,
                   float* y, int use_threads) {
-  const int64_t P = ceil_div(p.M, kPR);
+  // 32-row panels unless that pads more than 15 rows (M = 16..31, 48, ...): then 16.
+  const int pr = (p.M >= 32 && ceil_div(p.M, 32) * 32 - p.M < 16) ? 32 : 16;
+  const int64_t P = ceil_div(p.M, pr);
   const int64_t K = p.K;
-  float* xt = static_cast<float*>(aligned_alloc64(size_t(P * K * kPR) * sizeof(float)));
+  float* xt = static_cast<float*>(aligned_alloc64(size_t(P * K * pr) * sizeof(float)));
   if (!xt) return Status(StatusCode::oom, "linear: out of memory for the sparse x panels");
   // Transpose x into panels, widening to float32; rows past M are zero.
   const int64_t kcol = 512, kparts = ceil_div(K, kcol);
@@ -84,12 +85,12 @@ Status panel_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, c
       P * kparts,
       [&](int64_t t, int) {
         const int64_t pi = t / kparts, k0 = (t % kparts) * kcol, k1 = std::min(K, k0 + kcol);
-        float* dst = xt + pi * K * kPR;
-        float buf[kcol];
-        for (int r = 0; r < kPR; ++r) {
-          const int64_t m = pi * kPR + r;
+        float* dst = xt + pi * K * pr;
+        float buf[512];
+        for (int r = 0; r < pr; ++r) {
+          const int64_t m = pi * pr + r;
           if (m >= p.M) {
-            for (int64_t k = k0; k < k1; ++k) dst[k * kPR + r] = 0.0f;
+            for (int64_t k = k0; k < k1; ++k) dst[k * pr + r] = 0.0f;
             continue;
           }
           const float* src;
@@ -100,7 +101,7 @@ Status panel_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, c
                            p.x_dtype, buf, k1 - k0);
             src = buf;
           }
-          for (int64_t k = k0; k < k1; ++k) dst[k * kPR + r] = src[k - k0];
+          for (int64_t k = k0; k < k1; ++k) dst[k * pr + r] = src[k - k0];
         }
       },
       use_threads);
@@ -110,33 +111,33 @@ Status panel_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, c
       ceil_div(p.N, kNB),
       [&](int64_t t, int) {
         const int64_t n0 = t * kNB, n1 = std::min(p.N, n0 + kNB), nb = n1 - n0;
-        float* ct = static_cast<float*>(scratch_get(0, size_t(P * kNB * kPR) * sizeof(float)));
+        float* ct = static_cast<float*>(scratch_get(0, size_t(P * kNB * pr) * sizeof(float)));
         if (!ct) { oom.store(true); return; }
-        if (w.words == 0) std::memset(ct, 0, size_t(P * kNB * kPR) * sizeof(float));
+        if (w.words == 0) std::memset(ct, 0, size_t(P * kNB * pr) * sizeof(float));
         for (int64_t c0 = 0; c0 < w.words; c0 += kKB) {
           const int64_t c1 = std::min(w.words, c0 + kKB);
           for (int64_t pi = 0; pi < P; ++pi)
-            kern.panel(xt + pi * K * kPR, w, c0, c1, n0, n1, ct + pi * kNB * kPR, c0 > 0);
+            kern.panel(xt + pi * K * pr, pr, w, c0, c1, n0, n1, ct + pi * kNB * pr, c0 > 0);
         }
         // the values after the last lane word (Kc % 8 of them) from their indices
         if (w.words * 8 < w.Kc)
           for (int64_t pi = 0; pi < P; ++pi)
             for (int64_t j = n0; j < n1; ++j) {
-              float* acc = ct + pi * kNB * kPR + (j - n0) * kPR;
+              float* acc = ct + pi * kNB * pr + (j - n0) * pr;
               const uint8_t* idx = w.indices + j * w.Kc;
               for (int64_t v = w.words * 8; v < w.Kc; ++v) {
                 const float wv = prune_cpu::load_w(w.values, w.dt, j * w.Kc + v);
-                const float* xr = xt + pi * K * kPR + prune_cpu::kept_col(idx, v, w.n, w.m) * kPR;
-                for (int r = 0; r < kPR; ++r) acc[r] += wv * xr[r];
+                const float* xr = xt + pi * K * pr + prune_cpu::kept_col(idx, v, w.n, w.m) * pr;
+                for (int r = 0; r < pr; ++r) acc[r] += wv * xr[r];
               }
             }
         for (int64_t pi = 0; pi < P; ++pi)
-          for (int r = 0; r < kPR; ++r) {
-            const int64_t m = pi * kPR + r;
+          for (int r = 0; r < pr; ++r) {
+            const int64_t m = pi * pr + r;
             if (m >= p.M) break;
             float* yr = y + m * p.N + n0;
-            const float* src = ct + pi * kNB * kPR + r;
-            for (int64_t j = 0; j < nb; ++j) yr[j] = src[j * kPR] + (p.bias ? p.bias[n0 + j] : 0.0f);
+            const float* src = ct + pi * kNB * pr + r;
+            for (int64_t j = 0; j < nb; ++j) yr[j] = src[j * pr] + (p.bias ? p.bias[n0 + j] : 0.0f);
           }
       },
       use_threads);

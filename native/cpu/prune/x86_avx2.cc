@@ -8,8 +8,11 @@
 // tried (bench/NOTES.md): lane-crossing vpermps on 16-column windows with 4-bit fields (slow on
 // Zen 1: 3 uops each), 2-bit fields expanded with vpsrlvd (fewer bytes, but more shuffle-port
 // uops: slower than the byte positions in a noisy microbenchmark).
-// Panel (M >= 4, compute bound): 4 columns x 16 rows of accumulators (8 ymm); each kept weight
-// is one broadcast and two FMAs against the x panel row its position selects.
+// Panel (M >= 4, compute bound): 2 columns x 32 rows (or 4 x 16 for small M) of accumulators
+// (8 ymm); each kept weight is one broadcast and 4 (2) FMAs against the x panel row its position
+// selects. The FMAs take their x operand from L1, so loads, not FMAs, set the pace: 32-row panels
+// halve the broadcasts and index decodes per FMA (M = 128: 1.46x the dense GEMM against 0.83x
+// with 16-row panels, one noisy run).
 #include "prune_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -114,15 +117,15 @@ void gemv(const float* x, const float* xs, const SparseView& w, int64_t n0, int6
   }
 }
 
-// NC columns (j0 ..) x 16 rows over lane words [c0, c1).
-template <DType DT, int NC>
+// NC columns (j0 ..) x PR rows (kV vectors) over lane words [c0, c1).
+template <DType DT, int PR, int NC>
 inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t j0,
                        float* ct, bool accumulate) {
-  __m256 a[NC][2];
-  for (int q = 0; q < NC; ++q) {
-    a[q][0] = accumulate ? _mm256_loadu_ps(ct + q * kPR) : _mm256_setzero_ps();
-    a[q][1] = accumulate ? _mm256_loadu_ps(ct + q * kPR + 8) : _mm256_setzero_ps();
-  }
+  constexpr int kV = PR / 8;
+  __m256 a[NC][kV];
+  for (int q = 0; q < NC; ++q)
+    for (int v = 0; v < kV; ++v)
+      a[q][v] = accumulate ? _mm256_loadu_ps(ct + q * PR + 8 * v) : _mm256_setzero_ps();
   const uint16_t* lw[NC];
   int64_t base[NC];
   for (int q = 0; q < NC; ++q) {
@@ -142,38 +145,45 @@ inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t
         wv[q] = wbuf[q];
       }
     }
-    const float* xc = xt + c * 16 * kPR;
+    const float* xc = xt + c * 16 * PR;
 #pragma GCC unroll 8
     for (int l = 0; l < 8; ++l) {
 #pragma GCC unroll 4
       for (int q = 0; q < NC; ++q) {
-        const float* xr = xc + ((l >> 1) * 4 + ((word[q] >> (2 * l)) & 3u)) * kPR;
+        const float* xr = xc + ((l >> 1) * 4 + ((word[q] >> (2 * l)) & 3u)) * PR;
         const __m256 b = _mm256_broadcast_ss(wv[q] + l);
-        a[q][0] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr), a[q][0]);
-        a[q][1] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr + 8), a[q][1]);
+#pragma GCC unroll 4
+        for (int v = 0; v < kV; ++v) a[q][v] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr + 8 * v), a[q][v]);
       }
     }
   }
-  for (int q = 0; q < NC; ++q) {
-    _mm256_storeu_ps(ct + q * kPR, a[q][0]);
-    _mm256_storeu_ps(ct + q * kPR + 8, a[q][1]);
-  }
+  for (int q = 0; q < NC; ++q)
+    for (int v = 0; v < kV; ++v) _mm256_storeu_ps(ct + q * PR + 8 * v, a[q][v]);
+}
+
+// PR = 32: 2 columns x 4 vectors; PR = 16: 4 columns x 2 vectors (8 accumulators either way).
+template <DType DT, int PR>
+void panel_dt(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t n0, int64_t n1,
+              float* ct, bool accumulate) {
+  constexpr int NC = PR == 32 ? 2 : 4;
+  int64_t j = n0;
+  for (; j + NC <= n1; j += NC) panel_cols<DT, PR, NC>(xt, w, c0, c1, j, ct + (j - n0) * PR, accumulate);
+  for (; j < n1; ++j) panel_cols<DT, PR, 1>(xt, w, c0, c1, j, ct + (j - n0) * PR, accumulate);
 }
 
 template <DType DT>
-void panel_dt(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t n0, int64_t n1,
-              float* ct, bool accumulate) {
-  int64_t j = n0;
-  for (; j + 4 <= n1; j += 4) panel_cols<DT, 4>(xt, w, c0, c1, j, ct + (j - n0) * kPR, accumulate);
-  for (; j < n1; ++j) panel_cols<DT, 1>(xt, w, c0, c1, j, ct + (j - n0) * kPR, accumulate);
+void panel_pr(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
+              int64_t n1, float* ct, bool accumulate) {
+  if (pr == 32) panel_dt<DT, 32>(xt, w, c0, c1, n0, n1, ct, accumulate);
+  else panel_dt<DT, 16>(xt, w, c0, c1, n0, n1, ct, accumulate);
 }
 
-void panel(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t n0, int64_t n1,
-           float* ct, bool accumulate) {
+void panel(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
+           int64_t n1, float* ct, bool accumulate) {
   switch (w.dt) {
-    case DType::float16: return panel_dt<DType::float16>(xt, w, c0, c1, n0, n1, ct, accumulate);
-    case DType::bfloat16: return panel_dt<DType::bfloat16>(xt, w, c0, c1, n0, n1, ct, accumulate);
-    default: return panel_dt<DType::float32>(xt, w, c0, c1, n0, n1, ct, accumulate);
+    case DType::float16: return panel_pr<DType::float16>(xt, pr, w, c0, c1, n0, n1, ct, accumulate);
+    case DType::bfloat16: return panel_pr<DType::bfloat16>(xt, pr, w, c0, c1, n0, n1, ct, accumulate);
+    default: return panel_pr<DType::float32>(xt, pr, w, c0, c1, n0, n1, ct, accumulate);
   }
 }
 
