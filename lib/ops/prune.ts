@@ -184,7 +184,7 @@ function hasLanes(n: number, m: number): boolean {
 }
 
 function buildLanes(indices: Uint8Array, N: number, K: number, n: number, m: number): Uint16Array | null {
-  const lanes = hasLanes(n, m) ? new Uint16Array(N * Math.floor(((K / m) * n) / 8)) : null;
+  const lanes = hasLanes(n, m) ? new Uint16Array(2 * N * Math.floor(((K / m) * n) / 8)) : null;
   native.pruneLanes(indices, N, K, n, m, lanes);
   return lanes;
 }

@@ -81,7 +81,7 @@ Work parse_linear(const Napi::CallbackInfo& info) {
   need(env, indices, int64_t(elems(env, p.N, Kc, "indices")), DType::uint8, "indices");
   need(env, out, int64_t(elems(env, p.M, p.N, "out")), p.out_dtype, "out");
   if (lanes.data && prune_has_lanes(p.n, p.m))
-    need(env, lanes, int64_t(elems(env, p.N, prune_lane_words(p.K, p.n, p.m), "lanes")), DType::float16,
+    need(env, lanes, int64_t(elems(env, 2 * p.N, prune_lane_words(p.K, p.n, p.m), "lanes")), DType::float16,
          "lanes");
   if (bias.data) need(env, bias, p.N, DType::float32, "bias");
   p.x = x.data;
@@ -205,7 +205,7 @@ Napi::Value Lanes(const Napi::CallbackInfo& info) {
   check_nm(env, K, n, m);
   need(env, indices, int64_t(elems(env, N, K / m * n, "indices")), DType::uint8, "indices");
   if (lanes.data && prune_has_lanes(n, m))
-    need(env, lanes, int64_t(elems(env, N, prune_lane_words(K, n, m), "lanes")), DType::float16, "lanes");
+    need(env, lanes, int64_t(elems(env, 2 * N, prune_lane_words(K, n, m), "lanes")), DType::float16, "lanes");
   Status s = prune_lanes(static_cast<const uint8_t*>(indices.data), N, K, n, m,
                          static_cast<uint16_t*>(lanes.data));
   if (!s.ok()) throw_status(env, s);

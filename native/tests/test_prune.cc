@@ -82,7 +82,7 @@ Sparse random_sparse(DType dt, int64_t N, int64_t K, int n, int m, tf_test::Rng&
     std::sort(pick.begin(), pick.end());
     for (int i = 0; i < n; ++i) s.indices[size_t(g * n + i)] = uint8_t(pick[size_t(i)]);
   }
-  if (prune_has_lanes(n, m)) s.lanes.resize(size_t(N * prune_lane_words(K, n, m)) + 1);
+  if (prune_has_lanes(n, m)) s.lanes.resize(size_t(2 * N * prune_lane_words(K, n, m)) + 1);
   return s;
 }
 

@@ -48,12 +48,12 @@ Status row_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, con
   std::vector<float> xbuf, xsbuf;
   std::vector<const float*> rows(size_t(p.M)), srows(size_t(p.M), nullptr);
   if (p.x_dtype != DType::float32) xbuf.resize(size_t(p.M * p.K));
-  if (w.lanes) xsbuf.resize(size_t(p.M * w.words * 16));
+  if (w.lanes) xsbuf.resize(size_t(p.M * w.words * 2 * 36 * 4));
   for (int64_t m = 0; m < p.M; ++m) {
     rows[size_t(m)] = x_row(p, m, xbuf.data() + (xbuf.empty() ? 0 : m * p.K));
     if (w.lanes) {
-      float* xs = xsbuf.data() + m * w.words * 16;
-      prune_cpu::swizzle_x(rows[size_t(m)], w.words, xs);
+      float* xs = xsbuf.data() + m * w.words * 2 * 36 * 4;
+      prune_cpu::quad_table(rows[size_t(m)], w.words, xs);
       srows[size_t(m)] = xs;
     }
   }
@@ -176,6 +176,7 @@ Status sparse_linear(const SparseLinearParams& p) {
   const bool lanes = p.lanes && prune_has_lanes(p.n, p.m);
   w.lanes = lanes ? p.lanes : nullptr;
   w.words = lanes ? prune_lane_words(p.K, p.n, p.m) : 0;
+  w.pairs = lanes ? reinterpret_cast<const uint8_t*>(p.lanes + p.N * w.words) : nullptr;
 
   float* y = static_cast<float*>(p.out);
   float* owned = nullptr;

@@ -69,6 +69,10 @@ Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, u
       uint32_t word = 0;
       for (int l = 0; l < 8; ++l) word |= uint32_t(idx[c * 8 + l] & 3) << (2 * l);
       lanes[r * words + c] = uint16_t(word);
+      const uint8_t* q = idx + c * 8;
+      const int id0 = 6 * prune_pair_id(q[0], q[1]) + prune_pair_id(q[2], q[3]);
+      const int id1 = 6 * prune_pair_id(q[4], q[5]) + prune_pair_id(q[6], q[7]);
+      lanes[N * words + r * words + c] = uint16_t(id0 | (id1 << 8));
     }
     return std::string();
   });

@@ -22,6 +22,7 @@ struct SparseView {
   DType dt;
   const uint8_t* indices;  // [N, Kc]
   const uint16_t* lanes;   // [N, words] or null (2:4 only)
+  const uint8_t* pairs;    // [N, words, 2] pair ids (tensorfuse/prune.h) or null
   int64_t K, Kc, words;
   int n, m;
 };
@@ -29,9 +30,8 @@ struct SparseView {
 struct Kernels {
   Isa isa;
   // y[j] = sum_v x[k(v)] * w[j, v] for j in [n0, n1); x float32 [K]; y float32, overwritten.
-  // xs: with lanes, x with the middle two 4-column groups of every 16 swapped (swizzle_x), so
-  // that each 128-bit half of a register of 8 kept values reads one 128-bit half of x.
-  void (*gemv)(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1,
+  // xq: with lanes, the quad table of x (quad_table): 36 quadruples per 8 columns.
+  void (*gemv)(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1,
                float* y);
   // Lane layout only. For columns j in [n0, n1) and lane words [c0, c1) of each row:
   // ct[(j - n0) * pr + r] (+)= sum over the chunks' values v of w[j, v] * xt[k(v) * pr + r],
@@ -54,15 +54,20 @@ inline int64_t kept_col(const uint8_t* idx_row, int64_t v, int n, int m) {
 inline int64_t lane_col(uint32_t word, int64_t c, int l) {
   return c * 16 + (l >> 1) * 4 + ((word >> (2 * l)) & 3u);
 }
-// xs[16c + 4g + i] = x[16c + 4 * {0, 2, 1, 3}[g] + i] over the first 16 * words columns.
-inline void swizzle_x(const float* x, int64_t words, float* xs) {
-  for (int64_t c = 0; c < words; ++c)
-    for (int i = 0; i < 4; ++i) {
-      xs[16 * c + i] = x[16 * c + i];
-      xs[16 * c + 4 + i] = x[16 * c + 8 + i];
-      xs[16 * c + 8 + i] = x[16 * c + 4 + i];
-      xs[16 * c + 12 + i] = x[16 * c + 12 + i];
-    }
+// Quad table of x for the M = 1 kernel: for every 8 columns t (two groups of 4) and pair id
+// a * 6 + b, xq[(t * 36 + a * 6 + b) * 4 ..] = the x values of pair a in the first group and pair
+// b in the second. 18x the size of x (295 KiB for K = 4096), built once per call, in L2.
+inline void quad_table(const float* x, int64_t words, float* xq) {
+  static const int kPairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+  for (int64_t t = 0; t < 2 * words; ++t)
+    for (int a = 0; a < 6; ++a)
+      for (int b = 0; b < 6; ++b) {
+        float* q = xq + (t * 36 + a * 6 + b) * 4;
+        q[0] = x[8 * t + kPairs[a][0]];
+        q[1] = x[8 * t + kPairs[a][1]];
+        q[2] = x[8 * t + 4 + kPairs[b][0]];
+        q[3] = x[8 * t + 4 + kPairs[b][1]];
+      }
 }
 
 }  // namespace prune_cpu

@@ -1,13 +1,13 @@
 // AVX2 + FMA + F16C sparse linear. Compiled with -mavx2 -mfma -mf16c (this file only) and picked
 // at run time when cpuid reports all three. Layouts: tensorfuse/prune.h and prune_kernels.h.
 //
-// GEMV (M = 1, 2:4): per 8 kept values (16 columns), two 8-wide loads of the swizzled x (from
-// L1), the 8 uint8 positions zero-extended into an index vector (vpmovzxbd from memory), one
-// in-lane vpermilps per x load, a blend and one FMA. The weights are the only stream from
-// memory: 8 values + 8 position bytes per 16 columns, 5/8 of the dense float32 bytes. Versions
-// tried (bench/NOTES.md): lane-crossing vpermps on 16-column windows with 4-bit fields (slow on
-// Zen 1: 3 uops each), 2-bit fields expanded with vpsrlvd (fewer bytes, but more shuffle-port
-// uops: slower than the byte positions in a noisy microbenchmark).
+// GEMV (M = 1, 2:4): per 8 kept values (16 columns), the 8 matching x values are two 16-byte
+// loads from a quad table of x (every pair combination of every two groups, prune_kernels.h),
+// picked by the row's two pair ids, then one FMA. The weights are the only stream from memory: 8
+// values + 2 id bytes per 16 columns, 17/32 of the dense float32 bytes. Versions tried
+// (bench/NOTES.md): lane-crossing vpermps on 16-column windows (3 uops each on Zen 1); in-lane
+// vpermilps of a swizzled x with the positions as index vector (2 permutes + blend + index
+// expansion per word: shuffle-port bound, no faster than the dense GEMV).
 // Panel (M >= 4, compute bound): 2 columns x 32 rows (or 4 x 16 for small M) of accumulators
 // (8 ymm); each kept weight is one broadcast and 4 (2) FMAs against the x panel row its position
 // selects. The FMAs take their x operand from L1, so loads, not FMAs, set the pace: 32-row panels
@@ -43,56 +43,43 @@ inline float hsum(__m256 v) {
 }
 
 template <DType DT>
-void gemv_lanes(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1,
+void gemv_lanes(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1,
                 float* y) {
-  // value l of a word sits in group l / 2; with xs swizzled, groups 0, 2 are the halves of the
-  // first load and groups 1, 3 of the second, so an in-lane vpermilps picks each value's x.
-  // Four rows at a time: four weight streams in flight (one stream kept the prefetchers too
-  // far behind: 6 GB/s on one thread against 16 for the dense GEMV's four), x loaded once.
+  // The 8 x values of word c of row j: two 16-byte loads from the quad table, picked by the
+  // row's two pair ids. Four rows at a time: four weight streams in flight.
+  auto xsel = [&](const uint8_t* pid, int64_t c) {
+    const __m128 lo = _mm_loadu_ps(xq + ((2 * c) * 36 + pid[2 * c]) * 4);
+    const __m128 hi = _mm_loadu_ps(xq + ((2 * c + 1) * 36 + pid[2 * c + 1]) * 4);
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+  };
+  auto tail = [&](int64_t j, float s) {
+    const uint8_t* idx = w.indices + j * w.Kc;
+    for (int64_t v = w.words * 8; v < w.Kc; ++v)
+      s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, DT, j * w.Kc + v);
+    return s;
+  };
+  constexpr int kRows = 4;
   int64_t j = n0;
-  for (; j + 4 <= n1; j += 4) {
-    int64_t base[4];
-    __m256 acc[4];
-    for (int r = 0; r < 4; ++r) {
+  for (; j + kRows <= n1; j += kRows) {
+    const uint8_t* pid[kRows];
+    int64_t base[kRows];
+    __m256 acc[kRows];
+    for (int r = 0; r < kRows; ++r) {
+      pid[r] = w.pairs + (j + r) * w.words * 2;
       base[r] = (j + r) * w.Kc;
       acc[r] = _mm256_setzero_ps();
     }
-    for (int64_t c = 0; c < w.words; ++c) {
-      const __m256 xa = _mm256_loadu_ps(xs + c * 16);
-      const __m256 xb = _mm256_loadu_ps(xs + c * 16 + 8);
-      for (int r = 0; r < 4; ++r) {
-        const __m256i idx = _mm256_cvtepu8_epi32(
-            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.indices + base[r] + c * 8)));
-        const __m256 xsel =
-            _mm256_blend_ps(_mm256_permutevar_ps(xa, idx), _mm256_permutevar_ps(xb, idx), 0xCC);
-        acc[r] = _mm256_fmadd_ps(load8<DT>(w.values, base[r] + c * 8), xsel, acc[r]);
-      }
-    }
-    for (int r = 0; r < 4; ++r) {
-      float s = hsum(acc[r]);
-      const uint8_t* idx = w.indices + base[r];
-      for (int64_t v = w.words * 8; v < w.Kc; ++v)
-        s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, DT, base[r] + v);
-      y[j + r] = s;
-    }
+    for (int64_t c = 0; c < w.words; ++c)
+      for (int r = 0; r < kRows; ++r)
+        acc[r] = _mm256_fmadd_ps(load8<DT>(w.values, base[r] + c * 8), xsel(pid[r], c), acc[r]);
+    for (int r = 0; r < kRows; ++r) y[j + r] = tail(j + r, hsum(acc[r]));
   }
   for (; j < n1; ++j) {
-    const int64_t base = j * w.Kc;
+    const uint8_t* pid = w.pairs + j * w.words * 2;
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t c = 0; c < w.words; ++c) {
-      const __m256 xa = _mm256_loadu_ps(xs + c * 16);
-      const __m256 xb = _mm256_loadu_ps(xs + c * 16 + 8);
-      const __m256i idx = _mm256_cvtepu8_epi32(
-          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.indices + base + c * 8)));
-      const __m256 xsel =
-          _mm256_blend_ps(_mm256_permutevar_ps(xa, idx), _mm256_permutevar_ps(xb, idx), 0xCC);
-      acc = _mm256_fmadd_ps(load8<DT>(w.values, base + c * 8), xsel, acc);
-    }
-    float s = hsum(acc);
-    const uint8_t* idx = w.indices + base;
-    for (int64_t v = w.words * 8; v < w.Kc; ++v)
-      s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, DT, base + v);
-    y[j] = s;
+    for (int64_t c = 0; c < w.words; ++c)
+      acc = _mm256_fmadd_ps(load8<DT>(w.values, j * w.Kc + c * 8), xsel(pid, c), acc);
+    y[j] = tail(j, hsum(acc));
   }
 }
 
@@ -108,12 +95,12 @@ void gemv_general(const float* x, const SparseView& w, int64_t n0, int64_t n1, f
   }
 }
 
-void gemv(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1, float* y) {
-  if (!w.lanes || !xs) return gemv_general(x, w, n0, n1, y);
+void gemv(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1, float* y) {
+  if (!w.pairs || !xq) return gemv_general(x, w, n0, n1, y);
   switch (w.dt) {
-    case DType::float16: return gemv_lanes<DType::float16>(x, xs, w, n0, n1, y);
-    case DType::bfloat16: return gemv_lanes<DType::bfloat16>(x, xs, w, n0, n1, y);
-    default: return gemv_lanes<DType::float32>(x, xs, w, n0, n1, y);
+    case DType::float16: return gemv_lanes<DType::float16>(x, xq, w, n0, n1, y);
+    case DType::bfloat16: return gemv_lanes<DType::bfloat16>(x, xq, w, n0, n1, y);
+    default: return gemv_lanes<DType::float32>(x, xq, w, n0, n1, y);
   }
 }
 

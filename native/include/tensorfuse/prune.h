@@ -11,6 +11,11 @@
 // 16c + 4 * (l / 2) + field). 2 bits per value instead of 8: with float32 values a row reads
 // 4.25 bytes per 2 columns, 53% of the dense bytes. A row's last Kc % 8 values have no word;
 // kernels read their indices instead. Other n:m patterns run the general path on indices.
+// The same buffer then holds, after those N * words lane words, N * words "pair words": byte h of
+// pair word (j, c) is the combination id (0..35) of the two groups 4c + 2h, 4c + 2h + 1, id =
+// 6 * pair(group 0) + pair(group 1), pair(p0 < p1) indexing (0,1) (0,2) (0,3) (1,2) (1,3) (2,3).
+// The M = 1 kernel reads its x through a table of all 36 x quadruples of every 8 columns, so the
+// 8 x values of a word are two 16-byte loads picked by these ids, with no shuffles.
 #pragma once
 #include <cstdint>
 
@@ -21,8 +26,10 @@ namespace tf {
 
 // True when (n, m) has the lane layout above (the fast path).
 inline bool prune_has_lanes(int n, int m) { return n == 2 && m == 4; }
-// Lane words of one row: floor(Kc / 8).
+// Lane words of one row: floor(Kc / 8). The lanes buffer holds 2 * N * words uint16.
 inline int64_t prune_lane_words(int64_t K, int n, int m) { return (K / m * n) / 8; }
+// Combination id of the in-group positions p0 < p1 of 2:4: 0..5.
+inline int prune_pair_id(int p0, int p1) { return p0 == 0 ? p1 - 1 : p0 == 1 ? p1 + 1 : 5; }
 
 // Checks n, m and K (1 <= n < m <= 255, K % m == 0).
 Status prune_check_nm(int64_t K, int n, int m);
@@ -35,7 +42,7 @@ struct SparseLinearParams {
   const void* values = nullptr;     // [N, Kc], float32, float16 or bfloat16
   DType w_dtype = DType::float32;
   const uint8_t* indices = nullptr; // [N, Kc]
-  const uint16_t* lanes = nullptr;  // [N, prune_lane_words] or null (then the general path)
+  const uint16_t* lanes = nullptr;  // [2, N, prune_lane_words] or null (then the general path)
   void* out = nullptr;              // [M, N]
   DType out_dtype = DType::float32;
   const float* bias = nullptr;      // [N] or null
@@ -46,7 +53,7 @@ struct SparseLinearParams {
 // Deterministic for a given ISA level (every output is summed by one thread in a fixed order).
 Status sparse_linear(const SparseLinearParams& p);
 
-// Builds the lane words [N, prune_lane_words] from indices; ERR_ARG if an index is >= m or the
+// Builds the lane and pair words [2, N, prune_lane_words] from indices; ERR_ARG if an index is >= m or the
 // indices of a group do not increase. With lanes == nullptr it only validates.
 Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, uint16_t* lanes);
 
