@@ -73,8 +73,8 @@ Status row_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, con
 
 Status panel_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, const SparseView& w,
                   float* y, int use_threads) {
-  // 32-row panels unless that pads more than 15 rows (M = 16..31, 48, ...): then 16.
-  const int pr = (p.M >= 32 && ceil_div(p.M, 32) * 32 - p.M < 16) ? 32 : 16;
+  // 32-row panels unless that pads more than 15 rows (M = 16..31, 48, ...): then 16; 8 for M <= 8.
+  const int pr = p.M <= 8 ? 8 : (p.M >= 32 && ceil_div(p.M, 32) * 32 - p.M < 16) ? 32 : 16;
   const int64_t P = ceil_div(p.M, pr);
   const int64_t K = p.K;
   float* xt = static_cast<float*>(aligned_alloc64(size_t(P * K * pr) * sizeof(float)));

@@ -152,7 +152,7 @@ inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t
 template <DType DT, int PR>
 void panel_dt(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t n0, int64_t n1,
               float* ct, bool accumulate) {
-  constexpr int NC = PR == 32 ? 2 : 4;
+  constexpr int NC = PR == 32 ? 2 : 4;  // PR = 8: 4 columns x 1 vector
   int64_t j = n0;
   for (; j + NC <= n1; j += NC) panel_cols<DT, PR, NC>(xt, w, c0, c1, j, ct + (j - n0) * PR, accumulate);
   for (; j < n1; ++j) panel_cols<DT, PR, 1>(xt, w, c0, c1, j, ct + (j - n0) * PR, accumulate);
@@ -162,7 +162,8 @@ template <DType DT>
 void panel_pr(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
               int64_t n1, float* ct, bool accumulate) {
   if (pr == 32) panel_dt<DT, 32>(xt, w, c0, c1, n0, n1, ct, accumulate);
-  else panel_dt<DT, 16>(xt, w, c0, c1, n0, n1, ct, accumulate);
+  else if (pr == 16) panel_dt<DT, 16>(xt, w, c0, c1, n0, n1, ct, accumulate);
+  else panel_dt<DT, 8>(xt, w, c0, c1, n0, n1, ct, accumulate);
 }
 
 void panel(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
