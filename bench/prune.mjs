@@ -11,8 +11,8 @@
 // Every implementation is checked before timing against the float64 reference on its first rows
 // at each thread count; one that fails is not timed. GFLOP/s credit the dense count 2MNK (BENCH.md:
 // a sparse kernel's GFLOP/s then shows the speed-up directly); GB/s on the M = 1 rows count the
-// bytes the sparse kernel must read (values + 1 byte of position per value), so the dense row's
-// GB/s column understates what it streams by 8/5 (float32).
+// bytes the sparse kernel reads (values + 10 bytes of pair ids and positions per 16 values), so
+// the dense row's GB/s column understates what it streams (by 8 / 4.625 for float32).
 
 import { DTYPE_BYTES, benchRow } from './lib/suite.mjs';
 
