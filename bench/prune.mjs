@@ -81,7 +81,7 @@ async function linearRows(ctx) {
           dtype,
           threads,
           flops: 2 * M * N * K,
-          bytes: M === 1 ? ((N * K) / 2) * (DTYPE_BYTES[dtype] + 1) : null,
+          bytes: M === 1 ? ((N * K) / 2) * (DTYPE_BYTES[dtype] + 0.625) : null,
           memoryBound: M === 1,
           extra: { M, K, N, n: 2, m: 4 },
         },
