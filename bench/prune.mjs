@@ -11,8 +11,8 @@
 // Every implementation is checked before timing against the float64 reference on its first rows
 // at each thread count; one that fails is not timed. GFLOP/s credit the dense count 2MNK (BENCH.md:
 // a sparse kernel's GFLOP/s then shows the speed-up directly); GB/s on the M = 1 rows count the
-// bytes the sparse kernel reads (values + 10 bytes of pair ids and positions per 16 values), so
-// the dense row's GB/s column understates what it streams (by 8 / 4.625 for float32).
+// bytes the sparse kernel reads (values + 2 bytes of pair ids per 8 values), so the dense row's
+// GB/s column understates what it streams (by 8 / 4.25 for float32).
 
 import { DTYPE_BYTES, benchRow } from './lib/suite.mjs';
 
@@ -81,7 +81,7 @@ async function linearRows(ctx) {
           dtype,
           threads,
           flops: 2 * M * N * K,
-          bytes: M === 1 ? ((N * K) / 2) * (DTYPE_BYTES[dtype] + 0.625) : null,
+          bytes: M === 1 ? ((N * K) / 2) * (DTYPE_BYTES[dtype] + 0.25) : null,
           memoryBound: M === 1,
           extra: { M, K, N, n: 2, m: 4 },
         },

@@ -54,19 +54,6 @@ inline int64_t kept_col(const uint8_t* idx_row, int64_t v, int n, int m) {
 inline int64_t lane_col(uint32_t word, int64_t c, int l) {
   return c * 16 + (l >> 1) * 4 + ((word >> (2 * l)) & 3u);
 }
-// xs[16c + 4g + i] = x[16c + 4 * {0, 2, 1, 3}[g] + i] over the first 16 * words columns: groups
-// 0, 2 in the first 8 floats and 1, 3 in the next, so an in-lane vpermilps per half picks each
-// value's x (the M = 1 kernel's second way to fetch x).
-inline void swizzle_x(const float* x, int64_t words, float* xs) {
-  for (int64_t c = 0; c < words; ++c)
-    for (int i = 0; i < 4; ++i) {
-      xs[16 * c + i] = x[16 * c + i];
-      xs[16 * c + 4 + i] = x[16 * c + 8 + i];
-      xs[16 * c + 8 + i] = x[16 * c + 4 + i];
-      xs[16 * c + 12 + i] = x[16 * c + 12 + i];
-    }
-}
-
 // Quad table of x for the M = 1 kernel: for every 8 columns t (two groups of 4) and pair id
 // a * 6 + b, xq[(t * 36 + a * 6 + b) * 4 ..] = the x values of pair a in the first group and pair
 // b in the second. 18x the size of x (295 KiB for K = 4096), built once per call, in L2.

@@ -1,18 +1,14 @@
 // AVX2 + FMA + F16C sparse linear. Compiled with -mavx2 -mfma -mf16c (this file only) and picked
 // at run time when cpuid reports all three. Layouts: tensorfuse/prune.h and prune_kernels.h.
 //
-// GEMV (M = 1, 2:4): per 8 kept values (16 columns) one FMA; the 8 matching x values are
-// fetched two ways, alternating word by word so that neither resource saturates alone:
-//  - even words: two 16-byte loads from a quad table of x (every pair combination of every two
-//    groups, prune_kernels.h) picked by the row's two pair ids. No shuffles, but for K = 4096
-//    the table (295 KiB) lives in L2 and every load is a line fill: L2 bandwidth bound alone.
-//  - odd words: two 8-wide loads of a swizzled x (in L1), one in-lane vpermilps each with the
-//    word's 8 position bytes as index vector, a blend. Shuffle-port bound alone.
-// In L1 (K = 256) the table alone ran 2.3 ns per 8 values, in L2 (K = 4096) 3.5, the alternation
-// 3.1; the permutes alone 3.4-3.6; the dense GEMV 1.6 per 16 columns (noisy box, bench/NOTES.md).
-// Earlier versions: lane-crossing vpermps on 16-column windows (3 uops each on Zen 1); 2-bit
-// lane fields expanded with vpsrlvd (more shuffle-port uops); a K-chunked table kept in L1 (cut
-// every row's value stream into 512-byte pieces: slower even with software prefetch).
+// GEMV (M = 1, 2:4): per 8 kept values (16 columns), the 8 matching x values are two 16-byte
+// loads from a quad table of x (every pair combination of every two groups, prune_kernels.h),
+// picked by the row's two pair ids, then one FMA; four rows at a time. The weights are the only
+// stream from memory: 8 values + 2 id bytes per 16 columns, 17/32 of the dense float32 bytes.
+// Versions tried (bench/NOTES.md, A/B by process CPU time on a shared box): lane-crossing vpermps
+// on 16-column windows (3 uops each on Zen 1); in-lane vpermilps of a swizzled x with the
+// positions as index vector (shuffle-port bound); alternating the two per word; a K-chunked
+// table kept in L1 (cuts every row's value stream into 512-byte pieces). This one was the best.
 #include "prune_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -45,7 +41,6 @@ inline float hsum(__m256 v) {
 template <DType DT>
 void gemv_lanes(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1,
                 float* y) {
-  const float* xs = xq + w.words * 2 * 36 * 4;  // the swizzled x after the table
   // The 8 x values of word c of row j: two 16-byte loads from the quad table, picked by the
   // row's two pair ids. Four rows at a time: four weight streams in flight.
   auto xsel = [&](const uint8_t* pid, int64_t c) {
@@ -70,20 +65,7 @@ void gemv_lanes(const float* x, const float* xq, const SparseView& w, int64_t n0
       base[r] = (j + r) * w.Kc;
       acc[r] = _mm256_setzero_ps();
     }
-    int64_t c = 0;
-    for (; c + 2 <= w.words; c += 2) {
-      const __m256 xa = _mm256_loadu_ps(xs + c * 16 + 16);
-      const __m256 xb = _mm256_loadu_ps(xs + c * 16 + 24);
-      for (int r = 0; r < kRows; ++r) {
-        acc[r] = _mm256_fmadd_ps(load8<DT>(w.values, base[r] + c * 8), xsel(pid[r], c), acc[r]);
-        const __m256i idx = _mm256_cvtepu8_epi32(
-            _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.indices + base[r] + c * 8 + 8)));
-        const __m256 xp =
-            _mm256_blend_ps(_mm256_permutevar_ps(xa, idx), _mm256_permutevar_ps(xb, idx), 0xCC);
-        acc[r] = _mm256_fmadd_ps(load8<DT>(w.values, base[r] + c * 8 + 8), xp, acc[r]);
-      }
-    }
-    for (; c < w.words; ++c)
+    for (int64_t c = 0; c < w.words; ++c)
       for (int r = 0; r < kRows; ++r)
         acc[r] = _mm256_fmadd_ps(load8<DT>(w.values, base[r] + c * 8), xsel(pid[r], c), acc[r]);
     for (int r = 0; r < kRows; ++r) y[j + r] = tail(j + r, hsum(acc[r]));

@@ -14,9 +14,8 @@
 // The same buffer then holds, after those N * words lane words, N * words "pair words": byte h of
 // pair word (j, c) is the combination id (0..35) of the two groups 4c + 2h, 4c + 2h + 1, id =
 // 6 * pair(group 0) + pair(group 1), pair(p0 < p1) indexing (0,1) (0,2) (0,3) (1,2) (1,3) (2,3).
-// The M = 1 kernel reads x for even words through a table of all 36 x quadruples of every 8
-// columns (two 16-byte loads picked by these ids, no shuffles), for odd words by permuting x with
-// the position bytes (native/cpu/prune/x86_avx2.cc).
+// The M = 1 kernel reads x through a table of all 36 x quadruples of every 8 columns: the 8 x
+// values of a word are two 16-byte loads picked by these ids, with no shuffles.
 #pragma once
 #include <cstdint>
 
