@@ -48,13 +48,13 @@ Status row_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, con
   std::vector<float> xbuf, xsbuf;
   std::vector<const float*> rows(size_t(p.M)), srows(size_t(p.M), nullptr);
   if (p.x_dtype != DType::float32) xbuf.resize(size_t(p.M * p.K));
-  const int64_t xq_size = w.words * 2 * 36 * 4;
+  const int64_t xq_size = w.words * 4 * 12;
   if (w.lanes) xsbuf.resize(size_t(p.M * xq_size));
   for (int64_t m = 0; m < p.M; ++m) {
     rows[size_t(m)] = x_row(p, m, xbuf.data() + (xbuf.empty() ? 0 : m * p.K));
     if (w.lanes) {
       float* xs = xsbuf.data() + m * xq_size;
-      prune_cpu::quad_table(rows[size_t(m)], w.words, xs);
+      prune_cpu::pair_table(rows[size_t(m)], 4 * w.words, xs);
       srows[size_t(m)] = xs;
     }
   }

@@ -70,9 +70,9 @@ Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, u
       for (int l = 0; l < 8; ++l) word |= uint32_t(idx[c * 8 + l] & 3) << (2 * l);
       lanes[r * words + c] = uint16_t(word);
       const uint8_t* q = idx + c * 8;
-      const int id0 = 6 * prune_pair_id(q[0], q[1]) + prune_pair_id(q[2], q[3]);
-      const int id1 = 6 * prune_pair_id(q[4], q[5]) + prune_pair_id(q[6], q[7]);
-      lanes[N * words + r * words + c] = uint16_t(id0 | (id1 << 8));
+      uint32_t pw = 0;
+      for (int g = 0; g < 4; ++g) pw |= uint32_t(prune_pair_id(q[2 * g], q[2 * g + 1])) << (3 * g);
+      lanes[N * words + r * words + c] = uint16_t(pw);
     }
     return std::string();
   });

@@ -22,7 +22,7 @@ struct SparseView {
   DType dt;
   const uint8_t* indices;  // [N, Kc]
   const uint16_t* lanes;   // [N, words] or null (2:4 only)
-  const uint8_t* pairs;    // [N, words, 2] pair ids (tensorfuse/prune.h) or null
+  const uint8_t* pairs;    // [N, words] uint16 pair words (tensorfuse/prune.h) or null
   int64_t K, Kc, words;
   int n, m;
 };
@@ -30,7 +30,7 @@ struct SparseView {
 struct Kernels {
   Isa isa;
   // y[j] = sum_v x[k(v)] * w[j, v] for j in [n0, n1); x float32 [K]; y float32, overwritten.
-  // xq: with lanes, the quad table of x (quad_table): 36 quadruples per 8 columns.
+  // xq: with lanes, the pair table of x (pair_table): 6 pairs per group of 4 columns.
   void (*gemv)(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1,
                float* y);
   // Lane layout only. For columns j in [n0, n1) and lane words [c0, c1) of each row:
@@ -54,20 +54,16 @@ inline int64_t kept_col(const uint8_t* idx_row, int64_t v, int n, int m) {
 inline int64_t lane_col(uint32_t word, int64_t c, int l) {
   return c * 16 + (l >> 1) * 4 + ((word >> (2 * l)) & 3u);
 }
-// Quad table of x for the M = 1 kernel: for every 8 columns t (two groups of 4) and pair id
-// a * 6 + b, xq[(t * 36 + a * 6 + b) * 4 ..] = the x values of pair a in the first group and pair
-// b in the second. 18x the size of x (295 KiB for K = 4096), built once per call, in L2.
-inline void quad_table(const float* x, int64_t words, float* xq) {
+// Pair table of x for the M = 1 kernel: for every group g of 4 columns and pair id a (0..5),
+// xp[(g * 6 + a) * 2 ..] = the two x values of pair a. 3x the size of x (48 KiB for K = 4096),
+// built once per call; rows walk it in order, so the four rows in flight share its lines.
+inline void pair_table(const float* x, int64_t groups, float* xp) {
   static const int kPairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
-  for (int64_t t = 0; t < 2 * words; ++t)
-    for (int a = 0; a < 6; ++a)
-      for (int b = 0; b < 6; ++b) {
-        float* q = xq + (t * 36 + a * 6 + b) * 4;
-        q[0] = x[8 * t + kPairs[a][0]];
-        q[1] = x[8 * t + kPairs[a][1]];
-        q[2] = x[8 * t + 4 + kPairs[b][0]];
-        q[3] = x[8 * t + 4 + kPairs[b][1]];
-      }
+  for (int64_t g = 0; g < groups; ++g)
+    for (int a = 0; a < 6; ++a) {
+      xp[(g * 6 + a) * 2] = x[4 * g + kPairs[a][0]];
+      xp[(g * 6 + a) * 2 + 1] = x[4 * g + kPairs[a][1]];
+    }
 }
 
 }  // namespace prune_cpu

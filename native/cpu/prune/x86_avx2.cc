@@ -1,18 +1,22 @@
 // AVX2 + FMA + F16C sparse linear. Compiled with -mavx2 -mfma -mf16c (this file only) and picked
 // at run time when cpuid reports all three. Layouts: tensorfuse/prune.h and prune_kernels.h.
 //
-// GEMV (M = 1, 2:4): per 8 kept values (16 columns), the 8 matching x values are two 16-byte
-// loads from a quad table of x (every pair combination of every two groups, prune_kernels.h),
-// picked by the row's two pair ids, then one FMA; four rows at a time. The weights are the only
-// stream from memory: 8 values + 2 id bytes per 16 columns, 17/32 of the dense float32 bytes.
-// Versions tried (bench/NOTES.md, A/B by process CPU time on a shared box): lane-crossing vpermps
-// on 16-column windows (3 uops each on Zen 1); in-lane vpermilps of a swizzled x with the
-// positions as index vector (shuffle-port bound); alternating the two per word; a K-chunked
-// table kept in L1 (cuts every row's value stream into 512-byte pieces). This one was the best.
+// GEMV (M = 1, 2:4): per 8 kept values (16 columns, 4 groups) one FMA; the 8 matching x values
+// are four 8-byte loads from a pair table of x (all 6 position pairs of every group,
+// prune_kernels.h) picked by the row's 3-bit pair ids, packed in one uint16 per 8 values. Four
+// rows at a time; they walk the 48 KiB table in the same order and share its lines. The weights
+// are the only stream from memory: 8 values + 2 bytes per 16 columns, 17/32 of the dense float32
+// bytes. Versions tried (bench/NOTES.md, A/B by process CPU time on a shared box): lane-crossing
+// vpermps on 16-column windows (3 uops each on Zen 1); in-lane vpermilps of a swizzled x with the
+// positions as index vector (shuffle-port bound); a table of all 36 quadruples per 8 columns (two
+// 16-byte loads, but 295 KiB: a random L2 line fill per load); alternating the last two; a
+// K-chunked quadruple table kept in L1 (cuts every row's value stream into 512-byte pieces).
 #include "prune_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
+
+#include <cstring>
 
 namespace tf {
 namespace prune_cpu {
@@ -44,8 +48,14 @@ void gemv_lanes(const float* x, const float* xq, const SparseView& w, int64_t n0
   // The 8 x values of word c of row j: two 16-byte loads from the quad table, picked by the
   // row's two pair ids. Four rows at a time: four weight streams in flight.
   auto xsel = [&](const uint8_t* pid, int64_t c) {
-    const __m128 lo = _mm_loadu_ps(xq + ((2 * c) * 36 + pid[2 * c]) * 4);
-    const __m128 hi = _mm_loadu_ps(xq + ((2 * c + 1) * 36 + pid[2 * c + 1]) * 4);
+    uint16_t h;
+    std::memcpy(&h, pid + 2 * c, 2);
+    const uint32_t pw = h;
+    const float* g0 = xq + c * 48;  // 4 groups x 6 pairs x 2 floats per word
+    __m128 lo = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(g0 + (pw & 7u) * 2)));
+    lo = _mm_loadh_pi(lo, reinterpret_cast<const __m64*>(g0 + 12 + ((pw >> 3) & 7u) * 2));
+    __m128 hi = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(g0 + 24 + ((pw >> 6) & 7u) * 2)));
+    hi = _mm_loadh_pi(hi, reinterpret_cast<const __m64*>(g0 + 36 + ((pw >> 9) & 7u) * 2));
     return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
   };
   auto tail = [&](int64_t j, float s) {

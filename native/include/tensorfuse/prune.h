@@ -11,11 +11,10 @@
 // 16c + 4 * (l / 2) + field). 2 bits per value instead of 8: with float32 values a row reads
 // 4.25 bytes per 2 columns, 53% of the dense bytes. A row's last Kc % 8 values have no word;
 // kernels read their indices instead. Other n:m patterns run the general path on indices.
-// The same buffer then holds, after those N * words lane words, N * words "pair words": byte h of
-// pair word (j, c) is the combination id (0..35) of the two groups 4c + 2h, 4c + 2h + 1, id =
-// 6 * pair(group 0) + pair(group 1), pair(p0 < p1) indexing (0,1) (0,2) (0,3) (1,2) (1,3) (2,3).
-// The M = 1 kernel reads x through a table of all 36 x quadruples of every 8 columns: the 8 x
-// values of a word are two 16-byte loads picked by these ids, with no shuffles.
+// The same buffer then holds, after those N * words lane words, N * words "pair words": bits
+// 3g..3g+2 of pair word (j, c) are the pair id (0..5) of group 4c + g: pair(p0 < p1) indexes
+// (0,1) (0,2) (0,3) (1,2) (1,3) (2,3). The M = 1 kernel reads x through a table of every group's
+// 6 pairs: the 8 x values of a word are four 8-byte loads picked by these ids, no shuffles.
 #pragma once
 #include <cstdint>
 
