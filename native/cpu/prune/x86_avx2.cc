@@ -119,31 +119,33 @@ inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t
   for (int q = 0; q < NC; ++q)
     for (int v = 0; v < kV; ++v)
       a[q][v] = accumulate ? _mm256_loadu_ps(ct + q * PR + 8 * v) : _mm256_setzero_ps();
-  const uint16_t* lw[NC];
-  int64_t base[NC];
-  for (int q = 0; q < NC; ++q) {
-    lw[q] = w.lanes + (j0 + q) * w.words;
-    base[q] = (j0 + q) * w.Kc;
-  }
+  // One pointer per stream, advanced per word, columns q at fixed strides from it (few general
+  // registers: an earlier form kept base + c * 8 per column and spilled them in the hot loop).
+  constexpr int64_t kEsz = DT == DType::float32 ? 4 : 2;
+  const uint16_t* lp = w.lanes + j0 * w.words + c0;
+  const int64_t lstride = w.words;
+  const char* vp = static_cast<const char*>(w.values) + (j0 * w.Kc + c0 * 8) * kEsz;
+  const int64_t vstride = w.Kc * kEsz;
   alignas(32) float wbuf[NC][8];
-  for (int64_t c = c0; c < c1; ++c) {
+  const float* xc = xt + c0 * 16 * PR;
+  for (int64_t c = c0; c < c1; ++c, ++lp, vp += 8 * kEsz, xc += 16 * PR) {
     uint32_t word[NC];
     const float* wv[NC];
     for (int q = 0; q < NC; ++q) {
-      word[q] = lw[q][c];
+      word[q] = lp[q * lstride];
       if (DT == DType::float32) {
-        wv[q] = static_cast<const float*>(w.values) + base[q] + c * 8;
+        wv[q] = reinterpret_cast<const float*>(vp + q * vstride);
       } else {
-        _mm256_store_ps(wbuf[q], load8<DT>(w.values, base[q] + c * 8));
+        _mm256_store_ps(wbuf[q], load8<DT>(vp + q * vstride, 0));
         wv[q] = wbuf[q];
       }
     }
-    const float* xc = xt + c * 16 * PR;
 #pragma GCC unroll 8
     for (int l = 0; l < 8; ++l) {
 #pragma GCC unroll 4
       for (int q = 0; q < NC; ++q) {
-        const float* xr = xc + ((l >> 1) * 4 + ((word[q] >> (2 * l)) & 3u)) * PR;
+        const float* xr = xc + ((l >> 1) * 4 + (word[q] & 3u)) * PR;
+        word[q] >>= 2;
         const __m256 b = _mm256_broadcast_ss(wv[q] + l);
 #pragma GCC unroll 4
         for (int v = 0; v < kV; ++v) a[q][v] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr + 8 * v), a[q][v]);
