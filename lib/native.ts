@@ -41,6 +41,8 @@ export interface NativeBinding {
   pruneDecompressAsync(...args: PruneDecompressArgs): Promise<void>;
   pruneGather(...args: PruneGatherArgs): void;
   pruneGatherAsync(...args: PruneGatherArgs): Promise<void>;
+  pruneNorms(...args: PruneNormsArgs): void;
+  pruneNormsAsync(...args: PruneNormsArgs): Promise<void>;
 }
 
 export type GemmArgs = [
@@ -125,6 +127,17 @@ export type PruneGatherArgs = [
   axis: number,
   kept: Int32Array,
   out: ArrayBufferView,
+];
+
+export type PruneNormsArgs = [
+  w: ArrayBufferView,
+  dtype: number,
+  rows: number,
+  cols: number,
+  axis: number,
+  p: number,
+  inputNorms: Float32Array | null,
+  out: Float64Array,
 ];
 
 /** The package root: dist/cjs/native.js lives two levels below it. */

@@ -436,6 +436,44 @@ describe('physical removal computes what the masked original computes', () => {
     });
   });
 
+  it('ffn and heads keep the units with the largest documented scores (random weights)', () => {
+    withSeed('ffn heads scores', () => {
+      const [D, F] = [24, 40];
+      const w1 = toF64(rand([F, D], 'bfloat16'));
+      const w3 = toF64(rand([F, D], 'bfloat16'));
+      const w2 = toF64(rand([D, F], 'bfloat16'));
+      const nrm = rand([D]).toFloat32().map(Math.abs);
+      const t = (a: Tensor64, shape: number[]): Tensor => tensor(Float32Array.from(a.data), shape).to('bfloat16');
+      const score = Array.from({ length: F }, (_, f) => {
+        let a = 0;
+        let b = 0;
+        for (let d = 0; d < D; d++) a += (Math.abs(w1.data[f * D + d]) + Math.abs(w3.data[f * D + d])) * nrm[d];
+        for (let d = 0; d < D; d++) b += Math.abs(w2.data[d * F + f]);
+        return a * b;
+      });
+      const p = prune.ffn(
+        { w1: t(w1, [F, D]), w3: t(w3, [F, D]), w2: t(w2, [D, F]) },
+        { keep: 11, inputNorms: tensor(nrm, [D]) },
+      );
+      expect(Array.from(p.kept)).toEqual(topKRef(score, 11));
+      const [Hq, Hkv, hd] = [8, 4, 3];
+      const a = { wq: rand([Hq * hd, D]), wk: rand([Hkv * hd, D]), wv: rand([Hkv * hd, D]), wo: rand([D, Hq * hd]) };
+      const q2 = channelNormsRef(toF64(a.wq), 0, 2).map((v) => v * v);
+      const k2 = channelNormsRef(toF64(a.wk), 0, 2).map((v) => v * v);
+      const v2 = channelNormsRef(toF64(a.wv), 0, 2).map((v) => v * v);
+      const o2 = channelNormsRef(toF64(a.wo), 1, 2).map((v) => v * v);
+      const hs = Array.from({ length: Hkv }, (_, u) => {
+        let x = 0;
+        for (let r = u * 2 * hd; r < (u + 1) * 2 * hd; r++) x += q2[r] + o2[r];
+        for (let r = u * hd; r < (u + 1) * hd; r++) x += k2[r] + v2[r];
+        return x;
+      });
+      expect(Array.from(prune.heads(a, { numHeads: Hq, numKvHeads: Hkv, headDim: hd, keep: 2 }).kept)).toEqual(
+        topKRef(hs, 2),
+      );
+    });
+  });
+
   it('ffn keeps the channels with the largest documented score', () => {
     // channel 2 reads and writes with big weights, channel 0 with small ones
     const D = 2;

@@ -15,6 +15,7 @@ import {
   type PruneDecompressArgs,
   type PruneGatherArgs,
   type PruneNmArgs,
+  type PruneNormsArgs,
   type PruneScoreArgs,
   type SparseLinearArgs,
 } from '../native.js';
@@ -42,21 +43,24 @@ type Step =
   | ['pruneCompress', PruneCompressArgs]
   | ['pruneDecompress', PruneDecompressArgs]
   | ['pruneGather', PruneGatherArgs]
+  | ['pruneNorms', PruneNormsArgs]
   | ['sparseLinear', SparseLinearArgs];
 
+/** Native steps, then either the result or a second plan built from what the steps computed. */
 interface Plan<R> {
   steps: Step[];
-  result: () => R;
+  result?: () => R;
+  next?: () => Plan<R>;
 }
 
 function runSync<R>(p: Plan<R>): R {
   for (const [fn, args] of p.steps) (native[fn] as (...a: unknown[]) => void)(...args);
-  return p.result();
+  return p.next ? runSync(p.next()) : p.result!();
 }
 
 async function runAsync<R>(p: Plan<R>): Promise<R> {
   for (const [fn, args] of p.steps) await (native[`${fn}Async`] as (...a: unknown[]) => Promise<void>)(...args);
-  return p.result();
+  return p.next ? runAsync(p.next()) : p.result!();
 }
 
 // ---------------------------------------------------------------- argument checks
@@ -361,18 +365,17 @@ function gatherStep(src: Tensor, name: string, axis: 0 | 1, kept: Int32Array, op
   ];
 }
 
-/** sum_j |w[i, j]|^p (p = 1: L1; p = 2: squared L2, then sqrt) along the kept axis. */
-function channelNorms(w: Tensor, axis: 0 | 1, p: 1 | 2): Float64Array {
+/** A native float64 reduction: per row (axis 0, optionally weighted by colw) or per column. */
+function normsStep(
+  w: Tensor,
+  name: string,
+  axis: 0 | 1,
+  p: 1 | 2,
+  colw: Float32Array | null = null,
+): [Step, Float64Array] {
   const [rows, cols] = w.shape;
-  const d = w.toFloat32();
   const out = new Float64Array(axis === 0 ? rows : cols);
-  for (let i = 0; i < rows; i++)
-    for (let j = 0; j < cols; j++) {
-      const v = Math.abs(d[i * cols + j]);
-      out[axis === 0 ? i : j] += p === 1 ? v : v * v;
-    }
-  if (p === 2) for (let i = 0; i < out.length; i++) out[i] = Math.sqrt(out[i]);
-  return out;
+  return [['pruneNorms', [storageOf(w, name), DTYPE_CODE[w.dtype], rows, cols, axis, p, colw, out]], out];
 }
 
 function planChannels(w: Tensor, opts: unknown): Plan<{ weight: Tensor; kept: Int32Array }> {
@@ -388,23 +391,26 @@ function planChannels(w: Tensor, opts: unknown): Plan<{ weight: Tensor; kept: In
   const axis = o.axis;
   const dim = w.shape[axis];
   const count = keepCount(o.keep, op, dim, axis === 0 ? 'rows' : 'columns');
-  let scores: ArrayLike<number>;
-  if (o.scores === undefined || o.scores === 'l2') scores = channelNorms(w, axis, 2);
-  else if (o.scores === 'l1') scores = channelNorms(w, axis, 1);
-  else if (o.scores instanceof Tensor) {
-    const s = checkTensor(o.scores, op, 'scores');
-    if (!isFloat(s.dtype)) fail('ERR_DTYPE', `${op}: option 'scores'`, `expected a float tensor, got ${s.dtype}`);
-    if (s.rank !== 1 || s.shape[0] !== dim)
-      fail(
-        'ERR_SHAPE',
-        `${op}: option 'scores'`,
-        `expected [${dim}] (one score per channel), got ${fmtShape(s.shape)}`,
-      );
-    scores = s.toFloat32();
-  } else fail('ERR_ARG', `${op}: option 'scores'`, `expected 'l1', 'l2' or a Tensor, got ${describe(o.scores)}`);
-  const kept = topKept(scores, count);
-  const [step, result] = gatherStep(w, 'w', axis, kept, op);
-  return { steps: [step], result: () => ({ weight: result(), kept }) };
+  const gather = (scores: ArrayLike<number>): Plan<{ weight: Tensor; kept: Int32Array }> => {
+    const kept = topKept(scores, count);
+    const [step, result] = gatherStep(w, 'w', axis, kept, op);
+    return { steps: [step], result: () => ({ weight: result(), kept }) };
+  };
+  if (o.scores === undefined || o.scores === 'l1' || o.scores === 'l2') {
+    const p = o.scores === 'l1' ? 1 : 2;
+    const [step, norms] = normsStep(w, 'w', axis, p);
+    return {
+      steps: [step],
+      next: () => gather(p === 2 ? norms.map(Math.sqrt) : norms),
+    };
+  }
+  if (!(o.scores instanceof Tensor))
+    fail('ERR_ARG', `${op}: option 'scores'`, `expected 'l1', 'l2' or a Tensor, got ${describe(o.scores)}`);
+  const s = checkTensor(o.scores, op, 'scores');
+  if (!isFloat(s.dtype)) fail('ERR_DTYPE', `${op}: option 'scores'`, `expected a float tensor, got ${s.dtype}`);
+  if (s.rank !== 1 || s.shape[0] !== dim)
+    fail('ERR_SHAPE', `${op}: option 'scores'`, `expected [${dim}] (one score per channel), got ${fmtShape(s.shape)}`);
+  return gather(s.toFloat32());
 }
 
 interface FfnWeights {
@@ -439,49 +445,34 @@ function planFfn(w: FfnWeights, opts: unknown): Plan<{ w1: Tensor; w3?: Tensor; 
   const o = checkOptions(opts, op, ['keep', 'inputNorms']);
   const count = keepCount(o.keep, op, F, 'intermediate channels');
   const norms = o.inputNorms === undefined ? null : normsVector(o.inputNorms, op, 'inputNorms', D);
-  const scores = ffnScores(w1.toFloat32(), w3?.toFloat32() ?? null, w2.toFloat32(), F, D, norms);
-  const kept = topKept(scores, count);
-  const [s1, r1] = gatherStep(w1, 'w1', 0, kept, op);
-  const [s2, r2] = gatherStep(w2, 'w2', 1, kept, op);
-  const steps: Step[] = [s1, s2];
-  let r3: (() => Tensor) | null = null;
+  // score of channel f: (sum_d |w1[f,d]| s_d + sum_d |w3[f,d]| s_d) * sum_d |w2[d,f]|
+  const [n1, in1] = normsStep(w1, 'w1', 0, 1, norms);
+  const [n2, out2] = normsStep(w2, 'w2', 1, 1);
+  const steps: Step[] = [n1, n2];
+  let in3: Float64Array | null = null;
   if (w3) {
-    const [s3, r] = gatherStep(w3, 'w3', 0, kept, op);
-    steps.push(s3);
-    r3 = r;
+    const [n3, o3] = normsStep(w3, 'w3', 0, 1, norms);
+    steps.push(n3);
+    in3 = o3;
   }
-  return {
-    steps,
-    result: () => (r3 ? { w1: r1(), w3: r3(), w2: r2(), kept } : { w1: r1(), w2: r2(), kept }),
-  };
-}
-
-/**
- * Importance of FFN intermediate channel f: (sum_d |w1[f,d]| s_d + sum_d |w3[f,d]| s_d) *
- * sum_d |w2[d,f]|, s = inputNorms (Wanda's activation-aware weighting of the input side) or 1:
- * how strongly the channel reads the input times how strongly it writes the output.
- */
-export function ffnScores(
-  w1: ArrayLike<number>,
-  w3: ArrayLike<number> | null,
-  w2: ArrayLike<number>,
-  F: number,
-  D: number,
-  norms: ArrayLike<number> | null,
-): Float64Array {
-  const out = new Float64Array(F);
-  for (let f = 0; f < F; f++) {
-    let a = 0;
-    for (let d = 0; d < D; d++) {
-      const s = norms ? norms[d] : 1;
-      a += Math.abs(w1[f * D + d]) * s;
-      if (w3) a += Math.abs(w3[f * D + d]) * s;
+  const next = (): Plan<{ w1: Tensor; w3?: Tensor; w2: Tensor; kept: Int32Array }> => {
+    const scores = in1.map((a, f) => (a + (in3 ? in3[f] : 0)) * out2[f]);
+    const kept = topKept(scores, count);
+    const [s1, r1] = gatherStep(w1, 'w1', 0, kept, op);
+    const [s2, r2] = gatherStep(w2, 'w2', 1, kept, op);
+    const gsteps: Step[] = [s1, s2];
+    let r3: (() => Tensor) | null = null;
+    if (w3) {
+      const [s3, r] = gatherStep(w3, 'w3', 0, kept, op);
+      gsteps.push(s3);
+      r3 = r;
     }
-    let b = 0;
-    for (let d = 0; d < D; d++) b += Math.abs(w2[d * F + f]);
-    out[f] = a * b;
-  }
-  return out;
+    return {
+      steps: gsteps,
+      result: () => (r3 ? { w1: r1(), w3: r3(), w2: r2(), kept } : { w1: r1(), w2: r2(), kept }),
+    };
+  };
+  return { steps, next };
 }
 
 interface AttnWeights {
@@ -531,55 +522,43 @@ function planHeads(
     if (t.dtype !== wq.dtype)
       fail('ERR_DTYPE', `${op}: argument '${name}'`, `dtype ${t.dtype} differs from wq's ${wq.dtype}`);
   const count = keepCount(o.keep, op, Hkv, Hkv === Hq ? 'heads' : 'kv groups');
-  const scores = headScores(wq.toFloat32(), wk.toFloat32(), wv.toFloat32(), wo.toFloat32(), Hq, Hkv, hd, D);
-  const kept = topKept(scores, count);
+  // score of kv group u: the L2 norm of all its weights (wq / wk / wv rows, wo columns)
+  const [nq, q2] = normsStep(wq, 'wq', 0, 2);
+  const [nk, k2] = normsStep(wk, 'wk', 0, 2);
+  const [nv, v2] = normsStep(wv, 'wv', 0, 2);
+  const [no, o2] = normsStep(wo, 'wo', 1, 2);
   const g = Hq / Hkv;
-  const qRows: number[] = [];
-  const kvRows: number[] = [];
-  for (const u of kept) {
-    for (let r = u * g * hd; r < (u + 1) * g * hd; r++) qRows.push(r);
-    for (let r = u * hd; r < (u + 1) * hd; r++) kvRows.push(r);
-  }
-  const qi = Int32Array.from(qRows);
-  const kvi = Int32Array.from(kvRows);
-  const [sq, rq] = gatherStep(wq, 'wq', 0, qi, op);
-  const [sk, rk] = gatherStep(wk, 'wk', 0, kvi, op);
-  const [sv, rv] = gatherStep(wv, 'wv', 0, kvi, op);
-  const [so, ro] = gatherStep(wo, 'wo', 1, qi, op);
-  return {
-    steps: [sq, sk, sv, so],
-    result: () => ({ wq: rq(), wk: rk(), wv: rv(), wo: ro(), kept }),
+  const next = (): Plan<{ wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor; kept: Int32Array }> => {
+    const scores = new Float64Array(Hkv);
+    for (let u = 0; u < Hkv; u++) {
+      let t = 0;
+      for (let r = u * g * hd; r < (u + 1) * g * hd; r++) t += q2[r] + o2[r];
+      for (let r = u * hd; r < (u + 1) * hd; r++) t += k2[r] + v2[r];
+      scores[u] = Math.sqrt(t);
+    }
+    return gatherHeads(topKept(scores, count));
   };
-}
-
-/**
- * Importance of kv group u (query heads u*g .. u*g+g-1 with kv head u; g = numHeads / numKvHeads):
- * the L2 norm of all its weights (its wq / wk / wv rows and wo columns).
- */
-export function headScores(
-  wq: ArrayLike<number>,
-  wk: ArrayLike<number>,
-  wv: ArrayLike<number>,
-  wo: ArrayLike<number>,
-  Hq: number,
-  Hkv: number,
-  hd: number,
-  D: number,
-): Float64Array {
-  const g = Hq / Hkv;
-  const out = new Float64Array(Hkv);
-  for (let u = 0; u < Hkv; u++) {
-    let s = 0;
-    for (let r = u * g * hd; r < (u + 1) * g * hd; r++)
-      for (let d = 0; d < D; d++) {
-        s += wq[r * D + d] ** 2;
-        s += wo[d * Hq * hd + r] ** 2;
-      }
-    for (let r = u * hd; r < (u + 1) * hd; r++)
-      for (let d = 0; d < D; d++) s += wk[r * D + d] ** 2 + wv[r * D + d] ** 2;
-    out[u] = Math.sqrt(s);
-  }
-  return out;
+  const gatherHeads = (
+    kept: Int32Array,
+  ): Plan<{ wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor; kept: Int32Array }> => {
+    const qRows: number[] = [];
+    const kvRows: number[] = [];
+    for (const u of kept) {
+      for (let r = u * g * hd; r < (u + 1) * g * hd; r++) qRows.push(r);
+      for (let r = u * hd; r < (u + 1) * hd; r++) kvRows.push(r);
+    }
+    const qi = Int32Array.from(qRows);
+    const kvi = Int32Array.from(kvRows);
+    const [sq, rq] = gatherStep(wq, 'wq', 0, qi, op);
+    const [sk, rk] = gatherStep(wk, 'wk', 0, kvi, op);
+    const [sv, rv] = gatherStep(wv, 'wv', 0, kvi, op);
+    const [so, ro] = gatherStep(wo, 'wo', 1, qi, op);
+    return {
+      steps: [sq, sk, sv, so],
+      result: () => ({ wq: rq(), wk: rk(), wv: rv(), wo: ro(), kept }),
+    };
+  };
+  return { steps: [nq, nk, nv, no], next };
 }
 
 // ---------------------------------------------------------------- the public functions
@@ -658,7 +637,8 @@ export async function channelsAsync(
 /**
  * Drops whole intermediate channels of an FFN: rows of w1 (gate) and w3 (up) [F, D] and the
  * matching columns of w2 (down) [D, F], so the smaller FFN computes exactly what the original
- * with those channels masked would. Scores: see ffnScores (Wanda-weighted with inputNorms [D]).
+ * with those channels masked would. Channel f scores (sum_d |w1[f,d]| s_d + sum_d |w3[f,d]| s_d) *
+ * sum_d |w2[d,f]|, s = inputNorms [D] (Wanda's activation weighting of the input side) or 1.
  * @example const small = prune.ffn({ w1, w3, w2 }, { keep: 0.5 })
  */
 export function ffn(

@@ -10,6 +10,7 @@
 //   pruneCompress(w, dtype, N, K, n, m, values, indices)
 //   pruneDecompress(values, indices, dtype, N, K, n, m, out)
 //   pruneGather(src, dtype, rows, cols, axis, kept, out)
+//   pruneNorms(w, dtype, rows, cols, axis, p, inputNorms|null, out (Float64Array))
 #include <functional>
 #include <string>
 
@@ -195,6 +196,25 @@ Work parse_gather(const Napi::CallbackInfo& info) {
   return with_prefix("prune: ", [=] { return prune_gather(sp, dt, rows, cols, axis, kp, n_kept, op); });
 }
 
+Work parse_norms(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 8) throw make_error(env, StatusCode::arg, "pruneNorms: expected 8 arguments");
+  const Buf w = arg_buffer(info, 0, "w");
+  const DType dt = float_dtype(info, 1, "w.dtype");
+  const int64_t rows = arg_int(info, 2, "rows", 0, kMaxDim), cols = arg_int(info, 3, "cols", 0, kMaxDim);
+  const int axis = int(arg_int(info, 4, "axis", 0, 1));
+  const int pw = int(arg_int(info, 5, "p", 1, 2));
+  const Buf colw = arg_buffer(info, 6, "inputNorms", true);
+  const Buf out = arg_buffer(info, 7, "out");
+  need(env, w, int64_t(elems(env, rows, cols, "w")), dt, "w");
+  require_bytes(env, out, checked_bytes(env, axis == 0 ? rows : cols, 8, "out"), "out");
+  if (colw.data) need(env, colw, cols, DType::float32, "inputNorms");
+  const void* wp = w.data;
+  const float* cp = static_cast<const float*>(colw.data);
+  double* op = static_cast<double*>(out.data);
+  return with_prefix("prune: ", [=] { return prune_norms(wp, dt, rows, cols, axis, pw, cp, op); });
+}
+
 Napi::Value Lanes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 6) throw make_error(env, StatusCode::arg, "pruneLanes: expected 6 arguments");
@@ -243,6 +263,7 @@ void register_prune(Napi::Env env, Napi::Object exports) {
   add<parse_compress>(env, exports, "pruneCompress");
   add<parse_decompress>(env, exports, "pruneDecompress");
   add<parse_gather>(env, exports, "pruneGather");
+  add<parse_norms>(env, exports, "pruneNorms");
   exports.Set("pruneLanes", Napi::Function::New(env, Lanes, "pruneLanes"));
 }
 

@@ -4,7 +4,8 @@
 // the 16-column lane words, the 16-row panels and the 64-column tasks, bias, thread caps. Inputs
 // are random (seeded, see check.h) and rounded to their dtype first; outputs start as NaN so a
 // skipped element fails. The format: nm keeps the n largest, compress / decompress round-trips
-// bit for bit, compress rejects a dense group, lanes reject bad indices.
+// bit for bit, compress rejects a dense group, lanes reject bad indices; channel norms and the
+// gather of physical removal.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -238,4 +239,44 @@ TF_TEST(prune_rejects_bad_indices_and_patterns) {
   CHECK(sparse_linear(p).code == StatusCode::shape);
   p.K = 8, p.x_dtype = DType::float16;  // x must be float32 or the weights' dtype
   CHECK(sparse_linear(p).code == StatusCode::dtype);
+}
+
+TF_TEST(prune_norms_and_gather) {
+  tf_test::Rng rng(tf_test::case_seed());
+  const int t0 = threads();
+  for (DType dt : kFloats) {
+    const int64_t R = 37, C = 131;
+    std::vector<uint8_t> w = random_raw(dt, R * C, rng);
+    std::vector<float> colw(static_cast<size_t>(C));
+    for (float& c : colw) c = rng.uniform(0.0f, 2.0f);
+    for (int axis : {0, 1})
+      for (int p : {1, 2})
+        for (bool weighted : {false, true}) {
+          if (weighted && axis == 1) continue;
+          std::vector<double> got(size_t(axis == 0 ? R : C), NAN), want(got.size(), 0.0);
+          for (int64_t i = 0; i < R; ++i)
+            for (int64_t j = 0; j < C; ++j) {
+              const double a = std::fabs(load(w, dt, i * C + j));
+              want[size_t(axis == 0 ? i : j)] += (p == 2 ? a * a : a) * (weighted ? colw[size_t(j)] : 1.0);
+            }
+          for (int threads : {1, 0}) {
+            set_threads(threads == 1 ? 1 : std::max(2, t0));
+            REQUIRE(prune_norms(w.data(), dt, R, C, axis, p, weighted ? colw.data() : nullptr, got.data()).ok());
+            for (size_t i = 0; i < got.size(); ++i)
+              CHECK(std::fabs(got[i] - want[i]) <= 1e-12 * want[i], "%s axis %d p %d: %g vs %g",
+                    dtype_name(dt), axis, p, got[i], want[i]);
+          }
+        }
+    const int32_t kept[3] = {36, 0, 5};
+    std::vector<uint8_t> rows(size_t(3 * C) * dtype_size(dt)), cols(size_t(3 * R) * dtype_size(dt));
+    REQUIRE(prune_gather(w.data(), dt, R, C, 0, kept, 3, rows.data()).ok());
+    REQUIRE(prune_gather(w.data(), dt, R, C, 1, kept, 3, cols.data()).ok());
+    for (int k = 0; k < 3; ++k) {
+      for (int64_t j = 0; j < C; ++j) CHECK(load(rows, dt, k * C + j) == load(w, dt, kept[k] * C + j));
+      for (int64_t i = 0; i < R; ++i) CHECK(load(cols, dt, i * 3 + k) == load(w, dt, i * C + kept[k]));
+    }
+    const int32_t bad[1] = {37};
+    CHECK(prune_gather(w.data(), dt, R, C, 0, bad, 1, rows.data()).code == StatusCode::arg);
+  }
+  set_threads(t0);
 }

@@ -165,6 +165,31 @@ Status prune_decompress(const void* values, const uint8_t* indices, DType dt, in
   });
 }
 
+Status prune_norms(const void* w, DType dt, int64_t rows, int64_t cols, int axis, int p,
+                   const float* colw, double* out) {
+  if (!dtype_is_float(dt)) return Status(StatusCode::dtype, "norms: w must be a float tensor");
+  auto term = [&](int64_t i, int64_t j) {
+    const double a = std::fabs(double(prune_cpu::load_w(w, dt, i * cols + j)));
+    return p == 2 ? a * a : a;
+  };
+  if (axis == 0)
+    return for_rows(rows, cols, [&](int64_t i) -> std::string {
+      double s = 0;
+      for (int64_t j = 0; j < cols; ++j) s += colw ? term(i, j) * double(colw[j]) : term(i, j);
+      out[i] = s;
+      return std::string();
+    });
+  // axis 1: tasks own blocks of 64 columns and walk the rows in order
+  constexpr int64_t kCols = 64;
+  for (int64_t j = 0; j < cols; ++j) out[j] = 0;
+  return for_rows(ceil_div(cols, kCols), rows * kCols, [&](int64_t b) -> std::string {
+    const int64_t j0 = b * kCols, j1 = std::min(cols, j0 + kCols);
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = j0; j < j1; ++j) out[j] += term(i, j);
+    return std::string();
+  });
+}
+
 Status prune_gather(const void* src, DType dt, int64_t rows, int64_t cols, int axis,
                     const int32_t* kept, int64_t n_kept, void* out) {
   const size_t es = dtype_size(dt);

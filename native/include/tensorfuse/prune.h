@@ -75,6 +75,12 @@ Status prune_compress(const void* w, DType dt, int64_t N, int64_t K, int n, int 
 Status prune_decompress(const void* values, const uint8_t* indices, DType dt, int64_t N, int64_t K,
                         int n, int m, void* out);
 
+// Channel importance, float64: axis 0: out[i] = sum_j |w[i, j]|^p * (colw ? colw[j] : 1);
+// axis 1: out[j] = sum_i |w[i, j]|^p. p is 1 or 2 (no square root). Sums run in index order
+// whatever the threads, so results are deterministic.
+Status prune_norms(const void* w, DType dt, int64_t rows, int64_t cols, int axis, int p,
+                   const float* colw, double* out);
+
 // Physical removal: out = src[kept, :] (axis 0) or src[:, kept] (axis 1); src [rows, cols] in dt.
 Status prune_gather(const void* src, DType dt, int64_t rows, int64_t cols, int axis,
                     const int32_t* kept, int64_t n_kept, void* out);
