@@ -4,8 +4,8 @@
  * FFN intermediate channels and attention heads.
  *
  * Every function has an Async twin that runs its native work on the thread pool and gives bitwise
- * the same result. The selection steps of channels / ffn / heads (norms, sorting) are cheap and
- * run in TS before the native gather.
+ * the same result. channels / ffn / heads run native float64 norm reductions, pick the kept
+ * units in TS (a sort of one score per unit), then run the native gather.
  */
 import { DTYPE_CODE, isFloat, type DType } from '../dtype.js';
 import { TensorfuseError, describe, fail } from '../errors.js';

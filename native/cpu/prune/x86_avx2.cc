@@ -45,16 +45,14 @@ inline float hsum(__m256 v) {
 template <DType DT>
 void gemv_lanes(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1,
                 float* y) {
-  // The 8 x values of word c of row j: two 16-byte loads from the quad table, picked by the
-  // row's two pair ids. Four rows at a time: four weight streams in flight.
-  auto xsel = [&](const uint8_t* pid, int64_t c) {
-    uint16_t h;
-    std::memcpy(&h, pid + 2 * c, 2);
-    const uint32_t pw = h;
+  // The 8 x values of word c: four 8-byte loads from the pair table, picked by the 3-bit fields
+  // of the row's pair word pw.
+  auto xsel = [xq](uint32_t pw, int64_t c) {
     const float* g0 = xq + c * 48;  // 4 groups x 6 pairs x 2 floats per word
     __m128 lo = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(g0 + (pw & 7u) * 2)));
     lo = _mm_loadh_pi(lo, reinterpret_cast<const __m64*>(g0 + 12 + ((pw >> 3) & 7u) * 2));
-    __m128 hi = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(g0 + 24 + ((pw >> 6) & 7u) * 2)));
+    __m128 hi =
+        _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(g0 + 24 + ((pw >> 6) & 7u) * 2)));
     hi = _mm_loadh_pi(hi, reinterpret_cast<const __m64*>(g0 + 36 + ((pw >> 9) & 7u) * 2));
     return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
   };
@@ -64,27 +62,35 @@ void gemv_lanes(const float* x, const float* xq, const SparseView& w, int64_t n0
       s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, DT, j * w.Kc + v);
     return s;
   };
-  constexpr int kRows = 4;
+  constexpr int64_t kEsz = DT == DType::float32 ? 4 : 2;
+  const uint16_t* pairs = reinterpret_cast<const uint16_t*>(w.pairs);
+  const int64_t ps = w.words;         // pair-word stride between rows
+  const int64_t vs = w.Kc * kEsz;     // value byte stride between rows
   int64_t j = n0;
-  for (; j + kRows <= n1; j += kRows) {
-    const uint8_t* pid[kRows];
-    int64_t base[kRows];
-    __m256 acc[kRows];
-    for (int r = 0; r < kRows; ++r) {
-      pid[r] = w.pairs + (j + r) * w.words * 2;
-      base[r] = (j + r) * w.Kc;
-      acc[r] = _mm256_setzero_ps();
+  // Four rows at a time (four weight streams in flight), one pointer per stream and explicit
+  // accumulators: an array form kept them in memory and stored them every step.
+  for (; j + 4 <= n1; j += 4) {
+    const uint16_t* pp = pairs + j * ps;
+    const char* vp = static_cast<const char*>(w.values) + j * vs;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    for (int64_t c = 0; c < w.words; ++c, vp += 8 * kEsz) {
+      a0 = _mm256_fmadd_ps(load8<DT>(vp, 0), xsel(pp[c], c), a0);
+      a1 = _mm256_fmadd_ps(load8<DT>(vp + vs, 0), xsel(pp[ps + c], c), a1);
+      a2 = _mm256_fmadd_ps(load8<DT>(vp + 2 * vs, 0), xsel(pp[2 * ps + c], c), a2);
+      a3 = _mm256_fmadd_ps(load8<DT>(vp + 3 * vs, 0), xsel(pp[3 * ps + c], c), a3);
     }
-    for (int64_t c = 0; c < w.words; ++c)
-      for (int r = 0; r < kRows; ++r)
-        acc[r] = _mm256_fmadd_ps(load8<DT>(w.values, base[r] + c * 8), xsel(pid[r], c), acc[r]);
-    for (int r = 0; r < kRows; ++r) y[j + r] = tail(j + r, hsum(acc[r]));
+    y[j] = tail(j, hsum(a0));
+    y[j + 1] = tail(j + 1, hsum(a1));
+    y[j + 2] = tail(j + 2, hsum(a2));
+    y[j + 3] = tail(j + 3, hsum(a3));
   }
   for (; j < n1; ++j) {
-    const uint8_t* pid = w.pairs + j * w.words * 2;
+    const uint16_t* pp = pairs + j * ps;
+    const char* vp = static_cast<const char*>(w.values) + j * vs;
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t c = 0; c < w.words; ++c)
-      acc = _mm256_fmadd_ps(load8<DT>(w.values, j * w.Kc + c * 8), xsel(pid, c), acc);
+    for (int64_t c = 0; c < w.words; ++c, vp += 8 * kEsz)
+      acc = _mm256_fmadd_ps(load8<DT>(vp, 0), xsel(pp[c], c), acc);
     y[j] = tail(j, hsum(acc));
   }
 }
