@@ -1,6 +1,17 @@
 /** prune.* and linear(x, SparseTensor) against the float64 reference, on every kernel level. */
 import { describe, expect, it } from 'vitest';
-import { Tensor, backend, linear, linearAsync, prune, tensor, zeros, type DType, type SparseTensor } from 'tensorfuse';
+import {
+  Tensor,
+  TensorfuseError,
+  backend,
+  linear,
+  linearAsync,
+  prune,
+  tensor,
+  zeros,
+  type DType,
+  type SparseTensor,
+} from 'tensorfuse';
 import {
   channelNormsRef,
   gatherRef,
@@ -676,6 +687,69 @@ describe('bad input: a TensorfuseError naming the argument', () => {
       'ERR_SHAPE',
       "'w'",
     );
+  });
+});
+
+describe('junk never crashes', () => {
+  it('every prune function and linear(x, SparseTensor) throw only TensorfuseError on junk', async () => {
+    const w = rand([4, 8]);
+    const s = sparseOf(w);
+    const junk: unknown[] = [
+      undefined,
+      null,
+      0,
+      -1,
+      1.5,
+      NaN,
+      Infinity,
+      'x',
+      true,
+      {},
+      [],
+      [1, 2],
+      () => 1,
+      10n,
+      new Float32Array(4),
+      w,
+      rand([8]),
+      zeros([4, 8], { dtype: 'uint8' }),
+      { kind: 'sparse' },
+      { ...s, indices: tensor(new Uint8Array(16).fill(9), [4, 4]) },
+      { ...s, m: 2 ** 40 },
+      { ...s, shape: [-4, 8] },
+      s,
+    ];
+    const calls: ((a: unknown, b: unknown) => unknown)[] = [
+      (a, b) => prune.score(a as Tensor, b as never),
+      (a, b) => prune.nm(a as Tensor, b as never),
+      (a, b) => prune.compress(a as Tensor, b as never),
+      (a) => prune.decompress(a as SparseTensor),
+      (a, b) => prune.channels(a as Tensor, b as never),
+      (a, b) => prune.ffn(a as never, b as never),
+      (a, b) => prune.heads(a as never, b as never),
+      (a, b) => linear(a as Tensor, b as SparseTensor),
+      (a, b) => linear(rand([2, 8]), a as SparseTensor, b as never),
+      (a, b) => prune.nm(w, { n: a, m: b } as never),
+      (a, b) => prune.channels(w, { axis: a, keep: b } as never),
+      (a, b) => prune.heads({ wq: w, wk: w, wv: w, wo: rand([8, 4]) }, { numHeads: a, headDim: b, keep: 1 } as never),
+      (a, b) => prune.ffn({ w1: w, w2: rand([8, 4]) }, { keep: a, inputNorms: b } as never),
+      (a, b) => prune.scoreAsync(a as Tensor, b as never),
+      (a) => prune.decompressAsync(a as SparseTensor),
+      (a, b) => linearAsync(rand([2, 8]), a as SparseTensor, b as never),
+    ];
+    let thrown = 0;
+    for (const call of calls)
+      for (const a of junk)
+        for (const b of [undefined, junk[Math.floor(Math.random() * junk.length)], { keep: 1, axis: 0 }]) {
+          try {
+            const r = call(a, b);
+            if (r instanceof Promise) await r;
+          } catch (e) {
+            thrown++;
+            expect(e, String(e)).toBeInstanceOf(TensorfuseError);
+          }
+        }
+    expect(thrown).toBeGreaterThan(100);
   });
 });
 
