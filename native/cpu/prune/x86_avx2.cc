@@ -116,6 +116,11 @@ void gemv(const float* x, const float* xq, const SparseView& w, int64_t n0, int6
   }
 }
 
+// Panel (M >= 4, compute bound): NC columns x PR rows of accumulators (2 x 32, 4 x 16 or 4 x 8:
+// 8, 8 or 4 ymm); each kept weight is one broadcast and PR / 8 FMAs against the x panel row its
+// position selects, the FMAs taking x straight from L1. Loads, not FMAs, set the pace on Zen 1, so
+// 32-row panels (half the broadcasts and index decodes per FMA) took M = 128 from 0.83x the dense
+// GEMM with 16-row panels to about 1.5x (bench/NOTES.md).
 // NC columns (j0 ..) x PR rows (kV vectors) over lane words [c0, c1).
 template <DType DT, int PR, int NC>
 inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t j0,
