@@ -43,7 +43,22 @@ void panel(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1,
   }
 }
 
-const Kernels kGeneric = {Isa::generic, gemv, panel};
+void panel_general(const float* xt, int pr, const SparseView& w, int64_t g0, int64_t g1,
+                   int64_t n0, int64_t n1, float* ct, bool accumulate) {
+  for (int64_t j = n0; j < n1; ++j) {
+    float* acc = ct + (j - n0) * pr;
+    if (!accumulate)
+      for (int r = 0; r < pr; ++r) acc[r] = 0.0f;
+    const uint8_t* idx = w.indices + j * w.Kc;
+    for (int64_t v = g0 * w.n; v < g1 * w.n; ++v) {
+      const float wv = load_w(w.values, w.dt, j * w.Kc + v);
+      const float* xr = xt + kept_col(idx, v, w.n, w.m) * pr;
+      for (int r = 0; r < pr; ++r) acc[r] += wv * xr[r];
+    }
+  }
+}
+
+const Kernels kGeneric = {Isa::generic, gemv, panel, panel_general};
 
 }  // namespace
 

@@ -1,8 +1,8 @@
 // Sparse linear driver: validation, x widening / panel transpose, tiling, threading, bias and
 // the output conversion, shared by every ISA (the ISA pieces are in prune_kernels.h).
 //
-//   M < kPanelMinM, or not 2:4: one GEMV per row of x, tasks of 64 output columns.
-//   M >= kPanelMinM and 2:4: x is transposed once into 16- or 32-row panels (prune_kernels.h);
+//   M < kPanelMinM: one GEMV per row of x, tasks of 64 output columns.
+//   M >= kPanelMinM (2:4 through its lane words, other n:m through the indices): x is transposed once into 16- or 32-row panels (prune_kernels.h);
 //   each task owns kNB output columns and walks K in blocks of kKB lane words (128 columns: a
 //   32-row panel's slice is 16 KiB, in L1) and, inside a block, every panel against the task's
 //   columns (their kept weights, about 18 KiB for 2:4 float32, stay in L2 across the panels).
@@ -114,14 +114,23 @@ Status panel_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, c
         const int64_t n0 = t * kNB, n1 = std::min(p.N, n0 + kNB), nb = n1 - n0;
         float* ct = static_cast<float*>(scratch_get(0, size_t(P * kNB * pr) * sizeof(float)));
         if (!ct) { oom.store(true); return; }
-        if (w.words == 0) std::memset(ct, 0, size_t(P * kNB * pr) * sizeof(float));
+        if (!w.lanes) {
+          // any n:m: blocks of about 128 columns (whole groups) from the indices
+          const int64_t groups = K / w.m, gb = std::max<int64_t>(1, 128 / w.m);
+          for (int64_t g0 = 0; g0 < groups; g0 += gb)
+            for (int64_t pi = 0; pi < P; ++pi)
+              kern.panel_general(xt + pi * K * pr, pr, w, g0, std::min(groups, g0 + gb), n0, n1,
+                                 ct + pi * kNB * pr, g0 > 0);
+        } else if (w.words == 0) {
+          std::memset(ct, 0, size_t(P * kNB * pr) * sizeof(float));
+        }
         for (int64_t c0 = 0; c0 < w.words; c0 += kKB) {
           const int64_t c1 = std::min(w.words, c0 + kKB);
           for (int64_t pi = 0; pi < P; ++pi)
             kern.panel(xt + pi * K * pr, pr, w, c0, c1, n0, n1, ct + pi * kNB * pr, c0 > 0);
         }
         // the values after the last lane word (Kc % 8 of them) from their indices
-        if (w.words * 8 < w.Kc)
+        if (w.lanes && w.words * 8 < w.Kc)
           for (int64_t pi = 0; pi < P; ++pi)
             for (int64_t j = n0; j < n1; ++j) {
               float* acc = ct + pi * kNB * pr + (j - n0) * pr;
@@ -189,8 +198,9 @@ Status sparse_linear(const SparseLinearParams& p) {
   const int64_t flops = 2 * p.M * p.N * std::max<int64_t>(w.Kc, 1);
   const int use_threads = flops < (int64_t(1) << 20) ? 1 : p.max_threads;
   const prune_cpu::Kernels& kern = prune_cpu::kernels_for(active_isa());
-  Status s = (lanes && w.words > 0 && p.M >= prune_cpu::kPanelMinM) ? panel_path(p, kern, w, y, use_threads)
-                                                      : row_path(p, kern, w, y, use_threads);
+  // x panels from M = kPanelMinM (any n:m; 2:4 through its lane words), else one GEMV per row.
+  const bool panels = p.M >= prune_cpu::kPanelMinM && p.K > 0 && (!lanes || w.words > 0);
+  Status s = panels ? panel_path(p, kern, w, y, use_threads) : row_path(p, kern, w, y, use_threads);
   if (s.ok() && owned) convert_from_f32(owned, p.out, p.out_dtype, p.M * p.N);
   aligned_free64(owned);
   return s;

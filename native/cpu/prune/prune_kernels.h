@@ -38,6 +38,9 @@ struct Kernels {
   // xt one panel of pr (8, 16 or 32) rows (see above); accumulate adds to ct instead of overwriting.
   void (*panel)(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
                 int64_t n1, float* ct, bool accumulate);
+  // Any n:m, from the indices: the same over groups [g0, g1) of each row (values g0 * n ..).
+  void (*panel_general)(const float* xt, int pr, const SparseView& w, int64_t g0, int64_t g1,
+                        int64_t n0, int64_t n1, float* ct, bool accumulate);
 };
 
 const Kernels& kernels_generic();

@@ -35,6 +35,17 @@ inline __m256 load8(const void* p, int64_t i) {
   return _mm256_loadu_ps(static_cast<const float*>(p) + i);
 }
 
+// One weight broadcast to 8 lanes.
+template <DType DT>
+inline __m256 bcast1(const void* p, int64_t i) {
+  if (DT == DType::float16) return _mm256_set1_ps(_cvtsh_ss(static_cast<const uint16_t*>(p)[i]));
+  if (DT == DType::bfloat16) {
+    const uint32_t u = uint32_t(static_cast<const uint16_t*>(p)[i]) << 16;
+    return _mm256_castsi256_ps(_mm256_set1_epi32(int(u)));
+  }
+  return _mm256_broadcast_ss(static_cast<const float*>(p) + i);
+}
+
 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -194,7 +205,61 @@ void panel(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1,
   }
 }
 
-const Kernels kAvx2 = {Isa::avx2, gemv, panel};
+// Any n:m: the panel micro-kernel with each value's column from its index byte (the group is
+// shared by the NC columns, so one multiply per value); weights broadcast from scalars.
+template <DType DT, int PR, int NC>
+inline void panel_general_cols(const float* xt, const SparseView& w, int64_t g0, int64_t g1,
+                               int64_t j0, float* ct, bool accumulate) {
+  constexpr int kV = PR / 8;
+  __m256 a[NC][kV];
+  for (int q = 0; q < NC; ++q)
+    for (int v = 0; v < kV; ++v)
+      a[q][v] = accumulate ? _mm256_loadu_ps(ct + q * PR + 8 * v) : _mm256_setzero_ps();
+  const uint8_t* ip = w.indices + j0 * w.Kc;
+  const int64_t base = j0 * w.Kc;
+  for (int64_t g = g0; g < g1; ++g) {
+    const float* xg = xt + g * w.m * PR;
+    for (int i = 0; i < w.n; ++i) {
+      const int64_t v = g * w.n + i;
+      for (int q = 0; q < NC; ++q) {
+        const float* xr = xg + int64_t(ip[q * w.Kc + v]) * PR;
+        const __m256 b = bcast1<DT>(w.values, base + q * w.Kc + v);
+        for (int u = 0; u < kV; ++u) a[q][u] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr + 8 * u), a[q][u]);
+      }
+    }
+  }
+  for (int q = 0; q < NC; ++q)
+    for (int v = 0; v < kV; ++v) _mm256_storeu_ps(ct + q * PR + 8 * v, a[q][v]);
+}
+
+template <DType DT, int PR>
+void panel_general_dt(const float* xt, const SparseView& w, int64_t g0, int64_t g1, int64_t n0,
+                      int64_t n1, float* ct, bool accumulate) {
+  constexpr int NC = PR == 32 ? 2 : 4;
+  int64_t j = n0;
+  for (; j + NC <= n1; j += NC)
+    panel_general_cols<DT, PR, NC>(xt, w, g0, g1, j, ct + (j - n0) * PR, accumulate);
+  for (; j < n1; ++j) panel_general_cols<DT, PR, 1>(xt, w, g0, g1, j, ct + (j - n0) * PR, accumulate);
+}
+
+template <DType DT>
+void panel_general_pr(const float* xt, int pr, const SparseView& w, int64_t g0, int64_t g1,
+                      int64_t n0, int64_t n1, float* ct, bool accumulate) {
+  if (pr == 32) panel_general_dt<DT, 32>(xt, w, g0, g1, n0, n1, ct, accumulate);
+  else if (pr == 16) panel_general_dt<DT, 16>(xt, w, g0, g1, n0, n1, ct, accumulate);
+  else panel_general_dt<DT, 8>(xt, w, g0, g1, n0, n1, ct, accumulate);
+}
+
+void panel_general(const float* xt, int pr, const SparseView& w, int64_t g0, int64_t g1,
+                   int64_t n0, int64_t n1, float* ct, bool accumulate) {
+  switch (w.dt) {
+    case DType::float16: return panel_general_pr<DType::float16>(xt, pr, w, g0, g1, n0, n1, ct, accumulate);
+    case DType::bfloat16: return panel_general_pr<DType::bfloat16>(xt, pr, w, g0, g1, n0, n1, ct, accumulate);
+    default: return panel_general_pr<DType::float32>(xt, pr, w, g0, g1, n0, n1, ct, accumulate);
+  }
+}
+
+const Kernels kAvx2 = {Isa::avx2, gemv, panel, panel_general};
 
 }  // namespace
 
