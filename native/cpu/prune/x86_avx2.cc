@@ -106,15 +106,34 @@ void gemv_lanes(const float* x, const float* xq, const SparseView& w, int64_t n0
   }
 }
 
-// General n:m (no lane layout): the scalar loop, vectorised over 8 rows of output at a time would
-// need a gather per value; these shapes are for correctness, 2:4 is the fast one.
-void gemv_general(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
+// General n:m (no lane layout) at M < 4: a scalar loop over the kept values, weights widened
+// inline (the generic file's loader is a call per weight).
+template <DType DT>
+inline float wval(const void* p, int64_t i) {
+  if (DT == DType::float16) return _cvtsh_ss(static_cast<const uint16_t*>(p)[i]);
+  if (DT == DType::bfloat16) {
+    const uint32_t u = uint32_t(static_cast<const uint16_t*>(p)[i]) << 16;
+    return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(int(u))));
+  }
+  return static_cast<const float*>(p)[i];
+}
+
+template <DType DT>
+void gemv_general_dt(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
   for (int64_t j = n0; j < n1; ++j) {
     const uint8_t* idx = w.indices + j * w.Kc;
     const int64_t base = j * w.Kc;
     float s = 0.0f;
-    for (int64_t v = 0; v < w.Kc; ++v) s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, w.dt, base + v);
+    for (int64_t v = 0; v < w.Kc; ++v) s += x[kept_col(idx, v, w.n, w.m)] * wval<DT>(w.values, base + v);
     y[j] = s;
+  }
+}
+
+void gemv_general(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
+  switch (w.dt) {
+    case DType::float16: return gemv_general_dt<DType::float16>(x, w, n0, n1, y);
+    case DType::bfloat16: return gemv_general_dt<DType::bfloat16>(x, w, n0, n1, y);
+    default: return gemv_general_dt<DType::float32>(x, w, n0, n1, y);
   }
 }
 
