@@ -40,6 +40,8 @@
         "native/cpu/attention/x86_avx2.cc",
         "native/cpu/moe/x86_avx2.cc",
         "native/cpu/probe/x86_avx2.cc"
+        "native/cpu/probe/x86_avx2.cc",
+        "native/cpu/prune/x86_avx2.cc"
       ],
       "conditions": [
         ["target_arch=='x64'", {
@@ -74,7 +76,11 @@
         "native/napi/backend.cc",
         "native/napi/tensor.cc",
         "native/napi/gemm.cc",
-        "native/napi/attention.cc"
+        "native/napi/attention.cc",
+        "native/cpu/prune/generic.cc",
+        "native/cpu/prune/prune_driver.cc",
+        "native/cpu/prune/prune_format.cc",
+        "native/napi/prune.cc"
       ],
       "conditions": [
         ["OS=='linux'", { "libraries": ["-lpthread"] }]

@@ -10,3 +10,5 @@ export { attention, attentionAsync, type AttentionOptions } from './ops/attentio
 export * as backend from './backend.js';
 export * as moe from './ops/moe.js';
 export type { Routing, RouteOptions, FfnWeights } from './ops/moe.js';
+export * as prune from './prune.js';
+export type { SparseTensor } from './ops/prune.js';

@@ -39,6 +39,22 @@ export interface NativeBinding {
   moeCombineAsync(...args: MoeMoveArgs): Promise<void>;
   moeFfn(...args: MoeFfnArgs): void;
   moeFfnAsync(...args: MoeFfnArgs): Promise<void>;
+  // prune (native/napi/prune.cc): sparse linear, N:M masks, the compressed format
+  sparseLinear(...args: SparseLinearArgs): void;
+  sparseLinearAsync(...args: SparseLinearArgs): Promise<void>;
+  pruneLanes(indices: Uint8Array, N: number, K: number, n: number, m: number, lanes: Uint16Array | null): void;
+  pruneScore(...args: PruneScoreArgs): void;
+  pruneScoreAsync(...args: PruneScoreArgs): Promise<void>;
+  pruneNm(...args: PruneNmArgs): void;
+  pruneNmAsync(...args: PruneNmArgs): Promise<void>;
+  pruneCompress(...args: PruneCompressArgs): void;
+  pruneCompressAsync(...args: PruneCompressArgs): Promise<void>;
+  pruneDecompress(...args: PruneDecompressArgs): void;
+  pruneDecompressAsync(...args: PruneDecompressArgs): Promise<void>;
+  pruneGather(...args: PruneGatherArgs): void;
+  pruneGatherAsync(...args: PruneGatherArgs): Promise<void>;
+  pruneNorms(...args: PruneNormsArgs): void;
+  pruneNormsAsync(...args: PruneNormsArgs): Promise<void>;
 }
 
 /** One plain object per attention call (native/napi/attention.cc documents every field). */
@@ -150,6 +166,82 @@ export type GemmArgs = [
   strideC: number,
   bias: Float32Array | null,
   activation: number,
+];
+
+export type SparseLinearArgs = [
+  x: ArrayBufferView,
+  xDtype: number,
+  values: ArrayBufferView,
+  wDtype: number,
+  indices: Uint8Array,
+  lanes: Uint16Array | null,
+  out: ArrayBufferView,
+  outDtype: number,
+  M: number,
+  N: number,
+  K: number,
+  n: number,
+  m: number,
+  bias: Float32Array | null,
+];
+export type PruneScoreArgs = [
+  w: ArrayBufferView,
+  dtype: number,
+  norms: Float32Array | null,
+  N: number,
+  K: number,
+  out: Float32Array,
+];
+export type PruneNmArgs = [
+  w: ArrayBufferView,
+  dtype: number,
+  scores: Float32Array | null,
+  N: number,
+  K: number,
+  n: number,
+  m: number,
+  weight: ArrayBufferView,
+  mask: Uint8Array,
+];
+export type PruneCompressArgs = [
+  w: ArrayBufferView,
+  dtype: number,
+  N: number,
+  K: number,
+  n: number,
+  m: number,
+  values: ArrayBufferView,
+  indices: Uint8Array,
+];
+export type PruneDecompressArgs = [
+  values: ArrayBufferView,
+  indices: Uint8Array,
+  dtype: number,
+  N: number,
+  K: number,
+  n: number,
+  m: number,
+  out: ArrayBufferView,
+];
+export type PruneGatherArgs = [
+  src: ArrayBufferView,
+  dtype: number,
+  rows: number,
+  cols: number,
+  axis: number,
+  kept: Int32Array,
+  out: ArrayBufferView,
+];
+
+export type PruneNormsArgs = [
+  w: ArrayBufferView,
+  dtype: number,
+  rows: number,
+  cols: number,
+  axis: number,
+  p: number,
+  inputNorms: Float32Array | null,
+  out: Float64Array,
 ];
 
 /** The package root: dist/cjs/native.js lives two levels below it. */

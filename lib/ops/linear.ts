@@ -8,6 +8,7 @@ import { native, type GemmArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
 import { checkOptions, optBool, optEnum } from './options.js';
+import { sparseLinear, sparseLinearAsync } from './prune.js';
 
 /** Activation codes of the GEMM epilogue (native/include/tensorfuse/gemm.h). */
 export const ACTIVATION_CODE = { none: 0, relu: 1, gelu: 2, silu: 3 } as const;
@@ -19,6 +20,11 @@ export interface QTensorLike {
 /** An N:M sparse weight (see prune.compress()); the sparse kernels consume it. */
 export interface SparseTensorLike {
   readonly kind: 'sparse';
+}
+
+/** An N:M SparseTensor goes to the sparse kernel (lib/ops/prune.ts). */
+function isSparse(w: unknown): boolean {
+  return w !== null && typeof w === 'object' && !(w instanceof Tensor) && (w as { kind?: unknown }).kind === 'sparse';
 }
 
 interface Plan {
@@ -166,11 +172,11 @@ function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
   checkTensor(x, op, 'x');
   if (w !== null && typeof w === 'object' && !(w instanceof Tensor)) {
     const kind = (w as { kind?: unknown }).kind;
-    if (kind === 'quantized' || kind === 'sparse')
+    if (kind === 'quantized')
       fail(
         'ERR_UNSUPPORTED',
         `${op}: argument 'w'`,
-        `${kind === 'quantized' ? 'quantized (QTensor)' : 'N:M sparse (SparseTensor)'} weights are not supported by this version of tensorfuse yet`,
+        'quantized (QTensor) weights are not supported by this version of tensorfuse yet',
       );
   }
   checkTensor(w, op, 'w');
@@ -255,6 +261,7 @@ export interface LinearOptions {
  * @example linear(randn([4, 768]), randn([3072, 768]), { bias: zeros([3072]) })
  */
 export function linear(x: Tensor, w: Tensor | QTensorLike | SparseTensorLike, opts?: LinearOptions): Tensor {
+  if (isSparse(w)) return sparseLinear(x, w, opts);
   const p = planLinear(x, w, opts);
   for (const c of p.calls) native.gemm(...c);
   return p.out;
@@ -266,6 +273,7 @@ export async function linearAsync(
   w: Tensor | QTensorLike | SparseTensorLike,
   opts?: LinearOptions,
 ): Promise<Tensor> {
+  if (isSparse(w)) return sparseLinearAsync(x, w, opts);
   const p = planLinear(x, w, opts);
   for (const c of p.calls) await native.gemmAsync(...c);
   return p.out;

@@ -4,3 +4,4 @@ export * from './gemm.js';
 export * from './dtype.js';
 export * from './attention.js';
 export * from './moe.js';
+export * from './prune.js';

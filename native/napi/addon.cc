@@ -9,6 +9,7 @@ void register_tensor(Napi::Env env, Napi::Object exports);
 void register_gemm(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
 void register_moe(Napi::Env env, Napi::Object exports);
+void register_prune(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -28,6 +29,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_gemm(env, exports);
   register_attention(env, exports);
   register_moe(env, exports);
+  register_prune(env, exports);
   return exports;
 }
 

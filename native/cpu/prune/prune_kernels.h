@@ -1,0 +1,73 @@
+// The per-ISA pieces of the sparse linear kernel (generic.cc, x86_avx2.cc fill one table each;
+// prune_driver.cc does the x panels, tiling, threading and the epilogue once for all of them).
+//
+// x panel layout (the M >= kPanelMinM path): rows of x in panels of pr (8, 16 or 32, the
+// driver picks), transposed and widened to float32: panel p holds xt[k * pr + r] = x[p * pr + r, k],
+// rows past M zero. A kept weight w[n, k] then adds w * xt[k * pr .. + pr] to pr outputs of
+// column n: one broadcast and pr / 8 FMAs, no gather, no shuffle.
+#pragma once
+#include <cstdint>
+
+#include "tensorfuse/cpu_features.h"
+#include "tensorfuse/dtype.h"
+
+namespace tf {
+namespace prune_cpu {
+
+constexpr int64_t kPanelMinM = 4;   // below this, one GEMV per row of x
+
+// One compressed weight as the kernels see it (see tensorfuse/prune.h).
+struct SparseView {
+  const void* values;      // [N, Kc]
+  DType dt;
+  const uint8_t* indices;  // [N, Kc]
+  const uint16_t* lanes;   // [N, words] or null (2:4 only)
+  const uint8_t* pairs;    // [N, words] uint16 pair words (tensorfuse/prune.h) or null
+  int64_t K, Kc, words;
+  int n, m;
+};
+
+struct Kernels {
+  Isa isa;
+  // y[j] = sum_v x[k(v)] * w[j, v] for j in [n0, n1); x float32 [K]; y float32, overwritten.
+  // xq: with lanes, the pair table of x (pair_table): 6 pairs per group of 4 columns.
+  void (*gemv)(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1,
+               float* y);
+  // Lane layout only. For columns j in [n0, n1) and lane words [c0, c1) of each row:
+  // ct[(j - n0) * pr + r] (+)= sum over the chunks' values v of w[j, v] * xt[k(v) * pr + r],
+  // xt one panel of pr (8, 16 or 32) rows (see above); accumulate adds to ct instead of overwriting.
+  void (*panel)(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
+                int64_t n1, float* ct, bool accumulate);
+  // Any n:m, from the indices: the same over groups [g0, g1) of each row (values g0 * n ..).
+  void (*panel_general)(const float* xt, int pr, const SparseView& w, int64_t g0, int64_t g1,
+                        int64_t n0, int64_t n1, float* ct, bool accumulate);
+};
+
+const Kernels& kernels_generic();
+const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels& kernels_for(Isa isa);
+
+// Scalar helpers shared by the files.
+float load_w(const void* p, DType dt, int64_t i);
+// Absolute column of kept value v of a row (v / n groups in, then its in-group position).
+inline int64_t kept_col(const uint8_t* idx_row, int64_t v, int n, int m) {
+  return (v / n) * m + idx_row[v];
+}
+// Column of lane l of 2:4 lane word c: 16 columns (4 groups of 4) per word, 2 values a group.
+inline int64_t lane_col(uint32_t word, int64_t c, int l) {
+  return c * 16 + (l >> 1) * 4 + ((word >> (2 * l)) & 3u);
+}
+// Pair table of x for the M = 1 kernel: for every group g of 4 columns and pair id a (0..5),
+// xp[(g * 6 + a) * 2 ..] = the two x values of pair a. 3x the size of x (48 KiB for K = 4096),
+// built once per call; rows walk it in order, so the four rows in flight share its lines.
+inline void pair_table(const float* x, int64_t groups, float* xp) {
+  static const int kPairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+  for (int64_t g = 0; g < groups; ++g)
+    for (int a = 0; a < 6; ++a) {
+      xp[(g * 6 + a) * 2] = x[4 * g + kPairs[a][0]];
+      xp[(g * 6 + a) * 2 + 1] = x[4 * g + kPairs[a][1]];
+    }
+}
+
+}  // namespace prune_cpu
+}  // namespace tf
