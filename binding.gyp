@@ -37,7 +37,8 @@
       "sources": [
         "native/core/x86_f16c.cc",
         "native/cpu/gemm/x86_avx2.cc",
-        "native/cpu/probe/x86_avx2.cc"
+        "native/cpu/probe/x86_avx2.cc",
+        "native/cpu/quant/x86_avx2.cc"
       ],
       "conditions": [
         ["target_arch=='x64'", {
@@ -64,7 +65,10 @@
         "native/napi/addon.cc",
         "native/napi/backend.cc",
         "native/napi/tensor.cc",
-        "native/napi/gemm.cc"
+        "native/napi/gemm.cc",
+        "native/cpu/quant/quant_driver.cc",
+        "native/cpu/quant/generic.cc",
+        "native/napi/quant.cc"
       ],
       "conditions": [
         ["OS=='linux'", { "libraries": ["-lpthread"] }]

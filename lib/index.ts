@@ -7,3 +7,20 @@ export type { DType } from './dtype.js';
 export { TensorfuseError, type ErrorCode } from './errors.js';
 export { matmul, matmulAsync, linear, linearAsync, type LinearOptions } from './ops/linear.js';
 export * as backend from './backend.js';
+export {
+  quantize,
+  quantizeAsync,
+  dequantize,
+  dequantizeAsync,
+  fromGPTQ,
+  fromGPTQAsync,
+  fromAWQ,
+  fromAWQAsync,
+  fromGGML,
+  fromGGMLAsync,
+  sliceExpert,
+  type QTensor,
+  type QuantizeOptions,
+  type GPTQParams,
+  type AWQParams,
+} from './ops/quant.js';

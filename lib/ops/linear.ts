@@ -8,6 +8,7 @@ import { native, type GemmArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
 import { checkOptions, optBool, optEnum } from './options.js';
+import { isQuantized, quantLinear, quantLinearAsync, type QTensor } from './quant.js';
 
 /** Activation codes of the GEMM epilogue (native/include/tensorfuse/gemm.h). */
 export const ACTIVATION_CODE = { none: 0, relu: 1, gelu: 2, silu: 3 } as const;
@@ -255,6 +256,7 @@ export interface LinearOptions {
  * @example linear(randn([4, 768]), randn([3072, 768]), { bias: zeros([3072]) })
  */
 export function linear(x: Tensor, w: Tensor | QTensorLike | SparseTensorLike, opts?: LinearOptions): Tensor {
+  if (isQuantized(w)) return quantLinear(x, w as QTensor, opts);
   const p = planLinear(x, w, opts);
   for (const c of p.calls) native.gemm(...c);
   return p.out;
@@ -266,6 +268,7 @@ export async function linearAsync(
   w: Tensor | QTensorLike | SparseTensorLike,
   opts?: LinearOptions,
 ): Promise<Tensor> {
+  if (isQuantized(w)) return quantLinearAsync(x, w as QTensor, opts);
   const p = planLinear(x, w, opts);
   for (const c of p.calls) await native.gemmAsync(...c);
   return p.out;

@@ -2,3 +2,4 @@
 export * from './tensor64.js';
 export * from './gemm.js';
 export * from './dtype.js';
+export * from './quant.js';

@@ -7,6 +7,7 @@ namespace napi {
 void register_backend(Napi::Env env, Napi::Object exports);
 void register_tensor(Napi::Env env, Napi::Object exports);
 void register_gemm(Napi::Env env, Napi::Object exports);
+void register_quant(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_backend(env, exports);
   register_tensor(env, exports);
   register_gemm(env, exports);
+  register_quant(env, exports);
   return exports;
 }
 

@@ -1,0 +1,233 @@
+// AVX2 + FMA quantized kernels. Compiled with -mavx2 -mfma -mf16c (this file only) and picked at
+// run time when cpuid reports them. Layouts: tensorfuse/quant.h; contracts: quant_kernels.h.
+//
+// int8 x float: 8 weights -> vpmovsxbd -> vcvtdq2ps -> FMA with x, per-group vector sums.
+// int4 x float: 16 bytes = 32 weights; the low nibbles (even elements) and high nibbles (odd
+//   elements) are masked apart and widened, and meet x reordered the same way (xd), so no
+//   shuffle of the weights is needed. The zero point is folded out: s * (dot(u, x) - z * sum(x)).
+// W8A8: vpmaddubsw takes unsigned x signed bytes, so the sign moves onto the activations:
+//   |w| (unsigned, 0..128) x sign(x, w) (signed, x in [-127, 127]) = w * x exactly, and a pair
+//   sum is at most 2 * 128 * 127 = 32512 < 32767: vpmaddubsw never saturates. vpmaddwd with ones
+//   widens the pairs to int32 (Intel SDM, PMADDUBSW / PMADDWD; the llama.cpp q8 idiom).
+#include "quant_kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <algorithm>
+
+namespace tf {
+namespace quant_cpu {
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline __m256 i8x8_to_ps(const int8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
+  const int64_t G = w.groups(), gs = w.group();
+  const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.K;
+  const float* s = w.scales + n * G;
+  __m256 tot = _mm256_setzero_ps();
+  float tail = 0.0f;
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t k = g * gs;
+    const int64_t end = k + gs;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; k + 32 <= end; k += 32) {
+      a0 = _mm256_fmadd_ps(i8x8_to_ps(q + k), _mm256_loadu_ps(x + k), a0);
+      a1 = _mm256_fmadd_ps(i8x8_to_ps(q + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+      a2 = _mm256_fmadd_ps(i8x8_to_ps(q + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+      a3 = _mm256_fmadd_ps(i8x8_to_ps(q + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+    }
+    for (; k + 8 <= end; k += 8) a0 = _mm256_fmadd_ps(i8x8_to_ps(q + k), _mm256_loadu_ps(x + k), a0);
+    float t = 0.0f;
+    for (; k < end; ++k) t += float(q[k]) * x[k];
+    const __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), a, tot);
+    tail += s[g] * t;
+  }
+  return hsum(tot) + tail;
+}
+
+// int4, groups of whole 32-element blocks; xd: x with each block split even | odd.
+float row_i4_f32(const QuantWeight& w, int64_t n, const float* xd, const float* xsum) {
+  const int64_t G = w.groups(), gs = w.group();
+  const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.K / 2);
+  const float* s = w.scales + n * G;
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  __m256 tot = _mm256_setzero_ps();
+  float corr = 0.0f;
+  for (int64_t g = 0; g < G; ++g) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = g * gs; k < (g + 1) * gs; k += kBlock4) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k / 2));
+      const __m128i lo = _mm_and_si128(v, mask);
+      const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(xd + k), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))),
+                           _mm256_loadu_ps(xd + k + 8), a1);
+      a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)),
+                           _mm256_loadu_ps(xd + k + 16), a2);
+      a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))),
+                           _mm256_loadu_ps(xd + k + 24), a3);
+    }
+    const __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), a, tot);
+    corr += s[g] * float(zero_of(w, n, g)) * xsum[g];
+  }
+  return hsum(tot) - corr;
+}
+
+void gemv_f32(const QuantWeight& w, const float* x, const float* xd, const float* xsum, int64_t n0,
+              int64_t n1, float* y) {
+  if (w.bits == 8) {
+    for (int64_t n = n0; n < n1; ++n) y[n] = row_i8_f32(w, n, x);
+    return;
+  }
+  if (!xd || w.group() % kBlock4 != 0) {
+    kernels_generic().gemv_f32(w, x, xd, xsum, n0, n1, y);
+    return;
+  }
+  for (int64_t n = n0; n < n1; ++n) y[n] = row_i4_f32(w, n, xd, xsum);
+}
+
+// MR rows of x against NR rows of w over stored columns [k0, k1): exact int32 dot products.
+template <int MR, int NR>
+inline void dot_i8(const int8_t* const* xr, const int8_t* const* wr, int64_t k0, int64_t k1,
+                   int32_t (*out)[NR]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_si256();
+  int64_t k = k0;
+  for (; k + 32 <= k1; k += 32) {
+    __m256i wv[NR], wa[NR];
+    for (int j = 0; j < NR; ++j) {
+      wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[j] + k));
+      wa[j] = _mm256_abs_epi8(wv[j]);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[i] + k));
+      for (int j = 0; j < NR; ++j) {
+        const __m256i p = _mm256_maddubs_epi16(wa[j], _mm256_sign_epi8(xv, wv[j]));
+        acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(p, ones));
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      int32_t t = hsum_i32(acc[i][j]);
+      for (int64_t kk = k; kk < k1; ++kk) t += int32_t(xr[i][kk]) * int32_t(wr[j][kk]);
+      out[i][j] = t;
+    }
+}
+
+template <int MR, int NR>
+void block_i8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, float* c, int64_t ldc) {
+  const int64_t G = w.groups(), gs = w.group(), K = w.K;
+  const int8_t* xr[MR];
+  const int8_t* wr[NR];
+  for (int i = 0; i < MR; ++i) xr[i] = xq + (m + i) * K;
+  for (int j = 0; j < NR; ++j) wr[j] = static_cast<const int8_t*>(w.q) + (n + j) * K;
+  float acc[MR][NR] = {};
+  int32_t isum[MR][NR];
+  for (int64_t g = 0; g < G; ++g) {
+    dot_i8<MR, NR>(xr, wr, g * gs, (g + 1) * gs, isum);
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j) acc[i][j] += w.scales[(n + j) * G + g] * float(isum[i][j]);
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) c[(m + i) * ldc + n + j] = acc[i][j];
+}
+
+template <int MR>
+void rows_i8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n0, int64_t n1, float* c,
+             int64_t ldc) {
+  int64_t n = n0;
+  for (; n + 2 <= n1; n += 2) block_i8<MR, 2>(w, xq, m, n, c, ldc);
+  for (; n < n1; ++n) block_i8<MR, 1>(w, xq, m, n, c, ldc);
+}
+
+void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1, float* c,
+             int64_t ldc) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) rows_i8<4>(w, xq, m, n0, n1, c, ldc);
+  switch (M - m) {
+    case 3: rows_i8<3>(w, xq, m, n0, n1, c, ldc); break;
+    case 2: rows_i8<2>(w, xq, m, n0, n1, c, ldc); break;
+    case 1: rows_i8<1>(w, xq, m, n0, n1, c, ldc); break;
+    default: break;
+  }
+}
+
+void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float* out,
+             int64_t ldo) {
+  const int64_t G = w.groups(), gs = w.group();
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  for (int64_t n = n0; n < n1; ++n) {
+    float* o = out + (n - n0) * ldo - k0;
+    int64_t k = k0;
+    while (k < k1) {
+      const int64_t g = k / gs, end = std::min(k1, (g + 1) * gs);
+      const float sc = w.scales[n * G + g];
+      const __m256 s = _mm256_set1_ps(sc);
+      if (w.bits == 8) {
+        const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.K;
+        for (; k + 8 <= end; k += 8) _mm256_storeu_ps(o + k, _mm256_mul_ps(i8x8_to_ps(q + k), s));
+        for (; k < end; ++k) o[k] = float(q[k]) * sc;
+      } else {
+        const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.K / 2);
+        const int z = zero_of(w, n, g);
+        const __m256i zv = _mm256_set1_epi32(z);
+        if (k & 1) {
+          o[k] = float(int(nibble(q, k)) - z) * sc;
+          ++k;
+        }
+        for (; k + 16 <= end; k += 16) {
+          const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k / 2));
+          const __m128i lo = _mm_and_si128(v, mask);
+          const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+          const __m128i e = _mm_unpacklo_epi8(lo, hi);  // elements k .. k + 15 in order
+          const __m256i u0 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(e), zv);
+          const __m256i u1 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(e, 8)), zv);
+          _mm256_storeu_ps(o + k, _mm256_mul_ps(_mm256_cvtepi32_ps(u0), s));
+          _mm256_storeu_ps(o + k + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(u1), s));
+        }
+        for (; k < end; ++k) o[k] = float(int(nibble(q, k)) - z) * sc;
+      }
+    }
+  }
+}
+
+const Kernels kAvx2 = {Isa::avx2, gemv_f32, tile_i8, dequant};
+
+}  // namespace
+
+const Kernels* kernels_avx2() { return &kAvx2; }
+
+}  // namespace quant_cpu
+}  // namespace tf
+
+#else
+namespace tf {
+namespace quant_cpu {
+const Kernels* kernels_avx2() { return nullptr; }
+}  // namespace quant_cpu
+}  // namespace tf
+#endif
