@@ -1,5 +1,7 @@
 // Portable scalar quantized kernels: the path every fast kernel is tested against. Written for
 // clarity, one output at a time, in the order the table's contract states.
+#include <cmath>
+
 #include "quant_kernels.h"
 
 namespace tf {
@@ -38,7 +40,7 @@ void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int6
       for (int64_t g = 0; g < G; ++g) {
         int32_t isum = 0;
         for (int64_t k = g * gs; k < (g + 1) * gs; ++k) isum += int32_t(xr[k]) * int32_t(q[k]);
-        acc += w.scales[n * G + g] * float(isum);
+        acc = std::fma(w.scales[n * G + g], float(isum), acc);  // fused on every ISA
       }
       c[m * ldc + n] = acc;
     }

@@ -24,7 +24,8 @@ struct Kernels {
                    int64_t n0, int64_t n1, float* y);
   // W8A8, rows [0, M) of xq (int8 [M, K], values in [-127, 127]):
   //   c[m * ldc + n] = sum_g s[n, g] * float(isum_g), isum_g = sum over group g of xq * q (int32,
-  //   exact), the groups added in order: the result is bitwise the same on every ISA.
+  //   exact), the groups added in order with std::fma (never left to -ffp-contract): the result
+  //   is bitwise the same on every ISA.
   void (*tile_i8)(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1,
                   float* c, int64_t ldc);
   // Dequantizes rows [n0, n1) and stored columns [k0, k1) into out[(n - n0) * ldo + (k - k0)].

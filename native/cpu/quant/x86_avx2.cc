@@ -15,6 +15,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 
 namespace tf {
 namespace quant_cpu {
@@ -150,7 +151,8 @@ void block_i8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, floa
   for (int64_t g = 0; g < G; ++g) {
     dot_i8<MR, NR>(xr, wr, g * gs, (g + 1) * gs, isum);
     for (int i = 0; i < MR; ++i)
-      for (int j = 0; j < NR; ++j) acc[i][j] += w.scales[(n + j) * G + g] * float(isum[i][j]);
+      for (int j = 0; j < NR; ++j)
+        acc[i][j] = std::fma(w.scales[(n + j) * G + g], float(isum[i][j]), acc[i][j]);
   }
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) c[(m + i) * ldc + n + j] = acc[i][j];
