@@ -88,14 +88,9 @@ void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, cons
         for (int64_t k = g * gs; k < (g + 1) * gs; ++k) s += x[k];
         xsum[size_t(g)] = s;
       }
-      if (K % quant_cpu::kBlock4 == 0) {
+      if (kern.prep_x4) {
         xd.resize(size_t(K));
-        for (int64_t b = 0; b < K; b += quant_cpu::kBlock4)
-          for (int64_t i = 0; i < 16; ++i) {
-            xd[size_t(b + i)] = x[b + 2 * i];
-            xd[size_t(b + 16 + i)] = x[b + 2 * i + 1];
-          }
-        xdp = xd.data();
+        if (kern.prep_x4(w, x, xd.data())) xdp = xd.data();
       }
     }
     float* y = yf + m * N;

@@ -10,18 +10,18 @@
 namespace tf {
 namespace quant_cpu {
 
-// Elements of one int4 "block" of the AVX2 path: 16 bytes, split into low and high nibbles.
-constexpr int64_t kBlock4 = 32;
-
 struct Kernels {
   Isa isa;
   // Float activations, one row x (float32 [K], stored K order):
   //   int8: y[n] = sum_g s[n, g] * dot(q[n, g], x[g])
   //   int4: y[n] = sum_g s[n, g] * (dot(u[n, g], x[g]) - z[n, g] * xsum[g])
-  // xd: x with every block of 32 reordered as its 16 even elements then its 16 odd ones (int4
-  // with K % 32 == 0; null otherwise); xsum: float32 [groups], the sums of x per group (int4).
+  // xd: x in the ISA's own int4 order, from prep_x4 (null when prep_x4 is null or declined);
+  // xsum: float32 [groups], the sums of x per group (int4).
   void (*gemv_f32)(const QuantWeight& w, const float* x, const float* xd, const float* xsum,
                    int64_t n0, int64_t n1, float* y);
+  // Optional: writes x (float32 [K]) into xd (K floats) in the order the int4 GEMV wants, and
+  // returns false when this weight's shape does not suit that kernel. nullptr: no reordering.
+  bool (*prep_x4)(const QuantWeight& w, const float* x, float* xd);
   // W8A8, rows [0, M) of xq (int8 [M, K], values in [-127, 127]):
   //   c[m * ldc + n] = sum_g s[n, g] * float(isum_g), isum_g = sum over group g of xq * q (int32,
   //   exact), the groups added in order with std::fma (never left to -ffp-contract): the result

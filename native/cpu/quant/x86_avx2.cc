@@ -2,9 +2,9 @@
 // run time when cpuid reports them. Layouts: tensorfuse/quant.h; contracts: quant_kernels.h.
 //
 // int8 x float: 8 weights -> vpmovsxbd -> vcvtdq2ps -> FMA with x, per-group vector sums.
-// int4 x float: 16 bytes = 32 weights; the low nibbles (even elements) and high nibbles (odd
-//   elements) are masked apart and widened, and meet x reordered the same way (xd), so no
-//   shuffle of the weights is needed. The zero point is folded out: s * (dot(u, x) - z * sum(x)).
+// int4 x float: nibbles masked in place inside dword lanes, converted, and met by x reordered
+//   and pre-scaled to match (prep_x4, below); no shuffle of the weights. The zero point is
+//   folded out: s * (dot(u, x) - z * sum(x)).
 // W8A8: vpmaddubsw takes unsigned x signed bytes, so the sign moves onto the activations:
 //   |w| (unsigned, 0..128) x sign(x, w) (signed, x in [-127, 127]) = w * x exactly, and a pair
 //   sum is at most 2 * 128 * 127 = 32512 < 32767: vpmaddubsw never saturates. vpmaddwd with ones
@@ -66,33 +66,84 @@ float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
   return hsum(tot) + tail;
 }
 
-// int4, groups of whole 32-element blocks; xd: x with each block split even | odd.
-float row_i4_f32(const QuantWeight& w, int64_t n, const float* xd, const float* xsum) {
-  const int64_t G = w.groups(), gs = w.group();
-  const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.K / 2);
-  const float* s = w.scales + n * G;
-  const __m128i mask = _mm_set1_epi8(0x0f);
-  __m256 tot = _mm256_setzero_ps();
-  float corr = 0.0f;
-  for (int64_t g = 0; g < G; ++g) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t k = g * gs; k < (g + 1) * gs; k += kBlock4) {
-      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k / 2));
-      const __m128i lo = _mm_and_si128(v, mask);
-      const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
-      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), _mm256_loadu_ps(xd + k), a0);
-      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))),
-                           _mm256_loadu_ps(xd + k + 8), a1);
-      a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)),
-                           _mm256_loadu_ps(xd + k + 16), a2);
-      a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))),
-                           _mm256_loadu_ps(xd + k + 24), a3);
+// int4 GEMV order (prep_x4): 64 weights = 32 bytes = 8 dwords; nibble j of dword i is element
+// 8i + j. Masking nibble j in place (no shift) leaves u * 16^j in the dword, which vcvtdq2ps
+// turns into float exactly (j <= 6; nibble 7 is shifted down, as bit 31 is the sign), so x is
+// stored pre-scaled by 16^-j, an exact power of two: xd[64b + 8j + i] = x[64b + 8i + j] 16^-j.
+// Per 8 weights: vpand + vcvtdq2ps + vfmadd, and one load of xd shared by the rows in flight.
+// Groups: multiples of 64 (one scale per 64-block) or 32 (two, one per 128-bit half).
+bool prep_x4(const QuantWeight& w, const float* x, float* xd) {
+  const int64_t gs = w.group();
+  if (w.K % 64 != 0 || (gs % 64 != 0 && gs != 32)) return false;
+  for (int64_t b = 0; b < w.K; b += 64)
+    for (int j = 0; j < 8; ++j) {
+      const float sc = j < 7 ? 1.0f / float(1 << (4 * j)) : 1.0f;
+      for (int i = 0; i < 8; ++i) xd[b + 8 * j + i] = x[b + 8 * i + j] * sc;
     }
-    const __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
-    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), a, tot);
-    corr += s[g] * float(zero_of(w, n, g)) * xsum[g];
+  return true;
+}
+
+// sum_g s[g] * z[g] * xsum[g] for one row: the zero points folded out of the int4 dot products.
+float zero_correction(const QuantWeight& w, int64_t n, const float* xsum) {
+  const int64_t G = w.groups();
+  const float* s = w.scales + n * G;
+  const uint8_t* z = w.zeros ? w.zeros + n * G : nullptr;
+  __m256 c = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= G; g += 8) {
+    const __m256 zf = z ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(z + g))))
+                        : _mm256_set1_ps(8.0f);
+    c = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(s + g), zf), _mm256_loadu_ps(xsum + g), c);
   }
-  return hsum(tot) - corr;
+  float t = hsum(c);
+  for (; g < G; ++g) t += s[g] * float(z ? z[g] : 8) * xsum[g];
+  return t;
+}
+
+template <int R>
+void rows_i4_f32(const QuantWeight& w, int64_t n, const float* xd, const float* xsum, float* y) {
+  const int64_t G = w.groups(), gs = w.group();
+  const uint8_t* q[R];
+  const float* s[R];
+  __m256 tot[R];
+  for (int r = 0; r < R; ++r) {
+    q[r] = static_cast<const uint8_t*>(w.q) + (n + r) * (w.K / 2);
+    s[r] = w.scales + (n + r) * G;
+    tot[r] = _mm256_setzero_ps();
+  }
+  const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  for (int64_t b = 0; b < w.K / 64; ++b) {
+    const float* xb = xd + b * 64;
+    __m256i v[R];
+    __m256 a[R][2];
+    for (int r = 0; r < R; ++r) {
+      v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[r] + b * 32));
+      a[r][0] = _mm256_setzero_ps();
+      a[r][1] = _mm256_setzero_ps();
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m256 xj = _mm256_loadu_ps(xb + 8 * j);
+      for (int r = 0; r < R; ++r) {
+        const __m256i m = j < 7 ? _mm256_and_si256(v[r], _mm256_set1_epi32(int(0xfu << (4 * j))))
+                                : _mm256_srli_epi32(v[r], 28);
+        a[r][j & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), xj, a[r][j & 1]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      __m256 sv;
+      if (gs == 32)
+        sv = _mm256_permutevar8x32_ps(
+            _mm256_castps128_ps256(_mm_castsi128_ps(
+                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s[r] + 2 * b)))),
+            halves);
+      else
+        sv = _mm256_set1_ps(s[r][b * 64 / gs]);
+      tot[r] = _mm256_fmadd_ps(sv, _mm256_add_ps(a[r][0], a[r][1]), tot[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = hsum(tot[r]) - zero_correction(w, n + r, xsum);
 }
 
 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, const float* xsum, int64_t n0,
@@ -101,11 +152,13 @@ void gemv_f32(const QuantWeight& w, const float* x, const float* xd, const float
     for (int64_t n = n0; n < n1; ++n) y[n] = row_i8_f32(w, n, x);
     return;
   }
-  if (!xd || w.group() % kBlock4 != 0) {
+  if (!xd) {
     kernels_generic().gemv_f32(w, x, xd, xsum, n0, n1, y);
     return;
   }
-  for (int64_t n = n0; n < n1; ++n) y[n] = row_i4_f32(w, n, xd, xsum);
+  int64_t n = n0;
+  for (; n + 2 <= n1; n += 2) rows_i4_f32<2>(w, n, xd, xsum, y);
+  for (; n < n1; ++n) rows_i4_f32<1>(w, n, xd, xsum, y);
 }
 
 // MR rows of x against NR rows of w over stored columns [k0, k1): exact int32 dot products.
@@ -217,7 +270,7 @@ void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k
   }
 }
 
-const Kernels kAvx2 = {Isa::avx2, gemv_f32, tile_i8, dequant};
+const Kernels kAvx2 = {Isa::avx2, gemv_f32, prep_x4, tile_i8, dequant};
 
 }  // namespace
 
