@@ -131,6 +131,8 @@ TF_TEST(quant_linear_float_matches_reference) {
       {4, 1, 9, 126, 42, false, false, DType::float32},  {4, 3, 33, 128, 64, false, true, DType::float32},
       {4, 16, 70, 1100, 100, false, false, DType::float32}, {8, 20, 50, 300, 60, true, false, DType::float16},
       {4, 61, 67, 600, 120, false, false, DType::float32}, {8, 61, 35, 520, 0, true, true, DType::bfloat16},
+      {4, 20, 50, 2048, 64, false, false, DType::float32}, {4, 5, 33, 128, 32, false, true, DType::float16},
+      {4, 9, 21, 256, 0, true, false, DType::float32},
   };
   for (const C& c : cases) {
     QW q = random_weight(rng, c.bits, c.N, c.K, c.gs, c.sym, c.perm);

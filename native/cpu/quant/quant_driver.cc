@@ -9,7 +9,8 @@
 //   float, larger M: per task a run of weight rows is dequantized one depth slice at a time into
 //     L2-sized thread scratch and reused by every row of x, through the GEMM engine's own pieces
 //     (dot_t up to kDotMaxM rows, the packed 6x16 micro-kernel above). The whole float weight is
-//     never materialised: a slice is at most kTileN x kKC floats.
+//     never materialised: a slice is 32 x kDotKC (dot path) or kTileN x kKC floats (packed).
+//     int4 on the dot path is dequantized in the AVX2 lane order (dequant_lanes), x reordered.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -110,7 +111,19 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
   const int64_t M = p.M, N = w.N, K = w.K;
   std::atomic<bool> oom{false};
   if (M <= kDotMaxM && gk.dot_t) {
-    const int64_t rows = 16;
+    // int4 in lane order where the ISA offers it: x rows reordered once to match.
+    const bool lanes = kern.dequant_lanes && w.bits == 4 && K % 64 == 0 &&
+                       (w.group() % 64 == 0 || w.group() == 32);
+    std::vector<float> xl;
+    if (lanes) {
+      xl.resize(size_t(M * K));
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t b = m * K; b < (m + 1) * K; b += 64)
+          for (int i = 0; i < 8; ++i)
+            for (int j = 0; j < 8; ++j) xl[size_t(b + 8 * j + i)] = xf[b + 8 * i + j];
+      xf = xl.data();
+    }
+    const int64_t rows = 32;
     parallel_for(
         ceil_div(N, rows),
         [&](int64_t t, int) {
@@ -119,7 +132,10 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
           if (!tmp) { oom.store(true); return; }
           for (int64_t k0 = 0; k0 < K; k0 += kDotKC) {
             const int64_t k1 = std::min(K, k0 + kDotKC), kc = k1 - k0;
-            kern.dequant(w, n0, n1, k0, k1, tmp, kc);
+            if (lanes)
+              kern.dequant_lanes(w, n0, n1, k0, k1, tmp, kc);
+            else
+              kern.dequant(w, n0, n1, k0, k1, tmp, kc);
             gk.dot_t(xf + k0, K, M, tmp, DType::float32, kc, 0, kc, 0, n1 - n0, yf + n0, N, k0 > 0);
           }
         },

@@ -31,6 +31,12 @@ struct Kernels {
   // Dequantizes rows [n0, n1) and stored columns [k0, k1) into out[(n - n0) * ldo + (k - k0)].
   void (*dequant)(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                   float* out, int64_t ldo);
+  // Optional (nullptr: not offered): int4 with K % 64 == 0 and groups of 32 or a multiple of 64,
+  // k0 and k1 multiples of 64. As dequant, within one rounding, but each 64-block in the lane
+  // order of prep_x4: element 64b + 8i + j goes to position 64b + 8j + i. A dot product with x
+  // reordered the same way is unchanged, and the nibbles need no shuffle (prefill's dot path).
+  void (*dequant_lanes)(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
+                        float* out, int64_t ldo);
 };
 
 const Kernels& kernels_generic();
