@@ -66,6 +66,7 @@ const CASES: Case[] = [
   { M: 3, N: 33, K: 96, bits: 8, groupSize: 32, symmetric: true },
   { M: 7, N: 65, K: 300, bits: 8, groupSize: 60, symmetric: true },
   { M: 50, N: 33, K: 260, bits: 8, groupSize: 0, symmetric: true },
+  { M: 9, N: 35, K: 256, bits: 8, groupSize: 64, symmetric: true }, // W8A8 4x2 tiles, vector epilogue
   { M: 1, N: 7, K: 64, bits: 4, groupSize: 32, symmetric: false },
   { M: 1, N: 127, K: 256, bits: 4, groupSize: 128, symmetric: true },
   { M: 1, N: 33, K: 192, bits: 4, groupSize: 64, symmetric: false },
