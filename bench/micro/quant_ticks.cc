@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   {
     GemmParams g; g.M = M; g.N = N; g.K = K; g.a = x.data(); g.lda = K; g.b = wf.data(); g.ldb = K; g.trans_b = true; g.c = y.data(); g.ldc = N;
     double best = 1e30;
-    for (int r = 0; r < (M > 8 ? 5 : 200); ++r) { uint64_t t0 = __rdtsc(); gemm(g); best = std::min(best, double(__rdtsc() - t0)); }
+    for (int r = 0; r < (M > 8 ? 8 : 1000); ++r) { uint64_t t0 = __rdtsc(); gemm(g); best = std::min(best, double(__rdtsc() - t0)); }
     printf("f32 gemm: %.2f MAC/tick\n", M * N * K / best);
   }
   for (int act : {0, 1}) for (int bits : {4, 8}) for (int64_t gs : {0, 32, 128}) {
@@ -36,7 +36,7 @@ int main(int argc, char** argv) {
     p.w.scales = s.data(); p.w.zeros = bits == 4 ? z.data() : nullptr;
     p.M = M; p.act = QuantActivation(act); p.x = x.data(); p.y = y.data();
     double best = 1e30;
-    for (int r = 0; r < (M > 8 ? 5 : 200); ++r) {
+    for (int r = 0; r < (M > 8 ? 8 : 1000); ++r) {
       uint64_t t0 = __rdtsc();
       quant_linear(p);
       uint64_t t1 = __rdtsc();
