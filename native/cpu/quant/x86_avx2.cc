@@ -255,12 +255,46 @@ void block_i8_4x2(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, 
     for (int j = 0; j < 2; ++j) c[(m + i) * ldc + n + j] = r[2 * i + j];
 }
 
+// One row of x against 8 weight rows (the GEMV and the row tails), reduced the same way.
+void block_i8_1x8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, float* c,
+                  int64_t ldc) {
+  const int64_t G = w.groups(), gs = w.group(), K = w.K;
+  const int8_t* xr = xq + m * K;
+  const int8_t* wr = static_cast<const int8_t*>(w.q) + n * K;
+  const float* s = w.scales + n * G;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 facc = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i a[8];
+    for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_si256();
+    for (int64_t k = g * gs; k < (g + 1) * gs; k += 32) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
+      for (int j = 0; j < 8; ++j) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + j * K + k));
+        a[j] = _mm256_add_epi32(
+            a[j], _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(xv, v)),
+                                    ones));
+      }
+    }
+    const __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    const __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                                          _mm256_permute2x128_si256(u0, u1, 0x31));
+    const __m256 sv = _mm256_setr_ps(s[g], s[G + g], s[2 * G + g], s[3 * G + g], s[4 * G + g],
+                                     s[5 * G + g], s[6 * G + g], s[7 * G + g]);
+    facc = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(isum), facc);
+  }
+  _mm256_storeu_ps(c + m * ldc + n, facc);
+}
+
 template <int MR>
 void rows_i8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n0, int64_t n1, float* c,
              int64_t ldc) {
   int64_t n = n0;
   if (MR == 4 && w.group() % 32 == 0)
     for (; n + 2 <= n1; n += 2) block_i8_4x2(w, xq, m, n, c, ldc);
+  if (MR == 1 && w.group() % 32 == 0)
+    for (; n + 8 <= n1; n += 8) block_i8_1x8(w, xq, m, n, c, ldc);
   for (; n + 2 <= n1; n += 2) block_i8<MR, 2>(w, xq, m, n, c, ldc);
   for (; n < n1; ++n) block_i8<MR, 1>(w, xq, m, n, c, ldc);
 }
