@@ -308,7 +308,10 @@ export async function quantizeAsync(w: Tensor, opts: QuantizeOptions): Promise<Q
   return finishQuantize(p);
 }
 
-/** The float32 weight a QTensor stands for, [N, K] or [E, N, K]. */
+/**
+ * The float32 weight a QTensor stands for, [N, K] or [E, N, K] (act-order undone).
+ * @example const w2 = dequantize(quantize(w, { bits: 8 }));   // |w2 - w| <= s / 2 elementwise
+ */
 export function dequantize(q: QTensor): Tensor {
   const l = layoutOf(q, 'dequantize', 'q');
   const out = allocate('float32', l.rows * l.K, 'dequantize') as Float32Array;
@@ -422,7 +425,9 @@ function checkGroup(v: unknown, op: string, K: number): number {
 
 /**
  * AutoGPTQ (v1) int4 checkpoint -> QTensor [N, K], asymmetric (z = stored + 1), groups of
- * groupSize; act-order gIdx kept as the QTensor's gIdx.
+ * groupSize (-1: one group); act-order gIdx kept as the QTensor's gIdx.
+ * @example fromGPTQ({ qweight, qzeros, scales: tensor(s16, [K / 128, N], 'float16'), gIdx,
+ *                     bits: 4, groupSize: 128, inFeatures: K, outFeatures: N })
  */
 export function fromGPTQ(p: GPTQParams): QTensor {
   const op = 'fromGPTQ';
@@ -469,7 +474,10 @@ export function fromGPTQ(p: GPTQParams): QTensor {
 // the inverse: column c of a group of 8 sits in nibble AWQ_NIBBLE[c].
 const AWQ_NIBBLE = [0, 4, 1, 5, 2, 6, 3, 7];
 
-/** AutoAWQ GEMM int4 checkpoint -> QTensor [N, K], asymmetric, groups of groupSize. */
+/**
+ * AutoAWQ GEMM int4 checkpoint -> QTensor [N, K], asymmetric, groups of groupSize.
+ * @example fromAWQ({ qweight, qzeros, scales, groupSize: 128, inFeatures: K, outFeatures: N })
+ */
 export function fromAWQ(p: AWQParams): QTensor {
   const op = 'fromAWQ';
   const o = checkObject(p, op, ['qweight', 'qzeros', 'scales', 'groupSize', 'inFeatures', 'outFeatures']);
@@ -493,6 +501,7 @@ const GGML_BLOCK = { q4_0: 18, q8_0: 34 } as const;
  * GGUF q4_0 / q8_0 blocks (32 weights along K each, row-major over [N, K]) -> QTensor with
  * groupSize 32: q4_0 -> int4 symmetric (w = (u - 8) * d), q8_0 -> int8 (w = q * d). A block
  * scale d of 0 is accepted (GGUF writes it for all-zero blocks); NaN or infinite d is not.
+ * @example fromGGML('q4_0', tensorBytes, [4096, 4096])   // bytes: the tensor's data in the .gguf
  */
 export function fromGGML(type: 'q4_0' | 'q8_0', bytes: Uint8Array, shape: [number, number]): QTensor {
   const op = 'fromGGML';
