@@ -571,6 +571,9 @@ describe('bad input', () => {
     expectError(() => linear(null as never, q4), 'ERR_ARG', "'x'");
     expectError(() => linear(rand([2, 64]), q4, { activation: 'int8' }), 'ERR_ARG', 'activation');
     expectError(() => linear(rand([2, 64]), q8, { activation: 'int4' as never }), 'ERR_ARG', 'activation');
+    const wide = quantize(rand([1, 65538]), { bits: 8 });
+    expectError(() => linear(rand([1, 65538]), wide, { activation: 'int8' }), 'ERR_UNSUPPORTED', 'activation');
+    expect(linear(rand([1, 65538]), wide).shape).toEqual([1, 1]);
     expectError(() => linear(rand([2, 64]), q8, { bias: rand([7]) }), 'ERR_SHAPE', 'bias');
     expectError(() => linear(rand([2, 64]), q8, { bias: 3 as never }), 'ERR_ARG', 'bias');
     expectError(() => linear(rand([2, 64]), q8, { nope: 1 } as never), 'ERR_ARG', 'nope');

@@ -598,6 +598,12 @@ function planQuantLinear(x: Tensor, w: unknown, opts: unknown): LinearPlan {
   const activation = optEnum(o, 'activation', op, ['float', 'int8'] as const, 'float');
   if (activation === 'int8' && l.bits !== 8)
     fail('ERR_ARG', `${op}: option 'activation'`, "'int8' (W8A8) needs int8 weights; w is int4");
+  if (activation === 'int8' && (l.groupSize || l.K) > 65536)
+    fail(
+      'ERR_UNSUPPORTED',
+      `${op}: option 'activation'`,
+      `'int8' needs scale groups of at most 65536 (exact int32 sums); w has ${l.groupSize || l.K}`,
+    );
   if (!isFloat(x.dtype))
     fail('ERR_DTYPE', `${op}: argument 'x'`, `expected float32, float16 or bfloat16, got ${x.dtype}`);
   if (x.rank < 1) fail('ERR_SHAPE', `${op}: argument 'x'`, 'expected [..., K], got a scalar');
