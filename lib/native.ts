@@ -117,4 +117,14 @@ export interface NativeBinding {
   quantQuantizeAsync(...args: QuantQuantizeArgs): Promise<void>;
   quantDequantize(...args: QuantDequantizeArgs): void;
   quantDequantizeAsync(...args: QuantDequantizeArgs): Promise<void>;
+  quantUnpack(format: number, src: Int32Array | Uint8Array, N: number, K: number, dst: Int8Array | Uint8Array): void;
+  quantUnpackAsync(
+    format: number,
+    src: Int32Array | Uint8Array,
+    N: number,
+    K: number,
+    dst: Int8Array | Uint8Array,
+  ): Promise<void>;
+  quantPermute4(src: Uint8Array, N: number, K: number, perm: Int32Array, dst: Uint8Array): void;
+  quantPermute4Async(src: Uint8Array, N: number, K: number, perm: Int32Array, dst: Uint8Array): Promise<void>;
 }

@@ -412,6 +412,9 @@ describe('fromGPTQ', () => {
         const refScales = Float64Array.from(s16, float16ValueRef);
         expect(relativeError(gptqDequantRef({ ...p, scales: refScales }).data, want)).toBe(0);
         expect(relativeError(dequantizeRef(qt).data, want)).toBe(0);
+        // the same fields in a plain object (no cached layout): checked and re-sorted by gIdx
+        const plain = Object.freeze({ ...qt }) as QTensor;
+        expect(dequantize(plain).data()).toEqual(dequantize(qt).data());
         forEachIsa((isa) => {
           expect(relativeError(dequantize(qt).data(), want), isa).toBeLessThan(1e-7);
           const x = rand([3, K]);

@@ -167,7 +167,10 @@ function layoutOf(q: unknown, op: string, name: string): Layout {
     if (bits !== 4 || lead.length !== 1 || gs === 0)
       fail('ERR_ARG', `${op}: '${name}.gIdx'`, 'gIdx is for 2-D int4 QTensors with groups');
     const g = storageOf(tensorField('gIdx', 'int32', [K]), `${name}.gIdx`) as Int32Array;
-    stored = actOrder(storageOf(qw, `${name}.qweight`) as Uint8Array, lead[0], K, gs, g, `${op}: '${name}.gIdx'`);
+    const perm = actOrderPerm(K, gs, g, `${op}: '${name}.gIdx'`);
+    const src = storageOf(qw, `${name}.qweight`) as Uint8Array;
+    stored = { qweight: new Uint8Array(src.length), perm };
+    native.quantPermute4(src, lead[0], K, perm, stored.qweight);
   }
   const l: Layout = {
     bits,
@@ -184,18 +187,11 @@ function layoutOf(q: unknown, op: string, name: string): Layout {
 }
 
 /**
- * GPTQ act-order: sorts K by group (stable) so groups are contiguous for the kernels. Every
- * group must hold exactly groupSize features (as GPTQ's g_idx does). Returns the permuted int4
- * rows and perm (stored position -> input feature).
+ * GPTQ act-order: the stable sort of K by group, so groups are contiguous for the kernels.
+ * Every group must hold exactly groupSize features (as GPTQ's g_idx does). Returns perm (stored
+ * position -> input feature); the int4 rows are permuted natively (quantPermute4).
  */
-function actOrder(
-  q: Uint8Array,
-  N: number,
-  K: number,
-  gs: number,
-  gIdx: Int32Array,
-  where: string,
-): { qweight: Uint8Array; perm: Int32Array } {
+function actOrderPerm(K: number, gs: number, gIdx: Int32Array, where: string): Int32Array {
   const G = K / gs;
   const count = new Int32Array(G);
   for (let k = 0; k < K; k++) {
@@ -214,17 +210,7 @@ function actOrder(
   const next = new Int32Array(G);
   for (let g = 0; g < G; g++) next[g] = g * gs;
   for (let k = 0; k < K; k++) perm[next[gIdx[k]]++] = k;
-  const out = new Uint8Array(q.length);
-  const half = K / 2;
-  for (let n = 0; n < N; n++) {
-    const src = n * half;
-    for (let j = 0; j < K; j++) {
-      const k = perm[j];
-      const u = (q[src + (k >> 1)] >> ((k & 1) * 4)) & 15;
-      out[src + (j >> 1)] |= u << ((j & 1) * 4);
-    }
-  }
-  return { qweight: out, perm };
+  return perm;
 }
 
 // ---- quantize / dequantize ---------------------------------------------------------------------
@@ -405,11 +391,47 @@ function transposeScales(s: unknown, op: string, G: number, N: number): Float32A
   return out;
 }
 
-/** Our int4 storage [N, K/2] from a code function u(n, k). */
-function packNibbles(N: number, K: number, code: (n: number, k: number) => number): Uint8Array {
-  const out = new Uint8Array((N * K) / 2);
-  for (let n = 0; n < N; n++) for (let k = 0; k < K; k += 2) out[(n * K + k) / 2] = code(n, k) | (code(n, k + 1) << 4);
-  return out;
+/** A checkpoint tensor checked in JS; its weights are unpacked natively (quantUnpack). */
+interface FromPlan {
+  bits: 8 | 4;
+  groupSize: number;
+  N: number;
+  K: number;
+  format: number; // QuantFormat of native/include/tensorfuse/quant.h
+  src: Int32Array | Uint8Array;
+  qweight: Int8Array | Uint8Array;
+  scales: Float32Array;
+  zeros: Uint8Array | null;
+  gIdx: Int32Array | null;
+  perm: Int32Array | null;
+  stored: Uint8Array | null;
+}
+const FORMAT = { gptq: 0, awq: 1, q4_0: 2, q8_0: 3 } as const;
+
+function fromPlan(p: Omit<FromPlan, 'qweight' | 'stored'>): FromPlan {
+  const n = p.N * p.K;
+  return {
+    ...p,
+    qweight: p.bits === 8 ? new Int8Array(n) : new Uint8Array(n / 2),
+    stored: p.perm ? new Uint8Array(n / 2) : null,
+  };
+}
+
+function finishFrom(p: FromPlan): QTensor {
+  const stored = p.perm && p.stored ? { qweight: p.stored, perm: p.perm } : undefined;
+  return makeQTensor(p.bits, p.groupSize, [p.N, p.K], p.qweight, p.scales, p.zeros, p.gIdx, stored);
+}
+
+function runFrom(p: FromPlan): QTensor {
+  native.quantUnpack(p.format, p.src, p.N, p.K, p.qweight);
+  if (p.perm && p.stored) native.quantPermute4(p.qweight as Uint8Array, p.N, p.K, p.perm, p.stored);
+  return finishFrom(p);
+}
+
+async function runFromAsync(p: FromPlan): Promise<QTensor> {
+  await native.quantUnpackAsync(p.format, p.src, p.N, p.K, p.qweight);
+  if (p.perm && p.stored) await native.quantPermute4Async(p.qweight as Uint8Array, p.N, p.K, p.perm, p.stored);
+  return finishFrom(p);
 }
 
 function checkGroup(v: unknown, op: string, K: number): number {
@@ -430,6 +452,10 @@ function checkGroup(v: unknown, op: string, K: number): number {
  *                     bits: 4, groupSize: 128, inFeatures: K, outFeatures: N })
  */
 export function fromGPTQ(p: GPTQParams): QTensor {
+  return runFrom(planGPTQ(p));
+}
+
+function planGPTQ(p: GPTQParams): FromPlan {
   const op = 'fromGPTQ';
   const o = checkObject(p, op, [
     'qweight',
@@ -452,9 +478,8 @@ export function fromGPTQ(p: GPTQParams): QTensor {
   const zeros = new Uint8Array(N * G);
   for (let g = 0; g < G; g++)
     for (let n = 0; n < N; n++) zeros[n * G + g] = ((qz[g * (N / 8) + (n >> 3)] >>> (4 * (n & 7))) & 15) + 1;
-  const qweight = packNibbles(N, K, (n, k) => (qw[(k >> 3) * N + n] >>> (4 * (k & 7))) & 15);
   let gIdx: Int32Array | null = null;
-  let stored: { qweight: Uint8Array; perm: Int32Array } | undefined;
+  let perm: Int32Array | null = null;
   if (o.gIdx !== undefined) {
     const g = checkInt32(o.gIdx, op, 'gIdx', K);
     let trivial = true;
@@ -464,10 +489,21 @@ export function fromGPTQ(p: GPTQParams): QTensor {
     }
     if (!trivial) {
       gIdx = g.slice();
-      stored = actOrder(qweight, N, K, gs, gIdx, `${op}: 'gIdx'`);
+      perm = actOrderPerm(K, gs, gIdx, `${op}: 'gIdx'`);
     }
   }
-  return makeQTensor(4, gs === K ? 0 : gs, [N, K], qweight, scales, zeros, gIdx, stored);
+  return fromPlan({
+    bits: 4,
+    groupSize: gs === K ? 0 : gs,
+    N,
+    K,
+    format: FORMAT.gptq,
+    src: qw,
+    scales,
+    zeros,
+    gIdx,
+    perm,
+  });
 }
 
 // AutoAWQ packs 8 columns per int32 with nibble i holding column [0, 2, 4, 6, 1, 3, 5, 7][i];
@@ -479,6 +515,10 @@ const AWQ_NIBBLE = [0, 4, 1, 5, 2, 6, 3, 7];
  * @example fromAWQ({ qweight, qzeros, scales, groupSize: 128, inFeatures: K, outFeatures: N })
  */
 export function fromAWQ(p: AWQParams): QTensor {
+  return runFrom(planAWQ(p));
+}
+
+function planAWQ(p: AWQParams): FromPlan {
   const op = 'fromAWQ';
   const o = checkObject(p, op, ['qweight', 'qzeros', 'scales', 'groupSize', 'inFeatures', 'outFeatures']);
   const K = checkSize(o.inFeatures, op, 'inFeatures', 2);
@@ -488,11 +528,21 @@ export function fromAWQ(p: AWQParams): QTensor {
   const qw = checkInt32(o.qweight, op, 'qweight', (K * N) / 8);
   const qz = checkInt32(o.qzeros, op, 'qzeros', (G * N) / 8);
   const scales = transposeScales(o.scales, op, G, N);
-  const nib = (word: number, n: number): number => (word >>> (4 * AWQ_NIBBLE[n & 7])) & 15;
   const zeros = new Uint8Array(N * G);
-  for (let g = 0; g < G; g++) for (let n = 0; n < N; n++) zeros[n * G + g] = nib(qz[g * (N / 8) + (n >> 3)], n);
-  const qweight = packNibbles(N, K, (n, k) => nib(qw[k * (N / 8) + (n >> 3)], n));
-  return makeQTensor(4, gs === K ? 0 : gs, [N, K], qweight, scales, zeros, null);
+  for (let g = 0; g < G; g++)
+    for (let n = 0; n < N; n++) zeros[n * G + g] = (qz[g * (N / 8) + (n >> 3)] >>> (4 * AWQ_NIBBLE[n & 7])) & 15;
+  return fromPlan({
+    bits: 4,
+    groupSize: gs === K ? 0 : gs,
+    N,
+    K,
+    format: FORMAT.awq,
+    src: qw,
+    scales,
+    zeros,
+    gIdx: null,
+    perm: null,
+  });
 }
 
 const GGML_BLOCK = { q4_0: 18, q8_0: 34 } as const;
@@ -504,6 +554,10 @@ const GGML_BLOCK = { q4_0: 18, q8_0: 34 } as const;
  * @example fromGGML('q4_0', tensorBytes, [4096, 4096])   // bytes: the tensor's data in the .gguf
  */
 export function fromGGML(type: 'q4_0' | 'q8_0', bytes: Uint8Array, shape: [number, number]): QTensor {
+  return runFrom(planGGML(type, bytes, shape));
+}
+
+function planGGML(type: 'q4_0' | 'q8_0', bytes: Uint8Array, shape: [number, number]): FromPlan {
   const op = 'fromGGML';
   if (type !== 'q4_0' && type !== 'q8_0')
     fail('ERR_ARG', `${op}: argument 'type'`, `expected 'q4_0' or 'q8_0', got ${describe(type)}`);
@@ -534,41 +588,35 @@ export function fromGGML(type: 'q4_0' | 'q8_0', bytes: Uint8Array, shape: [numbe
     if (!Number.isFinite(d)) fail('ERR_ARG', `${op}: argument 'bytes'`, `block ${b} has scale ${describe(d)}`);
     scales[b] = d;
   }
-  if (type === 'q8_0') {
-    const q = new Int8Array(N * K);
-    for (let b = 0; b < blocks; b++) q.set(new Int8Array(bytes.buffer, bytes.byteOffset + b * bb + 2, 32), b * 32);
-    return makeQTensor(8, 32, [N, K], q, scales, null, null);
-  }
-  const q = new Uint8Array((N * K) / 2);
-  for (let b = 0; b < blocks; b++) {
-    const src = b * bb + 2;
-    // block element j < 16: low nibble of qs[j]; element j + 16: high nibble of qs[j]
-    for (let i = 0; i < 16; i++) {
-      const e0 = 2 * i;
-      const e1 = 2 * i + 1;
-      const u0 = e0 < 16 ? bytes[src + e0] & 15 : bytes[src + e0 - 16] >> 4;
-      const u1 = e1 < 16 ? bytes[src + e1] & 15 : bytes[src + e1 - 16] >> 4;
-      q[b * 16 + i] = u0 | (u1 << 4);
-    }
-  }
-  return makeQTensor(4, 32, [N, K], q, scales, null, null);
+  return fromPlan({
+    bits: type === 'q8_0' ? 8 : 4,
+    groupSize: 32,
+    N,
+    K,
+    format: FORMAT[type],
+    src: bytes,
+    scales,
+    zeros: null,
+    gIdx: null,
+    perm: null,
+  });
 }
 
-/** fromGPTQ, settled as a Promise (a byte repack on the calling thread; no native work). */
+/** fromGPTQ with the unpacking on the native pool; bitwise the same result. */
 export async function fromGPTQAsync(p: GPTQParams): Promise<QTensor> {
-  return fromGPTQ(p);
+  return runFromAsync(planGPTQ(p));
 }
-/** fromAWQ, settled as a Promise (a byte repack on the calling thread; no native work). */
+/** fromAWQ with the unpacking on the native pool; bitwise the same result. */
 export async function fromAWQAsync(p: AWQParams): Promise<QTensor> {
-  return fromAWQ(p);
+  return runFromAsync(planAWQ(p));
 }
-/** fromGGML, settled as a Promise (a byte repack on the calling thread; no native work). */
+/** fromGGML with the unpacking on the native pool; bitwise the same result. */
 export async function fromGGMLAsync(
   type: 'q4_0' | 'q8_0',
   bytes: Uint8Array,
   shape: [number, number],
 ): Promise<QTensor> {
-  return fromGGML(type, bytes, shape);
+  return runFromAsync(planGGML(type, bytes, shape));
 }
 
 // ---- linear ------------------------------------------------------------------------------------

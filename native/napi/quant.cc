@@ -184,9 +184,98 @@ Napi::Value QuantDequantizeAsync(const Napi::CallbackInfo& info) {
                    [c] { return c.run(); });
 }
 
+struct UnpackCall {
+  QuantFormat format = QuantFormat::gptq;
+  const void* src = nullptr;
+  const uint8_t* src4 = nullptr;  // permute: int4 rows
+  const int32_t* perm = nullptr;
+  int64_t N = 0, K = 0;
+  void* dst = nullptr;
+  Status run() const {
+    return perm ? quant_permute4(src4, N, K, perm, static_cast<uint8_t*>(dst))
+                : quant_unpack(format, src, N, K, dst);
+  }
+};
+
+// quantUnpack(format, src, N, K, dst)
+UnpackCall parse_unpack(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5) throw make_error(env, StatusCode::arg, "quantUnpack: expected 5 arguments");
+  UnpackCall c;
+  c.format = QuantFormat(arg_int(info, 0, "format", 0, 3));
+  const Buf src = arg_buffer(info, 1, "src");
+  c.N = arg_int(info, 2, "N", 0, kMaxDim);
+  c.K = arg_int(info, 3, "K", 0, kMaxDim);
+  const Buf dst = arg_buffer(info, 4, "dst");
+  int64_t nk = 0;
+  if (__builtin_mul_overflow(c.N, c.K, &nk)) throw make_error(env, StatusCode::arg, "argument 'src': size overflows");
+  int64_t need = 0;
+  switch (c.format) {
+    case QuantFormat::gptq:
+    case QuantFormat::awq: need = nk / 2; break;  // 8 nibbles per 4 bytes
+    case QuantFormat::q4_0: need = nk / 32 * 18; break;
+    case QuantFormat::q8_0: need = nk / 32 * 34; break;
+  }
+  require_bytes(env, src, checked_bytes(env, need, 1, "src"), "src");
+  require_bytes(env, dst, checked_bytes(env, c.format == QuantFormat::q8_0 ? nk : nk / 2, 1, "dst"), "dst");
+  c.src = src.data;
+  c.dst = dst.data;
+  return c;
+}
+
+// quantPermute4(src, N, K, perm, dst)
+UnpackCall parse_permute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 5) throw make_error(env, StatusCode::arg, "quantPermute4: expected 5 arguments");
+  UnpackCall c;
+  const Buf src = arg_buffer(info, 0, "src");
+  c.N = arg_int(info, 1, "N", 0, kMaxDim);
+  c.K = arg_int(info, 2, "K", 0, kMaxDim);
+  const Buf perm = arg_buffer(info, 3, "perm");
+  const Buf dst = arg_buffer(info, 4, "dst");
+  int64_t nk = 0;
+  if (__builtin_mul_overflow(c.N, c.K, &nk)) throw make_error(env, StatusCode::arg, "argument 'src': size overflows");
+  require_bytes(env, src, checked_bytes(env, nk / 2, 1, "src"), "src");
+  require_bytes(env, dst, checked_bytes(env, nk / 2, 1, "dst"), "dst");
+  require_bytes(env, perm, checked_bytes(env, c.K, 4, "perm"), "perm");
+  if (c.K % 2 != 0) throw make_error(env, StatusCode::shape, "argument 'K': must be even");
+  c.src4 = static_cast<const uint8_t*>(src.data);
+  c.perm = static_cast<const int32_t*>(perm.data);
+  c.dst = dst.data;
+  return c;
+}
+
+Napi::Value QuantUnpack(const Napi::CallbackInfo& info) {
+  const UnpackCall c = parse_unpack(info);
+  const Status s = c.run();
+  if (!s.ok()) throw_status(info.Env(), s);
+  return info.Env().Undefined();
+}
+
+Napi::Value QuantUnpackAsync(const Napi::CallbackInfo& info) {
+  const UnpackCall c = parse_unpack(info);
+  return run_async(info.Env(), {info[1], info[4]}, [c] { return c.run(); });
+}
+
+Napi::Value QuantPermute4(const Napi::CallbackInfo& info) {
+  const UnpackCall c = parse_permute(info);
+  const Status s = c.run();
+  if (!s.ok()) throw_status(info.Env(), s);
+  return info.Env().Undefined();
+}
+
+Napi::Value QuantPermute4Async(const Napi::CallbackInfo& info) {
+  const UnpackCall c = parse_permute(info);
+  return run_async(info.Env(), {info[0], info[3], info[4]}, [c] { return c.run(); });
+}
+
 }  // namespace
 
 void register_quant(Napi::Env env, Napi::Object exports) {
+  exports.Set("quantUnpack", Napi::Function::New(env, QuantUnpack, "quantUnpack"));
+  exports.Set("quantUnpackAsync", Napi::Function::New(env, QuantUnpackAsync, "quantUnpackAsync"));
+  exports.Set("quantPermute4", Napi::Function::New(env, QuantPermute4, "quantPermute4"));
+  exports.Set("quantPermute4Async", Napi::Function::New(env, QuantPermute4Async, "quantPermute4Async"));
   exports.Set("quantLinear", Napi::Function::New(env, QuantLinear, "quantLinear"));
   exports.Set("quantLinearAsync", Napi::Function::New(env, QuantLinearAsync, "quantLinearAsync"));
   exports.Set("quantQuantize", Napi::Function::New(env, QuantQuantize, "quantQuantize"));

@@ -339,4 +339,63 @@ Status quant_dequantize(const QuantWeight& w, float* out, int max_threads) {
   return oom.load() ? Status(StatusCode::oom, "dequantize: out of scratch memory") : Status::Ok();
 }
 
+Status quant_unpack(QuantFormat format, const void* src, int64_t N, int64_t K, void* dst,
+                    int max_threads) {
+  if (N < 0 || K < 0) return Status(StatusCode::shape, "unpack: negative size");
+  const bool blocks = format == QuantFormat::q4_0 || format == QuantFormat::q8_0;
+  if ((format == QuantFormat::gptq && K % 8 != 0) || (format == QuantFormat::awq && N % 8 != 0) ||
+      (blocks && K % 32 != 0) || K % 2 != 0)
+    return Status(StatusCode::shape, "unpack: sizes do not fit the format");
+  if (N == 0 || K == 0) return Status::Ok();
+  static const int kAwqNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+  const uint32_t* w32 = static_cast<const uint32_t*>(src);
+  const uint8_t* b8 = static_cast<const uint8_t*>(src);
+  parallel_for(
+      N,
+      [&](int64_t n, int) {
+        if (format == QuantFormat::q8_0) {
+          int8_t* o = static_cast<int8_t*>(dst) + n * K;
+          for (int64_t b = 0; b < K / 32; ++b)
+            std::memcpy(o + b * 32, b8 + (n * (K / 32) + b) * 34 + 2, 32);
+          return;
+        }
+        uint8_t* o = static_cast<uint8_t*>(dst) + n * (K / 2);
+        auto code = [&](int64_t k) -> uint32_t {
+          switch (format) {
+            case QuantFormat::gptq: return (w32[(k / 8) * N + n] >> (4 * (k % 8))) & 15u;
+            case QuantFormat::awq:
+              return (w32[k * (N / 8) + n / 8] >> (4 * kAwqNibble[n % 8])) & 15u;
+            default: {  // q4_0: block element j < 16 low nibble of qs[j], j >= 16 high of qs[j-16]
+              const uint8_t* qs = b8 + (n * (K / 32) + k / 32) * 18 + 2;
+              const int64_t j = k % 32;
+              return j < 16 ? qs[j] & 15u : uint32_t(qs[j - 16] >> 4);
+            }
+          }
+        };
+        for (int64_t k = 0; k < K; k += 2) o[k / 2] = uint8_t(code(k) | (code(k + 1) << 4));
+      },
+      N * K < (int64_t(1) << 16) ? 1 : max_threads);
+  return Status::Ok();
+}
+
+Status quant_permute4(const uint8_t* src, int64_t N, int64_t K, const int32_t* perm, uint8_t* dst,
+                      int max_threads) {
+  if (N < 0 || K < 0 || K % 2 != 0) return Status(StatusCode::shape, "permute: bad sizes");
+  for (int64_t j = 0; j < K; ++j)
+    if (perm[j] < 0 || perm[j] >= K) return Status(StatusCode::arg, "permute: index out of range");
+  parallel_for(
+      N,
+      [&](int64_t n, int) {
+        const uint8_t* s = src + n * (K / 2);
+        uint8_t* o = dst + n * (K / 2);
+        for (int64_t j = 0; j < K; j += 2) {
+          const int64_t a = perm[j], b = perm[j + 1];
+          const int ua = (s[a >> 1] >> ((a & 1) * 4)) & 15, ub = (s[b >> 1] >> ((b & 1) * 4)) & 15;
+          o[j / 2] = uint8_t(ua | (ub << 4));
+        }
+      },
+      N * K < (int64_t(1) << 16) ? 1 : max_threads);
+  return Status::Ok();
+}
+
 }  // namespace tf

@@ -54,6 +54,18 @@ Status quant_quantize(const float* w, int64_t R, int64_t K, int bits, int64_t gr
 // w float32 [N, K] (K in the original input-feature order: perm is undone).
 Status quant_dequantize(const QuantWeight& w, float* out, int max_threads = 0);
 
+// Checkpoint weights -> the QTensor layout above (lib/ops/quant.ts checks the rest):
+//   gptq: src int32 [K/8, N], element (k, n) in bits 4 (k % 8) of src[(k / 8) * N + n] -> uint8
+//         [N, K/2]; awq: src int32 [K, N/8], column n in nibble [0,4,1,5,2,6,3,7][n % 8] of
+//         src[k * N/8 + n / 8] -> uint8 [N, K/2]; q4_0 / q8_0: GGUF blocks of 32 along K
+//         (18 / 34 bytes, the f16 scale skipped) -> uint8 [N, K/2] / int8 [N, K].
+enum class QuantFormat : int { gptq = 0, awq = 1, q4_0 = 2, q8_0 = 3 };
+Status quant_unpack(QuantFormat format, const void* src, int64_t N, int64_t K, void* dst,
+                    int max_threads = 0);
+// int4 rows [N, K/2]: stored position j of dst takes input feature perm[j] of src (act-order).
+Status quant_permute4(const uint8_t* src, int64_t N, int64_t K, const int32_t* perm, uint8_t* dst,
+                      int max_threads = 0);
+
 // Activation quantization of W8A8, per row of x (float32 [M, K]): s = max|x| / 127 (1 when the
 // row is all zeros), q = round_half_even(x / s) in [-127, 127]. Shared by every ISA so the
 // integer sums are identical.
