@@ -272,3 +272,67 @@ TF_TEST(quant_quantize_error_bound) {
   p.act = QuantActivation::int8;
   CHECK(!quant_linear(p).ok());  // int8 activations need int8 weights
 }
+
+TF_TEST(quant_unpack_formats_from_spec) {
+  tf_test::Rng rng(tf_test::case_seed());
+  const int64_t N = 16, K = 64;
+  std::vector<uint8_t> u(size_t(N * K));  // codes u[n, k]
+  for (auto& v : u) v = uint8_t(rng.below(16));
+  auto want4 = [&](std::vector<uint8_t>& out) {
+    out.assign(size_t(N * K / 2), 0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k)
+        out[size_t((n * K + k) / 2)] |= uint8_t(u[size_t(n * K + k)] << ((k & 1) * 4));
+  };
+  std::vector<uint8_t> want;
+  want4(want);
+  // GPTQ: int32 [K/8, N], element (8r + i, n) in bits 4i of word (r, n)
+  std::vector<uint32_t> gptq(size_t(K / 8 * N), 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n) gptq[size_t((k / 8) * N + n)] |= uint32_t(u[size_t(n * K + k)]) << (4 * (k % 8));
+  // AWQ: int32 [K, N/8], nibble i holds column [0,2,4,6,1,3,5,7][i] of its group of 8
+  const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  std::vector<uint32_t> awq(size_t(K * N / 8), 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < N / 8; ++c)
+      for (int i = 0; i < 8; ++i)
+        awq[size_t(k * (N / 8) + c)] |= uint32_t(u[size_t((8 * c + order[i]) * K + k)]) << (4 * i);
+  // q4_0: per block of 32 along K: 2 bytes of scale, then qs[j] = e[j] | e[j + 16] << 4
+  std::vector<uint8_t> q40(size_t(N * K / 32 * 18), 0xee);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t b = 0; b < K / 32; ++b)
+      for (int j = 0; j < 16; ++j)
+        q40[size_t((n * (K / 32) + b) * 18 + 2 + j)] =
+            uint8_t(u[size_t(n * K + b * 32 + j)] | (u[size_t(n * K + b * 32 + j + 16)] << 4));
+  for (auto [fmt, src] : {std::pair<QuantFormat, const void*>{QuantFormat::gptq, gptq.data()},
+                          {QuantFormat::awq, awq.data()}, {QuantFormat::q4_0, q40.data()}}) {
+    std::vector<uint8_t> got(want.size(), 0x77);
+    REQUIRE(quant_unpack(fmt, src, N, K, got.data()).ok());
+    CHECK(got == want, "format %d", int(fmt));
+  }
+  // q8_0: the 32 int8 after each scale
+  std::vector<uint8_t> q80(size_t(N * K / 32 * 34));
+  for (auto& v : q80) v = uint8_t(rng.below(256));
+  std::vector<int8_t> got8(size_t(N * K));
+  REQUIRE(quant_unpack(QuantFormat::q8_0, q80.data(), N, K, got8.data()).ok());
+  bool same = true;
+  for (int64_t i = 0; i < N * K; ++i)
+    same = same && uint8_t(got8[size_t(i)]) == q80[size_t((i / 32) * 34 + 2 + i % 32)];
+  CHECK(same);
+  // act-order permutation: stored position j holds feature perm[j]
+  std::vector<int32_t> perm(static_cast<size_t>(K));
+  for (int64_t k = 0; k < K; ++k) perm[size_t(k)] = int32_t((k * 37 + 5) % K);  // 37 is coprime to 64
+  std::vector<uint8_t> permuted(want.size());
+  REQUIRE(quant_permute4(want.data(), N, K, perm.data(), permuted.data()).ok());
+  bool ok = true;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t k = perm[size_t(j)];
+      const int got = (permuted[size_t((n * K + j) / 2)] >> ((j & 1) * 4)) & 15;
+      ok = ok && got == u[size_t(n * K + k)];
+    }
+  CHECK(ok);
+  perm[3] = int32_t(K);
+  CHECK(!quant_permute4(want.data(), N, K, perm.data(), permuted.data()).ok());
+  CHECK(!quant_unpack(QuantFormat::gptq, gptq.data(), N, 60, want.data()).ok());
+}
