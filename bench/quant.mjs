@@ -21,7 +21,25 @@
 
 import { benchRow } from './lib/suite.mjs';
 import { buildModel } from './lib/onnx.mjs';
-import { ortSession } from './lib/peers.mjs';
+
+/**
+ * An ORT CPU session as lib/peers.mjs makes them, but with idle intra-op workers blocking instead
+ * of spinning (session.intra_op.allow_spinning = 0). With ORT's default, its workers keep spinning
+ * on the second core after each run, and tensorfuse's 2-thread GEMV measured right after an ORT
+ * session ran took 2.4-3.1 ms instead of 1.7 ms (int4 g128, K = N = 4096): the alternated rounds
+ * would charge ORT's idle spinning to whichever implementation runs next.
+ */
+function ortSession(ort, modelBytes, threads) {
+  return ort.InferenceSession.create(modelBytes, {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  });
+}
 
 export const title = 'quantized linear (int4 / int8 weights, W8A8)';
 
@@ -142,6 +160,11 @@ export async function run(ctx) {
       '(qweight + float32 scales + uint8 zeros) / t, so the float32 row shows how much faster the quantized read is, not its own bandwidth.',
   );
   if (!ort) ctx.notes.push(`onnxruntime-node not available (${ctx.ortError}); quant peer rows skipped.`);
+  else
+    ctx.notes.push(
+      'quant: onnxruntime sessions run with session.intra_op.allow_spinning = 0 (idle ORT workers spinning on the other core ' +
+        'slowed the next implementation 1.4-1.8x on this 2-core box); each ORT sample still includes its async thread hop.',
+    );
   let wShared = null;
   for (const c of cases(quick)) {
     const { M, K, N } = c;
