@@ -19,7 +19,8 @@ QuantWeight parse_weight(const Napi::CallbackInfo& info, size_t i) {
   Napi::Env env = info.Env();
   QuantWeight w;
   w.bits = int(arg_int(info, i, "bits", 4, 8));
-  if (w.bits != 4 && w.bits != 8) throw make_error(env, StatusCode::arg, "argument 'bits': expected 4 or 8");
+  if (w.bits != 4 && w.bits != 8)
+    throw make_error(env, StatusCode::arg, "argument 'bits': expected 4 or 8");
   w.N = arg_int(info, i + 1, "N", 0, kMaxDim);
   w.K = arg_int(info, i + 2, "K", 0, kMaxDim);
   w.group_size = arg_int(info, i + 3, "groupSize", 0, kMaxDim);
@@ -57,7 +58,8 @@ QuantWeight parse_weight(const Napi::CallbackInfo& info, size_t i) {
 
 QuantLinearParams parse_linear(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 15) throw make_error(env, StatusCode::arg, "quantLinear: expected 15 arguments");
+  if (info.Length() < 15)
+    throw make_error(env, StatusCode::arg, "quantLinear: expected 15 arguments");
   QuantLinearParams p;
   const Buf x = arg_buffer(info, 0, "x");
   p.x_dtype = arg_dtype(info, 1, "x.dtype");
@@ -68,7 +70,8 @@ QuantLinearParams parse_linear(const Napi::CallbackInfo& info) {
   p.y_dtype = arg_dtype(info, 13, "out.dtype");
   p.act = QuantActivation(arg_int(info, 14, "activation", 0, 1));
   if (!dtype_is_float(p.x_dtype) || !dtype_is_float(p.y_dtype))
-    throw make_error(env, StatusCode::dtype, "quantLinear: x and out must be float32, float16 or bfloat16");
+    throw make_error(env, StatusCode::dtype,
+                     "quantLinear: x and out must be float32, float16 or bfloat16");
   int64_t nx = 0, ny = 0;
   if (__builtin_mul_overflow(p.M, p.w.K, &nx) || __builtin_mul_overflow(p.M, p.w.N, &ny))
     throw make_error(env, StatusCode::arg, "argument 'x': size overflows");
@@ -109,7 +112,8 @@ struct QuantizeCall {
 
 QuantizeCall parse_quantize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 9) throw make_error(env, StatusCode::arg, "quantQuantize: expected 9 arguments");
+  if (info.Length() < 9)
+    throw make_error(env, StatusCode::arg, "quantQuantize: expected 9 arguments");
   QuantizeCall c;
   const Buf w = arg_buffer(info, 0, "w");
   c.R = arg_int(info, 1, "R", 0, kMaxDim);
@@ -120,10 +124,12 @@ QuantizeCall parse_quantize(const Napi::CallbackInfo& info) {
   const Buf q = arg_buffer(info, 6, "qweight");
   const Buf s = arg_buffer(info, 7, "scales");
   const Buf z = arg_buffer(info, 8, "zeros", true);
-  if (c.bits != 4 && c.bits != 8) throw make_error(env, StatusCode::arg, "argument 'bits': expected 4 or 8");
+  if (c.bits != 4 && c.bits != 8)
+    throw make_error(env, StatusCode::arg, "argument 'bits': expected 4 or 8");
   if (c.group_size > 0 && c.K % c.group_size != 0)
     throw make_error(env, StatusCode::arg, "argument 'groupSize': must divide K");
-  if (c.bits == 4 && c.K % 2 != 0) throw make_error(env, StatusCode::shape, "argument 'K': must be even for int4");
+  if (c.bits == 4 && c.K % 2 != 0)
+    throw make_error(env, StatusCode::shape, "argument 'K': must be even for int4");
   const int64_t G = c.group_size > 0 ? c.K / c.group_size : 1;
   int64_t nw = 0, ns = 0;
   if (__builtin_mul_overflow(c.R, c.K, &nw) || __builtin_mul_overflow(c.R, G, &ns))
@@ -159,7 +165,8 @@ struct DequantCall {
 
 DequantCall parse_dequant(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 9) throw make_error(env, StatusCode::arg, "quantDequantize: expected 9 arguments");
+  if (info.Length() < 9)
+    throw make_error(env, StatusCode::arg, "quantDequantize: expected 9 arguments");
   DequantCall c;
   c.w = parse_weight(info, 0);
   const Buf out = arg_buffer(info, 8, "out");
@@ -200,7 +207,8 @@ struct UnpackCall {
 // quantUnpack(format, src, N, K, dst)
 UnpackCall parse_unpack(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 5) throw make_error(env, StatusCode::arg, "quantUnpack: expected 5 arguments");
+  if (info.Length() < 5)
+    throw make_error(env, StatusCode::arg, "quantUnpack: expected 5 arguments");
   UnpackCall c;
   c.format = QuantFormat(arg_int(info, 0, "format", 0, 3));
   const Buf src = arg_buffer(info, 1, "src");
@@ -208,7 +216,8 @@ UnpackCall parse_unpack(const Napi::CallbackInfo& info) {
   c.K = arg_int(info, 3, "K", 0, kMaxDim);
   const Buf dst = arg_buffer(info, 4, "dst");
   int64_t nk = 0;
-  if (__builtin_mul_overflow(c.N, c.K, &nk)) throw make_error(env, StatusCode::arg, "argument 'src': size overflows");
+  if (__builtin_mul_overflow(c.N, c.K, &nk))
+    throw make_error(env, StatusCode::arg, "argument 'src': size overflows");
   int64_t need = 0;
   switch (c.format) {
     case QuantFormat::gptq:
@@ -217,7 +226,8 @@ UnpackCall parse_unpack(const Napi::CallbackInfo& info) {
     case QuantFormat::q8_0: need = nk / 32 * 34; break;
   }
   require_bytes(env, src, checked_bytes(env, need, 1, "src"), "src");
-  require_bytes(env, dst, checked_bytes(env, c.format == QuantFormat::q8_0 ? nk : nk / 2, 1, "dst"), "dst");
+  const int64_t ndst = c.format == QuantFormat::q8_0 ? nk : nk / 2;
+  require_bytes(env, dst, checked_bytes(env, ndst, 1, "dst"), "dst");
   c.src = src.data;
   c.dst = dst.data;
   return c;
@@ -226,7 +236,8 @@ UnpackCall parse_unpack(const Napi::CallbackInfo& info) {
 // quantPermute4(src, N, K, perm, dst)
 UnpackCall parse_permute(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 5) throw make_error(env, StatusCode::arg, "quantPermute4: expected 5 arguments");
+  if (info.Length() < 5)
+    throw make_error(env, StatusCode::arg, "quantPermute4: expected 5 arguments");
   UnpackCall c;
   const Buf src = arg_buffer(info, 0, "src");
   c.N = arg_int(info, 1, "N", 0, kMaxDim);
@@ -234,7 +245,8 @@ UnpackCall parse_permute(const Napi::CallbackInfo& info) {
   const Buf perm = arg_buffer(info, 3, "perm");
   const Buf dst = arg_buffer(info, 4, "dst");
   int64_t nk = 0;
-  if (__builtin_mul_overflow(c.N, c.K, &nk)) throw make_error(env, StatusCode::arg, "argument 'src': size overflows");
+  if (__builtin_mul_overflow(c.N, c.K, &nk))
+    throw make_error(env, StatusCode::arg, "argument 'src': size overflows");
   require_bytes(env, src, checked_bytes(env, nk / 2, 1, "src"), "src");
   require_bytes(env, dst, checked_bytes(env, nk / 2, 1, "dst"), "dst");
   require_bytes(env, perm, checked_bytes(env, c.K, 4, "perm"), "perm");
@@ -275,11 +287,13 @@ void register_quant(Napi::Env env, Napi::Object exports) {
   exports.Set("quantUnpack", Napi::Function::New(env, QuantUnpack, "quantUnpack"));
   exports.Set("quantUnpackAsync", Napi::Function::New(env, QuantUnpackAsync, "quantUnpackAsync"));
   exports.Set("quantPermute4", Napi::Function::New(env, QuantPermute4, "quantPermute4"));
-  exports.Set("quantPermute4Async", Napi::Function::New(env, QuantPermute4Async, "quantPermute4Async"));
+  exports.Set("quantPermute4Async",
+              Napi::Function::New(env, QuantPermute4Async, "quantPermute4Async"));
   exports.Set("quantLinear", Napi::Function::New(env, QuantLinear, "quantLinear"));
   exports.Set("quantLinearAsync", Napi::Function::New(env, QuantLinearAsync, "quantLinearAsync"));
   exports.Set("quantQuantize", Napi::Function::New(env, QuantQuantize, "quantQuantize"));
-  exports.Set("quantQuantizeAsync", Napi::Function::New(env, QuantQuantizeAsync, "quantQuantizeAsync"));
+  exports.Set("quantQuantizeAsync",
+              Napi::Function::New(env, QuantQuantizeAsync, "quantQuantizeAsync"));
   exports.Set("quantDequantize", Napi::Function::New(env, QuantDequantize, "quantDequantize"));
   exports.Set("quantDequantizeAsync",
               Napi::Function::New(env, QuantDequantizeAsync, "quantDequantizeAsync"));

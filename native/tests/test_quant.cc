@@ -65,7 +65,8 @@ QW random_weight(tf_test::Rng& rng, int bits, int64_t N, int64_t K, int64_t gs, 
   if (with_perm) {
     r.perm.resize(size_t(K));
     for (int64_t k = 0; k < K; ++k) r.perm[size_t(k)] = int32_t(k);
-    for (int64_t k = K - 1; k > 0; --k) std::swap(r.perm[size_t(k)], r.perm[size_t(rng.below(k + 1))]);
+    for (int64_t k = K - 1; k > 0; --k)
+      std::swap(r.perm[size_t(k)], r.perm[size_t(rng.below(k + 1))]);
     r.w.perm = r.perm.data();
   }
   r.w.scales = r.scales.data();
@@ -126,12 +127,18 @@ TF_TEST(quant_linear_float_matches_reference) {
   tf_test::Rng rng(tf_test::case_seed());
   struct C { int bits; int64_t M, N, K, gs; bool sym, perm; DType dt; };
   const C cases[] = {
-      {8, 1, 33, 127, 0, true, false, DType::float32},  {8, 1, 64, 256, 32, true, false, DType::float16},
-      {4, 1, 40, 256, 128, false, false, DType::float32}, {4, 1, 17, 96, 32, true, false, DType::bfloat16},
-      {4, 1, 9, 126, 42, false, false, DType::float32},  {4, 3, 33, 128, 64, false, true, DType::float32},
-      {4, 16, 70, 1100, 100, false, false, DType::float32}, {8, 20, 50, 300, 60, true, false, DType::float16},
-      {4, 61, 67, 600, 120, false, false, DType::float32}, {8, 61, 35, 520, 0, true, true, DType::bfloat16},
-      {4, 20, 50, 2048, 64, false, false, DType::float32}, {4, 5, 33, 128, 32, false, true, DType::float16},
+      {8, 1, 33, 127, 0, true, false, DType::float32},
+      {8, 1, 64, 256, 32, true, false, DType::float16},
+      {4, 1, 40, 256, 128, false, false, DType::float32},
+      {4, 1, 17, 96, 32, true, false, DType::bfloat16},
+      {4, 1, 9, 126, 42, false, false, DType::float32},
+      {4, 3, 33, 128, 64, false, true, DType::float32},
+      {4, 16, 70, 1100, 100, false, false, DType::float32},
+      {8, 20, 50, 300, 60, true, false, DType::float16},
+      {4, 61, 67, 600, 120, false, false, DType::float32},
+      {8, 61, 35, 520, 0, true, true, DType::bfloat16},
+      {4, 20, 50, 2048, 64, false, false, DType::float32},
+      {4, 5, 33, 128, 32, false, true, DType::float16},
       {4, 9, 21, 256, 0, true, false, DType::float32},
   };
   for (const C& c : cases) {
@@ -150,7 +157,8 @@ TF_TEST(quant_linear_float_matches_reference) {
     for (int64_t m = 0; m < c.M; ++m)
       for (int64_t n = 0; n < c.N; ++n) {
         double s = bias[size_t(n)];
-        for (int64_t k = 0; k < c.K; ++k) s += double(xf[size_t(m * c.K + k)]) * w[size_t(n * c.K + k)];
+        for (int64_t k = 0; k < c.K; ++k)
+          s += double(xf[size_t(m * c.K + k)]) * w[size_t(n * c.K + k)];
         want[size_t(m * c.N + n)] = s;
       }
     for (Isa isa : isa_levels()) {
@@ -232,7 +240,8 @@ TF_TEST(quant_quantize_error_bound) {
   std::vector<float> w(size_t(R * K));
   for (auto& v : w) v = rng.uniform(-2, 2);
   struct C { int bits; int64_t gs; bool sym; };
-  for (const C c : {C{8, 0, true}, C{8, 32, true}, C{4, 32, false}, C{4, 64, true}, C{4, 0, false}}) {
+  const C cases[] = {{8, 0, true}, {8, 32, true}, {4, 32, false}, {4, 64, true}, {4, 0, false}};
+  for (const C& c : cases) {
     const int64_t G = c.gs ? K / c.gs : 1;
     std::vector<int8_t> q8(size_t(R * K));
     std::vector<uint8_t> q4(size_t(R * K / 2)), zeros(size_t(R * G));
@@ -289,7 +298,8 @@ TF_TEST(quant_unpack_formats_from_spec) {
   // GPTQ: int32 [K/8, N], element (8r + i, n) in bits 4i of word (r, n)
   std::vector<uint32_t> gptq(size_t(K / 8 * N), 0);
   for (int64_t k = 0; k < K; ++k)
-    for (int64_t n = 0; n < N; ++n) gptq[size_t((k / 8) * N + n)] |= uint32_t(u[size_t(n * K + k)]) << (4 * (k % 8));
+    for (int64_t n = 0; n < N; ++n)
+      gptq[size_t((k / 8) * N + n)] |= uint32_t(u[size_t(n * K + k)]) << (4 * (k % 8));
   // AWQ: int32 [K, N/8], nibble i holds column [0,2,4,6,1,3,5,7][i] of its group of 8
   const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
   std::vector<uint32_t> awq(size_t(K * N / 8), 0);
@@ -321,7 +331,8 @@ TF_TEST(quant_unpack_formats_from_spec) {
   CHECK(same);
   // act-order permutation: stored position j holds feature perm[j]
   std::vector<int32_t> perm(static_cast<size_t>(K));
-  for (int64_t k = 0; k < K; ++k) perm[size_t(k)] = int32_t((k * 37 + 5) % K);  // 37 is coprime to 64
+  // 37 is coprime to 64: a permutation
+  for (int64_t k = 0; k < K; ++k) perm[size_t(k)] = int32_t((k * 37 + 5) % K);
   std::vector<uint8_t> permuted(want.size());
   REQUIRE(quant_permute4(want.data(), N, K, perm.data(), permuted.data()).ok());
   bool ok = true;

@@ -56,7 +56,8 @@ float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
       a2 = _mm256_fmadd_ps(i8x8_to_ps(q + k + 16), _mm256_loadu_ps(x + k + 16), a2);
       a3 = _mm256_fmadd_ps(i8x8_to_ps(q + k + 24), _mm256_loadu_ps(x + k + 24), a3);
     }
-    for (; k + 8 <= end; k += 8) a0 = _mm256_fmadd_ps(i8x8_to_ps(q + k), _mm256_loadu_ps(x + k), a0);
+    for (; k + 8 <= end; k += 8)
+      a0 = _mm256_fmadd_ps(i8x8_to_ps(q + k), _mm256_loadu_ps(x + k), a0);
     float t = 0.0f;
     for (; k < end; ++k) t += float(q[k]) * x[k];
     const __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
@@ -271,13 +272,14 @@ void block_i8_1x8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, 
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
       for (int j = 0; j < 8; ++j) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + j * K + k));
-        a[j] = _mm256_add_epi32(
-            a[j], _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(xv, v)),
-                                    ones));
+        const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(xv, v));
+        a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(p, ones));
       }
     }
-    const __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-    const __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    const __m256i u0 =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    const __m256i u1 =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
     const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
                                           _mm256_permute2x128_si256(u0, u1, 0x31));
     const __m256 sv = _mm256_setr_ps(s[g], s[G + g], s[2 * G + g], s[3 * G + g], s[4 * G + g],
@@ -382,7 +384,8 @@ void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int
       for (int j = 0; j < 8; ++j) {
         const __m256i m = j < 7 ? _mm256_and_si256(v, _mm256_set1_epi32(int(0xfu << (4 * j))))
                                 : _mm256_srli_epi32(v, 28);
-        const __m256 sj = j < 7 ? _mm256_mul_ps(sv, _mm256_set1_ps(1.0f / float(1 << (4 * j)))) : sv;
+        const __m256 sj =
+            j < 7 ? _mm256_mul_ps(sv, _mm256_set1_ps(1.0f / float(1 << (4 * j)))) : sv;
         _mm256_storeu_ps(o + k + 8 * j, _mm256_fmsub_ps(_mm256_cvtepi32_ps(m), sj, c));
       }
     }
