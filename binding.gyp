@@ -39,9 +39,9 @@
         "native/cpu/gemm/x86_avx2.cc",
         "native/cpu/attention/x86_avx2.cc",
         "native/cpu/moe/x86_avx2.cc",
+        "native/cpu/prune/x86_avx2.cc",
+        "native/cpu/quant/x86_avx2.cc",
         "native/cpu/probe/x86_avx2.cc"
-        "native/cpu/probe/x86_avx2.cc",
-        "native/cpu/prune/x86_avx2.cc"
       ],
       "conditions": [
         ["target_arch=='x64'", {
@@ -69,18 +69,21 @@
         "native/cpu/moe/generic.cc",
         "native/napi/moe.cc",
         "native/cpu/probe/probe.cc",
-        "native/cpu/attention/attention_driver.cc",
-        "native/cpu/attention/generic.cc",
         "native/napi/napi_util.cc",
         "native/napi/addon.cc",
         "native/napi/backend.cc",
         "native/napi/tensor.cc",
         "native/napi/gemm.cc",
+        "native/cpu/attention/attention_driver.cc",
+        "native/cpu/attention/generic.cc",
         "native/napi/attention.cc",
         "native/cpu/prune/generic.cc",
         "native/cpu/prune/prune_driver.cc",
         "native/cpu/prune/prune_format.cc",
-        "native/napi/prune.cc"
+        "native/napi/prune.cc",
+        "native/cpu/quant/quant_driver.cc",
+        "native/cpu/quant/generic.cc",
+        "native/napi/quant.cc"
       ],
       "conditions": [
         ["OS=='linux'", { "libraries": ["-lpthread"] }]

@@ -12,3 +12,20 @@ export * as moe from './ops/moe.js';
 export type { Routing, RouteOptions, FfnWeights } from './ops/moe.js';
 export * as prune from './prune.js';
 export type { SparseTensor } from './ops/prune.js';
+export {
+  quantize,
+  quantizeAsync,
+  dequantize,
+  dequantizeAsync,
+  fromGPTQ,
+  fromGPTQAsync,
+  fromAWQ,
+  fromAWQAsync,
+  fromGGML,
+  fromGGMLAsync,
+  sliceExpert,
+  type QTensor,
+  type QuantizeOptions,
+  type GPTQParams,
+  type AWQParams,
+} from './ops/quant.js';

@@ -272,3 +272,55 @@ function load(): NativeBinding {
 }
 
 export const native: NativeBinding = load();
+
+/** native/napi/quant.cc: quantized linear, quantize, dequantize (sizes are element counts). */
+export type QuantWeightArgs = [
+  bits: number,
+  N: number,
+  K: number,
+  groupSize: number,
+  qweight: Int8Array | Uint8Array,
+  scales: Float32Array,
+  zeros: Uint8Array | null,
+  perm: Int32Array | null,
+];
+export type QuantLinearArgs = [
+  x: ArrayBufferView,
+  xDtype: number,
+  M: number,
+  ...w: QuantWeightArgs,
+  bias: Float32Array | null,
+  out: ArrayBufferView,
+  outDtype: number,
+  activation: number,
+];
+export type QuantQuantizeArgs = [
+  w: Float32Array,
+  R: number,
+  K: number,
+  bits: number,
+  groupSize: number,
+  symmetric: boolean,
+  qweight: Int8Array | Uint8Array,
+  scales: Float32Array,
+  zeros: Uint8Array | null,
+];
+export type QuantDequantizeArgs = [...w: QuantWeightArgs, out: Float32Array];
+export interface NativeBinding {
+  quantLinear(...args: QuantLinearArgs): void;
+  quantLinearAsync(...args: QuantLinearArgs): Promise<void>;
+  quantQuantize(...args: QuantQuantizeArgs): void;
+  quantQuantizeAsync(...args: QuantQuantizeArgs): Promise<void>;
+  quantDequantize(...args: QuantDequantizeArgs): void;
+  quantDequantizeAsync(...args: QuantDequantizeArgs): Promise<void>;
+  quantUnpack(format: number, src: Int32Array | Uint8Array, N: number, K: number, dst: Int8Array | Uint8Array): void;
+  quantUnpackAsync(
+    format: number,
+    src: Int32Array | Uint8Array,
+    N: number,
+    K: number,
+    dst: Int8Array | Uint8Array,
+  ): Promise<void>;
+  quantPermute4(src: Uint8Array, N: number, K: number, perm: Int32Array, dst: Uint8Array): void;
+  quantPermute4Async(src: Uint8Array, N: number, K: number, perm: Int32Array, dst: Uint8Array): Promise<void>;
+}

@@ -147,8 +147,9 @@ function attribute(name, value) {
  *   initializers: [{ name, dtype, dims, data: TypedArray }]
  *   opset:        default opset version (ai.onnx)
  * Returns the ModelProto bytes, ready for InferenceSession.create(bytes).
+ *   domains:      extra opset imports, e.g. [{ domain: 'com.microsoft', version: 1 }] (MatMulNBits)
  */
-export function buildModel({ nodes, inputs, outputs, initializers = [], opset = 17, name = 'bench' }) {
+export function buildModel({ nodes, inputs, outputs, initializers = [], opset = 17, name = 'bench', domains = [] }) {
   const graph = new Writer();
   nodes.forEach((n, i) => {
     const node = new Writer();
@@ -175,6 +176,12 @@ export function buildModel({ nodes, inputs, outputs, initializers = [], opset = 
   model.string(3, '0');
   model.message(7, graph);
   model.message(8, opsetId);
+  for (const d of domains) {
+    const extra = new Writer();
+    extra.string(1, d.domain);
+    extra.int(2, d.version);
+    model.message(8, extra);
+  }
   return model.finish();
 }
 

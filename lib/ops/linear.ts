@@ -9,6 +9,7 @@ import { fmtShape, numel } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
 import { checkOptions, optBool, optEnum } from './options.js';
 import { sparseLinear, sparseLinearAsync } from './prune.js';
+import { isQuantized, quantLinear, quantLinearAsync, type QTensor } from './quant.js';
 
 /** Activation codes of the GEMM epilogue (native/include/tensorfuse/gemm.h). */
 export const ACTIVATION_CODE = { none: 0, relu: 1, gelu: 2, silu: 3 } as const;
@@ -262,6 +263,7 @@ export interface LinearOptions {
  */
 export function linear(x: Tensor, w: Tensor | QTensorLike | SparseTensorLike, opts?: LinearOptions): Tensor {
   if (isSparse(w)) return sparseLinear(x, w, opts);
+  if (isQuantized(w)) return quantLinear(x, w as QTensor, opts);
   const p = planLinear(x, w, opts);
   for (const c of p.calls) native.gemm(...c);
   return p.out;
@@ -274,6 +276,7 @@ export async function linearAsync(
   opts?: LinearOptions,
 ): Promise<Tensor> {
   if (isSparse(w)) return sparseLinearAsync(x, w, opts);
+  if (isQuantized(w)) return quantLinearAsync(x, w as QTensor, opts);
   const p = planLinear(x, w, opts);
   for (const c of p.calls) await native.gemmAsync(...c);
   return p.out;

@@ -5,3 +5,4 @@ export * from './dtype.js';
 export * from './attention.js';
 export * from './moe.js';
 export * from './prune.js';
+export * from './quant.js';

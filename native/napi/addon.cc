@@ -10,6 +10,7 @@ void register_gemm(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
 void register_moe(Napi::Env env, Napi::Object exports);
 void register_prune(Napi::Env env, Napi::Object exports);
+void register_quant(Napi::Env env, Napi::Object exports);
 
 namespace {
 
@@ -30,6 +31,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_attention(env, exports);
   register_moe(env, exports);
   register_prune(env, exports);
+  register_quant(env, exports);
   return exports;
 }
 

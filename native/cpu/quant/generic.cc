@@ -1,0 +1,81 @@
+// Portable scalar quantized kernels: the path every fast kernel is tested against. Written for
+// clarity, one output at a time, in the order the table's contract states.
+#include <cmath>
+
+#include "quant_kernels.h"
+
+namespace tf {
+namespace quant_cpu {
+namespace {
+
+void gemv_f32(const QuantWeight& w, const float* x, const float*, const float* xsum, int64_t n0,
+              int64_t n1, float* y) {
+  const int64_t G = w.groups(), gs = w.group();
+  for (int64_t n = n0; n < n1; ++n) {
+    float acc = 0.0f;
+    for (int64_t g = 0; g < G; ++g) {
+      float dot = 0.0f;
+      if (w.bits == 8) {
+        const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.K;
+        for (int64_t k = g * gs; k < (g + 1) * gs; ++k) dot += float(q[k]) * x[k];
+        acc += w.scales[n * G + g] * dot;
+      } else {
+        const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.K / 2);
+        for (int64_t k = g * gs; k < (g + 1) * gs; ++k) dot += float(nibble(q, k)) * x[k];
+        acc += w.scales[n * G + g] * (dot - float(zero_of(w, n, g)) * xsum[g]);
+      }
+    }
+    y[n] = acc;
+  }
+}
+
+void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1, float* c,
+             int64_t ldc) {
+  const int64_t G = w.groups(), gs = w.group(), K = w.K;
+  for (int64_t m = 0; m < M; ++m) {
+    const int8_t* xr = xq + m * K;
+    for (int64_t n = n0; n < n1; ++n) {
+      const int8_t* q = static_cast<const int8_t*>(w.q) + n * K;
+      float acc = 0.0f;
+      for (int64_t g = 0; g < G; ++g) {
+        int32_t isum = 0;
+        for (int64_t k = g * gs; k < (g + 1) * gs; ++k) isum += int32_t(xr[k]) * int32_t(q[k]);
+        acc = std::fma(w.scales[n * G + g], float(isum), acc);  // fused on every ISA
+      }
+      c[m * ldc + n] = acc;
+    }
+  }
+}
+
+void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float* out,
+             int64_t ldo) {
+  const int64_t G = w.groups(), gs = w.group();
+  for (int64_t n = n0; n < n1; ++n) {
+    float* o = out + (n - n0) * ldo;
+    if (w.bits == 8) {
+      const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.K;
+      for (int64_t k = k0; k < k1; ++k) o[k - k0] = float(q[k]) * w.scales[n * G + k / gs];
+    } else {
+      const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.K / 2);
+      for (int64_t k = k0; k < k1; ++k) {
+        const int64_t g = k / gs;
+        o[k - k0] = float(int(nibble(q, k)) - int(zero_of(w, n, g))) * w.scales[n * G + g];
+      }
+    }
+  }
+}
+
+const Kernels kGeneric = {Isa::generic, gemv_f32, nullptr, tile_i8, dequant, nullptr};
+
+}  // namespace
+
+const Kernels& kernels_generic() { return kGeneric; }
+
+const Kernels& kernels_for(Isa isa) {
+  const Kernels* k = nullptr;
+  if (isa == Isa::avx2) k = kernels_avx2();
+  return k ? *k : kGeneric;
+}
+
+}  // namespace quant_cpu
+}  // namespace tf

@@ -1,0 +1,407 @@
+// Quantized linear driver: validation, activation preparation, threading over output rows, the
+// prefill tiling and the epilogue, shared by every ISA (the ISA pieces are in quant_kernels.h).
+//
+// Paths, by M (rows of x) and activation:
+//   W8A8 (int8 activations): x quantized per row once (quant_activations), then integer tiles of
+//     weight rows x all rows of x (tile_i8; at M = 1 it is the GEMV).
+//   float, M < kGemvMaxM: GEMV per row of x, streaming the packed weights once per row, int8/int4
+//     dequantized in registers (gemv_f32).
+//   float, larger M: per task a run of weight rows is dequantized one depth slice at a time into
+//     L2-sized thread scratch and reused by every row of x, through the GEMM engine's own pieces
+//     (dot_t up to kDotMaxM rows, the packed 6x16 micro-kernel above). The whole float weight is
+//     never materialised: a slice is 32 x kDotKC (dot path) or kTileN x kKC floats (packed).
+//     int4 on the dot path is dequantized in the AVX2 lane order (dequant_lanes), x reordered.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "../gemm/gemm_kernels.h"
+#include "quant_kernels.h"
+#include "tensorfuse/convert.h"
+#include "tensorfuse/quant.h"
+#include "tensorfuse/scratch.h"
+#include "tensorfuse/threadpool.h"
+
+namespace tf {
+namespace {
+
+using gemm_cpu::kKC;
+using gemm_cpu::kMR;
+using gemm_cpu::kNR;
+
+inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Below kGemvMaxM rows, one weight pass per row of x beats a tile pass (measured, int4/int8:
+// M = 2 equal, M = 3 1.2-1.3x faster as a tile).
+constexpr int64_t kGemvMaxM = 3;
+constexpr int64_t kDotMaxM = 48;    // as in the GEMM driver: dot_t up to here, packed above
+constexpr int64_t kGemvRows = 32;   // weight rows per GEMV task
+constexpr int64_t kTileN = 64;      // weight rows per prefill task (4 packed panels)
+constexpr int64_t kDotKC = 1024;    // depth of a dequantized slice on the dot_t path
+constexpr int64_t kI8Rows = 16;     // weight rows per W8A8 task
+constexpr int64_t kMaxI8Group = 65536;  // int32 sums stay exact: 65536 * 128 * 127 < 2^31
+
+Status validate_weight(const QuantWeight& w) {
+  if (w.bits != 8 && w.bits != 4) return Status(StatusCode::arg, "quant: bits must be 8 or 4");
+  if (w.N < 0 || w.K < 0) return Status(StatusCode::shape, "quant: negative size");
+  if (w.group_size < 0 || (w.group_size > 0 && w.K % w.group_size != 0))
+    return Status(StatusCode::arg, "quant: groupSize must divide K");
+  if (w.bits == 4 && w.K % 2 != 0)
+    return Status(StatusCode::shape, "quant: K must be even for int4");
+  if (w.bits == 8 && w.zeros) return Status(StatusCode::arg, "quant: int8 weights are symmetric");
+  if (w.N > 0 && w.K > 0 && (!w.q || !w.scales))
+    return Status(StatusCode::arg, "quant: null buffer");
+  return Status::Ok();
+}
+
+float apply_bias(float v, const float* bias, int64_t n) { return bias ? v + bias[n] : v; }
+
+// x rows widened to float32 and gathered through perm (act-order): xf[m, j] = x[m, perm[j]].
+const float* prepare_x(const QuantLinearParams& p, std::vector<float>& buf) {
+  const int64_t K = p.w.K;
+  if (p.x_dtype == DType::float32 && !p.w.perm) return static_cast<const float*>(p.x);
+  buf.resize(size_t(p.M * K));
+  std::vector<float> row(p.w.perm ? size_t(K) : 0);
+  for (int64_t m = 0; m < p.M; ++m) {
+    const void* src = static_cast<const char*>(p.x) + dtype_size(p.x_dtype) * size_t(m * K);
+    float* dst = buf.data() + m * K;
+    if (!p.w.perm) {
+      convert_to_f32(src, p.x_dtype, dst, K);
+    } else {
+      convert_to_f32(src, p.x_dtype, row.data(), K);
+      for (int64_t j = 0; j < K; ++j) dst[j] = row[size_t(p.w.perm[j])];
+    }
+  }
+  return buf.data();
+}
+
+void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, const float* xf,
+                float* yf) {
+  const QuantWeight& w = p.w;
+  const int64_t K = w.K, N = w.N, G = w.groups(), gs = w.group();
+  std::vector<float> xd, xsum;
+  const int use_threads = N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
+  for (int64_t m = 0; m < p.M; ++m) {
+    const float* x = xf + m * K;
+    const float* xdp = nullptr;
+    if (w.bits == 4) {
+      xsum.assign(size_t(G), 0.0f);
+      for (int64_t g = 0; g < G; ++g) {
+        float s = 0.0f;
+        for (int64_t k = g * gs; k < (g + 1) * gs; ++k) s += x[k];
+        xsum[size_t(g)] = s;
+      }
+      if (kern.prep_x4) {
+        xd.resize(size_t(K));
+        if (kern.prep_x4(w, x, xd.data())) xdp = xd.data();
+      }
+    }
+    float* y = yf + m * N;
+    parallel_for(
+        ceil_div(N, kGemvRows),
+        [&](int64_t t, int) {
+          const int64_t n0 = t * kGemvRows, n1 = std::min(N, n0 + kGemvRows);
+          kern.gemv_f32(w, x, xdp, xsum.data(), n0, n1, y);
+        },
+        use_threads);
+  }
+}
+
+Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
+                   const gemm_cpu::Kernels& gk, const float* xf, float* yf) {
+  const QuantWeight& w = p.w;
+  const int64_t M = p.M, N = w.N, K = w.K;
+  std::atomic<bool> oom{false};
+  if (M <= kDotMaxM && gk.dot_t) {
+    // int4 in lane order where the ISA offers it: x rows reordered once to match.
+    const bool lanes = kern.dequant_lanes && w.bits == 4 && K % 64 == 0 &&
+                       (w.group() % 64 == 0 || w.group() == 32);
+    std::vector<float> xl;
+    if (lanes) {
+      xl.resize(size_t(M * K));
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t b = m * K; b < (m + 1) * K; b += 64)
+          for (int i = 0; i < 8; ++i)
+            for (int j = 0; j < 8; ++j) xl[size_t(b + 8 * j + i)] = xf[b + 8 * i + j];
+      xf = xl.data();
+    }
+    const int64_t rows = 32;
+    parallel_for(
+        ceil_div(N, rows),
+        [&](int64_t t, int) {
+          const int64_t n0 = t * rows, n1 = std::min(N, n0 + rows);
+          float* tmp = static_cast<float*>(scratch_get(0, size_t(rows * kDotKC) * sizeof(float)));
+          if (!tmp) { oom.store(true); return; }
+          for (int64_t k0 = 0; k0 < K; k0 += kDotKC) {
+            const int64_t k1 = std::min(K, k0 + kDotKC), kc = k1 - k0;
+            if (lanes)
+              kern.dequant_lanes(w, n0, n1, k0, k1, tmp, kc);
+            else
+              kern.dequant(w, n0, n1, k0, k1, tmp, kc);
+            gk.dot_t(xf + k0, K, M, tmp, DType::float32, kc, 0, kc, 0, n1 - n0, yf + n0, N, k0 > 0);
+          }
+        },
+        p.max_threads);
+    return oom.load() ? Status(StatusCode::oom, "quant: out of scratch memory") : Status::Ok();
+  }
+  // Packed path: A packed once for every depth slice, shared read-only by all tasks.
+  const int64_t m_pad = ceil_div(M, kMR) * kMR;
+  const int64_t n_slices = ceil_div(K, kKC);
+  float* apack =
+      static_cast<float*>(aligned_alloc64(size_t(n_slices * m_pad * kKC) * sizeof(float)));
+  if (!apack) return Status(StatusCode::oom, "quant: out of memory packing x");
+  parallel_for(
+      n_slices,
+      [&](int64_t s, int) {
+        const int64_t pc = s * kKC, kc = std::min(kKC, K - pc);
+        gk.pack_a(xf + pc, DType::float32, K, M, kc, apack + s * m_pad * kKC);
+      },
+      p.max_threads);
+  parallel_for(
+      ceil_div(N, kTileN),
+      [&](int64_t t, int) {
+        const int64_t n0 = t * kTileN, n1 = std::min(N, n0 + kTileN), nr = n1 - n0;
+        float* tmp = static_cast<float*>(scratch_get(0, size_t(kTileN * kKC) * sizeof(float)));
+        float* bp = static_cast<float*>(scratch_get(1, size_t(kTileN * kKC) * sizeof(float)));
+        if (!tmp || !bp) { oom.store(true); return; }
+        alignas(64) float edge[kMR * kNR];
+        for (int64_t s = 0; s < n_slices; ++s) {
+          const int64_t pc = s * kKC, kc = std::min(kKC, K - pc);
+          kern.dequant(w, n0, n1, pc, pc + kc, tmp, kc);
+          gk.pack_b(tmp, DType::float32, kc, true, kc, nr, bp);
+          const float* as = apack + s * m_pad * kKC;
+          const bool acc = s > 0;
+          for (int64_t j = 0; j < nr; j += kNR) {
+            const int64_t cols = std::min<int64_t>(kNR, nr - j);
+            const float* bj = bp + (j / kNR) * kc * kNR;
+            for (int64_t i = 0; i < M; i += kMR) {
+              const int64_t rr = std::min<int64_t>(kMR, M - i);
+              float* ct = yf + i * N + n0 + j;
+              if (rr == kMR && cols == kNR) {
+                gk.kernel(kc, as + i * kc, bj, ct, N, acc);
+              } else {
+                gk.kernel(kc, as + i * kc, bj, edge, kNR, false);
+                for (int64_t ii = 0; ii < rr; ++ii)
+                  for (int64_t jj = 0; jj < cols; ++jj)
+                    ct[ii * N + jj] = (acc ? ct[ii * N + jj] : 0.0f) + edge[ii * kNR + jj];
+              }
+            }
+          }
+        }
+      },
+      p.max_threads);
+  aligned_free64(apack);
+  return oom.load() ? Status(StatusCode::oom, "quant: out of scratch memory") : Status::Ok();
+}
+
+}  // namespace
+
+void quant_activations(const float* x, int64_t M, int64_t K, int8_t* q, float* s) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * K;
+    float amax = 0.0f;
+    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(xr[k]));
+    const float sc = amax > 0.0f ? amax / 127.0f : 1.0f;
+    s[m] = sc;
+    for (int64_t k = 0; k < K; ++k) {
+      const float v = std::nearbyint(xr[k] / sc);
+      q[m * K + k] = int8_t(std::min(127.0f, std::max(-127.0f, v)));
+    }
+  }
+}
+
+Status quant_linear(const QuantLinearParams& p) {
+  const QuantWeight& w = p.w;
+  TF_RETURN_IF_ERROR(validate_weight(w));
+  if (p.M < 0) return Status(StatusCode::shape, "quant: negative M");
+  if (!dtype_is_float(p.x_dtype) || !dtype_is_float(p.y_dtype))
+    return Status(StatusCode::dtype, "quant: x and y must be float32, float16 or bfloat16");
+  if (p.act == QuantActivation::int8 && w.bits != 8)
+    return Status(StatusCode::arg, "quant: int8 activations need int8 weights");
+  if (p.act == QuantActivation::int8 && w.group() > kMaxI8Group)
+    return Status(StatusCode::unsupported,
+                  "quant: int8 activations need groups of at most 65536 (int32 sums)");
+  const int64_t M = p.M, N = w.N, K = w.K;
+  if (M == 0 || N == 0) return Status::Ok();
+  // float32 result: y itself or a temporary when y is 16-bit.
+  std::vector<float> ybuf;
+  float* yf = static_cast<float*>(p.y);
+  if (p.y_dtype != DType::float32) {
+    ybuf.resize(size_t(M * N));
+    yf = ybuf.data();
+  }
+  if (K == 0) {
+    std::fill(yf, yf + M * N, 0.0f);
+  } else {
+    const Isa isa = active_isa();
+    const quant_cpu::Kernels& kern = quant_cpu::kernels_for(isa);
+    std::vector<float> xbuf;
+    const float* xf = prepare_x(p, xbuf);
+    if (p.act == QuantActivation::int8) {
+      std::vector<int8_t> xq(static_cast<size_t>(M * K));
+      std::vector<float> sx(static_cast<size_t>(M));
+      quant_activations(xf, M, K, xq.data(), sx.data());
+      const int use_threads = M * N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
+      parallel_for(
+          ceil_div(N, kI8Rows),
+          [&](int64_t t, int) {
+            const int64_t n0 = t * kI8Rows, n1 = std::min(N, n0 + kI8Rows);
+            kern.tile_i8(w, xq.data(), M, n0, n1, yf, N);
+          },
+          use_threads);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) yf[m * N + n] *= sx[size_t(m)];
+    } else if (M < kGemvMaxM) {
+      gemv_float(p, kern, xf, yf);
+    } else {
+      TF_RETURN_IF_ERROR(tiled_float(p, kern, gemm_cpu::kernels_for(isa), xf, yf));
+    }
+  }
+  if (p.bias)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) yf[m * N + n] = apply_bias(yf[m * N + n], p.bias, n);
+  if (p.y_dtype != DType::float32) convert_from_f32(yf, p.y, p.y_dtype, M * N);
+  return Status::Ok();
+}
+
+Status quant_quantize(const float* w, int64_t R, int64_t K, int bits, int64_t group_size,
+                      bool symmetric, void* q, float* scales, uint8_t* zeros, int max_threads) {
+  if (bits != 8 && bits != 4) return Status(StatusCode::arg, "quantize: bits must be 8 or 4");
+  if (group_size < 0 || (group_size > 0 && K % group_size != 0))
+    return Status(StatusCode::arg, "quantize: groupSize must divide K");
+  if (bits == 4 && K % 2 != 0)
+    return Status(StatusCode::shape, "quantize: K must be even for int4");
+  if (bits == 8 && !symmetric) return Status(StatusCode::arg, "quantize: int8 is symmetric only");
+  if (R == 0 || K == 0) return Status::Ok();
+  const int64_t gs = group_size > 0 ? group_size : K, G = K / gs;
+  parallel_for(
+      R,
+      [&](int64_t r, int) {
+        const float* wr = w + r * K;
+        for (int64_t g = 0; g < G; ++g) {
+          const float* wg = wr + g * gs;
+          float lo = 0.0f, hi = 0.0f;
+          for (int64_t k = 0; k < gs; ++k) {
+            lo = std::min(lo, wg[k]);
+            hi = std::max(hi, wg[k]);
+          }
+          float s;
+          int z = 0;
+          const float amax = std::max(-lo, hi);
+          if (symmetric) {
+            s = amax > 0.0f ? amax / (bits == 8 ? 127.0f : 7.0f) : 1.0f;
+            z = bits == 8 ? 0 : 8;
+          } else if (hi > lo) {
+            // z first (the integer nearest to where 0 falls in [lo, hi]), then the smallest s
+            // that keeps every w within half a step of [0, 15]: the error stays <= s / 2.
+            z = int(std::nearbyint(-lo * 15.0f / (hi - lo)));
+            z = std::min(15, std::max(0, z));
+            s = std::max(hi / (15.5f - float(z)), -lo / (float(z) + 0.5f));
+          } else {
+            s = 1.0f;
+            z = 8;
+          }
+          scales[r * G + g] = s;
+          if (zeros) zeros[r * G + g] = uint8_t(z);
+          const float qmin = bits == 8 ? -127.0f : 0.0f, qmax = bits == 8 ? 127.0f : 15.0f;
+          for (int64_t k = 0; k < gs; ++k) {
+            float v = std::nearbyint(wg[k] / s) + float(z);
+            v = std::min(qmax, std::max(qmin, v));
+            const int64_t kk = g * gs + k;
+            if (bits == 8) {
+              static_cast<int8_t*>(q)[r * K + kk] = int8_t(v);
+            } else {
+              uint8_t* b = static_cast<uint8_t*>(q) + r * (K / 2) + kk / 2;
+              const uint8_t u = uint8_t(v);
+              *b = (kk & 1) ? uint8_t((*b & 0x0f) | (u << 4)) : uint8_t((*b & 0xf0) | u);
+            }
+          }
+        }
+      },
+      R * K < (int64_t(1) << 16) ? 1 : max_threads);
+  return Status::Ok();
+}
+
+Status quant_dequantize(const QuantWeight& w, float* out, int max_threads) {
+  TF_RETURN_IF_ERROR(validate_weight(w));
+  if (w.N == 0 || w.K == 0) return Status::Ok();
+  const quant_cpu::Kernels& kern = quant_cpu::kernels_for(active_isa());
+  std::atomic<bool> oom{false};
+  parallel_for(
+      w.N,
+      [&](int64_t n, int) {
+        if (!w.perm) {
+          kern.dequant(w, n, n + 1, 0, w.K, out + n * w.K, w.K);
+          return;
+        }
+        float* row = static_cast<float*>(scratch_get(0, size_t(w.K) * sizeof(float)));
+        if (!row) { oom.store(true); return; }
+        kern.dequant(w, n, n + 1, 0, w.K, row, w.K);
+        for (int64_t j = 0; j < w.K; ++j) out[n * w.K + w.perm[j]] = row[j];
+      },
+      w.N * w.K < (int64_t(1) << 16) ? 1 : max_threads);
+  return oom.load() ? Status(StatusCode::oom, "dequantize: out of scratch memory") : Status::Ok();
+}
+
+Status quant_unpack(QuantFormat format, const void* src, int64_t N, int64_t K, void* dst,
+                    int max_threads) {
+  if (N < 0 || K < 0) return Status(StatusCode::shape, "unpack: negative size");
+  const bool blocks = format == QuantFormat::q4_0 || format == QuantFormat::q8_0;
+  if ((format == QuantFormat::gptq && K % 8 != 0) || (format == QuantFormat::awq && N % 8 != 0) ||
+      (blocks && K % 32 != 0) || K % 2 != 0)
+    return Status(StatusCode::shape, "unpack: sizes do not fit the format");
+  if (N == 0 || K == 0) return Status::Ok();
+  static const int kAwqNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};
+  const uint32_t* w32 = static_cast<const uint32_t*>(src);
+  const uint8_t* b8 = static_cast<const uint8_t*>(src);
+  parallel_for(
+      N,
+      [&](int64_t n, int) {
+        if (format == QuantFormat::q8_0) {
+          int8_t* o = static_cast<int8_t*>(dst) + n * K;
+          for (int64_t b = 0; b < K / 32; ++b)
+            std::memcpy(o + b * 32, b8 + (n * (K / 32) + b) * 34 + 2, 32);
+          return;
+        }
+        uint8_t* o = static_cast<uint8_t*>(dst) + n * (K / 2);
+        auto code = [&](int64_t k) -> uint32_t {
+          switch (format) {
+            case QuantFormat::gptq: return (w32[(k / 8) * N + n] >> (4 * (k % 8))) & 15u;
+            case QuantFormat::awq:
+              return (w32[k * (N / 8) + n / 8] >> (4 * kAwqNibble[n % 8])) & 15u;
+            default: {  // q4_0: block element j < 16 low nibble of qs[j], j >= 16 high of qs[j-16]
+              const uint8_t* qs = b8 + (n * (K / 32) + k / 32) * 18 + 2;
+              const int64_t j = k % 32;
+              return j < 16 ? qs[j] & 15u : uint32_t(qs[j - 16] >> 4);
+            }
+          }
+        };
+        for (int64_t k = 0; k < K; k += 2) o[k / 2] = uint8_t(code(k) | (code(k + 1) << 4));
+      },
+      N * K < (int64_t(1) << 16) ? 1 : max_threads);
+  return Status::Ok();
+}
+
+Status quant_permute4(const uint8_t* src, int64_t N, int64_t K, const int32_t* perm, uint8_t* dst,
+                      int max_threads) {
+  if (N < 0 || K < 0 || K % 2 != 0) return Status(StatusCode::shape, "permute: bad sizes");
+  for (int64_t j = 0; j < K; ++j)
+    if (perm[j] < 0 || perm[j] >= K) return Status(StatusCode::arg, "permute: index out of range");
+  parallel_for(
+      N,
+      [&](int64_t n, int) {
+        const uint8_t* s = src + n * (K / 2);
+        uint8_t* o = dst + n * (K / 2);
+        for (int64_t j = 0; j < K; j += 2) {
+          const int64_t a = perm[j], b = perm[j + 1];
+          const int ua = (s[a >> 1] >> ((a & 1) * 4)) & 15, ub = (s[b >> 1] >> ((b & 1) * 4)) & 15;
+          o[j / 2] = uint8_t(ua | (ub << 4));
+        }
+      },
+      N * K < (int64_t(1) << 16) ? 1 : max_threads);
+  return Status::Ok();
+}
+
+}  // namespace tf

@@ -1,0 +1,55 @@
+// The per-ISA pieces of the quantized linear layer (generic.cc, x86_avx2.cc fill one table each;
+// quant_driver.cc does threading, activation preparation, the prefill tiling and the epilogue).
+// Layouts: tensorfuse/quant.h. Every function computes rows [n0, n1) of the weight.
+#pragma once
+#include <cstdint>
+
+#include "tensorfuse/cpu_features.h"
+#include "tensorfuse/quant.h"
+
+namespace tf {
+namespace quant_cpu {
+
+struct Kernels {
+  Isa isa;
+  // Float activations, one row x (float32 [K], stored K order):
+  //   int8: y[n] = sum_g s[n, g] * dot(q[n, g], x[g])
+  //   int4: y[n] = sum_g s[n, g] * (dot(u[n, g], x[g]) - z[n, g] * xsum[g])
+  // xd: x in the ISA's own int4 order, from prep_x4 (null when prep_x4 is null or declined);
+  // xsum: float32 [groups], the sums of x per group (int4).
+  void (*gemv_f32)(const QuantWeight& w, const float* x, const float* xd, const float* xsum,
+                   int64_t n0, int64_t n1, float* y);
+  // Optional: writes x (float32 [K]) into xd (K floats) in the order the int4 GEMV wants, and
+  // returns false when this weight's shape does not suit that kernel. nullptr: no reordering.
+  bool (*prep_x4)(const QuantWeight& w, const float* x, float* xd);
+  // W8A8, rows [0, M) of xq (int8 [M, K], values in [-127, 127]):
+  //   c[m * ldc + n] = sum_g s[n, g] * float(isum_g), isum_g = sum over group g of xq * q (int32,
+  //   exact), the groups added in order with std::fma (never left to -ffp-contract): the result
+  //   is bitwise the same on every ISA.
+  void (*tile_i8)(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1,
+                  float* c, int64_t ldc);
+  // Dequantizes rows [n0, n1) and stored columns [k0, k1) into out[(n - n0) * ldo + (k - k0)].
+  void (*dequant)(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
+                  float* out, int64_t ldo);
+  // Optional (nullptr: not offered): int4 with K % 64 == 0 and groups of 32 or a multiple of 64,
+  // k0 and k1 multiples of 64. As dequant, within one rounding, but each 64-block in the lane
+  // order of prep_x4: element 64b + 8i + j goes to position 64b + 8j + i. A dot product with x
+  // reordered the same way is unchanged, and the nibbles need no shuffle (prefill's dot path).
+  void (*dequant_lanes)(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
+                        float* out, int64_t ldo);
+};
+
+const Kernels& kernels_generic();
+const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels& kernels_for(Isa isa);
+
+// Helpers shared by the ISA files.
+inline uint8_t nibble(const uint8_t* row, int64_t k) {
+  return uint8_t((row[k >> 1] >> ((k & 1) * 4)) & 0x0f);
+}
+inline uint8_t zero_of(const QuantWeight& w, int64_t n, int64_t g) {
+  return w.zeros ? w.zeros[n * w.groups() + g] : uint8_t(8);
+}
+
+}  // namespace quant_cpu
+}  // namespace tf

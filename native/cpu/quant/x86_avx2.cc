@@ -1,0 +1,410 @@
+// AVX2 + FMA quantized kernels. Compiled with -mavx2 -mfma -mf16c (this file only) and picked at
+// run time when cpuid reports them. Layouts: tensorfuse/quant.h; contracts: quant_kernels.h.
+//
+// int8 x float: 8 weights -> vpmovsxbd -> vcvtdq2ps -> FMA with x, per-group vector sums.
+// int4 x float: nibbles masked in place inside dword lanes, converted, and met by x reordered
+//   and pre-scaled to match (prep_x4, below); no shuffle of the weights. The zero point is
+//   folded out: s * (dot(u, x) - z * sum(x)).
+// W8A8: vpmaddubsw takes unsigned x signed bytes, so the sign moves onto the activations:
+//   |w| (unsigned, 0..128) x sign(x, w) (signed, x in [-127, 127]) = w * x exactly, and a pair
+//   sum is at most 2 * 128 * 127 = 32512 < 32767: vpmaddubsw never saturates. vpmaddwd with ones
+//   widens the pairs to int32 (Intel SDM, PMADDUBSW / PMADDWD; the llama.cpp q8 idiom).
+#include "quant_kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace tf {
+namespace quant_cpu {
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline __m256 i8x8_to_ps(const int8_t* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
+  const int64_t G = w.groups(), gs = w.group();
+  const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.K;
+  const float* s = w.scales + n * G;
+  __m256 tot = _mm256_setzero_ps();
+  float tail = 0.0f;
+  for (int64_t g = 0; g < G; ++g) {
+    int64_t k = g * gs;
+    const int64_t end = k + gs;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; k + 32 <= end; k += 32) {
+      a0 = _mm256_fmadd_ps(i8x8_to_ps(q + k), _mm256_loadu_ps(x + k), a0);
+      a1 = _mm256_fmadd_ps(i8x8_to_ps(q + k + 8), _mm256_loadu_ps(x + k + 8), a1);
+      a2 = _mm256_fmadd_ps(i8x8_to_ps(q + k + 16), _mm256_loadu_ps(x + k + 16), a2);
+      a3 = _mm256_fmadd_ps(i8x8_to_ps(q + k + 24), _mm256_loadu_ps(x + k + 24), a3);
+    }
+    for (; k + 8 <= end; k += 8)
+      a0 = _mm256_fmadd_ps(i8x8_to_ps(q + k), _mm256_loadu_ps(x + k), a0);
+    float t = 0.0f;
+    for (; k < end; ++k) t += float(q[k]) * x[k];
+    const __m256 a = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[g]), a, tot);
+    tail += s[g] * t;
+  }
+  return hsum(tot) + tail;
+}
+
+// int4 GEMV order (prep_x4): 64 weights = 32 bytes = 8 dwords; nibble j of dword i is element
+// 8i + j. Masking nibble j in place (no shift) leaves u * 16^j in the dword, which vcvtdq2ps
+// turns into float exactly (j <= 6; nibble 7 is shifted down, as bit 31 is the sign), so x is
+// stored pre-scaled by 16^-j, an exact power of two: xd[64b + 8j + i] = x[64b + 8i + j] 16^-j.
+// Per 8 weights: vpand + vcvtdq2ps + vfmadd, and one load of xd shared by the rows in flight.
+// Groups: multiples of 64 (one scale per 64-block) or 32 (two, one per 128-bit half).
+bool prep_x4(const QuantWeight& w, const float* x, float* xd) {
+  const int64_t gs = w.group();
+  if (w.K % 64 != 0 || (gs % 64 != 0 && gs != 32)) return false;
+  for (int64_t b = 0; b < w.K; b += 64)
+    for (int j = 0; j < 8; ++j) {
+      const float sc = j < 7 ? 1.0f / float(1 << (4 * j)) : 1.0f;
+      for (int i = 0; i < 8; ++i) xd[b + 8 * j + i] = x[b + 8 * i + j] * sc;
+    }
+  return true;
+}
+
+// sum_g s[g] * z[g] * xsum[g] for one row: the zero points folded out of the int4 dot products.
+float zero_correction(const QuantWeight& w, int64_t n, const float* xsum) {
+  const int64_t G = w.groups();
+  const float* s = w.scales + n * G;
+  const uint8_t* z = w.zeros ? w.zeros + n * G : nullptr;
+  __m256 c = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= G; g += 8) {
+    const __m256 zf = z ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
+                              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(z + g))))
+                        : _mm256_set1_ps(8.0f);
+    c = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(s + g), zf), _mm256_loadu_ps(xsum + g), c);
+  }
+  float t = hsum(c);
+  for (; g < G; ++g) t += s[g] * float(z ? z[g] : 8) * xsum[g];
+  return t;
+}
+
+template <int R>
+void rows_i4_f32(const QuantWeight& w, int64_t n, const float* xd, const float* xsum, float* y) {
+  const int64_t G = w.groups(), gs = w.group();
+  const uint8_t* q[R];
+  const float* s[R];
+  __m256 tot[R];
+  for (int r = 0; r < R; ++r) {
+    q[r] = static_cast<const uint8_t*>(w.q) + (n + r) * (w.K / 2);
+    s[r] = w.scales + (n + r) * G;
+    tot[r] = _mm256_setzero_ps();
+  }
+  const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  for (int64_t b = 0; b < w.K / 64; ++b) {
+    const float* xb = xd + b * 64;
+    __m256i v[R];
+    __m256 a[R][2];
+    for (int r = 0; r < R; ++r) {
+      v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[r] + b * 32));
+      a[r][0] = _mm256_setzero_ps();
+      a[r][1] = _mm256_setzero_ps();
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const __m256 xj = _mm256_loadu_ps(xb + 8 * j);
+      for (int r = 0; r < R; ++r) {
+        const __m256i m = j < 7 ? _mm256_and_si256(v[r], _mm256_set1_epi32(int(0xfu << (4 * j))))
+                                : _mm256_srli_epi32(v[r], 28);
+        a[r][j & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), xj, a[r][j & 1]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      __m256 sv;
+      if (gs == 32)
+        sv = _mm256_permutevar8x32_ps(
+            _mm256_castps128_ps256(_mm_castsi128_ps(
+                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s[r] + 2 * b)))),
+            halves);
+      else
+        sv = _mm256_set1_ps(s[r][b * 64 / gs]);
+      tot[r] = _mm256_fmadd_ps(sv, _mm256_add_ps(a[r][0], a[r][1]), tot[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = hsum(tot[r]) - zero_correction(w, n + r, xsum);
+}
+
+void gemv_f32(const QuantWeight& w, const float* x, const float* xd, const float* xsum, int64_t n0,
+              int64_t n1, float* y) {
+  if (w.bits == 8) {
+    for (int64_t n = n0; n < n1; ++n) y[n] = row_i8_f32(w, n, x);
+    return;
+  }
+  if (!xd) {
+    kernels_generic().gemv_f32(w, x, xd, xsum, n0, n1, y);
+    return;
+  }
+  int64_t n = n0;
+  for (; n + 2 <= n1; n += 2) rows_i4_f32<2>(w, n, xd, xsum, y);
+  for (; n < n1; ++n) rows_i4_f32<1>(w, n, xd, xsum, y);
+}
+
+// MR rows of x against NR rows of w over stored columns [k0, k1): exact int32 dot products.
+template <int MR, int NR>
+inline void dot_i8(const int8_t* const* xr, const int8_t* const* wr, int64_t k0, int64_t k1,
+                   int32_t (*out)[NR]) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_si256();
+  int64_t k = k0;
+  for (; k + 32 <= k1; k += 32) {
+    __m256i wv[NR], wa[NR];
+    for (int j = 0; j < NR; ++j) {
+      wv[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr[j] + k));
+      wa[j] = _mm256_abs_epi8(wv[j]);
+    }
+    for (int i = 0; i < MR; ++i) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[i] + k));
+      for (int j = 0; j < NR; ++j) {
+        const __m256i p = _mm256_maddubs_epi16(wa[j], _mm256_sign_epi8(xv, wv[j]));
+        acc[i][j] = _mm256_add_epi32(acc[i][j], _mm256_madd_epi16(p, ones));
+      }
+    }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) {
+      int32_t t = hsum_i32(acc[i][j]);
+      for (int64_t kk = k; kk < k1; ++kk) t += int32_t(xr[i][kk]) * int32_t(wr[j][kk]);
+      out[i][j] = t;
+    }
+}
+
+template <int MR, int NR>
+void block_i8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, float* c, int64_t ldc) {
+  const int64_t G = w.groups(), gs = w.group(), K = w.K;
+  const int8_t* xr[MR];
+  const int8_t* wr[NR];
+  for (int i = 0; i < MR; ++i) xr[i] = xq + (m + i) * K;
+  for (int j = 0; j < NR; ++j) wr[j] = static_cast<const int8_t*>(w.q) + (n + j) * K;
+  float acc[MR][NR] = {};
+  int32_t isum[MR][NR];
+  for (int64_t g = 0; g < G; ++g) {
+    dot_i8<MR, NR>(xr, wr, g * gs, (g + 1) * gs, isum);
+    for (int i = 0; i < MR; ++i)
+      for (int j = 0; j < NR; ++j)
+        acc[i][j] = std::fma(w.scales[(n + j) * G + g], float(isum[i][j]), acc[i][j]);
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) c[(m + i) * ldc + n + j] = acc[i][j];
+}
+
+// The 4 x 2 tile when groups are whole 32-byte steps: the 8 int32 accumulators of a group are
+// reduced to one vector of 8 exact sums by a vphaddd tree (integer adds: any order is exact), and
+// lane 2i + j then takes acc = fma(s[n + j, g], float(isum), acc), the same operation as the
+// generic path, so the result stays bitwise equal to it.
+void block_i8_4x2(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, float* c,
+                  int64_t ldc) {
+  const int64_t G = w.groups(), gs = w.group(), K = w.K;
+  const int8_t* xr[4];
+  for (int i = 0; i < 4; ++i) xr[i] = xq + (m + i) * K;
+  const int8_t* w0 = static_cast<const int8_t*>(w.q) + n * K;
+  const int8_t* w1 = w0 + K;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 facc = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i a[4][2];
+    for (int i = 0; i < 4; ++i) a[i][0] = a[i][1] = _mm256_setzero_si256();
+    for (int64_t k = g * gs; k < (g + 1) * gs; k += 32) {
+      const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + k));
+      const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + k));
+      const __m256i b0 = _mm256_abs_epi8(v0), b1 = _mm256_abs_epi8(v1);
+      for (int i = 0; i < 4; ++i) {
+        const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[i] + k));
+        a[i][0] = _mm256_add_epi32(
+            a[i][0], _mm256_madd_epi16(_mm256_maddubs_epi16(b0, _mm256_sign_epi8(xv, v0)), ones));
+        a[i][1] = _mm256_add_epi32(
+            a[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(b1, _mm256_sign_epi8(xv, v1)), ones));
+      }
+    }
+    const __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0][0], a[0][1]),
+                                         _mm256_hadd_epi32(a[1][0], a[1][1]));
+    const __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[2][0], a[2][1]),
+                                         _mm256_hadd_epi32(a[3][0], a[3][1]));
+    const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                                          _mm256_permute2x128_si256(u0, u1, 0x31));
+    const __m256 sv = _mm256_unpacklo_ps(_mm256_set1_ps(w.scales[n * G + g]),
+                                         _mm256_set1_ps(w.scales[(n + 1) * G + g]));
+    facc = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(isum), facc);
+  }
+  alignas(32) float r[8];
+  _mm256_store_ps(r, facc);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 2; ++j) c[(m + i) * ldc + n + j] = r[2 * i + j];
+}
+
+// One row of x against 8 weight rows (the GEMV and the row tails), reduced the same way.
+void block_i8_1x8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, float* c,
+                  int64_t ldc) {
+  const int64_t G = w.groups(), gs = w.group(), K = w.K;
+  const int8_t* xr = xq + m * K;
+  const int8_t* wr = static_cast<const int8_t*>(w.q) + n * K;
+  const float* s = w.scales + n * G;
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 facc = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m256i a[8];
+    for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_si256();
+    for (int64_t k = g * gs; k < (g + 1) * gs; k += 32) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
+      for (int j = 0; j < 8; ++j) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + j * K + k));
+        const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(v), _mm256_sign_epi8(xv, v));
+        a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(p, ones));
+      }
+    }
+    const __m256i u0 =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    const __m256i u1 =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                                          _mm256_permute2x128_si256(u0, u1, 0x31));
+    const __m256 sv = _mm256_setr_ps(s[g], s[G + g], s[2 * G + g], s[3 * G + g], s[4 * G + g],
+                                     s[5 * G + g], s[6 * G + g], s[7 * G + g]);
+    facc = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(isum), facc);
+  }
+  _mm256_storeu_ps(c + m * ldc + n, facc);
+}
+
+template <int MR>
+void rows_i8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n0, int64_t n1, float* c,
+             int64_t ldc) {
+  int64_t n = n0;
+  if (MR == 4 && w.group() % 32 == 0)
+    for (; n + 2 <= n1; n += 2) block_i8_4x2(w, xq, m, n, c, ldc);
+  if (MR == 1 && w.group() % 32 == 0)
+    for (; n + 8 <= n1; n += 8) block_i8_1x8(w, xq, m, n, c, ldc);
+  for (; n + 2 <= n1; n += 2) block_i8<MR, 2>(w, xq, m, n, c, ldc);
+  for (; n < n1; ++n) block_i8<MR, 1>(w, xq, m, n, c, ldc);
+}
+
+void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1, float* c,
+             int64_t ldc) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) rows_i8<4>(w, xq, m, n0, n1, c, ldc);
+  switch (M - m) {
+    case 3: rows_i8<3>(w, xq, m, n0, n1, c, ldc); break;
+    case 2: rows_i8<2>(w, xq, m, n0, n1, c, ldc); break;
+    case 1: rows_i8<1>(w, xq, m, n0, n1, c, ldc); break;
+    default: break;
+  }
+}
+
+void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float* out,
+             int64_t ldo) {
+  const int64_t G = w.groups(), gs = w.group();
+  const __m128i mask = _mm_set1_epi8(0x0f);
+  for (int64_t n = n0; n < n1; ++n) {
+    float* o = out + (n - n0) * ldo - k0;
+    int64_t k = k0;
+    while (k < k1) {
+      const int64_t g = k / gs, end = std::min(k1, (g + 1) * gs);
+      const float sc = w.scales[n * G + g];
+      const __m256 s = _mm256_set1_ps(sc);
+      if (w.bits == 8) {
+        const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.K;
+        for (; k + 8 <= end; k += 8) _mm256_storeu_ps(o + k, _mm256_mul_ps(i8x8_to_ps(q + k), s));
+        for (; k < end; ++k) o[k] = float(q[k]) * sc;
+      } else {
+        const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.K / 2);
+        const int z = zero_of(w, n, g);
+        const __m256i zv = _mm256_set1_epi32(z);
+        if (k & 1) {
+          o[k] = float(int(nibble(q, k)) - z) * sc;
+          ++k;
+        }
+        for (; k + 16 <= end; k += 16) {
+          const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k / 2));
+          const __m128i lo = _mm_and_si128(v, mask);
+          const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), mask);
+          const __m128i e = _mm_unpacklo_epi8(lo, hi);  // elements k .. k + 15 in order
+          const __m256i u0 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(e), zv);
+          const __m256i u1 = _mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(e, 8)), zv);
+          _mm256_storeu_ps(o + k, _mm256_mul_ps(_mm256_cvtepi32_ps(u0), s));
+          _mm256_storeu_ps(o + k + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(u1), s));
+        }
+        for (; k < end; ++k) o[k] = float(int(nibble(q, k)) - z) * sc;
+      }
+    }
+  }
+}
+
+// Prefill's int4 dequantization in the lane order of prep_x4: per 8 weights vpand, vcvtdq2ps and
+// one FMA (u 16^j * s 16^-j - z s), about half the uops of the in-order dequant above.
+void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
+                   float* out, int64_t ldo) {
+  const int64_t G = w.groups(), gs = w.group();
+  const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.K / 2);
+    const float* s = w.scales + n * G;
+    const uint8_t* z = w.zeros ? w.zeros + n * G : nullptr;
+    float* o = out + (n - n0) * ldo - k0;
+    for (int64_t k = k0; k < k1; k += 64) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + k / 2));
+      __m256 sv, zv;
+      if (gs == 32) {
+        const int64_t g = k / 32;
+        sv = _mm256_permutevar8x32_ps(
+            _mm256_castps128_ps256(
+                _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + g)))),
+            halves);
+        zv = z ? _mm256_set_m128(_mm_set1_ps(float(z[g + 1])), _mm_set1_ps(float(z[g])))
+               : _mm256_set1_ps(8.0f);
+      } else {
+        const int64_t g = k / gs;
+        sv = _mm256_set1_ps(s[g]);
+        zv = _mm256_set1_ps(z ? float(z[g]) : 8.0f);
+      }
+      const __m256 c = _mm256_mul_ps(zv, sv);
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        const __m256i m = j < 7 ? _mm256_and_si256(v, _mm256_set1_epi32(int(0xfu << (4 * j))))
+                                : _mm256_srli_epi32(v, 28);
+        const __m256 sj =
+            j < 7 ? _mm256_mul_ps(sv, _mm256_set1_ps(1.0f / float(1 << (4 * j)))) : sv;
+        _mm256_storeu_ps(o + k + 8 * j, _mm256_fmsub_ps(_mm256_cvtepi32_ps(m), sj, c));
+      }
+    }
+  }
+}
+
+const Kernels kAvx2 = {Isa::avx2, gemv_f32, prep_x4, tile_i8, dequant, dequant_lanes};
+
+}  // namespace
+
+const Kernels* kernels_avx2() { return &kAvx2; }
+
+}  // namespace quant_cpu
+}  // namespace tf
+
+#else
+namespace tf {
+namespace quant_cpu {
+const Kernels* kernels_avx2() { return nullptr; }
+}  // namespace quant_cpu
+}  // namespace tf
+#endif

@@ -1,0 +1,349 @@
+// tf::quant_linear / quant_quantize / quant_dequantize (include/tensorfuse/quant.h) against a
+// float64 loop over the documented formulas, at every ISA level this CPU runs: int8 and int4,
+// per-row and per-group scales (groups on and off the 32-element AVX2 blocks), symmetric and
+// asymmetric int4, act-order perm, every float dtype of x, bias, the GEMV / dot / packed paths
+// and W8A8 (exact integer sums, checked bitwise across ISAs and at the int8 extremes). Codes are
+// random (seeded, check.h); outputs start as NaN so a skipped element fails.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "check.h"
+#include "tensorfuse/cpu_features.h"
+#include "tensorfuse/fp16.h"
+#include "tensorfuse/quant.h"
+
+using namespace tf;
+
+namespace {
+
+std::vector<Isa> isa_levels() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+struct IsaGuard {
+  ~IsaGuard() { set_isa(best_isa()); }
+};
+
+// A random quantized weight with its storages.
+struct QW {
+  std::vector<int8_t> q8;
+  std::vector<uint8_t> q4, zeros;
+  std::vector<float> scales;
+  std::vector<int32_t> perm;
+  QuantWeight w;
+};
+
+QW random_weight(tf_test::Rng& rng, int bits, int64_t N, int64_t K, int64_t gs, bool sym,
+                 bool with_perm) {
+  QW r;
+  r.w.bits = bits;
+  r.w.N = N;
+  r.w.K = K;
+  r.w.group_size = gs;
+  const int64_t G = r.w.groups();
+  r.scales.resize(size_t(N * G));
+  for (auto& s : r.scales) s = rng.uniform(0.001f, 0.05f) * (rng.below(2) ? 1.0f : -1.0f);
+  if (bits == 8) {
+    r.q8.resize(size_t(N * K));
+    for (auto& v : r.q8) v = int8_t(rng.below(256) - 128);
+    r.w.q = r.q8.data();
+  } else {
+    r.q4.resize(size_t(N * K / 2));
+    for (auto& v : r.q4) v = uint8_t(rng.below(256));
+    r.w.q = r.q4.data();
+    if (!sym) {
+      r.zeros.resize(size_t(N * G));
+      for (auto& z : r.zeros) z = uint8_t(rng.below(17));  // GPTQ v1 zeros reach 16
+      r.w.zeros = r.zeros.data();
+    }
+  }
+  if (with_perm) {
+    r.perm.resize(size_t(K));
+    for (int64_t k = 0; k < K; ++k) r.perm[size_t(k)] = int32_t(k);
+    for (int64_t k = K - 1; k > 0; --k)
+      std::swap(r.perm[size_t(k)], r.perm[size_t(rng.below(k + 1))]);
+    r.w.perm = r.perm.data();
+  }
+  r.w.scales = r.scales.data();
+  return r;
+}
+
+// w[n, k] in the input feature order, float64, from the documented formula.
+std::vector<double> dequant_ref(const QuantWeight& w) {
+  std::vector<double> out(size_t(w.N * w.K));
+  const int64_t G = w.groups(), gs = w.group();
+  for (int64_t n = 0; n < w.N; ++n)
+    for (int64_t j = 0; j < w.K; ++j) {
+      const int64_t g = j / gs;
+      double v;
+      if (w.bits == 8) {
+        v = static_cast<const int8_t*>(w.q)[n * w.K + j];
+      } else {
+        const uint8_t b = static_cast<const uint8_t*>(w.q)[(n * w.K + j) / 2];
+        const int u = (j & 1) ? b >> 4 : b & 15;
+        v = u - (w.zeros ? w.zeros[n * G + g] : 8);
+      }
+      const int64_t k = w.perm ? w.perm[j] : j;
+      out[size_t(n * w.K + k)] = v * w.scales[n * G + g];
+    }
+  return out;
+}
+
+double rel(const std::vector<double>& got, const std::vector<double>& want) {
+  return tf_test::rel_norm_error(got, want, want);
+}
+
+}  // namespace
+
+TF_TEST(quant_dequantize_matches_formula) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  struct C { int bits; int64_t N, K, gs; bool sym, perm; };
+  const C cases[] = {{8, 7, 33, 0, true, false},   {8, 5, 96, 32, true, false},
+                     {4, 9, 64, 32, false, false}, {4, 3, 126, 42, true, false},
+                     {4, 6, 256, 128, false, true}, {4, 1, 34, 0, false, false}};
+  for (const C& c : cases) {
+    QW q = random_weight(rng, c.bits, c.N, c.K, c.gs, c.sym, c.perm);
+    const std::vector<double> want = dequant_ref(q.w);
+    for (Isa isa : isa_levels()) {
+      set_isa(isa);
+      std::vector<float> out(size_t(c.N * c.K), NAN);
+      REQUIRE(quant_dequantize(q.w, out.data()).ok());
+      std::vector<double> got(out.begin(), out.end());
+      // one float32 rounding of an exact product
+      CHECK(rel(got, want) < 1e-7, "%s int%d K=%lld: %g", isa_name(isa), c.bits, (long long)c.K,
+            rel(got, want));
+    }
+  }
+}
+
+TF_TEST(quant_linear_float_matches_reference) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  struct C { int bits; int64_t M, N, K, gs; bool sym, perm; DType dt; };
+  const C cases[] = {
+      {8, 1, 33, 127, 0, true, false, DType::float32},
+      {8, 1, 64, 256, 32, true, false, DType::float16},
+      {4, 1, 40, 256, 128, false, false, DType::float32},
+      {4, 1, 17, 96, 32, true, false, DType::bfloat16},
+      {4, 1, 9, 126, 42, false, false, DType::float32},
+      {4, 3, 33, 128, 64, false, true, DType::float32},
+      {4, 16, 70, 1100, 100, false, false, DType::float32},
+      {8, 20, 50, 300, 60, true, false, DType::float16},
+      {4, 61, 67, 600, 120, false, false, DType::float32},
+      {8, 61, 35, 520, 0, true, true, DType::bfloat16},
+      {4, 20, 50, 2048, 64, false, false, DType::float32},
+      {4, 5, 33, 128, 32, false, true, DType::float16},
+      {4, 9, 21, 256, 0, true, false, DType::float32},
+  };
+  for (const C& c : cases) {
+    QW q = random_weight(rng, c.bits, c.N, c.K, c.gs, c.sym, c.perm);
+    const std::vector<double> w = dequant_ref(q.w);
+    std::vector<float> xf(size_t(c.M * c.K)), bias(size_t(c.N));
+    for (auto& v : xf) v = rng.uniform(-1, 1);
+    for (auto& v : bias) v = rng.uniform(-1, 1);
+    // x stored in its dtype; the reference sees the rounded values
+    std::vector<uint16_t> x16(xf.size());
+    for (size_t i = 0; i < xf.size(); ++i) {
+      if (c.dt == DType::float16) { x16[i] = f32_to_fp16(xf[i]); xf[i] = fp16_to_f32(x16[i]); }
+      if (c.dt == DType::bfloat16) { x16[i] = f32_to_bf16(xf[i]); xf[i] = bf16_to_f32(x16[i]); }
+    }
+    std::vector<double> want(size_t(c.M * c.N));
+    for (int64_t m = 0; m < c.M; ++m)
+      for (int64_t n = 0; n < c.N; ++n) {
+        double s = bias[size_t(n)];
+        for (int64_t k = 0; k < c.K; ++k)
+          s += double(xf[size_t(m * c.K + k)]) * w[size_t(n * c.K + k)];
+        want[size_t(m * c.N + n)] = s;
+      }
+    for (Isa isa : isa_levels()) {
+      set_isa(isa);
+      std::vector<float> y(size_t(c.M * c.N), NAN);
+      QuantLinearParams p;
+      p.w = q.w;
+      p.M = c.M;
+      p.x = c.dt == DType::float32 ? static_cast<const void*>(xf.data()) : x16.data();
+      p.x_dtype = c.dt;
+      p.y = y.data();
+      p.bias = bias.data();
+      REQUIRE(quant_linear(p).ok());
+      std::vector<double> got(y.begin(), y.end());
+      CHECK(rel(got, want) < 1e-5, "%s int%d M=%lld K=%lld: %g", isa_name(isa), c.bits,
+            (long long)c.M, (long long)c.K, rel(got, want));
+    }
+  }
+}
+
+TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  for (int64_t gs : {int64_t(0), int64_t(32), int64_t(48)}) {
+    const int64_t M = 5, N = 19, K = 192;
+    QW q = random_weight(rng, 8, N, K, gs, true, false);
+    // extremes in every weight row: -128 and 127 at the start
+    for (int64_t n = 0; n < N; ++n) { q.q8[size_t(n * K)] = -128; q.q8[size_t(n * K + 1)] = 127; }
+    std::vector<float> x(size_t(M * K));
+    for (auto& v : x) v = rng.uniform(-3, 3);
+    for (int64_t k = 0; k < K; ++k) x[size_t(k)] = (k % 2 ? 127.0f : -127.0f);  // s_x = 1 exactly
+    // the reference: the same per-token quantization, exact integer sums, float64 combine
+    std::vector<int8_t> xq(x.size());
+    std::vector<float> sx(static_cast<size_t>(M));
+    quant_activations(x.data(), M, K, xq.data(), sx.data());
+    CHECK(sx[0] == 1.0f && xq[0] == -127 && xq[1] == 127);
+    std::vector<double> want(size_t(M * N));
+    const int64_t G = q.w.groups(), g_len = q.w.group();
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0;
+        for (int64_t g = 0; g < G; ++g) {
+          int64_t isum = 0;
+          for (int64_t k = g * g_len; k < (g + 1) * g_len; ++k)
+            isum += int64_t(xq[size_t(m * K + k)]) * q.q8[size_t(n * K + k)];
+          acc += double(q.scales[size_t(n * G + g)]) * double(isum);
+        }
+        want[size_t(m * N + n)] = acc * sx[size_t(m)];
+      }
+    std::vector<float> first;
+    for (Isa isa : isa_levels()) {
+      set_isa(isa);
+      for (int64_t rows : {int64_t(1), M}) {
+        std::vector<float> y(size_t(rows * N), NAN);
+        QuantLinearParams p;
+        p.w = q.w;
+        p.M = rows;
+        p.x = x.data();
+        p.y = y.data();
+        p.act = QuantActivation::int8;
+        REQUIRE(quant_linear(p).ok());
+        std::vector<double> got(y.begin(), y.end());
+        std::vector<double> w2(want.begin(), want.begin() + rows * N);
+        CHECK(rel(got, w2) < 1e-6, "%s gs=%lld rows=%lld: %g", isa_name(isa), (long long)gs,
+              (long long)rows, rel(got, w2));
+        if (rows == M) {
+          if (first.empty()) first = y;
+          CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0, "%s: not bitwise equal",
+                isa_name(isa));
+        }
+      }
+    }
+  }
+}
+
+TF_TEST(quant_quantize_error_bound) {
+  tf_test::Rng rng(tf_test::case_seed());
+  const int64_t R = 6, K = 128;
+  std::vector<float> w(size_t(R * K));
+  for (auto& v : w) v = rng.uniform(-2, 2);
+  struct C { int bits; int64_t gs; bool sym; };
+  const C cases[] = {{8, 0, true}, {8, 32, true}, {4, 32, false}, {4, 64, true}, {4, 0, false}};
+  for (const C& c : cases) {
+    const int64_t G = c.gs ? K / c.gs : 1;
+    std::vector<int8_t> q8(size_t(R * K));
+    std::vector<uint8_t> q4(size_t(R * K / 2)), zeros(size_t(R * G));
+    std::vector<float> scales(size_t(R * G));
+    void* q = c.bits == 8 ? static_cast<void*>(q8.data()) : q4.data();
+    REQUIRE(quant_quantize(w.data(), R, K, c.bits, c.gs, c.sym, q, scales.data(),
+                           c.sym ? nullptr : zeros.data()).ok());
+    QuantWeight qw;
+    qw.bits = c.bits;
+    qw.N = R;
+    qw.K = K;
+    qw.group_size = c.gs;
+    qw.q = q;
+    qw.scales = scales.data();
+    qw.zeros = c.sym ? nullptr : zeros.data();
+    const std::vector<double> d = dequant_ref(qw);
+    const int64_t gl = qw.group();
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t k = 0; k < K; ++k) {
+        const double s = scales[size_t(r * G + k / gl)];
+        const double e = std::fabs(d[size_t(r * K + k)] - w[size_t(r * K + k)]);
+        CHECK(e <= s * 0.5 * (1 + 1e-5), "int%d gs=%lld: |error| %g > s/2 = %g", c.bits,
+              (long long)c.gs, e, s / 2);
+      }
+  }
+  // bad arguments are a Status, never a crash
+  float s;
+  int8_t q;
+  CHECK(!quant_quantize(w.data(), 1, 3, 4, 0, false, &q, &s, nullptr).ok());   // K odd, int4
+  CHECK(!quant_quantize(w.data(), 1, 128, 3, 0, true, &q, &s, nullptr).ok());  // bits
+  CHECK(!quant_quantize(w.data(), 1, 128, 8, 48, true, &q, &s, nullptr).ok()); // group
+  QuantLinearParams p;
+  p.w.bits = 4;
+  p.w.N = 1;
+  p.w.K = 64;
+  p.w.group_size = 32;
+  p.act = QuantActivation::int8;
+  CHECK(!quant_linear(p).ok());  // int8 activations need int8 weights
+}
+
+TF_TEST(quant_unpack_formats_from_spec) {
+  tf_test::Rng rng(tf_test::case_seed());
+  const int64_t N = 16, K = 64;
+  std::vector<uint8_t> u(size_t(N * K));  // codes u[n, k]
+  for (auto& v : u) v = uint8_t(rng.below(16));
+  auto want4 = [&](std::vector<uint8_t>& out) {
+    out.assign(size_t(N * K / 2), 0);
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t k = 0; k < K; ++k)
+        out[size_t((n * K + k) / 2)] |= uint8_t(u[size_t(n * K + k)] << ((k & 1) * 4));
+  };
+  std::vector<uint8_t> want;
+  want4(want);
+  // GPTQ: int32 [K/8, N], element (8r + i, n) in bits 4i of word (r, n)
+  std::vector<uint32_t> gptq(size_t(K / 8 * N), 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < N; ++n)
+      gptq[size_t((k / 8) * N + n)] |= uint32_t(u[size_t(n * K + k)]) << (4 * (k % 8));
+  // AWQ: int32 [K, N/8], nibble i holds column [0,2,4,6,1,3,5,7][i] of its group of 8
+  const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+  std::vector<uint32_t> awq(size_t(K * N / 8), 0);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t c = 0; c < N / 8; ++c)
+      for (int i = 0; i < 8; ++i)
+        awq[size_t(k * (N / 8) + c)] |= uint32_t(u[size_t((8 * c + order[i]) * K + k)]) << (4 * i);
+  // q4_0: per block of 32 along K: 2 bytes of scale, then qs[j] = e[j] | e[j + 16] << 4
+  std::vector<uint8_t> q40(size_t(N * K / 32 * 18), 0xee);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t b = 0; b < K / 32; ++b)
+      for (int j = 0; j < 16; ++j)
+        q40[size_t((n * (K / 32) + b) * 18 + 2 + j)] =
+            uint8_t(u[size_t(n * K + b * 32 + j)] | (u[size_t(n * K + b * 32 + j + 16)] << 4));
+  for (auto [fmt, src] : {std::pair<QuantFormat, const void*>{QuantFormat::gptq, gptq.data()},
+                          {QuantFormat::awq, awq.data()}, {QuantFormat::q4_0, q40.data()}}) {
+    std::vector<uint8_t> got(want.size(), 0x77);
+    REQUIRE(quant_unpack(fmt, src, N, K, got.data()).ok());
+    CHECK(got == want, "format %d", int(fmt));
+  }
+  // q8_0: the 32 int8 after each scale
+  std::vector<uint8_t> q80(size_t(N * K / 32 * 34));
+  for (auto& v : q80) v = uint8_t(rng.below(256));
+  std::vector<int8_t> got8(size_t(N * K));
+  REQUIRE(quant_unpack(QuantFormat::q8_0, q80.data(), N, K, got8.data()).ok());
+  bool same = true;
+  for (int64_t i = 0; i < N * K; ++i)
+    same = same && uint8_t(got8[size_t(i)]) == q80[size_t((i / 32) * 34 + 2 + i % 32)];
+  CHECK(same);
+  // act-order permutation: stored position j holds feature perm[j]
+  std::vector<int32_t> perm(static_cast<size_t>(K));
+  // 37 is coprime to 64: a permutation
+  for (int64_t k = 0; k < K; ++k) perm[size_t(k)] = int32_t((k * 37 + 5) % K);
+  std::vector<uint8_t> permuted(want.size());
+  REQUIRE(quant_permute4(want.data(), N, K, perm.data(), permuted.data()).ok());
+  bool ok = true;
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t j = 0; j < K; ++j) {
+      const int64_t k = perm[size_t(j)];
+      const int got = (permuted[size_t((n * K + j) / 2)] >> ((j & 1) * 4)) & 15;
+      ok = ok && got == u[size_t(n * K + k)];
+    }
+  CHECK(ok);
+  perm[3] = int32_t(K);
+  CHECK(!quant_permute4(want.data(), N, K, perm.data(), permuted.data()).ok());
+  CHECK(!quant_unpack(QuantFormat::gptq, gptq.data(), N, 60, want.data()).ok());
+}
