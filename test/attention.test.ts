@@ -1,0 +1,291 @@
+/** attention(): every option against the float64 reference, on every kernel level. */
+import { describe, expect, it } from 'vitest';
+import { attention, attentionAsync, backend, tensor, zeros, type Tensor } from 'tensorfuse';
+import {
+  attentionRef,
+  bfloat16BitsRef,
+  bfloat16ValueRef,
+  float16BitsRef,
+  float16ValueRef,
+  relativeError,
+  type AttentionRef,
+} from 'tensorfuse/reference';
+import type { AttentionOptions } from '../lib/ops/attention.js';
+
+import { expectError, expectRejects, forEachIsa, rand, withSeed } from './helpers.js';
+
+function qkv(B: number, Sq: number, Sk: number, Hq: number, Hk: number, D: number, layout = 'bshd', dtype = 'float32') {
+  const dt = dtype as 'float32';
+  if (layout === 'bhsd') return [rand([B, Hq, Sq, D], dt), rand([B, Hk, Sk, D], dt), rand([B, Hk, Sk, D], dt)];
+  return [rand([B, Sq, Hq, D], dt), rand([B, Sk, Hk, D], dt), rand([B, Sk, Hk, D], dt)];
+}
+
+/** Runs native (every ISA) with returnLse and checks out and lse against the reference. */
+function check(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions, label: string, tol = 1e-5): AttentionRef {
+  const ref = attentionRef(q, k, v, opts);
+  forEachIsa((isa) =>
+    withSeed(`${label} ${isa}`, () => {
+      const { out, lse } = attention(q, k, v, { ...opts, returnLse: true });
+      expect(out.shape).toEqual(q.shape);
+      const o = out.toFloat32();
+      for (const x of o) if (!Number.isFinite(x)) throw new Error(`non-finite output ${x}`);
+      expect(relativeError(o, ref.out)).toBeLessThan(tol);
+      const l = lse.data() as Float32Array;
+      for (let i = 0; i < l.length; i++) {
+        if (ref.lse[i] === -Infinity) expect(l[i]).toBe(-Infinity);
+        else expect(Math.abs(l[i] - ref.lse[i])).toBeLessThan(1e-4 * (1 + Math.abs(ref.lse[i])));
+      }
+    }),
+  );
+  return ref;
+}
+
+describe('attention: float32 against the float64 reference', () => {
+  it('head dims, layouts, GQA and MQA', () => {
+    for (const [B, Sq, Sk, Hq, Hk, D] of [
+      [1, 1, 1, 1, 1, 1],
+      [2, 7, 7, 2, 1, 7],
+      [1, 33, 33, 4, 4, 64],
+      [2, 13, 40, 4, 2, 80],
+      [1, 127, 127, 2, 1, 96],
+      [1, 40, 70, 3, 3, 128],
+      [1, 9, 9, 2, 2, 256],
+      [1, 100, 100, 8, 1, 32],
+    ])
+      for (const layout of ['bshd', 'bhsd'] as const) {
+        const [q, k, v] = qkv(B, Sq, Sk, Hq, Hk, D, layout);
+        check(q, k, v, { layout }, `B${B} Sq${Sq} Sk${Sk} Hq${Hq} Hk${Hk} D${D} ${layout}`);
+      }
+  });
+  it('causal, bottom-right aligned when Sq != Sk, and custom scale', () => {
+    for (const [Sq, Sk] of [
+      [50, 50],
+      [7, 60],
+      [60, 20],
+      [1, 33],
+      [100, 100],
+    ]) {
+      const [q, k, v] = qkv(2, Sq, Sk, 4, 2, 64);
+      check(q, k, v, { causal: true }, `causal ${Sq}x${Sk}`);
+      check(q, k, v, { causal: true, scale: 0.3 }, `causal scale ${Sq}x${Sk}`);
+    }
+  });
+  it('sliding windows', () => {
+    const [q, k, v] = qkv(1, 70, 90, 2, 1, 32);
+    for (const window of [
+      [8, 0],
+      [16, -1],
+      [-1, 5],
+      [3, 3],
+      [0, 0],
+    ] as [number, number][]) {
+      check(q, k, v, { window }, `window ${window}`);
+      check(q, k, v, { window, causal: true }, `window ${window} causal`);
+    }
+  });
+  it('float and boolean masks broadcast over batch and heads', () => {
+    const [B, S, H, D] = [2, 21, 3, 16];
+    const [q, k, v] = qkv(B, S, S, H, H, D);
+    const bits = new Uint8Array(B * S * S).map((_, i) => ((i * 7919) % 5 === 0 ? 0 : 1));
+    const boolMask = tensor(bits, [B, 1, S, S], 'uint8');
+    check(q, k, v, { mask: boolMask }, 'bool mask [B,1,S,S]');
+    check(q, k, v, { mask: rand([S, S]) }, 'float mask [S,S]');
+    check(q, k, v, { mask: rand([1, H, 1, S]), causal: true }, 'float mask [1,H,1,S] causal');
+    // A row masked out entirely: zeros and lse -inf, never NaN.
+    const none = new Uint8Array(S * S).fill(1);
+    none.fill(0, 3 * S, 4 * S);
+    const ref = check(q, k, v, { mask: tensor(none, [S, S], 'uint8') }, 'a fully masked row');
+    expect(ref.lse[3]).toBe(-Infinity);
+  });
+  it('softcap and ALiBi', () => {
+    const [q, k, v] = qkv(2, 30, 45, 4, 2, 32);
+    check(q, k, v, { softcap: 0.7 }, 'softcap');
+    check(q, k, v, { softcap: 5, causal: true }, 'softcap causal');
+    const slopes = tensor(Float32Array.from([0.5, 0.25, 0.125, 0.0625]), [4]);
+    check(q, k, v, { alibiSlopes: slopes, causal: true }, 'alibi [Hq]');
+    check(q, k, v, { alibiSlopes: rand([2, 4]) }, 'alibi [B, Hq]');
+  });
+  it('KV-cache decode with seqlensK, split over threads (flash-decoding)', () => {
+    for (const [Sq, Hq, Hk] of [
+      [1, 4, 1],
+      [1, 2, 2],
+      [5, 4, 4],
+      [16, 4, 2],
+    ]) {
+      const [q, k, v] = qkv(2, Sq, 1500, Hq, Hk, 64);
+      const seqlensK = tensor(Int32Array.from([1500, 777]), [2], 'int32');
+      check(q, k, v, { seqlensK }, `decode Sq${Sq} Hq${Hq} Hk${Hk}`);
+      check(q, k, v, { seqlensK, causal: true }, `decode causal Sq${Sq}`);
+      check(q, k, v, { seqlensK, window: [100, 0] }, `decode window Sq${Sq}`);
+    }
+    for (const threads of [1, 2]) {
+      backend.setThreads(threads);
+      const [q, k, v] = qkv(1, 1, 3000, 1, 1, 128);
+      check(q, k, v, {}, `one head, ${threads} threads`);
+    }
+    backend.setThreads(backend.info().cpu.threads);
+  });
+  it('varlen packed sequences', () => {
+    const cuQ = tensor(Int32Array.from([0, 5, 5, 30, 31]), [5], 'int32');
+    const cuK = tensor(Int32Array.from([0, 9, 12, 40, 41]), [5], 'int32');
+    const q = rand([31, 4, 32]);
+    const k = rand([41, 2, 32]);
+    const v = rand([41, 2, 32]);
+    check(q, k, v, { cuSeqlensQ: cuQ, cuSeqlensK: cuK }, 'varlen');
+    check(q, k, v, { cuSeqlensQ: cuQ, cuSeqlensK: cuK, causal: true }, 'varlen causal');
+    const { lse } = attention(q, k, v, { cuSeqlensQ: cuQ, cuSeqlensK: cuK, returnLse: true });
+    expect(lse.shape).toEqual([4, 31]);
+  });
+  it('a query that sees no key gives zeros and lse = -Infinity', () => {
+    const [q, k, v] = qkv(1, 8, 8, 1, 1, 16);
+    const ref = check(q, k, v, { window: [0, 0], seqlensK: tensor(Int32Array.from([3]), [1], 'int32') }, 'empty');
+    expect(ref.lse[0]).toBe(-Infinity); // query 0 aligns with key -5
+    expect(ref.lse[7]).not.toBe(-Infinity);
+    const [q2, k2, v2] = qkv(1, 4, 0, 2, 1, 8);
+    const { out, lse } = attention(q2, k2, v2, { returnLse: true });
+    expect(Array.from(out.toFloat32()).every((x) => x === 0)).toBe(true);
+    expect(Array.from(lse.data()).every((x) => x === -Infinity)).toBe(true);
+  });
+});
+
+describe('attention: float16 and bfloat16', () => {
+  const round16 = (x: number) => float16ValueRef(float16BitsRef(x));
+  const roundBf16 = (x: number) => bfloat16ValueRef(bfloat16BitsRef(x));
+  for (const [dtype, round] of [
+    ['float16', round16],
+    ['bfloat16', roundBf16],
+  ] as const)
+    it(`${dtype}: at most 2x the error of a naive ${dtype} implementation`, () => {
+      for (const [Sq, Sk, Hq, Hk, causal] of [
+        [64, 64, 2, 1, true],
+        [1, 700, 4, 4, false],
+        [20, 37, 2, 2, false],
+      ] as const) {
+        const [q, k, v] = qkv(1, Sq, Sk, Hq, Hk, 64, 'bshd', dtype);
+        const exact = attentionRef(q, k, v, { causal });
+        const naive = attentionRef(q, k, v, { causal }, round);
+        const budget = relativeError(naive.out, exact.out);
+        forEachIsa((isa) =>
+          withSeed(`${dtype} ${isa} ${Sq}x${Sk}`, () => {
+            const out = attention(q, k, v, { causal });
+            expect(out.dtype).toBe(dtype);
+            expect(relativeError(out.toFloat32(), exact.out)).toBeLessThanOrEqual(2 * budget);
+          }),
+        );
+      }
+    });
+});
+
+describe('attention: determinism, async, inputs untouched', () => {
+  it('reruns are bitwise equal and the async twin matches', async () => {
+    const [q, k, v] = qkv(1, 1, 2000, 8, 2, 128);
+    const qCopy = Float32Array.from(q.data() as Float32Array);
+    const a = attention(q, k, v, { causal: true }).data();
+    const b = attention(q, k, v, { causal: true }).data();
+    expect(b).toEqual(a);
+    const c = (await attentionAsync(q, k, v, { causal: true })).data();
+    expect(c).toEqual(a);
+    const { out, lse } = await attentionAsync(q, k, v, { returnLse: true });
+    expect(out.data()).toEqual(attention(q, k, v).data());
+    expect(lse.shape).toEqual([1, 8, 1]);
+    expect(q.data()).toEqual(qCopy);
+  });
+});
+
+describe('attention: bad input', () => {
+  const [q, k, v] = qkv(1, 4, 6, 4, 2, 8);
+  it('shapes and dtypes', () => {
+    expectError(() => attention(q, rand([1, 6, 3, 8]), rand([1, 6, 3, 8])), 'ERR_SHAPE', "'k'", 'divide');
+    expectError(() => attention(q, k, rand([1, 5, 2, 8])), 'ERR_SHAPE', "'v'");
+    expectError(() => attention(q, rand([1, 6, 2, 4]), rand([1, 6, 2, 4])), 'ERR_SHAPE', "'k'");
+    expectError(() => attention(q, rand([2, 6, 2, 8]), rand([2, 6, 2, 8])), 'ERR_SHAPE', "'k'");
+    expectError(
+      () => attention(rand([1, 2, 1, 300]), rand([1, 2, 1, 300]), rand([1, 2, 1, 300])),
+      'ERR_SHAPE',
+      "'q'",
+      '256',
+    );
+    expectError(() => attention(rand([4, 8]), k, v), 'ERR_SHAPE', "'q'");
+    expectError(() => attention(q, k.to('float16'), v), 'ERR_DTYPE', "'k'");
+    expectError(() => attention(q, k, v.to('bfloat16')), 'ERR_DTYPE', "'v'");
+    expectError(() => attention(zeros([1, 4, 4, 8], { dtype: 'int32' }), k, v), 'ERR_DTYPE', "'q'");
+    expectError(() => attention(q, k, 3 as never), 'ERR_ARG', "'v'");
+    const d = rand([1, 6, 2, 8]);
+    d.dispose();
+    expectError(() => attention(q, d, v), 'ERR_DISPOSED', "'k'");
+  });
+  it('options', () => {
+    const junk = [NaN, Infinity, 'x', {}, [], null, true];
+    for (const bad of junk) {
+      expectError(() => attention(q, k, v, { scale: bad as never }), 'ERR_ARG', "'scale'");
+      expectError(() => attention(q, k, v, { softcap: bad as never }), 'ERR_ARG', "'softcap'");
+      expectError(() => attention(q, k, v, { window: bad as never }), 'ERR_ARG', "'window'");
+      if (bad !== true) expectError(() => attention(q, k, v, { causal: bad as never }), 'ERR_ARG', "'causal'");
+      expectError(() => attention(q, k, v, { layout: bad as never }), 'ERR_ARG', "'layout'");
+      if (bad !== true) expectError(() => attention(q, k, v, { returnLse: bad as never }), 'ERR_ARG', "'returnLse'");
+      if (bad !== null) {
+        expectError(() => attention(q, k, v, { mask: bad as never }), 'ERR_ARG', "'mask'");
+        expectError(() => attention(q, k, v, { alibiSlopes: bad as never }), 'ERR_ARG', "'alibiSlopes'");
+        expectError(() => attention(q, k, v, { seqlensK: bad as never }), 'ERR_ARG', "'seqlensK'");
+      }
+    }
+    expectError(() => attention(q, k, v, { softcap: 0 }), 'ERR_ARG', "'softcap'");
+    expectError(() => attention(q, k, v, { softcap: -1 }), 'ERR_ARG', "'softcap'");
+    expectError(() => attention(q, k, v, { window: [-2, 0] }), 'ERR_ARG', "'window'");
+    expectError(() => attention(q, k, v, { window: [1.5, 0] }), 'ERR_ARG', "'window'");
+    expectError(() => attention(q, k, v, { bogus: 1 } as never), 'ERR_ARG', 'bogus');
+    expectError(() => attention(q, k, v, { mask: rand([3, 6]) }), 'ERR_SHAPE', "'mask'");
+    expectError(() => attention(q, k, v, { mask: zeros([4, 6], { dtype: 'int32' }) }), 'ERR_DTYPE', "'mask'");
+    expectError(() => attention(q, k, v, { alibiSlopes: rand([3]) }), 'ERR_SHAPE', "'alibiSlopes'");
+    expectError(
+      () => attention(q, k, v, { alibiSlopes: tensor(Float32Array.from([1, NaN, 1, 1]), [4]) }),
+      'ERR_ARG',
+      "'alibiSlopes'",
+    );
+    expectError(
+      () => attention(q, k, v, { seqlensK: tensor(Int32Array.from([7]), [1], 'int32') }),
+      'ERR_ARG',
+      "'seqlensK'",
+    );
+    expectError(
+      () => attention(q, k, v, { seqlensK: tensor(Int32Array.from([-1]), [1], 'int32') }),
+      'ERR_ARG',
+      "'seqlensK'",
+    );
+    expectError(() => attention(q, k, v, { seqlensK: rand([1]) }), 'ERR_DTYPE', "'seqlensK'");
+  });
+  it('varlen offsets', () => {
+    const qp = rand([6, 4, 8]);
+    const kp = rand([7, 2, 8]);
+    const cu = (xs: number[]) => tensor(Int32Array.from(xs), [xs.length], 'int32');
+    const run = (cq: Tensor, ck: Tensor) => () => attention(qp, kp, kp, { cuSeqlensQ: cq, cuSeqlensK: ck });
+    expectError(run(cu([0, 4, 2, 6]), cu([0, 3, 5, 7])), 'ERR_ARG', "'cuSeqlensQ'", 'non-decreasing');
+    expectError(run(cu([0, 2, 4, 5]), cu([0, 3, 5, 7])), 'ERR_ARG', "'cuSeqlensQ'", 'last entry');
+    expectError(run(cu([0, 2, 4, 6]), cu([0, 3, 5, 8])), 'ERR_ARG', "'cuSeqlensK'");
+    expectError(run(cu([1, 2, 4, 6]), cu([0, 3, 5, 7])), 'ERR_ARG', "'cuSeqlensQ'");
+    expectError(run(cu([0, 2, 6]), cu([0, 3, 5, 7])), 'ERR_SHAPE', "'cuSeqlensK'");
+    expectError(() => attention(qp, kp, kp, { cuSeqlensQ: cu([0, 6]) }), 'ERR_ARG', 'cuSeqlensK');
+    expectError(
+      () => attention(qp, kp, kp, { cuSeqlensQ: cu([0, 6]), cuSeqlensK: cu([0, 7]), mask: rand([6, 7]) }),
+      'ERR_ARG',
+      "'mask'",
+    );
+  });
+  it('the async twin rejects with the same error', async () => {
+    await expectRejects(attentionAsync(q, k, v, { softcap: NaN }), 'ERR_ARG', "'softcap'");
+  });
+});
+
+describe('attention: memory stays linear in the sequence', () => {
+  it('S = 4096 (Hq = 4, D = 64, causal) grows the peak RSS by far less than an S^2 score matrix', () => {
+    const [S, H, D] = [4096, 4, 64];
+    const [q, k, v] = qkv(1, S, S, H, H, D);
+    const before = process.resourceUsage().maxRSS * 1024;
+    const out = attention(q, k, v, { causal: true });
+    const grown = process.resourceUsage().maxRSS * 1024 - before;
+    const scoreMatrix = H * S * S * 4; // 268 MB
+    expect(out.size).toBe(q.size);
+    expect(grown).toBeLessThan(32 * 2 ** 20);
+    expect(grown).toBeLessThan(scoreMatrix / 8);
+  });
+});
