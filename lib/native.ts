@@ -27,8 +27,8 @@ export interface NativeBinding {
   convert(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, n: number): void;
   gemm(...args: GemmArgs): void;
   gemmAsync(...args: GemmArgs): Promise<void>;
-  attention(args: AttentionArgs): void;
-  attentionAsync(args: AttentionArgs): Promise<void>;
+  attention(...args: AttentionArgs): void;
+  attentionAsync(...args: AttentionArgs): Promise<void>;
   moeRoute(...args: MoeRouteArgs): void;
   moeRouteAsync(...args: MoeRouteArgs): Promise<void>;
   moeAlign(...args: MoeAlignArgs): void;
@@ -57,39 +57,24 @@ export interface NativeBinding {
   pruneNormsAsync(...args: PruneNormsArgs): Promise<void>;
 }
 
-/** One plain object per attention call (native/napi/attention.cc documents every field). */
-export interface AttentionArgs {
-  q: ArrayBufferView;
-  k: ArrayBufferView;
-  v: ArrayBufferView;
-  out: ArrayBufferView;
-  dtype: number;
-  B: number;
-  Hq: number;
-  Hk: number;
-  Sq: number;
-  Sk: number;
-  D: number;
-  qStrides: number[];
-  kStrides: number[];
-  vStrides: number[];
-  oStrides: number[];
-  lse: Float32Array | null;
-  lseStrides: number[];
-  scale: number;
-  causal: boolean;
-  windowLeft: number;
-  windowRight: number;
-  softcap: number;
-  alibi: Float32Array | null;
-  alibiBatchStride: number;
-  mask: ArrayBufferView | null;
-  maskDtype: number;
-  maskStrides: number[];
-  seqlensK: Int32Array | null;
-  cuSeqlensQ: Int32Array | null;
-  cuSeqlensK: Int32Array | null;
-}
+/**
+ * One attention call as native/napi/attention.cc takes it: the buffers by position, then every
+ * size and option in one Float64Array (ATTENTION_NUMS entries; the napi file documents the order).
+ */
+export type AttentionArgs = [
+  q: ArrayBufferView,
+  k: ArrayBufferView,
+  v: ArrayBufferView,
+  out: ArrayBufferView,
+  lse: Float32Array | null,
+  alibi: Float32Array | null,
+  mask: ArrayBufferView | null,
+  seqlensK: Int32Array | null,
+  cuSeqlensQ: Int32Array | null,
+  cuSeqlensK: Int32Array | null,
+  nums: Float64Array,
+];
+export const ATTENTION_NUMS = 33;
 
 /** A Routing as native/napi/moe.cc takes it. */
 export type MoeRoutingArgs = [

@@ -125,6 +125,57 @@ describe('attention: float32 against the float64 reference', () => {
     }
     backend.setThreads(backend.info().cpu.threads);
   });
+  it('decode with the heads of a bshd cache read together: every option, odd dims, group remainders', () => {
+    // Sq * G < 6 rows per kv head takes the streaming path, which walks several kv heads of a
+    // key at once (up to 64 rows per item): G = 1..5, 70 heads (a remainder group), D off the
+    // vector width, masks/softcap/ALiBi/window on those items, seqlensK, and split-K chunks.
+    for (const [B, Sq, Hq, Hk, D, Sk] of [
+      [2, 1, 6, 3, 72, 700],
+      [1, 1, 12, 4, 100, 333],
+      [1, 2, 8, 4, 24, 1100],
+      [1, 1, 70, 70, 8, 300],
+      [1, 1, 20, 4, 17, 129],
+    ]) {
+      const [q, k, v] = qkv(B, Sq, Sk, Hq, Hk, D);
+      const seqlensK = tensor(
+        Int32Array.from({ length: B }, (_, b) => Sk - 37 * b),
+        [B],
+        'int32',
+      );
+      const label = `B${B} Sq${Sq} Hq${Hq} Hk${Hk} D${D} Sk${Sk}`;
+      check(q, k, v, {}, label);
+      check(q, k, v, { seqlensK, causal: true }, `${label} seqlensK causal`);
+      check(q, k, v, { window: [50, 0], softcap: 3 }, `${label} window softcap`);
+      // ALiBi-sized slopes (at most 2^-5 here): with randn slopes a distance of 1000 gives logits of
+      // about 1e3, where float32 rounding alone exceeds the 1e-5 budget.
+      const slopes = tensor(
+        Float32Array.from(rand([B, Hq]).data() as Float32Array, (x) => Math.abs(x) / 32),
+        [B, Hq],
+      );
+      check(q, k, v, { alibiSlopes: slopes, mask: rand([1, Hq, Sq, Sk]) }, `${label} alibi mask`);
+      const keep = new Uint8Array(Sq * Sk).map((_, i) => ((i * 7919) % 3 === 0 ? 0 : 1));
+      check(q, k, v, { mask: tensor(keep, [Sq, Sk], 'uint8') }, `${label} bool mask`);
+    }
+    for (const dtype of ['float16', 'bfloat16'] as const) {
+      const [q, k, v] = qkv(1, 1, 900, 8, 2, 64, 'bshd', dtype);
+      const exact = attentionRef(q, k, v, {});
+      const naive = attentionRef(
+        q,
+        k,
+        v,
+        {},
+        dtype === 'float16' ? (x) => float16ValueRef(float16BitsRef(x)) : (x) => bfloat16ValueRef(bfloat16BitsRef(x)),
+      );
+      forEachIsa((isa) =>
+        withSeed(`${dtype} decode ${isa}`, () => {
+          const out = attention(q, k, v);
+          expect(relativeError(out.toFloat32(), exact.out)).toBeLessThanOrEqual(
+            2 * relativeError(naive.out, exact.out),
+          );
+        }),
+      );
+    }
+  });
   it('varlen packed sequences', () => {
     const cuQ = tensor(Int32Array.from([0, 5, 5, 30, 31]), [5], 'int32');
     const cuK = tensor(Int32Array.from([0, 9, 12, 40, 41]), [5], 'int32');

@@ -5,7 +5,7 @@
  */
 import { DTYPE_CODE, isFloat } from '../dtype.js';
 import { describe, fail } from '../errors.js';
-import { native, type AttentionArgs } from '../native.js';
+import { ATTENTION_NUMS, native, type AttentionArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
 import { checkOptions, optBool, optEnum } from './options.js';
@@ -262,38 +262,33 @@ function plan(q: Tensor, k: Tensor, v: Tensor, opts: unknown): Plan {
   const qs = varlen ? strides('bshd', Sq, Hq, D) : strides(layout, Sq, Hq, D);
   const ks = varlen ? strides('bshd', Sk, Hk, D) : strides(layout, Sk, Hk, D);
 
-  const args: AttentionArgs = {
-    q: storageOf(q, 'q'),
-    k: storageOf(k, 'k'),
-    v: storageOf(v, 'v'),
-    out: storageOf(out, 'out'),
-    dtype: DTYPE_CODE[q.dtype],
-    B,
-    Hq,
-    Hk,
-    Sq,
-    Sk,
-    D,
-    qStrides: qs,
-    kStrides: ks,
-    vStrides: ks,
-    oStrides: qs,
-    lse: lse ? (storageOf(lse, 'lse') as Float32Array) : null,
-    lseStrides: ls,
-    scale,
-    causal,
-    windowLeft,
-    windowRight,
-    softcap,
+  // Sizes and options in the order of native/napi/attention.cc (written by index: no iterators).
+  const nums = new Float64Array(ATTENTION_NUMS);
+  const head = [DTYPE_CODE[q.dtype], B, Hq, Hk, Sq, Sk, D];
+  for (let i = 0; i < 7; i++) nums[i] = head[i];
+  for (let i = 0; i < 3; i++) {
+    nums[7 + i] = qs[i];
+    nums[10 + i] = ks[i];
+    nums[13 + i] = ks[i];
+    nums[16 + i] = qs[i];
+    nums[19 + i] = ls[i];
+  }
+  for (let i = 0; i < 4; i++) nums[22 + i] = maskStrides[i];
+  const tail = [scale, causal ? 1 : 0, windowLeft, windowRight, softcap, alibiBatchStride, maskDtype];
+  for (let i = 0; i < 7; i++) nums[26 + i] = tail[i];
+  const args: AttentionArgs = [
+    storageOf(q, 'q'),
+    storageOf(k, 'k'),
+    storageOf(v, 'v'),
+    storageOf(out, 'out'),
+    lse ? (storageOf(lse, 'lse') as Float32Array) : null,
     alibi,
-    alibiBatchStride,
     mask,
-    maskDtype,
-    maskStrides,
     seqlensK,
     cuSeqlensQ,
     cuSeqlensK,
-  };
+    nums,
+  ];
   return { args, out, lse };
 }
 
@@ -326,7 +321,8 @@ export function attention(
   opts?: AttentionOptions,
 ): Tensor | { out: Tensor; lse: Tensor } {
   const p = plan(q, k, v, opts);
-  native.attention(p.args);
+  const a = p.args;
+  native.attention(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
   return p.lse ? { out: p.out, lse: p.lse } : p.out;
 }
 
@@ -356,6 +352,6 @@ export async function attentionAsync(
   opts?: AttentionOptions,
 ): Promise<Tensor | { out: Tensor; lse: Tensor }> {
   const p = plan(q, k, v, opts);
-  await native.attentionAsync(p.args);
+  await native.attentionAsync(...p.args);
   return p.lse ? { out: p.out, lse: p.lse } : p.out;
 }

@@ -1,12 +1,13 @@
-// attention glue: one plain object from lib/ops/attention.ts -> tf::AttentionParams, with every
-// size checked against the buffers it will be read from or written to.
-// JS: attention(args) / attentionAsync(args) -> Promise; args:
-//   { q, k, v, out, dtype, B, Hq, Hk, Sq, Sk, D, qStrides, kStrides, vStrides, oStrides,
-//     lse | null, lseStrides, scale, causal, windowLeft, windowRight, softcap,
-//     alibi | null, alibiBatchStride, mask | null, maskDtype, maskStrides,
-//     seqlensK | null, cuSeqlensQ | null, cuSeqlensK | null }
-// Strides are in elements, (batch, seq, head) for q/k/v/out, (batch, head, seq) for lse and
-// (b, h, i, j) for the mask. Sq/Sk are the packed row counts in varlen mode.
+// attention glue: positional buffers plus one Float64Array of sizes and options from
+// lib/ops/attention.ts -> tf::AttentionParams, with every size checked against the buffers it will
+// be read from or written to. (A plain object read property by property cost about 14 us a call,
+// as much as a small decode; a typed array of numbers is read with one call.)
+// JS: attention(q, k, v, out, lse | null, alibi | null, mask | null, seqlensK | null,
+//               cuSeqlensQ | null, cuSeqlensK | null, nums) / attentionAsync(...) -> Promise;
+// nums (kNums entries, the order of the Num enum below): dtype, B, Hq, Hk, Sq, Sk, D, q/k/v/out
+// strides (batch, seq, head), lse strides (batch, head, seq), mask strides (b, h, i, j), scale,
+// causal, windowLeft, windowRight, softcap, alibiBatchStride, maskDtype. Strides are in
+// elements; Sq/Sk are the packed row counts in varlen mode.
 #include <string>
 #include <vector>
 
@@ -23,23 +24,17 @@ constexpr int64_t kMaxDim = int64_t(1) << 53;
   throw make_error(env, code, "attention: " + what);
 }
 
-Napi::Value prop(const Napi::Object& o, const char* name) { return o.Get(name); }
+enum Num : int {
+  kDtype, kB, kHq, kHk, kSq, kSk, kD,
+  kQStrides = 7, kKStrides = 10, kVStrides = 13, kOStrides = 16, kLseStrides = 19,
+  kMaskStrides = 22, kScale = 26, kCausal, kWindowLeft, kWindowRight, kSoftcap,
+  kAlibiBatchStride, kMaskDtype, kNums
+};
 
-Buf get_buf(Napi::Env env, const Napi::Object& o, const char* name, bool optional) {
-  Napi::Value v = prop(o, name);
-  if (optional && (v.IsNull() || v.IsUndefined())) return Buf{};
-  if (!v.IsTypedArray())
-    fail(env, StatusCode::arg, std::string("argument '") + name + "': expected a TypedArray");
-  Napi::TypedArray t = v.As<Napi::TypedArray>();
-  Napi::ArrayBuffer ab = t.ArrayBuffer();
-  return Buf{static_cast<char*>(ab.Data()) + t.ByteOffset(), t.ByteLength()};
-}
-
-int64_t get_int(Napi::Env env, const Napi::Object& o, const char* name, int64_t lo, int64_t hi) {
-  Napi::Value v = prop(o, name);
-  if (!v.IsNumber())
-    fail(env, StatusCode::arg, std::string("argument '") + name + "': expected a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
+// nums[i] as an integer in [lo, hi], or a TensorfuseError naming the field.
+int64_t num_int(Napi::Env env, const double* nums, int i, const char* name, int64_t lo,
+                int64_t hi) {
+  const double d = nums[i];
   if (!(d >= double(lo) && d <= double(hi)) || d != double(int64_t(d)))
     fail(env, StatusCode::arg,
          std::string("argument '") + name + "': expected an integer in [" + std::to_string(lo) +
@@ -47,26 +42,8 @@ int64_t get_int(Napi::Env env, const Napi::Object& o, const char* name, int64_t 
   return int64_t(d);
 }
 
-double get_num(Napi::Env env, const Napi::Object& o, const char* name) {
-  Napi::Value v = prop(o, name);
-  if (!v.IsNumber())
-    fail(env, StatusCode::arg, std::string("argument '") + name + "': expected a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-void get_strides(Napi::Env env, const Napi::Object& o, const char* name, int64_t* dst, int n) {
-  Napi::Value v = prop(o, name);
-  if (!v.IsArray() || v.As<Napi::Array>().Length() != uint32_t(n))
-    fail(env, StatusCode::arg, std::string("argument '") + name + "': expected " +
-                                   std::to_string(n) + " strides");
-  Napi::Array a = v.As<Napi::Array>();
-  for (int i = 0; i < n; ++i) {
-    Napi::Value e = a.Get(uint32_t(i));
-    const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1.0;
-    if (!(d >= 0 && d <= double(kMaxDim)) || d != double(int64_t(d)))
-      fail(env, StatusCode::arg, std::string("argument '") + name + "': bad stride");
-    dst[i] = int64_t(d);
-  }
+void num_strides(Napi::Env env, const double* nums, int i, const char* name, int64_t* dst, int n) {
+  for (int k = 0; k < n; ++k) dst[k] = num_int(env, nums, i + k, name, 0, kMaxDim);
 }
 
 // Elements spanned by an array of the given dims and strides (0 when any dim is 0).
@@ -93,37 +70,41 @@ struct Call {
 
 Call parse(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) fail(env, StatusCode::arg, "expected an object");
-  Napi::Object o = info[0].As<Napi::Object>();
+  if (info.Length() != 11 || !info[10].IsTypedArray() ||
+      info[10].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[10].As<Napi::TypedArray>().ElementLength() != size_t(kNums))
+    fail(env, StatusCode::arg, "expected 10 buffers and a Float64Array of sizes and options");
+  Napi::Float64Array na = info[10].As<Napi::Float64Array>();
+  const double* nums = na.Data();
   Call c;
   AttentionParams& p = c.p;
-  const Buf q = get_buf(env, o, "q", false), k = get_buf(env, o, "k", false);
-  const Buf v = get_buf(env, o, "v", false), out = get_buf(env, o, "out", false);
-  const Buf lse = get_buf(env, o, "lse", true), alibi = get_buf(env, o, "alibi", true);
-  const Buf mask = get_buf(env, o, "mask", true), seqlens = get_buf(env, o, "seqlensK", true);
-  const Buf cuq = get_buf(env, o, "cuSeqlensQ", true), cuk = get_buf(env, o, "cuSeqlensK", true);
-  const int64_t dt = get_int(env, o, "dtype", 0, 5);
-  p.dtype = DType(dt);
+  const Buf q = arg_buffer(info, 0, "q"), k = arg_buffer(info, 1, "k");
+  const Buf v = arg_buffer(info, 2, "v"), out = arg_buffer(info, 3, "out");
+  const Buf lse = arg_buffer(info, 4, "lse", true), alibi = arg_buffer(info, 5, "alibi", true);
+  const Buf mask = arg_buffer(info, 6, "mask", true), seqlens = arg_buffer(info, 7, "seqlensK", true);
+  const Buf cuq = arg_buffer(info, 8, "cuSeqlensQ", true);
+  const Buf cuk = arg_buffer(info, 9, "cuSeqlensK", true);
+  p.dtype = DType(num_int(env, nums, kDtype, "dtype", 0, 5));
   if (!dtype_is_float(p.dtype)) fail(env, StatusCode::dtype, "argument 'q': expected a float dtype");
-  p.batch = get_int(env, o, "B", 0, kMaxDim);
-  p.heads_q = get_int(env, o, "Hq", 1, kMaxDim);
-  p.heads_k = get_int(env, o, "Hk", 1, kMaxDim);
-  p.seqlen_q = get_int(env, o, "Sq", 0, kMaxDim);
-  p.seqlen_k = get_int(env, o, "Sk", 0, kMaxDim);
-  p.head_dim = get_int(env, o, "D", 1, kAttentionMaxHeadDim);
-  get_strides(env, o, "qStrides", p.q_strides, 3);
-  get_strides(env, o, "kStrides", p.k_strides, 3);
-  get_strides(env, o, "vStrides", p.v_strides, 3);
-  get_strides(env, o, "oStrides", p.o_strides, 3);
-  get_strides(env, o, "lseStrides", p.lse_strides, 3);
-  get_strides(env, o, "maskStrides", p.mask_strides, 4);
-  p.scale = float(get_num(env, o, "scale"));
-  p.causal = prop(o, "causal").ToBoolean().Value();
-  p.window_left = get_int(env, o, "windowLeft", -1, kMaxDim);
-  p.window_right = get_int(env, o, "windowRight", -1, kMaxDim);
-  p.softcap = float(get_num(env, o, "softcap"));
-  p.alibi_batch_stride = get_int(env, o, "alibiBatchStride", 0, kMaxDim);
-  p.mask_dtype = DType(get_int(env, o, "maskDtype", 0, 5));
+  p.batch = num_int(env, nums, kB, "B", 0, kMaxDim);
+  p.heads_q = num_int(env, nums, kHq, "Hq", 1, kMaxDim);
+  p.heads_k = num_int(env, nums, kHk, "Hk", 1, kMaxDim);
+  p.seqlen_q = num_int(env, nums, kSq, "Sq", 0, kMaxDim);
+  p.seqlen_k = num_int(env, nums, kSk, "Sk", 0, kMaxDim);
+  p.head_dim = num_int(env, nums, kD, "D", 1, kAttentionMaxHeadDim);
+  num_strides(env, nums, kQStrides, "qStrides", p.q_strides, 3);
+  num_strides(env, nums, kKStrides, "kStrides", p.k_strides, 3);
+  num_strides(env, nums, kVStrides, "vStrides", p.v_strides, 3);
+  num_strides(env, nums, kOStrides, "oStrides", p.o_strides, 3);
+  num_strides(env, nums, kLseStrides, "lseStrides", p.lse_strides, 3);
+  num_strides(env, nums, kMaskStrides, "maskStrides", p.mask_strides, 4);
+  p.scale = float(nums[kScale]);
+  p.causal = nums[kCausal] != 0.0;
+  p.window_left = num_int(env, nums, kWindowLeft, "windowLeft", -1, kMaxDim);
+  p.window_right = num_int(env, nums, kWindowRight, "windowRight", -1, kMaxDim);
+  p.softcap = float(nums[kSoftcap]);
+  p.alibi_batch_stride = num_int(env, nums, kAlibiBatchStride, "alibiBatchStride", 0, kMaxDim);
+  p.mask_dtype = DType(num_int(env, nums, kMaskDtype, "maskDtype", 0, 5));
 
   const bool varlen = cuq.data || cuk.data;
   if (varlen && !(cuq.data && cuk.data))
@@ -170,9 +151,7 @@ Call parse(const Napi::CallbackInfo& info) {
   p.seqlens_k = static_cast<const int32_t*>(seqlens.data);
   p.cu_seqlens_q = static_cast<const int32_t*>(cuq.data);
   p.cu_seqlens_k = static_cast<const int32_t*>(cuk.data);
-  for (const char* name : {"q", "k", "v", "out", "lse", "alibi", "mask", "seqlensK", "cuSeqlensQ",
-                           "cuSeqlensK"})
-    c.keep.push_back(prop(o, name));
+  for (size_t i = 0; i < 10; ++i) c.keep.push_back(info[i]);
   return c;
 }
 

@@ -13,6 +13,7 @@
 // (max, sum, unnormalised output) are merged afterwards by log-sum-exp (flash-decoding).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -33,7 +34,8 @@ using gemm_cpu::kNR;
 
 constexpr int64_t kBlockRows = 96;    // group rows per block: 16 micro-panels of 6
 constexpr int64_t kTileKeys = 64;     // keys per tile (tiled path): K and V tiles of 32 KiB at D=128
-constexpr int64_t kStreamKeys = 64;   // keys per step (streaming path)
+constexpr int64_t kStreamKeys = 64;   // keys per step and head (streaming path)
+constexpr int64_t kStreamRows = 64;   // rows of all heads of one streaming item, at most
 constexpr int64_t kMinTiledRows = 6;  // fewer rows than one micro-panel: stream instead
 constexpr int64_t kMinChunkKeys = 256;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -43,6 +45,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 // streaming (decode) path would otherwise wait on memory latency row by row.
 inline void prefetch_rows(const char* base, int64_t row_bytes, int64_t stride_bytes, int64_t n) {
 #if defined(__GNUC__) || defined(__clang__)
+  __asm__ volatile("");  // a side effect, so GCC does not drop calls to this as pure (see x86)
   for (int64_t j = 0; j < n; ++j)
     for (int64_t b = 0; b < row_bytes; b += 64) __builtin_prefetch(base + j * stride_bytes + b, 0, 2);
 #else
@@ -66,6 +69,7 @@ struct Item {
   int64_t chunk;          // key chunk (0 when not split)
   int64_t block;          // index of (b, hk, r0) among all blocks (partials are stored by it)
   int64_t cost;
+  int64_t nh = 1;         // streaming items: kv heads [hk, hk + nh), rows [r0, r1) of each
 };
 
 class Runner {
@@ -113,12 +117,18 @@ class Runner {
     return p_.lse + base + h * p_.lse_strides[1] + i * p_.lse_strides[2];
   }
 
-  void run_item(const Item& it, int slot);
+  void run_item(const Item& it);
+  void run_stream_item(const Item& it);
+  // Visible ranges of the item's rows, the keys [klo, khi] any of them sees (clipped to the
+  // item's chunk), and [full_lo, full_hi], where every row sees every key.
+  void ranges(const Seq& s, const Item& it, int64_t* lo, int64_t* hi, int64_t* klo, int64_t* khi,
+              int64_t* full_lo, int64_t* full_hi) const;
   // Applies softcap, ALiBi, the mask and the visibility ranges to s[R x n] (keys j0 ..).
   void transform(const Seq& s, const Item& it, int64_t R, int64_t j0, int64_t n, float* sc,
                  int64_t lds, const int64_t* lo, const int64_t* hi) const;
+  // prow: the first row of these in the item's partial (multi-head streaming items).
   void finish_rows(const Seq& s, const Item& it, int64_t R, const float* o, int64_t ldo,
-                   const float* m, const float* l, bool to_partial) const;
+                   const float* m, const float* l, bool to_partial, int64_t prow = 0) const;
 
   const AttentionParams& p_;
   const gemm_cpu::Kernels& gk_;
@@ -129,7 +139,7 @@ class Runner {
   std::vector<Seq> seqs_;
   int64_t chunks_ = 1;
   std::vector<int64_t> chunk_keys_;  // keys per chunk, per batch entry
-  float* partial_ = nullptr;         // [blocks][chunks][kBlockRows][Dp + 2] when chunks_ > 1
+  float* partial_ = nullptr;         // [blocks][chunks][rows][Dp + 2] when chunks_ > 1
   int64_t partial_stride_ = 0;       // floats per (block, chunk)
 };
 
@@ -170,9 +180,9 @@ void Runner::transform(const Seq& s, const Item& it, int64_t R, int64_t j0, int6
 
 // Normalises and stores finished rows, or parks them as a partial when the keys are split.
 void Runner::finish_rows(const Seq& s, const Item& it, int64_t R, const float* o, int64_t ldo,
-                         const float* m, const float* l, bool to_partial) const {
+                         const float* m, const float* l, bool to_partial, int64_t prow) const {
   if (to_partial) {
-    float* dst = partial_ + (it.block * chunks_ + it.chunk) * partial_stride_;
+    float* dst = partial_ + (it.block * chunks_ + it.chunk) * partial_stride_ + prow * (Dp_ + 2);
     for (int64_t r = 0; r < R; ++r) {
       float* row = dst + r * (Dp_ + 2);
       row[0] = m[r];
@@ -191,38 +201,39 @@ void Runner::finish_rows(const Seq& s, const Item& it, int64_t R, const float* o
   }
 }
 
-void Runner::run_item(const Item& it, int slot) {
-  (void)slot;
-  const Seq& s = seqs_[size_t(it.b)];
-  const int64_t R = it.r1 - it.r0;
-  const bool tiled = R >= kMinTiledRows;
-  const int64_t Rp = round_up(R, kMR);
-  const int64_t bc_max = tiled ? kTileKeys : kStreamKeys;
-
-  // Per-row visible ranges, the block's key range, and the range where no row needs masking.
-  int64_t lo[kBlockRows], hi[kBlockRows];
-  int64_t klo = INT64_MAX, khi = -1, full_lo = 0, full_hi = INT64_MAX;
-  for (int64_t r = 0; r < R; ++r) {
+void Runner::ranges(const Seq& s, const Item& it, int64_t* lo, int64_t* hi, int64_t* klo,
+                    int64_t* khi, int64_t* full_lo, int64_t* full_hi) const {
+  *klo = INT64_MAX, *khi = -1, *full_lo = 0, *full_hi = INT64_MAX;
+  for (int64_t r = 0; r < it.r1 - it.r0; ++r) {
     visible(s, (it.r0 + r) / G_, &lo[r], &hi[r]);
     if (lo[r] <= hi[r]) {
-      klo = std::min(klo, lo[r]);
-      khi = std::max(khi, hi[r]);
+      *klo = std::min(*klo, lo[r]);
+      *khi = std::max(*khi, hi[r]);
     }
-    full_lo = std::max(full_lo, lo[r]);
-    full_hi = std::min(full_hi, hi[r]);
+    *full_lo = std::max(*full_lo, lo[r]);
+    *full_hi = std::min(*full_hi, hi[r]);
   }
   if (chunks_ > 1) {  // this item's chunk of keys
     const int64_t ck = chunk_keys_[size_t(it.b)];
-    klo = std::max(klo, it.chunk * ck);
-    khi = std::min(khi, (it.chunk + 1) * ck - 1);
+    *klo = std::max(*klo, it.chunk * ck);
+    *khi = std::min(*khi, (it.chunk + 1) * ck - 1);
   }
+}
+
+// Blocks of >= kMinTiledRows rows: Q K^T and P V through the GEMM micro-kernel on packed tiles.
+void Runner::run_item(const Item& it) {
+  const Seq& s = seqs_[size_t(it.b)];
+  const int64_t R = it.r1 - it.r0;
+  const int64_t Rp = round_up(R, kMR);
+  int64_t lo[kBlockRows], hi[kBlockRows], klo, khi, full_lo, full_hi;
+  ranges(s, it, lo, hi, &klo, &khi, &full_lo, &full_hi);
 
   // Scratch: one arena, carved into 64-byte aligned pieces (the packed panels are read with
   // aligned loads).
-  const int64_t lds = round_up(bc_max, kNR);
+  const int64_t lds = round_up(kTileKeys, kNR);
   const int64_t ldo = Dp_;
-  const int64_t sizes[9] = {Rp * D_,  Rp * lds, Rp * ldo, Rp, Rp, Rp,
-                            tiled ? D_ * lds : 0, tiled ? Rp * lds : 0, tiled ? bc_max * Dp_ : 0};
+  const int64_t sizes[9] = {Rp * D_, Rp * lds, Rp * ldo, Rp, Rp, Rp, D_ * lds, Rp * lds,
+                            kTileKeys * Dp_};
   int64_t total = 0;
   for (int64_t n : sizes) total += round_up(n, 16);
   float* mem = static_cast<float*>(scratch_get(0, size_t(total) * sizeof(float)));
@@ -234,7 +245,7 @@ void Runner::run_item(const Item& it, int slot) {
   float *qb = piece[0], *sc = piece[1], *o = piece[2], *m = piece[3], *l = piece[4],
         *alpha = piece[5], *kp = piece[6], *pp = piece[7], *vp = piece[8];
 
-  // Q rows of the block, widened and pre-multiplied by the scale; as GEMM A panels when tiled.
+  // Q rows of the block, widened, pre-multiplied by the scale and stored as GEMM A panels.
   float* qrow = static_cast<float*>(scratch_get(1, size_t(D_) * sizeof(float)));
   for (int64_t r = 0; r < Rp; ++r) {
     if (r < R) {
@@ -244,12 +255,8 @@ void Runner::run_item(const Item& it, int slot) {
     } else {
       std::memset(qrow, 0, size_t(D_) * sizeof(float));
     }
-    if (tiled) {
-      float* panel = qb + (r / kMR) * kMR * D_;
-      for (int64_t d = 0; d < D_; ++d) panel[d * kMR + r % kMR] = qrow[d];
-    } else if (r < R) {
-      std::memcpy(qb + r * D_, qrow, size_t(D_) * sizeof(float));
-    }
+    float* panel = qb + (r / kMR) * kMR * D_;
+    for (int64_t d = 0; d < D_; ++d) panel[d * kMR + r % kMR] = qrow[d];
   }
   std::memset(o, 0, size_t(Rp * ldo) * sizeof(float));
   for (int64_t r = 0; r < Rp; ++r) {
@@ -258,47 +265,106 @@ void Runner::run_item(const Item& it, int slot) {
   }
 
   const int64_t ks = p_.k_strides[1], vs = p_.v_strides[1];
-  for (int64_t j0 = klo; j0 <= khi; j0 += bc_max) {
-    const int64_t n = std::min(bc_max, khi + 1 - j0);
+  for (int64_t j0 = klo; j0 <= khi; j0 += kTileKeys) {
+    const int64_t n = std::min(kTileKeys, khi + 1 - j0);
     const void* kt = kv_row(p_.k, p_.k_strides, s, it.b, j0, it.hk);
     const void* vt = kv_row(p_.v, p_.v_strides, s, it.b, j0, it.hk);
-    if (!tiled && j0 == klo) {  // the first step's rows; later steps prefetch their successor
-      prefetch_rows(static_cast<const char*>(kt), D_ * esz_, ks * esz_, n);
-      prefetch_rows(static_cast<const char*>(vt), D_ * esz_, vs * esz_, n);
-    }
-    if (!tiled && j0 + n <= khi) {
-      const int64_t nn = std::min(bc_max, khi + 1 - (j0 + n));
-      prefetch_rows(static_cast<const char*>(kt) + n * ks * esz_, D_ * esz_, ks * esz_, nn);
-      prefetch_rows(static_cast<const char*>(vt) + n * vs * esz_, D_ * esz_, vs * esz_, nn);
-    }
-    if (tiled) {
-      gk_.pack_b(kt, p_.dtype, ks, true, D_, n, kp);
-      const int64_t npan = ceil_div(n, kNR);
-      for (int64_t pj = 0; pj < npan; ++pj)
-        for (int64_t pi = 0; pi < Rp / kMR; ++pi)
-          gk_.kernel(D_, qb + pi * kMR * D_, kp + pj * kNR * D_, sc + pi * kMR * lds + pj * kNR,
-                     lds, false);
-    } else {
-      ak_.qk_dot(qb, D_, R, kt, p_.dtype, ks, n, D_, sc, lds);
-    }
+    gk_.pack_b(kt, p_.dtype, ks, true, D_, n, kp);
+    const int64_t npan = ceil_div(n, kNR);
+    for (int64_t pj = 0; pj < npan; ++pj)
+      for (int64_t pi = 0; pi < Rp / kMR; ++pi)
+        gk_.kernel(D_, qb + pi * kMR * D_, kp + pj * kNR * D_, sc + pi * kMR * lds + pj * kNR,
+                   lds, false);
     if (elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi)
       transform(s, it, R, j0, n, sc, lds, lo, hi);
     ak_.softmax_tile(sc, lds, R, n, m, l, alpha);
     for (int64_t r = 0; r < R; ++r)
       if (alpha[r] != 1.0f)
         for (int64_t d = 0; d < ldo; ++d) o[r * ldo + d] *= alpha[r];
-    if (tiled) {
-      gk_.pack_a(sc, DType::float32, lds, R, n, pp);
-      gk_.pack_b(vt, p_.dtype, vs, false, n, D_, vp);
-      for (int64_t pj = 0; pj < Dp_ / kNR; ++pj)
-        for (int64_t pi = 0; pi < Rp / kMR; ++pi)
-          gk_.kernel(n, pp + pi * kMR * n, vp + pj * kNR * n, o + pi * kMR * ldo + pj * kNR, ldo,
-                     true);
-    } else {
-      ak_.pv_accum(sc, lds, R, vt, p_.dtype, vs, n, D_, o, ldo);
-    }
+    gk_.pack_a(sc, DType::float32, lds, R, n, pp);
+    gk_.pack_b(vt, p_.dtype, vs, false, n, D_, vp);
+    for (int64_t pj = 0; pj < Dp_ / kNR; ++pj)
+      for (int64_t pi = 0; pi < Rp / kMR; ++pi)
+        gk_.kernel(n, pp + pi * kMR * n, vp + pj * kNR * n, o + pi * kMR * ldo + pj * kNR, ldo,
+                   true);
   }
   finish_rows(s, it, R, o, ldo, m, l, chunks_ > 1);
+}
+
+// Decode-sized items (fewer than kMinTiledRows rows per kv head): kv heads [hk, hk + nh) of one
+// batch entry. The keys go kStreamKeys at a time and, inside a step, head by head, so a 'bshd'
+// cache (the heads of one key side by side) is read front to back; qk_dot and pv_accum read the
+// K and V rows in place, and each (step, head) asks for the next one's rows ahead of use.
+void Runner::run_stream_item(const Item& it) {
+  const Seq& s = seqs_[size_t(it.b)];
+  const int64_t R = it.r1 - it.r0, nh = it.nh, NR = nh * R;
+  int64_t lo[kMinTiledRows], hi[kMinTiledRows], klo, khi, full_lo, full_hi;
+  ranges(s, it, lo, hi, &klo, &khi, &full_lo, &full_hi);
+
+  const int64_t lds = kStreamKeys, ldo = Dp_;
+  const int64_t sizes[6] = {NR * D_, R * lds, NR * ldo, NR, NR, NR};
+  int64_t total = 0;
+  for (int64_t n : sizes) total += round_up(n, 16);
+  float* mem = static_cast<float*>(scratch_get(0, size_t(total) * sizeof(float)));
+  float* piece[6];
+  for (int i = 0; i < 6; ++i) {
+    piece[i] = mem;
+    mem += round_up(sizes[i], 16);
+  }
+  float *qb = piece[0], *sc = piece[1], *o = piece[2], *m = piece[3], *l = piece[4],
+        *alpha = piece[5];
+  for (int64_t hl = 0; hl < nh; ++hl)
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t row = it.r0 + r;
+      float* qr = qb + (hl * R + r) * D_;
+      convert_to_f32(q_row(s, it.b, row / G_, (it.hk + hl) * G_ + row % G_), p_.dtype, qr, D_);
+      for (int64_t d = 0; d < D_; ++d) qr[d] *= p_.scale;
+    }
+  std::memset(o, 0, size_t(NR * ldo) * sizeof(float));
+  for (int64_t r = 0; r < NR; ++r) {
+    m[r] = kNegInf;
+    l[r] = 0.0f;
+  }
+
+  const int64_t ks = p_.k_strides[1], vs = p_.v_strides[1];
+  if (klo <= khi) {  // the first (step, head): nothing asked for it yet
+    const int64_t n = std::min(kStreamKeys, khi + 1 - klo);
+    prefetch_rows(kv_row(p_.k, p_.k_strides, s, it.b, klo, it.hk), D_ * esz_, ks * esz_, n);
+    prefetch_rows(kv_row(p_.v, p_.v_strides, s, it.b, klo, it.hk), D_ * esz_, vs * esz_, n);
+  }
+  for (int64_t j0 = klo; j0 <= khi; j0 += kStreamKeys) {
+    const int64_t n = std::min(kStreamKeys, khi + 1 - j0);
+    const bool partial = elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi;
+    for (int64_t hl = 0; hl < nh; ++hl) {
+      Item head = it;
+      head.hk = it.hk + hl;
+      head.nh = 1;
+      // The next (step, head) in this loop order: its K and V rows are requested now.
+      attention_cpu::Prefetch pf;
+      const int64_t nj = hl + 1 < nh ? j0 : j0 + n, nhk = hl + 1 < nh ? head.hk + 1 : it.hk;
+      if (nj <= khi) {
+        pf.k = kv_row(p_.k, p_.k_strides, s, it.b, nj, nhk);
+        pf.v = kv_row(p_.v, p_.v_strides, s, it.b, nj, nhk);
+        pf.ldv = vs;
+        pf.k_rows = pf.v_rows = std::min(kStreamKeys, khi + 1 - nj);
+      }
+      float *oh = o + hl * R * ldo, *mh = m + hl * R, *lh = l + hl * R, *ah = alpha + hl * R;
+      ak_.qk_dot(qb + hl * R * D_, D_, R, kv_row(p_.k, p_.k_strides, s, it.b, j0, head.hk),
+                 p_.dtype, ks, n, D_, sc, lds, pf);
+      if (partial) transform(s, head, R, j0, n, sc, lds, lo, hi);
+      ak_.softmax_tile(sc, lds, R, n, mh, lh, ah);
+      for (int64_t r = 0; r < R; ++r)
+        if (ah[r] != 1.0f)
+          for (int64_t d = 0; d < D_; ++d) oh[r * ldo + d] *= ah[r];
+      ak_.pv_accum(sc, lds, R, kv_row(p_.v, p_.v_strides, s, it.b, j0, head.hk), p_.dtype, vs,
+                   n, D_, oh, ldo);
+    }
+  }
+  for (int64_t hl = 0; hl < nh; ++hl) {
+    Item head = it;
+    head.hk = it.hk + hl;
+    finish_rows(s, head, R, o + hl * R * ldo, ldo, m + hl * R, l + hl * R, chunks_ > 1, hl * R);
+  }
 }
 
 Status Runner::run() {
@@ -322,14 +388,32 @@ Status Runner::run() {
   }
   elementwise_ = p_.softcap > 0.0f || p_.alibi || p_.mask;
 
-  // Blocks of group rows, then chunks of keys when the blocks cannot fill the threads.
+  // Blocks of group rows, then chunks of keys when the blocks cannot fill the threads. Decode-
+  // sized groups (fewer than kMinTiledRows rows) of a cache whose heads sit side by side within a
+  // key ('bshd': head stride < key stride) take several kv heads per block, read key by key.
+  const bool heads_inside_keys = p_.k_strides[2] < p_.k_strides[1];
   std::vector<Item> blocks;
-  for (int64_t b = 0; b < B; ++b)
+  int64_t max_rows = kBlockRows;
+  for (int64_t b = 0; b < B; ++b) {
+    const Seq& s = seqs_[size_t(b)];
+    const int64_t rows = s.sq * G_;
+    if (rows > 0 && rows < kMinTiledRows) {
+      const int64_t nh = heads_inside_keys ? std::max<int64_t>(1, kStreamRows / rows) : 1;
+      for (int64_t hk = 0; hk < p_.heads_k; hk += nh) {
+        Item it{b, hk, 0, rows, 0, int64_t(blocks.size()), 0};
+        it.nh = std::min(nh, p_.heads_k - hk);
+        int64_t lo, hi, lo2, hi2;
+        visible(s, 0, &lo, &hi);
+        visible(s, s.sq - 1, &lo2, &hi2);
+        it.cost = it.nh * rows * std::max<int64_t>(0, hi2 - lo + 1) + 1;
+        max_rows = std::max(max_rows, it.nh * rows);
+        blocks.push_back(it);
+      }
+      continue;
+    }
     for (int64_t hk = 0; hk < p_.heads_k; ++hk) {
-      const int64_t rows = seqs_[size_t(b)].sq * G_;
       for (int64_t r0 = 0; r0 < rows; r0 += kBlockRows) {
         Item it{b, hk, r0, std::min(rows, r0 + kBlockRows), 0, int64_t(blocks.size()), 0};
-        const Seq& s = seqs_[size_t(b)];
         int64_t lo, hi, lo2, hi2;
         visible(s, r0 / G_, &lo, &hi);
         visible(s, (it.r1 - 1) / G_, &lo2, &hi2);
@@ -337,6 +421,7 @@ Status Runner::run() {
         blocks.push_back(it);
       }
     }
+  }
   if (blocks.empty()) return Status::Ok();
   const int64_t nthreads = p_.max_threads > 0 ? std::min(p_.max_threads, threads()) : threads();
   const int64_t nblocks = int64_t(blocks.size());
@@ -350,7 +435,7 @@ Status Runner::run() {
     for (int64_t b = 0; b < B; ++b)
       chunk_keys_[size_t(b)] =
           std::max<int64_t>(1, round_up(ceil_div(seqs_[size_t(b)].sk, chunks_), kTileKeys));
-    partial_stride_ = kBlockRows * (Dp_ + 2);
+    partial_stride_ = max_rows * (Dp_ + 2);
     partial.resize(size_t(nblocks * chunks_ * partial_stride_));
     partial_ = partial.data();
     for (const Item& blk : blocks)
@@ -366,8 +451,16 @@ Status Runner::run() {
                      [](const Item& a, const Item& b) { return a.cost > b.cost; });
   }
 
-  parallel_for(int64_t(items.size()),
-               [&](int64_t t, int slot) { run_item(items[size_t(t)], slot); }, p_.max_threads);
+  parallel_for(
+      int64_t(items.size()),
+      [&](int64_t t, int) {
+        const Item& it = items[size_t(t)];
+        if (it.r1 - it.r0 < kMinTiledRows)
+          run_stream_item(it);
+        else
+          run_item(it);
+      },
+      p_.max_threads);
 
   if (chunks_ > 1) {
     // log-sum-exp merge of the chunks, in chunk order (deterministic).
@@ -376,12 +469,12 @@ Status Runner::run() {
         [&](int64_t t, int) {
           const Item& blk = blocks[size_t(t)];
           const Seq& s = seqs_[size_t(blk.b)];
-          const int64_t R = blk.r1 - blk.r0;
-          float* acc = static_cast<float*>(scratch_get(2, size_t(R * (Dp_ + 2)) * sizeof(float)));
-          std::vector<float> m(size_t(R), kNegInf), l(size_t(R), 0.0f);
+          const int64_t R = blk.r1 - blk.r0, NR = blk.nh * R;
+          float* acc = static_cast<float*>(scratch_get(2, size_t(NR * (Dp_ + 2)) * sizeof(float)));
+          std::vector<float> m(size_t(NR), kNegInf), l(size_t(NR), 0.0f);
           for (int64_t c = 0; c < chunks_; ++c) {
             const float* src = partial_ + (blk.block * chunks_ + c) * partial_stride_;
-            for (int64_t r = 0; r < R; ++r) {
+            for (int64_t r = 0; r < NR; ++r) {
               const float* row = src + r * (Dp_ + 2);
               float* a = acc + r * Dp_;
               if (c == 0) std::memset(a, 0, size_t(Dp_) * sizeof(float));
@@ -393,7 +486,12 @@ Status Runner::run() {
               m[size_t(r)] = mx;
             }
           }
-          finish_rows(s, blk, R, acc, Dp_, m.data(), l.data(), false);
+          for (int64_t hl = 0; hl < blk.nh; ++hl) {
+            Item head = blk;
+            head.hk = blk.hk + hl;
+            finish_rows(s, head, R, acc + hl * R * Dp_, Dp_, m.data() + hl * R,
+                        l.data() + hl * R, false);
+          }
         },
         p_.max_threads);
   }

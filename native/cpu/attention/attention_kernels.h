@@ -12,6 +12,13 @@
 namespace tf {
 namespace attention_cpu {
 
+struct Prefetch {
+  const void* k = nullptr;  // k_rows rows at the stride ldk of qk_dot
+  const void* v = nullptr;  // v_rows rows at the stride ldv
+  int64_t ldv = 0;
+  int64_t k_rows = 0, v_rows = 0;
+};
+
 struct Kernels {
   Isa isa;
   // Online softmax over one tile, for rows r < R of s (row stride lds), columns [0, n):
@@ -21,9 +28,11 @@ struct Kernels {
   void (*softmax_tile)(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l,
                        float* alpha);
   // s[r * lds + j] = dot(q[r * ldq, 0:D], K[j, 0:D]) for r < R, j < n; K row j at k + j * ldk
-  // in dtype dt. q float32.
+  // in dtype dt. q float32. Prefetch hint (may be ignored): while key j is read, row j of pf.k
+  // (stride ldk, j < k_rows) and of pf.v (stride pf.ldv, j < v_rows) are requested, so the next step's K
+  // and this step's V arrive while this step computes (decode is otherwise latency-bound).
   void (*qk_dot)(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int64_t ldk,
-                 int64_t n, int64_t D, float* s, int64_t lds);
+                 int64_t n, int64_t D, float* s, int64_t lds, const Prefetch& pf);
   // o[r * ldo + d] += sum_j p[r * ldp + j] * V[j, d] for r < R, d < D; V row j at v + j * ldv.
   void (*pv_accum)(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
                    int64_t n, int64_t D, float* o, int64_t ldo);

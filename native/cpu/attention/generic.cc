@@ -40,7 +40,7 @@ void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* 
 }
 
 void qk_dot(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int64_t ldk,
-            int64_t n, int64_t D, float* s, int64_t lds) {
+            int64_t n, int64_t D, float* s, int64_t lds, const Prefetch&) {
   for (int64_t r = 0; r < R; ++r)
     for (int64_t j = 0; j < n; ++j) {
       float acc = 0.0f;

@@ -6,6 +6,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -93,108 +94,220 @@ inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
   return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-// Four keys against one or two query rows per pass: 8 independent accumulators hide the FMA
-// latency, and each widened K vector is used by both rows.
-void qk_dot(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int64_t ldk,
-            int64_t n, int64_t D, float* s, int64_t lds) {
+// Requests rows [j, j + c) of the hint's K and V (each clipped to its row count), every line.
+// The empty volatile asm gives the function a side effect: without it GCC's pure/const analysis
+// sees a function of prefetches only, calls it side-effect free, and deletes every call.
+inline void prefetch_hint(const Prefetch& pf, int64_t ldk, int64_t row_bytes, size_t esz,
+                          int64_t j, int64_t c) {
+  __asm__ volatile("");
+  for (int64_t i = j; i < j + c; ++i) {
+    if (i < pf.k_rows)
+      for (int64_t b = 0; b < row_bytes; b += 64)
+        _mm_prefetch(static_cast<const char*>(pf.k) + i * ldk * esz + b, _MM_HINT_T0);
+    if (i < pf.v_rows)
+      for (int64_t b = 0; b < row_bytes; b += 64)
+        _mm_prefetch(static_cast<const char*>(pf.v) + i * pf.ldv * esz + b, _MM_HINT_T0);
+  }
+}
+
+// The stored element type as a compile-time parameter, so the widening is not re-decided in the
+// inner loops (a runtime switch there kept the compiler from unswitching them).
+template <DType T>
+inline __m256 ld8(const void* p, int64_t i) {
+  return load8(p, T, i);
+}
+template <DType T>
+inline float ld1(const void* p, int64_t i) {
+  return load1(p, T, i);
+}
+
+// Scores of R rows (all in registers) against NK keys per pass: each widened K vector feeds
+// every row, each q vector every key; R * NK accumulators + NK K vectors + one q vector fit the
+// 16 ymm registers (a spill per iteration costs more than the arithmetic).
+template <DType T, int R, int NK>
+void qk_rows(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t n, int64_t D,
+             float* s, int64_t lds, const Prefetch& pf) {
   const int64_t D8 = D & ~int64_t(7);
-  const int64_t n4 = n & ~int64_t(3);
-  for (int64_t r = 0; r < R; r += 2) {
-    const bool two = r + 1 < R;
-    const float* q0 = q + r * ldq;
-    const float* q1 = two ? q0 + ldq : q0;
-    for (int64_t j = 0; j < n4; j += 4) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      __m256 b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-      const int64_t kj = j * ldk;
-      for (int64_t d = 0; d < D8; d += 8) {
-        const __m256 x0 = _mm256_loadu_ps(q0 + d), x1 = _mm256_loadu_ps(q1 + d);
-        const __m256 k0 = load8(k, dt, kj + d), k1 = load8(k, dt, kj + ldk + d);
-        const __m256 k2 = load8(k, dt, kj + 2 * ldk + d), k3 = load8(k, dt, kj + 3 * ldk + d);
-        a0 = _mm256_fmadd_ps(x0, k0, a0);
-        a1 = _mm256_fmadd_ps(x0, k1, a1);
-        a2 = _mm256_fmadd_ps(x0, k2, a2);
-        a3 = _mm256_fmadd_ps(x0, k3, a3);
-        b0 = _mm256_fmadd_ps(x1, k0, b0);
-        b1 = _mm256_fmadd_ps(x1, k1, b1);
-        b2 = _mm256_fmadd_ps(x1, k2, b2);
-        b3 = _mm256_fmadd_ps(x1, k3, b3);
-      }
-      alignas(16) float sa[4], sb[4];
-      _mm_store_ps(sa, hsum4(a0, a1, a2, a3));
-      _mm_store_ps(sb, hsum4(b0, b1, b2, b3));
-      for (int64_t d = D8; d < D; ++d)
-        for (int t = 0; t < 4; ++t) {
-          const float kv = load1(k, dt, kj + t * ldk + d);
-          sa[t] += q0[d] * kv;
-          sb[t] += q1[d] * kv;
-        }
-      for (int t = 0; t < 4; ++t) {
-        s[r * lds + j + t] = sa[t];
-        if (two) s[(r + 1) * lds + j + t] = sb[t];
+  const size_t esz = dtype_size(T);
+  const int64_t row_bytes = D * int64_t(esz);
+  int64_t j = 0;
+  for (; j + NK <= n; j += NK) {
+    prefetch_hint(pf, ldk, row_bytes, esz, j, NK);
+    __m256 acc[R][NK];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NK; ++t) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < D8; d += 8) {
+      __m256 kv[NK];
+#pragma GCC unroll 8
+      for (int t = 0; t < NK; ++t) kv[t] = ld8<T>(k, (j + t) * ldk + d);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m256 x = _mm256_loadu_ps(q + r * ldq + d);
+#pragma GCC unroll 8
+        for (int t = 0; t < NK; ++t) acc[r][t] = _mm256_fmadd_ps(x, kv[t], acc[r][t]);
       }
     }
-    for (int64_t j = n4; j < n; ++j) {
-      __m256 a = _mm256_setzero_ps(), b = a;
-      for (int64_t d = 0; d < D8; d += 8) {
-        const __m256 kv = load8(k, dt, j * ldk + d);
-        a = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), kv, a);
-        b = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + d), kv, b);
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NK; ++t) {
+        float sum = hsum(acc[r][t]);
+        for (int64_t d = D8; d < D; ++d) sum += q[r * ldq + d] * ld1<T>(k, (j + t) * ldk + d);
+        s[r * lds + j + t] = sum;
       }
-      float sa = hsum(a), sb = hsum(b);
-      for (int64_t d = D8; d < D; ++d) {
-        const float kv = load1(k, dt, j * ldk + d);
-        sa += q0[d] * kv;
-        sb += q1[d] * kv;
-      }
-      s[r * lds + j] = sa;
-      if (two) s[(r + 1) * lds + j] = sb;
+  }
+  prefetch_hint(pf, ldk, row_bytes, esz, j, std::max(pf.k_rows, pf.v_rows) - j);
+  for (; j < n; ++j) {
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < D8; d += 8) {
+      const __m256 kv = ld8<T>(k, j * ldk + d);
+      for (int r = 0; r < R; ++r)
+        acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(q + r * ldq + d), kv, acc[r]);
+    }
+    for (int r = 0; r < R; ++r) {
+      float sum = hsum(acc[r]);
+      for (int64_t d = D8; d < D; ++d) sum += q[r * ldq + d] * ld1<T>(k, j * ldk + d);
+      s[r * lds + j] = sum;
     }
   }
 }
 
-// Up to 3 rows x 32 columns of o in 12 accumulators; each widened V vector feeds every row.
+template <DType T>
+void qk_dot_t(const float* q, int64_t ldq, int64_t R, const void* k, int64_t ldk, int64_t n,
+              int64_t D, float* s, int64_t lds, const Prefetch& pf) {
+  // Rows in passes of at most 4 (shapes that keep everything in registers); only the first pass
+  // issues the prefetch hint.
+  const Prefetch none;
+  for (int64_t r = 0; r < R;) {
+    const Prefetch& h = r == 0 ? pf : none;
+    const float* qr = q + r * ldq;
+    float* sr = s + r * lds;
+    switch (R - r) {
+      case 1: qk_rows<T, 1, 8>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 1; break;
+      case 2: qk_rows<T, 2, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 2; break;
+      case 3: qk_rows<T, 3, 3>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 3; break;
+      default: qk_rows<T, 4, 2>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 4; break;
+    }
+  }
+}
+
+void qk_dot(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int64_t ldk,
+            int64_t n, int64_t D, float* s, int64_t lds, const Prefetch& pf) {
+  switch (dt) {
+    case DType::float16: qk_dot_t<DType::float16>(q, ldq, R, k, ldk, n, D, s, lds, pf); break;
+    case DType::bfloat16: qk_dot_t<DType::bfloat16>(q, ldq, R, k, ldk, n, D, s, lds, pf); break;
+    default: qk_dot_t<DType::float32>(q, ldq, R, k, ldk, n, D, s, lds, pf); break;
+  }
+}
+
+// R rows x C vectors (8C columns) of o held in registers over all n keys; each widened V
+// vector feeds every row. R * C accumulators + C vectors of V + one broadcast fit the 16 ymm
+// registers (R = 1 folds the V loads into the FMAs).
+template <DType T, int R, int C>
+void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n, int64_t d,
+             float* o, int64_t ldo) {
+  __m256 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_loadu_ps(o + r * ldo + d + 8 * c);
+  for (int64_t j = 0; j < n; ++j) {
+    __m256 vv[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c) vv[c] = ld8<T>(v, j * ldv + d + 8 * c);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m256 pj = _mm256_broadcast_ss(p + r * ldp + j);
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm256_fmadd_ps(pj, vv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) _mm256_storeu_ps(o + r * ldo + d + 8 * c, acc[r][c]);
+}
+
+// R (2..4) rows x 16 columns with named accumulators: GCC kept an array of eight accumulators
+// in registers but also stored it to the stack on every key (store-bound), these it does not.
+template <DType T, int R>
+void pv_cols16(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n, int64_t d,
+               float* o, int64_t ldo) {
+  static_assert(R >= 2 && R <= 4, "rows");
+  const __m256 z = _mm256_setzero_ps();
+  __m256 a00 = _mm256_loadu_ps(o + d), a01 = _mm256_loadu_ps(o + d + 8);
+  __m256 a10 = _mm256_loadu_ps(o + ldo + d), a11 = _mm256_loadu_ps(o + ldo + d + 8);
+  __m256 a20 = R > 2 ? _mm256_loadu_ps(o + 2 * ldo + d) : z;
+  __m256 a21 = R > 2 ? _mm256_loadu_ps(o + 2 * ldo + d + 8) : z;
+  __m256 a30 = R > 3 ? _mm256_loadu_ps(o + 3 * ldo + d) : z;
+  __m256 a31 = R > 3 ? _mm256_loadu_ps(o + 3 * ldo + d + 8) : z;
+  for (int64_t j = 0; j < n; ++j) {
+    const __m256 v0 = ld8<T>(v, j * ldv + d), v1 = ld8<T>(v, j * ldv + d + 8);
+    __m256 pj = _mm256_broadcast_ss(p + j);
+    a00 = _mm256_fmadd_ps(pj, v0, a00);
+    a01 = _mm256_fmadd_ps(pj, v1, a01);
+    pj = _mm256_broadcast_ss(p + ldp + j);
+    a10 = _mm256_fmadd_ps(pj, v0, a10);
+    a11 = _mm256_fmadd_ps(pj, v1, a11);
+    if (R > 2) {
+      pj = _mm256_broadcast_ss(p + 2 * ldp + j);
+      a20 = _mm256_fmadd_ps(pj, v0, a20);
+      a21 = _mm256_fmadd_ps(pj, v1, a21);
+    }
+    if (R > 3) {
+      pj = _mm256_broadcast_ss(p + 3 * ldp + j);
+      a30 = _mm256_fmadd_ps(pj, v0, a30);
+      a31 = _mm256_fmadd_ps(pj, v1, a31);
+    }
+  }
+  _mm256_storeu_ps(o + d, a00);
+  _mm256_storeu_ps(o + d + 8, a01);
+  _mm256_storeu_ps(o + ldo + d, a10);
+  _mm256_storeu_ps(o + ldo + d + 8, a11);
+  if (R > 2) {
+    _mm256_storeu_ps(o + 2 * ldo + d, a20);
+    _mm256_storeu_ps(o + 2 * ldo + d + 8, a21);
+  }
+  if (R > 3) {
+    _mm256_storeu_ps(o + 3 * ldo + d, a30);
+    _mm256_storeu_ps(o + 3 * ldo + d + 8, a31);
+  }
+}
+
+// R rows: 64 (R = 1) or 16 (R >= 2) columns per pass over the keys, then 8, then single ones.
+template <DType T, int R>
+void pv_rows(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n, int64_t D,
+             float* o, int64_t ldo) {
+  int64_t d = 0;
+  if (R == 1)
+    for (; d + 64 <= D; d += 64) pv_cols<T, 1, 8>(p, ldp, v, ldv, n, d, o, ldo);
+  else
+    for (; d + 16 <= D; d += 16) pv_cols16<T, (R < 2 ? 2 : R)>(p, ldp, v, ldv, n, d, o, ldo);
+  for (; d + 8 <= D; d += 8) pv_cols<T, R, 1>(p, ldp, v, ldv, n, d, o, ldo);
+  for (; d < D; ++d)
+    for (int r = 0; r < R; ++r) {
+      float acc = o[r * ldo + d];
+      for (int64_t j = 0; j < n; ++j) acc += p[r * ldp + j] * ld1<T>(v, j * ldv + d);
+      o[r * ldo + d] = acc;
+    }
+}
+
+template <DType T>
+void pv_accum_t(const float* p, int64_t ldp, int64_t R, const void* v, int64_t ldv, int64_t n,
+                int64_t D, float* o, int64_t ldo) {
+  for (int64_t r = 0; r < R;) {
+    const float* pr = p + r * ldp;
+    float* orow = o + r * ldo;
+    switch (R - r) {
+      case 1: pv_rows<T, 1>(pr, ldp, v, ldv, n, D, orow, ldo); r += 1; break;
+      case 2: pv_rows<T, 2>(pr, ldp, v, ldv, n, D, orow, ldo); r += 2; break;
+      case 3: pv_rows<T, 3>(pr, ldp, v, ldv, n, D, orow, ldo); r += 3; break;
+      default: pv_rows<T, 4>(pr, ldp, v, ldv, n, D, orow, ldo); r += 4; break;
+    }
+  }
+}
+
 void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
               int64_t n, int64_t D, float* o, int64_t ldo) {
-  constexpr int kRows = 3;
-  const int64_t D32 = D & ~int64_t(31);
-  const int64_t D8 = D & ~int64_t(7);
-  for (int64_t r0 = 0; r0 < R; r0 += kRows) {
-    const int rows = int(R - r0 < kRows ? R - r0 : kRows);
-    for (int64_t d = 0; d < D32; d += 32) {
-      __m256 acc[kRows][4];
-      for (int i = 0; i < rows; ++i)
-        for (int c = 0; c < 4; ++c) acc[i][c] = _mm256_loadu_ps(o + (r0 + i) * ldo + d + 8 * c);
-      for (int64_t j = 0; j < n; ++j) {
-        const __m256 v0 = load8(v, dt, j * ldv + d), v1 = load8(v, dt, j * ldv + d + 8);
-        const __m256 v2 = load8(v, dt, j * ldv + d + 16), v3 = load8(v, dt, j * ldv + d + 24);
-        for (int i = 0; i < rows; ++i) {
-          const __m256 pj = _mm256_broadcast_ss(p + (r0 + i) * ldp + j);
-          acc[i][0] = _mm256_fmadd_ps(pj, v0, acc[i][0]);
-          acc[i][1] = _mm256_fmadd_ps(pj, v1, acc[i][1]);
-          acc[i][2] = _mm256_fmadd_ps(pj, v2, acc[i][2]);
-          acc[i][3] = _mm256_fmadd_ps(pj, v3, acc[i][3]);
-        }
-      }
-      for (int i = 0; i < rows; ++i)
-        for (int c = 0; c < 4; ++c) _mm256_storeu_ps(o + (r0 + i) * ldo + d + 8 * c, acc[i][c]);
-    }
-    for (int64_t d = D32; d < D8; d += 8) {
-      __m256 acc[kRows];
-      for (int i = 0; i < rows; ++i) acc[i] = _mm256_loadu_ps(o + (r0 + i) * ldo + d);
-      for (int64_t j = 0; j < n; ++j) {
-        const __m256 v0 = load8(v, dt, j * ldv + d);
-        for (int i = 0; i < rows; ++i)
-          acc[i] = _mm256_fmadd_ps(_mm256_broadcast_ss(p + (r0 + i) * ldp + j), v0, acc[i]);
-      }
-      for (int i = 0; i < rows; ++i) _mm256_storeu_ps(o + (r0 + i) * ldo + d, acc[i]);
-    }
-    for (int64_t d = D8; d < D; ++d)
-      for (int i = 0; i < rows; ++i) {
-        float acc = o[(r0 + i) * ldo + d];
-        for (int64_t j = 0; j < n; ++j) acc += p[(r0 + i) * ldp + j] * load1(v, dt, j * ldv + d);
-        o[(r0 + i) * ldo + d] = acc;
-      }
+  switch (dt) {
+    case DType::float16: pv_accum_t<DType::float16>(p, ldp, R, v, ldv, n, D, o, ldo); break;
+    case DType::bfloat16: pv_accum_t<DType::bfloat16>(p, ldp, R, v, ldv, n, D, o, ldo); break;
+    default: pv_accum_t<DType::float32>(p, ldp, R, v, ldv, n, D, o, ldo); break;
   }
 }
 
