@@ -32,7 +32,9 @@ namespace {
 using gemm_cpu::kMR;
 using gemm_cpu::kNR;
 
-constexpr int64_t kBlockRows = 96;    // group rows per block: 16 micro-panels of 6
+constexpr int64_t kBlockRows = 384;   // group rows per block: 64 micro-panels of 6. Each K/V tile
+                                      // is packed once per block, so big blocks pack less; the
+                                      // row panels a tile cannot reach (causal, windows) are skipped
 constexpr int64_t kTileKeys = 64;     // keys per tile (tiled path): K and V tiles of 32 KiB at D=128
 constexpr int64_t kStreamKeys = 64;   // keys per step and head (streaming path)
 constexpr int64_t kStreamRows = 64;   // rows of all heads of one streaming item, at most
@@ -124,8 +126,9 @@ class Runner {
   void ranges(const Seq& s, const Item& it, int64_t* lo, int64_t* hi, int64_t* klo, int64_t* khi,
               int64_t* full_lo, int64_t* full_hi) const;
   // Applies softcap, ALiBi, the mask and the visibility ranges to s[R x n] (keys j0 ..).
+  // Rows r < R of sc are the item's rows r0 + r.
   void transform(const Seq& s, const Item& it, int64_t R, int64_t j0, int64_t n, float* sc,
-                 int64_t lds, const int64_t* lo, const int64_t* hi) const;
+                 int64_t lds, const int64_t* lo, const int64_t* hi, int64_t r0 = 0) const;
   // prow: the first row of these in the item's partial (multi-head streaming items).
   void finish_rows(const Seq& s, const Item& it, int64_t R, const float* o, int64_t ldo,
                    const float* m, const float* l, bool to_partial, int64_t prow = 0) const;
@@ -144,10 +147,10 @@ class Runner {
 };
 
 void Runner::transform(const Seq& s, const Item& it, int64_t R, int64_t j0, int64_t n, float* sc,
-                       int64_t lds, const int64_t* lo, const int64_t* hi) const {
+                       int64_t lds, const int64_t* lo, const int64_t* hi, int64_t r0) const {
   const float cap = p_.softcap;
   for (int64_t r = 0; r < R; ++r) {
-    const int64_t row = it.r0 + r, i = row / G_, h = it.hk * G_ + row % G_;
+    const int64_t row = it.r0 + r0 + r, i = row / G_, h = it.hk * G_ + row % G_;
     float* x = sc + r * lds;
     if (cap > 0.0f)
       for (int64_t j = 0; j < n; ++j) x[j] = cap * std::tanh(x[j] / cap);
@@ -269,22 +272,30 @@ void Runner::run_item(const Item& it) {
     const int64_t n = std::min(kTileKeys, khi + 1 - j0);
     const void* kt = kv_row(p_.k, p_.k_strides, s, it.b, j0, it.hk);
     const void* vt = kv_row(p_.v, p_.v_strides, s, it.b, j0, it.hk);
+    // Rows [ra, rb) see some key of this tile (a contiguous range: visibility is monotone in the
+    // query); whole micro-panels outside it are skipped and their state is left as it is.
+    int64_t ra = 0, rb = R;
+    while (ra < R && (hi[ra] < j0 || lo[ra] > j0 + n - 1)) ++ra;
+    while (rb > ra && (hi[rb - 1] < j0 || lo[rb - 1] > j0 + n - 1)) --rb;
+    if (ra == rb) continue;
+    const int64_t pa = ra / kMR, pb = ceil_div(rb, kMR);
+    const int64_t r0 = pa * kMR, r1 = std::min(R, pb * kMR);
     gk_.pack_b(kt, p_.dtype, ks, true, D_, n, kp);
     const int64_t npan = ceil_div(n, kNR);
     for (int64_t pj = 0; pj < npan; ++pj)
-      for (int64_t pi = 0; pi < Rp / kMR; ++pi)
+      for (int64_t pi = pa; pi < pb; ++pi)
         gk_.kernel(D_, qb + pi * kMR * D_, kp + pj * kNR * D_, sc + pi * kMR * lds + pj * kNR,
                    lds, false);
     if (elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi)
-      transform(s, it, R, j0, n, sc, lds, lo, hi);
-    ak_.softmax_tile(sc, lds, R, n, m, l, alpha);
-    for (int64_t r = 0; r < R; ++r)
+      transform(s, it, r1 - r0, j0, n, sc + r0 * lds, lds, lo + r0, hi + r0, r0);
+    ak_.softmax_tile(sc + r0 * lds, lds, r1 - r0, n, m + r0, l + r0, alpha + r0);
+    for (int64_t r = r0; r < r1; ++r)
       if (alpha[r] != 1.0f)
         for (int64_t d = 0; d < ldo; ++d) o[r * ldo + d] *= alpha[r];
-    gk_.pack_a(sc, DType::float32, lds, R, n, pp);
+    gk_.pack_a(sc + r0 * lds, DType::float32, lds, r1 - r0, n, pp + pa * kMR * n);
     gk_.pack_b(vt, p_.dtype, vs, false, n, D_, vp);
     for (int64_t pj = 0; pj < Dp_ / kNR; ++pj)
-      for (int64_t pi = 0; pi < Rp / kMR; ++pi)
+      for (int64_t pi = pa; pi < pb; ++pi)
         gk_.kernel(n, pp + pi * kMR * n, vp + pj * kNR * n, o + pi * kMR * ldo + pj * kNR, ldo,
                    true);
   }
