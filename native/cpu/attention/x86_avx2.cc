@@ -142,14 +142,32 @@ void qk_rows(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t n,
       for (int t = 0; t < NK; ++t) kv[t] = ld8<T>(k, (j + t) * ldk + d);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
-        const __m256 x = _mm256_loadu_ps(q + r * ldq + d);
+        __m256 x = _mm256_loadu_ps(q + r * ldq + d);
+        // Pins x in a register: GCC otherwise folds the load into each FMA, loading every q
+        // vector NK times (loads, not FMAs, then bound the loop).
+        __asm__("" : "+x"(x));
 #pragma GCC unroll 8
         for (int t = 0; t < NK; ++t) acc[r][t] = _mm256_fmadd_ps(x, kv[t], acc[r][t]);
       }
     }
+    // Horizontal sums four accumulators at a time (one hadd tree each): one hsum per
+    // accumulator cost about a third of the FMAs at NK = 2.
+    alignas(16) float sums[R * NK + 4];
+    if constexpr (NK % 4 == 0) {
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < NK; t += 4)
+          _mm_store_ps(sums + r * NK + t,
+                       hsum4(acc[r][t], acc[r][t + 1], acc[r][t + 2], acc[r][t + 3]));
+    } else if constexpr (NK == 2 && R % 2 == 0) {
+      for (int r = 0; r < R; r += 2)
+        _mm_store_ps(sums + r * NK, hsum4(acc[r][0], acc[r][1], acc[r + 1][0], acc[r + 1][1]));
+    } else {
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < NK; ++t) sums[r * NK + t] = hsum(acc[r][t]);
+    }
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < NK; ++t) {
-        float sum = hsum(acc[r][t]);
+        float sum = sums[r * NK + t];
         for (int64_t d = D8; d < D; ++d) sum += q[r * ldq + d] * ld1<T>(k, (j + t) * ldk + d);
         s[r * lds + j + t] = sum;
       }
