@@ -227,7 +227,7 @@ export async function run(ctx) {
   if (!ort) ctx.notes.push(`onnxruntime-node not available (${ctx.ortError}); peer rows skipped.`);
   else
     ctx.notes.push(
-      'onnxruntime rows: CPU EP, intraOpNumThreads = row threads, graph optimization all (lib/peers.mjs); com.microsoft ' +
+      'onnxruntime rows: CPU EP, intraOpNumThreads = row threads, graph optimization all, idle workers not spinning (lib/peers.mjs); com.microsoft ' +
         'MultiHeadAttention / GroupQueryAttention graphs built in code (lib/onnx.mjs). Decode peers: "MHA past_key/value" and ' +
         '"GQA past_key/value" get a BNSH cache of Sk-1 positions plus the new token, and the kernel concatenates them into ' +
         'present_key/value on every call (what a decoder without past/present buffer sharing pays; sharing needs one buffer ' +

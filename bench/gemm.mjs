@@ -95,7 +95,7 @@ export async function run(ctx) {
   else
     ctx.notes.push(
       'onnxruntime rows: CPU EP, intraOpNumThreads = row threads, interOpNumThreads 1, sequential, graph optimization all, ' +
-        'default spinning pool; InferenceSession.run is async, so each ORT sample includes a thread-pool hop (compare with "native (async)" on the small shapes).',
+        'idle workers not spinning (allow_spinning 0, lib/peers.mjs); InferenceSession.run is async, so each ORT sample includes a thread-pool hop (compare with "native (async)" on the small shapes).',
     );
 
   // Weights are shared by consecutive cases of the same [rows, cols, dtype] (the decode shapes),

@@ -21,25 +21,7 @@
 
 import { benchRow } from './lib/suite.mjs';
 import { buildModel } from './lib/onnx.mjs';
-
-/**
- * An ORT CPU session as lib/peers.mjs makes them, but with idle intra-op workers blocking instead
- * of spinning (session.intra_op.allow_spinning = 0). With ORT's default, its workers keep spinning
- * on the second core after each run, and tensorfuse's 2-thread GEMV measured right after an ORT
- * session ran took 2.4-3.1 ms instead of 1.7 ms (int4 g128, K = N = 4096): the alternated rounds
- * would charge ORT's idle spinning to whichever implementation runs next.
- */
-function ortSession(ort, modelBytes, threads) {
-  return ort.InferenceSession.create(modelBytes, {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
-    extra: { session: { intra_op: { allow_spinning: '0' } } },
-  });
-}
+import { ortSession } from './lib/peers.mjs';
 
 export const title = 'quantized linear (int4 / int8 weights, W8A8)';
 
