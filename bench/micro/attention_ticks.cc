@@ -1,0 +1,60 @@
+// Attention decode/prefill timing without Node: calls tf::attention on the core library and
+// prints the best of many runs (wall clock), for perf and A/B work on the kernels. Build (after
+// `npm run test:native`, which builds build-native/libtensorfuse_core.a):
+//   g++ -O2 -std=c++17 -Inative/include bench/micro/attention_ticks.cc \
+//       build-native/libtensorfuse_core.a -lpthread -o /tmp/attention_ticks
+// Run: /tmp/attention_ticks Hq Hk Sq Sk D threads [bhsd]   (B = 1, float32, non-causal)
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "tensorfuse/attention.h"
+#include "tensorfuse/threadpool.h"
+
+int main(int argc, char** argv) {
+  if (argc < 7) {
+    std::fprintf(stderr, "usage: %s Hq Hk Sq Sk D threads [bhsd]\n", argv[0]);
+    return 2;
+  }
+  const int64_t Hq = atoll(argv[1]), Hk = atoll(argv[2]), Sq = atoll(argv[3]),
+                Sk = atoll(argv[4]), D = atoll(argv[5]);
+  const bool bhsd = argc > 7 && std::strcmp(argv[7], "bhsd") == 0;
+  tf::set_threads(atoi(argv[6]));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  std::vector<float> q(size_t(Sq * Hq * D)), k(size_t(Sk * Hk * D)), v(k.size()), o(q.size());
+  for (auto* a : {&q, &k, &v})
+    for (float& x : *a) x = nd(rng);
+  tf::AttentionParams p;
+  p.q = q.data(), p.k = k.data(), p.v = v.data(), p.out = o.data();
+  p.batch = 1, p.heads_q = Hq, p.heads_k = Hk, p.seqlen_q = Sq, p.seqlen_k = Sk, p.head_dim = D;
+  p.scale = 1.0f / std::sqrt(float(D));
+  auto strides = [&](int64_t* s, int64_t S, int64_t H) {
+    s[0] = S * H * D;
+    s[1] = bhsd ? D : H * D;      // sequence
+    s[2] = bhsd ? S * D : D;      // head
+  };
+  strides(p.q_strides, Sq, Hq);
+  strides(p.k_strides, Sk, Hk);
+  strides(p.v_strides, Sk, Hk);
+  strides(p.o_strides, Sq, Hq);
+  double best = 1e30;
+  const int reps = int(std::max<int64_t>(5, 2000000000 / (4 * Hq * Sq * Sk * D + 1)));
+  for (int r = 0; r < reps; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    tf::Status s = tf::attention(p);
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!s.ok()) return 1;
+    best = std::min(best, t);
+  }
+  const double flops = 4.0 * Hq * Sq * Sk * D, bytes = 2.0 * Sk * Hk * D * 4;
+  std::printf("Hq %lld Hk %lld Sq %lld Sk %lld D %lld %s: %.1f us, %.1f GFLOP/s, %.1f GB/s (K+V)\n",
+              (long long)Hq, (long long)Hk, (long long)Sq, (long long)Sk, (long long)D,
+              bhsd ? "bhsd" : "bshd", best * 1e6, flops / best * 1e-9, bytes / best * 1e-9);
+  return 0;
+}
