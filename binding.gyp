@@ -76,6 +76,7 @@
         "native/napi/gemm.cc",
         "native/cpu/attention/attention_driver.cc",
         "native/cpu/attention/generic.cc",
+        "native/cpu/attention/arm_neon.cc",
         "native/napi/attention.cc",
         "native/cpu/prune/generic.cc",
         "native/cpu/prune/prune_driver.cc",

@@ -7,6 +7,7 @@
 #include "check.h"
 #include "tensorfuse/attention.h"
 #include "tensorfuse/cpu_features.h"
+#include "tensorfuse/fp16.h"
 #include "tensorfuse/threadpool.h"
 
 using namespace tf;
@@ -55,7 +56,8 @@ TF_TEST(attention_matches_double_loop) {
   const Case cases[] = {{1, 1, 1, 1, 1, 1, false},     {2, 7, 7, 2, 1, 7, true},
                         {1, 40, 70, 4, 2, 64, true},   {1, 100, 100, 2, 2, 128, false},
                         {1, 1, 1100, 1, 1, 128, false}, {2, 3, 700, 8, 2, 80, true},
-                        {1, 9, 9, 1, 1, 256, true}};
+                        {1, 9, 9, 1, 1, 256, true},    {1, 1, 900, 12, 4, 72, false},
+                        {1, 2, 300, 8, 4, 24, true},    {1, 1, 130, 20, 4, 17, false}};
   tf_test::Rng rng(tf_test::case_seed());
   std::vector<Isa> isas;
   for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
@@ -95,6 +97,65 @@ TF_TEST(attention_matches_double_loop) {
       CHECK(err < 1e-5, "%s B%lld Sq%lld Sk%lld Hq%lld Hk%lld D%lld: relative error %.3g",
             isa_name(isa), (long long)c.B, (long long)c.Sq, (long long)c.Sk, (long long)c.Hq,
             (long long)c.Hk, (long long)c.D, err);
+    }
+  }
+  set_isa(best_isa());
+}
+
+// float16 / bfloat16 storage, widened in registers on each ISA: against the double loop on the
+// rounded inputs, within the rounding of the 16-bit output (plus float32 accumulation).
+TF_TEST(attention_16bit_matches_double_loop) {
+  const Case cases[] = {{1, 1, 700, 8, 2, 64, false}, {1, 3, 90, 4, 4, 40, true},
+                        {1, 30, 50, 2, 1, 32, true}};
+  tf_test::Rng rng(tf_test::case_seed());
+  std::vector<Isa> isas;
+  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
+    if (isa_supported(isa)) isas.push_back(isa);
+  for (DType dt : {DType::float16, DType::bfloat16}) {
+    auto round = [dt](float x) {
+      return dt == DType::float16 ? f32_to_fp16(x) : f32_to_bf16(x);
+    };
+    auto widen = [dt](uint16_t h) { return dt == DType::float16 ? fp16_to_f32(h) : bf16_to_f32(h); };
+    for (const Case& c : cases) {
+      std::vector<uint16_t> q16(size_t(c.B * c.Sq * c.Hq * c.D)), k16(size_t(c.B * c.Sk * c.Hk * c.D));
+      std::vector<uint16_t> v16(k16.size());
+      std::vector<float> q(q16.size()), k(k16.size()), v(v16.size());
+      for (size_t i = 0; i < q.size(); ++i) q[i] = widen(q16[i] = round(float(rng.uniform(-2, 2))));
+      for (size_t i = 0; i < k.size(); ++i) k[i] = widen(k16[i] = round(float(rng.uniform(-2, 2))));
+      for (size_t i = 0; i < v.size(); ++i) v[i] = widen(v16[i] = round(float(rng.uniform(-1, 1))));
+      const std::vector<double> want = reference(c, q, k, v);
+      for (Isa isa : isas) {
+        set_isa(isa);
+        std::vector<uint16_t> out(q16.size(), 0x7e00);  // NaN in both formats' upper bits
+        AttentionParams p;
+        p.q = q16.data();
+        p.k = k16.data();
+        p.v = v16.data();
+        p.out = out.data();
+        p.dtype = dt;
+        p.batch = c.B;
+        p.heads_q = c.Hq;
+        p.heads_k = c.Hk;
+        p.seqlen_q = c.Sq;
+        p.seqlen_k = c.Sk;
+        p.head_dim = c.D;
+        const int64_t qs[3] = {c.Sq * c.Hq * c.D, c.Hq * c.D, c.D};
+        const int64_t ks[3] = {c.Sk * c.Hk * c.D, c.Hk * c.D, c.D};
+        for (int t = 0; t < 3; ++t) {
+          p.q_strides[t] = p.o_strides[t] = qs[t];
+          p.k_strides[t] = p.v_strides[t] = ks[t];
+        }
+        p.scale = float(1.0 / std::sqrt(double(c.D)));
+        p.causal = c.causal;
+        REQUIRE(attention(p).ok());
+        std::vector<double> got(out.size());
+        for (size_t i = 0; i < out.size(); ++i) got[i] = widen(out[i]);
+        const double err = tf_test::rel_norm_error(got, want, want);
+        const double tol = dt == DType::float16 ? 2e-3 : 1.5e-2;  // output rounding: 2^-11 / 2^-8
+        CHECK(err < tol, "%s %s Sq%lld Sk%lld Hq%lld Hk%lld D%lld: relative error %.3g",
+              isa_name(isa), dt == DType::float16 ? "float16" : "bfloat16", (long long)c.Sq,
+              (long long)c.Sk, (long long)c.Hq, (long long)c.Hk, (long long)c.D, err);
+      }
     }
   }
   set_isa(best_isa());

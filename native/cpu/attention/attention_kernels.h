@@ -40,6 +40,7 @@ struct Kernels {
 
 const Kernels& kernels_generic();
 const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels* kernels_neon();  // nullptr off arm64
 const Kernels& kernels_for(Isa isa);
 
 }  // namespace attention_cpu
