@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "tensorfuse/cpu_features.h"
+
 namespace tf_test {
 
 using TestFn = void (*)();
@@ -70,6 +72,19 @@ inline double rel_norm_error(const std::vector<double>& got, const std::vector<d
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
+
+// The ISA levels this CPU runs (generic first): the kernel checks run at each in turn.
+inline std::vector<tf::Isa> isa_levels() {
+  std::vector<tf::Isa> out;
+  for (tf::Isa isa : {tf::Isa::generic, tf::Isa::neon, tf::Isa::avx2})
+    if (tf::isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+// Restores the best ISA when a case ends, REQUIRE's early return included.
+struct IsaGuard {
+  ~IsaGuard() { tf::set_isa(tf::best_isa()); }
+};
 
 }  // namespace tf_test
 

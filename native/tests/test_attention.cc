@@ -57,9 +57,8 @@ TF_TEST(attention_matches_double_loop) {
                         {1, 1, 1100, 1, 1, 128, false}, {2, 3, 700, 8, 2, 80, true},
                         {1, 9, 9, 1, 1, 256, true}};
   tf_test::Rng rng(tf_test::case_seed());
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
-    if (isa_supported(isa)) isas.push_back(isa);
+  const tf_test::IsaGuard guard;
+  const std::vector<Isa> isas = tf_test::isa_levels();
   for (const Case& c : cases) {
     std::vector<float> q(size_t(c.B * c.Sq * c.Hq * c.D)), k(size_t(c.B * c.Sk * c.Hk * c.D));
     std::vector<float> v(k.size());
@@ -97,7 +96,6 @@ TF_TEST(attention_matches_double_loop) {
             (long long)c.Hk, (long long)c.D, err);
     }
   }
-  set_isa(best_isa());
 }
 
 TF_TEST(attention_rejects_bad_parameters) {

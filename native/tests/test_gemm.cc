@@ -23,17 +23,8 @@ namespace {
 
 constexpr DType kFloats[] = {DType::float32, DType::float16, DType::bfloat16};
 
-std::vector<Isa> isa_levels() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
-    if (isa_supported(isa)) out.push_back(isa);
-  return out;
-}
-
-// Restores the best ISA when a case ends.
-struct IsaGuard {
-  ~IsaGuard() { set_isa(best_isa()); }
-};
+using tf_test::isa_levels;
+using tf_test::IsaGuard;
 
 void store(uint8_t* p, DType dt, int64_t i, float v) {
   switch (dt) {

@@ -24,16 +24,8 @@ namespace {
 
 constexpr DType kFloats[] = {DType::float32, DType::float16, DType::bfloat16};
 
-std::vector<Isa> isa_levels() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
-    if (isa_supported(isa)) out.push_back(isa);
-  return out;
-}
-
-struct IsaGuard {
-  ~IsaGuard() { set_isa(best_isa()); }
-};
+using tf_test::isa_levels;
+using tf_test::IsaGuard;
 
 void store(std::vector<uint8_t>& raw, DType dt, int64_t i, float v) {
   uint8_t* p = raw.data();
