@@ -49,6 +49,23 @@ void check_nm(Napi::Env env, int64_t K, int n, int m) {
   if (!s.ok()) throw_status(env, s);
 }
 
+// The N, K, n, m arguments at info[i .. i+4), n:m checked with the core's rule.
+struct NmShape {
+  int64_t N, K;
+  int n, m;
+  int64_t Kc() const { return K / m * n; }  // kept values per row
+};
+
+NmShape arg_nm_shape(const Napi::CallbackInfo& info, size_t i) {
+  NmShape s;
+  s.N = arg_int(info, i, "N", 0, kMaxDim);
+  s.K = arg_int(info, i + 1, "K", 0, kMaxDim);
+  s.n = int(arg_int(info, i + 2, "n", 1, 254));
+  s.m = int(arg_int(info, i + 3, "m", 2, 255));
+  check_nm(info.Env(), s.K, s.n, s.m);
+  return s;
+}
+
 Work with_prefix(std::string prefix, std::function<Status()> f) {
   return [prefix, f] {
     Status s = f();
@@ -118,12 +135,10 @@ Work parse_nm(const Napi::CallbackInfo& info) {
   const Buf w = arg_buffer(info, 0, "w");
   const DType dt = float_dtype(info, 1, "w.dtype");
   const Buf scores = arg_buffer(info, 2, "scores", true);
-  const int64_t N = arg_int(info, 3, "N", 0, kMaxDim), K = arg_int(info, 4, "K", 0, kMaxDim);
-  const int n = int(arg_int(info, 5, "n", 1, 254)), m = int(arg_int(info, 6, "m", 2, 255));
+  const NmShape sh = arg_nm_shape(info, 3);
   const Buf w_out = arg_buffer(info, 7, "weight");
   const Buf mask = arg_buffer(info, 8, "mask");
-  check_nm(env, K, n, m);
-  const int64_t NK = int64_t(elems(env, N, K, "w"));
+  const int64_t NK = int64_t(elems(env, sh.N, sh.K, "w"));
   need(env, w, NK, dt, "w");
   need(env, w_out, NK, dt, "weight");
   need(env, mask, NK, DType::uint8, "mask");
@@ -132,7 +147,8 @@ Work parse_nm(const Napi::CallbackInfo& info) {
   const float* sp = static_cast<const float*>(scores.data);
   void* wo = w_out.data;
   uint8_t* mp = static_cast<uint8_t*>(mask.data);
-  return with_prefix("prune.nm: ", [=] { return prune_nm(wp, dt, sp, N, K, n, m, wo, mp); });
+  return with_prefix("prune.nm: ",
+                     [=] { return prune_nm(wp, dt, sp, sh.N, sh.K, sh.n, sh.m, wo, mp); });
 }
 
 Work parse_compress(const Napi::CallbackInfo& info) {
@@ -140,21 +156,18 @@ Work parse_compress(const Napi::CallbackInfo& info) {
   if (info.Length() < 8) throw make_error(env, StatusCode::arg, "pruneCompress: expected 8 arguments");
   const Buf w = arg_buffer(info, 0, "w");
   const DType dt = float_dtype(info, 1, "w.dtype");
-  const int64_t N = arg_int(info, 2, "N", 0, kMaxDim), K = arg_int(info, 3, "K", 0, kMaxDim);
-  const int n = int(arg_int(info, 4, "n", 1, 254)), m = int(arg_int(info, 5, "m", 2, 255));
+  const NmShape sh = arg_nm_shape(info, 2);
   const Buf values = arg_buffer(info, 6, "values");
   const Buf indices = arg_buffer(info, 7, "indices");
-  check_nm(env, K, n, m);
-  const int64_t Kc = K / m * n;
-  need(env, w, int64_t(elems(env, N, K, "w")), dt, "w");
-  need(env, values, int64_t(elems(env, N, Kc, "values")), dt, "values");
-  need(env, indices, int64_t(elems(env, N, Kc, "indices")), DType::uint8, "indices");
+  need(env, w, int64_t(elems(env, sh.N, sh.K, "w")), dt, "w");
+  need(env, values, int64_t(elems(env, sh.N, sh.Kc(), "values")), dt, "values");
+  need(env, indices, int64_t(elems(env, sh.N, sh.Kc(), "indices")), DType::uint8, "indices");
   const void* wp = w.data;
   void* vp = values.data;
   uint8_t* ip = static_cast<uint8_t*>(indices.data);
-  return with_prefix("prune.compress: argument 'w' is not " + std::to_string(n) + ":" +
-                         std::to_string(m) + " sparse: ",
-                     [=] { return prune_compress(wp, dt, N, K, n, m, vp, ip); });
+  return with_prefix("prune.compress: argument 'w' is not " + std::to_string(sh.n) + ":" +
+                         std::to_string(sh.m) + " sparse: ",
+                     [=] { return prune_compress(wp, dt, sh.N, sh.K, sh.n, sh.m, vp, ip); });
 }
 
 Work parse_decompress(const Napi::CallbackInfo& info) {
@@ -163,18 +176,16 @@ Work parse_decompress(const Napi::CallbackInfo& info) {
   const Buf values = arg_buffer(info, 0, "values");
   const Buf indices = arg_buffer(info, 1, "indices");
   const DType dt = float_dtype(info, 2, "values.dtype");
-  const int64_t N = arg_int(info, 3, "N", 0, kMaxDim), K = arg_int(info, 4, "K", 0, kMaxDim);
-  const int n = int(arg_int(info, 5, "n", 1, 254)), m = int(arg_int(info, 6, "m", 2, 255));
+  const NmShape sh = arg_nm_shape(info, 3);
   const Buf out = arg_buffer(info, 7, "out");
-  check_nm(env, K, n, m);
-  const int64_t Kc = K / m * n;
-  need(env, values, int64_t(elems(env, N, Kc, "values")), dt, "values");
-  need(env, indices, int64_t(elems(env, N, Kc, "indices")), DType::uint8, "indices");
-  need(env, out, int64_t(elems(env, N, K, "out")), dt, "out");
+  need(env, values, int64_t(elems(env, sh.N, sh.Kc(), "values")), dt, "values");
+  need(env, indices, int64_t(elems(env, sh.N, sh.Kc(), "indices")), DType::uint8, "indices");
+  need(env, out, int64_t(elems(env, sh.N, sh.K, "out")), dt, "out");
   const void* vp = values.data;
   const uint8_t* ip = static_cast<const uint8_t*>(indices.data);
   void* op = out.data;
-  return with_prefix("prune.decompress: ", [=] { return prune_decompress(vp, ip, dt, N, K, n, m, op); });
+  return with_prefix("prune.decompress: ",
+                     [=] { return prune_decompress(vp, ip, dt, sh.N, sh.K, sh.n, sh.m, op); });
 }
 
 Work parse_gather(const Napi::CallbackInfo& info) {
@@ -219,14 +230,13 @@ Napi::Value Lanes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 6) throw make_error(env, StatusCode::arg, "pruneLanes: expected 6 arguments");
   const Buf indices = arg_buffer(info, 0, "indices");
-  const int64_t N = arg_int(info, 1, "N", 0, kMaxDim), K = arg_int(info, 2, "K", 0, kMaxDim);
-  const int n = int(arg_int(info, 3, "n", 1, 254)), m = int(arg_int(info, 4, "m", 2, 255));
+  const NmShape sh = arg_nm_shape(info, 1);
   const Buf lanes = arg_buffer(info, 5, "lanes", true);
-  check_nm(env, K, n, m);
-  need(env, indices, int64_t(elems(env, N, K / m * n, "indices")), DType::uint8, "indices");
-  if (lanes.data && prune_has_lanes(n, m))
-    need(env, lanes, int64_t(elems(env, 2 * N, prune_lane_words(K, n, m), "lanes")), DType::float16, "lanes");
-  Status s = prune_lanes(static_cast<const uint8_t*>(indices.data), N, K, n, m,
+  need(env, indices, int64_t(elems(env, sh.N, sh.Kc(), "indices")), DType::uint8, "indices");
+  if (lanes.data && prune_has_lanes(sh.n, sh.m))
+    need(env, lanes, int64_t(elems(env, 2 * sh.N, prune_lane_words(sh.K, sh.n, sh.m), "lanes")),
+         DType::float16, "lanes");
+  Status s = prune_lanes(static_cast<const uint8_t*>(indices.data), sh.N, sh.K, sh.n, sh.m,
                          static_cast<uint16_t*>(lanes.data));
   if (!s.ok()) throw_status(env, s);
   return env.Undefined();
