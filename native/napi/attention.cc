@@ -23,52 +23,6 @@ constexpr int64_t kMaxDim = int64_t(1) << 53;
   throw make_error(env, code, "attention: " + what);
 }
 
-Napi::Value prop(const Napi::Object& o, const char* name) { return o.Get(name); }
-
-Buf get_buf(Napi::Env env, const Napi::Object& o, const char* name, bool optional) {
-  Napi::Value v = prop(o, name);
-  if (optional && (v.IsNull() || v.IsUndefined())) return Buf{};
-  if (!v.IsTypedArray())
-    fail(env, StatusCode::arg, std::string("argument '") + name + "': expected a TypedArray");
-  Napi::TypedArray t = v.As<Napi::TypedArray>();
-  Napi::ArrayBuffer ab = t.ArrayBuffer();
-  return Buf{static_cast<char*>(ab.Data()) + t.ByteOffset(), t.ByteLength()};
-}
-
-int64_t get_int(Napi::Env env, const Napi::Object& o, const char* name, int64_t lo, int64_t hi) {
-  Napi::Value v = prop(o, name);
-  if (!v.IsNumber())
-    fail(env, StatusCode::arg, std::string("argument '") + name + "': expected a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= double(lo) && d <= double(hi)) || d != double(int64_t(d)))
-    fail(env, StatusCode::arg,
-         std::string("argument '") + name + "': expected an integer in [" + std::to_string(lo) +
-             ", " + std::to_string(hi) + "]");
-  return int64_t(d);
-}
-
-double get_num(Napi::Env env, const Napi::Object& o, const char* name) {
-  Napi::Value v = prop(o, name);
-  if (!v.IsNumber())
-    fail(env, StatusCode::arg, std::string("argument '") + name + "': expected a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-void get_strides(Napi::Env env, const Napi::Object& o, const char* name, int64_t* dst, int n) {
-  Napi::Value v = prop(o, name);
-  if (!v.IsArray() || v.As<Napi::Array>().Length() != uint32_t(n))
-    fail(env, StatusCode::arg, std::string("argument '") + name + "': expected " +
-                                   std::to_string(n) + " strides");
-  Napi::Array a = v.As<Napi::Array>();
-  for (int i = 0; i < n; ++i) {
-    Napi::Value e = a.Get(uint32_t(i));
-    const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1.0;
-    if (!(d >= 0 && d <= double(kMaxDim)) || d != double(int64_t(d)))
-      fail(env, StatusCode::arg, std::string("argument '") + name + "': bad stride");
-    dst[i] = int64_t(d);
-  }
-}
-
 // Elements spanned by an array of the given dims and strides (0 when any dim is 0).
 int64_t span(Napi::Env env, const int64_t* dims, const int64_t* strides, int n, const char* name) {
   int64_t total = 1;
@@ -97,33 +51,35 @@ Call parse(const Napi::CallbackInfo& info) {
   Napi::Object o = info[0].As<Napi::Object>();
   Call c;
   AttentionParams& p = c.p;
-  const Buf q = get_buf(env, o, "q", false), k = get_buf(env, o, "k", false);
-  const Buf v = get_buf(env, o, "v", false), out = get_buf(env, o, "out", false);
-  const Buf lse = get_buf(env, o, "lse", true), alibi = get_buf(env, o, "alibi", true);
-  const Buf mask = get_buf(env, o, "mask", true), seqlens = get_buf(env, o, "seqlensK", true);
-  const Buf cuq = get_buf(env, o, "cuSeqlensQ", true), cuk = get_buf(env, o, "cuSeqlensK", true);
-  const int64_t dt = get_int(env, o, "dtype", 0, 5);
+  const Buf q = prop_buffer(env, o, "q"), k = prop_buffer(env, o, "k");
+  const Buf v = prop_buffer(env, o, "v"), out = prop_buffer(env, o, "out");
+  const Buf lse = prop_buffer(env, o, "lse", true), alibi = prop_buffer(env, o, "alibi", true);
+  const Buf mask = prop_buffer(env, o, "mask", true);
+  const Buf seqlens = prop_buffer(env, o, "seqlensK", true);
+  const Buf cuq = prop_buffer(env, o, "cuSeqlensQ", true);
+  const Buf cuk = prop_buffer(env, o, "cuSeqlensK", true);
+  const int64_t dt = prop_int(env, o, "dtype", 0, 5);
   p.dtype = DType(dt);
   if (!dtype_is_float(p.dtype)) fail(env, StatusCode::dtype, "argument 'q': expected a float dtype");
-  p.batch = get_int(env, o, "B", 0, kMaxDim);
-  p.heads_q = get_int(env, o, "Hq", 1, kMaxDim);
-  p.heads_k = get_int(env, o, "Hk", 1, kMaxDim);
-  p.seqlen_q = get_int(env, o, "Sq", 0, kMaxDim);
-  p.seqlen_k = get_int(env, o, "Sk", 0, kMaxDim);
-  p.head_dim = get_int(env, o, "D", 1, kAttentionMaxHeadDim);
-  get_strides(env, o, "qStrides", p.q_strides, 3);
-  get_strides(env, o, "kStrides", p.k_strides, 3);
-  get_strides(env, o, "vStrides", p.v_strides, 3);
-  get_strides(env, o, "oStrides", p.o_strides, 3);
-  get_strides(env, o, "lseStrides", p.lse_strides, 3);
-  get_strides(env, o, "maskStrides", p.mask_strides, 4);
-  p.scale = float(get_num(env, o, "scale"));
-  p.causal = prop(o, "causal").ToBoolean().Value();
-  p.window_left = get_int(env, o, "windowLeft", -1, kMaxDim);
-  p.window_right = get_int(env, o, "windowRight", -1, kMaxDim);
-  p.softcap = float(get_num(env, o, "softcap"));
-  p.alibi_batch_stride = get_int(env, o, "alibiBatchStride", 0, kMaxDim);
-  p.mask_dtype = DType(get_int(env, o, "maskDtype", 0, 5));
+  p.batch = prop_int(env, o, "B", 0, kMaxDim);
+  p.heads_q = prop_int(env, o, "Hq", 1, kMaxDim);
+  p.heads_k = prop_int(env, o, "Hk", 1, kMaxDim);
+  p.seqlen_q = prop_int(env, o, "Sq", 0, kMaxDim);
+  p.seqlen_k = prop_int(env, o, "Sk", 0, kMaxDim);
+  p.head_dim = prop_int(env, o, "D", 1, kAttentionMaxHeadDim);
+  prop_strides(env, o, "qStrides", p.q_strides, 3, kMaxDim);
+  prop_strides(env, o, "kStrides", p.k_strides, 3, kMaxDim);
+  prop_strides(env, o, "vStrides", p.v_strides, 3, kMaxDim);
+  prop_strides(env, o, "oStrides", p.o_strides, 3, kMaxDim);
+  prop_strides(env, o, "lseStrides", p.lse_strides, 3, kMaxDim);
+  prop_strides(env, o, "maskStrides", p.mask_strides, 4, kMaxDim);
+  p.scale = float(prop_number(env, o, "scale"));
+  p.causal = o.Get("causal").ToBoolean().Value();
+  p.window_left = prop_int(env, o, "windowLeft", -1, kMaxDim);
+  p.window_right = prop_int(env, o, "windowRight", -1, kMaxDim);
+  p.softcap = float(prop_number(env, o, "softcap"));
+  p.alibi_batch_stride = prop_int(env, o, "alibiBatchStride", 0, kMaxDim);
+  p.mask_dtype = DType(prop_int(env, o, "maskDtype", 0, 5));
 
   const bool varlen = cuq.data || cuk.data;
   if (varlen && !(cuq.data && cuk.data))
@@ -172,7 +128,7 @@ Call parse(const Napi::CallbackInfo& info) {
   p.cu_seqlens_k = static_cast<const int32_t*>(cuk.data);
   for (const char* name : {"q", "k", "v", "out", "lse", "alibi", "mask", "seqlensK", "cuSeqlensQ",
                            "cuSeqlensK"})
-    c.keep.push_back(prop(o, name));
+    c.keep.push_back(o.Get(name));
   return c;
 }
 
