@@ -36,12 +36,12 @@
       "type": "static_library",
       "sources": [
         "native/core/x86_f16c.cc",
-        "native/cpu/gemm/x86_avx2.cc",
-        "native/cpu/attention/x86_avx2.cc",
-        "native/cpu/moe/x86_avx2.cc",
-        "native/cpu/prune/x86_avx2.cc",
-        "native/cpu/quant/x86_avx2.cc",
-        "native/cpu/probe/x86_avx2.cc"
+        "native/cpu/gemm/gemm_x86_avx2.cc",
+        "native/cpu/attention/attention_x86_avx2.cc",
+        "native/cpu/moe/moe_x86_avx2.cc",
+        "native/cpu/prune/prune_x86_avx2.cc",
+        "native/cpu/quant/quant_x86_avx2.cc",
+        "native/cpu/probe/probe_x86_avx2.cc"
       ],
       "conditions": [
         ["target_arch=='x64'", {
@@ -61,12 +61,12 @@
         "native/core/scratch.cc",
         "native/core/convert.cc",
         "native/cpu/gemm/gemm_driver.cc",
-        "native/cpu/gemm/generic.cc",
-        "native/cpu/gemm/arm_neon.cc",
+        "native/cpu/gemm/gemm_generic.cc",
+        "native/cpu/gemm/gemm_arm_neon.cc",
         "native/cpu/moe/route.cc",
         "native/cpu/moe/dispatch.cc",
         "native/cpu/moe/ffn.cc",
-        "native/cpu/moe/generic.cc",
+        "native/cpu/moe/moe_generic.cc",
         "native/napi/moe.cc",
         "native/cpu/probe/probe.cc",
         "native/napi/napi_util.cc",
@@ -75,14 +75,14 @@
         "native/napi/tensor.cc",
         "native/napi/gemm.cc",
         "native/cpu/attention/attention_driver.cc",
-        "native/cpu/attention/generic.cc",
+        "native/cpu/attention/attention_generic.cc",
         "native/napi/attention.cc",
-        "native/cpu/prune/generic.cc",
+        "native/cpu/prune/prune_generic.cc",
         "native/cpu/prune/prune_driver.cc",
         "native/cpu/prune/prune_format.cc",
         "native/napi/prune.cc",
         "native/cpu/quant/quant_driver.cc",
-        "native/cpu/quant/generic.cc",
+        "native/cpu/quant/quant_generic.cc",
         "native/napi/quant.cc"
       ],
       "conditions": [

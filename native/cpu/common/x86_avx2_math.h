@@ -1,5 +1,5 @@
 // AVX2 + FMA vector math shared by the kernel families (softmax, sigmoid, silu).
-// Included only by files compiled with -mavx2 -mfma -mf16c (the x86_avx2.cc of each family).
+// Included only by files compiled with -mavx2 -mfma -mf16c (the <family>_x86_avx2.cc files).
 #pragma once
 #include <immintrin.h>
 

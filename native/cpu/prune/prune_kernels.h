@@ -1,5 +1,6 @@
-// The per-ISA pieces of the sparse linear kernel (generic.cc, x86_avx2.cc fill one table each;
-// prune_driver.cc does the x panels, tiling, threading and the epilogue once for all of them).
+// The per-ISA pieces of the sparse linear kernel (prune_generic.cc, prune_x86_avx2.cc fill one
+// table each; prune_driver.cc does the x panels, tiling, threading and the epilogue once for all
+// of them).
 //
 // x panel layout (the M >= kPanelMinM path): rows of x in panels of pr (8, 16 or 32, the
 // driver picks), transposed and widened to float32: panel p holds xt[k * pr + r] = x[p * pr + r, k],
