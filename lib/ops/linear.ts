@@ -168,6 +168,28 @@ function planMatmul(a: Tensor, b: Tensor, opts: unknown): Plan {
   return { out: wrap(out, dt, outShape), calls };
 }
 
+/**
+ * The half of a linear plan that does not depend on the weight's format (dense here, QTensor in
+ * quant.ts): x [..., K] times an [N, K] weight gives out [..., N] over `rows` = the product of x's
+ * leading dims; option 'bias' must be a float [N] tensor and comes back as float32 (or null).
+ */
+export function linearShape(
+  x: Tensor,
+  N: number,
+  o: Record<string, unknown>,
+  op: string,
+): { rows: number; outShape: number[]; bias: Float32Array | null } {
+  let bias: Float32Array | null = null;
+  if (o.bias !== undefined) {
+    const bt = checkTensor(o.bias, op, 'bias');
+    if (!isFloat(bt.dtype)) fail('ERR_DTYPE', `${op}: option 'bias'`, `expected a float tensor, got ${bt.dtype}`);
+    if (bt.rank !== 1 || bt.shape[0] !== N)
+      fail('ERR_SHAPE', `${op}: option 'bias'`, `expected [${N}], got ${fmtShape(bt.shape)}`);
+    bias = bt.dtype === 'float32' ? (storageOf(bt, 'bias') as Float32Array) : bt.toFloat32();
+  }
+  return { rows: numel(x.shape.slice(0, -1)), outShape: [...x.shape.slice(0, -1), N], bias };
+}
+
 function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
   const op = 'linear';
   checkTensor(x, op, 'x');
@@ -199,16 +221,7 @@ function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
       `${op}: argument 'w'`,
       `x ${fmtShape(x.shape)} has K = ${K}, w ${fmtShape(wt.shape)} has K = ${wK}`,
     );
-  let bias: Float32Array | null = null;
-  if (o.bias !== undefined) {
-    const bt = checkTensor(o.bias, op, 'bias');
-    if (!isFloat(bt.dtype)) fail('ERR_DTYPE', `${op}: option 'bias'`, `expected a float tensor, got ${bt.dtype}`);
-    if (bt.rank !== 1 || bt.shape[0] !== N)
-      fail('ERR_SHAPE', `${op}: option 'bias'`, `expected [${N}], got ${fmtShape(bt.shape)}`);
-    bias = bt.dtype === 'float32' ? (storageOf(bt, 'bias') as Float32Array) : bt.toFloat32();
-  }
-  const rows = numel(x.shape.slice(0, -1));
-  const outShape = [...x.shape.slice(0, -1), N];
+  const { rows, outShape, bias } = linearShape(x, N, o, op);
   const out = allocate(dt, numel(outShape), op);
   const code = DTYPE_CODE[dt];
   const call: GemmArgs = [

@@ -9,6 +9,7 @@ import { describe, fail } from '../errors.js';
 import { native, type QuantWeightArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
+import { linearShape } from './linear.js';
 import { checkOptions, optBool, optEnum } from './options.js';
 
 export interface QTensor {
@@ -662,16 +663,7 @@ function planQuantLinear(x: Tensor, w: unknown, opts: unknown): LinearPlan {
       `${op}: argument 'x'`,
       `x ${fmtShape(x.shape)} has K = ${x.shape[x.rank - 1]}, w ${fmtShape(q.shape)} has K = ${K}`,
     );
-  let bias: Float32Array | null = null;
-  if (o.bias !== undefined) {
-    const bt = checkTensor(o.bias, op, 'bias');
-    if (!isFloat(bt.dtype)) fail('ERR_DTYPE', `${op}: option 'bias'`, `expected a float tensor, got ${bt.dtype}`);
-    if (bt.rank !== 1 || bt.shape[0] !== N)
-      fail('ERR_SHAPE', `${op}: option 'bias'`, `expected [${N}], got ${fmtShape(bt.shape)}`);
-    bias = bt.dtype === 'float32' ? (storageOf(bt, 'bias') as Float32Array) : bt.toFloat32();
-  }
-  const M = numel(x.shape.slice(0, -1));
-  const outShape = [...x.shape.slice(0, -1), N];
+  const { rows: M, outShape, bias } = linearShape(x, N, o, op);
   const out = allocate(x.dtype, M * N, op);
   const code = DTYPE_CODE[x.dtype];
   return {

@@ -23,9 +23,8 @@ void throw_status(Napi::Env env, const Status& s) { throw make_error(env, s.code
 
 static std::string where(const char* name) { return std::string("argument '") + name + "'"; }
 
-Buf arg_buffer(const Napi::CallbackInfo& info, size_t i, const char* name, bool optional) {
-  Napi::Env env = info.Env();
-  Napi::Value v = info[i];
+// The value readers behind both the positional (arg_*) and the property (prop_*) ones.
+static Buf to_buffer(Napi::Env env, const Napi::Value& v, const char* name, bool optional) {
   if (optional && (v.IsNull() || v.IsUndefined())) return Buf{};
   if (!v.IsTypedArray())
     throw make_error(env, StatusCode::arg, where(name) + ": expected a TypedArray");
@@ -41,9 +40,8 @@ Buf arg_buffer(const Napi::CallbackInfo& info, size_t i, const char* name, bool 
   return b;
 }
 
-int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
-  Napi::Env env = info.Env();
-  Napi::Value v = info[i];
+static int64_t to_int(Napi::Env env, const Napi::Value& v, const char* name, int64_t lo,
+                      int64_t hi) {
   if (!v.IsNumber()) throw make_error(env, StatusCode::arg, where(name) + ": expected an integer");
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || std::floor(d) != d || d < double(lo) || d > double(hi))
@@ -51,6 +49,19 @@ int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int6
                      where(name) + ": expected an integer in [" + std::to_string(lo) + ", " +
                          std::to_string(hi) + "]");
   return int64_t(d);
+}
+
+static double to_number(Napi::Env env, const Napi::Value& v, const char* name) {
+  if (!v.IsNumber()) throw make_error(env, StatusCode::arg, where(name) + ": expected a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+Buf arg_buffer(const Napi::CallbackInfo& info, size_t i, const char* name, bool optional) {
+  return to_buffer(info.Env(), info[i], name, optional);
+}
+
+int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
+  return to_int(info.Env(), info[i], name, lo, hi);
 }
 
 bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name) {
@@ -61,14 +72,54 @@ bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name) {
 }
 
 double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  Napi::Value v = info[i];
-  if (!v.IsNumber())
-    throw make_error(info.Env(), StatusCode::arg, where(name) + ": expected a number");
-  return v.As<Napi::Number>().DoubleValue();
+  return to_number(info.Env(), info[i], name);
 }
 
 DType arg_dtype(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return DType(arg_int(info, i, name, 0, kNumDTypes - 1));
+}
+
+DType arg_float_dtype(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const DType d = arg_dtype(info, i, name);
+  if (!dtype_is_float(d))
+    throw make_error(info.Env(), StatusCode::dtype,
+                     where(name) + ": expected float32, float16 or bfloat16");
+  return d;
+}
+
+Buf prop_buffer(Napi::Env env, const Napi::Object& o, const char* name, bool optional) {
+  return to_buffer(env, o.Get(name), name, optional);
+}
+
+int64_t prop_int(Napi::Env env, const Napi::Object& o, const char* name, int64_t lo, int64_t hi) {
+  return to_int(env, o.Get(name), name, lo, hi);
+}
+
+double prop_number(Napi::Env env, const Napi::Object& o, const char* name) {
+  return to_number(env, o.Get(name), name);
+}
+
+void prop_strides(Napi::Env env, const Napi::Object& o, const char* name, int64_t* dst, int n,
+                  int64_t hi) {
+  const Napi::Value v = o.Get(name);
+  if (!v.IsArray() || v.As<Napi::Array>().Length() != uint32_t(n))
+    throw make_error(env, StatusCode::arg,
+                     where(name) + ": expected " + std::to_string(n) + " strides");
+  const Napi::Array a = v.As<Napi::Array>();
+  for (int i = 0; i < n; ++i) {
+    const Napi::Value e = a.Get(uint32_t(i));
+    const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1.0;
+    if (!(d >= 0 && d <= double(hi)) || d != double(int64_t(d)))
+      throw make_error(env, StatusCode::arg, where(name) + ": bad stride");
+    dst[i] = int64_t(d);
+  }
+}
+
+int64_t checked_mul(Napi::Env env, int64_t a, int64_t b, const char* name) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r))
+    throw make_error(env, StatusCode::arg, where(name) + ": size overflows");
+  return r;
 }
 
 size_t checked_bytes(Napi::Env env, int64_t count, size_t elem_size, const char* name) {

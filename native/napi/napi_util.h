@@ -37,6 +37,20 @@ int64_t arg_int(const Napi::CallbackInfo& info, size_t i, const char* name, int6
 bool arg_bool(const Napi::CallbackInfo& info, size_t i, const char* name);
 DType arg_dtype(const Napi::CallbackInfo& info, size_t i, const char* name);
 double arg_number(const Napi::CallbackInfo& info, size_t i, const char* name);
+// A float dtype (float32, float16 or bfloat16); ERR_DTYPE for the others.
+DType arg_float_dtype(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+// The same readers for the property `name` of a plain-object argument (ops that take one object,
+// as attention does), with the same checks and messages.
+Buf prop_buffer(Napi::Env env, const Napi::Object& o, const char* name, bool optional = false);
+int64_t prop_int(Napi::Env env, const Napi::Object& o, const char* name, int64_t lo, int64_t hi);
+double prop_number(Napi::Env env, const Napi::Object& o, const char* name);
+// An array of exactly n integer strides (elements) in [0, hi], into dst.
+void prop_strides(Napi::Env env, const Napi::Object& o, const char* name, int64_t* dst, int n,
+                  int64_t hi);
+
+// a * b, or throws ERR_ARG naming `name` on overflow.
+int64_t checked_mul(Napi::Env env, int64_t a, int64_t b, const char* name);
 
 // bytes = count * elem_size, or throws ERR_ARG on overflow.
 size_t checked_bytes(Napi::Env env, int64_t count, size_t elem_size, const char* name);

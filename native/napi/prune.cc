@@ -24,29 +24,31 @@ namespace {
 constexpr int64_t kMaxDim = int64_t(1) << 53;
 using Work = std::function<Status()>;
 
-size_t elems(Napi::Env env, int64_t a, int64_t b, const char* name) {
-  int64_t r;
-  if (__builtin_mul_overflow(a, b, &r))
-    throw make_error(env, StatusCode::arg, std::string("argument '") + name + "': size overflows");
-  return size_t(r);
-}
-
 void need(Napi::Env env, const Buf& b, int64_t count, DType dt, const char* name) {
   require_bytes(env, b, checked_bytes(env, int64_t(count), dtype_size(dt), name), name);
-}
-
-DType float_dtype(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  const DType d = arg_dtype(info, i, name);
-  if (!dtype_is_float(d))
-    throw make_error(info.Env(), StatusCode::dtype,
-                     std::string("argument '") + name + "': expected float32, float16 or bfloat16");
-  return d;
 }
 
 // Checks n, m, K with the core's rule; throws with the core's message.
 void check_nm(Napi::Env env, int64_t K, int n, int m) {
   const Status s = prune_check_nm(K, n, m);
   if (!s.ok()) throw_status(env, s);
+}
+
+// The N, K, n, m arguments at info[i .. i+4), n:m checked with the core's rule.
+struct NmShape {
+  int64_t N, K;
+  int n, m;
+  int64_t Kc() const { return K / m * n; }  // kept values per row
+};
+
+NmShape arg_nm_shape(const Napi::CallbackInfo& info, size_t i) {
+  NmShape s;
+  s.N = arg_int(info, i, "N", 0, kMaxDim);
+  s.K = arg_int(info, i + 1, "K", 0, kMaxDim);
+  s.n = int(arg_int(info, i + 2, "n", 1, 254));
+  s.m = int(arg_int(info, i + 3, "m", 2, 255));
+  check_nm(info.Env(), s.K, s.n, s.m);
+  return s;
 }
 
 Work with_prefix(std::string prefix, std::function<Status()> f) {
@@ -62,13 +64,13 @@ Work parse_linear(const Napi::CallbackInfo& info) {
   if (info.Length() < 14) throw make_error(env, StatusCode::arg, "sparseLinear: expected 14 arguments");
   SparseLinearParams p;
   const Buf x = arg_buffer(info, 0, "x");
-  p.x_dtype = float_dtype(info, 1, "x.dtype");
+  p.x_dtype = arg_float_dtype(info, 1, "x.dtype");
   const Buf values = arg_buffer(info, 2, "values");
-  p.w_dtype = float_dtype(info, 3, "values.dtype");
+  p.w_dtype = arg_float_dtype(info, 3, "values.dtype");
   const Buf indices = arg_buffer(info, 4, "indices");
   const Buf lanes = arg_buffer(info, 5, "lanes", true);
   const Buf out = arg_buffer(info, 6, "out");
-  p.out_dtype = float_dtype(info, 7, "out.dtype");
+  p.out_dtype = arg_float_dtype(info, 7, "out.dtype");
   p.M = arg_int(info, 8, "M", 0, kMaxDim);
   p.N = arg_int(info, 9, "N", 0, kMaxDim);
   p.K = arg_int(info, 10, "K", 0, kMaxDim);
@@ -77,13 +79,13 @@ Work parse_linear(const Napi::CallbackInfo& info) {
   const Buf bias = arg_buffer(info, 13, "bias", true);
   check_nm(env, p.K, p.n, p.m);
   const int64_t Kc = p.K / p.m * p.n;
-  need(env, x, int64_t(elems(env, p.M, p.K, "x")), p.x_dtype, "x");
-  need(env, values, int64_t(elems(env, p.N, Kc, "values")), p.w_dtype, "values");
-  need(env, indices, int64_t(elems(env, p.N, Kc, "indices")), DType::uint8, "indices");
-  need(env, out, int64_t(elems(env, p.M, p.N, "out")), p.out_dtype, "out");
+  need(env, x, checked_mul(env, p.M, p.K, "x"), p.x_dtype, "x");
+  need(env, values, checked_mul(env, p.N, Kc, "values"), p.w_dtype, "values");
+  need(env, indices, checked_mul(env, p.N, Kc, "indices"), DType::uint8, "indices");
+  need(env, out, checked_mul(env, p.M, p.N, "out"), p.out_dtype, "out");
   if (lanes.data && prune_has_lanes(p.n, p.m))
-    need(env, lanes, int64_t(elems(env, 2 * p.N, prune_lane_words(p.K, p.n, p.m), "lanes")), DType::float16,
-         "lanes");
+    need(env, lanes, checked_mul(env, 2 * p.N, prune_lane_words(p.K, p.n, p.m), "lanes"),
+         DType::float16, "lanes");
   if (bias.data) need(env, bias, p.N, DType::float32, "bias");
   p.x = x.data;
   p.values = values.data;
@@ -98,11 +100,11 @@ Work parse_score(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 6) throw make_error(env, StatusCode::arg, "pruneScore: expected 6 arguments");
   const Buf w = arg_buffer(info, 0, "w");
-  const DType dt = float_dtype(info, 1, "w.dtype");
+  const DType dt = arg_float_dtype(info, 1, "w.dtype");
   const Buf norms = arg_buffer(info, 2, "inputNorms", true);
   const int64_t N = arg_int(info, 3, "N", 0, kMaxDim), K = arg_int(info, 4, "K", 0, kMaxDim);
   const Buf out = arg_buffer(info, 5, "out");
-  const int64_t NK = int64_t(elems(env, N, K, "w"));
+  const int64_t NK = checked_mul(env, N, K, "w");
   need(env, w, NK, dt, "w");
   need(env, out, NK, DType::float32, "out");
   if (norms.data) need(env, norms, K, DType::float32, "inputNorms");
@@ -116,14 +118,12 @@ Work parse_nm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 9) throw make_error(env, StatusCode::arg, "pruneNm: expected 9 arguments");
   const Buf w = arg_buffer(info, 0, "w");
-  const DType dt = float_dtype(info, 1, "w.dtype");
+  const DType dt = arg_float_dtype(info, 1, "w.dtype");
   const Buf scores = arg_buffer(info, 2, "scores", true);
-  const int64_t N = arg_int(info, 3, "N", 0, kMaxDim), K = arg_int(info, 4, "K", 0, kMaxDim);
-  const int n = int(arg_int(info, 5, "n", 1, 254)), m = int(arg_int(info, 6, "m", 2, 255));
+  const NmShape sh = arg_nm_shape(info, 3);
   const Buf w_out = arg_buffer(info, 7, "weight");
   const Buf mask = arg_buffer(info, 8, "mask");
-  check_nm(env, K, n, m);
-  const int64_t NK = int64_t(elems(env, N, K, "w"));
+  const int64_t NK = checked_mul(env, sh.N, sh.K, "w");
   need(env, w, NK, dt, "w");
   need(env, w_out, NK, dt, "weight");
   need(env, mask, NK, DType::uint8, "mask");
@@ -132,29 +132,27 @@ Work parse_nm(const Napi::CallbackInfo& info) {
   const float* sp = static_cast<const float*>(scores.data);
   void* wo = w_out.data;
   uint8_t* mp = static_cast<uint8_t*>(mask.data);
-  return with_prefix("prune.nm: ", [=] { return prune_nm(wp, dt, sp, N, K, n, m, wo, mp); });
+  return with_prefix("prune.nm: ",
+                     [=] { return prune_nm(wp, dt, sp, sh.N, sh.K, sh.n, sh.m, wo, mp); });
 }
 
 Work parse_compress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8) throw make_error(env, StatusCode::arg, "pruneCompress: expected 8 arguments");
   const Buf w = arg_buffer(info, 0, "w");
-  const DType dt = float_dtype(info, 1, "w.dtype");
-  const int64_t N = arg_int(info, 2, "N", 0, kMaxDim), K = arg_int(info, 3, "K", 0, kMaxDim);
-  const int n = int(arg_int(info, 4, "n", 1, 254)), m = int(arg_int(info, 5, "m", 2, 255));
+  const DType dt = arg_float_dtype(info, 1, "w.dtype");
+  const NmShape sh = arg_nm_shape(info, 2);
   const Buf values = arg_buffer(info, 6, "values");
   const Buf indices = arg_buffer(info, 7, "indices");
-  check_nm(env, K, n, m);
-  const int64_t Kc = K / m * n;
-  need(env, w, int64_t(elems(env, N, K, "w")), dt, "w");
-  need(env, values, int64_t(elems(env, N, Kc, "values")), dt, "values");
-  need(env, indices, int64_t(elems(env, N, Kc, "indices")), DType::uint8, "indices");
+  need(env, w, checked_mul(env, sh.N, sh.K, "w"), dt, "w");
+  need(env, values, checked_mul(env, sh.N, sh.Kc(), "values"), dt, "values");
+  need(env, indices, checked_mul(env, sh.N, sh.Kc(), "indices"), DType::uint8, "indices");
   const void* wp = w.data;
   void* vp = values.data;
   uint8_t* ip = static_cast<uint8_t*>(indices.data);
-  return with_prefix("prune.compress: argument 'w' is not " + std::to_string(n) + ":" +
-                         std::to_string(m) + " sparse: ",
-                     [=] { return prune_compress(wp, dt, N, K, n, m, vp, ip); });
+  return with_prefix("prune.compress: argument 'w' is not " + std::to_string(sh.n) + ":" +
+                         std::to_string(sh.m) + " sparse: ",
+                     [=] { return prune_compress(wp, dt, sh.N, sh.K, sh.n, sh.m, vp, ip); });
 }
 
 Work parse_decompress(const Napi::CallbackInfo& info) {
@@ -162,19 +160,17 @@ Work parse_decompress(const Napi::CallbackInfo& info) {
   if (info.Length() < 8) throw make_error(env, StatusCode::arg, "pruneDecompress: expected 8 arguments");
   const Buf values = arg_buffer(info, 0, "values");
   const Buf indices = arg_buffer(info, 1, "indices");
-  const DType dt = float_dtype(info, 2, "values.dtype");
-  const int64_t N = arg_int(info, 3, "N", 0, kMaxDim), K = arg_int(info, 4, "K", 0, kMaxDim);
-  const int n = int(arg_int(info, 5, "n", 1, 254)), m = int(arg_int(info, 6, "m", 2, 255));
+  const DType dt = arg_float_dtype(info, 2, "values.dtype");
+  const NmShape sh = arg_nm_shape(info, 3);
   const Buf out = arg_buffer(info, 7, "out");
-  check_nm(env, K, n, m);
-  const int64_t Kc = K / m * n;
-  need(env, values, int64_t(elems(env, N, Kc, "values")), dt, "values");
-  need(env, indices, int64_t(elems(env, N, Kc, "indices")), DType::uint8, "indices");
-  need(env, out, int64_t(elems(env, N, K, "out")), dt, "out");
+  need(env, values, checked_mul(env, sh.N, sh.Kc(), "values"), dt, "values");
+  need(env, indices, checked_mul(env, sh.N, sh.Kc(), "indices"), DType::uint8, "indices");
+  need(env, out, checked_mul(env, sh.N, sh.K, "out"), dt, "out");
   const void* vp = values.data;
   const uint8_t* ip = static_cast<const uint8_t*>(indices.data);
   void* op = out.data;
-  return with_prefix("prune.decompress: ", [=] { return prune_decompress(vp, ip, dt, N, K, n, m, op); });
+  return with_prefix("prune.decompress: ",
+                     [=] { return prune_decompress(vp, ip, dt, sh.N, sh.K, sh.n, sh.m, op); });
 }
 
 Work parse_gather(const Napi::CallbackInfo& info) {
@@ -187,8 +183,8 @@ Work parse_gather(const Napi::CallbackInfo& info) {
   const Buf kept = arg_buffer(info, 5, "kept");
   const Buf out = arg_buffer(info, 6, "out");
   const int64_t n_kept = int64_t(kept.bytes / 4);
-  need(env, src, int64_t(elems(env, rows, cols, "src")), dt, "src");
-  need(env, out, int64_t(elems(env, axis == 0 ? n_kept : rows, axis == 0 ? cols : n_kept, "out")), dt,
+  need(env, src, checked_mul(env, rows, cols, "src"), dt, "src");
+  need(env, out, checked_mul(env, axis == 0 ? n_kept : rows, axis == 0 ? cols : n_kept, "out"), dt,
        "out");
   const void* sp = src.data;
   const int32_t* kp = static_cast<const int32_t*>(kept.data);
@@ -200,13 +196,13 @@ Work parse_norms(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 8) throw make_error(env, StatusCode::arg, "pruneNorms: expected 8 arguments");
   const Buf w = arg_buffer(info, 0, "w");
-  const DType dt = float_dtype(info, 1, "w.dtype");
+  const DType dt = arg_float_dtype(info, 1, "w.dtype");
   const int64_t rows = arg_int(info, 2, "rows", 0, kMaxDim), cols = arg_int(info, 3, "cols", 0, kMaxDim);
   const int axis = int(arg_int(info, 4, "axis", 0, 1));
   const int pw = int(arg_int(info, 5, "p", 1, 2));
   const Buf colw = arg_buffer(info, 6, "inputNorms", true);
   const Buf out = arg_buffer(info, 7, "out");
-  need(env, w, int64_t(elems(env, rows, cols, "w")), dt, "w");
+  need(env, w, checked_mul(env, rows, cols, "w"), dt, "w");
   require_bytes(env, out, checked_bytes(env, axis == 0 ? rows : cols, 8, "out"), "out");
   if (colw.data) need(env, colw, cols, DType::float32, "inputNorms");
   const void* wp = w.data;
@@ -219,14 +215,13 @@ Napi::Value Lanes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 6) throw make_error(env, StatusCode::arg, "pruneLanes: expected 6 arguments");
   const Buf indices = arg_buffer(info, 0, "indices");
-  const int64_t N = arg_int(info, 1, "N", 0, kMaxDim), K = arg_int(info, 2, "K", 0, kMaxDim);
-  const int n = int(arg_int(info, 3, "n", 1, 254)), m = int(arg_int(info, 4, "m", 2, 255));
+  const NmShape sh = arg_nm_shape(info, 1);
   const Buf lanes = arg_buffer(info, 5, "lanes", true);
-  check_nm(env, K, n, m);
-  need(env, indices, int64_t(elems(env, N, K / m * n, "indices")), DType::uint8, "indices");
-  if (lanes.data && prune_has_lanes(n, m))
-    need(env, lanes, int64_t(elems(env, 2 * N, prune_lane_words(K, n, m), "lanes")), DType::float16, "lanes");
-  Status s = prune_lanes(static_cast<const uint8_t*>(indices.data), N, K, n, m,
+  need(env, indices, checked_mul(env, sh.N, sh.Kc(), "indices"), DType::uint8, "indices");
+  if (lanes.data && prune_has_lanes(sh.n, sh.m))
+    need(env, lanes, checked_mul(env, 2 * sh.N, prune_lane_words(sh.K, sh.n, sh.m), "lanes"),
+         DType::float16, "lanes");
+  Status s = prune_lanes(static_cast<const uint8_t*>(indices.data), sh.N, sh.K, sh.n, sh.m,
                          static_cast<uint16_t*>(lanes.data));
   if (!s.ok()) throw_status(env, s);
   return env.Undefined();

@@ -32,10 +32,8 @@ QuantWeight parse_weight(const Napi::CallbackInfo& info, size_t i) {
     throw make_error(env, StatusCode::arg, "argument 'groupSize': must divide K");
   if (w.bits == 4 && w.K % 2 != 0)
     throw make_error(env, StatusCode::shape, "argument 'K': must be even for int4");
-  int64_t nq = 0, ns = 0;
-  if (__builtin_mul_overflow(w.N, w.bits == 8 ? w.K : w.K / 2, &nq) ||
-      __builtin_mul_overflow(w.N, w.groups(), &ns))
-    throw make_error(env, StatusCode::arg, "argument 'qweight': size overflows");
+  const int64_t nq = checked_mul(env, w.N, w.bits == 8 ? w.K : w.K / 2, "qweight");
+  const int64_t ns = checked_mul(env, w.N, w.groups(), "qweight");
   require_bytes(env, q, checked_bytes(env, nq, 1, "qweight"), "qweight");
   require_bytes(env, s, checked_bytes(env, ns, 4, "scales"), "scales");
   if (z.data) {
@@ -72,9 +70,7 @@ QuantLinearParams parse_linear(const Napi::CallbackInfo& info) {
   if (!dtype_is_float(p.x_dtype) || !dtype_is_float(p.y_dtype))
     throw make_error(env, StatusCode::dtype,
                      "quantLinear: x and out must be float32, float16 or bfloat16");
-  int64_t nx = 0, ny = 0;
-  if (__builtin_mul_overflow(p.M, p.w.K, &nx) || __builtin_mul_overflow(p.M, p.w.N, &ny))
-    throw make_error(env, StatusCode::arg, "argument 'x': size overflows");
+  const int64_t nx = checked_mul(env, p.M, p.w.K, "x"), ny = checked_mul(env, p.M, p.w.N, "x");
   require_bytes(env, x, checked_bytes(env, nx, dtype_size(p.x_dtype), "x"), "x");
   require_bytes(env, out, checked_bytes(env, ny, dtype_size(p.y_dtype), "out"), "out");
   if (bias.data) require_bytes(env, bias, checked_bytes(env, p.w.N, 4, "bias"), "bias");
@@ -131,9 +127,7 @@ QuantizeCall parse_quantize(const Napi::CallbackInfo& info) {
   if (c.bits == 4 && c.K % 2 != 0)
     throw make_error(env, StatusCode::shape, "argument 'K': must be even for int4");
   const int64_t G = c.group_size > 0 ? c.K / c.group_size : 1;
-  int64_t nw = 0, ns = 0;
-  if (__builtin_mul_overflow(c.R, c.K, &nw) || __builtin_mul_overflow(c.R, G, &ns))
-    throw make_error(env, StatusCode::arg, "argument 'w': size overflows");
+  const int64_t nw = checked_mul(env, c.R, c.K, "w"), ns = checked_mul(env, c.R, G, "w");
   require_bytes(env, w, checked_bytes(env, nw, 4, "w"), "w");
   require_bytes(env, q, checked_bytes(env, c.bits == 8 ? nw : nw / 2, 1, "qweight"), "qweight");
   require_bytes(env, s, checked_bytes(env, ns, 4, "scales"), "scales");
@@ -170,9 +164,7 @@ DequantCall parse_dequant(const Napi::CallbackInfo& info) {
   DequantCall c;
   c.w = parse_weight(info, 0);
   const Buf out = arg_buffer(info, 8, "out");
-  int64_t n = 0;
-  if (__builtin_mul_overflow(c.w.N, c.w.K, &n))
-    throw make_error(env, StatusCode::arg, "argument 'out': size overflows");
+  const int64_t n = checked_mul(env, c.w.N, c.w.K, "out");
   require_bytes(env, out, checked_bytes(env, n, 4, "out"), "out");
   c.out = static_cast<float*>(out.data);
   return c;
@@ -215,9 +207,7 @@ UnpackCall parse_unpack(const Napi::CallbackInfo& info) {
   c.N = arg_int(info, 2, "N", 0, kMaxDim);
   c.K = arg_int(info, 3, "K", 0, kMaxDim);
   const Buf dst = arg_buffer(info, 4, "dst");
-  int64_t nk = 0;
-  if (__builtin_mul_overflow(c.N, c.K, &nk))
-    throw make_error(env, StatusCode::arg, "argument 'src': size overflows");
+  const int64_t nk = checked_mul(env, c.N, c.K, "src");
   int64_t need = 0;
   switch (c.format) {
     case QuantFormat::gptq:
@@ -244,9 +234,7 @@ UnpackCall parse_permute(const Napi::CallbackInfo& info) {
   c.K = arg_int(info, 2, "K", 0, kMaxDim);
   const Buf perm = arg_buffer(info, 3, "perm");
   const Buf dst = arg_buffer(info, 4, "dst");
-  int64_t nk = 0;
-  if (__builtin_mul_overflow(c.N, c.K, &nk))
-    throw make_error(env, StatusCode::arg, "argument 'src': size overflows");
+  const int64_t nk = checked_mul(env, c.N, c.K, "src");
   require_bytes(env, src, checked_bytes(env, nk / 2, 1, "src"), "src");
   require_bytes(env, dst, checked_bytes(env, nk / 2, 1, "dst"), "dst");
   require_bytes(env, perm, checked_bytes(env, c.K, 4, "perm"), "perm");

@@ -12,6 +12,10 @@
 #include <string>
 #include <vector>
 
+#include "tensorfuse/cpu_features.h"
+#include "tensorfuse/dtype.h"
+#include "tensorfuse/fp16.h"
+
 namespace tf_test {
 
 using TestFn = void (*)();
@@ -70,6 +74,40 @@ inline double rel_norm_error(const std::vector<double>& got, const std::vector<d
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
 }
+
+// Element i of raw float32 / float16 / bfloat16 bytes: store rounds v to dt (fp16.h's reference
+// conversions), load widens it back exactly. Raw bytes, so padded and strided buffers work too.
+inline void store(uint8_t* p, tf::DType dt, int64_t i, float v) {
+  uint16_t h;
+  switch (dt) {
+    case tf::DType::float16: h = tf::f32_to_fp16(v); std::memcpy(p + 2 * i, &h, 2); break;
+    case tf::DType::bfloat16: h = tf::f32_to_bf16(v); std::memcpy(p + 2 * i, &h, 2); break;
+    default: std::memcpy(p + 4 * i, &v, 4); break;
+  }
+}
+
+inline double load(const uint8_t* p, tf::DType dt, int64_t i) {
+  uint16_t h;
+  float f;
+  switch (dt) {
+    case tf::DType::float16: std::memcpy(&h, p + 2 * i, 2); return tf::fp16_to_f32(h);
+    case tf::DType::bfloat16: std::memcpy(&h, p + 2 * i, 2); return tf::bf16_to_f32(h);
+    default: std::memcpy(&f, p + 4 * i, 4); return f;
+  }
+}
+
+// The ISA levels this CPU runs (generic first): the kernel checks run at each in turn.
+inline std::vector<tf::Isa> isa_levels() {
+  std::vector<tf::Isa> out;
+  for (tf::Isa isa : {tf::Isa::generic, tf::Isa::neon, tf::Isa::avx2})
+    if (tf::isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+// Restores the best ISA when a case ends, REQUIRE's early return included.
+struct IsaGuard {
+  ~IsaGuard() { tf::set_isa(tf::best_isa()); }
+};
 
 }  // namespace tf_test
 

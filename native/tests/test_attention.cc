@@ -59,9 +59,8 @@ TF_TEST(attention_matches_double_loop) {
                         {1, 9, 9, 1, 1, 256, true},    {1, 1, 900, 12, 4, 72, false},
                         {1, 2, 300, 8, 4, 24, true},    {1, 1, 130, 20, 4, 17, false}};
   tf_test::Rng rng(tf_test::case_seed());
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
-    if (isa_supported(isa)) isas.push_back(isa);
+  const tf_test::IsaGuard guard;
+  const std::vector<Isa> isas = tf_test::isa_levels();
   for (const Case& c : cases) {
     std::vector<float> q(size_t(c.B * c.Sq * c.Hq * c.D)), k(size_t(c.B * c.Sk * c.Hk * c.D));
     std::vector<float> v(k.size());
@@ -99,7 +98,6 @@ TF_TEST(attention_matches_double_loop) {
             (long long)c.Hk, (long long)c.D, err);
     }
   }
-  set_isa(best_isa());
 }
 
 // float16 / bfloat16 storage, widened in registers on each ISA: against the double loop on the
@@ -108,9 +106,8 @@ TF_TEST(attention_16bit_matches_double_loop) {
   const Case cases[] = {{1, 1, 700, 8, 2, 64, false}, {1, 3, 90, 4, 4, 40, true},
                         {1, 30, 50, 2, 1, 32, true}};
   tf_test::Rng rng(tf_test::case_seed());
-  std::vector<Isa> isas;
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
-    if (isa_supported(isa)) isas.push_back(isa);
+  const tf_test::IsaGuard guard;
+  const std::vector<Isa> isas = tf_test::isa_levels();
   for (DType dt : {DType::float16, DType::bfloat16}) {
     auto round = [dt](float x) {
       return dt == DType::float16 ? f32_to_fp16(x) : f32_to_bf16(x);
@@ -158,7 +155,6 @@ TF_TEST(attention_16bit_matches_double_loop) {
       }
     }
   }
-  set_isa(best_isa());
 }
 
 TF_TEST(attention_rejects_bad_parameters) {

@@ -23,35 +23,10 @@ namespace {
 
 constexpr DType kFloats[] = {DType::float32, DType::float16, DType::bfloat16};
 
-std::vector<Isa> isa_levels() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
-    if (isa_supported(isa)) out.push_back(isa);
-  return out;
-}
-
-// Restores the best ISA when a case ends.
-struct IsaGuard {
-  ~IsaGuard() { set_isa(best_isa()); }
-};
-
-void store(uint8_t* p, DType dt, int64_t i, float v) {
-  switch (dt) {
-    case DType::float16: { uint16_t h = f32_to_fp16(v); std::memcpy(p + 2 * i, &h, 2); break; }
-    case DType::bfloat16: { uint16_t h = f32_to_bf16(v); std::memcpy(p + 2 * i, &h, 2); break; }
-    default: std::memcpy(p + 4 * i, &v, 4); break;
-  }
-}
-
-double load(const uint8_t* p, DType dt, int64_t i) {
-  uint16_t h;
-  float f;
-  switch (dt) {
-    case DType::float16: std::memcpy(&h, p + 2 * i, 2); return fp16_to_f32(h);
-    case DType::bfloat16: std::memcpy(&h, p + 2 * i, 2); return bf16_to_f32(h);
-    default: std::memcpy(&f, p + 4 * i, 4); return f;
-  }
-}
+using tf_test::isa_levels;
+using tf_test::IsaGuard;
+using tf_test::load;
+using tf_test::store;
 
 // A NaN of `dt` in every element of raw.
 void fill_nan(std::vector<uint8_t>& raw, DType dt) {

@@ -17,16 +17,8 @@ using namespace tf;
 
 namespace {
 
-std::vector<Isa> isa_levels() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
-    if (isa_supported(isa)) out.push_back(isa);
-  return out;
-}
-
-struct IsaGuard {
-  ~IsaGuard() { set_isa(best_isa()); }
-};
+using tf_test::isa_levels;
+using tf_test::IsaGuard;
 
 struct Routed {
   std::vector<float> weights;

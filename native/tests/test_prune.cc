@@ -24,40 +24,14 @@ namespace {
 
 constexpr DType kFloats[] = {DType::float32, DType::float16, DType::bfloat16};
 
-std::vector<Isa> isa_levels() {
-  std::vector<Isa> out;
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2})
-    if (isa_supported(isa)) out.push_back(isa);
-  return out;
-}
-
-struct IsaGuard {
-  ~IsaGuard() { set_isa(best_isa()); }
-};
-
-void store(std::vector<uint8_t>& raw, DType dt, int64_t i, float v) {
-  uint8_t* p = raw.data();
-  switch (dt) {
-    case DType::float16: { uint16_t h = f32_to_fp16(v); std::memcpy(p + 2 * i, &h, 2); break; }
-    case DType::bfloat16: { uint16_t h = f32_to_bf16(v); std::memcpy(p + 2 * i, &h, 2); break; }
-    default: std::memcpy(p + 4 * i, &v, 4); break;
-  }
-}
-
-double load(const std::vector<uint8_t>& raw, DType dt, int64_t i) {
-  const uint8_t* p = raw.data();
-  uint16_t h;
-  float f;
-  switch (dt) {
-    case DType::float16: std::memcpy(&h, p + 2 * i, 2); return fp16_to_f32(h);
-    case DType::bfloat16: std::memcpy(&h, p + 2 * i, 2); return bf16_to_f32(h);
-    default: std::memcpy(&f, p + 4 * i, 4); return f;
-  }
-}
+using tf_test::isa_levels;
+using tf_test::IsaGuard;
+using tf_test::load;
+using tf_test::store;
 
 std::vector<uint8_t> random_raw(DType dt, int64_t n, tf_test::Rng& rng) {
   std::vector<uint8_t> raw(size_t(n) * dtype_size(dt) + 8);
-  for (int64_t i = 0; i < n; ++i) store(raw, dt, i, rng.uniform(-1.0f, 1.0f));
+  for (int64_t i = 0; i < n; ++i) store(raw.data(), dt, i, rng.uniform(-1.0f, 1.0f));
   return raw;
 }
 
@@ -123,7 +97,7 @@ TF_TEST(prune_sparse_linear_matches_float64) {
             double sum = bias[size_t(j)], mag = std::fabs(bias[size_t(j)]);
             for (int64_t v = 0; v < s.Kc; ++v) {
               const int64_t k = (v / c.n) * c.m + s.indices[size_t(j * s.Kc + v)];
-              const double t = load(x, xdt, i * c.K + k) * load(s.values, wdt, j * s.Kc + v);
+              const double t = load(x.data(), xdt, i * c.K + k) * load(s.values.data(), wdt, j * s.Kc + v);
               sum += t;
               mag += std::fabs(t);
             }
@@ -137,7 +111,7 @@ TF_TEST(prune_sparse_linear_matches_float64) {
           for (int threads : {0, 1}) {
             set_isa(isa);
             std::vector<uint8_t> out(size_t(c.M * c.N) * dtype_size(xdt) + 8);
-            for (int64_t i = 0; i < c.M * c.N; ++i) store(out, xdt, i, NAN);
+            for (int64_t i = 0; i < c.M * c.N; ++i) store(out.data(), xdt, i, NAN);
             SparseLinearParams p;
             p.M = c.M, p.N = c.N, p.K = c.K, p.n = c.n, p.m = c.m;
             p.x = x.data(), p.x_dtype = xdt;
@@ -150,7 +124,7 @@ TF_TEST(prune_sparse_linear_matches_float64) {
             const Status st = sparse_linear(p);
             REQUIRE(st.ok(), "%s", st.message.c_str());
             std::vector<double> got(size_t(c.M * c.N));
-            for (int64_t i = 0; i < c.M * c.N; ++i) got[size_t(i)] = load(out, xdt, i);
+            for (int64_t i = 0; i < c.M * c.N; ++i) got[size_t(i)] = load(out.data(), xdt, i);
             const double err = tf_test::rel_norm_error(got, want, scale);
             CHECK(err < tol, "%s M=%lld N=%lld K=%lld %d:%d w=%s x=%s threads=%d: err %.3g > %.3g",
                   isa_name(isa), (long long)c.M, (long long)c.N, (long long)c.K, c.n, c.m,
@@ -202,10 +176,10 @@ TF_TEST(prune_nm_compress_decompress) {
         int kept = 0;
         double min_kept = INFINITY, max_dropped = -INFINITY;
         for (int i = 0; i < m; ++i) {
-          const double a = std::fabs(load(w, dt, g + i));
+          const double a = std::fabs(load(w.data(), dt, g + i));
           if (mask[size_t(g + i)]) ++kept, min_kept = std::min(min_kept, a);
           else max_dropped = std::max(max_dropped, a);
-          CHECK(load(pruned, dt, g + i) == (mask[size_t(g + i)] ? load(w, dt, g + i) : 0.0));
+          CHECK(load(pruned.data(), dt, g + i) == (mask[size_t(g + i)] ? load(w.data(), dt, g + i) : 0.0));
         }
         CHECK(kept == n && min_kept >= max_dropped, "group %lld: %d kept", (long long)g, kept);
       }
@@ -257,7 +231,7 @@ TF_TEST(prune_norms_and_gather) {
           std::vector<double> got(size_t(axis == 0 ? R : C), NAN), want(got.size(), 0.0);
           for (int64_t i = 0; i < R; ++i)
             for (int64_t j = 0; j < C; ++j) {
-              const double a = std::fabs(load(w, dt, i * C + j));
+              const double a = std::fabs(load(w.data(), dt, i * C + j));
               want[size_t(axis == 0 ? i : j)] += (p == 2 ? a * a : a) * (weighted ? colw[size_t(j)] : 1.0);
             }
           for (int threads : {1, 0}) {
@@ -273,8 +247,8 @@ TF_TEST(prune_norms_and_gather) {
     REQUIRE(prune_gather(w.data(), dt, R, C, 0, kept, 3, rows.data()).ok());
     REQUIRE(prune_gather(w.data(), dt, R, C, 1, kept, 3, cols.data()).ok());
     for (int k = 0; k < 3; ++k) {
-      for (int64_t j = 0; j < C; ++j) CHECK(load(rows, dt, k * C + j) == load(w, dt, kept[k] * C + j));
-      for (int64_t i = 0; i < R; ++i) CHECK(load(cols, dt, i * 3 + k) == load(w, dt, i * C + kept[k]));
+      for (int64_t j = 0; j < C; ++j) CHECK(load(rows.data(), dt, k * C + j) == load(w.data(), dt, kept[k] * C + j));
+      for (int64_t i = 0; i < R; ++i) CHECK(load(cols.data(), dt, i * 3 + k) == load(w.data(), dt, i * C + kept[k]));
     }
     const int32_t bad[1] = {37};
     CHECK(prune_gather(w.data(), dt, R, C, 0, bad, 1, rows.data()).code == StatusCode::arg);

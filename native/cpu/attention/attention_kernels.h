@@ -1,5 +1,6 @@
-// The per-ISA pieces of fused attention (generic.cc, x86_avx2.cc fill one table each; the tiling,
-// masking, online-softmax bookkeeping and split-K merge live once in attention_driver.cc).
+// The per-ISA pieces of fused attention (attention_generic.cc, attention_x86_avx2.cc fill one
+// table each; the tiling, masking, online-softmax bookkeeping and split-K merge live once in
+// attention_driver.cc).
 // Blocks of many query rows use the GEMM engine's packing and micro-kernel (gemm_kernels.h) for
 // Q K^T and P V; the few-row streaming path (decode) uses qk_dot and pv_accum below, which read
 // K and V rows in their stored dtype and widen them in registers.

@@ -1,5 +1,5 @@
 // AVX2 + F16C loads that widen float32 / float16 / bfloat16 storage to float32 in registers.
-// Included only by files compiled with -mavx2 -mfma -mf16c (the x86_avx2.cc of each family).
+// Included only by files compiled with -mavx2 -mfma -mf16c (the <family>_x86_avx2.cc files).
 #pragma once
 #include <immintrin.h>
 

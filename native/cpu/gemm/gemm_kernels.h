@@ -1,5 +1,5 @@
-// The per-ISA pieces of the GEMM engine (generic.cc, x86_avx2.cc, arm_neon.cc fill one table
-// each; gemm_driver.cc does blocking, threading and the epilogue once for all of them).
+// The per-ISA pieces of the GEMM engine (gemm_generic.cc, gemm_x86_avx2.cc, gemm_arm_neon.cc fill
+// one table each; gemm_driver.cc does blocking, threading and the epilogue once for all of them).
 //
 // Packed layouts (GotoBLAS / BLIS, Goto & van de Geijn, "Anatomy of High-Performance Matrix
 // Multiplication", TOMS 2008), shared by every ISA so a PackedB works with any kernel:

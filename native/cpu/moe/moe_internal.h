@@ -1,5 +1,5 @@
-// The per-ISA pieces of the MoE family (generic.cc, x86_avx2.cc fill one table each) and helpers
-// shared by its files. The GEMMs of the expert layer come from the GEMM engine, which dispatches
+// The per-ISA pieces of the MoE family (moe_generic.cc, moe_x86_avx2.cc fill one table each) and
+// helpers shared by its files. The GEMMs of the expert layer come from the GEMM engine, which dispatches
 // per ISA on its own; what is here is the element-wise work around them.
 #pragma once
 #include <cstdint>

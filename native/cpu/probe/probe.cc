@@ -1,4 +1,4 @@
-// Machine-limit probes (include/tensorfuse/probe.h). The FMA loop is per ISA (x86_avx2.cc,
+// Machine-limit probes (include/tensorfuse/probe.h). The FMA loop is per ISA (probe_x86_avx2.cc,
 // a portable fallback here); the bandwidth probe is plain code on std::threads.
 #include <algorithm>
 #include <chrono>
@@ -12,7 +12,7 @@
 
 namespace tf {
 
-// Returns the float32 FLOPs done (x86_avx2.cc); 0 when not compiled in.
+// Returns the float32 FLOPs done (probe_x86_avx2.cc); 0 when not compiled in.
 double probe_fma_loop_avx2(int64_t iters, float* sink);
 
 namespace {

@@ -136,7 +136,7 @@ Status panel_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, c
               float* acc = ct + pi * kNB * pr + (j - n0) * pr;
               const uint8_t* idx = w.indices + j * w.Kc;
               for (int64_t v = w.words * 8; v < w.Kc; ++v) {
-                const float wv = prune_cpu::load_w(w.values, w.dt, j * w.Kc + v);
+                const float wv = load_as_f32(w.values, w.dt, j * w.Kc + v);
                 const float* xr = xt + pi * K * pr + prune_cpu::kept_col(idx, v, w.n, w.m) * pr;
                 for (int r = 0; r < pr; ++r) acc[r] += wv * xr[r];
               }

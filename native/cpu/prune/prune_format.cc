@@ -82,7 +82,7 @@ Status prune_score(const void* w, DType dt, const float* norms, int64_t N, int64
   if (!dtype_is_float(dt)) return Status(StatusCode::dtype, "score: w must be a float tensor");
   for_rows(N, K, [&](int64_t r) -> std::string {
     for (int64_t k = 0; k < K; ++k) {
-      const float a = std::fabs(prune_cpu::load_w(w, dt, r * K + k));
+      const float a = std::fabs(load_as_f32(w, dt, r * K + k));
       out[r * K + k] = norms ? a * norms[k] : a;
     }
     return std::string();
@@ -99,7 +99,7 @@ Status prune_nm(const void* w, DType dt, const float* scores, int64_t N, int64_t
     float s[256];
     for (int64_t g0 = r * K; g0 < (r + 1) * K; g0 += m) {
       for (int i = 0; i < m; ++i) {
-        const float v = scores ? scores[g0 + i] : std::fabs(prune_cpu::load_w(w, dt, g0 + i));
+        const float v = scores ? scores[g0 + i] : std::fabs(load_as_f32(w, dt, g0 + i));
         s[i] = std::isnan(v) ? -INFINITY : v;
       }
       for (int i = 0; i < m; ++i) {
@@ -169,7 +169,7 @@ Status prune_norms(const void* w, DType dt, int64_t rows, int64_t cols, int axis
                    const float* colw, double* out) {
   if (!dtype_is_float(dt)) return Status(StatusCode::dtype, "norms: w must be a float tensor");
   auto term = [&](int64_t i, int64_t j) {
-    const double a = std::fabs(double(prune_cpu::load_w(w, dt, i * cols + j)));
+    const double a = std::fabs(double(load_as_f32(w, dt, i * cols + j)));
     return p == 2 ? a * a : a;
   };
   if (axis == 0)

@@ -1,5 +1,6 @@
-// The per-ISA pieces of the sparse linear kernel (generic.cc, x86_avx2.cc fill one table each;
-// prune_driver.cc does the x panels, tiling, threading and the epilogue once for all of them).
+// The per-ISA pieces of the sparse linear kernel (prune_generic.cc, prune_x86_avx2.cc fill one
+// table each; prune_driver.cc does the x panels, tiling, threading and the epilogue once for all
+// of them).
 //
 // x panel layout (the M >= kPanelMinM path): rows of x in panels of pr (8, 16 or 32, the
 // driver picks), transposed and widened to float32: panel p holds xt[k * pr + r] = x[p * pr + r, k],
@@ -8,6 +9,7 @@
 #pragma once
 #include <cstdint>
 
+#include "../common/load_f32.h"
 #include "tensorfuse/cpu_features.h"
 #include "tensorfuse/dtype.h"
 
@@ -47,8 +49,7 @@ const Kernels& kernels_generic();
 const Kernels* kernels_avx2();  // nullptr when not compiled in
 const Kernels& kernels_for(Isa isa);
 
-// Scalar helpers shared by the files.
-float load_w(const void* p, DType dt, int64_t i);
+// Scalar helpers shared by the files (and load_as_f32 from common/load_f32.h).
 // Absolute column of kept value v of a row (v / n groups in, then its in-group position).
 inline int64_t kept_col(const uint8_t* idx_row, int64_t v, int n, int m) {
   return (v / n) * m + idx_row[v];

@@ -1,5 +1,6 @@
-// The per-ISA pieces of the quantized linear layer (generic.cc, x86_avx2.cc fill one table each;
-// quant_driver.cc does threading, activation preparation, the prefill tiling and the epilogue).
+// The per-ISA pieces of the quantized linear layer (quant_generic.cc, quant_x86_avx2.cc fill one
+// table each; quant_driver.cc does threading, activation preparation, the prefill tiling and the
+// epilogue).
 // Layouts: tensorfuse/quant.h. Every function computes rows [n0, n1) of the weight.
 #pragma once
 #include <cstdint>

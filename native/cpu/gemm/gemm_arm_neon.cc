@@ -5,19 +5,11 @@
 #if defined(__aarch64__)
 #include <arm_neon.h>
 
-#include "tensorfuse/fp16.h"
+#include "../common/load_f32.h"
 
 namespace tf {
 namespace gemm_cpu {
 namespace {
-
-inline float load1(const void* p, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::float16: return fp16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::bfloat16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
 
 inline float32x4_t load4(const void* p, DType dt, int64_t i) {
   switch (dt) {
@@ -33,7 +25,7 @@ void pack_a(const void* a, DType dt, int64_t lda, int64_t mc, int64_t kc, float*
   for (int64_t i0 = 0; i0 < mc; i0 += kMR) {
     for (int64_t k = 0; k < kc; ++k)
       for (int i = 0; i < kMR; ++i)
-        dst[k * kMR + i] = i0 + i < mc ? load1(a, dt, (i0 + i) * lda + k) : 0.0f;
+        dst[k * kMR + i] = i0 + i < mc ? load_as_f32(a, dt, (i0 + i) * lda + k) : 0.0f;
     dst += kc * kMR;
   }
 }
@@ -48,7 +40,8 @@ void pack_b(const void* b, DType dt, int64_t ldb, bool trans, int64_t kc, int64_
       } else {
         for (int j = 0; j < kNR; ++j)
           dst[k * kNR + j] =
-              j < cols ? load1(b, dt, trans ? (j0 + j) * ldb + k : k * ldb + j0 + j) : 0.0f;
+              j < cols ? load_as_f32(b, dt, trans ? (j0 + j) * ldb + k : k * ldb + j0 + j)
+                       : 0.0f;
       }
     }
     dst += kc * kNR;
@@ -98,7 +91,7 @@ void gemv(const float* x, const void* b, DType dt, int64_t ldb, bool trans, int6
         s1 = vfmaq_f32(s1, vld1q_f32(x + k + 4), load4(b, dt, n * ldb + k + 4));
       }
       float t = vaddvq_f32(vaddq_f32(s0, s1));
-      for (; k < K; ++k) t += x[k] * load1(b, dt, n * ldb + k);
+      for (; k < K; ++k) t += x[k] * load_as_f32(b, dt, n * ldb + k);
       y[n] = t;
     }
   } else {
@@ -108,7 +101,7 @@ void gemv(const float* x, const void* b, DType dt, int64_t ldb, bool trans, int6
       int64_t n = n0;
       for (; n + 4 <= n1; n += 4)
         vst1q_f32(y + n, vfmaq_f32(vld1q_f32(y + n), xv, load4(b, dt, k * ldb + n)));
-      for (; n < n1; ++n) y[n] += x[k] * load1(b, dt, k * ldb + n);
+      for (; n < n1; ++n) y[n] += x[k] * load_as_f32(b, dt, k * ldb + n);
     }
   }
 }

@@ -1,19 +1,11 @@
 // Portable scalar GEMM pieces: the path every fast kernel is tested against. Written for
 // clarity; the compiler may vectorise it with the baseline ISA, nothing more.
+#include "../common/load_f32.h"
 #include "gemm_kernels.h"
-#include "tensorfuse/fp16.h"
 
 namespace tf {
 namespace gemm_cpu {
 namespace {
-
-inline float load_as_f32(const void* p, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::float16: return fp16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::bfloat16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
 
 void pack_a(const void* a, DType dt, int64_t lda, int64_t mc, int64_t kc, float* dst) {
   for (int64_t i0 = 0; i0 < mc; i0 += kMR) {

@@ -1,6 +1,7 @@
 // AVX2 + FMA + F16C attention pieces (compiled with -mavx2 -mfma -mf16c, this file only):
-// a vector exp for the online softmax, and the few-row streaming products of decode, which
-// widen float16/bfloat16 K and V rows in registers so the cache is read in its stored size.
+// the online softmax (through x86::exp8 of common/x86_avx2_math.h), and the few-row streaming
+// products of decode, which widen float16/bfloat16 K and V rows in registers so the cache is
+// read in its stored size.
 #include "attention_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -11,36 +12,16 @@
 #include <limits>
 
 #include "../common/x86_avx2_load.h"
+#include "../common/x86_avx2_math.h"
 
 namespace tf {
 namespace attention_cpu {
 namespace {
 
+using x86::exp8;
 using x86::hsum;
 using x86::load1;
 using x86::load8;
-
-// exp(x) for 8 lanes: x = n ln2 + r with |r| <= ln2/2, exp(r) by the degree-6 minimax polynomial
-// of Cephes' expf (relative error about 1e-7), times 2^n built in the exponent bits. Inputs below
-// -87.3 (including -inf: masked scores) give exactly 0; inputs are never above 0 here.
-inline __m256 exp8(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.3f);
-  const __m256 keep = _mm256_cmp_ps(x, lo, _CMP_GE_OQ);
-  x = _mm256_max_ps(x, lo);
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_and_ps(_mm256_mul_ps(p, _mm256_castsi256_ps(e)), keep);
-}
 
 inline float hmax(__m256 v) {
   __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

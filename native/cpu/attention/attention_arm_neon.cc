@@ -1,7 +1,7 @@
 // NEON attention pieces for arm64 (NEON is baseline there, so no extra flags): a 4-lane vector
 // exp for the online softmax, and the few-row streaming products of decode, which widen
 // float16/bfloat16 K and V rows in registers. Contracts: attention_kernels.h; the x86 twin is
-// x86_avx2.cc (same polynomial, same shapes, 4 lanes instead of 8).
+// attention_x86_avx2.cc (same polynomial, same shapes, 4 lanes instead of 8).
 #include "attention_kernels.h"
 
 #if defined(__aarch64__)
@@ -32,7 +32,7 @@ inline float ld1(const void* p, int64_t i) {
   return static_cast<const float*>(p)[i];
 }
 
-// exp(x) for 4 lanes, as x86_avx2.cc's exp8: x = n ln2 + r (|r| <= ln2/2, ln2 in two parts),
+// exp(x) for 4 lanes, as x86::exp8 (common/x86_avx2_math.h): x = n ln2 + r (|r| <= ln2/2, ln2 in two parts),
 // Cephes' degree-6 polynomial for exp(r), 2^n built in the exponent bits; below -87.3
 // (including -inf: masked scores) exactly 0. Inputs are never above 0 here.
 inline float32x4_t exp4(float32x4_t x) {

@@ -2,20 +2,12 @@
 #include <cmath>
 #include <limits>
 
+#include "../common/load_f32.h"
 #include "attention_kernels.h"
-#include "tensorfuse/fp16.h"
 
 namespace tf {
 namespace attention_cpu {
 namespace {
-
-inline float load_as_f32(const void* p, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::float16: return fp16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::bfloat16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
 
 void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l, float* alpha) {
   const float ninf = -std::numeric_limits<float>::infinity();

@@ -70,7 +70,7 @@ void gemv_lanes(const float* x, const float* xq, const SparseView& w, int64_t n0
   auto tail = [&](int64_t j, float s) {
     const uint8_t* idx = w.indices + j * w.Kc;
     for (int64_t v = w.words * 8; v < w.Kc; ++v)
-      s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, DT, j * w.Kc + v);
+      s += x[kept_col(idx, v, w.n, w.m)] * load_as_f32(w.values, DT, j * w.Kc + v);
     return s;
   };
   constexpr int64_t kEsz = DT == DType::float32 ? 4 : 2;

@@ -1,18 +1,10 @@
 // Scalar sparse linear: what every other level is tested against. Plain loops over the kept
 // values of each row, float32 accumulation in value order.
+#include "../common/load_f32.h"
 #include "prune_kernels.h"
-#include "tensorfuse/fp16.h"
 
 namespace tf {
 namespace prune_cpu {
-
-float load_w(const void* p, DType dt, int64_t i) {
-  switch (dt) {
-    case DType::float16: return fp16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    case DType::bfloat16: return bf16_to_f32(static_cast<const uint16_t*>(p)[i]);
-    default: return static_cast<const float*>(p)[i];
-  }
-}
 
 namespace {
 
@@ -21,7 +13,8 @@ void gemv(const float* x, const float*, const SparseView& w, int64_t n0, int64_t
     const uint8_t* idx = w.indices + j * w.Kc;
     const int64_t base = j * w.Kc;
     float s = 0.0f;
-    for (int64_t v = 0; v < w.Kc; ++v) s += x[kept_col(idx, v, w.n, w.m)] * load_w(w.values, w.dt, base + v);
+    for (int64_t v = 0; v < w.Kc; ++v)
+      s += x[kept_col(idx, v, w.n, w.m)] * load_as_f32(w.values, w.dt, base + v);
     y[j] = s;
   }
 }
@@ -36,7 +29,7 @@ void panel(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1,
     const int64_t base = j * w.Kc;
     for (int64_t c = c0; c < c1; ++c)
       for (int l = 0; l < 8; ++l) {
-        const float wv = load_w(w.values, w.dt, base + c * 8 + l);
+        const float wv = load_as_f32(w.values, w.dt, base + c * 8 + l);
         const float* xr = xt + lane_col(lw[c], c, l) * pr;
         for (int r = 0; r < pr; ++r) acc[r] += wv * xr[r];
       }
@@ -51,7 +44,7 @@ void panel_general(const float* xt, int pr, const SparseView& w, int64_t g0, int
       for (int r = 0; r < pr; ++r) acc[r] = 0.0f;
     const uint8_t* idx = w.indices + j * w.Kc;
     for (int64_t v = g0 * w.n; v < g1 * w.n; ++v) {
-      const float wv = load_w(w.values, w.dt, j * w.Kc + v);
+      const float wv = load_as_f32(w.values, w.dt, j * w.Kc + v);
       const float* xr = xt + kept_col(idx, v, w.n, w.m) * pr;
       for (int r = 0; r < pr; ++r) acc[r] += wv * xr[r];
     }

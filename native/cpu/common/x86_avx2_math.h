@@ -1,0 +1,46 @@
+// AVX2 + FMA vector math shared by the kernel families (softmax, sigmoid, silu).
+// Included only by files compiled with -mavx2 -mfma -mf16c (the <family>_x86_avx2.cc files).
+#pragma once
+#include <immintrin.h>
+
+#include <cmath>
+
+namespace tf {
+namespace x86 {
+
+// exp(x) for 8 lanes, the Cephes expf scheme: x = n ln2 + r with |r| <= ln2/2 (ln 2 split in two
+// for accuracy), exp(r) by Cephes' degree-6 minimax polynomial, times 2^n built in the exponent
+// bits; within 2 ulp of std::exp over the range a softmax feeds it. Inputs at or below -88.38
+// (including -inf: masked scores, -inf logits) give exactly 0, NaN stays NaN, and 2^n is built in
+// two steps so n = 128 (x near 88.7) does not overflow the exponent field.
+inline __m256 exp8(__m256 x) {
+  const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
+  const __m256 nan_mask = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  x = _mm256_max_ps(_mm256_min_ps(x, hi), lo);
+  // n = round(x / ln 2); r = x - n ln 2 (ln 2 split in two for accuracy)
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  // 2^n in two steps so n = 128 (x near 88.7) does not overflow the exponent field
+  const __m256i ni = _mm256_cvtps_epi32(n);
+  const __m256i half = _mm256_srai_epi32(ni, 1);
+  const __m256 s1 =
+      _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, _mm256_set1_epi32(127)), 23));
+  const __m256 s2 = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, half), _mm256_set1_epi32(127)), 23));
+  __m256 y = _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+  // below the clamp exp is 0 (the softmax of a -inf logit), NaN stays NaN
+  y = _mm256_and_ps(y, _mm256_cmp_ps(x, lo, _CMP_GT_OQ));
+  return _mm256_blendv_ps(y, _mm256_set1_ps(NAN), nan_mask);
+}
+
+}  // namespace x86
+}  // namespace tf
