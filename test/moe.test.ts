@@ -612,6 +612,9 @@ describe('moe.ffn with quantized experts', () => {
         { T: 1, E: 4, D: 128, F: 4608, topK: 2, w3: true, activation: 'silu', kinds: [i4g128] }, // 2 steps per chunk
         { T: 2, E: 4, D: 64, F: 4608, topK: 1, w3: true, activation: 'gelu', kinds: [i8] },
         { T: 64, E: 64, D: 32, F: 64, topK: 8, w3: true, activation: 'silu', kinds: [i4] }, // many small experts
+        // > 64 rows in GEMV tiles: they stay in the fused tasks (w2 in column runs)
+        { T: 100, E: 384, D: 32, F: 64, topK: 1, w3: true, activation: 'gelu', kinds: [i4] },
+        { T: 90, E: 256, D: 33, F: 45, topK: 2, w3: false, activation: 'silu', kinds: [i8] },
       ];
       for (const [i, c] of cases.entries()) quantFfnCheck(c, 'float32', seed + i);
     });
@@ -638,14 +641,15 @@ describe('moe.ffn with quantized experts', () => {
   });
 
   it('is bitwise the same for 1 and 2 threads, and ffnAsync is bitwise equal', async () => {
-    for (const [T, kind] of [
-      [1, { bits: 4, groupSize: 128, symmetric: false }],
-      [3, { bits: 8, groupSize: 0, symmetric: true }],
-      [130, { bits: 4, groupSize: 32, symmetric: true }],
-      [130, { bits: 8, groupSize: 32, symmetric: true }],
-    ] as [number, QKind][]) {
-      const c: QCase = { T, E: 8, D: 128, F: 1024, topK: 2, w3: true, activation: 'silu', kinds: [kind] };
-      const r = moe.route(gridLogits(T, 8, RUN_SEED + T), { topK: 2 });
+    for (const [T, E, F, kind] of [
+      [1, 8, 1024, { bits: 4, groupSize: 128, symmetric: false }],
+      [3, 8, 1024, { bits: 8, groupSize: 0, symmetric: true }],
+      [130, 8, 1024, { bits: 4, groupSize: 32, symmetric: true }],
+      [130, 8, 1024, { bits: 8, groupSize: 32, symmetric: true }],
+      [100, 256, 64, { bits: 4, groupSize: 32, symmetric: false }], // > 64 rows in GEMV tiles
+    ] as [number, number, number, QKind][]) {
+      const c: QCase = { T, E, D: 128, F, topK: 2, w3: true, activation: 'silu', kinds: [kind] };
+      const r = moe.route(gridLogits(T, E, RUN_SEED + T), { topK: 2 });
       const x = rand([T, 128]);
       const w = quantExperts(c);
       const t0 = backend.info().cpu.threads;

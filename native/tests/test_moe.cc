@@ -193,7 +193,8 @@ TF_TEST(moe_ffn_quantized_matches_float_on_dequantized_weights) {
   };
   for (const Case c : {Case{1, 8, 128, 640, 2, 4, 128, true, true}, Case{2, 4, 96, 160, 1, 4, 32, false, true},
                        Case{7, 8, 33, 45, 2, 8, 0, false, false}, Case{40, 2, 64, 96, 2, 8, 32, false, true},
-                       Case{130, 2, 64, 200, 2, 4, 0, true, true}}) {
+                       Case{130, 2, 64, 200, 2, 4, 0, true, true}, Case{100, 256, 64, 192, 1, 4, 64, true, true},
+                       Case{90, 256, 33, 45, 2, 8, 0, false, false}}) {
     std::vector<float> logits(static_cast<size_t>(c.T * c.E)), x(static_cast<size_t>(c.T * c.D));
     for (auto& v : logits) v = std::round(rng.uniform(-3, 3) * 16) / 16;
     for (auto& v : x) v = rng.uniform(-1, 1);

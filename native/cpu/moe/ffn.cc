@@ -16,9 +16,12 @@
 // the same tasks, and read the weights through the quant family's per-ISA kernels:
 //   tiles of <= kQGemvMaxM rows (decode): the quantized GEMV (quant_rows.h), each weight row
 //     streamed once for the tile's rows; x is prepared once per token before the tasks (int4:
-//     the lane order of prep_x4 and the group sums), H once per F step. The F chunks of w2 are
-//     column runs of its rows, so chunk and step boundaries sit on w2's group boundaries (and on
-//     64 columns for int4, the lane blocks of prep_x4);
+//     the lane order of prep_x4 and the group sums). When such rows are few in all (decode, up
+//     to kQDecodeRows) they run in two phases after the fused tasks: H [rows, F] with w1 / w3
+//     rows spread over the threads by F chunk, then w2 rows spread by D chunk, each w2 row read
+//     whole with H prepared once. Otherwise they stay in the fused tasks and read w2 in column
+//     runs of their F chunk (chunk boundaries then sit on w2's group boundaries, and on 64
+//     columns for int4, the lane blocks of prep_x4);
 //   larger tiles: the float paths above with each weight panel dequantized first (dequant into
 //     a panel in thread scratch, then dot_t on it, or pack_b from it for the micro-kernel).
 #include <algorithm>
@@ -58,6 +61,8 @@ constexpr int64_t kMinFChunk = 64;
 // Quantized experts: tiles of up to this many rows take the GEMV (as quant_linear, where one
 // weight pass per row of x beats a dequantized tile below 3 rows).
 constexpr int64_t kQGemvMaxM = 2;
+constexpr int64_t kQDecodeRows = 64;  // GEMV tile rows (in all) that take the two decode phases
+constexpr int64_t kQRowChunk = 64;    // least w2 rows per task in the second decode phase
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -136,8 +141,22 @@ Status moe_ffn(const MoeFfnParams& p) {
   int64_t n_chunks = std::min(ceil_div(kTargetTasks, int64_t(tiles.size())), std::max<int64_t>(1, F / kMinFChunk));
   const int64_t fchunk = std::min(F, ceil_div(ceil_div(F, n_chunks), align) * align);
   n_chunks = ceil_div(F, fchunk);
-  // The F step of a GEMV tile: a multiple of align, at least kFewFSub columns.
-  const int64_t fsub_q = std::min(F, ceil_div(kFewFSub, align) * align);
+  // Quantized decode: when the GEMV tiles hold few rows in all, they leave the fused tasks for
+  // two phases of their own (after them): H of their rows over all of F, the rows of w1 / w3 spread
+  // over the threads by F chunk, then Y with the rows of w2 spread by D chunk, so that every w2
+  // row is read whole (in the fused tasks it is read in column runs of one chunk, 1.2-2x slower).
+  std::vector<Task> dtiles;
+  int64_t drows = 0;
+  if (quant) {
+    for (const Task& t : tiles)
+      if (t.r1 - t.r0 <= kQGemvMaxM) drows += t.r1 - t.r0;
+    if (drows > kQDecodeRows) drows = 0;
+    if (drows > 0) {
+      std::vector<Task> rest;
+      for (const Task& t : tiles) (t.r1 - t.r0 <= kQGemvMaxM ? dtiles : rest).push_back(t);
+      tiles.swap(rest);
+    }
+  }
   std::vector<Task> tasks;
   tasks.reserve(tiles.size() * size_t(n_chunks));
   for (const Task& t : tiles)
@@ -186,12 +205,13 @@ Status moe_ffn(const MoeFfnParams& p) {
   if (quant) {
     tok_slot.assign(size_t(T), -1);
     int64_t n_tok = 0;
-    for (const Task& t : tiles)
-      if (t.r1 - t.r0 <= kQGemvMaxM)
-        for (int64_t i = t.r0; i < t.r1; ++i) {
-          int64_t& slot = tok_slot[size_t(r.order[i] / r.top_k)];
-          if (slot < 0) slot = n_tok++;
-        }
+    for (const std::vector<Task>* list : {&dtiles, &tiles})
+      for (const Task& t : *list)
+        if (t.r1 - t.r0 <= kQGemvMaxM)
+          for (int64_t i = t.r0; i < t.r1; ++i) {
+            int64_t& slot = tok_slot[size_t(r.order[i] / r.top_k)];
+            if (slot < 0) slot = n_tok++;
+          }
     const QuantWeight w1q = expert_quant(p.w1, p.q1, 0, F, D);
     const QuantWeight w3q = p.w3 ? expert_quant(p.w3, p.q3, 0, F, D) : QuantWeight();
     const int64_t nx = p.dtype == DType::float32 ? 0 : D, n1 = quant_cpu::rows_prep_floats(w1q, D);
@@ -215,6 +235,67 @@ Status moe_ffn(const MoeFfnParams& p) {
     });
   }
 
+  // The two decode phases (see dtiles above). H: [drows, F] float32, the GEMV tiles' rows in turn.
+  auto decode_phases = [&]() -> Status {
+    std::vector<int64_t> hoff(dtiles.size());
+    for (size_t i = 0, at = 0; i < dtiles.size(); ++i) {
+      hoff[i] = int64_t(at);
+      at += size_t(dtiles[i].r1 - dtiles[i].r0);
+    }
+    std::vector<float> hbuf(size_t(drows) * size_t(F));
+    std::atomic<bool> oom{false};
+    auto preps = [&](const Task& t, quant_cpu::RowPrep* x1, quant_cpu::RowPrep* x3) {
+      for (int64_t i = 0; i < t.r1 - t.r0; ++i) {
+        const size_t s = size_t(tok_slot[size_t(r.order[t.r0 + i] / r.top_k)]);
+        x1[i] = prep1[s];
+        x3[i] = prep3[s];
+      }
+    };
+    // 1. H = act(X w1^T) * (X w3^T), tasks (tile, F chunk).
+    parallel_for(int64_t(dtiles.size()) * n_chunks, [&](int64_t ti, int) {
+      const size_t di = size_t(ti / n_chunks);
+      const Task& t = dtiles[di];
+      const int64_t M = t.r1 - t.r0, f0 = (ti % n_chunks) * fchunk, f1 = std::min(F, f0 + fchunk), nf = f1 - f0;
+      quant_cpu::RowPrep x1[kQGemvMaxM], x3[kQGemvMaxM];
+      preps(t, x1, x3);
+      float* h = hbuf.data() + size_t(hoff[di]) * size_t(F);
+      quant_cpu::rows_gemv(qk, expert_quant(p.w1, p.q1, t.e, F, D), x1, M, f0, f1, 0, D, h + f0, F, false);
+      float* u = nullptr;
+      if (p.w3) {
+        u = static_cast<float*>(scratch_get(2, size_t(M * nf) * sizeof(float)));
+        if (!u) { oom.store(true); return; }
+        quant_cpu::rows_gemv(qk, expert_quant(p.w3, p.q3, t.e, F, D), x3, M, f0, f1, 0, D, u, nf, false);
+      }
+      for (int64_t i = 0; i < M; ++i) kern.glu(p.act, h + i * F + f0, u ? u + i * nf : nullptr, nf);
+    });
+    if (oom.load()) return Status(StatusCode::oom, "moe.ffn: out of memory for scratch");
+    // 2. H rows prepared once for w2 (int4: lane order, group sums), then Y = H w2^T, tasks
+    //    (tile, D chunk), into chunk 0 of the expert rows (the other chunks zeroed).
+    const QuantWeight w2any = expert_quant(p.w2, p.q2, 0, D, F);
+    const int64_t pf = quant_cpu::rows_prep_floats(w2any, F);
+    std::vector<float> hprep_buf(size_t(drows) * size_t(pf));
+    std::vector<quant_cpu::RowPrep> hprep(static_cast<size_t>(drows));
+    parallel_for(drows, [&](int64_t i, int) {
+      hprep[size_t(i)] = quant_cpu::rows_prepare(qk, w2any, 0, F, hbuf.data() + size_t(i) * size_t(F),
+                                                 hprep_buf.data() + size_t(i) * size_t(pf));
+    });
+    int64_t n_dch = std::min(ceil_div(kTargetTasks, int64_t(dtiles.size())), std::max<int64_t>(1, D / kQRowChunk));
+    const int64_t dchunk = ceil_div(ceil_div(D, n_dch), 8) * 8;
+    n_dch = ceil_div(D, dchunk);
+    parallel_for(int64_t(dtiles.size()) * n_dch, [&](int64_t ti, int) {
+      const size_t di = size_t(ti / n_dch);
+      const Task& t = dtiles[di];
+      const int64_t M = t.r1 - t.r0, d0 = (ti % n_dch) * dchunk, d1 = std::min(D, d0 + dchunk);
+      float* y = partial + size_t(t.r0) * size_t(D);
+      quant_cpu::rows_gemv(qk, expert_quant(p.w2, p.q2, t.e, D, F), &hprep[size_t(hoff[di])], M, d0, d1, 0, F,
+                           y + d0, D, false);
+      for (int64_t c = 1; c < n_chunks; ++c)
+        for (int64_t i = 0; i < M; ++i)
+          std::memset(y + size_t(c) * rows_d + size_t(i) * size_t(D) + d0, 0, size_t(d1 - d0) * sizeof(float));
+    });
+    return Status::Ok();
+  };
+
   // Per task, in thread scratch slot 2 (floats): x rows gathered [M, D]; the same packed as GEMM
   // A panels for every kKC slice of D [m_pad, D]; G and U [m_pad, kFSub]; H packed as A panels
   // [m_pad, kFSub]; three B panels (w1, w3, w2) of kKC x kNR.
@@ -227,7 +308,7 @@ Status moe_ffn(const MoeFfnParams& p) {
     const bool few = m_pad <= kFewRows;
     const bool qgemv = quant && M <= kQGemvMaxM;
     const int64_t kcx = few ? std::min(D, kFewKC) : kKC;
-    const int64_t fsub = qgemv ? fsub_q : few ? kFewFSub : kFSub;
+    const int64_t fsub = qgemv ? fchunk : few ? kFewFSub : kFSub;
     const QuantWeight w1q = quant ? expert_quant(p.w1, p.q1, tk.e, F, D) : QuantWeight();
     const QuantWeight w3q = quant && p.w3 ? expert_quant(p.w3, p.q3, tk.e, F, D) : QuantWeight();
     const QuantWeight w2q = quant ? expert_quant(p.w2, p.q2, tk.e, D, F) : QuantWeight();
@@ -388,6 +469,7 @@ Status moe_ffn(const MoeFfnParams& p) {
     }
   });
   if (failed.load()) return err;
+  if (!dtiles.empty()) TF_RETURN_IF_ERROR(decode_phases());
 
   // out[t] = sum_j w[t, j] * sum_c partial[c][row(t, j)], j and c ascending.
   const std::vector<int64_t> rows = moe_cpu::slot_rows(r);

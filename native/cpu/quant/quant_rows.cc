@@ -1,6 +1,6 @@
 // The quantized GEMV over a run of columns, for callers with their own tiling (quant_rows.h).
-// A run narrower than K is served one weight row at a time through a view of that row: the
-// per-ISA kernels take a whole-row QuantWeight, and one row of a run is itself such a weight.
+// A run is served as a weight of its own: a view whose rows keep the strides of the whole weight
+// (QuantWeight::ldq / lds), so the per-ISA gemv_f32 takes it unchanged, two rows at a time.
 #include "quant_rows.h"
 
 #include <algorithm>
@@ -9,16 +9,17 @@ namespace tf {
 namespace quant_cpu {
 namespace {
 
-constexpr int64_t kBlock = 8;  // weight rows per gemv_f32 call when the run is whole rows
+constexpr int64_t kBlock = 8;  // weight rows per gemv_f32 call
 
-// Rows [n0, n1), stored columns [k0, k1) as a weight of its own: whole rows, or one row.
+// Rows [n0, n1), stored columns [k0, k1) of w as a weight of its own.
 QuantWeight view(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1) {
   QuantWeight v = w;
-  const int64_t G = w.groups(), g0 = w.group_size > 0 ? k0 / w.group_size : 0;
-  const int64_t row_bytes = w.bits == 8 ? w.K : w.K / 2;
+  const int64_t G = w.s_stride(), ld = w.q_stride(), g0 = w.group_size > 0 ? k0 / w.group_size : 0;
   v.N = n1 - n0;
   v.K = k1 - k0;
-  v.q = static_cast<const uint8_t*>(w.q) + n0 * row_bytes + (w.bits == 8 ? k0 : k0 / 2);
+  v.ldq = ld;
+  v.lds = G;
+  v.q = static_cast<const uint8_t*>(w.q) + (w.bits == 8 ? n0 * ld + k0 : (n0 * ld + k0) / 2);
   v.scales = w.scales + n0 * G + g0;
   v.zeros = w.zeros ? w.zeros + n0 * G + g0 : nullptr;
   v.perm = nullptr;
@@ -52,11 +53,9 @@ RowPrep rows_prepare(const Kernels& kern, const QuantWeight& w, int64_t k0, int6
 
 void rows_gemv(const Kernels& kern, const QuantWeight& w, const RowPrep* xs, int64_t M, int64_t n0,
                int64_t n1, int64_t k0, int64_t k1, float* y, int64_t ldy, bool accumulate) {
-  const bool whole = k0 == 0 && k1 == w.K;
-  const int64_t block = whole ? kBlock : 1;
   float tmp[kBlock];
-  for (int64_t n = n0; n < n1; n += block) {
-    const int64_t nb = std::min(block, n1 - n);
+  for (int64_t n = n0; n < n1; n += kBlock) {
+    const int64_t nb = std::min(kBlock, n1 - n);
     const QuantWeight v = view(w, n, n + nb, k0, k1);
     for (int64_t m = 0; m < M; ++m) {
       kern.gemv_f32(v, xs[m].x, xs[m].xd, xs[m].xsum, 0, nb, tmp);
