@@ -83,6 +83,7 @@
         "native/cpu/prune/prune_format.cc",
         "native/napi/prune.cc",
         "native/cpu/quant/quant_driver.cc",
+        "native/cpu/quant/quant_rows.cc",
         "native/cpu/quant/quant_generic.cc",
         "native/napi/quant.cc"
       ],

@@ -9,12 +9,25 @@
 //                        expert linear(w1), linear(w3), SiLU(g) * u in JS, linear(w2), then combine
 //                    vs  reference (float64 JS) on the small shape only
 //
+//   ffn int4 / int8  quantized experts (stacked QTensors):
+//     decode rows    T = 1 and 4, E = 8, topK = 2, D = 4096, F = 14336 (Mixtral 8x7B), int4 g128
+//                    (zero points) and int8 (per row): native moe.ffn vs the user loop over the public
+//                    API with quantized linear (dispatch, linear(x, sliceExpert(q, e)) per expert,
+//                    combine); GB/s = packed bytes (codes + float32 scales + uint8 zeros) of the
+//                    routed experts only, read once, against the bandwidth probe. The codes are
+//                    random bytes (quantize of 1.4 G float weights would dominate the run); the
+//                    check is against the user loop.
+//     prefill row    T = 512 on the Mixtral-like shape below (full run only): quantized native vs
+//                    the float32 ffn on the same (unquantized) weights; checked against the float
+//                    ffn on dequantize(q).
+//
 // Every implementation is checked before it is timed: native and the user loop against the float64
 // truth on the first tokens (computed here slot by slot), route against routeRef in full.
 // FLOPs: 2 * T * topK * D * F * 3 (BENCH.md); the dense row does exactly that many.
+import { randomFillSync } from 'node:crypto';
 import { benchRow } from './lib/suite.mjs';
 
-export const title = 'mixture of experts: routing and the fused expert layer (float32)';
+export const title = 'mixture of experts: routing and the fused expert layer (float32, int4 / int8 experts)';
 
 const ROUTE_CASES = [
   { label: 'T=4096 E=64 topK=2 softmax', T: 4096, E: 64, opts: { topK: 2 } },
@@ -30,7 +43,15 @@ const ROUTE_CASES = [
 function ffnCases(quick) {
   const list = [
     { label: 'small T=32 E=8 topK=2 D=128 F=256', T: 32, E: 8, topK: 2, D: 128, F: 256, small: true },
-    { label: 'Mixtral-like T=512 E=8 topK=2 D=1024 F=2816', T: 512, E: 8, topK: 2, D: 1024, F: 2816 },
+    {
+      label: 'Mixtral-like T=512 E=8 topK=2 D=1024 F=2816',
+      T: 512,
+      E: 8,
+      topK: 2,
+      D: 1024,
+      F: 2816,
+      prefillQuant: true,
+    },
     { label: 'DeepSeek-like T=256 E=64 topK=6 D=1024 F=512', T: 256, E: 64, topK: 6, D: 1024, F: 512 },
   ];
   if (!quick)
@@ -94,6 +115,189 @@ function userLoop(tf, x, r, views) {
     ys.set(y.data(), off[e] * D);
   }
   return tf.moe.combine(tf.tensor(ys, [xs.shape[0], D]), r);
+}
+
+/** The user loop with quantized experts: dispatch, per expert linear(x, sliceExpert(q, e)) x 3 and
+ *  SiLU * mul in JS, combine. */
+function userLoopQ(tf, x, r, w) {
+  const xs = tf.moe.dispatch(x, r);
+  const D = x.shape[1];
+  const F = w.w1.shape[1];
+  const off = r.offsets.data();
+  const ys = new Float32Array(xs.size);
+  const xsd = xs.data();
+  for (let e = 0; e < off.length - 1; e++) {
+    const n = off[e + 1] - off[e];
+    if (n === 0) continue;
+    const xe = tf.tensor(xsd.subarray(off[e] * D, off[e + 1] * D), [n, D]);
+    const g = tf.linear(xe, tf.sliceExpert(w.w1, e)).data();
+    const u = tf.linear(xe, tf.sliceExpert(w.w3, e)).data();
+    for (let i = 0; i < g.length; i++) g[i] = (g[i] / (1 + Math.exp(-g[i]))) * u[i];
+    const y = tf.linear(tf.tensor(g, [n, F]), tf.sliceExpert(w.w2, e));
+    ys.set(y.data(), off[e] * D);
+  }
+  return tf.moe.combine(tf.tensor(ys, [xs.shape[0], D]), r);
+}
+
+/**
+ * A stacked QTensor [E, N, K] of random codes (hand-built: moe.ffn takes any well-formed QTensor),
+ * scales around `s` so activations stay in range; int4 with zero points, int8 per row.
+ */
+function randomQTensor(tf, E, N, K, kind, s, seed) {
+  const bits = kind === 'int4' ? 4 : 8;
+  const groupSize = kind === 'int4' ? 128 : 0;
+  const G = groupSize ? K / groupSize : 1;
+  const codes = bits === 4 ? new Uint8Array((E * N * K) / 2) : new Int8Array(E * N * K);
+  randomFillSync(codes);
+  if (bits === 8) for (let i = 0; i < codes.length; i++) if (codes[i] === -128) codes[i] = 0;
+  const scales = new Float32Array(E * N * G);
+  let st = seed >>> 0 || 1;
+  for (let i = 0; i < scales.length; i++) {
+    st ^= st << 13;
+    st ^= st >>> 17;
+    st ^= st << 5;
+    scales[i] = s * (0.5 + (st >>> 0) / 2 ** 32);
+  }
+  const zeros = bits === 4 ? new Uint8Array(E * N * G).fill(8) : null;
+  // frozen, as quantize's own: its layout is checked once and cached, not on every call
+  return Object.freeze({
+    kind: 'quantized',
+    bits,
+    groupSize,
+    symmetric: bits === 8,
+    shape: [E, N, K],
+    qweight: tf.tensor(codes, [E, N, bits === 4 ? K / 2 : K], bits === 4 ? 'uint8' : 'int8'),
+    scales: tf.tensor(scales, [E, N, G], 'float32'),
+    ...(zeros ? { zeros: tf.tensor(zeros, [E, N, G], 'uint8') } : {}),
+  });
+}
+
+/** Bytes of expert e's part of a QTensor (codes + scales + zeros). */
+function expertBytes(q) {
+  const [E] = q.shape;
+  return (q.qweight.size + 4 * q.scales.size + (q.zeros ? q.zeros.size : 0)) / E;
+}
+
+async function quantDecode(ctx) {
+  const { tf, ref } = ctx;
+  const [E, topK, D, F] = [8, 2, 4096, 14336];
+  for (const kind of ['int4', 'int8']) {
+    ctx.progress(`ffn ${kind} decode: building E=${E} D=${D} F=${F} experts`);
+    const w = {
+      w1: randomQTensor(tf, E, F, D, kind, 0.1 / Math.sqrt(D), 31),
+      w3: randomQTensor(tf, E, F, D, kind, 0.1 / Math.sqrt(D), 32),
+      w2: randomQTensor(tf, E, D, F, kind, 0.1 / Math.sqrt(F), 33),
+    };
+    const perExpert = expertBytes(w.w1) + expertBytes(w.w3) + expertBytes(w.w2);
+    for (const T of [1, 4]) {
+      const label = `decode T=${T} E=${E} topK=${topK} D=${D} F=${F} ${kind === 'int4' ? 'int4 g128 zp' : 'int8'}`;
+      // rotate routings and inputs so consecutive calls hit other experts, as decode steps do
+      const sets = Array.from({ length: 4 }, (_, i) => {
+        const r = tf.moe.route(tf.randn([T, E], { seed: 40 + 7 * i + T }), { topK });
+        return { r, x: tf.randn([T, D], { seed: 50 + i }), hit: [...r.counts.data()].filter((n) => n > 0).length };
+      });
+      const meanHit = sets.reduce((a, st) => a + st.hit, 0) / sets.length;
+      for (const threads of ctx.opts.threads) {
+        tf.backend.setThreads(threads);
+        const { r, x } = sets[0];
+        const yu = userLoopQ(tf, x, r, w).toFloat32();
+        const nErr = ref.relativeError(tf.moe.ffn(x, r, w).toFloat32(), yu);
+        const skip = nErr <= 1e-4 ? null : `WRONG: rel.err ${nErr.toExponential(1)} against the user loop`;
+        if (skip) ctx.notes.push(`ffn ${label} thr=${threads}: native ${skip}; not timed.`);
+        let i0 = 0;
+        let i1 = 0;
+        const impls = [
+          {
+            name: 'native',
+            relErr: nErr,
+            skip,
+            fn: () => {
+              const st = sets[i0++ % sets.length];
+              return tf.moe.ffn(st.x, st.r, w);
+            },
+          },
+          {
+            name: 'user loop (quantized linear)',
+            relErr: 0,
+            fn: () => {
+              const st = sets[i1++ % sets.length];
+              return userLoopQ(tf, st.x, st.r, w);
+            },
+          },
+        ];
+        const first = ctx.rows.length;
+        await benchRow(
+          ctx,
+          {
+            op: 'moe.ffn',
+            shape: label,
+            dtype: `float32 x ${kind}`,
+            threads,
+            flops: 2 * T * topK * D * F * 3,
+            bytes: meanHit * perExpert,
+            memoryBound: true,
+            extra: { T, E, topK, D, F, kind },
+          },
+          impls,
+        );
+        const made = ctx.rows.slice(first);
+        const nat = made.find((row) => row.impl === 'native' && row.medianMs !== undefined);
+        const user = made.find((row) => row.impl.startsWith('user') && row.medianMs !== undefined);
+        const bw = ctx.limits?.bw?.[threads];
+        if (nat)
+          ctx.notes.push(
+            `ffn ${label} thr=${threads}: ${meanHit} routed experts, ${((meanHit * perExpert) / 1e6).toFixed(0)} MB packed; ` +
+              `native ${nat.gbs.toFixed(1)} GB/s` +
+              (bw ? ` = ${((100 * nat.gbs) / bw).toFixed(0)}% of the start probe's ${bw.toFixed(1)} GB/s` : '') +
+              (user ? `; ${(user.medianMs / nat.medianMs).toFixed(2)}x the user loop` : '') +
+              '.',
+          );
+      }
+    }
+  }
+}
+
+async function quantPrefill(ctx, c, w, r, x) {
+  const { tf, ref } = ctx;
+  const { T, E, topK, D, F } = c;
+  for (const kind of ['int4', 'int8']) {
+    const opts = kind === 'int4' ? { bits: 4, groupSize: 128 } : { bits: 8 };
+    const wq = { w1: tf.quantize(w.w1, opts), w3: tf.quantize(w.w3, opts), w2: tf.quantize(w.w2, opts) };
+    const wd = { w1: tf.dequantize(wq.w1), w3: tf.dequantize(wq.w3), w2: tf.dequantize(wq.w2) };
+    const label = `prefill T=${T} E=${E} topK=${topK} D=${D} F=${F} ${kind === 'int4' ? 'int4 g128 zp' : 'int8'}`;
+    for (const threads of ctx.opts.threads) {
+      tf.backend.setThreads(threads);
+      const nErr = ref.relativeError(tf.moe.ffn(x, r, wq).toFloat32(), tf.moe.ffn(x, r, wd).toFloat32());
+      const skip =
+        nErr <= 1e-4 ? null : `WRONG: rel.err ${nErr.toExponential(1)} against the float ffn on dequantize(q)`;
+      if (skip) ctx.notes.push(`ffn ${label} thr=${threads}: native ${skip}; not timed.`);
+      const impls = [
+        { name: 'native', relErr: nErr, skip, fn: () => tf.moe.ffn(x, r, wq) },
+        { name: 'float32 ffn (same weights)', relErr: null, fn: () => tf.moe.ffn(x, r, w) },
+      ];
+      const first = ctx.rows.length;
+      await benchRow(
+        ctx,
+        {
+          op: 'moe.ffn',
+          shape: label,
+          dtype: `float32 x ${kind}`,
+          threads,
+          flops: 2 * T * topK * D * F * 3,
+          extra: { T, E, topK, D, F, kind },
+        },
+        impls,
+      );
+      const made = ctx.rows.slice(first);
+      const nat = made.find((row) => row.impl === 'native' && row.medianMs !== undefined);
+      const fl = made.find((row) => row.impl.startsWith('float32') && row.medianMs !== undefined);
+      if (nat && fl)
+        ctx.notes.push(
+          `ffn ${label} thr=${threads}: native ${nat.gflops.toFixed(1)} GFLOP/s = ${((100 * nat.gflops) / fl.gflops).toFixed(0)}% ` +
+            `of the float32 ffn's ${fl.gflops.toFixed(1)}.`,
+        );
+    }
+  }
 }
 
 export async function run(ctx) {
@@ -230,5 +434,9 @@ export async function run(ctx) {
             `of the dense GEMM's ${dense.gflops.toFixed(1)}; ${(user.medianMs / nat.medianMs).toFixed(2)}x the user loop.`,
         );
     }
+    if (c.prefillQuant && !quick) await quantPrefill(ctx, c, w, r, x);
   }
+
+  // ---- ffn with quantized experts: decode
+  await quantDecode(ctx);
 }

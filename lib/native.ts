@@ -127,11 +127,20 @@ export type MoeFfnArgs = [
   D: number,
   F: number,
   ...routing: MoeRoutingArgs,
-  w1: ArrayBufferView,
-  w3: ArrayBufferView | null,
-  w2: ArrayBufferView,
+  ...w1: MoeWeightArgs,
+  ...w3: MoeWeightArgs,
+  ...w2: MoeWeightArgs,
   activation: number,
   out: ArrayBufferView,
+];
+/** One expert weight of moeFfn: bits 0 = float [E, N, K] in x's dtype (scales and zeros null),
+ *  8 / 4 = a stacked QTensor's codes, scales and zeros; data null for an absent w3. */
+export type MoeWeightArgs = [
+  bits: number,
+  groupSize: number,
+  data: ArrayBufferView | null,
+  scales: Float32Array | null,
+  zeros: Uint8Array | null,
 ];
 
 export type GemmArgs = [

@@ -1,12 +1,28 @@
 /** moe.route / align / dispatch / combine / ffn against the float64 reference, on every ISA. */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { Tensor, TensorfuseError, backend, moe, randn, tensor, type DType, type Routing } from 'tensorfuse';
+import {
+  Tensor,
+  TensorfuseError,
+  backend,
+  moe,
+  quantize,
+  randn,
+  tensor,
+  type DType,
+  type QTensor,
+  type Routing,
+} from 'tensorfuse';
 import {
   alignRef,
+  bfloat16BitsRef,
+  bfloat16ValueRef,
   combineRef,
+  dequantizeRef,
   dispatchRef,
   ffnRef,
+  float16BitsRef,
+  float16ValueRef,
   relativeError,
   routeRef,
   toF64,
@@ -494,6 +510,184 @@ describe('moe.ffn', () => {
   });
 });
 
+interface QKind {
+  bits: 8 | 4;
+  groupSize: number;
+  symmetric: boolean;
+}
+
+interface QCase {
+  T: number;
+  E: number;
+  D: number;
+  F: number;
+  topK: number;
+  w3: boolean;
+  activation: 'silu' | 'gelu' | 'relu';
+  /** w1, w3, w2 (one kind for all three when a single one is given) */
+  kinds: QKind[];
+}
+
+const kindLabel = (k: QKind) => `int${k.bits} g${k.groupSize}${k.symmetric ? '' : ' zp'}`;
+
+function quantExperts(c: QCase): { w1: QTensor; w3?: QTensor; w2: QTensor } {
+  const [k1, k3, k2] = c.kinds.length === 3 ? c.kinds : [c.kinds[0], c.kinds[0], c.kinds[0]];
+  return {
+    w1: quantize(rand([c.E, c.F, c.D]), k1),
+    w3: c.w3 ? quantize(rand([c.E, c.F, c.D]), k3) : undefined,
+    w2: quantize(rand([c.E, c.D, c.F]), k2),
+  };
+}
+
+/** ffn with quantized experts against the float64 layer on dequantize(q) (the reference's own
+ *  dequantization, from the public fields), on every ISA. float32 x: within 1e-5 relative norm;
+ *  16-bit x: within twice the error of rounding the exact result once to the dtype. */
+function quantFfnCheck(c: QCase, dtype: DType, seed: number): void {
+  const r = moe.route(gridLogits(c.T, c.E, seed), { topK: c.topK });
+  const x = rand([c.T, c.D], dtype);
+  const w = quantExperts(c);
+  const want = ffnRef(toF64(x), asRef(r), {
+    w1: dequantizeRef(w.w1),
+    w3: w.w3 && dequantizeRef(w.w3),
+    w2: dequantizeRef(w.w2),
+    activation: c.activation,
+  });
+  let tol = 1e-5;
+  if (dtype !== 'float32') {
+    const round =
+      dtype === 'float16'
+        ? (v: number) => float16ValueRef(float16BitsRef(v))
+        : (v: number) => bfloat16ValueRef(bfloat16BitsRef(v));
+    tol = 2 * relativeError(want.data.map(round), want.data);
+  }
+  forEachIsa((isa) => {
+    const y = moe.ffn(x, r, { ...w, activation: c.activation });
+    const label = `${isa} ${dtype} ${c.kinds.map(kindLabel).join('/')} ${JSON.stringify({ ...c, kinds: undefined })}`;
+    expect(y.shape, label).toEqual([c.T, c.D]);
+    expect(y.dtype, label).toBe(dtype);
+    const got = y.toFloat32();
+    expect(got.every(Number.isFinite), `${label}: non-finite output`).toBe(true);
+    expect(relativeError(got, want.data), label).toBeLessThanOrEqual(tol);
+  });
+}
+
+describe('moe.ffn with quantized experts', () => {
+  const KINDS: QKind[] = [
+    { bits: 8, groupSize: 0, symmetric: true },
+    { bits: 8, groupSize: 32, symmetric: true },
+    { bits: 8, groupSize: 128, symmetric: true },
+    { bits: 4, groupSize: 32, symmetric: true },
+    { bits: 4, groupSize: 32, symmetric: false },
+    { bits: 4, groupSize: 128, symmetric: true },
+    { bits: 4, groupSize: 128, symmetric: false },
+    { bits: 4, groupSize: 0, symmetric: false },
+  ];
+  // D and F per group size: odd ones where the format allows (int8 per row), F not a multiple
+  // of 64 (the int4 lane order declines the last chunk), several chunks per expert.
+  const sizes = (k: QKind): [number, number] =>
+    k.groupSize === 128 ? [128, 384] : k.groupSize === 32 ? [96, 160] : k.bits === 8 ? [33, 45] : [34, 70];
+  const ACTS = ['silu', 'gelu', 'relu'] as const;
+  for (const [ki, kind] of KINDS.entries())
+    it(`${kindLabel(kind)}: T = 1, 3, 7, 33, with and without w3, every activation, both ISAs`, () => {
+      withSeed(`ffn ${kindLabel(kind)}`, (seed) => {
+        const [D, F] = sizes(kind);
+        let n = 0;
+        for (const T of [1, 3, 7, 33])
+          for (const w3 of [true, false]) {
+            const activation = ACTS[(n + ki) % 3];
+            quantFfnCheck({ T, E: 8, D, F, topK: 2, w3, activation, kinds: [kind] }, 'float32', seed + n++);
+          }
+      });
+    });
+
+  it('mixed kinds per weight, the packed prefill path, long decode chunks', () => {
+    withSeed('ffn quant mixed', (seed) => {
+      const i4 = { bits: 4, groupSize: 32, symmetric: false } as const;
+      const i4g128 = { bits: 4, groupSize: 128, symmetric: false } as const;
+      const i8 = { bits: 8, groupSize: 0, symmetric: true } as const;
+      const cases: QCase[] = [
+        { T: 5, E: 8, D: 128, F: 256, topK: 2, w3: true, activation: 'silu', kinds: [i4, i8, i4g128] },
+        { T: 130, E: 2, D: 64, F: 96, topK: 2, w3: true, activation: 'gelu', kinds: [i4] }, // tiles > 48 rows
+        { T: 100, E: 2, D: 64, F: 640, topK: 1, w3: false, activation: 'relu', kinds: [i8] }, // packed, F steps
+        { T: 1, E: 4, D: 128, F: 4608, topK: 2, w3: true, activation: 'silu', kinds: [i4g128] }, // 2 steps per chunk
+        { T: 2, E: 4, D: 64, F: 4608, topK: 1, w3: true, activation: 'gelu', kinds: [i8] },
+        { T: 64, E: 64, D: 32, F: 64, topK: 8, w3: true, activation: 'silu', kinds: [i4] }, // many small experts
+        // > 64 rows in GEMV tiles: they stay in the fused tasks (w2 in column runs)
+        { T: 100, E: 384, D: 32, F: 64, topK: 1, w3: true, activation: 'gelu', kinds: [i4] },
+        { T: 90, E: 256, D: 33, F: 45, topK: 2, w3: false, activation: 'silu', kinds: [i8] },
+      ];
+      for (const [i, c] of cases.entries()) quantFfnCheck(c, 'float32', seed + i);
+    });
+  });
+
+  it('float16 and bfloat16 x: at most 2x the error of rounding the exact result to the dtype', () => {
+    withSeed('ffn quant 16-bit', (seed) => {
+      const i4 = { bits: 4, groupSize: 32, symmetric: false } as const;
+      const i8 = { bits: 8, groupSize: 0, symmetric: true } as const;
+      for (const dtype of ['float16', 'bfloat16'] as DType[])
+        for (const [i, T] of [1, 3, 7, 33].entries()) {
+          quantFfnCheck(
+            { T, E: 8, D: 96, F: 160, topK: 2, w3: true, activation: 'silu', kinds: [i4] },
+            dtype,
+            seed + i,
+          );
+          quantFfnCheck(
+            { T, E: 8, D: 33, F: 45, topK: 2, w3: false, activation: 'gelu', kinds: [i8] },
+            dtype,
+            seed + i,
+          );
+        }
+    });
+  });
+
+  it('is bitwise the same for 1 and 2 threads, and ffnAsync is bitwise equal', async () => {
+    for (const [T, E, F, kind] of [
+      [1, 8, 1024, { bits: 4, groupSize: 128, symmetric: false }],
+      [3, 8, 1024, { bits: 8, groupSize: 0, symmetric: true }],
+      [130, 8, 1024, { bits: 4, groupSize: 32, symmetric: true }],
+      [130, 8, 1024, { bits: 8, groupSize: 32, symmetric: true }],
+      [100, 256, 64, { bits: 4, groupSize: 32, symmetric: false }], // > 64 rows in GEMV tiles
+    ] as [number, number, number, QKind][]) {
+      const c: QCase = { T, E, D: 128, F, topK: 2, w3: true, activation: 'silu', kinds: [kind] };
+      const r = moe.route(gridLogits(T, E, RUN_SEED + T), { topK: 2 });
+      const x = rand([T, 128]);
+      const w = quantExperts(c);
+      const t0 = backend.info().cpu.threads;
+      try {
+        backend.setThreads(1);
+        const one = moe.ffn(x, r, w);
+        backend.setThreads(2);
+        const two = moe.ffn(x, r, w);
+        const label = `T=${T} ${kindLabel(kind)} (TEST_SEED=${RUN_SEED})`;
+        expect(bits(two).equals(bits(one)), label).toBe(true);
+        const outs = await Promise.all([0, 1].map(() => moe.ffnAsync(x, r, w)));
+        for (const o of outs) expect(bits(o).equals(bits(two)), label).toBe(true);
+      } finally {
+        backend.setThreads(t0);
+      }
+    }
+  });
+
+  it('does not modify its inputs', () => {
+    const r = moe.route(gridLogits(3, 8, RUN_SEED), { topK: 2 });
+    const x = rand([3, 64]);
+    const w = quantExperts({
+      T: 3,
+      E: 8,
+      D: 64,
+      F: 128,
+      topK: 2,
+      w3: true,
+      activation: 'silu',
+      kinds: [{ bits: 4, groupSize: 32, symmetric: false }],
+    });
+    const ts = [x, w.w1.qweight, w.w1.scales, w.w1.zeros!, w.w3!.qweight, w.w2.qweight, w.w2.scales];
+    const snap = ts.map((t) => t.data().slice());
+    moe.ffn(x, r, w);
+    ts.forEach((t, i) => expect(t.data()).toEqual(snap[i]));
+  });
+});
+
 describe('moe bad input', () => {
   const logits = gridLogits(6, 8, 1);
   const r = moe.route(logits, { topK: 2 });
@@ -620,11 +814,41 @@ describe('moe bad input', () => {
     expectError(() => moe.ffn(x, r, { w1, w2, activation: 'tanh' as 'silu' }), 'ERR_ARG', "'activation'");
     expectError(() => moe.ffn(x, r, { w1, w2, bias: x } as unknown as { w1: Tensor; w2: Tensor }), 'ERR_ARG', 'bias');
     const q = { kind: 'quantized', bits: 4, shape: [8, 5, 4] } as unknown as Tensor;
-    for (const key of ['w1', 'w3', 'w2'] as const)
-      expectError(() => moe.ffn(x, r, { w1, w2, [key]: q }), 'ERR_UNSUPPORTED', `'w.${key}'`, 'int8/int4');
+    for (const key of ['w3', 'w2'] as const)
+      expectError(() => moe.ffn(x, r, { w1, w2, [key]: q }), 'ERR_UNSUPPORTED', `'w.${key}'`, 'QTensor');
+    expectError(() => moe.ffn(x, r, { w1: q, w2: q }), 'ERR_ARG', 'w.w1');
     const dead = rand([8, 5, 4]);
     dead.dispose();
     expectError(() => moe.ffn(x, r, { w1: dead, w2 }), 'ERR_DISPOSED', 'w.w1');
+  });
+
+  it('ffn with quantized experts: shapes, E, kinds, mixing with float, disposed', () => {
+    const q4 = (shape: number[]) => quantize(rand(shape), { bits: 4, groupSize: 32 });
+    const q8 = (shape: number[]) => quantize(rand(shape), { bits: 8 });
+    const xq = rand([6, 64]);
+    const [qw1, qw3, qw2] = [q4([8, 32, 64]), q8([8, 32, 64]), q4([8, 64, 32])];
+    expect(moe.ffn(xq, r, { w1: qw1, w3: qw3, w2: qw2 }).shape).toEqual([6, 64]);
+    expectError(() => moe.ffn(xq, r, { w1: q4([7, 32, 64]), w2: qw2 }), 'ERR_SHAPE', "'w.w1'", 'E = 7');
+    expectError(() => moe.ffn(xq, r, { w1: q4([8, 32, 32]), w2: qw2 }), 'ERR_SHAPE', "'w.w1'", 'D');
+    expectError(() => moe.ffn(xq, r, { w1: q4([32, 64]), w2: qw2 }), 'ERR_SHAPE', "'w.w1'", '[E, N, K]');
+    expectError(() => moe.ffn(xq, r, { w1: qw1, w3: q8([8, 64, 64]), w2: qw2 }), 'ERR_SHAPE', "'w.w3'");
+    expectError(() => moe.ffn(xq, r, { w1: qw1, w3: q8([7, 32, 64]), w2: qw2 }), 'ERR_SHAPE', "'w.w3'");
+    expectError(() => moe.ffn(xq, r, { w1: qw1, w2: q4([8, 32, 64]) }), 'ERR_SHAPE', "'w.w2'", '[E, D, F]');
+    expectError(() => moe.ffn(xq, r, { w1: qw1, w2: q4([7, 64, 32]) }), 'ERR_SHAPE', "'w.w2'");
+    // all float or all quantized
+    expectError(() => moe.ffn(xq, r, { w1: qw1, w2: rand([8, 64, 32]) }), 'ERR_UNSUPPORTED', "'w.w2'");
+    expectError(() => moe.ffn(xq, r, { w1: qw1, w3: rand([8, 32, 64]), w2: qw2 }), 'ERR_UNSUPPORTED', "'w.w3'");
+    expectError(() => moe.ffn(xq, r, { w1: rand([8, 32, 64]), w2: qw2 }), 'ERR_UNSUPPORTED', "'w.w2'");
+    // x must still be float
+    expectError(() => moe.ffn(xq.to('int32'), r, { w1: qw1, w2: qw2 }), 'ERR_DTYPE', "'x'");
+    // a hand-built QTensor with a bad field
+    const bad = { ...qw1, scales: rand([8, 32, 3]) } as unknown as QTensor;
+    expectError(() => moe.ffn(xq, r, { w1: bad, w2: qw2 }), 'ERR_SHAPE', 'w.w1.scales');
+    for (const key of ['w1', 'w3', 'w2'] as const) {
+      const w = { w1: q4([8, 32, 64]), w3: q8([8, 32, 64]), w2: q4([8, 64, 32]) };
+      w[key].qweight.dispose();
+      expectError(() => moe.ffn(xq, r, w), 'ERR_DISPOSED', `w.${key}`);
+    }
   });
 
   it('Async twins reject with the same errors', async () => {

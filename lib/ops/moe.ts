@@ -4,11 +4,12 @@
  */
 import { DTYPE_CODE, isFloat } from '../dtype.js';
 import { describe, fail } from '../errors.js';
-import { native } from '../native.js';
+import { native, type MoeWeightArgs } from '../native.js';
 import { fmtShape } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
 import { ACTIVATION_CODE } from './linear.js';
 import { checkOptions, optBool, optEnum } from './options.js';
+import { expertLayout, isQuantized, type QTensor } from './quant.js';
 
 /** The result of moe.route: what dispatch, combine and ffn consume. */
 export interface Routing {
@@ -41,18 +42,18 @@ export interface RouteOptions {
   capacityFactor?: number;
 }
 
-/** A quantized weight (QTensor); its expert kernels come with the int8/int4 family. */
-interface QuantizedLike {
-  readonly kind: 'quantized';
-}
-
+/**
+ * Expert weights: all float Tensors in x's dtype, or all stacked QTensors (int8 / int4, each with
+ * its own bits, groups and zero points; x stays float32 / float16 / bfloat16 and a QTensor stands
+ * for dequantize(q), which is never materialised). Mixing the two throws ERR_UNSUPPORTED.
+ */
 export interface FfnWeights {
   /** [E, F, D] gate (or up when w3 is absent). */
-  w1: Tensor | QuantizedLike;
+  w1: Tensor | QTensor;
   /** [E, F, D] up: act(x w1^T) * (x w3^T). */
-  w3?: Tensor | QuantizedLike;
+  w3?: Tensor | QTensor;
   /** [E, D, F] down. */
-  w2: Tensor | QuantizedLike;
+  w2: Tensor | QTensor;
   /** Default 'silu'. */
   activation?: 'silu' | 'gelu' | 'relu';
 }
@@ -338,6 +339,13 @@ function planCombine(y: Tensor, r: unknown): { args: MoveArgs; out: Tensor } {
 
 // ------------------------------------------------------------------------------------------ ffn
 
+/** One weight as moeFfn takes it, with its logical shape [E, N, K]. */
+interface ExpertWeight {
+  shape: readonly number[];
+  args: MoeWeightArgs;
+}
+const NO_WEIGHT: MoeWeightArgs = [0, 0, null, null, null];
+
 function planFfn(x: Tensor, r: unknown, w: unknown): { args: Parameters<typeof native.moeFfn>; out: Tensor } {
   const op = 'moe.ffn';
   checkTensor(x, op, 'x');
@@ -349,31 +357,40 @@ function planFfn(x: Tensor, r: unknown, w: unknown): { args: Parameters<typeof n
   if (w === null || typeof w !== 'object' || Array.isArray(w) || w instanceof Tensor)
     fail('ERR_ARG', `${op}: argument 'w'`, `expected { w1, w3?, w2, activation? }, got ${describe(w)}`);
   const o = checkOptions(w, op, ['w1', 'w3', 'w2', 'activation']);
-  for (const key of ['w1', 'w3', 'w2'])
-    if (o[key] !== null && typeof o[key] === 'object' && (o[key] as { kind?: unknown }).kind === 'quantized')
+  // Every weight float (in x's dtype) or every weight a stacked QTensor (any bits / groups each).
+  const quantized = isQuantized(o.w1);
+  const weight = (key: string, optional = false): ExpertWeight | null => {
+    if (optional && o[key] === undefined) return null;
+    if (isQuantized(o[key]) !== quantized)
       fail(
         'ERR_UNSUPPORTED',
         `${op}: argument 'w.${key}'`,
-        'quantized (QTensor) experts come with the int8/int4 kernels; pass float expert weights for now',
+        `is ${quantized ? 'a float Tensor' : 'a QTensor'} while w.w1 is ${quantized ? 'a QTensor' : 'a float Tensor'}; ` +
+          'pass every expert weight quantized or every one float',
       );
-  const weight = (key: string, optional = false): Tensor | null => {
-    if (optional && o[key] === undefined) return null;
+    if (quantized) {
+      const l = expertLayout(o[key], op, `w.${key}`);
+      return { shape: l.shape, args: [l.bits, l.groupSize, l.qweight, l.scales, l.zeros] };
+    }
     const t = checkTensor(o[key], op, `w.${key}`);
     if (t.dtype !== x.dtype)
       fail('ERR_DTYPE', `${op}: argument 'w.${key}'`, `dtype ${t.dtype} differs from x's ${x.dtype}`);
-    return t;
+    return { shape: t.shape, args: [0, 0, storageOf(t, `w.${key}`), null, null] };
   };
   const w1 = weight('w1')!;
-  if (w1.rank !== 3) fail('ERR_SHAPE', `${op}: argument 'w.w1'`, `expected [E, F, D], got ${fmtShape(w1.shape)}`);
+  if (w1.shape.length !== 3)
+    fail('ERR_SHAPE', `${op}: argument 'w.w1'`, `expected [E, F, D], got ${fmtShape(w1.shape)}`);
   const [E, F, D1] = w1.shape;
   if (E !== ra.E) fail('ERR_SHAPE', `${op}: argument 'w.w1'`, `has E = ${E} experts, the routing has ${ra.E}`);
   if (D1 !== D) fail('ERR_SHAPE', `${op}: argument 'w.w1'`, `has D = ${D1}, x ${fmtShape(x.shape)} has D = ${D}`);
   const w3 = weight('w3', true);
-  if (w3 && (w3.rank !== 3 || w3.shape[0] !== E || w3.shape[1] !== F || w3.shape[2] !== D))
-    fail('ERR_SHAPE', `${op}: argument 'w.w3'`, `expected [${E}, ${F}, ${D}] like w1, got ${fmtShape(w3.shape)}`);
+  const s3 = w3?.shape;
+  if (s3 && (s3.length !== 3 || s3[0] !== E || s3[1] !== F || s3[2] !== D))
+    fail('ERR_SHAPE', `${op}: argument 'w.w3'`, `expected [${E}, ${F}, ${D}] like w1, got ${fmtShape(s3)}`);
   const w2 = weight('w2')!;
-  if (w2.rank !== 3 || w2.shape[0] !== E || w2.shape[1] !== D || w2.shape[2] !== F)
-    fail('ERR_SHAPE', `${op}: argument 'w.w2'`, `expected [${E}, ${D}, ${F}] ([E, D, F]), got ${fmtShape(w2.shape)}`);
+  const s2 = w2.shape;
+  if (s2.length !== 3 || s2[0] !== E || s2[1] !== D || s2[2] !== F)
+    fail('ERR_SHAPE', `${op}: argument 'w.w2'`, `expected [${E}, ${D}, ${F}] ([E, D, F]), got ${fmtShape(s2)}`);
   const activation = optEnum(o, 'activation', op, ['silu', 'gelu', 'relu'] as const, 'silu');
   const out = allocate(x.dtype, T * D, op);
   return {
@@ -383,9 +400,9 @@ function planFfn(x: Tensor, r: unknown, w: unknown): { args: Parameters<typeof n
       D,
       F,
       ...routingList(ra),
-      storageOf(w1, 'w.w1'),
-      w3 ? storageOf(w3, 'w.w3') : null,
-      storageOf(w2, 'w.w2'),
+      ...w1.args,
+      ...(w3 ? w3.args : NO_WEIGHT),
+      ...w2.args,
       ACTIVATION_CODE[activation],
       out,
     ],
@@ -474,8 +491,10 @@ export async function combineAsync(y: Tensor, r: Routing): Promise<Tensor> {
 /**
  * The whole expert layer, fused: out[t] = sum_j w[t, j] * w2_e (act(w1_e x_t) * (w3_e x_t)) for
  * x [T, D], w1 / w3 [E, F, D], w2 [E, D, F] (float32, float16 or bfloat16, all one dtype).
- * Without w3: w2_e act(w1_e x_t).
+ * Without w3: w2_e act(w1_e x_t). The weights may instead all be stacked QTensors (int8 / int4):
+ * the result is then that of the float layer on dequantize(q), with float activations.
  * @example const y = moe.ffn(x, moe.route(gate, { topK: 2 }), { w1, w3, w2 })   // Mixtral SwiGLU
+ * @example moe.ffn(x, r, { w1: quantize(w1, { bits: 4 }), w3: quantize(w3, { bits: 4 }), w2: quantize(w2, { bits: 4 }) })
  */
 export function ffn(x: Tensor, r: Routing, w: FfnWeights): Tensor {
   const p = planFfn(x, r, w);

@@ -338,6 +338,25 @@ export function sliceExpert(q: QTensor, e: number): QTensor {
   );
 }
 
+/** What moe.ffn passes for a stacked QTensor [E, N, K] (checked as every quant op checks it). */
+export interface ExpertLayout {
+  shape: readonly number[];
+  bits: 8 | 4;
+  groupSize: number;
+  qweight: Int8Array | Uint8Array;
+  scales: Float32Array;
+  zeros: Uint8Array | null;
+}
+
+/** The kernel arrays of a QTensor used as stacked experts (lib/ops/moe.ts); name as in errors. */
+export function expertLayout(q: unknown, op: string, name: string): ExpertLayout {
+  const l = layoutOf(q, op, name);
+  const shape = (q as QTensor).shape;
+  if (shape.length !== 3 || l.perm)
+    fail('ERR_SHAPE', `${op}: argument '${name}'`, `expected a stacked QTensor [E, N, K], got ${fmtShape(shape)}`);
+  return { shape, bits: l.bits, groupSize: l.groupSize, qweight: l.qweight, scales: l.scales, zeros: l.zeros };
+}
+
 // ---- checkpoint formats --------------------------------------------------------------------------
 
 export interface GPTQParams {

@@ -8,9 +8,11 @@
 //            expertIds [same / blockSize], stats f64 [1])  stats <- [numTokensPostPadded]
 //   moeDispatch(x, elemSize, D, <routing>, out)
 //   moeCombine(y, dtype, D, <routing>, out)
-//   moeFfn(x, dtype, D, F, <routing>, w1, w3|null, w2, activation, out)
+//   moeFfn(x, dtype, D, F, <routing>, <w1>, <w3>, <w2>, activation, out), each <w> being
+//          (bits, groupSize, data | null, scales | null, zeros | null): bits 0 = float in x's dtype
 // Each has an Async twin with the same arguments, resolving when the outputs are written.
 #include <limits>
+#include <string>
 
 #include "napi_util.h"
 #include "tensorfuse/moe.h"
@@ -237,32 +239,69 @@ Napi::Value CombineAsync(const Napi::CallbackInfo& info) {
   return run_async(info.Env(), {info[0], info[6], info[7], info[8], info[10]}, [c] { return c.run(); });
 }
 
-// ---- ffn: (x, dtype, D, F, <routing 4..10>, w1, w3|null, w2, activation, out)
+// ---- ffn: (x, dtype, D, F, <routing 4..10>, <w1 11..15>, <w3 16..20>, <w2 21..25>, activation, out)
+// Each weight is (bits, groupSize, data, scales | null, zeros | null): bits 0 = float [E, N, K]
+// in x's dtype; 8 / 4 = a stacked QTensor (data the codes, int8 [E, N, K] or uint8 [E, N, K/2]).
+// w3 absent: data null.
+constexpr size_t kFfnArgs = 28;
+
+// Reads the weight at info[i .. i+4], of logical shape [E, N, K]; returns its data (null when
+// optional and absent).
+const void* ffn_weight(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t E, int64_t N,
+                       int64_t K, size_t esz, MoeQuant* q, bool optional) {
+  Napi::Env env = info.Env();
+  static const uint8_t kEmpty = 0;  // empty weights have no storage; a non-null pointer marks them present
+  const std::string w = std::string("w.") + name;
+  q->bits = int(arg_int(info, i, (w + ".bits").c_str(), 0, 8));
+  q->group_size = arg_int(info, i + 1, (w + ".groupSize").c_str(), 0, kMaxDim);
+  const Buf data = arg_buffer(info, i + 2, w.c_str(), optional);
+  const Buf sc = arg_buffer(info, i + 3, (w + ".scales").c_str(), true);
+  const Buf z = arg_buffer(info, i + 4, (w + ".zeros").c_str(), true);
+  if (optional && (info[i + 2].IsNull() || info[i + 2].IsUndefined())) return nullptr;
+  const int64_t rows = mul(env, E, N, w.c_str());
+  if (q->bits == 0) {
+    require_bytes(env, data, checked_bytes(env, mul(env, rows, K, w.c_str()), esz, w.c_str()), w.c_str());
+    return data.data ? data.data : &kEmpty;
+  }
+  if (q->bits != 8 && q->bits != 4)
+    throw make_error(env, StatusCode::arg, "argument '" + w + ".bits': expected 0, 4 or 8");
+  if (q->group_size > 0 && K % q->group_size != 0)
+    throw make_error(env, StatusCode::arg, "argument '" + w + ".groupSize': must divide " + std::to_string(K));
+  if (q->bits == 4 && K % 2 != 0)
+    throw make_error(env, StatusCode::shape, "argument '" + w + "': K must be even for int4");
+  const int64_t groups = q->group_size > 0 ? K / q->group_size : 1;
+  require_bytes(env, data, checked_bytes(env, mul(env, rows, q->bits == 8 ? K : K / 2, w.c_str()), 1, w.c_str()),
+                w.c_str());
+  const int64_t ns = mul(env, rows, groups, w.c_str());
+  require_bytes(env, sc, checked_bytes(env, ns, 4, (w + ".scales").c_str()), (w + ".scales").c_str());
+  if (z.data || z.bytes) {
+    if (q->bits != 4) throw make_error(env, StatusCode::arg, "argument '" + w + ".zeros': int4 only");
+    require_bytes(env, z, checked_bytes(env, ns, 1, (w + ".zeros").c_str()), (w + ".zeros").c_str());
+  }
+  q->scales = static_cast<const float*>(sc.data);
+  q->zeros = static_cast<const uint8_t*>(z.data);
+  if (!q->scales) q->scales = reinterpret_cast<const float*>(&kEmpty);
+  return data.data ? data.data : &kEmpty;
+}
+
 MoeFfnParams parse_ffn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 16) throw make_error(env, StatusCode::arg, "moeFfn: expected 16 arguments");
+  if (info.Length() < kFfnArgs) throw make_error(env, StatusCode::arg, "moeFfn: expected 28 arguments");
   MoeFfnParams p;
   const Buf x = arg_buffer(info, 0, "x");
   p.dtype = float_dtype(info, 1, "x.dtype");
   p.D = arg_int(info, 2, "D", 0, kMaxDim);
   p.F = arg_int(info, 3, "F", 0, kMaxDim);
   p.r = routing_arg(info, 4);
-  const Buf w1 = arg_buffer(info, 11, "w1");
-  const Buf w3 = arg_buffer(info, 12, "w3", true);
-  const Buf w2 = arg_buffer(info, 13, "w2");
-  p.act = Activation(arg_int(info, 14, "activation", 0, 3));
-  const Buf out = arg_buffer(info, 15, "out");
   const size_t esz = dtype_size(p.dtype);
-  const int64_t wn = mul(env, mul(env, p.r.E, p.F, "w1"), p.D, "w1");
+  p.w1 = ffn_weight(info, 11, "w1", p.r.E, p.F, p.D, esz, &p.q1, false);
+  p.w3 = ffn_weight(info, 16, "w3", p.r.E, p.F, p.D, esz, &p.q3, true);
+  p.w2 = ffn_weight(info, 21, "w2", p.r.E, p.D, p.F, esz, &p.q2, false);
+  p.act = Activation(arg_int(info, 26, "activation", 0, 3));
+  const Buf out = arg_buffer(info, 27, "out");
   require_bytes(env, x, checked_bytes(env, mul(env, p.r.T, p.D, "x"), esz, "x"), "x");
-  require_bytes(env, w1, checked_bytes(env, wn, esz, "w1"), "w1");
-  if (w3.data || w3.bytes) require_bytes(env, w3, checked_bytes(env, wn, esz, "w3"), "w3");
-  require_bytes(env, w2, checked_bytes(env, wn, esz, "w2"), "w2");
   require_bytes(env, out, checked_bytes(env, mul(env, p.r.T, p.D, "out"), esz, "out"), "out");
   p.x = x.data;
-  p.w1 = w1.data;
-  p.w3 = (info[12].IsNull() || info[12].IsUndefined()) ? nullptr : (w3.data ? w3.data : w1.data);
-  p.w2 = w2.data;
   p.out = out.data;
   return p;
 }
@@ -275,8 +314,12 @@ Napi::Value Ffn(const Napi::CallbackInfo& info) {
 }
 Napi::Value FfnAsync(const Napi::CallbackInfo& info) {
   const MoeFfnParams p = parse_ffn(info);
-  return run_async(info.Env(), {info[0], info[8], info[9], info[10], info[11], info[12], info[13], info[15]},
-                   [p] { return moe_ffn(p); });
+  std::vector<Napi::Value> keep;
+  for (size_t i : {0, 8, 9, 10, 27})
+    keep.push_back(info[i]);
+  for (size_t i : {13, 14, 15, 18, 19, 20, 23, 24, 25})
+    if (!info[i].IsNull() && !info[i].IsUndefined()) keep.push_back(info[i]);
+  return run_async(info.Env(), keep, [p] { return moe_ffn(p); });
 }
 
 }  // namespace

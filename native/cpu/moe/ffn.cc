@@ -11,16 +11,34 @@
 // [rows, F] exists beyond one [tile, kFSub] G / U / H per thread; the expert rows are
 // [chunks, rows, D] float32 with chunks > 1 only when (expert, tile) pairs are too few to keep
 // the threads busy (decode).
+//
+// Quantized experts (int8 / int4, all three weights; each may have its own bits and groups) keep
+// the same tasks, and read the weights through the quant family's per-ISA kernels:
+//   tiles of <= kQGemvMaxM rows (decode): the quantized GEMV (quant_rows.h), each weight row
+//     streamed once for the tile's rows; x is prepared once per token before the tasks (int4:
+//     the lane order of prep_x4 and the group sums). When such rows are few in all (decode, up
+//     to kQDecodeRows) they run in two phases after the fused tasks: H [rows, F] with w1 / w3
+//     rows spread over the threads by F chunk, then w2 rows spread by D chunk, each w2 row read
+//     whole with H prepared once. Otherwise they stay in the fused tasks and read w2 in column
+//     runs of their F chunk (chunk boundaries then sit on w2's group boundaries, and on 64
+//     columns for int4, the lane blocks of prep_x4);
+//   larger tiles: the float paths above with each weight panel dequantized first (dequant into
+//     a panel in thread scratch, then dot_t on it, or pack_b from it for the micro-kernel).
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
+#include <numeric>
+#include <string>
 #include <vector>
 
 #include "../gemm/gemm_kernels.h"
+#include "../quant/quant_kernels.h"
+#include "../quant/quant_rows.h"
 #include "moe_internal.h"
 #include "tensorfuse/convert.h"
 #include "tensorfuse/moe.h"
+#include "tensorfuse/quant.h"
 #include "tensorfuse/scratch.h"
 #include "tensorfuse/threadpool.h"
 
@@ -40,8 +58,38 @@ constexpr int64_t kDotN = 32;      // the dot variant: output columns per call
 constexpr int64_t kDotK = 1024;    //   and depth per call
 constexpr int64_t kTargetTasks = 16;
 constexpr int64_t kMinFChunk = 64;
+// Quantized experts: tiles of up to this many rows take the GEMV (as quant_linear, where one
+// weight pass per row of x beats a dequantized tile below 3 rows).
+constexpr int64_t kQGemvMaxM = 2;
+constexpr int64_t kQDecodeRows = 64;  // GEMV tile rows (in all) that take the two decode phases
+constexpr int64_t kQRowChunk = 64;    // least w2 rows per task in the second decode phase
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Expert e of a stacked quantized weight [E, N, K].
+QuantWeight expert_quant(const void* codes, const MoeQuant& mq, int64_t e, int64_t N, int64_t K) {
+  QuantWeight w;
+  w.bits = mq.bits;
+  w.N = N;
+  w.K = K;
+  w.group_size = mq.group_size;
+  const int64_t G = w.groups(), row_bytes = mq.bits == 8 ? K : K / 2;
+  w.q = static_cast<const uint8_t*>(codes) + size_t(e) * size_t(N) * size_t(row_bytes);
+  w.scales = mq.scales + size_t(e) * size_t(N) * size_t(G);
+  w.zeros = mq.zeros ? mq.zeros + size_t(e) * size_t(N) * size_t(G) : nullptr;
+  return w;
+}
+
+Status check_quant(const MoeQuant& q, int64_t K, const char* name) {
+  const std::string where = std::string("moe.ffn: argument 'w.") + name + "': ";
+  if (q.bits != 8 && q.bits != 4) return Status(StatusCode::arg, where + "bits must be 8 or 4");
+  if (q.group_size < 0 || (q.group_size > 0 && K % q.group_size != 0))
+    return Status(StatusCode::arg, where + "groupSize must be 0 or divide K");
+  if (q.bits == 4 && K % 2 != 0) return Status(StatusCode::shape, where + "K must be even for int4");
+  if (q.bits == 8 && q.zeros) return Status(StatusCode::arg, where + "int8 weights are symmetric");
+  if (!q.scales) return Status(StatusCode::arg, where + "null scales");
+  return Status::Ok();
+}
 
 struct Task {
   int64_t e, r0, r1;  // expert, rows [r0, r1) of order
@@ -56,6 +104,15 @@ Status moe_ffn(const MoeFfnParams& p) {
   TF_RETURN_IF_ERROR(moe_check_routing(r));
   if (!dtype_is_float(p.dtype)) return Status(StatusCode::dtype, "moe.ffn: x and weights must be float");
   const int64_t D = p.D, F = p.F, T = r.T;
+  const bool quant = p.q1.bits != 0;
+  if ((p.q2.bits != 0) != quant || (p.w3 && (p.q3.bits != 0) != quant))
+    return Status(StatusCode::unsupported,
+                  "moe.ffn: expert weights must be all float or all quantized (QTensor)");
+  if (quant) {
+    TF_RETURN_IF_ERROR(check_quant(p.q1, D, "w1"));
+    if (p.w3) TF_RETURN_IF_ERROR(check_quant(p.q3, D, "w3"));
+    TF_RETURN_IF_ERROR(check_quant(p.q2, F, "w2"));
+  }
   const size_t esz = dtype_size(p.dtype);
   if (T == 0 || D == 0) return Status::Ok();
   if (r.rows == 0 || F == 0) {
@@ -76,9 +133,30 @@ Status moe_ffn(const MoeFfnParams& p) {
   }
   // F chunks: enough that tiles x chunks reaches kTargetTasks (a constant, so the result does
   // not depend on the thread count), chunks a multiple of 16 columns and at least kMinFChunk.
+  // Quantized w2: chunks are column runs of its rows, on its group boundaries (int4: on the
+  // 64-column blocks of the lane order too), so the GEMV can take each run as a weight.
+  int64_t align = 16;
+  if (quant && p.q2.group_size > 0) align = std::lcm(align, p.q2.group_size);
+  if (quant && p.q2.bits == 4) align = std::lcm(align, int64_t(64));
   int64_t n_chunks = std::min(ceil_div(kTargetTasks, int64_t(tiles.size())), std::max<int64_t>(1, F / kMinFChunk));
-  const int64_t fchunk = ceil_div(ceil_div(F, n_chunks), 16) * 16;
+  const int64_t fchunk = std::min(F, ceil_div(ceil_div(F, n_chunks), align) * align);
   n_chunks = ceil_div(F, fchunk);
+  // Quantized decode: when the GEMV tiles hold few rows in all, they leave the fused tasks for
+  // two phases of their own (after them): H of their rows over all of F, the rows of w1 / w3 spread
+  // over the threads by F chunk, then Y with the rows of w2 spread by D chunk, so that every w2
+  // row is read whole (in the fused tasks it is read in column runs of one chunk, 1.2-2x slower).
+  std::vector<Task> dtiles;
+  int64_t drows = 0;
+  if (quant) {
+    for (const Task& t : tiles)
+      if (t.r1 - t.r0 <= kQGemvMaxM) drows += t.r1 - t.r0;
+    if (drows > kQDecodeRows) drows = 0;
+    if (drows > 0) {
+      std::vector<Task> rest;
+      for (const Task& t : tiles) (t.r1 - t.r0 <= kQGemvMaxM ? dtiles : rest).push_back(t);
+      tiles.swap(rest);
+    }
+  }
   std::vector<Task> tasks;
   tasks.reserve(tiles.size() * size_t(n_chunks));
   for (const Task& t : tiles)
@@ -98,6 +176,7 @@ Status moe_ffn(const MoeFfnParams& p) {
 
   const moe_cpu::Kernels& kern = moe_cpu::kernels();
   const gemm_cpu::Kernels& gk = gemm_cpu::kernels_for(active_isa());
+  const quant_cpu::Kernels& qk = quant_cpu::kernels_for(active_isa());
   // The few-rows variant: this family's float32 dot kernel, or the GEMM engine's for 16-bit
   // weights (it widens them as it loads).
   auto dot_fn = [&](const float* x, int64_t ldx, int64_t M, const char* w, int64_t ldw, int64_t k0,
@@ -118,6 +197,105 @@ Status moe_ffn(const MoeFfnParams& p) {
     failed.store(true);
   };
 
+  // Quantized GEMV tiles: x prepared once per token they hold, before the tasks: float32 (x
+  // itself when it is float32) and, for an int4 w1 / w3, the lane order and group sums.
+  std::vector<int64_t> tok_slot;
+  std::vector<quant_cpu::RowPrep> prep1, prep3;
+  std::vector<float> tok_buf;
+  if (quant) {
+    tok_slot.assign(size_t(T), -1);
+    int64_t n_tok = 0;
+    for (const std::vector<Task>* list : {&dtiles, &tiles})
+      for (const Task& t : *list)
+        if (t.r1 - t.r0 <= kQGemvMaxM)
+          for (int64_t i = t.r0; i < t.r1; ++i) {
+            int64_t& slot = tok_slot[size_t(r.order[i] / r.top_k)];
+            if (slot < 0) slot = n_tok++;
+          }
+    const QuantWeight w1q = expert_quant(p.w1, p.q1, 0, F, D);
+    const QuantWeight w3q = p.w3 ? expert_quant(p.w3, p.q3, 0, F, D) : QuantWeight();
+    const int64_t nx = p.dtype == DType::float32 ? 0 : D, n1 = quant_cpu::rows_prep_floats(w1q, D);
+    const int64_t n3 = p.w3 ? quant_cpu::rows_prep_floats(w3q, D) : 0, per = nx + n1 + n3;
+    tok_buf.resize(size_t(n_tok) * size_t(per));
+    prep1.resize(size_t(n_tok));
+    prep3.resize(size_t(n_tok));
+    std::vector<int64_t> tok_of(static_cast<size_t>(n_tok));
+    for (int64_t t = 0; t < T; ++t)
+      if (tok_slot[size_t(t)] >= 0) tok_of[size_t(tok_slot[size_t(t)])] = t;
+    parallel_for(n_tok, [&](int64_t s, int) {
+      float* buf = tok_buf.data() + s * per;
+      const char* src = xb + size_t(tok_of[size_t(s)]) * size_t(D) * esz;
+      const float* xf = reinterpret_cast<const float*>(src);
+      if (nx) {
+        convert_to_f32(src, p.dtype, buf, D);
+        xf = buf;
+      }
+      prep1[size_t(s)] = quant_cpu::rows_prepare(qk, w1q, 0, D, xf, buf + nx);
+      if (p.w3) prep3[size_t(s)] = quant_cpu::rows_prepare(qk, w3q, 0, D, xf, buf + nx + n1);
+    });
+  }
+
+  // The two decode phases (see dtiles above). H: [drows, F] float32, the GEMV tiles' rows in turn.
+  auto decode_phases = [&]() -> Status {
+    std::vector<int64_t> hoff(dtiles.size());
+    for (size_t i = 0, at = 0; i < dtiles.size(); ++i) {
+      hoff[i] = int64_t(at);
+      at += size_t(dtiles[i].r1 - dtiles[i].r0);
+    }
+    std::vector<float> hbuf(size_t(drows) * size_t(F));
+    std::atomic<bool> oom{false};
+    auto preps = [&](const Task& t, quant_cpu::RowPrep* x1, quant_cpu::RowPrep* x3) {
+      for (int64_t i = 0; i < t.r1 - t.r0; ++i) {
+        const size_t s = size_t(tok_slot[size_t(r.order[t.r0 + i] / r.top_k)]);
+        x1[i] = prep1[s];
+        x3[i] = prep3[s];
+      }
+    };
+    // 1. H = act(X w1^T) * (X w3^T), tasks (tile, F chunk).
+    parallel_for(int64_t(dtiles.size()) * n_chunks, [&](int64_t ti, int) {
+      const size_t di = size_t(ti / n_chunks);
+      const Task& t = dtiles[di];
+      const int64_t M = t.r1 - t.r0, f0 = (ti % n_chunks) * fchunk, f1 = std::min(F, f0 + fchunk), nf = f1 - f0;
+      quant_cpu::RowPrep x1[kQGemvMaxM], x3[kQGemvMaxM];
+      preps(t, x1, x3);
+      float* h = hbuf.data() + size_t(hoff[di]) * size_t(F);
+      quant_cpu::rows_gemv(qk, expert_quant(p.w1, p.q1, t.e, F, D), x1, M, f0, f1, 0, D, h + f0, F, false);
+      float* u = nullptr;
+      if (p.w3) {
+        u = static_cast<float*>(scratch_get(2, size_t(M * nf) * sizeof(float)));
+        if (!u) { oom.store(true); return; }
+        quant_cpu::rows_gemv(qk, expert_quant(p.w3, p.q3, t.e, F, D), x3, M, f0, f1, 0, D, u, nf, false);
+      }
+      for (int64_t i = 0; i < M; ++i) kern.glu(p.act, h + i * F + f0, u ? u + i * nf : nullptr, nf);
+    });
+    if (oom.load()) return Status(StatusCode::oom, "moe.ffn: out of memory for scratch");
+    // 2. H rows prepared once for w2 (int4: lane order, group sums), then Y = H w2^T, tasks
+    //    (tile, D chunk), into chunk 0 of the expert rows (the other chunks zeroed).
+    const QuantWeight w2any = expert_quant(p.w2, p.q2, 0, D, F);
+    const int64_t pf = quant_cpu::rows_prep_floats(w2any, F);
+    std::vector<float> hprep_buf(size_t(drows) * size_t(pf));
+    std::vector<quant_cpu::RowPrep> hprep(static_cast<size_t>(drows));
+    parallel_for(drows, [&](int64_t i, int) {
+      hprep[size_t(i)] = quant_cpu::rows_prepare(qk, w2any, 0, F, hbuf.data() + size_t(i) * size_t(F),
+                                                 hprep_buf.data() + size_t(i) * size_t(pf));
+    });
+    int64_t n_dch = std::min(ceil_div(kTargetTasks, int64_t(dtiles.size())), std::max<int64_t>(1, D / kQRowChunk));
+    const int64_t dchunk = ceil_div(ceil_div(D, n_dch), 8) * 8;
+    n_dch = ceil_div(D, dchunk);
+    parallel_for(int64_t(dtiles.size()) * n_dch, [&](int64_t ti, int) {
+      const size_t di = size_t(ti / n_dch);
+      const Task& t = dtiles[di];
+      const int64_t M = t.r1 - t.r0, d0 = (ti % n_dch) * dchunk, d1 = std::min(D, d0 + dchunk);
+      float* y = partial + size_t(t.r0) * size_t(D);
+      quant_cpu::rows_gemv(qk, expert_quant(p.w2, p.q2, t.e, D, F), &hprep[size_t(hoff[di])], M, d0, d1, 0, F,
+                           y + d0, D, false);
+      for (int64_t c = 1; c < n_chunks; ++c)
+        for (int64_t i = 0; i < M; ++i)
+          std::memset(y + size_t(c) * rows_d + size_t(i) * size_t(D) + d0, 0, size_t(d1 - d0) * sizeof(float));
+    });
+    return Status::Ok();
+  };
+
   // Per task, in thread scratch slot 2 (floats): x rows gathered [M, D]; the same packed as GEMM
   // A panels for every kKC slice of D [m_pad, D]; G and U [m_pad, kFSub]; H packed as A panels
   // [m_pad, kFSub]; three B panels (w1, w3, w2) of kKC x kNR.
@@ -128,15 +306,24 @@ Status moe_ffn(const MoeFfnParams& p) {
     // Few rows: deeper slices and wider F steps, so each weight row is read in longer runs (the
     // packing of B is then the larger cost and it streams from memory).
     const bool few = m_pad <= kFewRows;
+    const bool qgemv = quant && M <= kQGemvMaxM;
     const int64_t kcx = few ? std::min(D, kFewKC) : kKC;
-    const int64_t fsub = few ? kFewFSub : kFSub;
+    const int64_t fsub = qgemv ? fchunk : few ? kFewFSub : kFSub;
+    const QuantWeight w1q = quant ? expert_quant(p.w1, p.q1, tk.e, F, D) : QuantWeight();
+    const QuantWeight w3q = quant && p.w3 ? expert_quant(p.w3, p.q3, tk.e, F, D) : QuantWeight();
+    const QuantWeight w2q = quant ? expert_quant(p.w2, p.q2, tk.e, D, F) : QuantWeight();
+    // Quantized: a dequantized weight panel (dot: kDotN rows x kDotK; packed: kNR rows x the
+    // slice), or the prepared H rows of a GEMV tile.
+    const int64_t panel = !quant ? 0
+                          : qgemv ? m_pad * quant_cpu::rows_prep_floats(w2q, fsub)
+                                  : std::max(kDotN * std::max(kDotK, fsub), int64_t(kNR) * std::max(kcx, fsub));
     // Every buffer starts on 64 bytes: the micro-kernel loads its B panel with aligned loads.
-    const size_t sizes[8] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
+    const size_t sizes[9] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
                              size_t(m_pad) * size_t(fsub), size_t(m_pad) * size_t(fsub),
                              size_t(std::max(kcx, fsub)) * kNR, size_t(std::max(kcx, fsub)) * kNR,
-                             size_t(std::max(kcx, fsub)) * kNR};
-    size_t at[8], total = 0;
-    for (int i = 0; i < 8; ++i) {
+                             size_t(std::max(kcx, fsub)) * kNR, size_t(panel)};
+    size_t at[9], total = 0;
+    for (int i = 0; i < 9; ++i) {
       at[i] = total;
       total += (sizes[i] + 15) / 16 * 16;
     }
@@ -150,6 +337,29 @@ Status moe_ffn(const MoeFfnParams& p) {
     float* b1 = base + at[5];
     float* b3 = base + at[6];
     float* b2 = base + at[7];
+    float* pq = base + at[8];
+    float* y = partial + size_t(tk.chunk) * rows_d + size_t(tk.r0) * size_t(D);
+    if (qgemv) {
+      // Decode: every weight row streamed once for the tile's rows, through the quantized GEMV.
+      quant_cpu::RowPrep x1[kQGemvMaxM], x3[kQGemvMaxM], h[kQGemvMaxM];
+      for (int64_t i = 0; i < M; ++i) {
+        const size_t s = size_t(tok_slot[size_t(r.order[tk.r0 + i] / r.top_k)]);
+        x1[i] = prep1[s];
+        x3[i] = prep3[s];
+      }
+      const int64_t pf = quant_cpu::rows_prep_floats(w2q, fsub);
+      for (int64_t fs = tk.f0; fs < tk.f1; fs += fsub) {
+        const int64_t nf = std::min(fsub, tk.f1 - fs);
+        quant_cpu::rows_gemv(qk, w1q, x1, M, fs, fs + nf, 0, D, g, fsub, false);
+        if (p.w3) quant_cpu::rows_gemv(qk, w3q, x3, M, fs, fs + nf, 0, D, u, fsub, false);
+        for (int64_t i = 0; i < M; ++i) {
+          kern.glu(p.act, g + i * fsub, p.w3 ? u + i * fsub : nullptr, nf);
+          h[i] = quant_cpu::rows_prepare(qk, w2q, fs, fs + nf, g + i * fsub, pq + i * pf);
+        }
+        quant_cpu::rows_gemv(qk, w2q, h, M, 0, D, fs, fs + nf, y, D, fs > tk.f0);
+      }
+      return;
+    }
     // 1. gather and pack x: slice pc of D at apx + m_pad * pc, panels of kMR rows x kc.
     for (int64_t i = 0; i < M; ++i) {
       const int64_t t = r.order[tk.r0 + i] / r.top_k;
@@ -161,10 +371,10 @@ Status moe_ffn(const MoeFfnParams& p) {
     if (!dot)
       for (int64_t pc = 0; pc < D; pc += kcx)
         gk.pack_a(xg + pc, DType::float32, D, M, std::min(kcx, D - pc), apx + m_pad * pc);
-    const char* w1e = static_cast<const char*>(p.w1) + size_t(tk.e) * w13_expert;
-    const char* w3e = p.w3 ? static_cast<const char*>(p.w3) + size_t(tk.e) * w13_expert : nullptr;
-    const char* w2e = static_cast<const char*>(p.w2) + size_t(tk.e) * w13_expert;
-    float* y = partial + size_t(tk.chunk) * rows_d + size_t(tk.r0) * size_t(D);
+    const size_t eoff = quant ? 0 : size_t(tk.e) * w13_expert;  // float weights only
+    const char* w1e = static_cast<const char*>(p.w1) + eoff;
+    const char* w3e = p.w3 ? static_cast<const char*>(p.w3) + eoff : nullptr;
+    const char* w2e = static_cast<const char*>(p.w2) + eoff;
     alignas(64) float edge[kMR * kNR];
     for (int64_t fs = tk.f0; fs < tk.f1; fs += fsub) {
       const int64_t nf = std::min(fsub, tk.f1 - fs);
@@ -177,15 +387,31 @@ Status moe_ffn(const MoeFfnParams& p) {
         for (int64_t n0 = 0; n0 < nf; n0 += kDotN) {
           const int64_t n1 = std::min(nf, n0 + kDotN);
           for (int64_t k0 = 0; k0 < D; k0 += kDotK) {
-            const int64_t k1 = std::min(D, k0 + kDotK);
+            const int64_t k1 = std::min(D, k0 + kDotK), kc = k1 - k0;
+            if (quant) {
+              // the panel of w1 (then w3) rows, dequantized, then the same dot products on it
+              qk.dequant(w1q, fs + n0, fs + n1, k0, k1, pq, kc);
+              gk.dot_t(xg + k0, D, M, pq, DType::float32, kc, 0, kc, 0, n1 - n0, g + n0, fsub, k0 > 0);
+              if (!p.w3) continue;
+              qk.dequant(w3q, fs + n0, fs + n1, k0, k1, pq, kc);
+              gk.dot_t(xg + k0, D, M, pq, DType::float32, kc, 0, kc, 0, n1 - n0, u + n0, fsub, k0 > 0);
+              continue;
+            }
             dot_fn(xg, D, M, b1r, D, k0, k1, n0, n1, g, fsub, k0 > 0);
             if (b3r) dot_fn(xg, D, M, b3r, D, k0, k1, n0, n1, u, fsub, k0 > 0);
           }
         }
         for (int64_t i = 0; i < M; ++i) kern.glu(p.act, g + i * fsub, w3e ? u + i * fsub : nullptr, nf);
         const char* b2r = w2e + size_t(fs) * esz;
-        for (int64_t n0 = 0; n0 < D; n0 += kDotN)
-          dot_fn(g, fsub, M, b2r, F, 0, nf, n0, std::min(D, n0 + kDotN), y, D, fs > tk.f0);
+        for (int64_t n0 = 0; n0 < D; n0 += kDotN) {
+          const int64_t n1 = std::min(D, n0 + kDotN);
+          if (quant) {
+            qk.dequant(w2q, n0, n1, fs, fs + nf, pq, nf);
+            gk.dot_t(g, fsub, M, pq, DType::float32, nf, 0, nf, 0, n1 - n0, y + n0, D, fs > tk.f0);
+          } else {
+            dot_fn(g, fsub, M, b2r, F, 0, nf, n0, n1, y, D, fs > tk.f0);
+          }
+        }
         continue;
       }
       // 2. G = X w1[fs:fs+nf]^T, U = X w3[...]^T: B panels of 16 rows of w1 / w3, every row panel
@@ -195,9 +421,18 @@ Status moe_ffn(const MoeFfnParams& p) {
         const float* ap = apx + m_pad * pc;
         for (int64_t j = 0; j < nf; j += kNR) {
           const int64_t cols = std::min<int64_t>(kNR, nf - j);
-          const size_t boff = (size_t(fs + j) * size_t(D) + size_t(pc)) * esz;
-          gk.pack_b(w1e + boff, p.dtype, D, true, kc, cols, b1);
-          if (w3e) gk.pack_b(w3e + boff, p.dtype, D, true, kc, cols, b3);
+          if (quant) {
+            qk.dequant(w1q, fs + j, fs + j + cols, pc, pc + kc, pq, kc);
+            gk.pack_b(pq, DType::float32, kc, true, kc, cols, b1);
+            if (p.w3) {
+              qk.dequant(w3q, fs + j, fs + j + cols, pc, pc + kc, pq, kc);
+              gk.pack_b(pq, DType::float32, kc, true, kc, cols, b3);
+            }
+          } else {
+            const size_t boff = (size_t(fs + j) * size_t(D) + size_t(pc)) * esz;
+            gk.pack_b(w1e + boff, p.dtype, D, true, kc, cols, b1);
+            if (w3e) gk.pack_b(w3e + boff, p.dtype, D, true, kc, cols, b3);
+          }
           for (int64_t i = 0; i < m_pad; i += kMR) {
             gk.kernel(kc, ap + i * kc, b1, g + i * fsub + j, fsub, pc > 0);
             if (w3e) gk.kernel(kc, ap + i * kc, b3, u + i * fsub + j, fsub, pc > 0);
@@ -212,7 +447,12 @@ Status moe_ffn(const MoeFfnParams& p) {
       const bool acc = fs > tk.f0;
       for (int64_t j = 0; j < D; j += kNR) {
         const int64_t cols = std::min<int64_t>(kNR, D - j);
-        gk.pack_b(w2e + (size_t(j) * size_t(F) + size_t(fs)) * esz, p.dtype, F, true, nf, cols, b2);
+        if (quant) {
+          qk.dequant(w2q, j, j + cols, fs, fs + nf, pq, nf);
+          gk.pack_b(pq, DType::float32, nf, true, nf, cols, b2);
+        } else {
+          gk.pack_b(w2e + (size_t(j) * size_t(F) + size_t(fs)) * esz, p.dtype, F, true, nf, cols, b2);
+        }
         for (int64_t i = 0; i < M; i += kMR) {
           const int64_t rr = std::min<int64_t>(kMR, M - i);
           float* c = y + i * D + j;
@@ -229,6 +469,7 @@ Status moe_ffn(const MoeFfnParams& p) {
     }
   });
   if (failed.load()) return err;
+  if (!dtiles.empty()) TF_RETURN_IF_ERROR(decode_phases());
 
   // out[t] = sum_j w[t, j] * sum_c partial[c][row(t, j)], j and c ascending.
   const std::vector<int64_t> rows = moe_cpu::slot_rows(r);

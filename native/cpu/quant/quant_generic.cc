@@ -16,13 +16,13 @@ void gemv_f32(const QuantWeight& w, const float* x, const float*, const float* x
     for (int64_t g = 0; g < G; ++g) {
       float dot = 0.0f;
       if (w.bits == 8) {
-        const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.K;
+        const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.q_stride();
         for (int64_t k = g * gs; k < (g + 1) * gs; ++k) dot += float(q[k]) * x[k];
-        acc += w.scales[n * G + g] * dot;
+        acc += w.scales[n * w.s_stride() + g] * dot;
       } else {
-        const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.K / 2);
+        const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
         for (int64_t k = g * gs; k < (g + 1) * gs; ++k) dot += float(nibble(q, k)) * x[k];
-        acc += w.scales[n * G + g] * (dot - float(zero_of(w, n, g)) * xsum[g]);
+        acc += w.scales[n * w.s_stride() + g] * (dot - float(zero_of(w, n, g)) * xsum[g]);
       }
     }
     y[n] = acc;

@@ -49,7 +49,7 @@ inline uint8_t nibble(const uint8_t* row, int64_t k) {
   return uint8_t((row[k >> 1] >> ((k & 1) * 4)) & 0x0f);
 }
 inline uint8_t zero_of(const QuantWeight& w, int64_t n, int64_t g) {
-  return w.zeros ? w.zeros[n * w.groups() + g] : uint8_t(8);
+  return w.zeros ? w.zeros[n * w.s_stride() + g] : uint8_t(8);
 }
 
 }  // namespace quant_cpu

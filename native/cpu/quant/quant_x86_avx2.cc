@@ -42,8 +42,8 @@ inline __m256 i8x8_to_ps(const int8_t* p) {
 
 float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
   const int64_t G = w.groups(), gs = w.group();
-  const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.K;
-  const float* s = w.scales + n * G;
+  const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.q_stride();
+  const float* s = w.scales + n * w.s_stride();
   __m256 tot = _mm256_setzero_ps();
   float tail = 0.0f;
   for (int64_t g = 0; g < G; ++g) {
@@ -87,8 +87,8 @@ bool prep_x4(const QuantWeight& w, const float* x, float* xd) {
 // sum_g s[g] * z[g] * xsum[g] for one row: the zero points folded out of the int4 dot products.
 float zero_correction(const QuantWeight& w, int64_t n, const float* xsum) {
   const int64_t G = w.groups();
-  const float* s = w.scales + n * G;
-  const uint8_t* z = w.zeros ? w.zeros + n * G : nullptr;
+  const float* s = w.scales + n * w.s_stride();
+  const uint8_t* z = w.zeros ? w.zeros + n * w.s_stride() : nullptr;
   __m256 c = _mm256_setzero_ps();
   int64_t g = 0;
   for (; g + 8 <= G; g += 8) {
@@ -104,13 +104,13 @@ float zero_correction(const QuantWeight& w, int64_t n, const float* xsum) {
 
 template <int R>
 void rows_i4_f32(const QuantWeight& w, int64_t n, const float* xd, const float* xsum, float* y) {
-  const int64_t G = w.groups(), gs = w.group();
+  const int64_t gs = w.group();
   const uint8_t* q[R];
   const float* s[R];
   __m256 tot[R];
   for (int r = 0; r < R; ++r) {
-    q[r] = static_cast<const uint8_t*>(w.q) + (n + r) * (w.K / 2);
-    s[r] = w.scales + (n + r) * G;
+    q[r] = static_cast<const uint8_t*>(w.q) + (n + r) * (w.q_stride() / 2);
+    s[r] = w.scales + (n + r) * w.s_stride();
     tot[r] = _mm256_setzero_ps();
   }
   const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);

@@ -66,18 +66,30 @@ Status moe_dispatch(const MoeRoutingView& r, const void* x, size_t elem_size, in
 // y [rows, D], out [T, D], both of dtype dt (float32 accumulation).
 Status moe_combine(const MoeRoutingView& r, const void* y, DType dt, int64_t D, void* out);
 
+// A quantized expert weight [E, N, K] (tensorfuse/quant.h layouts, stacked: expert e's rows are
+// rows e * N .. e * N + N - 1): its codes are the weight pointer of MoeFfnParams, the rest here.
+// bits 0: the weight is float in the params' dtype.
+struct MoeQuant {
+  int bits = 0;                    // 0 (float), 8 or 4
+  int64_t group_size = 0;          // 0 = one scale per row; else divides K
+  const float* scales = nullptr;   // [E, N, K / group]
+  const uint8_t* zeros = nullptr;  // int4 asymmetric: [E, N, K / group]; null = symmetric
+};
+
 struct MoeFfnParams {
   MoeRoutingView r;
   int64_t D = 0, F = 0;
-  DType dtype = DType::float32;   // x, w1, w3, w2 and out
+  DType dtype = DType::float32;   // x, out and every float weight
   const void* x = nullptr;        // [T, D]
   const void* w1 = nullptr;       // [E, F, D]
   const void* w3 = nullptr;       // [E, F, D] or null
   const void* w2 = nullptr;       // [E, D, F]
+  MoeQuant q1, q3, q2;            // per weight: float (bits 0) or int8 / int4 codes
   Activation act = Activation::silu;
   void* out = nullptr;            // [T, D]
 };
-// The fused expert layer: out[t] = sum_j w[t, j] * w2_e (act(w1_e x_t) * (w3_e x_t)).
+// The fused expert layer: out[t] = sum_j w[t, j] * w2_e (act(w1_e x_t) * (w3_e x_t)), a
+// quantized weight standing for its dequantized float32 values (never materialised whole).
 Status moe_ffn(const MoeFfnParams& p);
 
 }  // namespace tf

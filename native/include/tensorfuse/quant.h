@@ -23,8 +23,13 @@ struct QuantWeight {
   const float* scales = nullptr;  // [N, K/group]
   const uint8_t* zeros = nullptr; // int4 only, [N, K/group]; null = symmetric (z = 8)
   const int32_t* perm = nullptr;  // [K] or null (identity)
+  // Row strides of a view of a column run of a larger weight (quant_cpu rows_gemv): codes in
+  // elements (0: K), scales / zeros in groups (0: groups()). Only gemv_f32 reads them.
+  int64_t ldq = 0, lds = 0;
   int64_t groups() const { return group_size > 0 ? K / group_size : 1; }
   int64_t group() const { return group_size > 0 ? group_size : K; }
+  int64_t q_stride() const { return ldq > 0 ? ldq : K; }
+  int64_t s_stride() const { return lds > 0 ? lds : groups(); }
 };
 
 enum class QuantActivation : int { float_ = 0, int8 = 1 };
