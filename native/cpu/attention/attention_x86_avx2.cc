@@ -1,7 +1,7 @@
 // AVX2 + FMA + F16C attention pieces (compiled with -mavx2 -mfma -mf16c, this file only):
-// the online softmax (through x86::exp8 of common/x86_avx2_math.h), and the few-row streaming
-// products of decode, which widen float16/bfloat16 K and V rows in registers so the cache is
-// read in its stored size.
+// the online softmax (through x86::exp8_nonpos of common/x86_avx2_math.h), and the few-row
+// streaming products of decode, which widen float16/bfloat16 K and V rows in registers so the
+// cache is read in its stored size.
 #include "attention_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -18,7 +18,7 @@ namespace tf {
 namespace attention_cpu {
 namespace {
 
-using x86::exp8;
+using x86::exp8_nonpos;
 using x86::hsum;
 using x86::load1;
 using x86::load8;
@@ -47,7 +47,7 @@ void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* 
     const __m256 vm = _mm256_set1_ps(mx);
     __m256 vsum = _mm256_setzero_ps();
     for (int64_t j = 0; j < n8; j += 8) {
-      const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+      const __m256 e = exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
       _mm256_storeu_ps(row + j, e);
       vsum = _mm256_add_ps(vsum, e);
     }
@@ -55,14 +55,14 @@ void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* 
     if (n8 < n) {  // the tail through the same vector exp, padded with -inf (exp = 0)
       alignas(32) float t[8];
       for (int64_t j = 0; j < 8; ++j) t[j] = n8 + j < n ? row[n8 + j] - mx : ninf;
-      _mm256_store_ps(t, exp8(_mm256_load_ps(t)));
+      _mm256_store_ps(t, exp8_nonpos(_mm256_load_ps(t)));
       for (int64_t j = n8; j < n; ++j) {
         row[j] = t[j - n8];
         sum += t[j - n8];
       }
     }
     alignas(32) float a[8] = {m[r] - mx};
-    _mm256_store_ps(a, exp8(_mm256_load_ps(a)));
+    _mm256_store_ps(a, exp8_nonpos(_mm256_load_ps(a)));
     alpha[r] = a[0];
     l[r] = l[r] * alpha[r] + sum;
     m[r] = mx;
