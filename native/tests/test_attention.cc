@@ -50,6 +50,32 @@ std::vector<double> reference(const Case& c, const std::vector<float>& q,
   return out;
 }
 
+// The case as bshd tensors of dtype dt, default scale.
+AttentionParams params(const Case& c, DType dt, const void* q, const void* k, const void* v,
+                       void* out) {
+  AttentionParams p;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.dtype = dt;
+  p.batch = c.B;
+  p.heads_q = c.Hq;
+  p.heads_k = c.Hk;
+  p.seqlen_q = c.Sq;
+  p.seqlen_k = c.Sk;
+  p.head_dim = c.D;
+  const int64_t qs[3] = {c.Sq * c.Hq * c.D, c.Hq * c.D, c.D};
+  const int64_t ks[3] = {c.Sk * c.Hk * c.D, c.Hk * c.D, c.D};
+  for (int t = 0; t < 3; ++t) {
+    p.q_strides[t] = p.o_strides[t] = qs[t];
+    p.k_strides[t] = p.v_strides[t] = ks[t];
+  }
+  p.scale = float(1.0 / std::sqrt(double(c.D)));
+  p.causal = c.causal;
+  return p;
+}
+
 }  // namespace
 
 TF_TEST(attention_matches_double_loop) {
@@ -71,26 +97,7 @@ TF_TEST(attention_matches_double_loop) {
     for (Isa isa : isas) {
       set_isa(isa);
       std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
-      AttentionParams p;
-      p.q = q.data();
-      p.k = k.data();
-      p.v = v.data();
-      p.out = out.data();
-      p.batch = c.B;
-      p.heads_q = c.Hq;
-      p.heads_k = c.Hk;
-      p.seqlen_q = c.Sq;
-      p.seqlen_k = c.Sk;
-      p.head_dim = c.D;
-      const int64_t qs[3] = {c.Sq * c.Hq * c.D, c.Hq * c.D, c.D};
-      const int64_t ks[3] = {c.Sk * c.Hk * c.D, c.Hk * c.D, c.D};
-      for (int t = 0; t < 3; ++t) {
-        p.q_strides[t] = p.o_strides[t] = qs[t];
-        p.k_strides[t] = p.v_strides[t] = ks[t];
-      }
-      p.scale = float(1.0 / std::sqrt(double(c.D)));
-      p.causal = c.causal;
-      REQUIRE(attention(p).ok());
+      REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(), out.data())).ok());
       std::vector<double> got(out.begin(), out.end());
       const double err = tf_test::rel_norm_error(got, want, want);
       CHECK(err < 1e-5, "%s B%lld Sq%lld Sk%lld Hq%lld Hk%lld D%lld: relative error %.3g",
@@ -124,27 +131,7 @@ TF_TEST(attention_16bit_matches_double_loop) {
       for (Isa isa : isas) {
         set_isa(isa);
         std::vector<uint16_t> out(q16.size(), 0x7e00);  // NaN in both formats' upper bits
-        AttentionParams p;
-        p.q = q16.data();
-        p.k = k16.data();
-        p.v = v16.data();
-        p.out = out.data();
-        p.dtype = dt;
-        p.batch = c.B;
-        p.heads_q = c.Hq;
-        p.heads_k = c.Hk;
-        p.seqlen_q = c.Sq;
-        p.seqlen_k = c.Sk;
-        p.head_dim = c.D;
-        const int64_t qs[3] = {c.Sq * c.Hq * c.D, c.Hq * c.D, c.D};
-        const int64_t ks[3] = {c.Sk * c.Hk * c.D, c.Hk * c.D, c.D};
-        for (int t = 0; t < 3; ++t) {
-          p.q_strides[t] = p.o_strides[t] = qs[t];
-          p.k_strides[t] = p.v_strides[t] = ks[t];
-        }
-        p.scale = float(1.0 / std::sqrt(double(c.D)));
-        p.causal = c.causal;
-        REQUIRE(attention(p).ok());
+        REQUIRE(attention(params(c, dt, q16.data(), k16.data(), v16.data(), out.data())).ok());
         std::vector<double> got(out.size());
         for (size_t i = 0; i < out.size(); ++i) got[i] = widen(out[i]);
         const double err = tf_test::rel_norm_error(got, want, want);
