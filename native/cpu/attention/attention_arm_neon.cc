@@ -134,11 +134,9 @@ void qk_dot_t(const float* q, int64_t ldq, int64_t R, const void* k, int64_t ldk
 
 void qk_dot(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int64_t ldk,
             int64_t n, int64_t D, float* s, int64_t lds, const Prefetch&) {
-  switch (dt) {
-    case DType::float16: qk_dot_t<DType::float16>(q, ldq, R, k, ldk, n, D, s, lds); break;
-    case DType::bfloat16: qk_dot_t<DType::bfloat16>(q, ldq, R, k, ldk, n, D, s, lds); break;
-    default: qk_dot_t<DType::float32>(q, ldq, R, k, ldk, n, D, s, lds); break;
-  }
+  with_dtype(dt, [&](auto t) {
+    qk_dot_t<decltype(t)::value>(q, ldq, R, k, ldk, n, D, s, lds);
+  });
 }
 
 // R rows x C vectors (4C columns) of o in registers over all n keys; each widened V vector
@@ -186,11 +184,9 @@ void pv_accum_t(const float* p, int64_t ldp, int64_t R, const void* v, int64_t l
 
 void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
               int64_t n, int64_t D, float* o, int64_t ldo) {
-  switch (dt) {
-    case DType::float16: pv_accum_t<DType::float16>(p, ldp, R, v, ldv, n, D, o, ldo); break;
-    case DType::bfloat16: pv_accum_t<DType::bfloat16>(p, ldp, R, v, ldv, n, D, o, ldo); break;
-    default: pv_accum_t<DType::float32>(p, ldp, R, v, ldv, n, D, o, ldo); break;
-  }
+  with_dtype(dt, [&](auto t) {
+    pv_accum_t<decltype(t)::value>(p, ldp, R, v, ldv, n, D, o, ldo);
+  });
 }
 
 const Kernels kNeon = {Isa::neon, softmax_tile, qk_dot, pv_accum};

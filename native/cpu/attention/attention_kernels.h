@@ -6,6 +6,7 @@
 // K and V rows in their stored dtype and widen them in registers.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "tensorfuse/cpu_features.h"
 #include "tensorfuse/dtype.h"
@@ -38,6 +39,17 @@ struct Kernels {
   void (*pv_accum)(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
                    int64_t n, int64_t D, float* o, int64_t ldo);
 };
+
+// Calls f(std::integral_constant<DType, T>{}) with T = dt (float16, bfloat16, else float32): the
+// ISA files' kernels take the stored element type as a template parameter.
+template <class F>
+inline void with_dtype(DType dt, F&& f) {
+  switch (dt) {
+    case DType::float16: f(std::integral_constant<DType, DType::float16>{}); break;
+    case DType::bfloat16: f(std::integral_constant<DType, DType::bfloat16>{}); break;
+    default: f(std::integral_constant<DType, DType::float32>{}); break;
+  }
+}
 
 const Kernels& kernels_generic();
 const Kernels* kernels_avx2();  // nullptr when not compiled in
