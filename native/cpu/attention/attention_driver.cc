@@ -5,10 +5,13 @@
 // The unit of work is a block of "group rows" of one (batch b, kv head hk): the G = Hq / Hk query
 // heads that share hk, with their queries interleaved (row r = i * G + g, query i of head
 // hk * G + g), so one K/V tile is packed once for every head of the group (GQA packing, as in
-// FlashAttention-3's pack_gqa) and a block spans few queries, which keeps causal ranges tight.
+// FlashAttention-3's pack_gqa); the 6-row micro-panels a tile cannot reach are skipped, which
+// keeps causal and windowed work tight inside a block.
 //   rows >= kMinTiledRows: Q block packed into GEMM panels, S = Q K^T and O += P V through the
 //                          6x16 micro-kernel, K/V tiles packed per tile (widened from f16/bf16);
-//   fewer rows (decode):   qk_dot / pv_accum stream K and V rows straight from the cache.
+//   fewer rows (decode):   one item holds several kv heads of a bshd cache (keys outer, heads
+//                          inner, so the cache is read front to back); qk_dot / pv_accum stream
+//                          K and V rows straight from it.
 // When blocks are fewer than the threads, the keys are also split into chunks whose partial
 // (max, sum, unnormalised output) are merged afterwards by log-sum-exp (flash-decoding).
 #include <algorithm>
