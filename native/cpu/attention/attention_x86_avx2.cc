@@ -19,6 +19,17 @@ namespace attention_cpu {
 namespace {
 
 using x86::exp8_nonpos;
+
+// Compiler barriers for GCC/Clang (MSVC has no inline asm on x64; there they are no-ops):
+// TF_SIDE_EFFECT gives a function an observable effect; TF_IN_REGISTER(v) makes v opaque, so the
+// compiler keeps it in a register instead of re-loading it from memory at every use.
+#if defined(__GNUC__) || defined(__clang__)
+#define TF_SIDE_EFFECT() __asm__ volatile("")
+#define TF_IN_REGISTER(v) __asm__("" : "+x"(v))
+#else
+#define TF_SIDE_EFFECT() ((void)0)
+#define TF_IN_REGISTER(v) ((void)0)
+#endif
 using x86::hsum;
 using x86::load1;
 using x86::load8;
@@ -76,11 +87,11 @@ inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
 }
 
 // Requests rows [j, j + c) of the hint's K and V (each clipped to its row count), every line.
-// The empty volatile asm gives the function a side effect: without it GCC's pure/const analysis
+// TF_SIDE_EFFECT gives the function a side effect: without it GCC's pure/const analysis
 // sees a function of prefetches only, calls it side-effect free, and deletes every call.
 inline void prefetch_hint(const Prefetch& pf, int64_t ldk, int64_t row_bytes, size_t esz,
                           int64_t j, int64_t c) {
-  __asm__ volatile("");
+  TF_SIDE_EFFECT();
   for (int64_t i = j; i < j + c; ++i) {
     if (i < pf.k_rows)
       for (int64_t b = 0; b < row_bytes; b += 64)
@@ -126,7 +137,7 @@ void qk_rows(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t n,
         __m256 x = _mm256_loadu_ps(q + r * ldq + d);
         // Pins x in a register: GCC otherwise folds the load into each FMA, loading every q
         // vector NK times (loads, not FMAs, then bound the loop).
-        __asm__("" : "+x"(x));
+        TF_IN_REGISTER(x);
 #pragma GCC unroll 8
         for (int t = 0; t < NK; ++t) acc[r][t] = _mm256_fmadd_ps(x, kv[t], acc[r][t]);
       }
