@@ -183,7 +183,7 @@ void pv_accum_t(const float* p, int64_t ldp, int64_t R, const void* v, int64_t l
 }
 
 void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
-              int64_t n, int64_t D, float* o, int64_t ldo) {
+              int64_t n, int64_t D, float* o, int64_t ldo, const Prefetch&) {
   with_dtype(dt, [&](auto t) {
     pv_accum_t<decltype(t)::value>(p, ldp, R, v, ldv, n, D, o, ldo);
   });

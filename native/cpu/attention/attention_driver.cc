@@ -371,7 +371,7 @@ void Runner::run_stream_item(const Item& it) {
         if (ah[r] != 1.0f)
           for (int64_t d = 0; d < D_; ++d) oh[r * ldo + d] *= ah[r];
       ak_.pv_accum(sc, lds, R, kv_row(p_.v, p_.v_strides, s, it.b, j0, head.hk), p_.dtype, vs,
-                   n, D_, oh, ldo);
+                   n, D_, oh, ldo, pf);
     }
   }
   for (int64_t hl = 0; hl < nh; ++hl) {

@@ -42,7 +42,7 @@ void qk_dot(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int
 }
 
 void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
-              int64_t n, int64_t D, float* o, int64_t ldo) {
+              int64_t n, int64_t D, float* o, int64_t ldo, const Prefetch&) {
   for (int64_t r = 0; r < R; ++r)
     for (int64_t j = 0; j < n; ++j) {
       const float pj = p[r * ldp + j];

@@ -14,6 +14,10 @@
 namespace tf {
 namespace attention_cpu {
 
+// The rows of the next (step, head) a streaming kernel requests while it computes this one: qk_dot
+// asks for K, pv_accum for V, each spread over its own loop, so the cache is read at an even rate
+// through the whole step (a burst stalls the core once the miss buffers are full, and memory then
+// idles through the phase that requests nothing).
 struct Prefetch {
   const void* k = nullptr;  // k_rows rows at the stride ldk of qk_dot
   const void* v = nullptr;  // v_rows rows at the stride ldv
@@ -31,13 +35,14 @@ struct Kernels {
                        float* alpha);
   // s[r * lds + j] = dot(q[r * ldq, 0:D], K[j, 0:D]) for r < R, j < n; K row j at k + j * ldk
   // in dtype dt. q float32. Prefetch hint (may be ignored): while key j is read, row j of pf.k
-  // (stride ldk, j < k_rows) and of pf.v (stride pf.ldv, j < v_rows) are requested, so the next step's K
-  // and this step's V arrive while this step computes (decode is otherwise latency-bound).
+  // (stride ldk, j < k_rows) is requested.
   void (*qk_dot)(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int64_t ldk,
                  int64_t n, int64_t D, float* s, int64_t lds, const Prefetch& pf);
   // o[r * ldo + d] += sum_j p[r * ldp + j] * V[j, d] for r < R, d < D; V row j at v + j * ldv.
+  // Prefetch hint (may be ignored): while columns [d, d + w) of V row j are read, the same
+  // columns of row j of pf.v (stride pf.ldv, j < v_rows) are requested.
   void (*pv_accum)(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
-                   int64_t n, int64_t D, float* o, int64_t ldo);
+                   int64_t n, int64_t D, float* o, int64_t ldo, const Prefetch& pf);
 };
 
 // Calls f(std::integral_constant<DType, T>{}) with T = dt (float16, bfloat16, else float32): the

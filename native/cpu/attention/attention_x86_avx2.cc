@@ -86,20 +86,25 @@ inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
   return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-// Requests rows [j, j + c) of the hint's K and V (each clipped to its row count), every line.
+// Requests rows [j, j + c) of the hint's K (clipped to its row count), every line.
 // TF_SIDE_EFFECT gives the function a side effect: without it GCC's pure/const analysis
 // sees a function of prefetches only, calls it side-effect free, and deletes every call.
-inline void prefetch_hint(const Prefetch& pf, int64_t ldk, int64_t row_bytes, size_t esz,
-                          int64_t j, int64_t c) {
+inline void prefetch_k_rows(const Prefetch& pf, int64_t ldk, int64_t row_bytes, size_t esz,
+                            int64_t j, int64_t c) {
   TF_SIDE_EFFECT();
-  for (int64_t i = j; i < j + c; ++i) {
-    if (i < pf.k_rows)
-      for (int64_t b = 0; b < row_bytes; b += 64)
-        _mm_prefetch(static_cast<const char*>(pf.k) + i * ldk * esz + b, _MM_HINT_T0);
-    if (i < pf.v_rows)
-      for (int64_t b = 0; b < row_bytes; b += 64)
-        _mm_prefetch(static_cast<const char*>(pf.v) + i * pf.ldv * esz + b, _MM_HINT_T0);
-  }
+  for (int64_t i = j; i < std::min(j + c, pf.k_rows); ++i)
+    for (int64_t b = 0; b < row_bytes; b += 64)
+      _mm_prefetch(static_cast<const char*>(pf.k) + i * ldk * esz + b, _MM_HINT_T0);
+}
+
+// Requests the lines of row j of the hint's V that start inside bytes [b0, b1) of the row: a
+// pass over columns [d, d + w) asks for [d * esz, (d + w) * esz), so the passes together ask for
+// every line once.
+inline void prefetch_v_cols(const Prefetch& pf, int64_t j, int64_t b0, int64_t b1, size_t esz) {
+  TF_SIDE_EFFECT();
+  if (j >= pf.v_rows) return;
+  const char* row = static_cast<const char*>(pf.v) + j * pf.ldv * int64_t(esz);
+  for (int64_t b = (b0 + 63) & ~int64_t(63); b < b1; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
 }
 
 // The stored element type as a compile-time parameter, so the widening is not re-decided in the
@@ -124,7 +129,7 @@ void qk_rows(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t n,
   const int64_t row_bytes = D * int64_t(esz);
   int64_t j = 0;
   for (; j + NK <= n; j += NK) {
-    prefetch_hint(pf, ldk, row_bytes, esz, j, NK);
+    prefetch_k_rows(pf, ldk, row_bytes, esz, j, NK);
     __m256 acc[R][NK];
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < NK; ++t) acc[r][t] = _mm256_setzero_ps();
@@ -164,7 +169,7 @@ void qk_rows(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t n,
         s[r * lds + j + t] = sum;
       }
   }
-  prefetch_hint(pf, ldk, row_bytes, esz, j, std::max(pf.k_rows, pf.v_rows) - j);
+  prefetch_k_rows(pf, ldk, row_bytes, esz, j, pf.k_rows - j);
   for (; j < n; ++j) {
     __m256 acc[R];
     for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
@@ -212,11 +217,13 @@ void qk_dot(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int
 // registers (R = 1 folds the V loads into the FMAs).
 template <DType T, int R, int C>
 void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n, int64_t d,
-             float* o, int64_t ldo) {
+             float* o, int64_t ldo, const Prefetch& pf) {
+  const int64_t esz = int64_t(dtype_size(T));
   __m256 acc[R][C];
   for (int r = 0; r < R; ++r)
     for (int c = 0; c < C; ++c) acc[r][c] = _mm256_loadu_ps(o + r * ldo + d + 8 * c);
   for (int64_t j = 0; j < n; ++j) {
+    prefetch_v_cols(pf, j, d * esz, (d + 8 * C) * esz, esz);
     __m256 vv[C];
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c) vv[c] = ld8<T>(v, j * ldv + d + 8 * c);
@@ -235,8 +242,9 @@ void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n,
 // in registers but also stored it to the stack on every key (store-bound), these it does not.
 template <DType T, int R>
 void pv_cols16(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n, int64_t d,
-               float* o, int64_t ldo) {
+               float* o, int64_t ldo, const Prefetch& pf) {
   static_assert(R >= 2 && R <= 4, "rows");
+  const int64_t esz = int64_t(dtype_size(T));
   const __m256 z = _mm256_setzero_ps();
   __m256 a00 = _mm256_loadu_ps(o + d), a01 = _mm256_loadu_ps(o + d + 8);
   __m256 a10 = _mm256_loadu_ps(o + ldo + d), a11 = _mm256_loadu_ps(o + ldo + d + 8);
@@ -245,6 +253,7 @@ void pv_cols16(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t 
   __m256 a30 = R > 3 ? _mm256_loadu_ps(o + 3 * ldo + d) : z;
   __m256 a31 = R > 3 ? _mm256_loadu_ps(o + 3 * ldo + d + 8) : z;
   for (int64_t j = 0; j < n; ++j) {
+    prefetch_v_cols(pf, j, d * esz, (d + 16) * esz, esz);
     const __m256 v0 = ld8<T>(v, j * ldv + d), v1 = ld8<T>(v, j * ldv + d + 8);
     __m256 pj = _mm256_broadcast_ss(p + j);
     a00 = _mm256_fmadd_ps(pj, v0, a00);
@@ -280,13 +289,14 @@ void pv_cols16(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t 
 // R rows: 64 (R = 1) or 16 (R >= 2) columns per pass over the keys, then 8, then single ones.
 template <DType T, int R>
 void pv_rows(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n, int64_t D,
-             float* o, int64_t ldo) {
+             float* o, int64_t ldo, const Prefetch& pf) {
   int64_t d = 0;
   if (R == 1)
-    for (; d + 64 <= D; d += 64) pv_cols<T, 1, 8>(p, ldp, v, ldv, n, d, o, ldo);
+    for (; d + 64 <= D; d += 64) pv_cols<T, 1, 8>(p, ldp, v, ldv, n, d, o, ldo, pf);
   else
-    for (; d + 16 <= D; d += 16) pv_cols16<T, (R < 2 ? 2 : R)>(p, ldp, v, ldv, n, d, o, ldo);
-  for (; d + 8 <= D; d += 8) pv_cols<T, R, 1>(p, ldp, v, ldv, n, d, o, ldo);
+    for (; d + 16 <= D; d += 16) pv_cols16<T, (R < 2 ? 2 : R)>(p, ldp, v, ldv, n, d, o, ldo, pf);
+  for (; d + 8 <= D; d += 8) pv_cols<T, R, 1>(p, ldp, v, ldv, n, d, o, ldo, pf);
+  // the last D % 8 columns (read one at a time) request nothing: a line starting there is missed
   for (; d < D; ++d)
     for (int r = 0; r < R; ++r) {
       float acc = o[r * ldo + d];
@@ -297,23 +307,26 @@ void pv_rows(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n,
 
 template <DType T>
 void pv_accum_t(const float* p, int64_t ldp, int64_t R, const void* v, int64_t ldv, int64_t n,
-                int64_t D, float* o, int64_t ldo) {
+                int64_t D, float* o, int64_t ldo, const Prefetch& pf) {
+  // Rows in passes of at most 4; only the first pass issues the prefetch hint.
+  const Prefetch none;
   for (int64_t r = 0; r < R;) {
+    const Prefetch& h = r == 0 ? pf : none;
     const float* pr = p + r * ldp;
     float* orow = o + r * ldo;
     switch (R - r) {
-      case 1: pv_rows<T, 1>(pr, ldp, v, ldv, n, D, orow, ldo); r += 1; break;
-      case 2: pv_rows<T, 2>(pr, ldp, v, ldv, n, D, orow, ldo); r += 2; break;
-      case 3: pv_rows<T, 3>(pr, ldp, v, ldv, n, D, orow, ldo); r += 3; break;
-      default: pv_rows<T, 4>(pr, ldp, v, ldv, n, D, orow, ldo); r += 4; break;
+      case 1: pv_rows<T, 1>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 1; break;
+      case 2: pv_rows<T, 2>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 2; break;
+      case 3: pv_rows<T, 3>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 3; break;
+      default: pv_rows<T, 4>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 4; break;
     }
   }
 }
 
 void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
-              int64_t n, int64_t D, float* o, int64_t ldo) {
+              int64_t n, int64_t D, float* o, int64_t ldo, const Prefetch& pf) {
   with_dtype(dt, [&](auto t) {
-    pv_accum_t<decltype(t)::value>(p, ldp, R, v, ldv, n, D, o, ldo);
+    pv_accum_t<decltype(t)::value>(p, ldp, R, v, ldv, n, D, o, ldo, pf);
   });
 }
 
