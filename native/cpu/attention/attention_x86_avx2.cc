@@ -150,14 +150,12 @@ void qk_rows(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t n,
     // Horizontal sums four accumulators at a time (one hadd tree each): one hsum per
     // accumulator cost about a third of the FMAs at NK = 2.
     alignas(16) float sums[R * NK + 4];
-    if constexpr (NK % 4 == 0) {
-      for (int r = 0; r < R; ++r)
-        for (int t = 0; t < NK; t += 4)
-          _mm_store_ps(sums + r * NK + t,
-                       hsum4(acc[r][t], acc[r][t + 1], acc[r][t + 2], acc[r][t + 3]));
-    } else if constexpr (NK == 2 && R % 2 == 0) {
-      for (int r = 0; r < R; r += 2)
-        _mm_store_ps(sums + r * NK, hsum4(acc[r][0], acc[r][1], acc[r + 1][0], acc[r + 1][1]));
+    if constexpr (R * NK % 4 == 0) {
+#pragma GCC unroll 16
+      for (int i = 0; i < R * NK; i += 4)
+        _mm_store_ps(sums + i, hsum4(acc[i / NK][i % NK], acc[(i + 1) / NK][(i + 1) % NK],
+                                     acc[(i + 2) / NK][(i + 2) % NK],
+                                     acc[(i + 3) / NK][(i + 3) % NK]));
     } else {
       for (int r = 0; r < R; ++r)
         for (int t = 0; t < NK; ++t) sums[r * NK + t] = hsum(acc[r][t]);
@@ -200,7 +198,7 @@ void qk_dot_t(const float* q, int64_t ldq, int64_t R, const void* k, int64_t ldk
       case 1: qk_rows<T, 1, 8>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 1; break;
       case 2: qk_rows<T, 2, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 2; break;
       case 3: qk_rows<T, 3, 3>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 3; break;
-      default: qk_rows<T, 4, 2>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 4; break;
+      default: qk_rows<T, 4, 3>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 4; break;
     }
   }
 }
