@@ -13,6 +13,11 @@
 #include "tensorfuse/cpu_features.h"
 #include "tensorfuse/fp16.h"
 #include "tensorfuse/quant.h"
+#include "tensorfuse/threadpool.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
 
 using namespace tf;
 
@@ -167,6 +172,76 @@ TF_TEST(quant_linear_float_matches_reference) {
       std::vector<double> got(y.begin(), y.end());
       CHECK(rel(got, want) < 1e-5, "%s int%d M=%lld K=%lld: %g", isa_name(isa), c.bits,
             (long long)c.M, (long long)c.K, rel(got, want));
+    }
+  }
+}
+
+// The AVX2 int4 GEMV reads masked nibbles as subnormal floats against x pre-scaled by a power of
+// two that follows max |x| (quant_x86_avx2.cc, prep_x4). Rows whose x spans 2^-40 .. 2^40, rows
+// near the ends of the scaled range and past them (the scalar path), and a thread with
+// subnormals read as zero (MXCSR.DAZ: the scalar path) all stay within float32 accumulation.
+TF_TEST(quant_int4_gemv_extreme_x) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  const int64_t N = 13, K = 256;
+  for (int64_t gs : {int64_t(32), int64_t(128)}) {
+    QW q = random_weight(rng, 4, N, K, gs, gs == 32, false);
+    const std::vector<double> w = dequant_ref(q.w);
+    for (int mode = 0; mode < 6; ++mode) {
+      std::vector<float> x(static_cast<size_t>(K));
+      for (int64_t k = 0; k < K; ++k) {
+        const float r = rng.uniform(-1, 1);
+        switch (mode) {
+          case 0: x[size_t(k)] = std::ldexp(r, int(rng.below(81)) - 40); break;  // wide range
+          case 1: x[size_t(k)] = r * 1e29f; break;   // max |x| just below 2^100
+          case 2: x[size_t(k)] = r * 1e-29f; break;  // near the low end
+          case 3: x[size_t(k)] = r * 1e36f; break;   // past it: scalar path
+          case 4: x[size_t(k)] = r * 1e-36f; break;
+          default: x[size_t(k)] = r; break;           // under DAZ
+        }
+      }
+      double wn = 0, dn = 0;
+      std::vector<double> want(static_cast<size_t>(N));
+      for (int64_t n = 0; n < N; ++n) {
+        double s = 0, a = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          s += double(x[size_t(k)]) * w[size_t(n * K + k)];
+          a += std::fabs(double(x[size_t(k)]) * w[size_t(n * K + k)]);
+        }
+        want[size_t(n)] = s;
+        wn += s * s;
+        dn += a * a;
+      }
+      for (Isa isa : isa_levels()) {
+        set_isa(isa);
+        std::vector<float> y(size_t(N), NAN);
+        QuantLinearParams p;
+        p.w = q.w;
+        p.M = 1;
+        p.x = x.data();
+        p.x_dtype = DType::float32;
+        p.y = y.data();
+#if defined(__x86_64__) || defined(_M_X64)
+        const unsigned csr = _mm_getcsr();
+        const int threads = tf::threads();
+        if (mode == 5) {  // one thread, so the GEMV runs here, under DAZ
+          tf::set_threads(1);
+          _mm_setcsr(csr | 0x40);
+        }
+        const bool ok = quant_linear(p).ok();
+        _mm_setcsr(csr);
+        tf::set_threads(threads);
+        REQUIRE(ok);
+#else
+        REQUIRE(quant_linear(p).ok());
+#endif
+        double en = 0;
+        for (int64_t n = 0; n < N; ++n) en += (y[size_t(n)] - want[size_t(n)]) * (y[size_t(n)] - want[size_t(n)]);
+        // float32 sums of K terms: error against the sum of |terms| (cancellation-proof)
+        const double err = std::sqrt(en / dn);
+        CHECK(err < 1e-6, "%s gs=%lld mode %d: %g (|y| %g)", isa_name(isa), (long long)gs, mode, err,
+              std::sqrt(wn));
+      }
     }
   }
 }

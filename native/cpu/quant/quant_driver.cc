@@ -94,7 +94,7 @@ void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, cons
         xsum[size_t(g)] = s;
       }
       if (kern.prep_x4) {
-        xd.resize(size_t(K));
+        xd.resize(size_t(K + quant_cpu::kPrepX4Tail));
         if (kern.prep_x4(w, x, xd.data())) xdp = xd.data();
       }
     }

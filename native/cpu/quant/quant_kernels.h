@@ -11,17 +11,22 @@
 namespace tf {
 namespace quant_cpu {
 
+// Floats prep_x4 may write after the K of x (the ISA's own constants for its GEMV).
+constexpr int64_t kPrepX4Tail = 8;
+
 struct Kernels {
   Isa isa;
   // Float activations, one row x (float32 [K], stored K order):
   //   int8: y[n] = sum_g s[n, g] * dot(q[n, g], x[g])
   //   int4: y[n] = sum_g s[n, g] * (dot(u[n, g], x[g]) - z[n, g] * xsum[g])
-  // xd: x in the ISA's own int4 order, from prep_x4 (null when prep_x4 is null or declined);
+  // xd: x in the ISA's own int4 order, from prep_x4 (K + kPrepX4Tail floats; null when prep_x4
+  // is null or declined);
   // xsum: float32 [groups], the sums of x per group (int4).
   void (*gemv_f32)(const QuantWeight& w, const float* x, const float* xd, const float* xsum,
                    int64_t n0, int64_t n1, float* y);
-  // Optional: writes x (float32 [K]) into xd (K floats) in the order the int4 GEMV wants, and
-  // returns false when this weight's shape does not suit that kernel. nullptr: no reordering.
+  // Optional: writes x (float32 [K]) into xd (K + kPrepX4Tail floats) in the order and scaling
+  // the int4 GEMV wants, and returns false when this weight's shape (or x: inf, NaN, an extreme
+  // range) does not suit that kernel. nullptr: no reordering.
   bool (*prep_x4)(const QuantWeight& w, const float* x, float* xd);
   // W8A8, rows [0, M) of xq (int8 [M, K], values in [-127, 127]):
   //   c[m * ldc + n] = sum_g s[n, g] * float(isum_g), isum_g = sum over group g of xq * q (int32,

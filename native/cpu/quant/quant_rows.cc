@@ -30,7 +30,7 @@ QuantWeight view(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64
 
 int64_t rows_prep_floats(const QuantWeight& w, int64_t kc) {
   const int64_t groups = w.group_size > 0 ? kc / w.group_size : 1;
-  return w.bits == 4 ? kc + groups : 0;
+  return w.bits == 4 ? kc + kPrepX4Tail + groups : 0;
 }
 
 RowPrep rows_prepare(const Kernels& kern, const QuantWeight& w, int64_t k0, int64_t k1,
@@ -40,7 +40,7 @@ RowPrep rows_prepare(const Kernels& kern, const QuantWeight& w, int64_t k0, int6
   if (w.bits != 4) return r;
   const QuantWeight v = view(w, 0, 1, k0, k1);
   const int64_t kc = k1 - k0, G = v.groups(), gs = v.group();
-  float* xsum = buf + kc;
+  float* xsum = buf + kc + kPrepX4Tail;
   for (int64_t g = 0; g < G; ++g) {
     float s = 0.0f;
     for (int64_t k = g * gs; k < (g + 1) * gs; ++k) s += x[k];

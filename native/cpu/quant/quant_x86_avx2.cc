@@ -2,9 +2,9 @@
 // run time when cpuid reports them. Layouts: tensorfuse/quant.h; contracts: quant_kernels.h.
 //
 // int8 x float: 8 weights -> vpmovsxbd -> vcvtdq2ps -> FMA with x, per-group vector sums.
-// int4 x float: nibbles masked in place inside dword lanes, converted, and met by x reordered
-//   and pre-scaled to match (prep_x4, below); no shuffle of the weights. The zero point is
-//   folded out: s * (dot(u, x) - z * sum(x)).
+// int4 x float: nibbles masked in place inside dword lanes and used as the subnormal floats
+//   they then are, met by x reordered and pre-scaled to match (prep_x4, below); no shuffle and
+//   no conversion of the weights. The zero point is folded out: s * (dot(u, x) - z * sum(x)).
 // W8A8: vpmaddubsw takes unsigned x signed bytes, so the sign moves onto the activations:
 //   |w| (unsigned, 0..128) x sign(x, w) (signed, x in [-127, 127]) = w * x exactly, and a pair
 //   sum is at most 2 * 128 * 127 = 32512 < 32767: vpmaddubsw never saturates. vpmaddwd with ones
@@ -67,20 +67,36 @@ float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
   return hsum(tot) + tail;
 }
 
-// int4 GEMV order (prep_x4): 64 weights = 32 bytes = 8 dwords; nibble j of dword i is element
-// 8i + j. Masking nibble j in place (no shift) leaves u * 16^j in the dword, which vcvtdq2ps
-// turns into float exactly (j <= 6; nibble 7 is shifted down, as bit 31 is the sign), so x is
-// stored pre-scaled by 16^-j, an exact power of two: xd[64b + 8j + i] = x[64b + 8i + j] 16^-j.
-// Per 8 weights: vpand + vcvtdq2ps + vfmadd, and one load of xd shared by the rows in flight.
-// Groups: multiples of 64 (one scale per 64-block) or 32 (two, one per 128-bit half).
+// int4 GEMV (prep_x4, rows_i4_f32): the nibbles are never converted to float. 64 weights = 32
+// bytes = 8 dwords; nibble j of dword i is element 8i + j. A dword masked to nibble j (j <= 5)
+// and read as a float32 is the number u 16^j 2^-149: every bit pattern below 2^24 is a subnormal
+// or in the first normal binade, where a pattern's value is the pattern times 2^-149 (IEEE 754
+// binary32). Nibbles 6 and 7 reach the exponent field, so they are masked from the dword shifted
+// right by 8 (u 16^(j-2) 2^-149). x is stored reordered and pre-scaled to meet them,
+//   xd[64b + 8j + i] = x[64b + 8i + j] 2^(149 - 4j' - S),   j' = j (j <= 5) or j - 2,
+// an exact power of two, so every product is u x 2^-S exactly, and the GEMV multiplies its sums
+// by 2^S (stored at xd[K]). S = e + 24 for max |x| < 2^e keeps every xd below 2^126 and products
+// of any x above 2^(e-100) normal. Per 8 weights: one vpand and one FMA (a vcvtdq2ps ran on one
+// pipe only, 4 weights per cycle at most). Subnormal inputs must be honoured: the GEMV takes the
+// scalar path when MXCSR.DAZ is set. Groups: multiples of 64 or 32 (two per 64-block, one per
+// 128-bit half).
 bool prep_x4(const QuantWeight& w, const float* x, float* xd) {
   const int64_t gs = w.group();
   if (w.K % 64 != 0 || (gs % 64 != 0 && gs != 32)) return false;
+  float big = 0.0f;
+  for (int64_t k = 0; k < w.K; ++k) big = std::max(big, std::fabs(x[k]));
+  if (!std::isfinite(big)) return false;  // inf / NaN: the scalar path gives the IEEE result
+  int e = 0;
+  if (big > 0.0f) std::frexp(big, &e);  // big < 2^e
+  if (e < -100 || e > 100) return false;
+  const int S = e + 24;
+  // the factors themselves can pass float's range (2^221 for tiny x): scaled in double, exact
+  double sc[8];
+  for (int j = 0; j < 8; ++j) sc[j] = std::ldexp(1.0, 149 - 4 * (j <= 5 ? j : j - 2) - S);
   for (int64_t b = 0; b < w.K; b += 64)
-    for (int j = 0; j < 8; ++j) {
-      const float sc = j < 7 ? 1.0f / float(1 << (4 * j)) : 1.0f;
-      for (int i = 0; i < 8; ++i) xd[b + 8 * j + i] = x[b + 8 * i + j] * sc;
-    }
+    for (int j = 0; j < 8; ++j)
+      for (int i = 0; i < 8; ++i) xd[b + 8 * j + i] = float(double(x[b + 8 * i + j]) * sc[j]);
+  xd[w.K] = std::ldexp(1.0f, S);
   return true;
 }
 
@@ -102,49 +118,50 @@ float zero_correction(const QuantWeight& w, int64_t n, const float* xsum) {
   return t;
 }
 
-template <int R>
-void rows_i4_f32(const QuantWeight& w, int64_t n, const float* xd, const float* xsum, float* y) {
-  const int64_t gs = w.group();
-  const uint8_t* q[R];
-  const float* s[R];
-  __m256 tot[R];
-  for (int r = 0; r < R; ++r) {
-    q[r] = static_cast<const uint8_t*>(w.q) + (n + r) * (w.q_stride() / 2);
-    s[r] = w.scales + (n + r) * w.s_stride();
-    tot[r] = _mm256_setzero_ps();
-  }
+// One row of w; four accumulators (an FMA's latency is 5 cycles on Zen, one issues per cycle),
+// summed and scaled once per group (per 64-block for groups of 32: a scale per 128-bit half).
+// Two rows per pass sharing the x loads measured slower (GCC spilled the masks and accumulators).
+// STEP: 64-blocks per scale (gs / 64; 1 for groups of 32), fixed at compile time for the common
+// group sizes so a group unrolls whole; 0: read at run time.
+template <int STEP>
+float row_i4_f32(const QuantWeight& w, int64_t n, const float* xd, const float* xsum) {
+  const int64_t gs = w.group(), blocks = w.K / 64;
+  const int64_t step = STEP > 0 ? STEP : gs == 32 ? 1 : gs / 64;
+  const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
+  const float* s = w.scales + n * w.s_stride();
+  // The next row is requested while this one is read (one line every other block), so the
+  // stream does not wait on the hardware prefetcher at each row's start.
+  const uint8_t* next = n + 1 < w.N ? q + w.q_stride() / 2 : nullptr;
   const __m256i halves = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-  for (int64_t b = 0; b < w.K / 64; ++b) {
-    const float* xb = xd + b * 64;
-    __m256i v[R];
-    __m256 a[R][2];
-    for (int r = 0; r < R; ++r) {
-      v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[r] + b * 32));
-      a[r][0] = _mm256_setzero_ps();
-      a[r][1] = _mm256_setzero_ps();
-    }
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t b0 = 0; b0 < blocks; b0 += step) {
+    __m256 a[4];
+    for (int t = 0; t < 4; ++t) a[t] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t b = b0; b < b0 + step; ++b) {
+      if ((b & 1) == 0 && next) _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
+      const float* xb = xd + b * 64;
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * 32));
+      const __m256i v8 = _mm256_srli_epi32(v, 8);
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; ++j) {
-      const __m256 xj = _mm256_loadu_ps(xb + 8 * j);
-      for (int r = 0; r < R; ++r) {
-        const __m256i m = j < 7 ? _mm256_and_si256(v[r], _mm256_set1_epi32(int(0xfu << (4 * j))))
-                                : _mm256_srli_epi32(v[r], 28);
-        a[r][j & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(m), xj, a[r][j & 1]);
+      for (int j = 0; j < 8; ++j) {
+        const __m256i m = _mm256_set1_epi32(int(0xfu << (4 * (j <= 5 ? j : j - 2))));
+        const __m256 u = _mm256_castsi256_ps(_mm256_and_si256(j <= 5 ? v : v8, m));
+        a[j & 3] = _mm256_fmadd_ps(u, _mm256_loadu_ps(xb + 8 * j), a[j & 3]);
       }
     }
-    for (int r = 0; r < R; ++r) {
-      __m256 sv;
-      if (gs == 32)
-        sv = _mm256_permutevar8x32_ps(
-            _mm256_castps128_ps256(_mm_castsi128_ps(
-                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s[r] + 2 * b)))),
-            halves);
-      else
-        sv = _mm256_set1_ps(s[r][b * 64 / gs]);
-      tot[r] = _mm256_fmadd_ps(sv, _mm256_add_ps(a[r][0], a[r][1]), tot[r]);
-    }
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+    __m256 sv;
+    if (gs == 32)
+      sv = _mm256_permutevar8x32_ps(
+          _mm256_castps128_ps256(
+              _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + 2 * b0)))),
+          halves);
+    else
+      sv = _mm256_set1_ps(s[b0 / step]);
+    tot = _mm256_fmadd_ps(sv, sum, tot);
   }
-  for (int r = 0; r < R; ++r) y[n + r] = hsum(tot[r]) - zero_correction(w, n + r, xsum);
+  return hsum(tot) * xd[w.K] - zero_correction(w, n, xsum);
 }
 
 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, const float* xsum, int64_t n0,
@@ -153,13 +170,17 @@ void gemv_f32(const QuantWeight& w, const float* x, const float* xd, const float
     for (int64_t n = n0; n < n1; ++n) y[n] = row_i8_f32(w, n, x);
     return;
   }
-  if (!xd) {
+  // No lane-ordered x, or subnormals read as zero on this thread (MXCSR.DAZ, bit 6): the weights
+  // of row_i4_f32 are subnormal numbers, so the scalar path.
+  if (!xd || (_mm_getcsr() & 0x40)) {
     kernels_generic().gemv_f32(w, x, xd, xsum, n0, n1, y);
     return;
   }
-  int64_t n = n0;
-  for (; n + 2 <= n1; n += 2) rows_i4_f32<2>(w, n, xd, xsum, y);
-  for (; n < n1; ++n) rows_i4_f32<1>(w, n, xd, xsum, y);
+  const int64_t gs = w.group();
+  for (int64_t n = n0; n < n1; ++n)
+    y[n] = gs == 32 || gs == 64 ? row_i4_f32<1>(w, n, xd, xsum)
+           : gs == 128          ? row_i4_f32<2>(w, n, xd, xsum)
+                                : row_i4_f32<0>(w, n, xd, xsum);
 }
 
 // MR rows of x against NR rows of w over stored columns [k0, k1): exact int32 dot products.
