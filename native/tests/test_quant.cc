@@ -176,16 +176,19 @@ TF_TEST(quant_linear_float_matches_reference) {
   }
 }
 
-// The AVX2 int4 GEMV reads masked nibbles as subnormal floats against x pre-scaled by a power of
-// two that follows max |x| (quant_x86_avx2.cc, prep_x4). Rows whose x spans 2^-40 .. 2^40, rows
+// The AVX2 int4 / int8 GEMVs read masked codes as subnormal floats against x pre-scaled by a power
+// of two that follows max |x| (quant_x86_avx2.cc, prep_x). Rows whose x spans 2^-40 .. 2^40, rows
 // near the ends of the scaled range and past them (the scalar path), and a thread with
 // subnormals read as zero (MXCSR.DAZ: the scalar path) all stay within float32 accumulation.
-TF_TEST(quant_int4_gemv_extreme_x) {
+TF_TEST(quant_gemv_extreme_x) {
   IsaGuard guard;
   tf_test::Rng rng(tf_test::case_seed());
   const int64_t N = 13, K = 256;
-  for (int64_t gs : {int64_t(32), int64_t(128)}) {
-    QW q = random_weight(rng, 4, N, K, gs, gs == 32, false);
+  const int64_t kinds[4][2] = {{4, 32}, {4, 128}, {8, 32}, {8, 0}};  // bits, group size
+  for (const auto& kind : kinds) {
+    const int bits = int(kind[0]);
+    const int64_t gs = kind[1];
+    QW q = random_weight(rng, bits, N, K, gs, gs != 128, false);
     const std::vector<double> w = dequant_ref(q.w);
     for (int mode = 0; mode < 6; ++mode) {
       std::vector<float> x(static_cast<size_t>(K));
@@ -195,7 +198,7 @@ TF_TEST(quant_int4_gemv_extreme_x) {
           case 0: x[size_t(k)] = std::ldexp(r, int(rng.below(81)) - 40); break;  // wide range
           case 1: x[size_t(k)] = r * 1e29f; break;   // max |x| just below 2^100
           case 2: x[size_t(k)] = r * 1e-29f; break;  // near the low end
-          case 3: x[size_t(k)] = r * 1e36f; break;   // past it: scalar path
+          case 3: x[size_t(k)] = r * 1e33f; break;   // past it (2^110): stored order
           case 4: x[size_t(k)] = r * 1e-36f; break;
           default: x[size_t(k)] = r; break;           // under DAZ
         }
@@ -239,8 +242,8 @@ TF_TEST(quant_int4_gemv_extreme_x) {
         for (int64_t n = 0; n < N; ++n) en += (y[size_t(n)] - want[size_t(n)]) * (y[size_t(n)] - want[size_t(n)]);
         // float32 sums of K terms: error against the sum of |terms| (cancellation-proof)
         const double err = std::sqrt(en / dn);
-        CHECK(err < 1e-6, "%s gs=%lld mode %d: %g (|y| %g)", isa_name(isa), (long long)gs, mode, err,
-              std::sqrt(wn));
+        CHECK(err < 1e-6, "%s int%d gs=%lld mode %d: %g (|y| %g)", isa_name(isa), bits,
+              (long long)gs, mode, err, std::sqrt(wn));
       }
     }
   }

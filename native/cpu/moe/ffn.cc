@@ -15,13 +15,13 @@
 // Quantized experts (int8 / int4, all three weights; each may have its own bits and groups) keep
 // the same tasks, and read the weights through the quant family's per-ISA kernels:
 //   tiles of <= kQGemvMaxM rows (decode): the quantized GEMV (quant_rows.h), each weight row
-//     streamed once for the tile's rows; x is prepared once per token before the tasks (int4:
-//     the lane order of prep_x4 and the group sums). When such rows are few in all (decode, up
+//     streamed once for the tile's rows; x is prepared once per token before the tasks (the
+//     lane order of prep_x and the group sums). When such rows are few in all (decode, up
 //     to kQDecodeRows) they run in two phases after the fused tasks: H [rows, F] with w1 / w3
 //     rows spread over the threads by F chunk, then w2 rows spread by D chunk, each w2 row read
 //     whole with H prepared once. Otherwise they stay in the fused tasks and read w2 in column
 //     runs of their F chunk (chunk boundaries then sit on w2's group boundaries, and on 64
-//     columns for int4, the lane blocks of prep_x4);
+//     columns for int4 and 32 for int8, the lane blocks of prep_x);
 //   larger tiles: the float paths above with each weight panel dequantized first (dequant into
 //     a panel in thread scratch, then dot_t on it, or pack_b from it for the micro-kernel).
 #include <algorithm>
@@ -134,10 +134,10 @@ Status moe_ffn(const MoeFfnParams& p) {
   // F chunks: enough that tiles x chunks reaches kTargetTasks (a constant, so the result does
   // not depend on the thread count), chunks a multiple of 16 columns and at least kMinFChunk.
   // Quantized w2: chunks are column runs of its rows, on its group boundaries (int4: on the
-  // 64-column blocks of the lane order too), so the GEMV can take each run as a weight.
+  // 64 / 32-column blocks of the lane order too), so the GEMV can take each run as a weight.
   int64_t align = 16;
   if (quant && p.q2.group_size > 0) align = std::lcm(align, p.q2.group_size);
-  if (quant && p.q2.bits == 4) align = std::lcm(align, int64_t(64));
+  align = std::lcm(align, int64_t(quant && p.q2.bits == 4 ? 64 : 32));
   int64_t n_chunks = std::min(ceil_div(kTargetTasks, int64_t(tiles.size())), std::max<int64_t>(1, F / kMinFChunk));
   const int64_t fchunk = std::min(F, ceil_div(ceil_div(F, n_chunks), align) * align);
   n_chunks = ceil_div(F, fchunk);

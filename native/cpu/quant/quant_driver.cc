@@ -86,17 +86,15 @@ void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, cons
   for (int64_t m = 0; m < p.M; ++m) {
     const float* x = xf + m * K;
     const float* xdp = nullptr;
-    if (w.bits == 4) {
-      xsum.assign(size_t(G), 0.0f);
-      for (int64_t g = 0; g < G; ++g) {
-        float s = 0.0f;
-        for (int64_t k = g * gs; k < (g + 1) * gs; ++k) s += x[k];
-        xsum[size_t(g)] = s;
-      }
-      if (kern.prep_x4) {
-        xd.resize(size_t(K + quant_cpu::kPrepX4Tail));
-        if (kern.prep_x4(w, x, xd.data())) xdp = xd.data();
-      }
+    xsum.assign(size_t(G), 0.0f);
+    for (int64_t g = 0; g < G; ++g) {
+      float s = 0.0f;
+      for (int64_t k = g * gs; k < (g + 1) * gs; ++k) s += x[k];
+      xsum[size_t(g)] = s;
+    }
+    if (kern.prep_x) {
+      xd.resize(size_t(K + quant_cpu::kPrepXTail));
+      if (kern.prep_x(w, x, xd.data())) xdp = xd.data();
     }
     float* y = yf + m * N;
     parallel_for(

@@ -11,23 +11,23 @@
 namespace tf {
 namespace quant_cpu {
 
-// Floats prep_x4 may write after the K of x (the ISA's own constants for its GEMV).
-constexpr int64_t kPrepX4Tail = 8;
+// Floats prep_x may write after the K of x (the ISA's own constants for its GEMV).
+constexpr int64_t kPrepXTail = 8;
 
 struct Kernels {
   Isa isa;
   // Float activations, one row x (float32 [K], stored K order):
   //   int8: y[n] = sum_g s[n, g] * dot(q[n, g], x[g])
   //   int4: y[n] = sum_g s[n, g] * (dot(u[n, g], x[g]) - z[n, g] * xsum[g])
-  // xd: x in the ISA's own int4 order, from prep_x4 (K + kPrepX4Tail floats; null when prep_x4
-  // is null or declined);
-  // xsum: float32 [groups], the sums of x per group (int4).
+  // xd: x in the ISA's own lane order, from prep_x (K + kPrepXTail floats; null when prep_x is
+  // null or declined);
+  // xsum: float32 [groups], the sums of x per group (int4 and int8).
   void (*gemv_f32)(const QuantWeight& w, const float* x, const float* xd, const float* xsum,
                    int64_t n0, int64_t n1, float* y);
-  // Optional: writes x (float32 [K]) into xd (K + kPrepX4Tail floats) in the order and scaling
-  // the int4 GEMV wants, and returns false when this weight's shape (or x: inf, NaN, an extreme
-  // range) does not suit that kernel. nullptr: no reordering.
-  bool (*prep_x4)(const QuantWeight& w, const float* x, float* xd);
+  // Optional: writes x (float32 [K]) into xd (K + kPrepXTail floats) in the order and scaling
+  // the GEMV wants for w's bits, and returns false when this weight's shape (or x: inf, NaN, an
+  // extreme range) does not suit that kernel. nullptr: no reordering.
+  bool (*prep_x)(const QuantWeight& w, const float* x, float* xd);
   // W8A8, rows [0, M) of xq (int8 [M, K], values in [-127, 127]):
   //   c[m * ldc + n] = sum_g s[n, g] * float(isum_g), isum_g = sum over group g of xq * q (int32,
   //   exact), the groups added in order with std::fma (never left to -ffp-contract): the result
@@ -39,7 +39,7 @@ struct Kernels {
                   float* out, int64_t ldo);
   // Optional (nullptr: not offered): int4 with K % 64 == 0 and groups of 32 or a multiple of 64,
   // k0 and k1 multiples of 64. As dequant, within one rounding, but each 64-block in the lane
-  // order of prep_x4: element 64b + 8i + j goes to position 64b + 8j + i. A dot product with x
+  // int4 order of prep_x: element 64b + 8i + j goes to position 64b + 8j + i. A dot product with x
   // reordered the same way is unchanged, and the nibbles need no shuffle (prefill's dot path).
   void (*dequant_lanes)(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                         float* out, int64_t ldo);

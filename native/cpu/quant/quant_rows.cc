@@ -30,24 +30,23 @@ QuantWeight view(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64
 
 int64_t rows_prep_floats(const QuantWeight& w, int64_t kc) {
   const int64_t groups = w.group_size > 0 ? kc / w.group_size : 1;
-  return w.bits == 4 ? kc + kPrepX4Tail + groups : 0;
+  return kc + kPrepXTail + groups;
 }
 
 RowPrep rows_prepare(const Kernels& kern, const QuantWeight& w, int64_t k0, int64_t k1,
                      const float* x, float* buf) {
   RowPrep r;
   r.x = x;
-  if (w.bits != 4) return r;
   const QuantWeight v = view(w, 0, 1, k0, k1);
   const int64_t kc = k1 - k0, G = v.groups(), gs = v.group();
-  float* xsum = buf + kc + kPrepX4Tail;
+  float* xsum = buf + kc + kPrepXTail;
   for (int64_t g = 0; g < G; ++g) {
     float s = 0.0f;
     for (int64_t k = g * gs; k < (g + 1) * gs; ++k) s += x[k];
     xsum[g] = s;
   }
   r.xsum = xsum;
-  if (kern.prep_x4 && kern.prep_x4(v, x, buf)) r.xd = buf;
+  if (kern.prep_x && kern.prep_x(v, x, buf)) r.xd = buf;
   return r;
 }
 

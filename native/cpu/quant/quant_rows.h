@@ -5,7 +5,7 @@
 //
 // Column runs [k0, k1) must start and end on group boundaries (k1 = K allowed; any run when
 // group_size is 0, the one scale per row applying to every part of it) and, for int4, on even
-// columns. The int4 GEMV then reads x in the ISA's lane order when the run suits it (prep_x4),
+// columns. The GEMV then reads x in the ISA's lane order when the run suits it (prep_x),
 // else in stored order through the scalar path.
 #pragma once
 #include <cstdint>
@@ -16,7 +16,7 @@ namespace tf {
 namespace quant_cpu {
 
 // One row of x over stored columns [k0, k1): x itself, its lane-ordered copy (null when not
-// used) and the sums of x per group of the run (int4).
+// used) and the sums of x per group of the run.
 struct RowPrep {
   const float* x = nullptr;
   const float* xd = nullptr;

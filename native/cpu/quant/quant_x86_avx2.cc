@@ -1,10 +1,11 @@
 // AVX2 + FMA quantized kernels. Compiled with -mavx2 -mfma -mf16c (this file only) and picked at
 // run time when cpuid reports them. Layouts: tensorfuse/quant.h; contracts: quant_kernels.h.
 //
-// int8 x float: 8 weights -> vpmovsxbd -> vcvtdq2ps -> FMA with x, per-group vector sums.
-// int4 x float: nibbles masked in place inside dword lanes and used as the subnormal floats
-//   they then are, met by x reordered and pre-scaled to match (prep_x4, below); no shuffle and
-//   no conversion of the weights. The zero point is folded out: s * (dot(u, x) - z * sum(x)).
+// int4 / int8 x float: codes masked in place inside dword lanes and used as the subnormal floats
+//   they then are, met by x reordered and pre-scaled to match (prep_x, below); no shuffle and no
+//   conversion of the weights. Zero points (int4) and the int8 offset are folded out:
+//   s * (dot(u, x) - z * sum(x)). Stored order (x as given) where the lanes do not apply:
+//   int8 8 weights -> vpmovsxbd -> vcvtdq2ps -> FMA.
 // W8A8: vpmaddubsw takes unsigned x signed bytes, so the sign moves onto the activations:
 //   |w| (unsigned, 0..128) x sign(x, w) (signed, x in [-127, 127]) = w * x exactly, and a pair
 //   sum is at most 2 * 128 * 127 = 32512 < 32767: vpmaddubsw never saturates. vpmaddwd with ones
@@ -67,41 +68,52 @@ float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
   return hsum(tot) + tail;
 }
 
-// int4 GEMV (prep_x4, rows_i4_f32): the nibbles are never converted to float. 64 weights = 32
-// bytes = 8 dwords; nibble j of dword i is element 8i + j. A dword masked to nibble j (j <= 5)
-// and read as a float32 is the number u 16^j 2^-149: every bit pattern below 2^24 is a subnormal
-// or in the first normal binade, where a pattern's value is the pattern times 2^-149 (IEEE 754
-// binary32). Nibbles 6 and 7 reach the exponent field, so they are masked from the dword shifted
-// right by 8 (u 16^(j-2) 2^-149). x is stored reordered and pre-scaled to meet them,
-//   xd[64b + 8j + i] = x[64b + 8i + j] 2^(149 - 4j' - S),   j' = j (j <= 5) or j - 2,
-// an exact power of two, so every product is u x 2^-S exactly, and the GEMV multiplies its sums
-// by 2^S (stored at xd[K]). S = e + 24 for max |x| < 2^e keeps every xd below 2^126 and products
-// of any x above 2^(e-100) normal. Per 8 weights: one vpand and one FMA (a vcvtdq2ps ran on one
-// pipe only, 4 weights per cycle at most). Subnormal inputs must be honoured: the GEMV takes the
-// scalar path when MXCSR.DAZ is set. Groups: multiples of 64 or 32 (two per 64-block, one per
-// 128-bit half).
-bool prep_x4(const QuantWeight& w, const float* x, float* xd) {
+// Float-activation GEMVs (prep_x, row_i4_lanes, row_i8_lanes): the codes are never converted to
+// float. A dword masked to a field below bit 24, read as a float32, is the field's integer value
+// times 2^-149: every bit pattern below 2^24 is a subnormal or in the first normal binade, where a
+// pattern's value is the pattern times 2^-149 (IEEE 754 binary32). So per 8 weights one vpand
+// gives 8 floats u c_j 2^-149 (c_j the field's place value) for one FMA, where vpmovsxbd /
+// vcvtdq2ps cost more uops and the conversion runs on one pipe only (4 weights per cycle at most).
+//   int4: 64 weights = 32 bytes = 8 dwords; nibble j of dword i is element 8i + j, place 16^j'.
+//   int8: 32 weights = 8 dwords; byte j of dword i is element 4i + j, place 256^j'; the signed
+//         byte becomes offset binary u = w + 128 (one vpxor per 32 weights) and the row pays
+//         128 sum(x) per group back, as int4 pays its zero points.
+// Fields that reach bit 24 and above (nibbles 6, 7; byte 3) come from the dword shifted right by
+// 8: j' = j - 2 (int4), 2 (int8). x is stored reordered and pre-scaled to meet them,
+//   xd[L b + 8j + i] = x[L b + P i + j] 2^(149 - log2(c_j) - S),   (L, P) = (64, 8) or (32, 4),
+// exact powers of two, so the FMA sees u x 2^-S, and the GEMV multiplies its sums by 2^S (stored
+// at xd[K]). S = e + 24 for max |x| < 2^e keeps every xd below 2^126 and products of any x above
+// 2^(e-100) normal. Subnormal inputs must be honoured: the GEMV takes the stored-order path when
+// MXCSR.DAZ is set. Groups: int4 multiples of 64 or 32 (two per 64-block, one per 128-bit half),
+// int8 multiples of 32 or one per row.
+bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   const int64_t gs = w.group();
-  if (w.K % 64 != 0 || (gs % 64 != 0 && gs != 32)) return false;
+  const bool i4 = w.bits == 4;
+  const int64_t L = i4 ? 64 : 32, P = i4 ? 8 : 4;
+  if (w.K % L != 0 || (i4 ? gs % 64 != 0 && gs != 32 : gs % 32 != 0)) return false;
   float big = 0.0f;
   for (int64_t k = 0; k < w.K; ++k) big = std::max(big, std::fabs(x[k]));
-  if (!std::isfinite(big)) return false;  // inf / NaN: the scalar path gives the IEEE result
+  if (!std::isfinite(big)) return false;  // inf / NaN: the stored-order path gives the IEEE result
   int e = 0;
   if (big > 0.0f) std::frexp(big, &e);  // big < 2^e
   if (e < -100 || e > 100) return false;
   const int S = e + 24;
   // the factors themselves can pass float's range (2^221 for tiny x): scaled in double, exact
   double sc[8];
-  for (int j = 0; j < 8; ++j) sc[j] = std::ldexp(1.0, 149 - 4 * (j <= 5 ? j : j - 2) - S);
-  for (int64_t b = 0; b < w.K; b += 64)
-    for (int j = 0; j < 8; ++j)
-      for (int i = 0; i < 8; ++i) xd[b + 8 * j + i] = float(double(x[b + 8 * i + j]) * sc[j]);
+  for (int j = 0; j < P; ++j) {
+    const int place = i4 ? 4 * (j <= 5 ? j : j - 2) : 8 * std::min(j, 2);
+    sc[j] = std::ldexp(1.0, 149 - place - S);
+  }
+  for (int64_t b = 0; b < w.K; b += L)
+    for (int j = 0; j < P; ++j)
+      for (int i = 0; i < 8; ++i) xd[b + 8 * j + i] = float(double(x[b + P * i + j]) * sc[j]);
   xd[w.K] = std::ldexp(1.0f, S);
   return true;
 }
 
-// sum_g s[g] * z[g] * xsum[g] for one row: the zero points folded out of the int4 dot products.
-float zero_correction(const QuantWeight& w, int64_t n, const float* xsum) {
+// sum_g s[g] * z[g] * xsum[g] for one row: the zero points folded out of the dot products
+// (z = w.zeros, else z0: 8 for symmetric int4, 128 for offset-binary int8).
+float zero_correction(const QuantWeight& w, int64_t n, const float* xsum, float z0) {
   const int64_t G = w.groups();
   const float* s = w.scales + n * w.s_stride();
   const uint8_t* z = w.zeros ? w.zeros + n * w.s_stride() : nullptr;
@@ -110,11 +122,11 @@ float zero_correction(const QuantWeight& w, int64_t n, const float* xsum) {
   for (; g + 8 <= G; g += 8) {
     const __m256 zf = z ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(
                               _mm_loadl_epi64(reinterpret_cast<const __m128i*>(z + g))))
-                        : _mm256_set1_ps(8.0f);
+                        : _mm256_set1_ps(z0);
     c = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(s + g), zf), _mm256_loadu_ps(xsum + g), c);
   }
   float t = hsum(c);
-  for (; g < G; ++g) t += s[g] * float(z ? z[g] : 8) * xsum[g];
+  for (; g < G; ++g) t += s[g] * (z ? float(z[g]) : z0) * xsum[g];
   return t;
 }
 
@@ -124,7 +136,7 @@ float zero_correction(const QuantWeight& w, int64_t n, const float* xsum) {
 // STEP: 64-blocks per scale (gs / 64; 1 for groups of 32), fixed at compile time for the common
 // group sizes so a group unrolls whole; 0: read at run time.
 template <int STEP>
-float row_i4_f32(const QuantWeight& w, int64_t n, const float* xd, const float* xsum) {
+float row_i4_lanes(const QuantWeight& w, int64_t n, const float* xd, const float* xsum) {
   const int64_t gs = w.group(), blocks = w.K / 64;
   const int64_t step = STEP > 0 ? STEP : gs == 32 ? 1 : gs / 64;
   const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
@@ -161,26 +173,67 @@ float row_i4_f32(const QuantWeight& w, int64_t n, const float* xd, const float* 
       sv = _mm256_set1_ps(s[b0 / step]);
     tot = _mm256_fmadd_ps(sv, sum, tot);
   }
-  return hsum(tot) * xd[w.K] - zero_correction(w, n, xsum);
+  return hsum(tot) * xd[w.K] - zero_correction(w, n, xsum, 8.0f);
+}
+
+// int8 in the lane order of prep_x: as row_i4_lanes, with 32-weight blocks (one load, one vpxor
+// to offset binary, one shift) and one accumulator per byte position. STEP: blocks per scale
+// (gs / 32), 0: read at run time (also one scale per row).
+template <int STEP>
+float row_i8_lanes(const QuantWeight& w, int64_t n, const float* xd, const float* xsum) {
+  const int64_t blocks = w.K / 32;
+  const int64_t step = STEP > 0 ? STEP : w.group() / 32;
+  const int8_t* q = static_cast<const int8_t*>(w.q) + n * w.q_stride();
+  const float* s = w.scales + n * w.s_stride();
+  const int8_t* next = n + 1 < w.N ? q + w.q_stride() : nullptr;
+  const __m256i flip = _mm256_set1_epi8(int8_t(0x80));
+  __m256 tot = _mm256_setzero_ps();
+  for (int64_t b0 = 0; b0 < blocks; b0 += step) {
+    __m256 a[4];
+    for (int t = 0; t < 4; ++t) a[t] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t b = b0; b < b0 + step; ++b) {
+      if ((b & 1) == 0 && next) _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
+      const float* xb = xd + b * 32;
+      const __m256i v = _mm256_xor_si256(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * 32)), flip);
+      const __m256i v8 = _mm256_srli_epi32(v, 8);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m256i m = _mm256_set1_epi32(int(0xffu << (8 * std::min(j, 2))));
+        const __m256 u = _mm256_castsi256_ps(_mm256_and_si256(j <= 2 ? v : v8, m));
+        a[j] = _mm256_fmadd_ps(u, _mm256_loadu_ps(xb + 8 * j), a[j]);
+      }
+    }
+    const __m256 sum = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+    tot = _mm256_fmadd_ps(_mm256_set1_ps(s[b0 / step]), sum, tot);
+  }
+  return hsum(tot) * xd[w.K] - zero_correction(w, n, xsum, 128.0f);
 }
 
 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, const float* xsum, int64_t n0,
               int64_t n1, float* y) {
+  // No lane-ordered x, or subnormals read as zero on this thread (MXCSR.DAZ, bit 6): the lane
+  // kernels' weights are subnormal numbers, so the stored-order paths.
+  const bool lanes = xd && !(_mm_getcsr() & 0x40);
+  const int64_t gs = w.group();
   if (w.bits == 8) {
-    for (int64_t n = n0; n < n1; ++n) y[n] = row_i8_f32(w, n, x);
+    for (int64_t n = n0; n < n1; ++n)
+      y[n] = !lanes       ? row_i8_f32(w, n, x)
+             : gs == 32   ? row_i8_lanes<1>(w, n, xd, xsum)
+             : gs == 64   ? row_i8_lanes<2>(w, n, xd, xsum)
+             : gs == 128  ? row_i8_lanes<4>(w, n, xd, xsum)
+                          : row_i8_lanes<0>(w, n, xd, xsum);
     return;
   }
-  // No lane-ordered x, or subnormals read as zero on this thread (MXCSR.DAZ, bit 6): the weights
-  // of row_i4_f32 are subnormal numbers, so the scalar path.
-  if (!xd || (_mm_getcsr() & 0x40)) {
+  if (!lanes) {
     kernels_generic().gemv_f32(w, x, xd, xsum, n0, n1, y);
     return;
   }
-  const int64_t gs = w.group();
   for (int64_t n = n0; n < n1; ++n)
-    y[n] = gs == 32 || gs == 64 ? row_i4_f32<1>(w, n, xd, xsum)
-           : gs == 128          ? row_i4_f32<2>(w, n, xd, xsum)
-                                : row_i4_f32<0>(w, n, xd, xsum);
+    y[n] = gs == 32 || gs == 64 ? row_i4_lanes<1>(w, n, xd, xsum)
+           : gs == 128          ? row_i4_lanes<2>(w, n, xd, xsum)
+                                : row_i4_lanes<0>(w, n, xd, xsum);
 }
 
 // MR rows of x against NR rows of w over stored columns [k0, k1): exact int32 dot products.
@@ -373,7 +426,7 @@ void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k
   }
 }
 
-// Prefill's int4 dequantization in the lane order of prep_x4: per 8 weights vpand, vcvtdq2ps and
+// Prefill's int4 dequantization in the int4 lane order of prep_x: per 8 weights vpand, vcvtdq2ps and
 // one FMA (u 16^j * s 16^-j - z s), about half the uops of the in-order dequant above.
 void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                    float* out, int64_t ldo) {
@@ -413,7 +466,7 @@ void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int
   }
 }
 
-const Kernels kAvx2 = {Isa::avx2, gemv_f32, prep_x4, tile_i8, dequant, dequant_lanes};
+const Kernels kAvx2 = {Isa::avx2, gemv_f32, prep_x, tile_i8, dequant, dequant_lanes};
 
 }  // namespace
 
