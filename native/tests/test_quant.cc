@@ -137,6 +137,9 @@ TF_TEST(quant_linear_float_matches_reference) {
       {4, 20, 50, 2048, 64, false, false, DType::float32},
       {4, 5, 33, 128, 32, false, true, DType::float16},
       {4, 9, 21, 256, 0, true, false, DType::float32},
+      {8, 1, 7, 512, 0, true, false, DType::float32},    // int8 lane GEMV: row pairs + a tail row
+      {8, 2, 9, 384, 128, true, false, DType::bfloat16},
+      {8, 1, 6, 192, 64, true, true, DType::float32},
   };
   for (const C& c : cases) {
     QW q = random_weight(rng, c.bits, c.N, c.K, c.gs, c.sym, c.perm);

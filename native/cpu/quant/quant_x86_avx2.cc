@@ -211,6 +211,48 @@ float row_i8_lanes(const QuantWeight& w, int64_t n, const float* xd, const float
   return hsum(tot) * xd[w.K] - zero_correction(w, n, xsum, 128.0f);
 }
 
+// Two rows of int8 per pass sharing each load of x (three masks leave room for two accumulators
+// per row; an in-process A/B on one thread: 12% faster than one row with four).
+template <int STEP>
+void rows2_i8_lanes(const QuantWeight& w, int64_t n, const float* xd, const float* xsum, float* y) {
+  const int64_t blocks = w.K / 32;
+  const int64_t step = STEP > 0 ? STEP : w.group() / 32;
+  const int8_t* q0 = static_cast<const int8_t*>(w.q) + n * w.q_stride();
+  const int8_t* q1 = q0 + w.q_stride();
+  const float* s0 = w.scales + n * w.s_stride();
+  const float* s1 = s0 + w.s_stride();
+  const int8_t* next = n + 3 < w.N ? q0 + 2 * w.q_stride() : nullptr;
+  const __m256i flip = _mm256_set1_epi8(int8_t(0x80));
+  __m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
+  for (int64_t b0 = 0; b0 < blocks; b0 += step) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, c0 = a0, c1 = a0;
+#pragma GCC unroll 4
+    for (int64_t b = b0; b < b0 + step; ++b) {
+      if ((b & 1) == 0 && next) {
+        _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(next + w.q_stride() + b * 32), _MM_HINT_T0);
+      }
+      const float* xb = xd + b * 32;
+      const __m256i v = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q0 + b * 32)), flip);
+      const __m256i u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q1 + b * 32)), flip);
+      const __m256i v8 = _mm256_srli_epi32(v, 8), u8 = _mm256_srli_epi32(u, 8);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m256i m = _mm256_set1_epi32(int(0xffu << (8 * std::min(j, 2))));
+        const __m256 xj = _mm256_loadu_ps(xb + 8 * j);
+        const __m256 f0 = _mm256_castsi256_ps(_mm256_and_si256(j <= 2 ? v : v8, m));
+        const __m256 f1 = _mm256_castsi256_ps(_mm256_and_si256(j <= 2 ? u : u8, m));
+        if (j & 1) { a1 = _mm256_fmadd_ps(f0, xj, a1); c1 = _mm256_fmadd_ps(f1, xj, c1); }
+        else { a0 = _mm256_fmadd_ps(f0, xj, a0); c0 = _mm256_fmadd_ps(f1, xj, c0); }
+      }
+    }
+    t0 = _mm256_fmadd_ps(_mm256_set1_ps(s0[b0 / step]), _mm256_add_ps(a0, a1), t0);
+    t1 = _mm256_fmadd_ps(_mm256_set1_ps(s1[b0 / step]), _mm256_add_ps(c0, c1), t1);
+  }
+  y[n] = hsum(t0) * xd[w.K] - zero_correction(w, n, xsum, 128.0f);
+  y[n + 1] = hsum(t1) * xd[w.K] - zero_correction(w, n + 1, xsum, 128.0f);
+}
+
 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, const float* xsum, int64_t n0,
               int64_t n1, float* y) {
   // No lane-ordered x, or subnormals read as zero on this thread (MXCSR.DAZ, bit 6): the lane
@@ -218,7 +260,19 @@ void gemv_f32(const QuantWeight& w, const float* x, const float* xd, const float
   const bool lanes = xd && !(_mm_getcsr() & 0x40);
   const int64_t gs = w.group();
   if (w.bits == 8) {
-    for (int64_t n = n0; n < n1; ++n)
+    int64_t n = n0;
+    if (lanes)
+      for (; n + 2 <= n1; n += 2) {
+        if (gs == 32)
+          rows2_i8_lanes<1>(w, n, xd, xsum, y);
+        else if (gs == 64)
+          rows2_i8_lanes<2>(w, n, xd, xsum, y);
+        else if (gs == 128)
+          rows2_i8_lanes<4>(w, n, xd, xsum, y);
+        else
+          rows2_i8_lanes<0>(w, n, xd, xsum, y);
+      }
+    for (; n < n1; ++n)
       y[n] = !lanes       ? row_i8_f32(w, n, x)
              : gs == 32   ? row_i8_lanes<1>(w, n, xd, xsum)
              : gs == 64   ? row_i8_lanes<2>(w, n, xd, xsum)
