@@ -13,6 +13,7 @@
 
 #include "napi_util.h"
 #include "tensorfuse/attention.h"
+#include "tensorfuse/overflow.h"
 
 namespace tf {
 namespace napi {
@@ -52,8 +53,7 @@ int64_t span(Napi::Env env, const int64_t* dims, const int64_t* strides, int n, 
   for (int i = 0; i < n; ++i) {
     if (dims[i] == 0) return 0;
     int64_t t;
-    if (__builtin_mul_overflow(dims[i] - 1, strides[i], &t) ||
-        __builtin_add_overflow(total, t, &total))
+    if (mul_overflow(dims[i] - 1, strides[i], &t) || add_overflow(total, t, &total))
       fail(env, StatusCode::arg, std::string("argument '") + name + "': size overflows");
   }
   return total;

@@ -7,6 +7,7 @@
 
 #include "napi_util.h"
 #include "tensorfuse/gemm.h"
+#include "tensorfuse/overflow.h"
 
 namespace tf {
 namespace napi {
@@ -19,8 +20,8 @@ int64_t span(Napi::Env env, int64_t batch, int64_t stride, int64_t rows, int64_t
              const char* name) {
   if (batch == 0 || rows == 0 || cols == 0) return 0;
   int64_t one, last, total;
-  if (__builtin_mul_overflow(rows, cols, &one) || __builtin_mul_overflow(batch - 1, stride, &last) ||
-      __builtin_add_overflow(last, one, &total))
+  if (mul_overflow(rows, cols, &one) || mul_overflow(batch - 1, stride, &last) ||
+      add_overflow(last, one, &total))
     throw make_error(env, StatusCode::arg, std::string("argument '") + name + "': size overflows");
   return total;
 }

@@ -24,13 +24,6 @@ namespace {
 constexpr int64_t kMaxDim = int64_t(1) << 53;
 constexpr int64_t kMaxSlots = std::numeric_limits<int32_t>::max();
 
-int64_t mul(Napi::Env env, int64_t a, int64_t b, const char* name) {
-  int64_t r;
-  if (__builtin_mul_overflow(a, b, &r))
-    throw make_error(env, StatusCode::arg, std::string("argument '") + name + "': size overflows");
-  return r;
-}
-
 // The routing arguments at info[i .. i+6].
 MoeRoutingView routing_arg(const Napi::CallbackInfo& info, size_t i) {
   Napi::Env env = info.Env();
@@ -42,7 +35,7 @@ MoeRoutingView routing_arg(const Napi::CallbackInfo& info, size_t i) {
   const Buf off = arg_buffer(info, i + 4, "r.offsets");
   const Buf ord = arg_buffer(info, i + 5, "r.order");
   r.rows = arg_int(info, i + 6, "rows", 0, kMaxSlots);
-  const int64_t n_slots = mul(env, r.T, r.top_k, "r");
+  const int64_t n_slots = checked_mul(env, r.T, r.top_k, "r");
   if (n_slots > kMaxSlots) throw make_error(env, StatusCode::arg, "argument 'r': T * topK exceeds int32");
   require_bytes(env, w, checked_bytes(env, n_slots, 4, "r.weights"), "r.weights");
   require_bytes(env, off, checked_bytes(env, r.E + 1, 4, "r.offsets"), "r.offsets");
@@ -97,9 +90,9 @@ RouteCall parse_route(const Napi::CallbackInfo& info) {
   const Buf off = arg_buffer(info, 14, "offsets");
   const Buf ord = arg_buffer(info, 15, "order");
   const Buf st = arg_buffer(info, 16, "stats");
-  const int64_t n_slots = mul(env, p.T, p.top_k, "logits");
+  const int64_t n_slots = checked_mul(env, p.T, p.top_k, "logits");
   if (n_slots > kMaxSlots) throw make_error(env, StatusCode::arg, "argument 'logits': T * topK exceeds int32");
-  require_bytes(env, logits, checked_bytes(env, mul(env, p.T, p.E, "logits"), 4, "logits"), "logits");
+  require_bytes(env, logits, checked_bytes(env, checked_mul(env, p.T, p.E, "logits"), 4, "logits"), "logits");
   if (bias.data || bias.bytes) require_bytes(env, bias, checked_bytes(env, p.E, 4, "bias"), "bias");
   require_bytes(env, w, checked_bytes(env, n_slots, 4, "weights"), "weights");
   require_bytes(env, ex, checked_bytes(env, n_slots, 4, "experts"), "experts");
@@ -159,7 +152,7 @@ AlignCall parse_align(const Napi::CallbackInfo& info) {
   const Buf sorted = arg_buffer(info, 4, "sortedTokenIds");
   const Buf ids = arg_buffer(info, 5, "expertIds");
   const Buf st = arg_buffer(info, 6, "stats");
-  const int64_t max_padded = c.n + mul(env, c.E, c.block - 1, "blockSize");
+  const int64_t max_padded = c.n + checked_mul(env, c.E, c.block - 1, "blockSize");
   require_bytes(env, ex, checked_bytes(env, c.n, 4, "experts"), "experts");
   require_bytes(env, sorted, checked_bytes(env, max_padded, 4, "sortedTokenIds"), "sortedTokenIds");
   require_bytes(env, ids, checked_bytes(env, max_padded / c.block, 4, "expertIds"), "expertIds");
@@ -211,8 +204,8 @@ MoveCall parse_move(const Napi::CallbackInfo& info, bool combine) {
   const Buf out = arg_buffer(info, 10, "out");
   const size_t esz = dtype_size(c.dtype);
   const int64_t in_rows = combine ? c.r.rows : c.r.T, out_rows = combine ? c.r.T : c.r.rows;
-  require_bytes(env, in, checked_bytes(env, mul(env, in_rows, c.D, in_name), esz, in_name), in_name);
-  require_bytes(env, out, checked_bytes(env, mul(env, out_rows, c.D, "out"), esz, "out"), "out");
+  require_bytes(env, in, checked_bytes(env, checked_mul(env, in_rows, c.D, in_name), esz, in_name), in_name);
+  require_bytes(env, out, checked_bytes(env, checked_mul(env, out_rows, c.D, "out"), esz, "out"), "out");
   c.in = in.data;
   c.out = out.data;
   return c;
@@ -258,9 +251,9 @@ const void* ffn_weight(const Napi::CallbackInfo& info, size_t i, const char* nam
   const Buf sc = arg_buffer(info, i + 3, (w + ".scales").c_str(), true);
   const Buf z = arg_buffer(info, i + 4, (w + ".zeros").c_str(), true);
   if (optional && (info[i + 2].IsNull() || info[i + 2].IsUndefined())) return nullptr;
-  const int64_t rows = mul(env, E, N, w.c_str());
+  const int64_t rows = checked_mul(env, E, N, w.c_str());
   if (q->bits == 0) {
-    require_bytes(env, data, checked_bytes(env, mul(env, rows, K, w.c_str()), esz, w.c_str()), w.c_str());
+    require_bytes(env, data, checked_bytes(env, checked_mul(env, rows, K, w.c_str()), esz, w.c_str()), w.c_str());
     return data.data ? data.data : &kEmpty;
   }
   if (q->bits != 8 && q->bits != 4)
@@ -270,9 +263,9 @@ const void* ffn_weight(const Napi::CallbackInfo& info, size_t i, const char* nam
   if (q->bits == 4 && K % 2 != 0)
     throw make_error(env, StatusCode::shape, "argument '" + w + "': K must be even for int4");
   const int64_t groups = q->group_size > 0 ? K / q->group_size : 1;
-  require_bytes(env, data, checked_bytes(env, mul(env, rows, q->bits == 8 ? K : K / 2, w.c_str()), 1, w.c_str()),
+  require_bytes(env, data, checked_bytes(env, checked_mul(env, rows, q->bits == 8 ? K : K / 2, w.c_str()), 1, w.c_str()),
                 w.c_str());
-  const int64_t ns = mul(env, rows, groups, w.c_str());
+  const int64_t ns = checked_mul(env, rows, groups, w.c_str());
   require_bytes(env, sc, checked_bytes(env, ns, 4, (w + ".scales").c_str()), (w + ".scales").c_str());
   if (z.data || z.bytes) {
     if (q->bits != 4) throw make_error(env, StatusCode::arg, "argument '" + w + ".zeros': int4 only");
@@ -299,8 +292,8 @@ MoeFfnParams parse_ffn(const Napi::CallbackInfo& info) {
   p.w2 = ffn_weight(info, 21, "w2", p.r.E, p.D, p.F, esz, &p.q2, false);
   p.act = Activation(arg_int(info, 26, "activation", 0, 3));
   const Buf out = arg_buffer(info, 27, "out");
-  require_bytes(env, x, checked_bytes(env, mul(env, p.r.T, p.D, "x"), esz, "x"), "x");
-  require_bytes(env, out, checked_bytes(env, mul(env, p.r.T, p.D, "out"), esz, "out"), "out");
+  require_bytes(env, x, checked_bytes(env, checked_mul(env, p.r.T, p.D, "x"), esz, "x"), "x");
+  require_bytes(env, out, checked_bytes(env, checked_mul(env, p.r.T, p.D, "out"), esz, "out"), "out");
   p.x = x.data;
   p.out = out.data;
   return p;

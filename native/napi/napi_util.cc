@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "tensorfuse/overflow.h"
+
 namespace tf {
 namespace napi {
 
@@ -117,7 +119,7 @@ void prop_strides(Napi::Env env, const Napi::Object& o, const char* name, int64_
 
 int64_t checked_mul(Napi::Env env, int64_t a, int64_t b, const char* name) {
   int64_t r;
-  if (__builtin_mul_overflow(a, b, &r))
+  if (mul_overflow(a, b, &r))
     throw make_error(env, StatusCode::arg, where(name) + ": size overflows");
   return r;
 }

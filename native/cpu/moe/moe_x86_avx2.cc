@@ -4,6 +4,9 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
+#if defined(_MSC_VER)
+#include <intrin.h>
+#endif
 
 #include <cmath>
 
@@ -12,6 +15,17 @@
 namespace tf {
 namespace moe_cpu {
 namespace {
+
+// Index of the lowest set bit of a nonzero mask.
+inline int lowest_set_bit(unsigned mask) {
+#if defined(_MSC_VER) && !defined(__clang__)
+  unsigned long i;
+  _BitScanForward(&i, mask);
+  return int(i);
+#else
+  return __builtin_ctz(mask);
+#endif
+}
 
 using x86::exp8;
 
@@ -104,7 +118,7 @@ int64_t first_above(const float* keys, int64_t from, int64_t n, float thr) {
   int64_t i = from;
   for (; i + 8 <= n; i += 8) {
     const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(keys + i), t, _CMP_GT_OQ));
-    if (mask) return i + __builtin_ctz(unsigned(mask));
+    if (mask) return i + lowest_set_bit(unsigned(mask));
   }
   for (; i < n; ++i)
     if (keys[i] > thr) return i;
