@@ -41,42 +41,75 @@ inline float hmax(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// exp(s - m_new) over one row's tile: the vector part, and the tail through the same vector exp
+// padded with -inf (exp = 0). Returns the row's sum.
+inline float exp_row(float* row, int64_t n, float mx) {
+  const int64_t n8 = n & ~int64_t(7);
+  const __m256 vm = _mm256_set1_ps(mx);
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= n8; j += 16) {  // two independent chains: the polynomial is latency bound
+    const __m256 e0 = exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+    const __m256 e1 = exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(row + j + 8), vm));
+    _mm256_storeu_ps(row + j, e0);
+    _mm256_storeu_ps(row + j + 8, e1);
+    s0 = _mm256_add_ps(s0, e0);
+    s1 = _mm256_add_ps(s1, e1);
+  }
+  for (; j < n8; j += 8) {
+    const __m256 e = exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
+    _mm256_storeu_ps(row + j, e);
+    s0 = _mm256_add_ps(s0, e);
+  }
+  float sum = hsum(_mm256_add_ps(s0, s1));
+  if (n8 < n) {
+    const float ninf = -std::numeric_limits<float>::infinity();
+    alignas(32) float t[8];
+    for (int64_t i = 0; i < 8; ++i) t[i] = n8 + i < n ? row[n8 + i] - mx : ninf;
+    _mm256_store_ps(t, exp8_nonpos(_mm256_load_ps(t)));
+    for (int64_t i = n8; i < n; ++i) {
+      row[i] = t[i - n8];
+      sum += t[i - n8];
+    }
+  }
+  return sum;
+}
+
+// Three passes over the tile's rows: the new maxima, then alpha = exp(m_old - m_new) for eight rows
+// per vector exp (one exp per row left a serial chain of ~40 cycles per row), then the
+// exponentials and sums.
 void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l, float* alpha) {
   const float ninf = -std::numeric_limits<float>::infinity();
   const int64_t n8 = n & ~int64_t(7);
-  for (int64_t r = 0; r < R; ++r) {
-    float* row = s + r * lds;
+  for (int64_t r = 0; r < R; ++r) {  // alpha[r] holds the new maximum for now
+    const float* row = s + r * lds;
     __m256 vmax = _mm256_set1_ps(m[r]);
     for (int64_t j = 0; j < n8; j += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(row + j));
     float mx = hmax(vmax);
     for (int64_t j = n8; j < n; ++j) mx = row[j] > mx ? row[j] : mx;
-    if (mx == ninf) {
-      for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
-      alpha[r] = 1.0f;
-      continue;
-    }
-    const __m256 vm = _mm256_set1_ps(mx);
-    __m256 vsum = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n8; j += 8) {
-      const __m256 e = exp8_nonpos(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm));
-      _mm256_storeu_ps(row + j, e);
-      vsum = _mm256_add_ps(vsum, e);
-    }
-    float sum = hsum(vsum);
-    if (n8 < n) {  // the tail through the same vector exp, padded with -inf (exp = 0)
-      alignas(32) float t[8];
-      for (int64_t j = 0; j < 8; ++j) t[j] = n8 + j < n ? row[n8 + j] - mx : ninf;
-      _mm256_store_ps(t, exp8_nonpos(_mm256_load_ps(t)));
-      for (int64_t j = n8; j < n; ++j) {
-        row[j] = t[j - n8];
-        sum += t[j - n8];
+    alpha[r] = mx;
+  }
+  for (int64_t r0 = 0; r0 < R; r0 += 8) {
+    alignas(32) float d[8];
+    const int64_t c = std::min<int64_t>(8, R - r0);
+    // m_old - m_new <= 0; a row that is still all -inf gets 0 here (alpha 1 below)
+    for (int64_t i = 0; i < 8; ++i)
+      d[i] = i < c && alpha[r0 + i] != ninf ? m[r0 + i] - alpha[r0 + i] : 0.0f;
+    _mm256_store_ps(d, exp8_nonpos(_mm256_load_ps(d)));
+    for (int64_t i = 0; i < c; ++i) {
+      const int64_t r = r0 + i;
+      const float mx = alpha[r];
+      float* row = s + r * lds;
+      if (mx == ninf) {
+        for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
+        alpha[r] = 1.0f;
+        continue;
       }
+      const float sum = exp_row(row, n, mx);
+      alpha[r] = d[i];
+      l[r] = l[r] * d[i] + sum;
+      m[r] = mx;
     }
-    alignas(32) float a[8] = {m[r] - mx};
-    _mm256_store_ps(a, exp8_nonpos(_mm256_load_ps(a)));
-    alpha[r] = a[0];
-    l[r] = l[r] * alpha[r] + sum;
-    m[r] = mx;
   }
 }
 
