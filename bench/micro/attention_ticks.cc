@@ -3,7 +3,7 @@
 // `npm run test:native`, which builds build-native/libtensorfuse_core.a):
 //   g++ -O2 -std=c++17 -Inative/include bench/micro/attention_ticks.cc \
 //       build-native/libtensorfuse_core.a -lpthread -o /tmp/attention_ticks
-// Run: /tmp/attention_ticks Hq Hk Sq Sk D threads [bhsd]   (B = 1, float32, non-causal)
+// Run: /tmp/attention_ticks Hq Hk Sq Sk D threads [bhsd|bshd] [causal]   (B = 1, float32)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,12 +18,13 @@
 
 int main(int argc, char** argv) {
   if (argc < 7) {
-    std::fprintf(stderr, "usage: %s Hq Hk Sq Sk D threads [bhsd]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s Hq Hk Sq Sk D threads [bhsd|bshd] [causal]\n", argv[0]);
     return 2;
   }
   const int64_t Hq = atoll(argv[1]), Hk = atoll(argv[2]), Sq = atoll(argv[3]),
                 Sk = atoll(argv[4]), D = atoll(argv[5]);
   const bool bhsd = argc > 7 && std::strcmp(argv[7], "bhsd") == 0;
+  const bool causal = argc > 8 && std::strcmp(argv[8], "causal") == 0;
   tf::set_threads(atoi(argv[6]));
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   strides(p.k_strides, Sk, Hk);
   strides(p.v_strides, Sk, Hk);
   strides(p.o_strides, Sq, Hq);
+  p.causal = causal;
   double best = 1e30;
   const int reps = int(std::max<int64_t>(5, 2000000000 / (4 * Hq * Sq * Sk * D + 1)));
   for (int r = 0; r < reps; ++r) {
@@ -52,9 +54,12 @@ int main(int argc, char** argv) {
     if (!s.ok()) return 1;
     best = std::min(best, t);
   }
-  const double flops = 4.0 * Hq * Sq * Sk * D, bytes = 2.0 * Sk * Hk * D * 4;
-  std::printf("Hq %lld Hk %lld Sq %lld Sk %lld D %lld %s: %.1f us, %.1f GFLOP/s, %.1f GB/s (K+V)\n",
+  // causal: the FLOPs the mask leaves (bottom-right aligned)
+  const double keys = causal ? double(Sk) - double(Sq) + (double(Sq) + 1) / 2 : double(Sk);
+  const double flops = 4.0 * Hq * Sq * keys * D, bytes = 2.0 * Sk * Hk * D * 4;
+  std::printf("Hq %lld Hk %lld Sq %lld Sk %lld D %lld %s%s: %.1f us, %.1f GFLOP/s, %.1f GB/s (K+V)\n",
               (long long)Hq, (long long)Hk, (long long)Sq, (long long)Sk, (long long)D,
-              bhsd ? "bhsd" : "bshd", best * 1e6, flops / best * 1e-9, bytes / best * 1e-9);
+              bhsd ? "bhsd" : "bshd", causal ? " causal" : "", best * 1e6, flops / best * 1e-9,
+              bytes / best * 1e-9);
   return 0;
 }
