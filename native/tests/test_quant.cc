@@ -252,6 +252,43 @@ TF_TEST(quant_gemv_extreme_x) {
   }
 }
 
+// x with a nonzero mean (post-activation inputs) over a long K: the zero point (int4) and the
+// int8 offset must be subtracted per weight, not folded out as z * sum(x), which cancels
+// (1e-5 relative error at K = 4096-16384 when it was folded). Error against |y| itself.
+TF_TEST(quant_gemv_nonzero_mean_x) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  const int64_t N = 9, K = 8192;
+  struct C { int bits; int64_t gs; bool sym; };
+  const C cases[] = {{4, 128, false}, {4, 32, true}, {4, 64, false}, {8, 0, true}, {8, 32, true}};
+  for (const C& c : cases) {
+    QW q = random_weight(rng, c.bits, N, K, c.gs, c.sym, false);
+    const std::vector<double> w = dequant_ref(q.w);
+    std::vector<float> x(static_cast<size_t>(K));
+    for (auto& v : x) v = 0.5f + std::fabs(rng.uniform(-1, 1));
+    std::vector<double> want(static_cast<size_t>(N));
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += double(x[size_t(k)]) * w[size_t(n * K + k)];
+      want[size_t(n)] = acc;
+    }
+    for (Isa isa : isa_levels()) {
+      set_isa(isa);
+      std::vector<float> y(static_cast<size_t>(N), NAN);
+      QuantLinearParams p;
+      p.w = q.w;
+      p.M = 1;
+      p.x = x.data();
+      p.x_dtype = DType::float32;
+      p.y = y.data();
+      REQUIRE(quant_linear(p).ok());
+      std::vector<double> got(y.begin(), y.end());
+      CHECK(rel(got, want) < 2e-6, "%s int%d gs=%lld: %g", isa_name(isa), c.bits,
+            (long long)c.gs, rel(got, want));
+    }
+  }
+}
+
 TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
   IsaGuard guard;
   tf_test::Rng rng(tf_test::case_seed());

@@ -16,7 +16,7 @@
 // the same tasks, and read the weights through the quant family's per-ISA kernels:
 //   tiles of <= kQGemvMaxM rows (decode): the quantized GEMV (quant_rows.h), each weight row
 //     streamed once for the tile's rows; x is prepared once per token before the tasks (the
-//     lane order of prep_x and the group sums). When such rows are few in all (decode, up
+//     lane order of prep_x). When such rows are few in all (decode, up
 //     to kQDecodeRows) they run in two phases after the fused tasks: H [rows, F] with w1 / w3
 //     rows spread over the threads by F chunk, then w2 rows spread by D chunk, each w2 row read
 //     whole with H prepared once. Otherwise they stay in the fused tasks and read w2 in column
@@ -198,7 +198,7 @@ Status moe_ffn(const MoeFfnParams& p) {
   };
 
   // Quantized GEMV tiles: x prepared once per token they hold, before the tasks: float32 (x
-  // itself when it is float32) and, for an int4 w1 / w3, the lane order and group sums.
+  // itself when it is float32) and, for quantized w1 / w3, the lane order.
   std::vector<int64_t> tok_slot;
   std::vector<quant_cpu::RowPrep> prep1, prep3;
   std::vector<float> tok_buf;
@@ -269,7 +269,7 @@ Status moe_ffn(const MoeFfnParams& p) {
       for (int64_t i = 0; i < M; ++i) kern.glu(p.act, h + i * F + f0, u ? u + i * nf : nullptr, nf);
     });
     if (oom.load()) return Status(StatusCode::oom, "moe.ffn: out of memory for scratch");
-    // 2. H rows prepared once for w2 (int4: lane order, group sums), then Y = H w2^T, tasks
+    // 2. H rows prepared once for w2 (the lane order), then Y = H w2^T, tasks
     //    (tile, D chunk), into chunk 0 of the expert rows (the other chunks zeroed).
     const QuantWeight w2any = expert_quant(p.w2, p.q2, 0, D, F);
     const int64_t pf = quant_cpu::rows_prep_floats(w2any, F);

@@ -80,18 +80,12 @@ const float* prepare_x(const QuantLinearParams& p, std::vector<float>& buf) {
 void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, const float* xf,
                 float* yf) {
   const QuantWeight& w = p.w;
-  const int64_t K = w.K, N = w.N, G = w.groups(), gs = w.group();
-  std::vector<float> xd, xsum;
+  const int64_t K = w.K, N = w.N;
+  std::vector<float> xd;
   const int use_threads = N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
   for (int64_t m = 0; m < p.M; ++m) {
     const float* x = xf + m * K;
     const float* xdp = nullptr;
-    xsum.assign(size_t(G), 0.0f);
-    for (int64_t g = 0; g < G; ++g) {
-      float s = 0.0f;
-      for (int64_t k = g * gs; k < (g + 1) * gs; ++k) s += x[k];
-      xsum[size_t(g)] = s;
-    }
     if (kern.prep_x) {
       xd.resize(size_t(K + quant_cpu::kPrepXTail));
       if (kern.prep_x(w, x, xd.data())) xdp = xd.data();
@@ -101,7 +95,7 @@ void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, cons
         ceil_div(N, kGemvRows),
         [&](int64_t t, int) {
           const int64_t n0 = t * kGemvRows, n1 = std::min(N, n0 + kGemvRows);
-          kern.gemv_f32(w, x, xdp, xsum.data(), n0, n1, y);
+          kern.gemv_f32(w, x, xdp, n0, n1, y);
         },
         use_threads);
   }

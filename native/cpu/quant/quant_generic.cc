@@ -8,8 +8,8 @@ namespace tf {
 namespace quant_cpu {
 namespace {
 
-void gemv_f32(const QuantWeight& w, const float* x, const float*, const float* xsum, int64_t n0,
-              int64_t n1, float* y) {
+void gemv_f32(const QuantWeight& w, const float* x, const float*, int64_t n0, int64_t n1,
+              float* y) {
   const int64_t G = w.groups(), gs = w.group();
   for (int64_t n = n0; n < n1; ++n) {
     float acc = 0.0f;
@@ -21,8 +21,9 @@ void gemv_f32(const QuantWeight& w, const float* x, const float*, const float* x
         acc += w.scales[n * w.s_stride() + g] * dot;
       } else {
         const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
-        for (int64_t k = g * gs; k < (g + 1) * gs; ++k) dot += float(nibble(q, k)) * x[k];
-        acc += w.scales[n * w.s_stride() + g] * (dot - float(zero_of(w, n, g)) * xsum[g]);
+        const int z = zero_of(w, n, g);
+        for (int64_t k = g * gs; k < (g + 1) * gs; ++k) dot += float(int(nibble(q, k)) - z) * x[k];
+        acc += w.scales[n * w.s_stride() + g] * dot;
       }
     }
     y[n] = acc;

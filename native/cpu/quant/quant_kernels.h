@@ -18,12 +18,12 @@ struct Kernels {
   Isa isa;
   // Float activations, one row x (float32 [K], stored K order):
   //   int8: y[n] = sum_g s[n, g] * dot(q[n, g], x[g])
-  //   int4: y[n] = sum_g s[n, g] * (dot(u[n, g], x[g]) - z[n, g] * xsum[g])
+  //   int4: y[n] = sum_g s[n, g] * dot(u[n, g] - z[n, g], x[g])   (z subtracted per weight, not
+  //         folded out as z * sum(x): that cancels badly when x has a nonzero mean)
   // xd: x in the ISA's own lane order, from prep_x (K + kPrepXTail floats; null when prep_x is
   // null or declined);
-  // xsum: float32 [groups], the sums of x per group (int4 and int8).
-  void (*gemv_f32)(const QuantWeight& w, const float* x, const float* xd, const float* xsum,
-                   int64_t n0, int64_t n1, float* y);
+  void (*gemv_f32)(const QuantWeight& w, const float* x, const float* xd, int64_t n0, int64_t n1,
+                   float* y);
   // Optional: writes x (float32 [K]) into xd (K + kPrepXTail floats) in the order and scaling
   // the GEMV wants for w's bits, and returns false when this weight's shape (or x: inf, NaN, an
   // extreme range) does not suit that kernel. nullptr: no reordering.

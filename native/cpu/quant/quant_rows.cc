@@ -28,25 +28,13 @@ QuantWeight view(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64
 
 }  // namespace
 
-int64_t rows_prep_floats(const QuantWeight& w, int64_t kc) {
-  const int64_t groups = w.group_size > 0 ? kc / w.group_size : 1;
-  return kc + kPrepXTail + groups;
-}
+int64_t rows_prep_floats(const QuantWeight&, int64_t kc) { return kc + kPrepXTail; }
 
 RowPrep rows_prepare(const Kernels& kern, const QuantWeight& w, int64_t k0, int64_t k1,
                      const float* x, float* buf) {
   RowPrep r;
   r.x = x;
-  const QuantWeight v = view(w, 0, 1, k0, k1);
-  const int64_t kc = k1 - k0, G = v.groups(), gs = v.group();
-  float* xsum = buf + kc + kPrepXTail;
-  for (int64_t g = 0; g < G; ++g) {
-    float s = 0.0f;
-    for (int64_t k = g * gs; k < (g + 1) * gs; ++k) s += x[k];
-    xsum[g] = s;
-  }
-  r.xsum = xsum;
-  if (kern.prep_x && kern.prep_x(v, x, buf)) r.xd = buf;
+  if (kern.prep_x && kern.prep_x(view(w, 0, 1, k0, k1), x, buf)) r.xd = buf;
   return r;
 }
 
@@ -57,7 +45,7 @@ void rows_gemv(const Kernels& kern, const QuantWeight& w, const RowPrep* xs, int
     const int64_t nb = std::min(kBlock, n1 - n);
     const QuantWeight v = view(w, n, n + nb, k0, k1);
     for (int64_t m = 0; m < M; ++m) {
-      kern.gemv_f32(v, xs[m].x, xs[m].xd, xs[m].xsum, 0, nb, tmp);
+      kern.gemv_f32(v, xs[m].x, xs[m].xd, 0, nb, tmp);
       float* dst = y + m * ldy + (n - n0);
       for (int64_t i = 0; i < nb; ++i) dst[i] = accumulate ? dst[i] + tmp[i] : tmp[i];
     }

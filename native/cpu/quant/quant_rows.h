@@ -15,12 +15,11 @@
 namespace tf {
 namespace quant_cpu {
 
-// One row of x over stored columns [k0, k1): x itself, its lane-ordered copy (null when not
-// used) and the sums of x per group of the run.
+// One row of x over stored columns [k0, k1): x itself and its lane-ordered copy (null when not
+// used).
 struct RowPrep {
   const float* x = nullptr;
   const float* xd = nullptr;
-  const float* xsum = nullptr;
 };
 
 // Floats of scratch rows_prepare needs for a run of kc columns.
