@@ -75,11 +75,13 @@ float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
 // gives 8 floats u c_j 2^-149 (c_j the field's place value), one vsubps of the zero point at the
 // same place, (u - z) c_j 2^-149, exact (a difference of subnormals), and one FMA, where
 // vpmovsxbd / vcvtdq2ps run the conversion on one pipe only (4 weights per cycle at most).
-//   int4: 64 weights = 32 bytes = 8 dwords; nibble j of dword i is element 8i + j, place 16^j'.
-//   int8: 32 weights = 8 dwords; byte j of dword i is element 4i + j, place 256^j'; the signed
-//         byte becomes offset binary u = w + 128 (one vpxor per 32 weights), z = 128.
-// Fields that reach bit 24 and above (nibbles 6, 7; byte 3) come from the dword shifted right by
-// 8: j' = j - 2 (int4), 2 (int8). x is stored reordered and pre-scaled to meet them,
+//   int4: 64 weights = 32 bytes = 8 dwords; nibble j of dword i is element 8i + j. Nibbles 0-2
+//         are masked from the dword, 3-5 from it shifted right by 12, 6-7 shifted by 24: places
+//         16^j' with j' = j mod 3, so the zero point is needed at three places only.
+//   int8: 32 weights = 8 dwords; byte j of dword i is element 4i + j, place 256^j' (j' = j, and
+//         byte 3 from the dword shifted right by 8: j' = 2); the signed byte becomes offset
+//         binary u = w + 128 (one vpxor per 32 weights), z = 128.
+// x is stored reordered and pre-scaled to meet them,
 //   xd[L b + 8j + i] = x[L b + P i + j] 2^(149 - log2(c_j) - S),   (L, P) = (64, 8) or (32, 4),
 // exact powers of two, so the FMA sees u x 2^-S, and the GEMV multiplies its sums by 2^S (stored
 // at xd[K]). S = e + 24 for max |x| < 2^e keeps every xd below 2^126 and products of any x above
@@ -101,7 +103,7 @@ bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   // the factors themselves can pass float's range (2^221 for tiny x): scaled in double, exact
   double sc[8];
   for (int j = 0; j < P; ++j) {
-    const int place = i4 ? 4 * (j <= 5 ? j : j - 2) : 8 * std::min(j, 2);
+    const int place = i4 ? 4 * (j % 3) : 8 * std::min(j, 2);
     sc[j] = std::ldexp(1.0, 149 - place - S);
   }
   for (int64_t b = 0; b < w.K; b += L)
@@ -117,7 +119,9 @@ bool prep_x(const QuantWeight& w, const float* x, float* xd) {
 // subnormals), so each FMA sees the dequantized weight: folding z * sum(x) out of the sum instead
 // loses ~log2(z sum|x| / |y|) bits when x has a nonzero mean (1.9e-5 relative error at K = 16384
 // with x = |randn|). The subtraction costs ~20% of the in-cache rate (8.2 against 10.2
-// weights/ns; still 1.2x the vcvtdq2ps loop's 6.7).
+// weights/ns in a standalone loop; still 1.2x the vcvtdq2ps loop's 6.7). Groups of 32 / 64 (one
+// 64-block per scale) use two accumulators: the per-block sum is then one add (4.55 -> 3.70 ms,
+// K = N = 4096, 1 thread).
 // Two rows per pass sharing the x loads measured slower (GCC spilled the masks and accumulators).
 // STEP: 64-blocks per scale (gs / 64; 1 for groups of 32), fixed at compile time for the common
 // group sizes so a group unrolls whole; 0: read at run time.
@@ -138,29 +142,34 @@ float row_i4_lanes(const QuantWeight& w, int64_t n, const float* xd) {
     __m256i zb;
     if (!z)
       zb = _mm256_set1_epi32(8);
-    else if (gs == 32)
-      zb = _mm256_setr_m128i(_mm_set1_epi32(z[2 * b0]), _mm_set1_epi32(z[2 * b0 + 1]));
+    else if (gs == 32)  // z[2 b0] in the low half, z[2 b0 + 1] in the high half
+      zb = _mm256_permutevar8x32_epi32(
+          _mm256_cvtepu8_epi32(_mm_cvtsi32_si128(z[2 * b0] | z[2 * b0 + 1] << 8)), halves);
     else
       zb = _mm256_set1_epi32(z[b0 / step]);
-    __m256 zc[6];
-    for (int j = 0; j < 6; ++j) zc[j] = _mm256_castsi256_ps(_mm256_slli_epi32(zb, 4 * j));
+    const __m256 zc[3] = {_mm256_castsi256_ps(zb), _mm256_castsi256_ps(_mm256_slli_epi32(zb, 4)),
+                          _mm256_castsi256_ps(_mm256_slli_epi32(zb, 8))};
     __m256 a[4];
     for (int t = 0; t < 4; ++t) a[t] = _mm256_setzero_ps();
 #pragma GCC unroll 4
     for (int64_t b = b0; b < b0 + step; ++b) {
       if ((b & 1) == 0 && next) _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
       const float* xb = xd + b * 64;
+      // nibbles 0-2 from v, 3-5 from v >> 12, 6-7 from v >> 24: three places, three zc
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * 32));
-      const __m256i v8 = _mm256_srli_epi32(v, 8);
+      const __m256i src[3] = {v, _mm256_srli_epi32(v, 12), _mm256_srli_epi32(v, 24)};
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
-        const int jp = j <= 5 ? j : j - 2;
-        const __m256i m = _mm256_set1_epi32(int(0xfu << (4 * jp)));
-        const __m256 u = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_and_si256(j <= 5 ? v : v8, m)), zc[jp]);
-        a[j & 3] = _mm256_fmadd_ps(u, _mm256_loadu_ps(xb + 8 * j), a[j & 3]);
+        const __m256i m = _mm256_set1_epi32(int(0xfu << (4 * (j % 3))));
+        const __m256 u =
+            _mm256_sub_ps(_mm256_castsi256_ps(_mm256_and_si256(src[j / 3], m)), zc[j % 3]);
+        // one 64-block per group (STEP 1): two accumulators, so the per-block sum is one add
+        const int t = STEP == 1 ? (j & 1) : (j & 3);
+        a[t] = _mm256_fmadd_ps(u, _mm256_loadu_ps(xb + 8 * j), a[t]);
       }
     }
-    const __m256 sum = _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+    const __m256 sum = STEP == 1 ? _mm256_add_ps(a[0], a[1])
+                                 : _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
     __m256 sv;
     if (gs == 32)
       sv = _mm256_permutevar8x32_ps(
