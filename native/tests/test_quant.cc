@@ -95,6 +95,19 @@ double rel(const std::vector<double>& got, const std::vector<double>& want) {
   return tf_test::rel_norm_error(got, want, want);
 }
 
+// quant_linear's arguments for one float32 row x through w (the GEMV), y poisoned with NaN.
+QuantLinearParams gemv_params(const QuantWeight& w, const std::vector<float>& x,
+                              std::vector<float>& y) {
+  y.assign(static_cast<size_t>(w.N), NAN);
+  QuantLinearParams p;
+  p.w = w;
+  p.M = 1;
+  p.x = x.data();
+  p.x_dtype = DType::float32;
+  p.y = y.data();
+  return p;
+}
+
 }  // namespace
 
 TF_TEST(quant_dequantize_matches_formula) {
@@ -220,13 +233,8 @@ TF_TEST(quant_gemv_extreme_x) {
       }
       for (Isa isa : isa_levels()) {
         set_isa(isa);
-        std::vector<float> y(size_t(N), NAN);
-        QuantLinearParams p;
-        p.w = q.w;
-        p.M = 1;
-        p.x = x.data();
-        p.x_dtype = DType::float32;
-        p.y = y.data();
+        std::vector<float> y;
+        const QuantLinearParams p = gemv_params(q.w, x, y);
 #if defined(__x86_64__) || defined(_M_X64)
         const unsigned csr = _mm_getcsr();
         const int threads = tf::threads();
@@ -274,13 +282,8 @@ TF_TEST(quant_gemv_nonzero_mean_x) {
     }
     for (Isa isa : isa_levels()) {
       set_isa(isa);
-      std::vector<float> y(static_cast<size_t>(N), NAN);
-      QuantLinearParams p;
-      p.w = q.w;
-      p.M = 1;
-      p.x = x.data();
-      p.x_dtype = DType::float32;
-      p.y = y.data();
+      std::vector<float> y;
+      const QuantLinearParams p = gemv_params(q.w, x, y);
       REQUIRE(quant_linear(p).ok());
       std::vector<double> got(y.begin(), y.end());
       CHECK(rel(got, want) < 2e-6, "%s int%d gs=%lld: %g", isa_name(isa), c.bits,
