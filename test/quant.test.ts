@@ -233,6 +233,33 @@ describe('linear with a QTensor', () => {
       });
     });
 
+  it('keeps float32 accuracy when x has a nonzero mean over a long K (zero points not folded out)', () => {
+    // Post-activation inputs are mostly positive: folding the zero point out as z * sum(x)
+    // cancelled to ~1e-5 relative error at K = 4096-16384; subtracted per weight it stays ~1e-7.
+    withSeed('nonzero-mean x', () => {
+      const K = 8192;
+      for (const [bits, groupSize, symmetric] of [
+        [4, 128, false],
+        [4, 32, true],
+        [8, 0, true],
+      ] as const) {
+        const q = quantize(rand([5, K]), { bits, groupSize, symmetric });
+        for (const M of [1, 3]) {
+          const r = rand([M, K]).data() as Float32Array;
+          const x = tensor(
+            r.map((v) => 0.5 + Math.abs(v)),
+            [M, K],
+          );
+          const ref = quantLinearRef(toF64(x), q);
+          forEachIsa((isa) => {
+            const got = linear(x, q).data() as Float32Array;
+            expect(relativeError(got, ref.data), `${isa} int${bits} g${groupSize} M=${M}`).toBeLessThan(2e-6);
+          });
+        }
+      }
+    });
+  });
+
   it('W8A8 is exact at the int8 extremes (-128 and 127 weights, +-127 activations)', () => {
     withSeed('w8a8 extremes', (seed) => {
       const r = rng(seed);
