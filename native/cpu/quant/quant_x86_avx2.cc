@@ -83,11 +83,11 @@ float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
 //         binary u = w + 128 (one vpxor per 32 weights), z = 128.
 // x is stored reordered and pre-scaled to meet them,
 //   xd[L b + 8j + i] = x[L b + P i + j] 2^(149 - log2(c_j) - S),   (L, P) = (64, 8) or (32, 4),
-// exact powers of two, so the FMA sees u x 2^-S, and the GEMV multiplies its sums by 2^S (stored
-// at xd[K]). S = e + 24 for max |x| < 2^e keeps every xd below 2^126 and products of any x above
-// 2^(e-100) normal. Subnormal inputs must be honoured: the GEMV takes the stored-order path when
-// MXCSR.DAZ is set. Groups: int4 multiples of 64 or 32 (two per 64-block, one per 128-bit half),
-// int8 multiples of 32 or one per row.
+// exact powers of two, so the FMA sees (u - z) x 2^-S, and the GEMV multiplies its sums by 2^S
+// (stored at xd[K]). S = e + 24 for max |x| < 2^e keeps every xd below 2^126 and the products of
+// any x above 2^(e-100) normal. Subnormal inputs must be honoured: the GEMV takes the
+// stored-order path when MXCSR.DAZ is set. Groups: int4 multiples of 64 or 32 (two per 64-block,
+// one per 128-bit half), int8 multiples of 32 or one per row.
 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   const int64_t gs = w.group();
   const bool i4 = w.bits == 4;
@@ -153,7 +153,8 @@ float row_i4_lanes(const QuantWeight& w, int64_t n, const float* xd) {
     for (int t = 0; t < 4; ++t) a[t] = _mm256_setzero_ps();
 #pragma GCC unroll 4
     for (int64_t b = b0; b < b0 + step; ++b) {
-      if ((b & 1) == 0 && next) _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
+      if ((b & 1) == 0 && next)
+        _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
       const float* xb = xd + b * 64;
       // nibbles 0-2 from v, 3-5 from v >> 12, 6-7 from v >> 24: three places, three zc
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * 32));
@@ -168,8 +169,9 @@ float row_i4_lanes(const QuantWeight& w, int64_t n, const float* xd) {
         a[t] = _mm256_fmadd_ps(u, _mm256_loadu_ps(xb + 8 * j), a[t]);
       }
     }
-    const __m256 sum = STEP == 1 ? _mm256_add_ps(a[0], a[1])
-                                 : _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
+    const __m256 sum =
+        STEP == 1 ? _mm256_add_ps(a[0], a[1])
+                  : _mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3]));
     __m256 sv;
     if (gs == 32)
       sv = _mm256_permutevar8x32_ps(
@@ -200,7 +202,8 @@ float row_i8_lanes(const QuantWeight& w, int64_t n, const float* xd) {
     for (int t = 0; t < 4; ++t) a[t] = _mm256_setzero_ps();
 #pragma GCC unroll 4
     for (int64_t b = b0; b < b0 + step; ++b) {
-      if ((b & 1) == 0 && next) _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
+      if ((b & 1) == 0 && next)
+        _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
       const float* xb = xd + b * 32;
       const __m256i v = _mm256_xor_si256(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + b * 32)), flip);
@@ -243,16 +246,20 @@ void rows2_i8_lanes(const QuantWeight& w, int64_t n, const float* xd, float* y) 
         _mm_prefetch(reinterpret_cast<const char*>(next + w.q_stride() + b * 32), _MM_HINT_T0);
       }
       const float* xb = xd + b * 32;
-      const __m256i v = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q0 + b * 32)), flip);
-      const __m256i u = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q1 + b * 32)), flip);
+      const __m256i v = _mm256_xor_si256(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q0 + b * 32)), flip);
+      const __m256i u = _mm256_xor_si256(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q1 + b * 32)), flip);
       const __m256i v8 = _mm256_srli_epi32(v, 8), u8 = _mm256_srli_epi32(u, 8);
 #pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
         const __m256i m = _mm256_set1_epi32(int(0xffu << (8 * std::min(j, 2))));
         const __m256 c = _mm256_castsi256_ps(_mm256_set1_epi32(int(0x80u << (8 * std::min(j, 2)))));
         const __m256 xj = _mm256_loadu_ps(xb + 8 * j);
-        const __m256 f0 = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_and_si256(j <= 2 ? v : v8, m)), c);
-        const __m256 f1 = _mm256_sub_ps(_mm256_castsi256_ps(_mm256_and_si256(j <= 2 ? u : u8, m)), c);
+        const __m256 f0 =
+            _mm256_sub_ps(_mm256_castsi256_ps(_mm256_and_si256(j <= 2 ? v : v8, m)), c);
+        const __m256 f1 =
+            _mm256_sub_ps(_mm256_castsi256_ps(_mm256_and_si256(j <= 2 ? u : u8, m)), c);
         if (j & 1) { a1 = _mm256_fmadd_ps(f0, xj, a1); c1 = _mm256_fmadd_ps(f1, xj, c1); }
         else { a0 = _mm256_fmadd_ps(f0, xj, a0); c0 = _mm256_fmadd_ps(f1, xj, c0); }
       }
@@ -491,7 +498,7 @@ void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k
   }
 }
 
-// Prefill's int4 dequantization in the int4 lane order of prep_x: per 8 weights vpand, vcvtdq2ps and
+// Prefill's int4 dequantization in the lane order of prep_x: per 8 weights vpand, vcvtdq2ps and
 // one FMA (u 16^j * s 16^-j - z s), about half the uops of the in-order dequant above.
 void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                    float* out, int64_t ldo) {
