@@ -191,17 +191,8 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
 }  // namespace
 
 void quant_activations(const float* x, int64_t M, int64_t K, int8_t* q, float* s) {
-  for (int64_t m = 0; m < M; ++m) {
-    const float* xr = x + m * K;
-    float amax = 0.0f;
-    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(xr[k]));
-    const float sc = amax > 0.0f ? amax / 127.0f : 1.0f;
-    s[m] = sc;
-    for (int64_t k = 0; k < K; ++k) {
-      const float v = std::nearbyint(xr[k] / sc);
-      q[m * K + k] = int8_t(std::min(127.0f, std::max(-127.0f, v)));
-    }
-  }
+  const auto quant_row = quant_cpu::kernels_for(active_isa()).quant_row_i8;
+  for (int64_t m = 0; m < M; ++m) s[m] = quant_row(x + m * K, K, q + m * K);
 }
 
 Status quant_linear(const QuantLinearParams& p) {

@@ -1,5 +1,6 @@
 // Portable scalar quantized kernels: the path every fast kernel is tested against. Written for
 // clarity, one output at a time, in the order the table's contract states.
+#include <algorithm>
 #include <cmath>
 
 #include "quant_kernels.h"
@@ -49,6 +50,17 @@ void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int6
   }
 }
 
+float quant_row_i8(const float* x, int64_t K, int8_t* q) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
+  const float sc = amax > 0.0f ? amax / 127.0f : 1.0f;
+  for (int64_t k = 0; k < K; ++k) {
+    const float v = std::nearbyint(x[k] / sc);
+    q[k] = int8_t(std::min(127.0f, std::max(-127.0f, v)));
+  }
+  return sc;
+}
+
 void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float* out,
              int64_t ldo) {
   const int64_t G = w.groups(), gs = w.group();
@@ -67,7 +79,8 @@ void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k
   }
 }
 
-const Kernels kGeneric = {Isa::generic, gemv_f32, nullptr, tile_i8, dequant, nullptr};
+const Kernels kGeneric = {Isa::generic, gemv_f32,     nullptr, tile_i8,
+                          quant_row_i8, dequant,  nullptr};
 
 }  // namespace
 

@@ -435,6 +435,44 @@ void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int6
   }
 }
 
+// The generic quantizer's operations lane by lane: max_ps(v, c) returns c when v is NaN, as
+// std::max(c, v) does; vdivps is the IEEE division and vroundps(nearest) is nearbyint in the
+// default rounding mode, so the codes are bitwise the generic ones.
+float quant_row_i8(const float* x, int64_t K, int8_t* q) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask), m0);
+    m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k + 8), abs_mask), m1);
+  }
+  alignas(32) float part[8];
+  _mm256_store_ps(part, _mm256_max_ps(m0, m1));
+  float amax = 0.0f;
+  for (float v : part) amax = std::max(amax, v);
+  for (; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
+  const float sc = amax > 0.0f ? amax / 127.0f : 1.0f;
+  const __m256 scv = _mm256_set1_ps(sc), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  auto codes8 = [&](const float* p) {
+    const __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(p), scv),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, lo), hi));  // integral: exact
+  };
+  for (k = 0; k + 16 <= K; k += 16) {
+    const __m256i a = codes8(x + k), b = codes8(x + k + 8);
+    // int32 -> int16 -> int8 with saturating packs (the values are in range); the packs work
+    // per 128-bit lane, the permute puts the 16 codes back in order.
+    const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(a, b), 0xd8);
+    const __m128i c = _mm_packs_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + k), c);
+  }
+  for (; k < K; ++k) {
+    const float v = std::nearbyint(x[k] / sc);
+    q[k] = int8_t(std::min(127.0f, std::max(-127.0f, v)));
+  }
+  return sc;
+}
+
 void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float* out,
              int64_t ldo) {
   const int64_t G = w.groups(), gs = w.group();
@@ -514,7 +552,8 @@ void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int
   }
 }
 
-const Kernels kAvx2 = {Isa::avx2, gemv_f32, prep_x, tile_i8, dequant, dequant_lanes};
+const Kernels kAvx2 = {Isa::avx2,    gemv_f32, prep_x, tile_i8,
+                       quant_row_i8, dequant,  dequant_lanes};
 
 }  // namespace
 
