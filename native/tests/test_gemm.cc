@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/gemm/gemm_kernels.h"
 #include "check.h"
 #include "tensorfuse/cpu_features.h"
 #include "tensorfuse/fp16.h"
@@ -299,6 +300,54 @@ TF_TEST(gemm_pack_b_reuse) {
 }
 
 // Bad arguments come back as a Status with the right code, never as a crash.
+// The optional row-major-A micro-kernel (attention's P V reads P in place): every ISA that has
+// one matches a float64 loop and, bitwise, its packed kernel on the same A (same FMA order), for
+// depths 1, 7, 33, 127, overwrite and accumulate, with NaN in the columns past kc of each A row.
+TF_TEST(gemm_kernel_rows_matches_packed_kernel) {
+  tf_test::Rng rng(tf_test::case_seed());
+  using gemm_cpu::kMR;
+  using gemm_cpu::kNR;
+  for (Isa isa : isa_levels()) {
+    const gemm_cpu::Kernels& k = gemm_cpu::kernels_for(isa);
+    if (!k.kernel_rows) continue;
+    for (int64_t kc : {int64_t(1), int64_t(7), int64_t(33), int64_t(127)}) {
+      const int64_t lda = kc + 5, ldc = kNR + 3;
+      std::vector<float> a(size_t(kMR * lda), NAN), apan(size_t(kMR * kc)), b(size_t(kc * kNR));
+      for (int64_t i = 0; i < kMR; ++i)
+        for (int64_t kk = 0; kk < kc; ++kk) {
+          a[size_t(i * lda + kk)] = rng.uniform(-1, 1);
+          apan[size_t(kk * kMR + i)] = a[size_t(i * lda + kk)];
+        }
+      for (auto& v : b) v = rng.uniform(-1, 1);
+      // 32-byte aligned B panel, as the packed layout promises
+      std::unique_ptr<float[]> bal(new float[b.size() + 8]);
+      float* bp = bal.get() + (8 - (reinterpret_cast<uintptr_t>(bal.get()) / 4) % 8) % 8;
+      std::memcpy(bp, b.data(), b.size() * 4);
+      for (bool acc : {false, true}) {
+        std::vector<float> c0(size_t(kMR * ldc)), c1;
+        for (auto& v : c0) v = rng.uniform(-1, 1);
+        c1 = c0;
+        const std::vector<float> cin = c0;
+        k.kernel(kc, apan.data(), bp, c0.data(), ldc, acc);
+        k.kernel_rows(kc, a.data(), lda, bp, c1.data(), ldc, acc);
+        double err = 0, ref = 0;
+        for (int64_t i = 0; i < kMR; ++i)
+          for (int64_t j = 0; j < kNR; ++j) {
+            double want = acc ? cin[size_t(i * ldc + j)] : 0.0;
+            for (int64_t kk = 0; kk < kc; ++kk)
+              want += double(a[size_t(i * lda + kk)]) * b[size_t(kk * kNR + j)];
+            err += std::pow(c1[size_t(i * ldc + j)] - want, 2);
+            ref += want * want;
+          }
+        CHECK(std::memcmp(c0.data(), c1.data(), c0.size() * 4) == 0, "kc=%lld acc=%d: not bitwise",
+              (long long)kc, int(acc));
+        CHECK(std::sqrt(err / ref) < 1e-6, "kc=%lld acc=%d: rel err %g", (long long)kc, int(acc),
+              std::sqrt(err / ref));
+      }
+    }
+  }
+}
+
 TF_TEST(gemm_argument_errors) {
   float a[4] = {}, b[4] = {}, c[4] = {};
   GemmParams g;

@@ -295,12 +295,19 @@ void Runner::run_item(const Item& it) {
     for (int64_t r = r0; r < r1; ++r)
       if (alpha[r] != 1.0f)
         for (int64_t d = 0; d < ldo; ++d) o[r * ldo + d] *= alpha[r];
-    gk_.pack_a(sc + r0 * lds, DType::float32, lds, r1 - r0, n, pp + pa * kMR * n);
+    // P V: P straight from the score rows where the ISA has a row-major-A kernel (the rows past
+    // R in the last micro-panel hold the zero scores of Q's zero padding), else packed.
+    if (!gk_.kernel_rows)
+      gk_.pack_a(sc + r0 * lds, DType::float32, lds, r1 - r0, n, pp + pa * kMR * n);
     gk_.pack_b(vt, p_.dtype, vs, false, n, D_, vp);
     for (int64_t pj = 0; pj < Dp_ / kNR; ++pj)
-      for (int64_t pi = pa; pi < pb; ++pi)
-        gk_.kernel(n, pp + pi * kMR * n, vp + pj * kNR * n, o + pi * kMR * ldo + pj * kNR, ldo,
-                   true);
+      for (int64_t pi = pa; pi < pb; ++pi) {
+        float* oc = o + pi * kMR * ldo + pj * kNR;
+        if (gk_.kernel_rows)
+          gk_.kernel_rows(n, sc + pi * kMR * lds, lds, vp + pj * kNR * n, oc, ldo, true);
+        else
+          gk_.kernel(n, pp + pi * kMR * n, vp + pj * kNR * n, oc, ldo, true);
+      }
   }
   finish_rows(s, it, R, o, ldo, m, l, chunks_ > 1);
 }

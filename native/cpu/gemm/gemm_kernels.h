@@ -30,6 +30,10 @@ struct Kernels {
   // c[kMR x kNR] (row stride ldc) = (accumulate ? c : 0) + a_panel * b_panel over kc.
   void (*kernel)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
                  bool accumulate);
+  // Optional (nullptr: pack A instead): as kernel, but A read in place, row-major (element
+  // (i, k) at a[i * lda + k], kMR rows, all readable). Saves packing an A that is used once.
+  void (*kernel_rows)(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                      int64_t ldc, bool accumulate);
   // y[n] = sum_k x[k] * B(k, n) for n in [n0, n1), x float32 [K]; y float32, overwritten.
   void (*gemv)(const float* x, const void* b, DType dt, int64_t ldb, bool trans, int64_t K,
                int64_t n0, int64_t n1, float* y);

@@ -110,35 +110,43 @@ void pack_b(const void* b, DType dt, int64_t ldb, bool trans, int64_t kc, int64_
 
 // The 6x16 micro-kernel: 12 ymm accumulators, 2 B vectors, 1 broadcast per row per k.
 // Per k: 12 FMAs against 2 loads + 6 broadcasts, so FMA throughput is the limit.
-void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+// kRowA: A is row-major (element (i, k) at a[i * lda + k]) instead of a packed panel; the six
+// broadcasts then come from two row pointers (rows 0-2 and 3-5) indexed by lda and 2 * lda.
+template <bool kRowA>
+inline void kernel_impl(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                        int64_t ldc, bool accumulate) {
+  const int64_t ai = kRowA ? lda : 1;  // distance between rows of A
+  const int64_t ak = kRowA ? 1 : kMR;  // distance between k steps
   __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
   __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
   __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
   __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
   __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
   __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  const float* a3 = a + 3 * ai;
   for (int64_t k = 0; k < kc; ++k) {
     const __m256 b0 = _mm256_load_ps(b);
     const __m256 b1 = _mm256_load_ps(b + 8);
-    __m256 av = _mm256_broadcast_ss(a + 0);
+    __m256 av = _mm256_broadcast_ss(a);
     c00 = _mm256_fmadd_ps(av, b0, c00);
     c01 = _mm256_fmadd_ps(av, b1, c01);
-    av = _mm256_broadcast_ss(a + 1);
+    av = _mm256_broadcast_ss(a + ai);
     c10 = _mm256_fmadd_ps(av, b0, c10);
     c11 = _mm256_fmadd_ps(av, b1, c11);
-    av = _mm256_broadcast_ss(a + 2);
+    av = _mm256_broadcast_ss(a + 2 * ai);
     c20 = _mm256_fmadd_ps(av, b0, c20);
     c21 = _mm256_fmadd_ps(av, b1, c21);
-    av = _mm256_broadcast_ss(a + 3);
+    av = _mm256_broadcast_ss(a3);
     c30 = _mm256_fmadd_ps(av, b0, c30);
     c31 = _mm256_fmadd_ps(av, b1, c31);
-    av = _mm256_broadcast_ss(a + 4);
+    av = _mm256_broadcast_ss(a3 + ai);
     c40 = _mm256_fmadd_ps(av, b0, c40);
     c41 = _mm256_fmadd_ps(av, b1, c41);
-    av = _mm256_broadcast_ss(a + 5);
+    av = _mm256_broadcast_ss(a3 + 2 * ai);
     c50 = _mm256_fmadd_ps(av, b0, c50);
     c51 = _mm256_fmadd_ps(av, b1, c51);
-    a += kMR;
+    a += ak;
+    a3 += ak;
     b += kNR;
   }
   __m256 acc[12] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
@@ -152,6 +160,15 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, b
     _mm256_storeu_ps(row, v0);
     _mm256_storeu_ps(row + 8, v1);
   }
+}
+
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  kernel_impl<false>(kc, a, 0, b, c, ldc, accumulate);
+}
+
+void kernel_rows(int64_t kc, const float* a, int64_t lda, const float* b, float* c, int64_t ldc,
+                 bool accumulate) {
+  kernel_impl<true>(kc, a, lda, b, c, ldc, accumulate);
 }
 
 // y[n] = dot(x, B[n, :]) for B stored [N, K]: 4 rows at a time share each x load, two
@@ -265,7 +282,7 @@ void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DType dt, int6
   }
 }
 
-const Kernels kAvx2 = {Isa::avx2, pack_a, pack_b, kernel, gemv, dot_t};
+const Kernels kAvx2 = {Isa::avx2, pack_a, pack_b, kernel, kernel_rows, gemv, dot_t};
 
 }  // namespace
 
