@@ -128,7 +128,7 @@ inline void prefetch_k_rows(const Prefetch& pf, int64_t ldk, int64_t row_bytes, 
   TF_SIDE_EFFECT();
   for (int64_t i = j; i < std::min(j + c, pf.k_rows); ++i)
     for (int64_t b = 0; b < row_bytes; b += 64)
-      _mm_prefetch(static_cast<const char*>(pf.k) + i * ldk * esz + b, _MM_HINT_T0);
+      _mm_prefetch(static_cast<const char*>(pf.k) + i * ldk * esz + b, _MM_HINT_T1);
 }
 
 // Requests the lines of row j of the hint's V that start inside bytes [b0, b1) of the row: a
@@ -138,7 +138,7 @@ inline void prefetch_v_cols(const Prefetch& pf, int64_t j, int64_t b0, int64_t b
   TF_SIDE_EFFECT();
   if (j >= pf.v_rows) return;
   const char* row = static_cast<const char*>(pf.v) + j * pf.ldv * int64_t(esz);
-  for (int64_t b = (b0 + 63) & ~int64_t(63); b < b1; b += 64) _mm_prefetch(row + b, _MM_HINT_T0);
+  for (int64_t b = (b0 + 63) & ~int64_t(63); b < b1; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
 }
 
 // The stored element type as a compile-time parameter, so the widening is not re-decided in the

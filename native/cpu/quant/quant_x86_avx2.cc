@@ -390,7 +390,23 @@ void block_i8_1x8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, 
   for (int64_t g = 0; g < G; ++g) {
     __m256i a[8];
     for (int j = 0; j < 8; ++j) a[j] = _mm256_setzero_si256();
-    for (int64_t k = g * gs; k < (g + 1) * gs; k += 32) {
+    int64_t k = g * gs;
+    // Whole 64-byte lines per row and step where the group allows: each of the 8 streams moves
+    // a line at a time.
+    for (; k + 64 <= (g + 1) * gs; k += 64) {
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k + 32));
+      for (int j = 0; j < 8; ++j) {
+        const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + j * K + k));
+        const __m256i v1 =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + j * K + k + 32));
+        const __m256i p0 = _mm256_maddubs_epi16(_mm256_abs_epi8(v0), _mm256_sign_epi8(x0, v0));
+        const __m256i p1 = _mm256_maddubs_epi16(_mm256_abs_epi8(v1), _mm256_sign_epi8(x1, v1));
+        a[j] = _mm256_add_epi32(a[j], _mm256_add_epi32(_mm256_madd_epi16(p0, ones),
+                                                       _mm256_madd_epi16(p1, ones)));
+      }
+    }
+    for (; k < (g + 1) * gs; k += 32) {
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
       for (int j = 0; j < 8; ++j) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + j * K + k));
