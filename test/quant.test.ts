@@ -295,6 +295,28 @@ describe('linear with a QTensor', () => {
     });
   });
 
+  it('W8A8: a row of x with a NaN or an infinity gives NaN in that row only (no finite guess)', () => {
+    withSeed('w8a8 non-finite rows', (seed) => {
+      const r = rng(seed);
+      for (const K of [7, 64, 1000]) {
+        const N = 9;
+        const q = quantize(rand([N, K]), { bits: 8 });
+        const xv = rand([4, K]).data() as Float32Array;
+        xv[K + randInt(r, 0, K - 1)] = NaN;
+        xv[3 * K + randInt(r, 0, K - 1)] = r() < 0.5 ? Infinity : -Infinity;
+        forEachIsa((isa) => {
+          const y = linear(tensor(xv, [4, K]), q, { activation: 'int8' }).data() as Float32Array;
+          for (let n = 0; n < N; n++) {
+            expect(Number.isFinite(y[n]), `${isa} K=${K} row 0`).toBe(true);
+            expect(y[N + n], `${isa} K=${K} row 1 (NaN)`).toBeNaN();
+            expect(Number.isFinite(y[2 * N + n]), `${isa} K=${K} row 2`).toBe(true);
+            expect(y[3 * N + n], `${isa} K=${K} row 3 (inf)`).toBeNaN();
+          }
+        });
+      }
+    });
+  });
+
   it('keeps leading dims of x, takes float16/bfloat16 x (output in its dtype) and a 16-bit bias', () => {
     withSeed('linear dtypes', () => {
       const q = quantize(rand([33, 128]), { bits: 4, groupSize: 32 });

@@ -2,6 +2,7 @@
 // clarity, one output at a time, in the order the table's contract states.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "quant_kernels.h"
 
@@ -52,8 +53,14 @@ void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int6
 
 float quant_row_i8(const float* x, int64_t K, int8_t* q) {
   float amax = 0.0f;
-  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
-  const float sc = amax > 0.0f ? amax / 127.0f : 1.0f;
+  bool nan = false;
+  for (int64_t k = 0; k < K; ++k) {
+    amax = std::max(amax, std::fabs(x[k]));
+    nan |= std::isnan(x[k]);
+  }
+  const float sc = nan || std::isinf(amax) ? std::numeric_limits<float>::quiet_NaN()
+                   : amax > 0.0f          ? amax / 127.0f
+                                          : 1.0f;
   for (int64_t k = 0; k < K; ++k) {
     const float v = std::nearbyint(x[k] / sc);
     q[k] = int8_t(std::min(127.0f, std::max(-127.0f, v)));

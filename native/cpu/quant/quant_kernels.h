@@ -35,9 +35,10 @@ struct Kernels {
   void (*tile_i8)(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1,
                   float* c, int64_t ldc);
   // W8A8's per-token activation quantizer, one row: s = max|x| / 127 (1 where x is all zero),
-  // q[k] = clamp(nearbyint(x[k] / s), -127, 127); returns s. A NaN is skipped by the max and
-  // becomes -127, as std::max / std::min order it. Bitwise the same result on every ISA (an IEEE
-  // division, round to nearest even), so every ISA quantizes x alike.
+  // q[k] = clamp(nearbyint(x[k] / s), -127, 127); returns s. A row with a NaN or an infinity has
+  // no scale: s = NaN, so every output of that row is NaN (never a finite guess); its codes are
+  // then all -127 (a NaN quotient, clamped as std::max / std::min order it). Bitwise the same
+  // result on every ISA (an IEEE division, round to nearest even).
   float (*quant_row_i8)(const float* x, int64_t K, int8_t* q);
   // Dequantizes rows [n0, n1) and stored columns [k0, k1) into out[(n - n0) * ldo + (k - k0)].
   void (*dequant)(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,

@@ -453,21 +453,29 @@ void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int6
 
 // The generic quantizer's operations lane by lane: max_ps(v, c) returns c when v is NaN, as
 // std::max(c, v) does; vdivps is the IEEE division and vroundps(nearest) is nearbyint in the
-// default rounding mode, so the codes are bitwise the generic ones.
+// default rounding mode, so the codes and the scale are bitwise the generic ones.
 float quant_row_i8(const float* x, int64_t K, int8_t* q) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps();
+  __m256 m0 = _mm256_setzero_ps(), m1 = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) {
-    m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k), abs_mask), m0);
-    m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k + 8), abs_mask), m1);
+    const __m256 a = _mm256_loadu_ps(x + k), b = _mm256_loadu_ps(x + k + 8);
+    m0 = _mm256_max_ps(_mm256_and_ps(a, abs_mask), m0);
+    m1 = _mm256_max_ps(_mm256_and_ps(b, abs_mask), m1);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(a, b, _CMP_UNORD_Q));
   }
   alignas(32) float part[8];
   _mm256_store_ps(part, _mm256_max_ps(m0, m1));
   float amax = 0.0f;
   for (float v : part) amax = std::max(amax, v);
-  for (; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
-  const float sc = amax > 0.0f ? amax / 127.0f : 1.0f;
+  bool any_nan = _mm256_movemask_ps(nan) != 0;
+  for (; k < K; ++k) {
+    amax = std::max(amax, std::fabs(x[k]));
+    any_nan |= std::isnan(x[k]);
+  }
+  const float sc = any_nan || std::isinf(amax) ? std::numeric_limits<float>::quiet_NaN()
+                   : amax > 0.0f              ? amax / 127.0f
+                                              : 1.0f;
   const __m256 scv = _mm256_set1_ps(sc), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
   auto codes8 = [&](const float* p) {
     const __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(p), scv),
