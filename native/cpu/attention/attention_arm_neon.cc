@@ -189,7 +189,7 @@ void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, i
   });
 }
 
-const Kernels kNeon = {Isa::neon, softmax_tile, qk_dot, pv_accum};
+const Kernels kNeon = {Isa::neon, softmax_tile, qk_dot, pv_accum, nullptr, nullptr};
 
 }  // namespace
 

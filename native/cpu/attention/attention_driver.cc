@@ -43,6 +43,10 @@ constexpr int64_t kStreamKeys = 64;   // keys per step and head (streaming path)
 constexpr int64_t kStreamRows = 64;   // rows of all heads of one streaming item, at most
 constexpr int64_t kMinTiledRows = 6;  // fewer rows than one micro-panel: stream instead
 constexpr int64_t kMinChunkKeys = 256;
+// Rows per kv head up to which decode reads the cache key by key over all heads (qk_keys /
+// pv_keys: memory order, ~1.15x at one row); with more rows the arithmetic per byte wants the
+// per-head kernels, which keep o in registers (4 rows: key by key was 5-10% slower).
+constexpr int64_t kKeyMajorRows = 2;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Asks for rows [j0, j0 + n) of a K or V cache ahead of use. Their rows sit Hk*D elements apart
@@ -323,7 +327,7 @@ void Runner::run_stream_item(const Item& it) {
   ranges(s, it, lo, hi, &klo, &khi, &full_lo, &full_hi);
 
   const int64_t lds = kStreamKeys, ldo = Dp_;
-  const int64_t sizes[6] = {NR * D_, R * lds, NR * ldo, NR, NR, NR};
+  const int64_t sizes[6] = {NR * D_, NR * lds, NR * ldo, NR, NR, NR};
   int64_t total = 0;
   for (int64_t n : sizes) total += round_up(n, 16);
   float* mem = static_cast<float*>(scratch_get(0, size_t(total) * sizeof(float)));
@@ -348,37 +352,60 @@ void Runner::run_stream_item(const Item& it) {
   }
 
   const int64_t ks = p_.k_strides[1], vs = p_.v_strides[1];
-  if (klo <= khi) {  // the first (step, head): nothing asked for it yet
-    const int64_t n = std::min(kStreamKeys, khi + 1 - klo);
-    prefetch_rows(kv_row(p_.k, p_.k_strides, s, it.b, klo, it.hk), D_ * esz_, ks * esz_, n);
-    prefetch_rows(kv_row(p_.v, p_.v_strides, s, it.b, klo, it.hk), D_ * esz_, vs * esz_, n);
-  }
-  for (int64_t j0 = klo; j0 <= khi; j0 += kStreamKeys) {
-    const int64_t n = std::min(kStreamKeys, khi + 1 - j0);
-    const bool partial = elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi;
-    for (int64_t hl = 0; hl < nh; ++hl) {
-      Item head = it;
-      head.hk = it.hk + hl;
-      head.nh = 1;
-      // The next (step, head) in this loop order: its K and V rows are requested now.
-      attention_cpu::Prefetch pf;
-      const int64_t nj = hl + 1 < nh ? j0 : j0 + n, nhk = hl + 1 < nh ? head.hk + 1 : it.hk;
-      if (nj <= khi) {
-        pf.k = kv_row(p_.k, p_.k_strides, s, it.b, nj, nhk);
-        pf.v = kv_row(p_.v, p_.v_strides, s, it.b, nj, nhk);
-        pf.ldv = vs;
-        pf.k_rows = pf.v_rows = std::min(kStreamKeys, khi + 1 - nj);
+  if (ak_.qk_keys && ak_.pv_keys && R <= kKeyMajorRows) {
+    // Key by key over all the item's heads (a bshd cache in address order, followed by the
+    // hardware prefetchers): one step's scores of every head, one softmax over all their rows.
+    for (int64_t j0 = klo; j0 <= khi; j0 += kStreamKeys) {
+      const int64_t n = std::min(kStreamKeys, khi + 1 - j0);
+      ak_.qk_keys(qb, R, nh, kv_row(p_.k, p_.k_strides, s, it.b, j0, it.hk), p_.dtype, ks,
+                  p_.k_strides[2], n, D_, sc, lds);
+      if (elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi)
+        for (int64_t hl = 0; hl < nh; ++hl) {
+          Item head = it;
+          head.hk = it.hk + hl;
+          head.nh = 1;
+          transform(s, head, R, j0, n, sc + hl * R * lds, lds, lo, hi);
+        }
+      ak_.softmax_tile(sc, lds, NR, n, m, l, alpha);
+      for (int64_t r = 0; r < NR; ++r)
+        if (alpha[r] != 1.0f)
+          for (int64_t d = 0; d < D_; ++d) o[r * ldo + d] *= alpha[r];
+      ak_.pv_keys(sc, lds, R, nh, kv_row(p_.v, p_.v_strides, s, it.b, j0, it.hk), p_.dtype, vs,
+                  p_.v_strides[2], n, D_, o, ldo);
+    }
+  } else {
+    if (klo <= khi) {  // the first (step, head): nothing asked for it yet
+      const int64_t n = std::min(kStreamKeys, khi + 1 - klo);
+      prefetch_rows(kv_row(p_.k, p_.k_strides, s, it.b, klo, it.hk), D_ * esz_, ks * esz_, n);
+      prefetch_rows(kv_row(p_.v, p_.v_strides, s, it.b, klo, it.hk), D_ * esz_, vs * esz_, n);
+    }
+    for (int64_t j0 = klo; j0 <= khi; j0 += kStreamKeys) {
+      const int64_t n = std::min(kStreamKeys, khi + 1 - j0);
+      const bool partial = elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi;
+      for (int64_t hl = 0; hl < nh; ++hl) {
+        Item head = it;
+        head.hk = it.hk + hl;
+        head.nh = 1;
+        // The next (step, head) in this loop order: its K and V rows are requested now.
+        attention_cpu::Prefetch pf;
+        const int64_t nj = hl + 1 < nh ? j0 : j0 + n, nhk = hl + 1 < nh ? head.hk + 1 : it.hk;
+        if (nj <= khi) {
+          pf.k = kv_row(p_.k, p_.k_strides, s, it.b, nj, nhk);
+          pf.v = kv_row(p_.v, p_.v_strides, s, it.b, nj, nhk);
+          pf.ldv = vs;
+          pf.k_rows = pf.v_rows = std::min(kStreamKeys, khi + 1 - nj);
+        }
+        float *oh = o + hl * R * ldo, *mh = m + hl * R, *lh = l + hl * R, *ah = alpha + hl * R;
+        ak_.qk_dot(qb + hl * R * D_, D_, R, kv_row(p_.k, p_.k_strides, s, it.b, j0, head.hk),
+                   p_.dtype, ks, n, D_, sc, lds, pf);
+        if (partial) transform(s, head, R, j0, n, sc, lds, lo, hi);
+        ak_.softmax_tile(sc, lds, R, n, mh, lh, ah);
+        for (int64_t r = 0; r < R; ++r)
+          if (ah[r] != 1.0f)
+            for (int64_t d = 0; d < D_; ++d) oh[r * ldo + d] *= ah[r];
+        ak_.pv_accum(sc, lds, R, kv_row(p_.v, p_.v_strides, s, it.b, j0, head.hk), p_.dtype, vs,
+                     n, D_, oh, ldo, pf);
       }
-      float *oh = o + hl * R * ldo, *mh = m + hl * R, *lh = l + hl * R, *ah = alpha + hl * R;
-      ak_.qk_dot(qb + hl * R * D_, D_, R, kv_row(p_.k, p_.k_strides, s, it.b, j0, head.hk),
-                 p_.dtype, ks, n, D_, sc, lds, pf);
-      if (partial) transform(s, head, R, j0, n, sc, lds, lo, hi);
-      ak_.softmax_tile(sc, lds, R, n, mh, lh, ah);
-      for (int64_t r = 0; r < R; ++r)
-        if (ah[r] != 1.0f)
-          for (int64_t d = 0; d < D_; ++d) oh[r * ldo + d] *= ah[r];
-      ak_.pv_accum(sc, lds, R, kv_row(p_.v, p_.v_strides, s, it.b, j0, head.hk), p_.dtype, vs,
-                   n, D_, oh, ldo, pf);
     }
   }
   for (int64_t hl = 0; hl < nh; ++hl) {

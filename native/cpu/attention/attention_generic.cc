@@ -50,7 +50,7 @@ void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, i
     }
 }
 
-const Kernels kGeneric = {Isa::generic, softmax_tile, qk_dot, pv_accum};
+const Kernels kGeneric = {Isa::generic, softmax_tile, qk_dot, pv_accum, nullptr, nullptr};
 
 }  // namespace
 

@@ -43,6 +43,17 @@ struct Kernels {
   // columns of row j of pf.v (stride pf.ldv, j < v_rows) are requested.
   void (*pv_accum)(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
                    int64_t n, int64_t D, float* o, int64_t ldo, const Prefetch& pf);
+  // Optional (nullptr: the driver goes head by head with qk_dot / pv_accum). The same products
+  // for nh heads of R rows each, key by key and, inside a key, head by head, so a cache whose
+  // heads of one key sit side by side ('bshd') is read front to back, which the hardware
+  // prefetchers follow. Row i = h * R + r holds query r of head h; K row of (key j, head h) at
+  // k + j * ldk + h * ldh (V likewise with ldv, ldh):
+  //   qk_keys: s[i * lds + j] = dot(q[i * D, 0:D], K(j, h))
+  //   pv_keys: o[i * ldo + d] += sum_j p[i * ldp + j] * V(j, h)[d]
+  void (*qk_keys)(const float* q, int64_t R, int64_t nh, const void* k, DType dt, int64_t ldk,
+                  int64_t ldh, int64_t n, int64_t D, float* s, int64_t lds);
+  void (*pv_keys)(const float* p, int64_t ldp, int64_t R, int64_t nh, const void* v, DType dt,
+                  int64_t ldv, int64_t ldh, int64_t n, int64_t D, float* o, int64_t ldo);
 };
 
 // Calls f(std::integral_constant<DType, T>{}) with T = dt (float16, bfloat16, else float32): the

@@ -362,7 +362,95 @@ void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, i
   });
 }
 
-const Kernels kAvx2 = {Isa::avx2, softmax_tile, qk_dot, pv_accum};
+// Key-major streaming (Kernels::qk_keys / pv_keys): each key's K (then V) rows of all the
+// item's heads are read in address order; no software prefetch, the hardware stream follows.
+// R rows of one head share every K / V vector load.
+template <DType T, int R>
+void qk_keys_t(const float* q, int64_t nh, const void* k, int64_t ldk, int64_t ldh, int64_t n,
+               int64_t D, float* s, int64_t lds) {
+  const int64_t D16 = D & ~int64_t(15), D8 = D & ~int64_t(7);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t h = 0; h < nh; ++h) {
+      const int64_t kb = j * ldk + h * ldh;
+      const float* qh = q + h * R * D;
+      __m256 a[R][2];
+      for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm256_setzero_ps();
+      int64_t d = 0;
+      for (; d < D16; d += 16) {  // two accumulators per row: a dot of D = 128 is 16 FMAs deep
+        const __m256 k0 = ld8<T>(k, kb + d), k1 = ld8<T>(k, kb + d + 8);
+        for (int r = 0; r < R; ++r) {
+          a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(qh + r * D + d), k0, a[r][0]);
+          a[r][1] = _mm256_fmadd_ps(_mm256_loadu_ps(qh + r * D + d + 8), k1, a[r][1]);
+        }
+      }
+      for (; d < D8; d += 8) {
+        const __m256 k0 = ld8<T>(k, kb + d);
+        for (int r = 0; r < R; ++r)
+          a[r][0] = _mm256_fmadd_ps(_mm256_loadu_ps(qh + r * D + d), k0, a[r][0]);
+      }
+      for (int r = 0; r < R; ++r) {
+        float sum = hsum(_mm256_add_ps(a[r][0], a[r][1]));
+        for (int64_t e = D8; e < D; ++e) sum += qh[r * D + e] * ld1<T>(k, kb + e);
+        s[(h * R + r) * lds + j] = sum;
+      }
+    }
+  }
+}
+
+template <DType T, int R>
+void pv_keys_t(const float* p, int64_t ldp, int64_t nh, const void* v, int64_t ldv, int64_t ldh,
+               int64_t n, int64_t D, float* o, int64_t ldo) {
+  const int64_t D8 = D & ~int64_t(7);
+  for (int64_t j = 0; j < n; ++j) {
+    for (int64_t h = 0; h < nh; ++h) {
+      const int64_t vb = j * ldv + h * ldh;
+      float* oh = o + h * R * ldo;
+      __m256 pr[R];
+      for (int r = 0; r < R; ++r) pr[r] = _mm256_set1_ps(p[(h * R + r) * ldp + j]);
+      int64_t d = 0;
+      for (; d < D8; d += 8) {
+        const __m256 vv = ld8<T>(v, vb + d);
+        for (int r = 0; r < R; ++r)
+          _mm256_storeu_ps(oh + r * ldo + d,
+                           _mm256_fmadd_ps(pr[r], vv, _mm256_loadu_ps(oh + r * ldo + d)));
+      }
+      for (; d < D; ++d) {
+        const float vd = ld1<T>(v, vb + d);
+        for (int r = 0; r < R; ++r) oh[r * ldo + d] += p[(h * R + r) * ldp + j] * vd;
+      }
+    }
+  }
+}
+
+void qk_keys(const float* q, int64_t R, int64_t nh, const void* k, DType dt, int64_t ldk,
+             int64_t ldh, int64_t n, int64_t D, float* s, int64_t lds) {
+  with_dtype(dt, [&](auto t) {
+    constexpr DType T = decltype(t)::value;
+    switch (R) {
+      case 1: qk_keys_t<T, 1>(q, nh, k, ldk, ldh, n, D, s, lds); break;
+      case 2: qk_keys_t<T, 2>(q, nh, k, ldk, ldh, n, D, s, lds); break;
+      case 3: qk_keys_t<T, 3>(q, nh, k, ldk, ldh, n, D, s, lds); break;
+      case 4: qk_keys_t<T, 4>(q, nh, k, ldk, ldh, n, D, s, lds); break;
+      default: qk_keys_t<T, 5>(q, nh, k, ldk, ldh, n, D, s, lds); break;
+    }
+  });
+}
+
+void pv_keys(const float* p, int64_t ldp, int64_t R, int64_t nh, const void* v, DType dt,
+             int64_t ldv, int64_t ldh, int64_t n, int64_t D, float* o, int64_t ldo) {
+  with_dtype(dt, [&](auto t) {
+    constexpr DType T = decltype(t)::value;
+    switch (R) {
+      case 1: pv_keys_t<T, 1>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
+      case 2: pv_keys_t<T, 2>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
+      case 3: pv_keys_t<T, 3>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
+      case 4: pv_keys_t<T, 4>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
+      default: pv_keys_t<T, 5>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
+    }
+  });
+}
+
+const Kernels kAvx2 = {Isa::avx2, softmax_tile, qk_dot, pv_accum, qk_keys, pv_keys};
 
 }  // namespace
 

@@ -74,8 +74,9 @@ inline void exp8_nonpos_x2(__m256* a, __m256* b) {
   const __m256 keep_b = _mm256_cmp_ps(*b, lo, _CMP_NLT_UQ);
   const __m256 xa = _mm256_max_ps(lo, *a), xb = _mm256_max_ps(lo, *b);
   const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-  const __m256 na = _mm256_round_ps(_mm256_mul_ps(xa, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  const __m256 nb = _mm256_round_ps(_mm256_mul_ps(xb, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  constexpr int kNearest = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const __m256 na = _mm256_round_ps(_mm256_mul_ps(xa, log2e), kNearest);
+  const __m256 nb = _mm256_round_ps(_mm256_mul_ps(xb, log2e), kNearest);
   const __m256 c1 = _mm256_set1_ps(0.693359375f), c2 = _mm256_set1_ps(-2.12194440e-4f);
   __m256 ra = _mm256_fnmadd_ps(na, c1, xa), rb = _mm256_fnmadd_ps(nb, c1, xb);
   ra = _mm256_fnmadd_ps(na, c2, ra);
