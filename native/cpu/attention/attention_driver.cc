@@ -9,9 +9,10 @@
 // keeps causal and windowed work tight inside a block.
 //   rows >= kMinTiledRows: Q block packed into GEMM panels, S = Q K^T and O += P V through the
 //                          6x16 micro-kernel, K/V tiles packed per tile (widened from f16/bf16);
-//   fewer rows (decode):   one item holds several kv heads of a bshd cache (keys outer, heads
-//                          inner, so the cache is read front to back); qk_dot / pv_accum stream
-//                          K and V rows straight from it.
+//   fewer rows (decode):   one item holds several kv heads of a bshd cache; K and V rows are
+//                          read in place: with 1-2 rows per kv head key by key over all heads
+//                          (qk_keys / pv_keys, the cache in address order), otherwise 64 keys of
+//                          one head at a time (qk_dot / pv_accum) with software prefetch.
 // When blocks are fewer than the threads, the keys are also split into chunks whose partial
 // (max, sum, unnormalised output) are merged afterwards by log-sum-exp (flash-decoding).
 #include <algorithm>
@@ -317,9 +318,10 @@ void Runner::run_item(const Item& it) {
 }
 
 // Decode-sized items (fewer than kMinTiledRows rows per kv head): kv heads [hk, hk + nh) of one
-// batch entry. The keys go kStreamKeys at a time and, inside a step, head by head, so a 'bshd'
-// cache (the heads of one key side by side) is read front to back; qk_dot and pv_accum read the
-// K and V rows in place, and each (step, head) asks for the next one's rows ahead of use.
+// batch entry, kStreamKeys keys per step. With at most kKeyMajorRows rows per head (and the ISA's
+// qk_keys / pv_keys) a step goes key by key over all heads, the address order of a 'bshd' cache;
+// otherwise head by head, qk_dot and pv_accum reading the step's K and V rows of one head in
+// place while each (step, head) asks for the next one's rows ahead of use.
 void Runner::run_stream_item(const Item& it) {
   const Seq& s = seqs_[size_t(it.b)];
   const int64_t R = it.r1 - it.r0, nh = it.nh, NR = nh * R;
