@@ -129,12 +129,17 @@ describe('attention: float32 against the float64 reference', () => {
     // Sq * G < 6 rows per kv head takes the streaming path, which walks several kv heads of a
     // key at once (up to 64 rows per item): G = 1..5, 70 heads (a remainder group), D off the
     // vector width, masks/softcap/ALiBi/window on those items, seqlensK, and split-K chunks.
+    // 1-2 rows per kv head go key by key over the heads on AVX2 (blocks of four keys, then single
+    // keys): D = 17 / 33 there too.
     for (const [B, Sq, Hq, Hk, D, Sk] of [
       [2, 1, 6, 3, 72, 700],
       [1, 1, 12, 4, 100, 333],
       [1, 2, 8, 4, 24, 1100],
       [1, 1, 70, 70, 8, 300],
       [1, 1, 20, 4, 17, 129],
+      [1, 1, 6, 6, 17, 131],
+      [2, 1, 8, 4, 33, 262],
+      [1, 2, 3, 3, 40, 97],
     ]) {
       const [q, k, v] = qkv(B, Sq, Sk, Hq, Hk, D);
       const seqlensK = tensor(
@@ -156,8 +161,13 @@ describe('attention: float32 against the float64 reference', () => {
       const keep = new Uint8Array(Sq * Sk).map((_, i) => ((i * 7919) % 3 === 0 ? 0 : 1));
       check(q, k, v, { mask: tensor(keep, [Sq, Sk], 'uint8') }, `${label} bool mask`);
     }
-    for (const dtype of ['float16', 'bfloat16'] as const) {
-      const [q, k, v] = qkv(1, 1, 900, 8, 2, 64, 'bshd', dtype);
+    for (const [dtype, Hk, D] of [
+      ['float16', 2, 64],
+      ['bfloat16', 2, 64],
+      ['float16', 8, 36],
+      ['bfloat16', 4, 44],
+    ] as const) {
+      const [q, k, v] = qkv(1, 1, 900, 8, Hk, D, 'bshd', dtype);
       const exact = attentionRef(q, k, v, {});
       const naive = attentionRef(
         q,

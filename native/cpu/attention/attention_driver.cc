@@ -45,8 +45,8 @@ constexpr int64_t kStreamRows = 64;   // rows of all heads of one streaming item
 constexpr int64_t kMinTiledRows = 6;  // fewer rows than one micro-panel: stream instead
 constexpr int64_t kMinChunkKeys = 256;
 // Rows per kv head up to which decode reads the cache key by key over all heads (qk_keys /
-// pv_keys: memory order, ~1.15x at one row); with more rows the arithmetic per byte wants the
-// per-head kernels, which keep o in registers (4 rows: key by key was 5-10% slower).
+// pv_keys, which take 1 or 2: memory order, ~1.15x at one row); with more rows the arithmetic per
+// byte wants the per-head kernels (4 rows: key by key was 5-10% slower, a blocked form tied).
 constexpr int64_t kKeyMajorRows = 2;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 

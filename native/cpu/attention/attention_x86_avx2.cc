@@ -365,11 +365,40 @@ void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, i
 // Key-major streaming (Kernels::qk_keys / pv_keys): each key's K (then V) rows of all the
 // item's heads are read in address order; no software prefetch, the hardware stream follows.
 // R rows of one head share every K / V vector load.
+// Four keys per head at a time where they fit (one accumulator per (row, key), summed four at a
+// time; each q vector feeds four keys), then key by key. The four keys' rows are four
+// sequential streams.
 template <DType T, int R>
 void qk_keys_t(const float* q, int64_t nh, const void* k, int64_t ldk, int64_t ldh, int64_t n,
                int64_t D, float* s, int64_t lds) {
   const int64_t D16 = D & ~int64_t(15), D8 = D & ~int64_t(7);
-  for (int64_t j = 0; j < n; ++j) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int64_t h = 0; h < nh; ++h) {
+      const int64_t kb = j * ldk + h * ldh;
+      const float* qh = q + h * R * D;
+      __m256 a[R][4];
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < 4; ++t) a[r][t] = _mm256_setzero_ps();
+      for (int64_t d = 0; d < D8; d += 8) {
+        __m256 kv[4];
+        for (int t = 0; t < 4; ++t) kv[t] = ld8<T>(k, kb + t * ldk + d);
+        for (int r = 0; r < R; ++r) {
+          const __m256 x = _mm256_loadu_ps(qh + r * D + d);
+          for (int t = 0; t < 4; ++t) a[r][t] = _mm256_fmadd_ps(x, kv[t], a[r][t]);
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        alignas(16) float sums[4];
+        _mm_store_ps(sums, hsum4(a[r][0], a[r][1], a[r][2], a[r][3]));
+        for (int t = 0; t < 4; ++t) {
+          float sum = sums[t];
+          for (int64_t e = D8; e < D; ++e) sum += qh[r * D + e] * ld1<T>(k, kb + t * ldk + e);
+          s[(h * R + r) * lds + j + t] = sum;
+        }
+      }
+    }
+  for (; j < n; ++j) {
     for (int64_t h = 0; h < nh; ++h) {
       const int64_t kb = j * ldk + h * ldh;
       const float* qh = q + h * R * D;
@@ -397,11 +426,37 @@ void qk_keys_t(const float* q, int64_t nh, const void* k, int64_t ldk, int64_t l
   }
 }
 
+// Four keys per head at a time where they fit, each 8 columns of o held in registers across
+// them (o loaded and stored once per four keys: per key it is store bound), then key by key.
 template <DType T, int R>
 void pv_keys_t(const float* p, int64_t ldp, int64_t nh, const void* v, int64_t ldv, int64_t ldh,
                int64_t n, int64_t D, float* o, int64_t ldo) {
   const int64_t D8 = D & ~int64_t(7);
-  for (int64_t j = 0; j < n; ++j) {
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4)
+    for (int64_t h = 0; h < nh; ++h) {
+      const int64_t vb = j * ldv + h * ldh;
+      float* oh = o + h * R * ldo;
+      __m256 pr[R][4];
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < 4; ++t) pr[r][t] = _mm256_set1_ps(p[(h * R + r) * ldp + j + t]);
+      int64_t d = 0;
+      for (; d < D8; d += 8) {
+        __m256 acc[R];
+        for (int r = 0; r < R; ++r) acc[r] = _mm256_loadu_ps(oh + r * ldo + d);
+        for (int t = 0; t < 4; ++t) {
+          const __m256 vv = ld8<T>(v, vb + t * ldv + d);
+          for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(pr[r][t], vv, acc[r]);
+        }
+        for (int r = 0; r < R; ++r) _mm256_storeu_ps(oh + r * ldo + d, acc[r]);
+      }
+      for (; d < D; ++d)
+        for (int t = 0; t < 4; ++t) {
+          const float vd = ld1<T>(v, vb + t * ldv + d);
+          for (int r = 0; r < R; ++r) oh[r * ldo + d] += p[(h * R + r) * ldp + j + t] * vd;
+        }
+    }
+  for (; j < n; ++j) {
     for (int64_t h = 0; h < nh; ++h) {
       const int64_t vb = j * ldv + h * ldh;
       float* oh = o + h * R * ldo;
@@ -428,10 +483,7 @@ void qk_keys(const float* q, int64_t R, int64_t nh, const void* k, DType dt, int
     constexpr DType T = decltype(t)::value;
     switch (R) {
       case 1: qk_keys_t<T, 1>(q, nh, k, ldk, ldh, n, D, s, lds); break;
-      case 2: qk_keys_t<T, 2>(q, nh, k, ldk, ldh, n, D, s, lds); break;
-      case 3: qk_keys_t<T, 3>(q, nh, k, ldk, ldh, n, D, s, lds); break;
-      case 4: qk_keys_t<T, 4>(q, nh, k, ldk, ldh, n, D, s, lds); break;
-      default: qk_keys_t<T, 5>(q, nh, k, ldk, ldh, n, D, s, lds); break;
+      default: qk_keys_t<T, 2>(q, nh, k, ldk, ldh, n, D, s, lds); break;
     }
   });
 }
@@ -442,10 +494,7 @@ void pv_keys(const float* p, int64_t ldp, int64_t R, int64_t nh, const void* v, 
     constexpr DType T = decltype(t)::value;
     switch (R) {
       case 1: pv_keys_t<T, 1>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
-      case 2: pv_keys_t<T, 2>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
-      case 3: pv_keys_t<T, 3>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
-      case 4: pv_keys_t<T, 4>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
-      default: pv_keys_t<T, 5>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
+      default: pv_keys_t<T, 2>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
     }
   });
 }
