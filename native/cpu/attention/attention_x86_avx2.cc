@@ -426,55 +426,44 @@ void qk_keys_t(const float* q, int64_t nh, const void* k, int64_t ldk, int64_t l
   }
 }
 
-// Four keys per head at a time where they fit, each 8 columns of o held in registers across
-// them (o loaded and stored once per four keys: per key it is store bound), then key by key.
-template <DType T, int R>
-void pv_keys_t(const float* p, int64_t ldp, int64_t nh, const void* v, int64_t ldv, int64_t ldh,
-               int64_t n, int64_t D, float* o, int64_t ldo) {
+// Keys [j, n) in blocks of KB per head, each 8 columns of o held in registers across a block
+// (o loaded and stored once per block); returns the first key not done (n - j < KB left).
+template <DType T, int R, int KB>
+int64_t pv_keys_blocks(const float* p, int64_t ldp, int64_t nh, const void* v, int64_t ldv,
+                       int64_t ldh, int64_t j, int64_t n, int64_t D, float* o, int64_t ldo) {
   const int64_t D8 = D & ~int64_t(7);
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4)
+  for (; j + KB <= n; j += KB)
     for (int64_t h = 0; h < nh; ++h) {
       const int64_t vb = j * ldv + h * ldh;
       float* oh = o + h * R * ldo;
-      __m256 pr[R][4];
+      __m256 pr[R][KB];
       for (int r = 0; r < R; ++r)
-        for (int t = 0; t < 4; ++t) pr[r][t] = _mm256_set1_ps(p[(h * R + r) * ldp + j + t]);
+        for (int t = 0; t < KB; ++t) pr[r][t] = _mm256_set1_ps(p[(h * R + r) * ldp + j + t]);
       int64_t d = 0;
       for (; d < D8; d += 8) {
         __m256 acc[R];
         for (int r = 0; r < R; ++r) acc[r] = _mm256_loadu_ps(oh + r * ldo + d);
-        for (int t = 0; t < 4; ++t) {
+        for (int t = 0; t < KB; ++t) {
           const __m256 vv = ld8<T>(v, vb + t * ldv + d);
           for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(pr[r][t], vv, acc[r]);
         }
         for (int r = 0; r < R; ++r) _mm256_storeu_ps(oh + r * ldo + d, acc[r]);
       }
       for (; d < D; ++d)
-        for (int t = 0; t < 4; ++t) {
+        for (int t = 0; t < KB; ++t) {
           const float vd = ld1<T>(v, vb + t * ldv + d);
           for (int r = 0; r < R; ++r) oh[r * ldo + d] += p[(h * R + r) * ldp + j + t] * vd;
         }
     }
-  for (; j < n; ++j) {
-    for (int64_t h = 0; h < nh; ++h) {
-      const int64_t vb = j * ldv + h * ldh;
-      float* oh = o + h * R * ldo;
-      __m256 pr[R];
-      for (int r = 0; r < R; ++r) pr[r] = _mm256_set1_ps(p[(h * R + r) * ldp + j]);
-      int64_t d = 0;
-      for (; d < D8; d += 8) {
-        const __m256 vv = ld8<T>(v, vb + d);
-        for (int r = 0; r < R; ++r)
-          _mm256_storeu_ps(oh + r * ldo + d,
-                           _mm256_fmadd_ps(pr[r], vv, _mm256_loadu_ps(oh + r * ldo + d)));
-      }
-      for (; d < D; ++d) {
-        const float vd = ld1<T>(v, vb + d);
-        for (int r = 0; r < R; ++r) oh[r * ldo + d] += p[(h * R + r) * ldp + j] * vd;
-      }
-    }
-  }
+  return j;
+}
+
+// Four keys per head at a time (per key, the o update is store bound), then single keys.
+template <DType T, int R>
+void pv_keys_t(const float* p, int64_t ldp, int64_t nh, const void* v, int64_t ldv, int64_t ldh,
+               int64_t n, int64_t D, float* o, int64_t ldo) {
+  const int64_t j = pv_keys_blocks<T, R, 4>(p, ldp, nh, v, ldv, ldh, 0, n, D, o, ldo);
+  pv_keys_blocks<T, R, 1>(p, ldp, nh, v, ldv, ldh, j, n, D, o, ldo);
 }
 
 void qk_keys(const float* q, int64_t R, int64_t nh, const void* k, DType dt, int64_t ldk,
