@@ -53,7 +53,6 @@ int main(int argc, char** argv) {
   for (int act : {0, 1})
     for (int bits : {4, 8})
       for (int64_t gs : {0, 32, 128}) {
-        if (act && bits == 4) continue;
         QuantLinearParams p;
         p.w.bits = bits; p.w.N = N; p.w.K = K; p.w.group_size = gs;
         p.w.q = bits == 4 ? static_cast<const void*>(q4.data()) : q8.data();
@@ -62,7 +61,7 @@ int main(int argc, char** argv) {
         p.M = M; p.x = x.data(); p.y = y.data();
         p.act = QuantActivation(act);
         const double t = best_ticks(reps, [&] { quant_linear(p); });
-        printf("%s int%d g%lld: %.2f MAC/tick\n", act ? "w8a8" : "wonly", bits, (long long)gs,
+        printf("%s int%d g%lld: %.2f MAC/tick\n", act ? "int8-act" : "wonly", bits, (long long)gs,
                double(M * N * K) / t);
       }
 }

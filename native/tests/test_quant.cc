@@ -347,6 +347,68 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
   }
 }
 
+// W4A8 (int4 weights, int8 activations): exact integer sums per group against a float64 loop, and
+// bitwise the same on every ISA, over the AVX2 blocks (4 x 2 and 1 x 8, groups of 32, 64, 128 and
+// one per row) and off them (K not a multiple of 64, groups of 48, row and column tails), with
+// the extreme codes 0 and 15, zero points 0..16 and activations of +-127.
+TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  struct Shape { int64_t M, N, K, gs; bool sym; };
+  const Shape shapes[] = {{1, 8, 64, 32, false},    {1, 19, 256, 128, true},
+                          {7, 21, 192, 64, false},  {5, 17, 128, 0, false},
+                          {6, 9, 384, 128, false},  {3, 11, 96, 48, false},
+                          {2, 13, 100, 0, true},    {9, 33, 512, 32, true}};
+  for (const Shape& sh : shapes) {
+    const int64_t M = sh.M, N = sh.N, K = sh.K;
+    QW q = random_weight(rng, 4, N, K, sh.gs, sh.sym, false);
+    // the extreme codes at each row's start: 0 then 15
+    for (int64_t n = 0; n < N; ++n) q.q4[size_t(n * K / 2)] = 0xf0;
+    std::vector<float> x(size_t(M * K));
+    for (auto& v : x) v = rng.uniform(-3, 3);
+    for (int64_t k = 0; k < K; ++k) x[size_t(k)] = (k % 3 ? 127.0f : -127.0f);  // s_x = 1
+    std::vector<int8_t> xq(x.size());
+    std::vector<float> sx(static_cast<size_t>(M));
+    quant_activations(x.data(), M, K, xq.data(), sx.data());
+    CHECK(sx[0] == 1.0f && xq[0] == -127 && xq[1] == 127);
+    std::vector<double> want(size_t(M * N));
+    const int64_t G = q.w.groups(), g_len = q.w.group();
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0;
+        for (int64_t g = 0; g < G; ++g) {
+          const int z = q.w.zeros ? q.zeros[size_t(n * G + g)] : 8;
+          int64_t isum = 0;
+          for (int64_t k = g * g_len; k < (g + 1) * g_len; ++k) {
+            const uint8_t b = q.q4[size_t((n * K + k) / 2)];
+            isum += (int64_t((k & 1) ? b >> 4 : b & 15) - z) * xq[size_t(m * K + k)];
+          }
+          acc += double(q.scales[size_t(n * G + g)]) * double(isum);
+        }
+        want[size_t(m * N + n)] = acc * sx[size_t(m)];
+      }
+    std::vector<float> first;
+    for (Isa isa : isa_levels()) {
+      set_isa(isa);
+      std::vector<float> y(size_t(M * N), NAN);
+      QuantLinearParams p;
+      p.w = q.w;
+      p.M = M;
+      p.x = x.data();
+      p.y = y.data();
+      p.act = QuantActivation::int8;
+      REQUIRE(quant_linear(p).ok());
+      std::vector<double> got(y.begin(), y.end());
+      CHECK(rel(got, want) < 1e-6, "%s M=%lld N=%lld K=%lld gs=%lld: %g", isa_name(isa),
+            (long long)M, (long long)N, (long long)K, (long long)sh.gs, rel(got, want));
+      if (first.empty()) first = y;
+      CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0,
+            "%s K=%lld gs=%lld: not bitwise equal", isa_name(isa), (long long)K,
+            (long long)sh.gs);
+    }
+  }
+}
+
 // W8A8's per-token quantizer: every ISA's vector form gives bitwise the codes and scale of the
 // formula (IEEE division, round half to even), on odd lengths, exact ties and zero rows; a row
 // with a NaN or an infinity gets a NaN scale (its outputs are NaN, not a finite guess).

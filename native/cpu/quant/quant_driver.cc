@@ -2,8 +2,8 @@
 // prefill tiling and the epilogue, shared by every ISA (the ISA pieces are in quant_kernels.h).
 //
 // Paths, by M (rows of x) and activation:
-//   W8A8 (int8 activations): x quantized per row once (quant_activations), then integer tiles of
-//     weight rows x all rows of x (tile_i8; at M = 1 it is the GEMV).
+//   W8A8 / W4A8 (int8 activations): x quantized per row once (quant_activations), then integer
+//     tiles of weight rows x all rows of x (tile_i8 / tile_i4; at M = 1 it is the GEMV).
 //   float, M < kGemvMaxM: GEMV per row of x, streaming the packed weights once per row, int8/int4
 //     dequantized in registers (gemv_f32).
 //   float, larger M: per task a run of weight rows is dequantized one depth slice at a time into
@@ -201,8 +201,6 @@ Status quant_linear(const QuantLinearParams& p) {
   if (p.M < 0) return Status(StatusCode::shape, "quant: negative M");
   if (!dtype_is_float(p.x_dtype) || !dtype_is_float(p.y_dtype))
     return Status(StatusCode::dtype, "quant: x and y must be float32, float16 or bfloat16");
-  if (p.act == QuantActivation::int8 && w.bits != 8)
-    return Status(StatusCode::arg, "quant: int8 activations need int8 weights");
   if (p.act == QuantActivation::int8 && w.group() > kMaxI8Group)
     return Status(StatusCode::unsupported,
                   "quant: int8 activations need groups of at most 65536 (int32 sums)");
@@ -226,12 +224,35 @@ Status quant_linear(const QuantLinearParams& p) {
       std::vector<int8_t> xq(static_cast<size_t>(M * K));
       std::vector<float> sx(static_cast<size_t>(M));
       quant_activations(xf, M, K, xq.data(), sx.data());
+      // W4A8: the rows of xq also in the nibble order, and their group sums (for z * xsum)
+      std::vector<int8_t> xl;
+      std::vector<int32_t> xsum;
+      if (w.bits == 4) {
+        const int64_t G = w.groups(), gs = w.group();
+        xsum.assign(size_t(M * G), 0);
+        for (int64_t m = 0; m < M; ++m)
+          for (int64_t g = 0; g < G; ++g) {
+            const int8_t* xg = xq.data() + m * K + g * gs;
+            int32_t t = 0;
+            for (int64_t k = 0; k < gs; ++k) t += xg[k];
+            xsum[size_t(m * G + g)] = t;
+          }
+        if (K % 64 == 0) {
+          xl.resize(size_t(M * K));
+          for (int64_t m = 0; m < M; ++m)
+            quant_cpu::prep_i4_x(xq.data() + m * K, K, xl.data() + m * K);
+        }
+      }
       const int use_threads = M * N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
       parallel_for(
           ceil_div(N, kI8Rows),
           [&](int64_t t, int) {
             const int64_t n0 = t * kI8Rows, n1 = std::min(N, n0 + kI8Rows);
-            kern.tile_i8(w, xq.data(), M, n0, n1, yf, N);
+            if (w.bits == 8)
+              kern.tile_i8(w, xq.data(), M, n0, n1, yf, N);
+            else
+              kern.tile_i4(w, xq.data(), xl.empty() ? nullptr : xl.data(), xsum.data(), M, n0,
+                           n1, yf, N);
           },
           use_threads);
       for (int64_t m = 0; m < M; ++m)

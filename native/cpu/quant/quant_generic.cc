@@ -51,6 +51,26 @@ void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int6
   }
 }
 
+void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t*, const int32_t*, int64_t M,
+             int64_t n0, int64_t n1, float* c, int64_t ldc) {
+  const int64_t G = w.groups(), gs = w.group(), K = w.K;
+  for (int64_t m = 0; m < M; ++m) {
+    const int8_t* xr = xq + m * K;
+    for (int64_t n = n0; n < n1; ++n) {
+      const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
+      float acc = 0.0f;
+      for (int64_t g = 0; g < G; ++g) {
+        const int32_t z = zero_of(w, n, g);
+        int32_t isum = 0;
+        for (int64_t k = g * gs; k < (g + 1) * gs; ++k)
+          isum += (int32_t(nibble(q, k)) - z) * int32_t(xr[k]);
+        acc = std::fma(w.scales[n * w.s_stride() + g], float(isum), acc);
+      }
+      c[m * ldc + n] = acc;
+    }
+  }
+}
+
 float quant_row_i8(const float* x, int64_t K, int8_t* q) {
   float amax = 0.0f;
   bool nan = false;
@@ -86,8 +106,8 @@ void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k
   }
 }
 
-const Kernels kGeneric = {Isa::generic, gemv_f32,     nullptr, tile_i8,
-                          quant_row_i8, dequant,  nullptr};
+const Kernels kGeneric = {Isa::generic, gemv_f32, nullptr, tile_i8,
+                          tile_i4,      quant_row_i8, dequant, nullptr};
 
 }  // namespace
 

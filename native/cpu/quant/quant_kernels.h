@@ -34,6 +34,13 @@ struct Kernels {
   //   is bitwise the same on every ISA.
   void (*tile_i8)(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1,
                   float* c, int64_t ldc);
+  // W4A8 (int4 weights, x quantized as for W8A8), rows [0, M) of xq (int8 [M, K], stored order):
+  //   as tile_i8 with isum_g = sum over group g of (u - z) * xq (int32, exact), the groups added
+  //   in order with std::fma: bitwise the same on every ISA. xl: xq in the nibble order of
+  //   prep_i4_x (null when K % 64 != 0); xsum[m * G + g]: sum over group g of xq (exact), so an
+  //   ISA may take sum u * xq - z * xsum (integers: no cancellation).
+  void (*tile_i4)(const QuantWeight& w, const int8_t* xq, const int8_t* xl, const int32_t* xsum,
+                  int64_t M, int64_t n0, int64_t n1, float* c, int64_t ldc);
   // W8A8's per-token activation quantizer, one row: s = max|x| / 127 (1 where x is all zero),
   // q[k] = clamp(nearbyint(x[k] / s), -127, 127); returns s. A row with a NaN or an infinity has
   // no scale: s = NaN, so every output of that row is NaN (never a finite guess); its codes are
@@ -54,6 +61,17 @@ struct Kernels {
 const Kernels& kernels_generic();
 const Kernels* kernels_avx2();  // nullptr when not compiled in
 const Kernels& kernels_for(Isa isa);
+
+// W4A8's nibble order for int8 activations (K % 64 == 0): within each 64-block, the 32 even
+// elements, then the 32 odd ones, xl[64b + j] = xq[64b + 2j] and xl[64b + 32 + j] = xq[64b + 2j + 1]
+// (j < 32), matching the low and the high nibbles of the block's 32 code bytes as they lie.
+inline void prep_i4_x(const int8_t* xq, int64_t K, int8_t* xl) {
+  for (int64_t b = 0; b < K; b += 64)
+    for (int j = 0; j < 32; ++j) {
+      xl[b + j] = xq[b + 2 * j];
+      xl[b + 32 + j] = xq[b + 2 * j + 1];
+    }
+}
 
 // Helpers shared by the ISA files.
 inline uint8_t nibble(const uint8_t* row, int64_t k) {

@@ -451,6 +451,213 @@ void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int6
   }
 }
 
+// W4A8: vpmaddubsw takes the codes u (0..15) as its unsigned bytes and the int8 activations as
+// they are: a pair sum is at most 2 * 15 * 127 = 3810, the two nibble halves of a 64-weight step
+// together 7620, so the 16-bit sums never saturate. The zero point stays out of the inner loop:
+// isum = sum u * xq - z * xsum, all in exact int32. One 32-byte load holds 64 codes; its low
+// nibbles meet the 32 even activations of the block and its high nibbles the 32 odd ones (the
+// order of prep_i4_x), so the codes need one shift and two masks, no shuffle. Each 128-bit half
+// of a step is one 32-weight block: with groups of 32 the halves are two groups.
+// MR rows of x x NR rows of w (MR * NR = 8), reduced per group by the vphaddd tree of block_i8_1x8
+// into lane i * NR + j, which takes acc = fma(s[n + j, g], float(isum), acc) as tile_i4 of the
+// generic table does: bitwise the same result.
+template <int MR, int NR>
+void block_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t m, int64_t n,
+              float* c, int64_t ldc) {
+  static_assert(MR * NR == 8, "one lane per output");
+  const int64_t G = w.groups(), gs = w.group(), K = w.K, ldq = w.q_stride() / 2;
+  const int64_t lds = w.s_stride();
+  const uint8_t* wr = static_cast<const uint8_t*>(w.q) + n * ldq;
+  const int8_t* xr = xl + m * K;
+  const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f);
+  // lane l = i * NR + j: the output (m + i, n + j)
+  auto zsum = [&](int64_t g) {
+    int32_t zs[8];
+    for (int l = 0; l < 8; ++l)
+      zs[l] = int32_t(zero_of(w, n + l % NR, g)) * xsum[(m + l / NR) * G + g];
+    return _mm256_setr_epi32(zs[0], zs[1], zs[2], zs[3], zs[4], zs[5], zs[6], zs[7]);
+  };
+  auto scale = [&](int64_t g) {
+    const float* sg = w.scales + n * lds + g;
+    float sv[8];
+    for (int l = 0; l < 8; ++l) sv[l] = sg[(l % NR) * lds];
+    return _mm256_setr_ps(sv[0], sv[1], sv[2], sv[3], sv[4], sv[5], sv[6], sv[7]);
+  };
+  __m256 facc = _mm256_setzero_ps();
+  const int64_t span = gs == 32 ? 64 : gs;  // weights per pass: two groups of 32, or one group
+  for (int64_t k0 = 0; k0 < K; k0 += span) {
+    __m256i a[8];
+    for (int l = 0; l < 8; ++l) a[l] = _mm256_setzero_si256();
+    for (int64_t k = k0; k < k0 + span; k += 64) {
+      __m256i xe[MR], xo[MR];
+      for (int i = 0; i < MR; ++i) {
+        xe[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + i * K + k));
+        xo[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + i * K + k + 32));
+      }
+      for (int j = 0; j < NR; ++j) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wr + j * ldq + k / 2));
+        const __m256i lo = _mm256_and_si256(v, low4);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        for (int i = 0; i < MR; ++i) {
+          const __m256i p =
+              _mm256_add_epi16(_mm256_maddubs_epi16(lo, xe[i]), _mm256_maddubs_epi16(hi, xo[i]));
+          a[i * NR + j] = _mm256_add_epi32(a[i * NR + j], _mm256_madd_epi16(p, ones));
+        }
+      }
+    }
+    const __m256i u0 =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    const __m256i u1 =
+        _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
+    const __m256i first = _mm256_permute2x128_si256(u0, u1, 0x20);   // the low 32-weight halves
+    const __m256i second = _mm256_permute2x128_si256(u0, u1, 0x31);  // the high ones
+    if (gs == 32) {
+      const int64_t g = k0 / 32;
+      facc = _mm256_fmadd_ps(scale(g), _mm256_cvtepi32_ps(_mm256_sub_epi32(first, zsum(g))), facc);
+      facc = _mm256_fmadd_ps(scale(g + 1),
+                             _mm256_cvtepi32_ps(_mm256_sub_epi32(second, zsum(g + 1))), facc);
+    } else {
+      const int64_t g = k0 / gs;
+      const __m256i isum = _mm256_sub_epi32(_mm256_add_epi32(first, second), zsum(g));
+      facc = _mm256_fmadd_ps(scale(g), _mm256_cvtepi32_ps(isum), facc);
+    }
+  }
+  alignas(32) float r[8];
+  _mm256_store_ps(r, facc);
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) c[(m + i) * ldc + n + j] = r[i * NR + j];
+}
+
+// W4A8 GEMV rows: R rows of w against one row of x, lane l of a vector = group g0 + l of a row,
+// so the scales, zero points and x group sums of 8 groups are each one contiguous load. The codes
+// of a step meet the activations as in block_i4; up to four steps add in 16 bits (4 * 7620 <
+// 32767) before one vpmaddwd widens them. The groups then join each row's sum one at a time in
+// order, acc = fma(s[n, g], float(isum_g), acc), scalar: the generic contract, bitwise. That
+// chain is latency bound (5 cycles a group), so the R rows' chains run side by side.
+template <int R>
+void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t m, int64_t n,
+             float* c) {
+  const int64_t G = w.groups(), gs = w.group(), K = w.K, ldq = w.q_stride() / 2;
+  const int64_t lds = w.s_stride();
+  const int8_t* xr = xl + m * K;
+  const int32_t* xs = xsum + m * G;
+  const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f);
+  float acc[R] = {};
+  const uint8_t* wq[R];
+  for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(w.q) + (n + r) * ldq;
+  // out[r] = 32-bit pair sums of the products of weights [kb, ke) of row r: the R rows step
+  // together (one load of x per step), four steps in 16 bits between widenings
+  auto accumulate = [&](int64_t kb, int64_t ke, __m256i* out) {
+    for (int r = 0; r < R; ++r) out[r] = _mm256_setzero_si256();
+    for (int64_t k4 = kb; k4 < ke; k4 += 256) {
+      __m256i p[R];
+      for (int r = 0; r < R; ++r) p[r] = _mm256_setzero_si256();
+      const int64_t k4e = std::min(ke, k4 + 256);
+      for (int64_t k = k4; k < k4e; k += 64) {
+        const __m256i xe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
+        const __m256i xo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k + 32));
+        for (int r = 0; r < R; ++r) {
+          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq[r] + k / 2));
+          p[r] = _mm256_add_epi16(p[r], _mm256_maddubs_epi16(_mm256_and_si256(v, low4), xe));
+          p[r] = _mm256_add_epi16(
+              p[r], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), xo));
+        }
+      }
+      for (int r = 0; r < R; ++r) out[r] = _mm256_add_epi32(out[r], _mm256_madd_epi16(p[r], ones));
+    }
+  };
+  for (int64_t g0 = 0; g0 < G; g0 += 8) {
+    const int gn = int(std::min<int64_t>(8, G - g0));
+    // the x group sums and zero points of these groups (zero-filled past G)
+    alignas(32) int32_t part[8] = {};
+    __m256i xsum_v;
+    if (gn == 8) {
+      xsum_v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + g0));
+    } else {
+      for (int l = 0; l < gn; ++l) part[l] = xs[g0 + l];
+      xsum_v = _mm256_load_si256(reinterpret_cast<const __m256i*>(part));
+    }
+    __m256i a[8][R];
+    __m256i isum[R];
+    if (gs == 32) {
+      // step t holds groups g0 + 2t (low half) and g0 + 2t + 1 (high half)
+      for (int t = 0; t < 4; ++t) {
+        if (2 * t < gn) {
+          accumulate((g0 + 2 * t) * 32, (g0 + 2 * t) * 32 + 64, a[t]);
+        } else {
+          for (int r = 0; r < R; ++r) a[t][r] = _mm256_setzero_si256();
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m256i u = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0][r], a[1][r]),
+                                            _mm256_hadd_epi32(a[2][r], a[3][r]));
+        // lanes g0 + {0, 2, 4, 6 | 1, 3, 5, 7} -> g0 + 0..7
+        isum[r] = _mm256_permutevar8x32_epi32(u, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      }
+    } else {
+      for (int l = 0; l < 8; ++l) {
+        if (l < gn) {
+          accumulate((g0 + l) * gs, (g0 + l + 1) * gs, a[l]);
+        } else {
+          for (int r = 0; r < R; ++r) a[l][r] = _mm256_setzero_si256();
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0][r], a[1][r]),
+                                             _mm256_hadd_epi32(a[2][r], a[3][r]));
+        const __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4][r], a[5][r]),
+                                             _mm256_hadd_epi32(a[6][r], a[7][r]));
+        isum[r] = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
+                                   _mm256_permute2x128_si256(u0, u1, 0x31));
+      }
+    }
+    alignas(32) float f[R][8];
+    for (int r = 0; r < R; ++r) {
+      __m256i zv;
+      if (w.zeros) {
+        const uint8_t* zr = w.zeros + (n + r) * lds + g0;
+        __m128i zb;
+        if (gn == 8) {
+          zb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(zr));
+        } else {
+          alignas(16) uint8_t zp[16] = {};
+          for (int l = 0; l < gn; ++l) zp[l] = zr[l];
+          zb = _mm_load_si128(reinterpret_cast<const __m128i*>(zp));
+        }
+        zv = _mm256_mullo_epi32(_mm256_cvtepu8_epi32(zb), xsum_v);
+      } else {
+        zv = _mm256_slli_epi32(xsum_v, 3);  // z = 8
+      }
+      _mm256_store_ps(f[r], _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], zv)));
+    }
+    for (int l = 0; l < gn; ++l)
+      for (int r = 0; r < R; ++r) acc[r] = std::fma(w.scales[(n + r) * lds + g0 + l], f[r][l], acc[r]);
+  }
+  for (int r = 0; r < R; ++r) c[n + r] = acc[r];
+}
+
+// Four rows of x at a time in 4 x 2 blocks (the codes unpacked once for four rows), the rest of
+// the rows by rows_i4; a last odd weight row of the blocks, and shapes off the 64-blocks (xl
+// null, or groups neither 32 nor a multiple of 64), by the generic kernel.
+void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl, const int32_t* xsum,
+             int64_t M, int64_t n0, int64_t n1, float* c, int64_t ldc) {
+  const auto generic = kernels_generic().tile_i4;
+  const int64_t gs = w.group();
+  if (!xl || (gs != 32 && gs % 64 != 0)) return generic(w, xq, xl, xsum, M, n0, n1, c, ldc);
+  const int64_t K = w.K;
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) {
+    int64_t n = n0;
+    for (; n + 2 <= n1; n += 2) block_i4<4, 2>(w, xl, xsum, m, n, c, ldc);
+    if (n < n1) generic(w, xq + m * K, nullptr, nullptr, 4, n, n1, c + m * ldc, ldc);
+  }
+  for (; m < M; ++m) {
+    int64_t n = n0;
+    for (; n + 4 <= n1; n += 4) rows_i4<4>(w, xl, xsum, m, n, c + m * ldc);
+    for (; n < n1; ++n) rows_i4<1>(w, xl, xsum, m, n, c + m * ldc);
+  }
+}
+
 // The generic quantizer's operations lane by lane: max_ps(v, c) returns c when v is NaN, as
 // std::max(c, v) does; vdivps is the IEEE division and vroundps(nearest) is nearbyint in the
 // default rounding mode, so the codes and the scale are bitwise the generic ones.
@@ -576,8 +783,8 @@ void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int
   }
 }
 
-const Kernels kAvx2 = {Isa::avx2,    gemv_f32, prep_x, tile_i8,
-                       quant_row_i8, dequant,  dequant_lanes};
+const Kernels kAvx2 = {Isa::avx2, gemv_f32,     prep_x,  tile_i8,
+                       tile_i4,   quant_row_i8, dequant, dequant_lanes};
 
 }  // namespace
 

@@ -32,6 +32,8 @@ struct QuantWeight {
   int64_t s_stride() const { return lds > 0 ? lds : groups(); }
 };
 
+// int8: x quantized per row as quant_activations does, then int32 sums per group: W8A8 with int8
+// weights, W4A8 with int4 ones (u - z times the int8 activation).
 enum class QuantActivation : int { float_ = 0, int8 = 1 };
 
 struct QuantLinearParams {
