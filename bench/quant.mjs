@@ -1,7 +1,7 @@
 // Quantized linear family: linear(x, QTensor) with int4 / int8 weights.
 //
 //   native                      tensorfuse linear(x [M,K], q) (float activations, or W8A8 with
-//                               activation: 'int8'), sync
+//                               activation: 'int8', or W4A8 with activation: 'w4a8'), sync
 //   native (async)              the Async twin (small shapes only)
 //   tensorfuse float32 linear   the same product with the float32 weight (our dense GEMV/GEMM):
 //                               what quantization saves
@@ -9,21 +9,22 @@
 //   onnxruntime ...             onnxruntime-node CPU EP, graphs built in code (lib/onnx.mjs), the
 //                               weight as a constant initializer: com.microsoft MatMulNBits
 //                               (int4, the same block size and zero points, whose B layout is
-//                               byte for byte our qweight), com.microsoft DynamicQuantizeMatMul
+//                               byte for byte our qweight; for W4A8 also with accuracy_level 4,
+//                               its int8-activation kernels), com.microsoft DynamicQuantizeMatMul
 //                               (float x quantized per tensor on the fly, int8 B [K,N] with
 //                               per-column scales: the W8A8 peer) and MatMulInteger (x already
 //                               int8, int32 out: the integer product alone)
 //
 // Every implementation is checked before timing against the float64 reference on the first rows
-// (int4 / weight-only: x @ dequantize(q)^T within 1e-4; W8A8 and the int8 peers: within 3e-2, the
-// error of int8 activations); a wrong one is not timed. GB/s counts the bytes of the quantized
+// (int4 / weight-only: x @ dequantize(q)^T within 1e-4; W8A8, W4A8 and the int8-activation peers:
+// within 3e-2, the error of int8 activations); a wrong one is not timed. GB/s counts the bytes of the quantized
 // weight as stored (qweight + scales + zeros), read once per call.
 
 import { benchRow } from './lib/suite.mjs';
 import { buildModel } from './lib/onnx.mjs';
 import { ortSession } from './lib/peers.mjs';
 
-export const title = 'quantized linear (int4 / int8 weights, W8A8)';
+export const title = 'quantized linear (int4 / int8 weights, W8A8, W4A8)';
 
 const MS = { domain: 'com.microsoft', version: 1 };
 
@@ -32,11 +33,14 @@ function cases(quick) {
     // small: the float64 reference runs too
     { kind: 'int4', M: 4, K: 256, N: 256, gs: 32, small: true },
     { kind: 'w8a8', M: 4, K: 256, N: 256, gs: 0, small: true },
+    { kind: 'w4a8', M: 4, K: 256, N: 256, gs: 32, small: true },
     // decode, K = N = 4096: memory bound
     { kind: 'int4', M: 1, K: 4096, N: 4096, gs: 32 },
     { kind: 'int4', M: 1, K: 4096, N: 4096, gs: 128 },
     { kind: 'int8', M: 1, K: 4096, N: 4096, gs: 0 },
     { kind: 'w8a8', M: 1, K: 4096, N: 4096, gs: 0 },
+    { kind: 'w4a8', M: 1, K: 4096, N: 4096, gs: 32 },
+    { kind: 'w4a8', M: 1, K: 4096, N: 4096, gs: 128 },
     // prefill
     { kind: 'int4', M: 16, K: 4096, N: 4096, gs: 128 },
     { kind: 'w8a8', M: 128, K: 4096, N: 4096, gs: 0 },
@@ -45,7 +49,8 @@ function cases(quick) {
   return list;
 }
 
-const KIND_LABEL = { int4: 'int4 weight-only', int8: 'int8 weight-only', w8a8: 'W8A8' };
+const KIND_LABEL = { int4: 'int4 weight-only', int8: 'int8 weight-only', w8a8: 'W8A8', w4a8: 'W4A8 (int4, int8 x)' };
+const isInt4 = (c) => c.kind === 'int4' || c.kind === 'w4a8';
 
 /** Bytes of a QTensor as stored. */
 function qBytes(q) {
@@ -57,35 +62,38 @@ function ortGraphs(c, q) {
   const { K, N } = c;
   const out = [];
   const y = [{ name: 'y', dtype: 'float32', dims: ['M', N] }];
-  if (c.kind === 'int4') {
+  if (isInt4(c)) {
     const G = K / c.gs;
     const zp = new Uint8Array(N * Math.ceil(G / 2));
     const z = q.zeros.data();
     for (let n = 0; n < N; n++)
       for (let g = 0; g < G; g++) zp[n * Math.ceil(G / 2) + (g >> 1)] |= z[n * G + g] << ((g & 1) * 4);
-    out.push({
-      name: `onnxruntime MatMulNBits (bits 4, block ${c.gs})`,
-      model: buildModel({
-        nodes: [
-          {
-            op: 'MatMulNBits',
-            domain: 'com.microsoft',
-            inputs: ['x', 'B', 'scales', 'zp'],
-            outputs: ['y'],
-            attrs: { K, N, bits: 4, block_size: c.gs },
-          },
-        ],
-        inputs: [{ name: 'x', dtype: 'float32', dims: ['M', K] }],
-        initializers: [
-          { name: 'B', dtype: 'uint8', dims: [N, G, c.gs / 2], data: q.qweight.data() },
-          { name: 'scales', dtype: 'float32', dims: [N * G], data: q.scales.data() },
-          { name: 'zp', dtype: 'uint8', dims: [zp.length], data: zp },
-        ],
-        outputs: y,
-        domains: [MS],
-      }),
-      tol: 1e-4,
-    });
+    // accuracy_level 4: x quantized to int8 per block inside MatMulNBits (ORT's W4A8 kernels)
+    for (const level of c.kind === 'w4a8' ? [0, 4] : [0]) {
+      out.push({
+        name: `onnxruntime MatMulNBits (bits 4, block ${c.gs}${level ? ', accuracy_level 4' : ''})`,
+        model: buildModel({
+          nodes: [
+            {
+              op: 'MatMulNBits',
+              domain: 'com.microsoft',
+              inputs: ['x', 'B', 'scales', 'zp'],
+              outputs: ['y'],
+              attrs: { K, N, bits: 4, block_size: c.gs, ...(level ? { accuracy_level: level } : {}) },
+            },
+          ],
+          inputs: [{ name: 'x', dtype: 'float32', dims: ['M', K] }],
+          initializers: [
+            { name: 'B', dtype: 'uint8', dims: [N, G, c.gs / 2], data: q.qweight.data() },
+            { name: 'scales', dtype: 'float32', dims: [N * G], data: q.scales.data() },
+            { name: 'zp', dtype: 'uint8', dims: [zp.length], data: zp },
+          ],
+          outputs: y,
+          domains: [MS],
+        }),
+        tol: level ? 3e-2 : 1e-4,
+      });
+    }
     return out;
   }
   // int8: B [K, N] (ONNX MatMul layout) and per-column scales
@@ -152,9 +160,8 @@ export async function run(ctx) {
     const { M, K, N } = c;
     if (!wShared || wShared.shape[0] !== N || wShared.shape[1] !== K) wShared = tf.randn([N, K], { seed: 7 });
     const w = wShared;
-    const q =
-      c.kind === 'int4' ? tf.quantize(w, { bits: 4, groupSize: c.gs }) : tf.quantize(w, { bits: 8, groupSize: c.gs });
-    const opts = c.kind === 'w8a8' ? { activation: 'int8' } : {};
+    const q = isInt4(c) ? tf.quantize(w, { bits: 4, groupSize: c.gs }) : tf.quantize(w, { bits: 8, groupSize: c.gs });
+    const opts = c.kind === 'w8a8' ? { activation: 'int8' } : c.kind === 'w4a8' ? { activation: 'w4a8' } : {};
     const nSets = c.small ? 8 : M === 1 ? 4 : 1;
     const xs = Array.from({ length: nSets }, (_, s) => tf.randn([M, K], { seed: 100 + s }));
     const label = `M=${M} K=${K} N=${N}${c.gs ? ` g${c.gs}` : ''}`;
@@ -163,7 +170,7 @@ export async function run(ctx) {
     const xRows = { data: ref.toF64(xs[0]).data.slice(0, r * K), shape: [r, K] };
     const truth = ref.quantLinearRef(xRows, q);
     const errOf = (y) => ref.relativeError(y.subarray(0, r * N), truth.data);
-    const tolNative = c.kind === 'w8a8' ? 3e-2 : 1e-4;
+    const tolNative = c.kind === 'w8a8' || c.kind === 'w4a8' ? 3e-2 : 1e-4;
     const graphs = ort ? ortGraphs(c, q) : [];
     const sessions = new Map();
 
@@ -199,7 +206,7 @@ export async function run(ctx) {
         impls.push({
           name: 'reference (float64 JS)',
           relErr: 0,
-          fn: c.kind === 'w8a8' ? () => ref.w8a8Ref(x64, q) : () => ref.quantLinearRef(x64, q),
+          fn: c.kind === 'w8a8' || c.kind === 'w4a8' ? () => ref.w8a8Ref(x64, q) : () => ref.quantLinearRef(x64, q),
         });
       }
       for (const g of graphs) {
@@ -260,7 +267,7 @@ export async function run(ctx) {
         {
           op: KIND_LABEL[c.kind],
           shape: label,
-          dtype: c.kind === 'int4' ? 'int4' : 'int8',
+          dtype: isInt4(c) ? 'int4' : 'int8',
           threads,
           flops: 2 * M * N * K,
           bytes: qBytes(q),

@@ -200,16 +200,17 @@ describe('linear with a QTensor', () => {
       });
     });
 
-  for (const c of CASES.filter((k) => k.bits === 8))
-    it(`${label(c)}: W8A8 equals the naive W8A8 and is within its error of the float product`, () => {
-      withSeed(`w8a8 ${label(c)}`, () => {
-        const q = quantize(rand([c.N, c.K]), { bits: 8, groupSize: c.groupSize });
+  for (const c of CASES) {
+    const mode = c.bits === 8 ? 'int8' : 'w4a8';
+    it(`${label(c)}: ${mode} equals the naive ${c.bits === 8 ? 'W8A8' : 'W4A8'} and is within its error of the float product`, () => {
+      withSeed(`${mode} ${label(c)}`, () => {
+        const q = quantize(rand([c.N, c.K]), { bits: c.bits, groupSize: c.groupSize, symmetric: c.symmetric });
         const x = rand([c.M, c.K]);
         const naive = w8a8Ref(toF64(x), q);
         const exact = quantLinearRef(toF64(x), q);
         const outs: Float32Array[] = [];
         forEachIsa((isa) => {
-          const got = linear(x, q, { activation: 'int8' }).data() as Float32Array;
+          const got = linear(x, q, { activation: mode }).data() as Float32Array;
           expect(relativeError(got, naive.data), isa).toBeLessThan(1e-5);
           outs.push(got);
         });
@@ -232,6 +233,7 @@ describe('linear with a QTensor', () => {
         expect(num).toBeGreaterThan(0);
       });
     });
+  }
 
   it('keeps float32 accuracy when x has a nonzero mean over a long K (zero points not folded out)', () => {
     // Post-activation inputs are mostly positive: folding the zero point out as z * sum(x)
@@ -306,6 +308,71 @@ describe('linear with a QTensor', () => {
         xv[3 * K + randInt(r, 0, K - 1)] = r() < 0.5 ? Infinity : -Infinity;
         forEachIsa((isa) => {
           const y = linear(tensor(xv, [4, K]), q, { activation: 'int8' }).data() as Float32Array;
+          for (let n = 0; n < N; n++) {
+            expect(Number.isFinite(y[n]), `${isa} K=${K} row 0`).toBe(true);
+            expect(y[N + n], `${isa} K=${K} row 1 (NaN)`).toBeNaN();
+            expect(Number.isFinite(y[2 * N + n]), `${isa} K=${K} row 2`).toBe(true);
+            expect(y[3 * N + n], `${isa} K=${K} row 3 (inf)`).toBeNaN();
+          }
+        });
+      }
+    });
+  });
+
+  it('W4A8 is exact at the extremes (codes 0 and 15, zero points 0..15, +-127 activations)', () => {
+    withSeed('w4a8 extremes', (seed) => {
+      const r = rng(seed);
+      for (const [K, groupSize] of [
+        [64, 32],
+        [256, 128],
+        [4096, 128],
+        [100, 0],
+      ]) {
+        const N = 6;
+        const G = groupSize > 0 ? K / groupSize : 1;
+        const codes = new Uint8Array(N * K);
+        for (let n = 0; n < N; n++)
+          for (let k = 0; k < K; k++) codes[n * K + k] = n === 0 ? 0 : n === 1 ? 15 : r() < 0.5 ? 0 : 15;
+        const packed = new Uint8Array((N * K) / 2);
+        for (let i = 0; i < packed.length; i++) packed[i] = codes[2 * i] | (codes[2 * i + 1] << 4);
+        const zeros = new Uint8Array(N * G).map(() => randInt(r, 0, 15));
+        const q: QTensor = Object.freeze({
+          kind: 'quantized',
+          bits: 4,
+          groupSize,
+          symmetric: false,
+          shape: [N, K],
+          qweight: tensor(packed, [N, K / 2]),
+          scales: tensor(new Float32Array(N * G).fill(1), [N, G]),
+          zeros: tensor(zeros, [N, G]),
+        });
+        // x = +-127 with max |x| = 127: s_x = 1 and the int8 activations are x itself
+        const xv = new Float32Array(K);
+        for (let k = 0; k < K; k++) xv[k] = r() < 0.5 ? -127 : 127;
+        forEachIsa((isa) => {
+          const y = linear(tensor(xv, [1, K]), q, { activation: 'w4a8' }).data();
+          for (let n = 0; n < N; n++) {
+            let want = 0;
+            for (let k = 0; k < K; k++)
+              want += xv[k] * (codes[n * K + k] - zeros[n * G + Math.floor(k / (groupSize || K))]);
+            expect(y[n], `${isa} K=${K} n=${n}`).toBe(Math.fround(want));
+          }
+        });
+      }
+    });
+  });
+
+  it('W4A8: a row of x with a NaN or an infinity gives NaN in that row only; act-order GPTQ follows gIdx', () => {
+    withSeed('w4a8 non-finite rows', (seed) => {
+      const r = rng(seed);
+      for (const K of [64, 1024, 130]) {
+        const N = 9;
+        const q = quantize(rand([N, K]), { bits: 4, groupSize: K === 130 ? 0 : 32 });
+        const xv = rand([4, K]).data() as Float32Array;
+        xv[K + randInt(r, 0, K - 1)] = NaN;
+        xv[3 * K + randInt(r, 0, K - 1)] = r() < 0.5 ? Infinity : -Infinity;
+        forEachIsa((isa) => {
+          const y = linear(tensor(xv, [4, K]), q, { activation: 'w4a8' }).data() as Float32Array;
           for (let n = 0; n < N; n++) {
             expect(Number.isFinite(y[n]), `${isa} K=${K} row 0`).toBe(true);
             expect(y[N + n], `${isa} K=${K} row 1 (NaN)`).toBeNaN();
@@ -470,6 +537,8 @@ describe('fromGPTQ', () => {
           const y = linear(x, qt).data();
           const yr = linearRef(toF64(x), { data: want, shape: [N, K] });
           expect(relativeError(y, yr.data), isa).toBeLessThan(1e-5);
+          const y4 = linear(x, qt, { activation: 'w4a8' }).data();
+          expect(relativeError(y4, w8a8Ref(toF64(x), qt).data), `${isa} w4a8`).toBeLessThan(1e-5);
           const y1 = linear(x.reshape([3, K]), qt)
             .data()
             .subarray(0, N);
@@ -562,10 +631,8 @@ describe('fromGGML', () => {
             const x = rand([2, K]);
             const y = linear(x, qt).data();
             expect(relativeError(y, linearRef(toF64(x), { data: want, shape: [N, K] }).data), isa).toBeLessThan(1e-5);
-            if (type === 'q8_0') {
-              const y8 = linear(x, qt, { activation: 'int8' }).data();
-              expect(relativeError(y8, w8a8Ref(toF64(x), qt).data), isa).toBeLessThan(1e-5);
-            }
+            const y8 = linear(x, qt, { activation: type === 'q8_0' ? 'int8' : 'w4a8' }).data();
+            expect(relativeError(y8, w8a8Ref(toF64(x), qt).data), isa).toBeLessThan(1e-5);
           });
         });
       });
@@ -621,7 +688,11 @@ describe('bad input', () => {
     expectError(() => linear(rand([2, 63]), q4), 'ERR_SHAPE', "'x'");
     expectError(() => linear(rand([2, 64]).to('int32' as never), q4), 'ERR_DTYPE', "'x'");
     expectError(() => linear(null as never, q4), 'ERR_ARG', "'x'");
-    expectError(() => linear(rand([2, 64]), q4, { activation: 'int8' }), 'ERR_ARG', 'activation');
+    expectError(() => linear(rand([2, 64]), q4, { activation: 'int8' }), 'ERR_ARG', 'activation', 'w4a8');
+    expectError(() => linear(rand([2, 64]), q8, { activation: 'w4a8' }), 'ERR_ARG', 'activation', 'int4');
+    expectError(() => linear(rand([2, 64]), rand([3, 64]), { activation: 'w4a8' }), 'ERR_ARG', 'activation');
+    const wide4 = quantize(rand([1, 65664]), { bits: 4, groupSize: 0 });
+    expectError(() => linear(rand([1, 65664]), wide4, { activation: 'w4a8' }), 'ERR_UNSUPPORTED', 'activation');
     expectError(() => linear(rand([2, 64]), q8, { activation: 'int4' as never }), 'ERR_ARG', 'activation');
     const wide = quantize(rand([1, 65538]), { bits: 8 });
     expectError(() => linear(rand([1, 65538]), wide, { activation: 'int8' }), 'ERR_UNSUPPORTED', 'activation');
@@ -721,10 +792,8 @@ describe('Async twins', () => {
       for (const M of [1, 5, 60]) {
         const x = rand([M, 256]);
         expect((await linearAsync(x, q)).data()).toEqual(linear(x, q).data());
-        if (opts.bits === 8)
-          expect((await linearAsync(x, q, { activation: 'int8' })).data()).toEqual(
-            linear(x, q, { activation: 'int8' }).data(),
-          );
+        const activation = opts.bits === 8 ? 'int8' : 'w4a8';
+        expect((await linearAsync(x, q, { activation })).data()).toEqual(linear(x, q, { activation }).data());
       }
     }
     const bytes = new Uint8Array(34 * 4).map((_, i) => (i % 34 === 1 ? 0x20 : i * 7));

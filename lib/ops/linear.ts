@@ -205,9 +205,13 @@ function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
   checkTensor(w, op, 'w');
   const wt = w as Tensor;
   const o = checkOptions(opts, op, ['bias', 'activation']);
-  const activation = optEnum(o, 'activation', op, ['float', 'int8'] as const, 'float');
-  if (activation === 'int8')
-    fail('ERR_ARG', `${op}: option 'activation'`, "'int8' (W8A8) needs an int8 QTensor weight; w is a dense tensor");
+  const activation = optEnum(o, 'activation', op, ['float', 'int8', 'w4a8'] as const, 'float');
+  if (activation !== 'float')
+    fail(
+      'ERR_ARG',
+      `${op}: option 'activation'`,
+      `'${activation}' needs a QTensor weight (${activation === 'int8' ? 'int8' : 'int4'}); w is a dense tensor`,
+    );
   const dt = floatDType(x, op, 'x');
   if (floatDType(wt, op, 'w') !== dt)
     fail('ERR_DTYPE', `${op}: argument 'w'`, `dtype ${wt.dtype} differs from x's ${dt}; convert one with .to()`);
@@ -266,8 +270,11 @@ export async function matmulAsync(a: Tensor, b: Tensor, opts?: { transB?: boolea
 export interface LinearOptions {
   /** [N], added to every output row (float32 or the dtype of x). */
   bias?: Tensor;
-  /** 'int8' quantizes x per token (W8A8); int8 QTensor weights only. Default 'float'. */
-  activation?: 'float' | 'int8';
+  /**
+   * 'int8' quantizes x per token (W8A8), int8 QTensor weights only; 'w4a8' does the same for int4
+   * QTensor weights (int4 x int8 products summed exactly in int32 per group). Default 'float'.
+   */
+  activation?: 'float' | 'int8' | 'w4a8';
 }
 
 /**

@@ -295,9 +295,13 @@ export function planSparseLinear(x: Tensor, w: unknown, opts: unknown): Plan<Ten
   checkTensor(x, op, 'x');
   const s = checkSparse(w, op, 'w');
   const o = checkOptions(opts, op, ['bias', 'activation']);
-  const activation = optEnum(o, 'activation', op, ['float', 'int8'] as const, 'float');
-  if (activation === 'int8')
-    fail('ERR_ARG', `${op}: option 'activation'`, "'int8' (W8A8) needs an int8 QTensor weight; w is a SparseTensor");
+  const activation = optEnum(o, 'activation', op, ['float', 'int8', 'w4a8'] as const, 'float');
+  if (activation !== 'float')
+    fail(
+      'ERR_ARG',
+      `${op}: option 'activation'`,
+      `'${activation}' needs a QTensor weight (${activation === 'int8' ? 'int8' : 'int4'}); w is a SparseTensor`,
+    );
   const wdt = s.values.dtype;
   if (x.dtype !== 'float32' && x.dtype !== wdt)
     fail('ERR_DTYPE', `${op}: argument 'x'`, `expected float32 or the weights' ${wdt}, got ${x.dtype}`);

@@ -663,14 +663,16 @@ function planQuantLinear(x: Tensor, w: unknown, opts: unknown): LinearPlan {
       `expected a QTensor [N, K], got ${fmtShape(q.shape)}; take one expert with sliceExpert(w, e)`,
     );
   const o = checkOptions(opts, op, ['bias', 'activation']);
-  const activation = optEnum(o, 'activation', op, ['float', 'int8'] as const, 'float');
+  const activation = optEnum(o, 'activation', op, ['float', 'int8', 'w4a8'] as const, 'float');
   if (activation === 'int8' && l.bits !== 8)
-    fail('ERR_ARG', `${op}: option 'activation'`, "'int8' (W8A8) needs int8 weights; w is int4");
-  if (activation === 'int8' && (l.groupSize || l.K) > 65536)
+    fail('ERR_ARG', `${op}: option 'activation'`, "'int8' (W8A8) needs int8 weights; w is int4 (use 'w4a8')");
+  if (activation === 'w4a8' && l.bits !== 4)
+    fail('ERR_ARG', `${op}: option 'activation'`, "'w4a8' needs int4 weights; w is int8 (use 'int8')");
+  if (activation !== 'float' && (l.groupSize || l.K) > 65536)
     fail(
       'ERR_UNSUPPORTED',
       `${op}: option 'activation'`,
-      `'int8' needs scale groups of at most 65536 (exact int32 sums); w has ${l.groupSize || l.K}`,
+      `'${activation}' needs scale groups of at most 65536 (exact int32 sums); w has ${l.groupSize || l.K}`,
     );
   if (!isFloat(x.dtype))
     fail('ERR_DTYPE', `${op}: argument 'x'`, `expected float32, float16 or bfloat16, got ${x.dtype}`);
@@ -687,7 +689,7 @@ function planQuantLinear(x: Tensor, w: unknown, opts: unknown): LinearPlan {
   const code = DTYPE_CODE[x.dtype];
   return {
     out: wrap(out, x.dtype, outShape),
-    args: [storageOf(x, 'x'), code, M, ...weightArgs(l, N), bias, out, code, activation === 'int8' ? 1 : 0],
+    args: [storageOf(x, 'x'), code, M, ...weightArgs(l, N), bias, out, code, activation === 'float' ? 0 : 1],
   };
 }
 

@@ -116,9 +116,11 @@ export function quantLinearRef(x: Tensor64, q: QTensorFields, bias?: Tensor64): 
 }
 
 /**
- * Naive W8A8: each row of x quantized symmetric per token (s = max|x| / 127 in float32, as the
- * kernel computes it, q = round_half_even(x / s)), integer dot products per weight group, then
- * y = s_x * sum_g s_w[n, g] * isum_g (+ bias). The products and sums are exact in float64.
+ * Naive W8A8 (int8 weights) and W4A8 (int4 weights, activation 'w4a8'): each row of x quantized
+ * symmetric per token (s = max|x| / 127 in float32, as the kernel computes it,
+ * q = round_half_even(x / s)), integer dot products per weight group of the codes minus their zero
+ * point, then y = s_x * sum_g s_w[n, g] * isum_g (+ bias). The products and sums are exact in
+ * float64. Act-order (gIdx) groups are followed.
  */
 export function w8a8Ref(x: Tensor64, q: QTensorFields, bias?: Tensor64): Tensor64 {
   const [N, K] = q.shape;
@@ -127,8 +129,11 @@ export function w8a8Ref(x: Tensor64, q: QTensorFields, bias?: Tensor64): Tensor6
   const G = K / gs;
   const qd = q.qweight.data();
   const sd = q.scales.data();
+  const zd = q.zeros ? q.zeros.data() : null;
+  const gi = q.gIdx ? q.gIdx.data() : null;
   const out = new Float64Array(rows * N);
   const xq = new Float64Array(K);
+  const isum = new Float64Array(G);
   for (let m = 0; m < rows; m++) {
     let amax = 0;
     for (let k = 0; k < K; k++) amax = Math.max(amax, Math.abs(x.data[m * K + k]));
@@ -136,12 +141,14 @@ export function w8a8Ref(x: Tensor64, q: QTensorFields, bias?: Tensor64): Tensor6
     for (let k = 0; k < K; k++)
       xq[k] = Math.min(127, Math.max(-127, roundHalfEvenRef(Math.fround(x.data[m * K + k] / sx))));
     for (let n = 0; n < N; n++) {
-      let acc = 0;
-      for (let g = 0; g < G; g++) {
-        let isum = 0;
-        for (let k = g * gs; k < (g + 1) * gs; k++) isum += xq[k] * qd[n * K + k];
-        acc += sd[n * G + g] * isum;
+      isum.fill(0);
+      for (let k = 0; k < K; k++) {
+        const g = gi ? gi[k] : Math.floor(k / gs);
+        const z = q.bits === 8 ? 0 : zd ? zd[n * G + g] : 8;
+        isum[g] += xq[k] * (codeOf(q, qd, n, k, K) - z);
       }
+      let acc = 0;
+      for (let g = 0; g < G; g++) acc += sd[n * G + g] * isum[g];
       out[m * N + n] = sx * acc + (bias ? bias.data[n] : 0);
     }
   }

@@ -58,15 +58,15 @@ void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t*, const int32_
     const int8_t* xr = xq + m * K;
     for (int64_t n = n0; n < n1; ++n) {
       const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
-      float acc = 0.0f;
+      float a[8] = {};
       for (int64_t g = 0; g < G; ++g) {
         const int32_t z = zero_of(w, n, g);
         int32_t isum = 0;
         for (int64_t k = g * gs; k < (g + 1) * gs; ++k)
           isum += (int32_t(nibble(q, k)) - z) * int32_t(xr[k]);
-        acc = std::fma(w.scales[n * w.s_stride() + g], float(isum), acc);
+        a[g % 8] = std::fma(w.scales[n * w.s_stride() + g], float(isum), a[g % 8]);
       }
-      c[m * ldc + n] = acc;
+      c[m * ldc + n] = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
     }
   }
 }

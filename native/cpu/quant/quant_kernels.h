@@ -35,10 +35,12 @@ struct Kernels {
   void (*tile_i8)(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1,
                   float* c, int64_t ldc);
   // W4A8 (int4 weights, x quantized as for W8A8), rows [0, M) of xq (int8 [M, K], stored order):
-  //   as tile_i8 with isum_g = sum over group g of (u - z) * xq (int32, exact), the groups added
-  //   in order with std::fma: bitwise the same on every ISA. xl: xq in the nibble order of
-  //   prep_i4_x (null when K % 64 != 0); xsum[m * G + g]: sum over group g of xq (exact), so an
-  //   ISA may take sum u * xq - z * xsum (integers: no cancellation).
+  //   isum_g = sum over group g of (u - z) * xq (int32, exact); eight float partial sums, group g
+  //   joining a_(g mod 8) = std::fma(s[n, g], float(isum_g), a_(g mod 8)) in the order of g, then
+  //   c[m * ldc + n] = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7)) (a vector's hsum order):
+  //   bitwise the same on every ISA, and one vector FMA per 8 groups where the lanes are groups.
+  //   xl: xq in the nibble order of prep_i4_x (null when K % 64 != 0); xsum[m * G + g]: sum over
+  //   group g of xq (exact), so an ISA may take sum u * xq - z * xsum (integers: no cancellation).
   void (*tile_i4)(const QuantWeight& w, const int8_t* xq, const int8_t* xl, const int32_t* xsum,
                   int64_t M, int64_t n0, int64_t n1, float* c, int64_t ldc);
   // W8A8's per-token activation quantizer, one row: s = max|x| / 127 (1 where x is all zero),

@@ -459,8 +459,8 @@ void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int6
 // order of prep_i4_x), so the codes need one shift and two masks, no shuffle. Each 128-bit half
 // of a step is one 32-weight block: with groups of 32 the halves are two groups.
 // MR rows of x x NR rows of w (MR * NR = 8), reduced per group by the vphaddd tree of block_i8_1x8
-// into lane i * NR + j, which takes acc = fma(s[n + j, g], float(isum), acc) as tile_i4 of the
-// generic table does: bitwise the same result.
+// into lane i * NR + j, which takes a_(g mod 8) = fma(s[n + j, g], float(isum), a_(g mod 8)) as
+// tile_i4 of the generic table does: bitwise the same result.
 template <int MR, int NR>
 void block_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t m, int64_t n,
               float* c, int64_t ldc) {
@@ -483,7 +483,8 @@ void block_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64
     for (int l = 0; l < 8; ++l) sv[l] = sg[(l % NR) * lds];
     return _mm256_setr_ps(sv[0], sv[1], sv[2], sv[3], sv[4], sv[5], sv[6], sv[7]);
   };
-  __m256 facc = _mm256_setzero_ps();
+  __m256 part[8];  // part[j], lane i * NR + j': a_j of output (m + i, n + j')
+  for (int j = 0; j < 8; ++j) part[j] = _mm256_setzero_ps();
   const int64_t span = gs == 32 ? 64 : gs;  // weights per pass: two groups of 32, or one group
   for (int64_t k0 = 0; k0 < K; k0 += span) {
     __m256i a[8];
@@ -513,27 +514,33 @@ void block_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64
     const __m256i second = _mm256_permute2x128_si256(u0, u1, 0x31);  // the high ones
     if (gs == 32) {
       const int64_t g = k0 / 32;
-      facc = _mm256_fmadd_ps(scale(g), _mm256_cvtepi32_ps(_mm256_sub_epi32(first, zsum(g))), facc);
-      facc = _mm256_fmadd_ps(scale(g + 1),
-                             _mm256_cvtepi32_ps(_mm256_sub_epi32(second, zsum(g + 1))), facc);
+      __m256& a0 = part[g % 8];
+      a0 = _mm256_fmadd_ps(scale(g), _mm256_cvtepi32_ps(_mm256_sub_epi32(first, zsum(g))), a0);
+      __m256& a1 = part[(g + 1) % 8];
+      a1 = _mm256_fmadd_ps(scale(g + 1), _mm256_cvtepi32_ps(_mm256_sub_epi32(second, zsum(g + 1))),
+                           a1);
     } else {
       const int64_t g = k0 / gs;
       const __m256i isum = _mm256_sub_epi32(_mm256_add_epi32(first, second), zsum(g));
-      facc = _mm256_fmadd_ps(scale(g), _mm256_cvtepi32_ps(isum), facc);
+      part[g % 8] = _mm256_fmadd_ps(scale(g), _mm256_cvtepi32_ps(isum), part[g % 8]);
     }
   }
+  // every lane in hsum's order: ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))
+  const __m256 sum = _mm256_add_ps(
+      _mm256_add_ps(_mm256_add_ps(part[0], part[4]), _mm256_add_ps(part[2], part[6])),
+      _mm256_add_ps(_mm256_add_ps(part[1], part[5]), _mm256_add_ps(part[3], part[7])));
   alignas(32) float r[8];
-  _mm256_store_ps(r, facc);
+  _mm256_store_ps(r, sum);
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) c[(m + i) * ldc + n + j] = r[i * NR + j];
 }
 
 // W4A8 GEMV rows: R rows of w against one row of x, lane l of a vector = group g0 + l of a row,
-// so the scales, zero points and x group sums of 8 groups are each one contiguous load. The codes
-// of a step meet the activations as in block_i4; up to four steps add in 16 bits (4 * 7620 <
-// 32767) before one vpmaddwd widens them. The groups then join each row's sum one at a time in
-// order, acc = fma(s[n, g], float(isum_g), acc), scalar: the generic contract, bitwise. That
-// chain is latency bound (5 cycles a group), so the R rows' chains run side by side.
+// so the scales, zero points and x group sums of 8 groups are each one contiguous load and one
+// vector FMA adds 8 groups to the contract's 8 partial sums (lane j = a_j, g0 a multiple of 8);
+// the row's sum is then hsum's order. The R rows step together, one load of x per 64 weights;
+// the codes of a step meet the activations as in block_i4, and up to four steps add in 16 bits
+// (4 * 7620 < 32767) before one vpmaddwd widens them.
 template <int R>
 void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t m, int64_t n,
              float* c) {
@@ -542,29 +549,42 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
   const int8_t* xr = xl + m * K;
   const int32_t* xs = xsum + m * G;
   const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f);
-  float acc[R] = {};
+  __m256 acc[R];  // lane j: the partial sum a_j of the contract (groups g = j mod 8)
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const uint8_t* wq[R];
   for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(w.q) + (n + r) * ldq;
-  // out[r] = 32-bit pair sums of the products of weights [kb, ke) of row r: the R rows step
-  // together (one load of x per step), four steps in 16 bits between widenings
-  auto accumulate = [&](int64_t kb, int64_t ke, __m256i* out) {
-    for (int r = 0; r < R; ++r) out[r] = _mm256_setzero_si256();
-    for (int64_t k4 = kb; k4 < ke; k4 += 256) {
-      __m256i p[R];
-      for (int r = 0; r < R; ++r) p[r] = _mm256_setzero_si256();
-      const int64_t k4e = std::min(ke, k4 + 256);
-      for (int64_t k = k4; k < k4e; k += 64) {
-        const __m256i xe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
-        const __m256i xo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k + 32));
-        for (int r = 0; r < R; ++r) {
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq[r] + k / 2));
-          p[r] = _mm256_add_epi16(p[r], _mm256_maddubs_epi16(_mm256_and_si256(v, low4), xe));
-          p[r] = _mm256_add_epi16(
-              p[r], _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), xo));
-        }
+  // out[r] (+)= 32-bit pair sums of the products of the S steps of 64 weights from k of row r:
+  // the R rows step together (one load of x per step), S <= 4 steps in 16 bits, then one widening
+  auto steps = [&](auto s_const, int64_t k, __m256i* out, bool add) {
+    constexpr int S = decltype(s_const)::value;
+    __m256i p[R];
+    for (int t = 0; t < S; ++t, k += 64) {
+      const __m256i xe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
+      const __m256i xo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k + 32));
+      for (int r = 0; r < R; ++r) {
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq[r] + k / 2));
+        const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, low4), xe);
+        const __m256i hi =
+            _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), xo);
+        p[r] = t == 0 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi16(p[r], _mm256_add_epi16(lo, hi));
       }
-      for (int r = 0; r < R; ++r) out[r] = _mm256_add_epi32(out[r], _mm256_madd_epi16(p[r], ones));
     }
+    for (int r = 0; r < R; ++r) {
+      const __m256i q = _mm256_madd_epi16(p[r], ones);
+      out[r] = add ? _mm256_add_epi32(out[r], q) : q;
+    }
+  };
+  using One = std::integral_constant<int, 1>;
+  using Two = std::integral_constant<int, 2>;
+  using Four = std::integral_constant<int, 4>;
+  // out[r] = the pair sums of weights [kb, kb + gs) of row r (gs a multiple of 64)
+  auto accumulate = [&](int64_t kb, __m256i* out) {
+    if (gs == 64) return steps(One{}, kb, out, false);
+    if (gs == 128) return steps(Two{}, kb, out, false);
+    int64_t k = kb;
+    bool add = false;
+    for (; k + 256 <= kb + gs; k += 256, add = true) steps(Four{}, k, out, add);
+    for (; k < kb + gs; k += 64, add = true) steps(One{}, k, out, add);
   };
   for (int64_t g0 = 0; g0 < G; g0 += 8) {
     const int gn = int(std::min<int64_t>(8, G - g0));
@@ -583,7 +603,7 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
       // step t holds groups g0 + 2t (low half) and g0 + 2t + 1 (high half)
       for (int t = 0; t < 4; ++t) {
         if (2 * t < gn) {
-          accumulate((g0 + 2 * t) * 32, (g0 + 2 * t) * 32 + 64, a[t]);
+          steps(One{}, (g0 + 2 * t) * 32, a[t], false);
         } else {
           for (int r = 0; r < R; ++r) a[t][r] = _mm256_setzero_si256();
         }
@@ -597,7 +617,7 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
     } else {
       for (int l = 0; l < 8; ++l) {
         if (l < gn) {
-          accumulate((g0 + l) * gs, (g0 + l + 1) * gs, a[l]);
+          accumulate((g0 + l) * gs, a[l]);
         } else {
           for (int r = 0; r < R; ++r) a[l][r] = _mm256_setzero_si256();
         }
@@ -611,7 +631,6 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
                                    _mm256_permute2x128_si256(u0, u1, 0x31));
       }
     }
-    alignas(32) float f[R][8];
     for (int r = 0; r < R; ++r) {
       __m256i zv;
       if (w.zeros) {
@@ -628,12 +647,20 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
       } else {
         zv = _mm256_slli_epi32(xsum_v, 3);  // z = 8
       }
-      _mm256_store_ps(f[r], _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], zv)));
+      const float* sr = w.scales + (n + r) * lds + g0;
+      __m256 sv;
+      if (gn == 8) {
+        sv = _mm256_loadu_ps(sr);
+      } else {
+        alignas(32) float sp[8] = {};
+        for (int l = 0; l < gn; ++l) sp[l] = sr[l];
+        sv = _mm256_load_ps(sp);
+      }
+      // lanes past G: s = 0 and isum = 0, fma(0, 0, a) = a
+      acc[r] = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], zv)), acc[r]);
     }
-    for (int l = 0; l < gn; ++l)
-      for (int r = 0; r < R; ++r) acc[r] = std::fma(w.scales[(n + r) * lds + g0 + l], f[r][l], acc[r]);
   }
-  for (int r = 0; r < R; ++r) c[n + r] = acc[r];
+  for (int r = 0; r < R; ++r) c[n + r] = hsum(acc[r]);
 }
 
 // Four rows of x at a time in 4 x 2 blocks (the codes unpacked once for four rows), the rest of
