@@ -555,9 +555,9 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
   for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(w.q) + (n + r) * ldq;
   // out[r] (+)= 32-bit pair sums of the products of the S steps of 64 weights from k of row r:
   // the R rows step together (one load of x per step), S <= 4 steps in 16 bits, then one widening
-  auto steps = [&](auto s_const, int64_t k, __m256i* out, bool add) {
+  // p[r] = 16-bit pair sums of S steps from k
+  auto sums16 = [&](auto s_const, int64_t k, __m256i* p) {
     constexpr int S = decltype(s_const)::value;
-    __m256i p[R];
     for (int t = 0; t < S; ++t, k += 64) {
       const __m256i xe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
       const __m256i xo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k + 32));
@@ -569,6 +569,10 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
         p[r] = t == 0 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi16(p[r], _mm256_add_epi16(lo, hi));
       }
     }
+  };
+  auto steps = [&](auto s_const, int64_t k, __m256i* out, bool add) {
+    __m256i p[R];
+    sums16(s_const, k, p);
     for (int r = 0; r < R; ++r) {
       const __m256i q = _mm256_madd_epi16(p[r], ones);
       out[r] = add ? _mm256_add_epi32(out[r], q) : q;
@@ -600,17 +604,25 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
     __m256i a[8][R];
     __m256i isum[R];
     if (gs == 32) {
-      // step t holds groups g0 + 2t (low half) and g0 + 2t + 1 (high half)
-      for (int t = 0; t < 4; ++t) {
-        if (2 * t < gn) {
-          steps(One{}, (g0 + 2 * t) * 32, a[t], false);
-        } else {
-          for (int r = 0; r < R; ++r) a[t][r] = _mm256_setzero_si256();
+      // step t holds groups g0 + 2t (low half) and g0 + 2t + 1 (high half). Two steps share one
+      // widening: vphaddw of their 16-bit sums (at most 2 * 7620 per lane, no wrap) keeps each
+      // 128-bit half's groups apart, and vpmaddwd then leaves a[h] = [2h, 2h, 2h+1, 2h+1] of
+      // the low-half groups (likewise the high half)
+      for (int h = 0; h < 2; ++h) {
+        __m256i p[2][R];
+        for (int t = 0; t < 2; ++t) {
+          const int step = 2 * h + t;
+          if (2 * step < gn) {
+            sums16(One{}, (g0 + 2 * step) * 32, p[t]);
+          } else {
+            for (int r = 0; r < R; ++r) p[t][r] = _mm256_setzero_si256();
+          }
         }
+        for (int r = 0; r < R; ++r)
+          a[h][r] = _mm256_madd_epi16(_mm256_hadd_epi16(p[0][r], p[1][r]), ones);
       }
       for (int r = 0; r < R; ++r) {
-        const __m256i u = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0][r], a[1][r]),
-                                            _mm256_hadd_epi32(a[2][r], a[3][r]));
+        const __m256i u = _mm256_hadd_epi32(a[0][r], a[1][r]);
         // lanes g0 + {0, 2, 4, 6 | 1, 3, 5, 7} -> g0 + 0..7
         isum[r] = _mm256_permutevar8x32_epi32(u, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
       }
