@@ -40,7 +40,7 @@ constexpr int64_t kDotMaxM = 48;    // as in the GEMM driver: dot_t up to here, 
 constexpr int64_t kGemvRows = 32;   // weight rows per GEMV task
 constexpr int64_t kTileN = 64;      // weight rows per prefill task (4 packed panels)
 constexpr int64_t kDotKC = 1024;    // depth of a dequantized slice on the dot_t path
-constexpr int64_t kI8Rows = 16;     // weight rows per W8A8 task
+constexpr int64_t kI8Rows = 64;     // weight rows per W8A8 / W4A8 task (64 over 16: +5% at M = 1)
 constexpr int64_t kMaxI8Group = 65536;  // int32 sums stay exact: 65536 * 128 * 127 < 2^31
 
 Status validate_weight(const QuantWeight& w) {
