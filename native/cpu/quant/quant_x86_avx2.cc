@@ -471,17 +471,21 @@ void block_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64
   const int8_t* xr = xl + m * K;
   const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f);
   // lane l = i * NR + j: the output (m + i, n + j)
+  static_assert(MR == 4 && NR == 2, "the lane patterns below are those of the 4 x 2 block");
+  // lane l = 2i + j: z[n + j, g] * xsum[m + i, g] and s[n + j, g], built from broadcasts
   auto zsum = [&](int64_t g) {
-    int32_t zs[8];
-    for (int l = 0; l < 8; ++l)
-      zs[l] = int32_t(zero_of(w, n + l % NR, g)) * xsum[(m + l / NR) * G + g];
-    return _mm256_setr_epi32(zs[0], zs[1], zs[2], zs[3], zs[4], zs[5], zs[6], zs[7]);
+    const __m256i xs = _mm256_setr_epi32(xsum[m * G + g], xsum[m * G + g], xsum[(m + 1) * G + g],
+                                         xsum[(m + 1) * G + g], xsum[(m + 2) * G + g],
+                                         xsum[(m + 2) * G + g], xsum[(m + 3) * G + g],
+                                         xsum[(m + 3) * G + g]);
+    if (!w.zeros) return _mm256_slli_epi32(xs, 3);  // z = 8
+    const __m256i z = _mm256_unpacklo_epi32(_mm256_set1_epi32(w.zeros[n * lds + g]),
+                                            _mm256_set1_epi32(w.zeros[(n + 1) * lds + g]));
+    return _mm256_mullo_epi32(z, xs);
   };
   auto scale = [&](int64_t g) {
-    const float* sg = w.scales + n * lds + g;
-    float sv[8];
-    for (int l = 0; l < 8; ++l) sv[l] = sg[(l % NR) * lds];
-    return _mm256_setr_ps(sv[0], sv[1], sv[2], sv[3], sv[4], sv[5], sv[6], sv[7]);
+    return _mm256_unpacklo_ps(_mm256_set1_ps(w.scales[n * lds + g]),
+                              _mm256_set1_ps(w.scales[(n + 1) * lds + g]));
   };
   __m256 part[8];  // part[j], lane i * NR + j': a_j of output (m + i, n + j')
   for (int j = 0; j < 8; ++j) part[j] = _mm256_setzero_ps();
