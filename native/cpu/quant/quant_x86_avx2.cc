@@ -557,12 +557,21 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
   for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
   const uint8_t* wq[R];
   for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(w.q) + (n + r) * ldq;
+  // Whole rows lie back to back (ldq = K / 2): rows n + R .. n + 2R - 1 are the next R * K / 2
+  // bytes, fetched while these are read (each row alone is too short a stream for the hardware
+  // prefetcher to ramp up on).
+  const uint8_t* next = ldq * 2 == K && n + 2 * R <= w.N ? wq[0] + R * ldq : nullptr;
   // out[r] (+)= 32-bit pair sums of the products of the S steps of 64 weights from k of row r:
   // the R rows step together (one load of x per step), S <= 4 steps in 16 bits, then one widening
   // p[r] = 16-bit pair sums of S steps from k
   auto sums16 = [&](auto s_const, int64_t k, __m256i* p) {
     constexpr int S = decltype(s_const)::value;
     for (int t = 0; t < S; ++t, k += 64) {
+      // the next R rows (contiguous with these) requested 2 lines per step
+      if (next) {
+        _mm_prefetch(reinterpret_cast<const char*>(next + R * k / 2), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(next + R * k / 2 + 64), _MM_HINT_T0);
+      }
       const __m256i xe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
       const __m256i xo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k + 32));
       for (int r = 0; r < R; ++r) {
