@@ -152,7 +152,7 @@ float row_i4_lanes(const QuantWeight& w, int64_t n, const float* xd) {
                           _mm256_castsi256_ps(_mm256_slli_epi32(zb, 8))};
     __m256 a[4];
     for (int t = 0; t < 4; ++t) a[t] = _mm256_setzero_ps();
-#pragma GCC unroll 4
+#pragma GCC unroll 2
     for (int64_t b = b0; b < b0 + step; ++b) {
       if ((b & 1) == 0 && next)
         _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
@@ -212,7 +212,7 @@ void rows_i8_lanes(const QuantWeight& w, int64_t n, const float* xd, float* y) {
     __m256 a[R][A];
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < A; ++t) a[r][t] = _mm256_setzero_ps();
-#pragma GCC unroll 4
+#pragma GCC unroll 2
     for (int64_t b = b0; b < b0 + step; ++b) {
       if ((b & 1) == 0 && next)
         for (int r = 0; r < R; ++r)
@@ -225,7 +225,7 @@ void rows_i8_lanes(const QuantWeight& w, int64_t n, const float* xd, float* y) {
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[r] + b * 32)), flip);
         v8[r] = _mm256_srli_epi32(v[r], 8);
       }
-#pragma GCC unroll 4
+#pragma GCC unroll 2
       for (int j = 0; j < 4; ++j) {
         const __m256i m = _mm256_set1_epi32(int(0xffu << (8 * std::min(j, 2))));
         // (u - 128) 256^j' 2^-149 = w 256^j' 2^-149, exact (a subnormal difference)
@@ -350,6 +350,9 @@ void block_i8_4x2(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, 
   for (int64_t g = 0; g < G; ++g) {
     __m256i a[4][2];
     for (int i = 0; i < 4; ++i) a[i][0] = a[i][1] = _mm256_setzero_si256();
+    // unrolled twice: the loop's own overhead was ~10% of the tile (M = 128: 14.6 -> 16.1-16.5
+    // MAC/tick, 2 threads; 4 times: the same)
+#pragma GCC unroll 2
     for (int64_t k = g * gs; k < (g + 1) * gs; k += 32) {
       const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + k));
       const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1 + k));
