@@ -152,7 +152,7 @@ float row_i4_lanes(const QuantWeight& w, int64_t n, const float* xd) {
                           _mm256_castsi256_ps(_mm256_slli_epi32(zb, 8))};
     __m256 a[4];
     for (int t = 0; t < 4; ++t) a[t] = _mm256_setzero_ps();
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int64_t b = b0; b < b0 + step; ++b) {
       if ((b & 1) == 0 && next)
         _mm_prefetch(reinterpret_cast<const char*>(next + b * 32), _MM_HINT_T0);
@@ -212,7 +212,7 @@ void rows_i8_lanes(const QuantWeight& w, int64_t n, const float* xd, float* y) {
     __m256 a[R][A];
     for (int r = 0; r < R; ++r)
       for (int t = 0; t < A; ++t) a[r][t] = _mm256_setzero_ps();
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int64_t b = b0; b < b0 + step; ++b) {
       if ((b & 1) == 0 && next)
         for (int r = 0; r < R; ++r)
@@ -225,7 +225,7 @@ void rows_i8_lanes(const QuantWeight& w, int64_t n, const float* xd, float* y) {
             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[r] + b * 32)), flip);
         v8[r] = _mm256_srli_epi32(v[r], 8);
       }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int j = 0; j < 4; ++j) {
         const __m256i m = _mm256_set1_epi32(int(0xffu << (8 * std::min(j, 2))));
         // (u - 128) 256^j' 2^-149 = w 256^j' 2^-149, exact (a subnormal difference)
