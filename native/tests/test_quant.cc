@@ -108,6 +108,33 @@ QuantLinearParams gemv_params(const QuantWeight& w, const std::vector<float>& x,
   return p;
 }
 
+// An int8-activation product (W8A8 / W4A8) the plain way: x quantized by quant_activations (its
+// first row set to +-127 here, so that row's scale is exactly 1, checked), exact integer sums
+// per group of xq * code(n, k, g), combined in float64 and scaled by the row's s_x.
+template <typename Code>
+std::vector<double> int8_activation_ref(const QuantWeight& w, std::vector<float>& x, int64_t M,
+                                        int period, Code code) {
+  const int64_t N = w.N, K = w.K, G = w.groups(), g_len = w.group();
+  for (int64_t k = 0; k < K; ++k) x[size_t(k)] = (k % period ? 127.0f : -127.0f);
+  std::vector<int8_t> xq(x.size());
+  std::vector<float> sx(static_cast<size_t>(M));
+  quant_activations(x.data(), M, K, xq.data(), sx.data());
+  CHECK(sx[0] == 1.0f && xq[0] == -127 && xq[1] == 127);
+  std::vector<double> want(size_t(M * N));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = 0;
+      for (int64_t g = 0; g < G; ++g) {
+        int64_t isum = 0;
+        for (int64_t k = g * g_len; k < (g + 1) * g_len; ++k)
+          isum += int64_t(xq[size_t(m * K + k)]) * code(n, k, g);
+        acc += double(w.scales[size_t(n * G + g)]) * double(isum);
+      }
+      want[size_t(m * N + n)] = acc * sx[size_t(m)];
+    }
+  return want;
+}
+
 }  // namespace
 
 TF_TEST(quant_dequantize_matches_formula) {
@@ -302,25 +329,8 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
     for (int64_t n = 0; n < N; ++n) { q.q8[size_t(n * K)] = -128; q.q8[size_t(n * K + 1)] = 127; }
     std::vector<float> x(size_t(M * K));
     for (auto& v : x) v = rng.uniform(-3, 3);
-    for (int64_t k = 0; k < K; ++k) x[size_t(k)] = (k % 2 ? 127.0f : -127.0f);  // s_x = 1 exactly
-    // the reference: the same per-token quantization, exact integer sums, float64 combine
-    std::vector<int8_t> xq(x.size());
-    std::vector<float> sx(static_cast<size_t>(M));
-    quant_activations(x.data(), M, K, xq.data(), sx.data());
-    CHECK(sx[0] == 1.0f && xq[0] == -127 && xq[1] == 127);
-    std::vector<double> want(size_t(M * N));
-    const int64_t G = q.w.groups(), g_len = q.w.group();
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) {
-        double acc = 0;
-        for (int64_t g = 0; g < G; ++g) {
-          int64_t isum = 0;
-          for (int64_t k = g * g_len; k < (g + 1) * g_len; ++k)
-            isum += int64_t(xq[size_t(m * K + k)]) * q.q8[size_t(n * K + k)];
-          acc += double(q.scales[size_t(n * G + g)]) * double(isum);
-        }
-        want[size_t(m * N + n)] = acc * sx[size_t(m)];
-      }
+    const std::vector<double> want = int8_activation_ref(
+        q.w, x, M, 2, [&](int64_t n, int64_t k, int64_t) { return int64_t(q.q8[size_t(n * K + k)]); });
     std::vector<float> first;
     for (Isa isa : isa_levels()) {
       set_isa(isa);
@@ -366,27 +376,13 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
     for (int64_t n = 0; n < N; ++n) q.q4[size_t(n * K / 2)] = 0xf0;
     std::vector<float> x(size_t(M * K));
     for (auto& v : x) v = rng.uniform(-3, 3);
-    for (int64_t k = 0; k < K; ++k) x[size_t(k)] = (k % 3 ? 127.0f : -127.0f);  // s_x = 1
-    std::vector<int8_t> xq(x.size());
-    std::vector<float> sx(static_cast<size_t>(M));
-    quant_activations(x.data(), M, K, xq.data(), sx.data());
-    CHECK(sx[0] == 1.0f && xq[0] == -127 && xq[1] == 127);
-    std::vector<double> want(size_t(M * N));
-    const int64_t G = q.w.groups(), g_len = q.w.group();
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t n = 0; n < N; ++n) {
-        double acc = 0;
-        for (int64_t g = 0; g < G; ++g) {
+    const int64_t G = q.w.groups();
+    const std::vector<double> want =
+        int8_activation_ref(q.w, x, M, 3, [&](int64_t n, int64_t k, int64_t g) {
+          const uint8_t b = q.q4[size_t((n * K + k) / 2)];
           const int z = q.w.zeros ? q.zeros[size_t(n * G + g)] : 8;
-          int64_t isum = 0;
-          for (int64_t k = g * g_len; k < (g + 1) * g_len; ++k) {
-            const uint8_t b = q.q4[size_t((n * K + k) / 2)];
-            isum += (int64_t((k & 1) ? b >> 4 : b & 15) - z) * xq[size_t(m * K + k)];
-          }
-          acc += double(q.scales[size_t(n * G + g)]) * double(isum);
-        }
-        want[size_t(m * N + n)] = acc * sx[size_t(m)];
-      }
+          return int64_t((k & 1) ? b >> 4 : b & 15) - z;
+        });
     std::vector<float> first;
     for (Isa isa : isa_levels()) {
       set_isa(isa);
