@@ -7,7 +7,7 @@ import { fail } from '../errors.js';
 import { native, type GemmArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
-import { checkOptions, optBool, optEnum } from './options.js';
+import { checkOptions, floatActivationOnly, type LinearActivation, optBool } from './options.js';
 import { sparseLinear, sparseLinearAsync } from './prune.js';
 import { isQuantized, quantLinear, quantLinearAsync, type QTensor } from './quant.js';
 
@@ -205,13 +205,7 @@ function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
   checkTensor(w, op, 'w');
   const wt = w as Tensor;
   const o = checkOptions(opts, op, ['bias', 'activation']);
-  const activation = optEnum(o, 'activation', op, ['float', 'int8', 'w4a8'] as const, 'float');
-  if (activation !== 'float')
-    fail(
-      'ERR_ARG',
-      `${op}: option 'activation'`,
-      `'${activation}' needs a QTensor weight (${activation === 'int8' ? 'int8' : 'int4'}); w is a dense tensor`,
-    );
+  floatActivationOnly(o, op, 'a dense tensor');
   const dt = floatDType(x, op, 'x');
   if (floatDType(wt, op, 'w') !== dt)
     fail('ERR_DTYPE', `${op}: argument 'w'`, `dtype ${wt.dtype} differs from x's ${dt}; convert one with .to()`);
@@ -274,7 +268,7 @@ export interface LinearOptions {
    * 'int8' quantizes x per token (W8A8), int8 QTensor weights only; 'w4a8' does the same for int4
    * QTensor weights (int4 x int8 products summed exactly in int32 per group). Default 'float'.
    */
-  activation?: 'float' | 'int8' | 'w4a8';
+  activation?: LinearActivation;
 }
 
 /**

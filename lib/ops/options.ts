@@ -40,3 +40,18 @@ export function optEnum<T extends string>(
     );
   return v as T;
 }
+
+/** linear's `activation` option: 'int8' (W8A8, int8 QTensor) and 'w4a8' (int4 QTensor), else 'float'. */
+export const LINEAR_ACTIVATIONS = ['float', 'int8', 'w4a8'] as const;
+export type LinearActivation = (typeof LINEAR_ACTIVATIONS)[number];
+
+/** The activation option of linear for weights that are not a QTensor (`what`): only 'float'. */
+export function floatActivationOnly(o: Record<string, unknown>, op: string, what: string): void {
+  const activation = optEnum(o, 'activation', op, LINEAR_ACTIVATIONS, 'float');
+  if (activation !== 'float')
+    fail(
+      'ERR_ARG',
+      `${op}: option 'activation'`,
+      `'${activation}' needs a QTensor weight (${activation === 'int8' ? 'int8' : 'int4'}); w is ${what}`,
+    );
+}

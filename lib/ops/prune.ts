@@ -21,7 +21,7 @@ import {
 } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
-import { checkOptions, optEnum } from './options.js';
+import { checkOptions, floatActivationOnly, optEnum } from './options.js';
 
 /** An N:M sparse weight, compressed along K (see compress()). Frozen. */
 export interface SparseTensor {
@@ -295,13 +295,7 @@ export function planSparseLinear(x: Tensor, w: unknown, opts: unknown): Plan<Ten
   checkTensor(x, op, 'x');
   const s = checkSparse(w, op, 'w');
   const o = checkOptions(opts, op, ['bias', 'activation']);
-  const activation = optEnum(o, 'activation', op, ['float', 'int8', 'w4a8'] as const, 'float');
-  if (activation !== 'float')
-    fail(
-      'ERR_ARG',
-      `${op}: option 'activation'`,
-      `'${activation}' needs a QTensor weight (${activation === 'int8' ? 'int8' : 'int4'}); w is a SparseTensor`,
-    );
+  floatActivationOnly(o, op, 'a SparseTensor');
   const wdt = s.values.dtype;
   if (x.dtype !== 'float32' && x.dtype !== wdt)
     fail('ERR_DTYPE', `${op}: argument 'x'`, `expected float32 or the weights' ${wdt}, got ${x.dtype}`);

@@ -10,7 +10,7 @@ import { native, type QuantWeightArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
 import { linearShape } from './linear.js';
-import { checkOptions, optBool, optEnum } from './options.js';
+import { checkOptions, LINEAR_ACTIVATIONS, optBool, optEnum } from './options.js';
 
 export interface QTensor {
   readonly kind: 'quantized';
@@ -663,7 +663,7 @@ function planQuantLinear(x: Tensor, w: unknown, opts: unknown): LinearPlan {
       `expected a QTensor [N, K], got ${fmtShape(q.shape)}; take one expert with sliceExpert(w, e)`,
     );
   const o = checkOptions(opts, op, ['bias', 'activation']);
-  const activation = optEnum(o, 'activation', op, ['float', 'int8', 'w4a8'] as const, 'float');
+  const activation = optEnum(o, 'activation', op, LINEAR_ACTIVATIONS, 'float');
   if (activation === 'int8' && l.bits !== 8)
     fail('ERR_ARG', `${op}: option 'activation'`, "'int8' (W8A8) needs int8 weights; w is int4 (use 'w4a8')");
   if (activation === 'w4a8' && l.bits !== 4)

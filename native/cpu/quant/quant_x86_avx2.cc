@@ -37,6 +37,24 @@ inline int32_t hsum_i32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
+// Eight int32 vectors -> lane l of `low` = the sum of a_l's low 128-bit half, lane l of `high`
+// that of its high half (a vphaddd tree, the halves regrouped): integer adds, exact in any order.
+inline void hsum8_halves(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i a4, __m256i a5,
+                         __m256i a6, __m256i a7, __m256i& low, __m256i& high) {
+  const __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a0, a1), _mm256_hadd_epi32(a2, a3));
+  const __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a4, a5), _mm256_hadd_epi32(a6, a7));
+  low = _mm256_permute2x128_si256(u0, u1, 0x20);
+  high = _mm256_permute2x128_si256(u0, u1, 0x31);
+}
+
+// Lane l = the sum of all of a_l.
+inline __m256i hsum8(__m256i a0, __m256i a1, __m256i a2, __m256i a3, __m256i a4, __m256i a5,
+                     __m256i a6, __m256i a7) {
+  __m256i low, high;
+  hsum8_halves(a0, a1, a2, a3, a4, a5, a6, a7, low, high);
+  return _mm256_add_epi32(low, high);
+}
+
 inline __m256 i8x8_to_ps(const int8_t* p) {
   return _mm256_cvtepi32_ps(
       _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
@@ -365,12 +383,8 @@ void block_i8_4x2(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, 
             a[i][1], _mm256_madd_epi16(_mm256_maddubs_epi16(b1, _mm256_sign_epi8(xv, v1)), ones));
       }
     }
-    const __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0][0], a[0][1]),
-                                         _mm256_hadd_epi32(a[1][0], a[1][1]));
-    const __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[2][0], a[2][1]),
-                                         _mm256_hadd_epi32(a[3][0], a[3][1]));
-    const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
-                                          _mm256_permute2x128_si256(u0, u1, 0x31));
+    const __m256i isum =
+        hsum8(a[0][0], a[0][1], a[1][0], a[1][1], a[2][0], a[2][1], a[3][0], a[3][1]);
     const __m256 sv = _mm256_unpacklo_ps(_mm256_set1_ps(w.scales[n * G + g]),
                                          _mm256_set1_ps(w.scales[(n + 1) * G + g]));
     facc = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(isum), facc);
@@ -417,12 +431,7 @@ void block_i8_1x8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n, 
         a[j] = _mm256_add_epi32(a[j], _mm256_madd_epi16(p, ones));
       }
     }
-    const __m256i u0 =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-    const __m256i u1 =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
-    const __m256i isum = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
-                                          _mm256_permute2x128_si256(u0, u1, 0x31));
+    const __m256i isum = hsum8(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
     const __m256 sv = _mm256_setr_ps(s[g], s[G + g], s[2 * G + g], s[3 * G + g], s[4 * G + g],
                                      s[5 * G + g], s[6 * G + g], s[7 * G + g]);
     facc = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(isum), facc);
@@ -461,21 +470,19 @@ void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int6
 // nibbles meet the 32 even activations of the block and its high nibbles the 32 odd ones (the
 // order of prep_i4_x), so the codes need one shift and two masks, no shuffle. Each 128-bit half
 // of a step is one 32-weight block: with groups of 32 the halves are two groups.
-// MR rows of x x NR rows of w (MR * NR = 8), reduced per group by the vphaddd tree of block_i8_1x8
-// into lane i * NR + j, which takes a_(g mod 8) = fma(s[n + j, g], float(isum), a_(g mod 8)) as
-// tile_i4 of the generic table does: bitwise the same result.
-template <int MR, int NR>
-void block_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t m, int64_t n,
-              float* c, int64_t ldc) {
-  static_assert(MR * NR == 8, "one lane per output");
+// 4 rows of x x 2 rows of w, reduced per group by hsum8 into lane 2i + j, which takes
+// a_(g mod 8) = fma(s[n + j, g], float(isum), a_(g mod 8)) as tile_i4 of the generic table does:
+// bitwise the same result.
+void block_i4_4x2(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t m,
+                  int64_t n, float* c, int64_t ldc) {
+  constexpr int MR = 4, NR = 2;
   const int64_t G = w.groups(), gs = w.group(), K = w.K, ldq = w.q_stride() / 2;
   const int64_t lds = w.s_stride();
   const uint8_t* wr = static_cast<const uint8_t*>(w.q) + n * ldq;
   const int8_t* xr = xl + m * K;
   const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f);
-  // lane l = i * NR + j: the output (m + i, n + j)
-  static_assert(MR == 4 && NR == 2, "the lane patterns below are those of the 4 x 2 block");
-  // lane l = 2i + j: z[n + j, g] * xsum[m + i, g] and s[n + j, g], built from broadcasts
+  // lane l = 2i + j (the output (m + i, n + j)): z[n + j, g] * xsum[m + i, g] and s[n + j, g],
+  // built from broadcasts
   auto zsum = [&](int64_t g) {
     const __m256i xs = _mm256_setr_epi32(xsum[m * G + g], xsum[m * G + g], xsum[(m + 1) * G + g],
                                          xsum[(m + 1) * G + g], xsum[(m + 2) * G + g],
@@ -513,12 +520,8 @@ void block_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64
         }
       }
     }
-    const __m256i u0 =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-    const __m256i u1 =
-        _mm256_hadd_epi32(_mm256_hadd_epi32(a[4], a[5]), _mm256_hadd_epi32(a[6], a[7]));
-    const __m256i first = _mm256_permute2x128_si256(u0, u1, 0x20);   // the low 32-weight halves
-    const __m256i second = _mm256_permute2x128_si256(u0, u1, 0x31);  // the high ones
+    __m256i first, second;  // the sums of the low 32-weight halves, of the high ones
+    hsum8_halves(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], first, second);
     if (gs == 32) {
       const int64_t g = k0 / 32;
       __m256& a0 = part[g % 8];
@@ -546,7 +549,7 @@ void block_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64
 // so the scales, zero points and x group sums of 8 groups are each one contiguous load and one
 // vector FMA adds 8 groups to the contract's 8 partial sums (lane j = a_j, g0 a multiple of 8);
 // the row's sum is then hsum's order. The R rows step together, one load of x per 64 weights;
-// the codes of a step meet the activations as in block_i4, and up to four steps add in 16 bits
+// the codes of a step meet the activations as in block_i4_4x2, and up to four steps add in 16 bits
 // (4 * 7620 < 32767) before one vpmaddwd widens them.
 template <int R>
 void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t m, int64_t n,
@@ -651,12 +654,7 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
         }
       }
       for (int r = 0; r < R; ++r) {
-        const __m256i u0 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0][r], a[1][r]),
-                                             _mm256_hadd_epi32(a[2][r], a[3][r]));
-        const __m256i u1 = _mm256_hadd_epi32(_mm256_hadd_epi32(a[4][r], a[5][r]),
-                                             _mm256_hadd_epi32(a[6][r], a[7][r]));
-        isum[r] = _mm256_add_epi32(_mm256_permute2x128_si256(u0, u1, 0x20),
-                                   _mm256_permute2x128_si256(u0, u1, 0x31));
+        isum[r] = hsum8(a[0][r], a[1][r], a[2][r], a[3][r], a[4][r], a[5][r], a[6][r], a[7][r]);
       }
     }
     for (int r = 0; r < R; ++r) {
@@ -703,7 +701,7 @@ void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl, const int
   int64_t m = 0;
   for (; m + 4 <= M; m += 4) {
     int64_t n = n0;
-    for (; n + 2 <= n1; n += 2) block_i4<4, 2>(w, xl, xsum, m, n, c, ldc);
+    for (; n + 2 <= n1; n += 2) block_i4_4x2(w, xl, xsum, m, n, c, ldc);
     if (n < n1) generic(w, xq + m * K, nullptr, nullptr, 4, n, n1, c + m * ldc, ldc);
   }
   for (; m < M; ++m) {
