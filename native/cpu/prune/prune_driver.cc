@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "prune_kernels.h"
@@ -45,16 +46,19 @@ void add_bias(float* y, const float* bias, int64_t n) {
 
 Status row_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, const SparseView& w,
                 float* y, int use_threads) {
-  std::vector<float> xbuf, xsbuf;
+  std::vector<float> xbuf;
   std::vector<const float*> rows(size_t(p.M)), srows(size_t(p.M), nullptr);
   if (p.x_dtype != DType::float32) xbuf.resize(size_t(p.M * p.K));
-  const int64_t xq_size = w.words * 4 * 12;
-  if (w.lanes) xsbuf.resize(size_t(p.M * xq_size));
+  const int64_t xs_size = w.words * 16;  // a multiple of 16 floats: every row's copy stays 64-byte aligned
+  std::unique_ptr<float, decltype(&aligned_free64)> xsbuf(
+      w.lanes ? static_cast<float*>(aligned_alloc64(size_t(p.M * xs_size) * sizeof(float))) : nullptr,
+      aligned_free64);
+  if (w.lanes && !xsbuf) return Status(StatusCode::oom, "linear: out of memory for x");
   for (int64_t m = 0; m < p.M; ++m) {
     rows[size_t(m)] = x_row(p, m, xbuf.data() + (xbuf.empty() ? 0 : m * p.K));
     if (w.lanes) {
-      float* xs = xsbuf.data() + m * xq_size;
-      prune_cpu::pair_table(rows[size_t(m)], 4 * w.words, xs);
+      float* xs = xsbuf.get() + m * xs_size;
+      prune_cpu::swizzle_x(rows[size_t(m)], w.words, xs);
       srows[size_t(m)] = xs;
     }
   }
@@ -179,6 +183,7 @@ Status sparse_linear(const SparseLinearParams& p) {
   w.values = p.values;
   w.dt = p.w_dtype;
   w.indices = p.indices;
+  w.N = p.N;
   w.K = p.K;
   w.n = p.n;
   w.m = p.m;
@@ -186,7 +191,7 @@ Status sparse_linear(const SparseLinearParams& p) {
   const bool lanes = p.lanes && prune_has_lanes(p.n, p.m);
   w.lanes = lanes ? p.lanes : nullptr;
   w.words = lanes ? prune_lane_words(p.K, p.n, p.m) : 0;
-  w.pairs = lanes ? reinterpret_cast<const uint8_t*>(p.lanes + p.N * w.words) : nullptr;
+  w.pairs = lanes ? p.lanes + p.N * w.words : nullptr;
 
   float* y = static_cast<float*>(p.out);
   float* owned = nullptr;

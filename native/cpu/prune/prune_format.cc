@@ -71,8 +71,9 @@ Status prune_lanes(const uint8_t* indices, int64_t N, int64_t K, int n, int m, u
       lanes[r * words + c] = uint16_t(word);
       const uint8_t* q = idx + c * 8;
       uint32_t pw = 0;
-      for (int g = 0; g < 4; ++g) pw |= uint32_t(prune_pair_id(q[2 * g], q[2 * g + 1])) << (3 * g);
-      lanes[N * words + r * words + c] = uint16_t(pw);
+      for (int g = 0; g < 4; ++g)  // groups 0, 2 in bits 0-5, groups 1, 3 in bits 6-11
+        pw |= uint32_t(prune_pair_id(q[2 * g], q[2 * g + 1])) << (3 * ((g >> 1) | ((g & 1) << 1)));
+      lanes[N * words + prune_pair_word_index(N, words, r, c)] = uint16_t(pw);
     }
     return std::string();
   });

@@ -12,6 +12,7 @@
 #include "../common/load_f32.h"
 #include "tensorfuse/cpu_features.h"
 #include "tensorfuse/dtype.h"
+#include "tensorfuse/prune.h"
 
 namespace tf {
 namespace prune_cpu {
@@ -24,16 +25,16 @@ struct SparseView {
   DType dt;
   const uint8_t* indices;  // [N, Kc]
   const uint16_t* lanes;   // [N, words] or null (2:4 only)
-  const uint8_t* pairs;    // [N, words] uint16 pair words (tensorfuse/prune.h) or null
-  int64_t K, Kc, words;
+  const uint16_t* pairs;   // N * words pair words, 4-row interleaved (tensorfuse/prune.h), or null
+  int64_t N, K, Kc, words;
   int n, m;
 };
 
 struct Kernels {
   Isa isa;
   // y[j] = sum_v x[k(v)] * w[j, v] for j in [n0, n1); x float32 [K]; y float32, overwritten.
-  // xq: with lanes, the pair table of x (pair_table): 6 pairs per group of 4 columns.
-  void (*gemv)(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1,
+  // xs: with lanes, x swizzled by swizzle_x (64-byte aligned), else null.
+  void (*gemv)(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1,
                float* y);
   // Lane layout only. For columns j in [n0, n1) and lane words [c0, c1) of each row:
   // ct[(j - n0) * pr + r] (+)= sum over the chunks' values v of w[j, v] * xt[k(v) * pr + r],
@@ -58,16 +59,15 @@ inline int64_t kept_col(const uint8_t* idx_row, int64_t v, int n, int m) {
 inline int64_t lane_col(uint32_t word, int64_t c, int l) {
   return c * 16 + (l >> 1) * 4 + ((word >> (2 * l)) & 3u);
 }
-// Pair table of x for the M = 1 kernel: for every group g of 4 columns and pair id a (0..5),
-// xp[(g * 6 + a) * 2 ..] = the two x values of pair a. 3x the size of x (48 KiB for K = 4096),
-// built once per call; rows walk it in order, so the four rows in flight share its lines.
-inline void pair_table(const float* x, int64_t groups, float* xp) {
-  static const int kPairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
-  for (int64_t g = 0; g < groups; ++g)
-    for (int a = 0; a < 6; ++a) {
-      xp[(g * 6 + a) * 2] = x[4 * g + kPairs[a][0]];
-      xp[(g * 6 + a) * 2 + 1] = x[4 * g + kPairs[a][1]];
-    }
+// x for the M = 1 kernel, swizzled per 16 columns (one lane word, groups g0..g3 of 4 columns)
+// into [g0 g2 g1 g3]: one 8-float load then holds groups 0 / 2 in its 128-bit halves and the next
+// holds 1 / 3, so an in-lane byte shuffle per load picks a row's kept x values of all four groups
+// (pair words, tensorfuse/prune.h). words * 16 floats.
+inline void swizzle_x(const float* x, int64_t words, float* xs) {
+  static const int kFrom[4] = {0, 8, 4, 12};
+  for (int64_t c = 0; c < words; ++c)
+    for (int q = 0; q < 4; ++q)
+      for (int i = 0; i < 4; ++i) xs[c * 16 + q * 4 + i] = x[c * 16 + kFrom[q] + i];
 }
 
 }  // namespace prune_cpu

@@ -2,15 +2,17 @@
 // at run time when cpuid reports all three. Layouts: tensorfuse/prune.h and prune_kernels.h.
 //
 // GEMV (M = 1, 2:4): per 8 kept values (16 columns, 4 groups) one FMA; the 8 matching x values
-// are four 8-byte loads from a pair table of x (all 6 position pairs of every group,
-// prune_kernels.h) picked by the row's 3-bit pair ids, packed in one uint16 per 8 values. Four
-// rows at a time; they walk the 48 KiB table in the same order and share its lines. The weights
-// are the only stream from memory: 8 values + 2 bytes per 16 columns, 17/32 of the dense float32
-// bytes. Versions tried (bench/NOTES.md, A/B by process CPU time on a shared box): lane-crossing
-// vpermps on 16-column windows (3 uops each on Zen 1); in-lane vpermilps of a swizzled x with the
-// positions as index vector (shuffle-port bound); a table of all 36 quadruples per 8 columns (two
-// 16-byte loads, but 295 KiB: a random L2 line fill per load); alternating the last two; a
-// K-chunked quadruple table kept in L1 (cuts every row's value stream into 512-byte pieces).
+// come from the word's 16 columns of swizzled x (two 8-float loads shared by the rows in flight),
+// each put in its value's slot by one vpshufb with a control from a 4 KiB table indexed by the
+// row's pair ids, and one blend. Four rows at a time, their pair words interleaved so that the
+// four cost one 8-byte load and one stream. The weights are the only stream from memory: 8 values
+// + 2 bytes per 16 columns, 17/32 of the dense float32 bytes. Versions tried (bench/NOTES.md):
+// lane-crossing vpermps on 16-column windows; in-lane vpermilps of swizzled x with the positions
+// as index vector (computed, or from a table: the variable vpermilps is slow on Zen 1); a table
+// of all 36 quadruples per 8 columns (a random L2 line fill per load); a table of every group's
+// 6 pairs (four 8-byte loads per 8 values; 48 KiB, and with per-row pair words each row a second
+// stream: 1.4x the dense GEMV against about 1.7x now); expanding the weights to 16 columns by
+// the shuffle instead of x (same speed, but 0 * inf at pruned columns would give NaN).
 #include "prune_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -53,56 +55,83 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// vpshufb controls of the M = 1 kernel, indexed by one 6-bit half of a pair word (pair ids a in
+// bits 0-2, b in bits 3-5): c[h][a | b << 3] moves, in the low 128-bit lane, the two kept x
+// values of a group with pair id a (the lane holds that group's 4 columns) into float slots
+// 2h and 2h + 1, and in the high lane those of pair id b. The other slots are left to the blend.
+struct XSelTable {
+  alignas(32) uint8_t c[2][64][32];
+  constexpr XSelTable() : c{} {
+    constexpr int kPairs[6][2] = {{0, 1}, {0, 2}, {0, 3}, {1, 2}, {1, 3}, {2, 3}};
+    for (int h = 0; h < 2; ++h)
+      for (int a = 0; a < 6; ++a)
+        for (int b = 0; b < 6; ++b)
+          for (int lane = 0; lane < 2; ++lane)
+            for (int s = 0; s < 2; ++s)
+              for (int byte = 0; byte < 4; ++byte)
+                c[h][a | (b << 3)][lane * 16 + (2 * h + s) * 4 + byte] =
+                    uint8_t(kPairs[lane ? b : a][s] * 4 + byte);
+  }
+};
+constexpr XSelTable kXSel;
+
+// The 8 x values of a lane word, in the order of its 8 kept values: xa / xb are the word's 16
+// columns of swizzled x ([g0 | g2] and [g1 | g3]); one shuffle each puts groups 0 / 2 in slots
+// 0-1 / 4-5 and groups 1 / 3 in slots 2-3 / 6-7, and a blend joins them.
+inline __m256 xsel(__m256i xa, __m256i xb, uint32_t pw) {
+  const __m256i c0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(kXSel.c[0][pw & 63u]));
+  const __m256i c1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(kXSel.c[1][(pw >> 6) & 63u]));
+  return _mm256_castsi256_ps(
+      _mm256_blend_epi32(_mm256_shuffle_epi8(xa, c0), _mm256_shuffle_epi8(xb, c1), 0xcc));
+}
+
 template <DType DT>
-void gemv_lanes(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1,
+void gemv_lanes(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1,
                 float* y) {
-  // The 8 x values of word c: four 8-byte loads from the pair table, picked by the 3-bit fields
-  // of the row's pair word pw.
-  auto xsel = [xq](uint32_t pw, int64_t c) {
-    const float* g0 = xq + c * 48;  // 4 groups x 6 pairs x 2 floats per word
-    __m128 lo = _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(g0 + (pw & 7u) * 2)));
-    lo = _mm_loadh_pi(lo, reinterpret_cast<const __m64*>(g0 + 12 + ((pw >> 3) & 7u) * 2));
-    __m128 hi =
-        _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(g0 + 24 + ((pw >> 6) & 7u) * 2)));
-    hi = _mm_loadh_pi(hi, reinterpret_cast<const __m64*>(g0 + 36 + ((pw >> 9) & 7u) * 2));
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-  };
   auto tail = [&](int64_t j, float s) {
     const uint8_t* idx = w.indices + j * w.Kc;
     for (int64_t v = w.words * 8; v < w.Kc; ++v)
       s += x[kept_col(idx, v, w.n, w.m)] * load_as_f32(w.values, DT, j * w.Kc + v);
     return s;
   };
+  auto xload = [xs](int64_t c, int half) {
+    return _mm256_load_si256(reinterpret_cast<const __m256i*>(xs + c * 16 + half * 8));
+  };
   constexpr int64_t kEsz = DT == DType::float32 ? 4 : 2;
-  const uint16_t* pairs = reinterpret_cast<const uint16_t*>(w.pairs);
-  const int64_t ps = w.words;         // pair-word stride between rows
-  const int64_t vs = w.Kc * kEsz;     // value byte stride between rows
-  int64_t j = n0;
-  // Four rows at a time (four weight streams in flight), one pointer per stream and explicit
-  // accumulators: an array form kept them in memory and stored them every step.
-  for (; j + 4 <= n1; j += 4) {
-    const uint16_t* pp = pairs + j * ps;
+  const int64_t vs = w.Kc * kEsz;  // value byte stride between rows
+  for (int64_t j = n0; j < n1;) {
     const char* vp = static_cast<const char*>(w.values) + j * vs;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    for (int64_t c = 0; c < w.words; ++c, vp += 8 * kEsz) {
-      a0 = _mm256_fmadd_ps(load8<DT>(vp, 0), xsel(pp[c], c), a0);
-      a1 = _mm256_fmadd_ps(load8<DT>(vp + vs, 0), xsel(pp[ps + c], c), a1);
-      a2 = _mm256_fmadd_ps(load8<DT>(vp + 2 * vs, 0), xsel(pp[2 * ps + c], c), a2);
-      a3 = _mm256_fmadd_ps(load8<DT>(vp + 3 * vs, 0), xsel(pp[3 * ps + c], c), a3);
+    if (j % 4 == 0 && j + 4 <= n1) {
+      // A whole block of 4 rows: their 4 pair words of a lane word are one 8-byte load, and the
+      // 4 value streams share the x loads. One pointer per stream and named accumulators (an
+      // array form kept them in memory and stored them every step).
+      const uint16_t* pp = w.pairs + j * w.words;
+      __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+      __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+      for (int64_t c = 0; c < w.words; ++c, vp += 8 * kEsz, pp += 4) {
+        uint64_t p4;
+        std::memcpy(&p4, pp, sizeof p4);
+        const __m256i xa = xload(c, 0), xb = xload(c, 1);
+        a0 = _mm256_fmadd_ps(load8<DT>(vp, 0), xsel(xa, xb, uint32_t(p4)), a0);
+        a1 = _mm256_fmadd_ps(load8<DT>(vp + vs, 0), xsel(xa, xb, uint32_t(p4 >> 16)), a1);
+        a2 = _mm256_fmadd_ps(load8<DT>(vp + 2 * vs, 0), xsel(xa, xb, uint32_t(p4 >> 32)), a2);
+        a3 = _mm256_fmadd_ps(load8<DT>(vp + 3 * vs, 0), xsel(xa, xb, uint32_t(p4 >> 48)), a3);
+      }
+      y[j] = tail(j, hsum(a0));
+      y[j + 1] = tail(j + 1, hsum(a1));
+      y[j + 2] = tail(j + 2, hsum(a2));
+      y[j + 3] = tail(j + 3, hsum(a3));
+      j += 4;
+    } else {
+      // One row (the last, partial block of the weight, or a range cut inside a block).
+      const uint16_t* pp = w.pairs + prune_pair_word_index(w.N, w.words, j, 0);
+      const int64_t stride = prune_pair_word_index(w.N, w.words, j, 1) - (pp - w.pairs);
+      __m256 acc = _mm256_setzero_ps();
+      for (int64_t c = 0; c < w.words; ++c, vp += 8 * kEsz, pp += stride)
+        acc = _mm256_fmadd_ps(load8<DT>(vp, 0), xsel(xload(c, 0), xload(c, 1), *pp), acc);
+      y[j] = tail(j, hsum(acc));
+      j += 1;
     }
-    y[j] = tail(j, hsum(a0));
-    y[j + 1] = tail(j + 1, hsum(a1));
-    y[j + 2] = tail(j + 2, hsum(a2));
-    y[j + 3] = tail(j + 3, hsum(a3));
-  }
-  for (; j < n1; ++j) {
-    const uint16_t* pp = pairs + j * ps;
-    const char* vp = static_cast<const char*>(w.values) + j * vs;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t c = 0; c < w.words; ++c, vp += 8 * kEsz)
-      acc = _mm256_fmadd_ps(load8<DT>(vp, 0), xsel(pp[c], c), acc);
-    y[j] = tail(j, hsum(acc));
   }
 }
 
@@ -137,12 +166,12 @@ void gemv_general(const float* x, const SparseView& w, int64_t n0, int64_t n1, f
   }
 }
 
-void gemv(const float* x, const float* xq, const SparseView& w, int64_t n0, int64_t n1, float* y) {
-  if (!w.pairs || !xq) return gemv_general(x, w, n0, n1, y);
+void gemv(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1, float* y) {
+  if (!w.pairs || !xs) return gemv_general(x, w, n0, n1, y);
   switch (w.dt) {
-    case DType::float16: return gemv_lanes<DType::float16>(x, xq, w, n0, n1, y);
-    case DType::bfloat16: return gemv_lanes<DType::bfloat16>(x, xq, w, n0, n1, y);
-    default: return gemv_lanes<DType::float32>(x, xq, w, n0, n1, y);
+    case DType::float16: return gemv_lanes<DType::float16>(x, xs, w, n0, n1, y);
+    case DType::bfloat16: return gemv_lanes<DType::bfloat16>(x, xs, w, n0, n1, y);
+    default: return gemv_lanes<DType::float32>(x, xs, w, n0, n1, y);
   }
 }
 

@@ -11,10 +11,12 @@
 // 16c + 4 * (l / 2) + field). 2 bits per value instead of 8: with float32 values a row reads
 // 4.25 bytes per 2 columns, 53% of the dense bytes. A row's last Kc % 8 values have no word;
 // kernels read their indices instead. Other n:m patterns run the general path on indices.
-// The same buffer then holds, after those N * words lane words, N * words "pair words": bits
-// 3g..3g+2 of pair word (j, c) are the pair id (0..5) of group 4c + g: pair(p0 < p1) indexes
-// (0,1) (0,2) (0,3) (1,2) (1,3) (2,3). The M = 1 kernel reads x through a table of every group's
-// 6 pairs: the 8 x values of a word are four 8-byte loads picked by these ids, no shuffles.
+// The same buffer then holds, after those N * words lane words, N * words "pair words" for the
+// M = 1 kernel, each the 4 pair ids (0..5) of a word's groups: pair(p0 < p1) indexes (0,1) (0,2)
+// (0,3) (1,2) (1,3) (2,3); bits 0-2 / 3-5 hold groups 0 / 2 of the word, bits 6-8 / 9-11 groups
+// 1 / 3 (the halves of x that one shuffle reads, prune_kernels.h). They are interleaved by blocks
+// of 4 rows so that the 4 rows the kernel walks together cost one stream and one load per word:
+// row j's word c sits at 4 * b * words + c * wb + (j - 4 * b), b = j / 4, wb = min(4, N - 4 * b).
 #pragma once
 #include <cstdint>
 
@@ -29,6 +31,11 @@ inline bool prune_has_lanes(int n, int m) { return n == 2 && m == 4; }
 inline int64_t prune_lane_words(int64_t K, int n, int m) { return (K / m * n) / 8; }
 // Combination id of the in-group positions p0 < p1 of 2:4: 0..5.
 inline int prune_pair_id(int p0, int p1) { return p0 == 0 ? p1 - 1 : p0 == 1 ? p1 + 1 : 5; }
+// Index of row j's pair word c among the N * words pair words (layout above).
+inline int64_t prune_pair_word_index(int64_t N, int64_t words, int64_t j, int64_t c) {
+  const int64_t b0 = j / 4 * 4, wb = N - b0 < 4 ? N - b0 : 4;
+  return b0 * words + c * wb + (j - b0);
+}
 
 // Checks n, m and K (1 <= n < m <= 255, K % m == 0).
 Status prune_check_nm(int64_t K, int n, int m);
