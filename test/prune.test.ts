@@ -310,6 +310,32 @@ describe('linear with a SparseTensor', () => {
     expectError(() => prune.decompress(big as SparseTensor), 'ERR_ARG', "'s'");
   });
 
+  it('clamps a position written into .indices after validation to the group (no access outside it)', () => {
+    // Indices are validated once per SparseTensor; a later write of an out-of-range byte must not
+    // send any kernel (general n:m panels and GEMV, 2:4 tails, decompress) outside the group.
+    for (const [n, m, K] of [
+      [4, 8, 24],
+      [2, 4, 20],
+    ]) {
+      const s = sparseOf(rand([5, K]), n, m);
+      const x = rand([6, K]);
+      linear(x, s);
+      const idx = s.indices.data() as Uint8Array;
+      const last = idx.length - 1; // the last value of the last group of the last row
+      idx[last] = 255;
+      const d = prune.decompress(s).toFloat32();
+      const row = d.subarray(4 * K, 5 * K);
+      expect(row[K - 1]).toBe(s.values.toFloat32()[last]); // read as position m - 1
+      for (const rows of [1, 6]) {
+        const xr = tensor(x.toFloat32().slice(0, rows * K), [rows, K]);
+        idx[last] = m - 1;
+        const want = Array.from(linear(xr, s).toFloat32());
+        idx[last] = 200;
+        expect(Array.from(linear(xr, s).toFloat32())).toEqual(want);
+      }
+    }
+  });
+
   it('does not modify its inputs', () => {
     const x = rand([5, 64], 'bfloat16');
     const s = sparseOf(rand([7, 64], 'bfloat16'));

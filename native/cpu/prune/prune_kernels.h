@@ -51,9 +51,13 @@ const Kernels* kernels_avx2();  // nullptr when not compiled in
 const Kernels& kernels_for(Isa isa);
 
 // Scalar helpers shared by the files (and load_as_f32 from common/load_f32.h).
+// In-group position of a kept value, clamped to m - 1: positions are validated once per
+// SparseTensor (prune_lanes), and one written into its indices afterwards must still never
+// address a column outside its group.
+inline int64_t kept_pos(uint8_t pos, int m) { return pos < m ? pos : m - 1; }
 // Absolute column of kept value v of a row (v / n groups in, then its in-group position).
 inline int64_t kept_col(const uint8_t* idx_row, int64_t v, int n, int m) {
-  return (v / n) * m + idx_row[v];
+  return (v / n) * m + kept_pos(idx_row[v], m);
 }
 // Column of lane l of 2:4 lane word c: 16 columns (4 groups of 4) per word, 2 values a group.
 inline int64_t lane_col(uint32_t word, int64_t c, int l) {

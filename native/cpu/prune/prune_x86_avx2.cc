@@ -270,7 +270,7 @@ inline void panel_general_cols(const float* xt, const SparseView& w, int64_t g0,
     for (int i = 0; i < w.n; ++i) {
       const int64_t v = g * w.n + i;
       for (int q = 0; q < NC; ++q) {
-        const float* xr = xg + int64_t(ip[q * w.Kc + v]) * PR;
+        const float* xr = xg + kept_pos(ip[q * w.Kc + v], w.m) * PR;
         const __m256 b = bcast1<DT>(w.values, base + q * w.Kc + v);
         for (int u = 0; u < kV; ++u) a[q][u] = _mm256_fmadd_ps(b, _mm256_loadu_ps(xr + 8 * u), a[q][u]);
       }

@@ -78,7 +78,8 @@ Status prune_nm(const void* w, DType dt, const float* scores, int64_t N, int64_t
 Status prune_compress(const void* w, DType dt, int64_t N, int64_t K, int n, int m, void* values,
                       uint8_t* indices);
 
-// values, indices -> w [N, K] (+0 in the pruned positions). Indices must be valid (prune_lanes).
+// values, indices -> w [N, K] (+0 in the pruned positions). Indices should be valid (prune_lanes);
+// a position >= m is read as m - 1, so no write leaves its group.
 Status prune_decompress(const void* values, const uint8_t* indices, DType dt, int64_t N, int64_t K,
                         int n, int m, void* out);
 
