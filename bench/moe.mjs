@@ -16,7 +16,9 @@
 //                    combine); GB/s = packed bytes (codes + float32 scales + uint8 zeros) of the
 //                    routed experts only, read once, against the bandwidth probe. The codes are
 //                    random bytes (quantize of 1.4 G float weights would dominate the run); the
-//                    check is against the user loop.
+//                    check is against the user loop. "native, activations: 'int8'" is moe.ffn with
+//                    int8 activations (W4A8 / W8A8 experts; its error is int8's, checked only
+//                    against gross errors).
 //     prefill row    T = 512 on the Mixtral-like shape below (full run only): quantized native vs
 //                    the float32 ffn on the same (unquantized) weights; checked against the float
 //                    ffn on dequantize(q).
@@ -204,8 +206,13 @@ async function quantDecode(ctx) {
         const nErr = ref.relativeError(tf.moe.ffn(x, r, w).toFloat32(), yu);
         const skip = nErr <= 1e-4 ? null : `WRONG: rel.err ${nErr.toExponential(1)} against the user loop`;
         if (skip) ctx.notes.push(`ffn ${label} thr=${threads}: native ${skip}; not timed.`);
+        // int8 activations (an API extension, W4A8 / W8A8): its error is that of int8 activations,
+        // so it is checked against the float user loop only for gross errors.
+        const i8Err = ref.relativeError(tf.moe.ffn(x, r, w, { activations: 'int8' }).toFloat32(), yu);
+        const i8Skip = i8Err <= 5e-2 ? null : `WRONG: rel.err ${i8Err.toExponential(1)} against the user loop`;
         let i0 = 0;
         let i1 = 0;
+        let i2 = 0;
         const impls = [
           {
             name: 'native',
@@ -214,6 +221,15 @@ async function quantDecode(ctx) {
             fn: () => {
               const st = sets[i0++ % sets.length];
               return tf.moe.ffn(st.x, st.r, w);
+            },
+          },
+          {
+            name: "native, activations: 'int8'",
+            relErr: i8Err,
+            skip: i8Skip,
+            fn: () => {
+              const st = sets[i2++ % sets.length];
+              return tf.moe.ffn(st.x, st.r, w, { activations: 'int8' });
             },
           },
           {
@@ -242,14 +258,19 @@ async function quantDecode(ctx) {
         );
         const made = ctx.rows.slice(first);
         const nat = made.find((row) => row.impl === 'native' && row.medianMs !== undefined);
+        const nat8 = made.find((row) => row.impl.startsWith('native,') && row.medianMs !== undefined);
         const user = made.find((row) => row.impl.startsWith('user') && row.medianMs !== undefined);
         const bw = ctx.limits?.bw?.[threads];
+        const share = (row) =>
+          bw ? ` = ${((100 * row.gbs) / bw).toFixed(0)}% of the start probe's ${bw.toFixed(1)} GB/s` : '';
         if (nat)
           ctx.notes.push(
             `ffn ${label} thr=${threads}: ${meanHit} routed experts, ${((meanHit * perExpert) / 1e6).toFixed(0)} MB packed; ` +
-              `native ${nat.gbs.toFixed(1)} GB/s` +
-              (bw ? ` = ${((100 * nat.gbs) / bw).toFixed(0)}% of the start probe's ${bw.toFixed(1)} GB/s` : '') +
+              `native ${nat.gbs.toFixed(1)} GB/s${share(nat)}` +
               (user ? `; ${(user.medianMs / nat.medianMs).toFixed(2)}x the user loop` : '') +
+              (nat8
+                ? `; with int8 activations ${nat8.gbs.toFixed(1)} GB/s${share(nat8)}, rel.err ${i8Err.toExponential(1)}`
+                : '') +
               '.',
           );
       }

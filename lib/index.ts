@@ -9,7 +9,7 @@ export { matmul, matmulAsync, linear, linearAsync, type LinearOptions } from './
 export { attention, attentionAsync, type AttentionOptions } from './ops/attention.js';
 export * as backend from './backend.js';
 export * as moe from './ops/moe.js';
-export type { Routing, RouteOptions, FfnWeights } from './ops/moe.js';
+export type { Routing, RouteOptions, FfnWeights, FfnOptions } from './ops/moe.js';
 export * as prune from './prune.js';
 export type { SparseTensor } from './ops/prune.js';
 export {

@@ -132,6 +132,7 @@ export type MoeFfnArgs = [
   ...w2: MoeWeightArgs,
   activation: number,
   out: ArrayBufferView,
+  int8Activations: boolean,
 ];
 /** One expert weight of moeFfn: bits 0 = float [E, N, K] in x's dtype (scales and zeros null),
  *  8 / 4 = a stacked QTensor's codes, scales and zeros; data null for an absent w3. */

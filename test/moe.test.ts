@@ -20,6 +20,7 @@ import {
   combineRef,
   dequantizeRef,
   dispatchRef,
+  ffnInt8Ref,
   ffnRef,
   float16BitsRef,
   float16ValueRef,
@@ -685,6 +686,105 @@ describe('moe.ffn with quantized experts', () => {
     const snap = ts.map((t) => t.data().slice());
     moe.ffn(x, r, w);
     ts.forEach((t, i) => expect(t.data()).toEqual(snap[i]));
+  });
+});
+
+/** ffn with activations 'int8' against ffnInt8Ref (every quantized product as W8A8 / W4A8, in
+ *  float64) and against the float layer on dequantize(q): closer to the former than half the
+ *  former's own error, and at most 1.5x that error from the latter. Both fail for a wrong scale,
+ *  code, zero point or row. */
+function int8FfnCheck(c: QCase, seed: number): void {
+  const r = moe.route(gridLogits(c.T, c.E, seed), { topK: c.topK });
+  const x = rand([c.T, c.D]);
+  const w = quantExperts(c);
+  const exact = ffnRef(toF64(x), asRef(r), {
+    w1: dequantizeRef(w.w1),
+    w3: w.w3 && dequantizeRef(w.w3),
+    w2: dequantizeRef(w.w2),
+    activation: c.activation,
+  });
+  const int8 = ffnInt8Ref(toF64(x), asRef(r), { ...w, activation: c.activation });
+  const base = relativeError(int8.data, exact.data);
+  forEachIsa((isa) => {
+    const got = moe.ffn(x, r, { ...w, activation: c.activation }, { activations: 'int8' }).toFloat32();
+    const label = `${isa} ${c.kinds.map(kindLabel).join('/')} ${JSON.stringify({ ...c, kinds: undefined })}`;
+    expect(got.every(Number.isFinite), `${label}: non-finite output`).toBe(true);
+    expect(base, `${label}: int8 error`).toBeGreaterThan(1e-4);
+    expect(relativeError(got, int8.data), label).toBeLessThanOrEqual(0.5 * base);
+    expect(relativeError(got, exact.data), label).toBeLessThanOrEqual(1.5 * base);
+  });
+}
+
+describe("moe.ffn with activations: 'int8' (W8A8 / W4A8 experts, up to 64 routed rows)", () => {
+  const i4 = { bits: 4, groupSize: 32, symmetric: false } as const;
+  const i4s = { bits: 4, groupSize: 128, symmetric: true } as const;
+  const i4row = { bits: 4, groupSize: 0, symmetric: false } as const;
+  const i8 = { bits: 8, groupSize: 0, symmetric: true } as const;
+  const i8g = { bits: 8, groupSize: 32, symmetric: true } as const;
+
+  it('matches the int8-activation reference: int4 / int8 kinds, K on and off the 64-blocks, 1..64 rows', () => {
+    withSeed('ffn int8 activations', (seed) => {
+      const cases: QCase[] = [
+        { T: 1, E: 8, D: 128, F: 384, topK: 2, w3: true, activation: 'silu', kinds: [i4] },
+        { T: 3, E: 8, D: 128, F: 384, topK: 2, w3: true, activation: 'gelu', kinds: [i4s] },
+        { T: 4, E: 8, D: 64, F: 192, topK: 2, w3: false, activation: 'relu', kinds: [i8] },
+        { T: 7, E: 4, D: 96, F: 160, topK: 2, w3: true, activation: 'silu', kinds: [i4] }, // K % 64 != 0
+        { T: 2, E: 8, D: 34, F: 70, topK: 2, w3: true, activation: 'silu', kinds: [i4row] },
+        { T: 5, E: 8, D: 33, F: 45, topK: 2, w3: true, activation: 'gelu', kinds: [i8] },
+        { T: 6, E: 8, D: 128, F: 256, topK: 2, w3: true, activation: 'silu', kinds: [i4, i8g, i4s] },
+        { T: 32, E: 2, D: 128, F: 192, topK: 2, w3: true, activation: 'silu', kinds: [i4] }, // 64 rows, 4x2 blocks
+        { T: 8, E: 64, D: 128, F: 128, topK: 8, w3: true, activation: 'silu', kinds: [i4s] },
+      ];
+      for (const [i, c] of cases.entries()) int8FfnCheck(c, seed + i);
+    });
+  });
+
+  it('above 64 routed rows computes with float activations, bitwise', () => {
+    const c: QCase = { T: 33, E: 4, D: 64, F: 128, topK: 2, w3: true, activation: 'silu', kinds: [i4] };
+    const r = moe.route(gridLogits(c.T, c.E, RUN_SEED), { topK: 2 });
+    const x = rand([c.T, c.D]);
+    const w = quantExperts(c);
+    const a = moe.ffn(x, r, w, { activations: 'int8' });
+    expect(bits(a).equals(bits(moe.ffn(x, r, w))), `TEST_SEED=${RUN_SEED}`).toBe(true);
+    expect(bits(a).equals(bits(moe.ffn(x, r, w, { activations: 'float' })))).toBe(true);
+  });
+
+  it('a row of x with a NaN gives NaN in that token only; threads and ffnAsync are bitwise equal', async () => {
+    const c: QCase = { T: 4, E: 8, D: 128, F: 256, topK: 2, w3: true, activation: 'silu', kinds: [i4] };
+    const r = moe.route(gridLogits(c.T, c.E, RUN_SEED), { topK: 2 });
+    const x = rand([c.T, c.D]);
+    const w = quantExperts(c);
+    const t0 = backend.info().cpu.threads;
+    try {
+      backend.setThreads(1);
+      const one = moe.ffn(x, r, w, { activations: 'int8' });
+      backend.setThreads(2);
+      const two = moe.ffn(x, r, w, { activations: 'int8' });
+      expect(bits(two).equals(bits(one)), `TEST_SEED=${RUN_SEED}`).toBe(true);
+      const asyncOut = await moe.ffnAsync(x, r, w, { activations: 'int8' });
+      expect(bits(asyncOut).equals(bits(two))).toBe(true);
+    } finally {
+      backend.setThreads(t0);
+    }
+    (x.data() as Float32Array)[2 * c.D + 5] = NaN;
+    const y = moe.ffn(x, r, w, { activations: 'int8' }).toFloat32();
+    for (let t = 0; t < c.T; t++) {
+      const row = Array.from(y.subarray(t * c.D, (t + 1) * c.D));
+      expect(row.every(t === 2 ? Number.isNaN : Number.isFinite), `token ${t}`).toBe(true);
+    }
+  });
+
+  it('bad option values, and int8 with float experts, throw ERR_ARG naming the option', () => {
+    const r = moe.route(gridLogits(2, 4, RUN_SEED), { topK: 2 });
+    const x = rand([2, 64]);
+    const c: QCase = { T: 2, E: 4, D: 64, F: 64, topK: 2, w3: false, activation: 'silu', kinds: [i4] };
+    const w = quantExperts(c);
+    for (const v of ['w4a8', 'INT8', 8, true, null, {}])
+      expectError(() => moe.ffn(x, r, w, { activations: v as 'int8' }), 'ERR_ARG', "'activations'");
+    expectError(() => moe.ffn(x, r, w, { activation: 'int8' } as never), 'ERR_ARG', "'activation'");
+    expectError(() => moe.ffn(x, r, w, 'int8' as never), 'ERR_ARG', "'opts'");
+    const wf = { w1: rand([4, 64, 64]), w2: rand([4, 64, 64]) };
+    expectError(() => moe.ffn(x, r, wf, { activations: 'int8' }), 'ERR_ARG', "'activations'", 'QTensor');
   });
 });
 

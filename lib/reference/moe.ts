@@ -11,9 +11,11 @@
  *   align:    vLLM moe_align_block_size.
  *   dispatch: row r = x[order[r] / topK].
  *   combine:  out[t] = sum_j weights[t, j] * y[row of slot (t, j)].
- *   ffn:      the unfused loop: for every kept slot, w2_e (act(w1_e x_t) * (w3_e x_t)), weighted.
+ *   ffn:      the unfused loop: for every kept slot, w2_e (act(w1_e x_t) * (w3_e x_t)), weighted;
+ *             ffnInt8Ref the same with every product of a quantized expert taken as W8A8 / W4A8.
  */
 import { activationRef } from './gemm.js';
+import { w8a8Ref, type QTensorFields } from './quant.js';
 import type { Tensor64 } from './tensor64.js';
 
 export interface RouteRefOptions {
@@ -232,6 +234,49 @@ export function ffnRef(
         for (let f = 0; f < F; f++) y += w.w2.data[wo + f] * h[f];
         out[xo + d] += wt * y;
       }
+    }
+  return { data: out, shape: [r.T, D] };
+}
+
+export interface FfnInt8RefWeights {
+  w1: QTensorFields; // stacked [E, F, D]
+  w3?: QTensorFields; // [E, F, D]
+  w2: QTensorFields; // [E, D, F]
+  activation?: 'silu' | 'gelu' | 'relu';
+}
+
+/**
+ * moe.ffn with `activations: 'int8'` on quantized experts: for every kept slot, x_t enters w1_e
+ * and w3_e as W8A8 / W4A8 do it (w8a8Ref: x quantized per row to int8, exact integer group sums),
+ * H = act(g) * u is rounded to float32 (the kernel holds H in float32) and enters w2_e the same
+ * way; the weighted sum as in ffnRef.
+ */
+export function ffnInt8Ref(
+  x: Tensor64,
+  r: Pick<RoutingRef, 'T' | 'topK' | 'E' | 'weights' | 'offsets' | 'order'>,
+  w: FfnInt8RefWeights,
+): Tensor64 {
+  const D = x.shape[1];
+  const F = w.w1.shape[1];
+  const act = w.activation ?? 'silu';
+  // A stacked [E, N, K] QTensor read as [E * N, K]: expert e is rows e * N .. e * N + N - 1.
+  const flat = (q: QTensorFields): QTensorFields => ({ ...q, shape: [q.shape[0] * q.shape[1], q.shape[2]] });
+  const w1 = flat(w.w1);
+  const w3 = w.w3 && flat(w.w3);
+  const w2 = flat(w.w2);
+  const out = new Float64Array(r.T * D);
+  for (let e = 0; e < r.E; e++)
+    for (let i = r.offsets[e]; i < r.offsets[e + 1]; i++) {
+      const s = r.order[i];
+      const t = Math.floor(s / r.topK);
+      const xt: Tensor64 = { data: x.data.slice(t * D, (t + 1) * D), shape: [1, D] };
+      const g = w8a8Ref(xt, w1).data.subarray(e * F, (e + 1) * F);
+      const u = w3 && w8a8Ref(xt, w3).data.subarray(e * F, (e + 1) * F);
+      const h = new Float64Array(F);
+      for (let f = 0; f < F; f++) h[f] = Math.fround(u ? activationRef(g[f], act) * u[f] : activationRef(g[f], act));
+      const y = w8a8Ref({ data: h, shape: [1, F] }, w2).data.subarray(e * D, (e + 1) * D);
+      const wt = r.weights[s];
+      for (let d = 0; d < D; d++) out[t * D + d] += wt * y[d];
     }
   return { data: out, shape: [r.T, D] };
 }

@@ -8,7 +8,7 @@
 //            expertIds [same / blockSize], stats f64 [1])  stats <- [numTokensPostPadded]
 //   moeDispatch(x, elemSize, D, <routing>, out)
 //   moeCombine(y, dtype, D, <routing>, out)
-//   moeFfn(x, dtype, D, F, <routing>, <w1>, <w3>, <w2>, activation, out), each <w> being
+//   moeFfn(x, dtype, D, F, <routing>, <w1>, <w3>, <w2>, activation, out, int8Activations), each <w> being
 //          (bits, groupSize, data | null, scales | null, zeros | null): bits 0 = float in x's dtype
 // Each has an Async twin with the same arguments, resolving when the outputs are written.
 #include <limits>
@@ -232,11 +232,12 @@ Napi::Value CombineAsync(const Napi::CallbackInfo& info) {
   return run_async(info.Env(), {info[0], info[6], info[7], info[8], info[10]}, [c] { return c.run(); });
 }
 
-// ---- ffn: (x, dtype, D, F, <routing 4..10>, <w1 11..15>, <w3 16..20>, <w2 21..25>, activation, out)
+// ---- ffn: (x, dtype, D, F, <routing 4..10>, <w1 11..15>, <w3 16..20>, <w2 21..25>, activation, out,
+//           int8Activations)
 // Each weight is (bits, groupSize, data, scales | null, zeros | null): bits 0 = float [E, N, K]
 // in x's dtype; 8 / 4 = a stacked QTensor (data the codes, int8 [E, N, K] or uint8 [E, N, K/2]).
 // w3 absent: data null.
-constexpr size_t kFfnArgs = 28;
+constexpr size_t kFfnArgs = 29;
 
 // Reads the weight at info[i .. i+4], of logical shape [E, N, K]; returns its data (null when
 // optional and absent).
@@ -279,7 +280,7 @@ const void* ffn_weight(const Napi::CallbackInfo& info, size_t i, const char* nam
 
 MoeFfnParams parse_ffn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < kFfnArgs) throw make_error(env, StatusCode::arg, "moeFfn: expected 28 arguments");
+  if (info.Length() < kFfnArgs) throw make_error(env, StatusCode::arg, "moeFfn: expected 29 arguments");
   MoeFfnParams p;
   const Buf x = arg_buffer(info, 0, "x");
   p.dtype = float_dtype(info, 1, "x.dtype");
@@ -292,6 +293,7 @@ MoeFfnParams parse_ffn(const Napi::CallbackInfo& info) {
   p.w2 = ffn_weight(info, 21, "w2", p.r.E, p.D, p.F, esz, &p.q2, false);
   p.act = Activation(arg_int(info, 26, "activation", 0, 3));
   const Buf out = arg_buffer(info, 27, "out");
+  p.int8_activations = arg_bool(info, 28, "activations");
   require_bytes(env, x, checked_bytes(env, checked_mul(env, p.r.T, p.D, "x"), esz, "x"), "x");
   require_bytes(env, out, checked_bytes(env, checked_mul(env, p.r.T, p.D, "out"), esz, "out"), "out");
   p.x = x.data;

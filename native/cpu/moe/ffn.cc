@@ -112,6 +112,13 @@ Status moe_ffn(const MoeFfnParams& p) {
     TF_RETURN_IF_ERROR(check_quant(p.q1, D, "w1"));
     if (p.w3) TF_RETURN_IF_ERROR(check_quant(p.q3, D, "w3"));
     TF_RETURN_IF_ERROR(check_quant(p.q2, F, "w2"));
+    if (p.int8_activations)
+      for (const auto& [q, K] : {std::make_pair(p.q1, D), std::make_pair(p.q3, D), std::make_pair(p.q2, F)})
+        if (q.bits != 0 && (q.group_size > 0 ? q.group_size : K) > quant_cpu::kMaxI8Group)
+          return Status(StatusCode::unsupported,
+                        "moe.ffn: int8 activations need groups of at most 65536 (int32 sums)");
+  } else if (p.int8_activations) {
+    return Status(StatusCode::arg, "moe.ffn: int8 activations need quantized (QTensor) experts");
   }
   const size_t esz = dtype_size(p.dtype);
   if (T == 0 || D == 0) return Status::Ok();
@@ -147,7 +154,13 @@ Status moe_ffn(const MoeFfnParams& p) {
   // row is read whole (in the fused tasks it is read in column runs of one chunk, 1.2-2x slower).
   std::vector<Task> dtiles;
   int64_t drows = 0;
-  if (quant) {
+  // With int8 activations a call of at most kQDecodeRows rows takes the two phases whole (every
+  // tile, on the integer kernels); H is then whole per row before it is quantized for w2.
+  const bool int8_act = quant && p.int8_activations && r.rows <= kQDecodeRows;
+  if (int8_act) {
+    dtiles.swap(tiles);
+    drows = r.rows;
+  } else if (quant) {
     for (const Task& t : tiles)
       if (t.r1 - t.r0 <= kQGemvMaxM) drows += t.r1 - t.r0;
     if (drows > kQDecodeRows) drows = 0;
@@ -207,7 +220,7 @@ Status moe_ffn(const MoeFfnParams& p) {
     int64_t n_tok = 0;
     for (const std::vector<Task>* list : {&dtiles, &tiles})
       for (const Task& t : *list)
-        if (t.r1 - t.r0 <= kQGemvMaxM)
+        if (t.r1 - t.r0 <= kQGemvMaxM && !int8_act)
           for (int64_t i = t.r0; i < t.r1; ++i) {
             int64_t& slot = tok_slot[size_t(r.order[i] / r.top_k)];
             if (slot < 0) slot = n_tok++;
@@ -235,13 +248,28 @@ Status moe_ffn(const MoeFfnParams& p) {
     });
   }
 
+  // The decode phases' row order: tile di's rows start at hoff[di] of [drows, ...] buffers.
+  std::vector<int64_t> hoff(dtiles.size());
+  for (size_t i = 0, at = 0; i < dtiles.size(); ++i) {
+    hoff[i] = int64_t(at);
+    at += size_t(dtiles[i].r1 - dtiles[i].r0);
+  }
+  // The second phase's D chunks: enough (tile, chunk) tasks for the threads, 8-column aligned.
+  auto d_chunks = [&](int64_t* n_dch, int64_t* dchunk) {
+    *n_dch = std::min(ceil_div(kTargetTasks, int64_t(dtiles.size())), std::max<int64_t>(1, D / kQRowChunk));
+    *dchunk = ceil_div(ceil_div(D, *n_dch), 8) * 8;
+    *n_dch = ceil_div(D, *dchunk);
+  };
+  // Zeroes chunks 1.. of a tile's expert rows over columns [d0, d1) (the phases write chunk 0).
+  auto zero_other_chunks = [&](const Task& t, int64_t d0, int64_t d1) {
+    float* y = partial + size_t(t.r0) * size_t(D);
+    for (int64_t c = 1; c < n_chunks; ++c)
+      for (int64_t i = 0; i < t.r1 - t.r0; ++i)
+        std::memset(y + size_t(c) * rows_d + size_t(i) * size_t(D) + d0, 0, size_t(d1 - d0) * sizeof(float));
+  };
+
   // The two decode phases (see dtiles above). H: [drows, F] float32, the GEMV tiles' rows in turn.
   auto decode_phases = [&]() -> Status {
-    std::vector<int64_t> hoff(dtiles.size());
-    for (size_t i = 0, at = 0; i < dtiles.size(); ++i) {
-      hoff[i] = int64_t(at);
-      at += size_t(dtiles[i].r1 - dtiles[i].r0);
-    }
     std::vector<float> hbuf(size_t(drows) * size_t(F));
     std::atomic<bool> oom{false};
     auto preps = [&](const Task& t, quant_cpu::RowPrep* x1, quant_cpu::RowPrep* x3) {
@@ -279,9 +307,8 @@ Status moe_ffn(const MoeFfnParams& p) {
       hprep[size_t(i)] = quant_cpu::rows_prepare(qk, w2any, 0, F, hbuf.data() + size_t(i) * size_t(F),
                                                  hprep_buf.data() + size_t(i) * size_t(pf));
     });
-    int64_t n_dch = std::min(ceil_div(kTargetTasks, int64_t(dtiles.size())), std::max<int64_t>(1, D / kQRowChunk));
-    const int64_t dchunk = ceil_div(ceil_div(D, n_dch), 8) * 8;
-    n_dch = ceil_div(D, dchunk);
+    int64_t n_dch, dchunk;
+    d_chunks(&n_dch, &dchunk);
     parallel_for(int64_t(dtiles.size()) * n_dch, [&](int64_t ti, int) {
       const size_t di = size_t(ti / n_dch);
       const Task& t = dtiles[di];
@@ -289,9 +316,103 @@ Status moe_ffn(const MoeFfnParams& p) {
       float* y = partial + size_t(t.r0) * size_t(D);
       quant_cpu::rows_gemv(qk, expert_quant(p.w2, p.q2, t.e, D, F), &hprep[size_t(hoff[di])], M, d0, d1, 0, F,
                            y + d0, D, false);
-      for (int64_t c = 1; c < n_chunks; ++c)
-        for (int64_t i = 0; i < M; ++i)
-          std::memset(y + size_t(c) * rows_d + size_t(i) * size_t(D) + d0, 0, size_t(d1 - d0) * sizeof(float));
+      zero_other_chunks(t, d0, d1);
+    });
+    return Status::Ok();
+  };
+
+  // The same two phases with int8 activations (int8_act): every row of x quantized once (whole
+  // D, quant_row_i8) and prepared for w1 / w3 (i8_rows_prepare); H by F chunk on the integer
+  // kernels (i8_rows_gemv), scaled by the row's scale, then the GLU; H quantized per row (whole
+  // F, which is why this mode takes only the phases) and prepared for w2; Y by D chunk.
+  auto decode_phases_int8 = [&]() -> Status {
+    struct Rows {  // int8 rows in phase order, prepared for one or two weights
+      std::vector<int8_t> q, l1, l2;
+      std::vector<int32_t> sum1, sum2;
+      std::vector<float> s;
+      int64_t K = 0, G1 = 0, G2 = 0;
+      void size(int64_t n, int64_t k, const QuantWeight& a, const QuantWeight* b) {
+        K = k;
+        q.resize(size_t(n * k));
+        s.resize(size_t(n));
+        G1 = quant_cpu::i8_rows_sums(a);
+        sum1.resize(size_t(n * G1));
+        if (quant_cpu::i8_rows_lane_order(a)) l1.resize(size_t(n * k));
+        if (b) {
+          G2 = quant_cpu::i8_rows_sums(*b);
+          sum2.resize(size_t(n * G2));
+          if (quant_cpu::i8_rows_lane_order(*b)) l2.resize(size_t(n * k));
+        }
+      }
+      // Row i quantized from xf and prepared for a (and b).
+      void fill(const quant_cpu::Kernels& qk, int64_t i, const float* xf, const QuantWeight& a,
+                const QuantWeight* b) {
+        int8_t* qi = q.data() + i * K;
+        s[size_t(i)] = qk.quant_row_i8(xf, K, qi);
+        quant_cpu::i8_rows_prepare(a, qi, 1, l1.empty() ? nullptr : l1.data() + i * K, sum1.data() + i * G1);
+        if (b) quant_cpu::i8_rows_prepare(*b, qi, 1, l2.empty() ? nullptr : l2.data() + i * K, sum2.data() + i * G2);
+      }
+      // y rows [o, o + M) over weight rows [n0, n1) of w (prepared as the first or second weight).
+      void gemv(const quant_cpu::Kernels& qk, const QuantWeight& w, bool second, int64_t o, int64_t M,
+                int64_t n0, int64_t n1, float* c, int64_t ldc) const {
+        const std::vector<int8_t>& l = second ? l2 : l1;
+        const int32_t* sum = second ? sum2.data() + o * G2 : sum1.data() + o * G1;
+        quant_cpu::i8_rows_gemv(qk, w, q.data() + o * K, l.empty() ? nullptr : l.data() + o * K, sum,
+                                s.data() + o, M, n0, n1, c, ldc);
+      }
+    };
+    const QuantWeight w1q = expert_quant(p.w1, p.q1, 0, F, D);
+    const QuantWeight w3q = p.w3 ? expert_quant(p.w3, p.q3, 0, F, D) : QuantWeight();
+    const QuantWeight w2q = expert_quant(p.w2, p.q2, 0, D, F);
+    std::vector<int64_t> slot_of(static_cast<size_t>(drows));  // phase row -> routing-order row
+    for (size_t di = 0; di < dtiles.size(); ++di)
+      for (int64_t i = dtiles[di].r0; i < dtiles[di].r1; ++i) slot_of[size_t(hoff[di] + i - dtiles[di].r0)] = i;
+    std::atomic<bool> oom{false};
+    Rows xr;
+    xr.size(drows, D, w1q, p.w3 ? &w3q : nullptr);
+    parallel_for(drows, [&](int64_t i, int) {
+      const char* src = xb + size_t(r.order[size_t(slot_of[size_t(i)])] / r.top_k) * size_t(D) * esz;
+      const float* xf = reinterpret_cast<const float*>(src);
+      if (p.dtype != DType::float32) {
+        float* buf = static_cast<float*>(scratch_get(2, size_t(D) * sizeof(float)));
+        if (!buf) { oom.store(true); return; }
+        convert_to_f32(src, p.dtype, buf, D);
+        xf = buf;
+      }
+      xr.fill(qk, i, xf, w1q, p.w3 ? &w3q : nullptr);
+    });
+    if (oom.load()) return Status(StatusCode::oom, "moe.ffn: out of memory for scratch");
+    // 1. H = act(X w1^T) * (X w3^T), tasks (tile, F chunk); U in scratch at H's columns.
+    std::vector<float> hbuf(size_t(drows) * size_t(F));
+    parallel_for(int64_t(dtiles.size()) * n_chunks, [&](int64_t ti, int) {
+      const size_t di = size_t(ti / n_chunks);
+      const Task& t = dtiles[di];
+      const int64_t M = t.r1 - t.r0, o = hoff[di];
+      const int64_t f0 = (ti % n_chunks) * fchunk, f1 = std::min(F, f0 + fchunk), nf = f1 - f0;
+      float* h = hbuf.data() + size_t(o) * size_t(F);
+      xr.gemv(qk, expert_quant(p.w1, p.q1, t.e, F, D), false, o, M, f0, f1, h, F);
+      float* u = nullptr;
+      if (p.w3) {
+        u = static_cast<float*>(scratch_get(2, size_t(M * F) * sizeof(float)));
+        if (!u) { oom.store(true); return; }
+        xr.gemv(qk, expert_quant(p.w3, p.q3, t.e, F, D), true, o, M, f0, f1, u, F);
+      }
+      for (int64_t i = 0; i < M; ++i) kern.glu(p.act, h + i * F + f0, u ? u + i * F + f0 : nullptr, nf);
+    });
+    if (oom.load()) return Status(StatusCode::oom, "moe.ffn: out of memory for scratch");
+    // 2. H rows quantized (whole F) and prepared for w2, then Y = H w2^T by (tile, D chunk).
+    Rows hr;
+    hr.size(drows, F, w2q, nullptr);
+    parallel_for(drows, [&](int64_t i, int) { hr.fill(qk, i, hbuf.data() + size_t(i) * size_t(F), w2q, nullptr); });
+    int64_t n_dch, dchunk;
+    d_chunks(&n_dch, &dchunk);
+    parallel_for(int64_t(dtiles.size()) * n_dch, [&](int64_t ti, int) {
+      const size_t di = size_t(ti / n_dch);
+      const Task& t = dtiles[di];
+      const int64_t d0 = (ti % n_dch) * dchunk, d1 = std::min(D, d0 + dchunk);
+      hr.gemv(qk, expert_quant(p.w2, p.q2, t.e, D, F), false, hoff[di], t.r1 - t.r0, d0, d1,
+              partial + size_t(t.r0) * size_t(D), D);
+      zero_other_chunks(t, d0, d1);
     });
     return Status::Ok();
   };
@@ -469,7 +590,7 @@ Status moe_ffn(const MoeFfnParams& p) {
     }
   });
   if (failed.load()) return err;
-  if (!dtiles.empty()) TF_RETURN_IF_ERROR(decode_phases());
+  if (!dtiles.empty()) TF_RETURN_IF_ERROR(int8_act ? decode_phases_int8() : decode_phases());
 
   // out[t] = sum_j w[t, j] * sum_c partial[c][row(t, j)], j and c ascending.
   const std::vector<int64_t> rows = moe_cpu::slot_rows(r);

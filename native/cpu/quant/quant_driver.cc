@@ -19,6 +19,7 @@
 
 #include "../gemm/gemm_kernels.h"
 #include "quant_kernels.h"
+#include "quant_rows.h"
 #include "tensorfuse/convert.h"
 #include "tensorfuse/quant.h"
 #include "tensorfuse/scratch.h"
@@ -41,7 +42,6 @@ constexpr int64_t kGemvRows = 32;   // weight rows per GEMV task
 constexpr int64_t kTileN = 64;      // weight rows per prefill task (4 packed panels)
 constexpr int64_t kDotKC = 1024;    // depth of a dequantized slice on the dot_t path
 constexpr int64_t kI8Rows = 64;     // weight rows per W8A8 / W4A8 task (64 over 16: +5% at M = 1)
-constexpr int64_t kMaxI8Group = 65536;  // int32 sums stay exact: 65536 * 128 * 127 < 2^31
 
 Status validate_weight(const QuantWeight& w) {
   if (w.bits != 8 && w.bits != 4) return Status(StatusCode::arg, "quant: bits must be 8 or 4");
@@ -201,7 +201,7 @@ Status quant_linear(const QuantLinearParams& p) {
   if (p.M < 0) return Status(StatusCode::shape, "quant: negative M");
   if (!dtype_is_float(p.x_dtype) || !dtype_is_float(p.y_dtype))
     return Status(StatusCode::dtype, "quant: x and y must be float32, float16 or bfloat16");
-  if (p.act == QuantActivation::int8 && w.group() > kMaxI8Group)
+  if (p.act == QuantActivation::int8 && w.group() > quant_cpu::kMaxI8Group)
     return Status(StatusCode::unsupported,
                   "quant: int8 activations need groups of at most 65536 (int32 sums)");
   const int64_t M = p.M, N = w.N, K = w.K;
@@ -225,38 +225,18 @@ Status quant_linear(const QuantLinearParams& p) {
       std::vector<float> sx(static_cast<size_t>(M));
       quant_activations(xf, M, K, xq.data(), sx.data());
       // W4A8: the rows of xq also in the nibble order, and their group sums (for z * xsum)
-      std::vector<int8_t> xl;
-      std::vector<int32_t> xsum;
-      if (w.bits == 4) {
-        const int64_t G = w.groups(), gs = w.group();
-        xsum.assign(size_t(M * G), 0);
-        for (int64_t m = 0; m < M; ++m)
-          for (int64_t g = 0; g < G; ++g) {
-            const int8_t* xg = xq.data() + m * K + g * gs;
-            int32_t t = 0;
-            for (int64_t k = 0; k < gs; ++k) t += xg[k];
-            xsum[size_t(m * G + g)] = t;
-          }
-        if (K % 64 == 0) {
-          xl.resize(size_t(M * K));
-          for (int64_t m = 0; m < M; ++m)
-            quant_cpu::prep_i4_x(xq.data() + m * K, K, xl.data() + m * K);
-        }
-      }
+      std::vector<int8_t> xl(quant_cpu::i8_rows_lane_order(w) ? size_t(M * K) : 0);
+      std::vector<int32_t> xsum(size_t(M * quant_cpu::i8_rows_sums(w)));
+      quant_cpu::i8_rows_prepare(w, xq.data(), M, xl.data(), xsum.data());
       const int use_threads = M * N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
       parallel_for(
           ceil_div(N, kI8Rows),
           [&](int64_t t, int) {
             const int64_t n0 = t * kI8Rows, n1 = std::min(N, n0 + kI8Rows);
-            if (w.bits == 8)
-              kern.tile_i8(w, xq.data(), M, n0, n1, yf, N);
-            else
-              kern.tile_i4(w, xq.data(), xl.empty() ? nullptr : xl.data(), xsum.data(), M, n0,
-                           n1, yf, N);
+            quant_cpu::i8_rows_gemv(kern, w, xq.data(), xl.data(), xsum.data(), sx.data(), M, n0, n1,
+                                    yf, N);
           },
           use_threads);
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t n = 0; n < N; ++n) yf[m * N + n] *= sx[size_t(m)];
     } else if (M < kGemvMaxM) {
       gemv_float(p, kern, xf, yf);
     } else {

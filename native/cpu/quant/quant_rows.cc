@@ -9,7 +9,8 @@ namespace tf {
 namespace quant_cpu {
 namespace {
 
-constexpr int64_t kBlock = 8;  // weight rows per gemv_f32 call
+constexpr int64_t kBlock = 8;     // weight rows per gemv_f32 call
+constexpr int64_t kI8BlockBytes = 256 << 10;  // weight bytes per integer tile call: half of L2
 
 // Rows [n0, n1), stored columns [k0, k1) of w as a weight of its own.
 QuantWeight view(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1) {
@@ -50,6 +51,39 @@ void rows_gemv(const Kernels& kern, const QuantWeight& w, const RowPrep* xs, int
       for (int64_t i = 0; i < nb; ++i) dst[i] = accumulate ? dst[i] + tmp[i] : tmp[i];
     }
   }
+}
+
+void i8_rows_prepare(const QuantWeight& w, const int8_t* xq, int64_t M, int8_t* xl, int32_t* xsum) {
+  if (w.bits != 4) return;
+  const int64_t K = w.K, G = w.groups(), gs = w.group();
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t g = 0; g < G; ++g) {
+      const int8_t* xg = xq + m * K + g * gs;
+      int32_t t = 0;
+      for (int64_t k = 0; k < gs; ++k) t += xg[k];
+      xsum[m * G + g] = t;
+    }
+    if (i8_rows_lane_order(w)) prep_i4_x(xq + m * K, K, xl + m * K);
+  }
+}
+
+void i8_rows_gemv(const Kernels& kern, const QuantWeight& w, const int8_t* xq, const int8_t* xl,
+                  const int32_t* xsum, const float* sx, int64_t M, int64_t n0, int64_t n1, float* c,
+                  int64_t ldc) {
+  // Blocks of at most kI8BlockBytes of weight rows (8..64 rows): a tile runs its rows of x one
+  // after another over its weight rows, so each block is read from memory once and again from L2
+  // for the next rows of x.
+  const int64_t row_bytes = w.bits == 8 ? w.K : w.K / 2;
+  const int64_t block = std::max<int64_t>(8, std::min<int64_t>(64, kI8BlockBytes / std::max<int64_t>(1, row_bytes)) / 8 * 8);
+  for (int64_t b0 = n0; b0 < n1; b0 += block) {
+    const int64_t b1 = std::min(n1, b0 + block);
+    if (w.bits == 8)
+      kern.tile_i8(w, xq, M, b0, b1, c, ldc);
+    else
+      kern.tile_i4(w, xq, i8_rows_lane_order(w) ? xl : nullptr, xsum, M, b0, b1, c, ldc);
+  }
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = n0; n < n1; ++n) c[m * ldc + n] *= sx[m];
 }
 
 }  // namespace quant_cpu

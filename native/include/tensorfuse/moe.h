@@ -86,6 +86,11 @@ struct MoeFfnParams {
   const void* w2 = nullptr;       // [E, D, F]
   MoeQuant q1, q3, q2;            // per weight: float (bits 0) or int8 / int4 codes
   Activation act = Activation::silu;
+  // Quantized experts only: when the call routes at most 64 rows in all (decode, small batches),
+  // each row entering a quantized matrix (x, then H before w2) is quantized per row to int8 as
+  // quant_linear's int8 activations do, and the products run on the integer kernels (W8A8 /
+  // W4A8). Larger calls keep float activations. ERR_UNSUPPORTED for groups above 65536.
+  bool int8_activations = false;
   void* out = nullptr;            // [T, D]
 };
 // The fused expert layer: out[t] = sum_j w[t, j] * w2_e (act(w1_e x_t) * (w3_e x_t)), a
