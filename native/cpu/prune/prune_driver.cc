@@ -1,7 +1,8 @@
 // Sparse linear driver: validation, x widening / panel transpose, tiling, threading, bias and
 // the output conversion, shared by every ISA (the ISA pieces are in prune_kernels.h).
 //
-//   M < kPanelMinM: one GEMV per row of x, tasks of 64 output columns.
+//   M < kPanelMinM (2:4 with lanes: kLanesPanelMinM): the GEMV, tasks of 64 output columns
+//     holding every row of x (a weight row read once for several rows of x);
 //   M >= kPanelMinM (2:4 through its lane words, other n:m through the indices): x is transposed once into 16- or 32-row panels (prune_kernels.h);
 //   each task owns kNB output columns and walks K in blocks of kKB lane words (128 columns: a
 //   32-row panel's slice is 16 KiB, in L1) and, inside a block, every panel against the task's
@@ -64,13 +65,12 @@ Status row_path(const SparseLinearParams& p, const prune_cpu::Kernels& kern, con
   }
   const int64_t chunks = ceil_div(p.N, kRowChunk);
   parallel_for(
-      p.M * chunks,
+      chunks,
       [&](int64_t t, int) {
-        const int64_t m = t / chunks, n0 = (t % chunks) * kRowChunk;
-        const int64_t n1 = std::min(p.N, n0 + kRowChunk);
-        float* yr = y + m * p.N;
-        kern.gemv(rows[size_t(m)], srows[size_t(m)], w, n0, n1, yr);
-        if (p.bias) add_bias(yr + n0, p.bias + n0, n1 - n0);
+        const int64_t n0 = t * kRowChunk, n1 = std::min(p.N, n0 + kRowChunk);
+        kern.gemv(rows.data(), srows.data(), p.M, w, n0, n1, y, p.N);
+        if (p.bias)
+          for (int64_t m = 0; m < p.M; ++m) add_bias(y + m * p.N + n0, p.bias + n0, n1 - n0);
       },
       use_threads);
   return Status::Ok();
@@ -203,8 +203,9 @@ Status sparse_linear(const SparseLinearParams& p) {
   const int64_t flops = 2 * p.M * p.N * std::max<int64_t>(w.Kc, 1);
   const int use_threads = flops < (int64_t(1) << 20) ? 1 : p.max_threads;
   const prune_cpu::Kernels& kern = prune_cpu::kernels_for(active_isa());
-  // x panels from M = kPanelMinM (any n:m; 2:4 through its lane words), else one GEMV per row.
-  const bool panels = p.M >= prune_cpu::kPanelMinM && p.K > 0 && (!lanes || w.words > 0);
+  // x panels from M = kPanelMinM (2:4 through its lane words: from kLanesPanelMinM), else the GEMV.
+  const bool panels = p.K > 0 && (lanes ? p.M >= prune_cpu::kLanesPanelMinM && w.words > 0
+                                        : p.M >= prune_cpu::kPanelMinM);
   Status s = panels ? panel_path(p, kern, w, y, use_threads) : row_path(p, kern, w, y, use_threads);
   if (s.ok() && owned) convert_from_f32(owned, p.out, p.out_dtype, p.M * p.N);
   aligned_free64(owned);

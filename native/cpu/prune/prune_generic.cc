@@ -8,15 +8,17 @@ namespace prune_cpu {
 
 namespace {
 
-void gemv(const float* x, const float*, const SparseView& w, int64_t n0, int64_t n1, float* y) {
-  for (int64_t j = n0; j < n1; ++j) {
-    const uint8_t* idx = w.indices + j * w.Kc;
-    const int64_t base = j * w.Kc;
-    float s = 0.0f;
-    for (int64_t v = 0; v < w.Kc; ++v)
-      s += x[kept_col(idx, v, w.n, w.m)] * load_as_f32(w.values, w.dt, base + v);
-    y[j] = s;
-  }
+void gemv(const float* const* x, const float* const*, int64_t M, const SparseView& w, int64_t n0,
+          int64_t n1, float* y, int64_t ldy) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t j = n0; j < n1; ++j) {
+      const uint8_t* idx = w.indices + j * w.Kc;
+      const int64_t base = j * w.Kc;
+      float s = 0.0f;
+      for (int64_t v = 0; v < w.Kc; ++v)
+        s += x[m][kept_col(idx, v, w.n, w.m)] * load_as_f32(w.values, w.dt, base + v);
+      y[m * ldy + j] = s;
+    }
 }
 
 void panel(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,

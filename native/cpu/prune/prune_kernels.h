@@ -17,7 +17,9 @@
 namespace tf {
 namespace prune_cpu {
 
-constexpr int64_t kPanelMinM = 4;   // below this, one GEMV per row of x
+constexpr int64_t kPanelMinM = 4;   // below this, the GEMV (any n:m)
+constexpr int64_t kLanesPanelMinM = 8;  // 2:4 with lanes: the GEMV below this
+constexpr int kGemvRows = 4;        // rows of x one pass of the AVX2 2:4 GEMV serves
 
 // One compressed weight as the kernels see it (see tensorfuse/prune.h).
 struct SparseView {
@@ -32,10 +34,12 @@ struct SparseView {
 
 struct Kernels {
   Isa isa;
-  // y[j] = sum_v x[k(v)] * w[j, v] for j in [n0, n1); x float32 [K]; y float32, overwritten.
-  // xs: with lanes, x swizzled by swizzle_x (64-byte aligned), else null.
-  void (*gemv)(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1,
-               float* y);
+  // y[m * ldy + j] = sum_v x[m][k(v)] * w[j, v] for m < M, j in [n0, n1); x[m] float32 [K];
+  // y float32, overwritten. xs[m]: with lanes, x[m] swizzled by swizzle_x (64-byte aligned), else
+  // null. A weight row is read from memory once for up to kGemvRows rows of x (the rows of x
+  // share its value and position loads; M = 2..7 with 2:4 lanes, where x panels would pad).
+  void (*gemv)(const float* const* x, const float* const* xs, int64_t M, const SparseView& w,
+               int64_t n0, int64_t n1, float* y, int64_t ldy);
   // Lane layout only. For columns j in [n0, n1) and lane words [c0, c1) of each row:
   // ct[(j - n0) * pr + r] (+)= sum over the chunks' values v of w[j, v] * xt[k(v) * pr + r],
   // xt one panel of pr (8, 16 or 32) rows (see above); accumulate adds to ct instead of overwriting.

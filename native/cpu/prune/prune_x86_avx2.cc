@@ -18,6 +18,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace tf {
@@ -85,6 +86,7 @@ inline __m256 xsel(__m256i xa, __m256i xb, uint32_t pw) {
       _mm256_blend_epi32(_mm256_shuffle_epi8(xa, c0), _mm256_shuffle_epi8(xb, c1), 0xcc));
 }
 
+// One row of x: four weight rows at a time.
 template <DType DT>
 void gemv_lanes(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1,
                 float* y) {
@@ -158,20 +160,101 @@ void gemv_general_dt(const float* x, const SparseView& w, int64_t n0, int64_t n1
   }
 }
 
-void gemv_general(const float* x, const SparseView& w, int64_t n0, int64_t n1, float* y) {
-  switch (w.dt) {
-    case DType::float16: return gemv_general_dt<DType::float16>(x, w, n0, n1, y);
-    case DType::bfloat16: return gemv_general_dt<DType::bfloat16>(x, w, n0, n1, y);
-    default: return gemv_general_dt<DType::float32>(x, w, n0, n1, y);
+// MX (2..4) rows of x against WR (1 or 2) weight rows j.. whose pair words of lane word c are
+// pp[c * ps + r]: each weight row's values and shuffle controls are loaded once per word for
+// all MX rows of x, which then cost two shuffles, a blend and an FMA each.
+template <DType DT, int WR, int MX>
+void rows_mx(const float* const* x, const float* const* xs, const SparseView& w, int64_t j,
+             const uint16_t* pp, int64_t ps, float* y, int64_t ldy) {
+  constexpr int64_t kEsz = DT == DType::float32 ? 4 : 2;
+  const int64_t vs = w.Kc * kEsz;
+  const char* vp = static_cast<const char*>(w.values) + j * vs;
+  __m256 a[WR][MX];
+#pragma GCC unroll 2
+  for (int r = 0; r < WR; ++r)
+#pragma GCC unroll 4
+    for (int m = 0; m < MX; ++m) a[r][m] = _mm256_setzero_ps();
+  for (int64_t c = 0; c < w.words; ++c, vp += 8 * kEsz, pp += ps) {
+    __m256i c0[WR], c1[WR];
+    __m256 v[WR];
+#pragma GCC unroll 2
+    for (int r = 0; r < WR; ++r) {
+      const uint32_t pw = pp[r];
+      c0[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(kXSel.c[0][pw & 63u]));
+      c1[r] = _mm256_load_si256(reinterpret_cast<const __m256i*>(kXSel.c[1][(pw >> 6) & 63u]));
+      v[r] = load8<DT>(vp + r * vs, 0);
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < MX; ++m) {
+      const __m256i xa = _mm256_load_si256(reinterpret_cast<const __m256i*>(xs[m] + c * 16));
+      const __m256i xb = _mm256_load_si256(reinterpret_cast<const __m256i*>(xs[m] + c * 16 + 8));
+#pragma GCC unroll 2
+      for (int r = 0; r < WR; ++r) {
+        const __m256 xv = _mm256_castsi256_ps(_mm256_blend_epi32(
+            _mm256_shuffle_epi8(xa, c0[r]), _mm256_shuffle_epi8(xb, c1[r]), 0xcc));
+        a[r][m] = _mm256_fmadd_ps(v[r], xv, a[r][m]);
+      }
+    }
+  }
+  for (int r = 0; r < WR; ++r)
+    for (int m = 0; m < MX; ++m) {
+      const uint8_t* idx = w.indices + (j + r) * w.Kc;
+      float s = hsum(a[r][m]);
+      for (int64_t v = w.words * 8; v < w.Kc; ++v)
+        s += x[m][kept_col(idx, v, w.n, w.m)] * load_as_f32(w.values, DT, (j + r) * w.Kc + v);
+      y[m * ldy + j + r] = s;
+    }
+}
+
+// MX rows of x over weight rows [n0, n1): pairs of rows inside whole 4-row blocks of the pair
+// words, single rows elsewhere.
+template <DType DT, int MX>
+void gemv_lanes_mx(const float* const* x, const float* const* xs, const SparseView& w, int64_t n0,
+                   int64_t n1, float* y, int64_t ldy) {
+  for (int64_t j = n0; j < n1;) {
+    const int64_t b0 = j / 4 * 4;
+    if (b0 + 4 <= w.N && j + 2 <= n1 && (j - b0) % 2 == 0) {
+      rows_mx<DT, 2, MX>(x, xs, w, j, w.pairs + b0 * w.words + (j - b0), 4, y, ldy);
+      j += 2;
+    } else {
+      const int64_t i0 = prune_pair_word_index(w.N, w.words, j, 0);
+      const int64_t ps = prune_pair_word_index(w.N, w.words, j, 1) - i0;
+      rows_mx<DT, 1, MX>(x, xs, w, j, w.pairs + i0, ps, y, ldy);
+      j += 1;
+    }
   }
 }
 
-void gemv(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1, float* y) {
-  if (!w.pairs || !xs) return gemv_general(x, w, n0, n1, y);
+template <DType DT>
+void gemv_lanes_rows(const float* const* x, const float* const* xs, int64_t M, const SparseView& w,
+                     int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  for (int64_t m = 0; m < M; m += kGemvRows) {
+    switch (std::min<int64_t>(kGemvRows, M - m)) {
+      case 1: gemv_lanes<DT>(x[m], xs[m], w, n0, n1, y + m * ldy); break;
+      case 2: gemv_lanes_mx<DT, 2>(x + m, xs + m, w, n0, n1, y + m * ldy, ldy); break;
+      case 3: gemv_lanes_mx<DT, 3>(x + m, xs + m, w, n0, n1, y + m * ldy, ldy); break;
+      default: gemv_lanes_mx<DT, 4>(x + m, xs + m, w, n0, n1, y + m * ldy, ldy); break;
+    }
+  }
+}
+
+void gemv(const float* const* x, const float* const* xs, int64_t M, const SparseView& w, int64_t n0,
+          int64_t n1, float* y, int64_t ldy) {
+  if (!w.pairs || !xs || !xs[0]) {
+    for (int64_t m = 0; m < M; ++m) {
+      float* ym = y + m * ldy;
+      switch (w.dt) {
+        case DType::float16: gemv_general_dt<DType::float16>(x[m], w, n0, n1, ym); break;
+        case DType::bfloat16: gemv_general_dt<DType::bfloat16>(x[m], w, n0, n1, ym); break;
+        default: gemv_general_dt<DType::float32>(x[m], w, n0, n1, ym); break;
+      }
+    }
+    return;
+  }
   switch (w.dt) {
-    case DType::float16: return gemv_lanes<DType::float16>(x, xs, w, n0, n1, y);
-    case DType::bfloat16: return gemv_lanes<DType::bfloat16>(x, xs, w, n0, n1, y);
-    default: return gemv_lanes<DType::float32>(x, xs, w, n0, n1, y);
+    case DType::float16: return gemv_lanes_rows<DType::float16>(x, xs, M, w, n0, n1, y, ldy);
+    case DType::bfloat16: return gemv_lanes_rows<DType::bfloat16>(x, xs, M, w, n0, n1, y, ldy);
+    default: return gemv_lanes_rows<DType::float32>(x, xs, M, w, n0, n1, y, ldy);
   }
 }
 
