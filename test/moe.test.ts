@@ -540,19 +540,26 @@ function quantExperts(c: QCase): { w1: QTensor; w3?: QTensor; w2: QTensor } {
   };
 }
 
-/** ffn with quantized experts against the float64 layer on dequantize(q) (the reference's own
- *  dequantization, from the public fields), on every ISA. float32 x: within 1e-5 relative norm;
- *  16-bit x: within twice the error of rounding the exact result once to the dtype. */
-function quantFfnCheck(c: QCase, dtype: DType, seed: number): void {
+/** A routing, x and quantized experts for c, and the float64 layer on dequantize(q) (the
+ *  reference's own dequantization, from the public fields). */
+function quantFfnCase(c: QCase, dtype: DType, seed: number) {
   const r = moe.route(gridLogits(c.T, c.E, seed), { topK: c.topK });
   const x = rand([c.T, c.D], dtype);
   const w = quantExperts(c);
-  const want = ffnRef(toF64(x), asRef(r), {
+  const exact = ffnRef(toF64(x), asRef(r), {
     w1: dequantizeRef(w.w1),
     w3: w.w3 && dequantizeRef(w.w3),
     w2: dequantizeRef(w.w2),
     activation: c.activation,
   });
+  return { r, x, w, exact };
+}
+
+/** ffn with quantized experts against the float64 layer on dequantize(q) (the reference's own
+ *  dequantization, from the public fields), on every ISA. float32 x: within 1e-5 relative norm;
+ *  16-bit x: within twice the error of rounding the exact result once to the dtype. */
+function quantFfnCheck(c: QCase, dtype: DType, seed: number): void {
+  const { r, x, w, exact: want } = quantFfnCase(c, dtype, seed);
   let tol = 1e-5;
   if (dtype !== 'float32') {
     const round =
@@ -694,15 +701,7 @@ describe('moe.ffn with quantized experts', () => {
  *  former's own error, and at most 1.5x that error from the latter. Both fail for a wrong scale,
  *  code, zero point or row. */
 function int8FfnCheck(c: QCase, seed: number): void {
-  const r = moe.route(gridLogits(c.T, c.E, seed), { topK: c.topK });
-  const x = rand([c.T, c.D]);
-  const w = quantExperts(c);
-  const exact = ffnRef(toF64(x), asRef(r), {
-    w1: dequantizeRef(w.w1),
-    w3: w.w3 && dequantizeRef(w.w3),
-    w2: dequantizeRef(w.w2),
-    activation: c.activation,
-  });
+  const { r, x, w, exact } = quantFfnCase(c, 'float32', seed);
   const int8 = ffnInt8Ref(toF64(x), asRef(r), { ...w, activation: c.activation });
   const base = relativeError(int8.data, exact.data);
   forEachIsa((isa) => {

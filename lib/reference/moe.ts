@@ -210,30 +210,45 @@ export function ffnRef(
   const D = x.shape[1];
   const F = w.w1.shape[1];
   const act = w.activation ?? 'silu';
-  const out = new Float64Array(r.T * D);
   const h = new Float64Array(F);
+  const y = new Float64Array(D);
+  return slotLoopRef(x, r, (e, xt) => {
+    for (let f = 0; f < F; f++) {
+      const wo = (e * F + f) * D;
+      let g = 0;
+      let u = 0;
+      for (let d = 0; d < D; d++) {
+        g += w.w1.data[wo + d] * xt[d];
+        if (w.w3) u += w.w3.data[wo + d] * xt[d];
+      }
+      h[f] = w.w3 ? activationRef(g, act) * u : activationRef(g, act);
+    }
+    for (let d = 0; d < D; d++) {
+      const wo = (e * D + d) * F;
+      let acc = 0;
+      for (let f = 0; f < F; f++) acc += w.w2.data[wo + f] * h[f];
+      y[d] = acc;
+    }
+    return y;
+  });
+}
+
+/** The unfused loop of the ffn references: for every kept slot (expert e, token t) in routing
+ *  order, out[t] += weight * expert(e, x_t) (a [D] result). */
+function slotLoopRef(
+  x: Tensor64,
+  r: Pick<RoutingRef, 'T' | 'topK' | 'E' | 'weights' | 'offsets' | 'order'>,
+  expert: (e: number, xt: Float64Array) => ArrayLike<number>,
+): Tensor64 {
+  const D = x.shape[1];
+  const out = new Float64Array(r.T * D);
   for (let e = 0; e < r.E; e++)
     for (let i = r.offsets[e]; i < r.offsets[e + 1]; i++) {
       const s = r.order[i];
       const t = Math.floor(s / r.topK);
-      const xo = t * D;
-      for (let f = 0; f < F; f++) {
-        const wo = (e * F + f) * D;
-        let g = 0;
-        let u = 0;
-        for (let d = 0; d < D; d++) {
-          g += w.w1.data[wo + d] * x.data[xo + d];
-          if (w.w3) u += w.w3.data[wo + d] * x.data[xo + d];
-        }
-        h[f] = w.w3 ? activationRef(g, act) * u : activationRef(g, act);
-      }
+      const y = expert(e, x.data.subarray(t * D, (t + 1) * D));
       const wt = r.weights[s];
-      for (let d = 0; d < D; d++) {
-        const wo = (e * D + d) * F;
-        let y = 0;
-        for (let f = 0; f < F; f++) y += w.w2.data[wo + f] * h[f];
-        out[xo + d] += wt * y;
-      }
+      for (let d = 0; d < D; d++) out[t * D + d] += wt * y[d];
     }
   return { data: out, shape: [r.T, D] };
 }
@@ -264,19 +279,12 @@ export function ffnInt8Ref(
   const w1 = flat(w.w1);
   const w3 = w.w3 && flat(w.w3);
   const w2 = flat(w.w2);
-  const out = new Float64Array(r.T * D);
-  for (let e = 0; e < r.E; e++)
-    for (let i = r.offsets[e]; i < r.offsets[e + 1]; i++) {
-      const s = r.order[i];
-      const t = Math.floor(s / r.topK);
-      const xt: Tensor64 = { data: x.data.slice(t * D, (t + 1) * D), shape: [1, D] };
-      const g = w8a8Ref(xt, w1).data.subarray(e * F, (e + 1) * F);
-      const u = w3 && w8a8Ref(xt, w3).data.subarray(e * F, (e + 1) * F);
-      const h = new Float64Array(F);
-      for (let f = 0; f < F; f++) h[f] = Math.fround(u ? activationRef(g[f], act) * u[f] : activationRef(g[f], act));
-      const y = w8a8Ref({ data: h, shape: [1, F] }, w2).data.subarray(e * D, (e + 1) * D);
-      const wt = r.weights[s];
-      for (let d = 0; d < D; d++) out[t * D + d] += wt * y[d];
-    }
-  return { data: out, shape: [r.T, D] };
+  return slotLoopRef(x, r, (e, xt) => {
+    const xr: Tensor64 = { data: xt.slice(), shape: [1, D] };
+    const g = w8a8Ref(xr, w1).data.subarray(e * F, (e + 1) * F);
+    const u = w3 && w8a8Ref(xr, w3).data.subarray(e * F, (e + 1) * F);
+    const h = new Float64Array(F);
+    for (let f = 0; f < F; f++) h[f] = Math.fround(u ? activationRef(g[f], act) * u[f] : activationRef(g[f], act));
+    return w8a8Ref({ data: h, shape: [1, F] }, w2).data.subarray(e * D, (e + 1) * D);
+  });
 }
