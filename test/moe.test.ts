@@ -700,17 +700,21 @@ describe('moe.ffn with quantized experts', () => {
  *  float64) and against the float layer on dequantize(q): closer to the former than half the
  *  former's own error, and at most 1.5x that error from the latter. Both fail for a wrong scale,
  *  code, zero point or row. */
-function int8FfnCheck(c: QCase, seed: number): void {
-  const { r, x, w, exact } = quantFfnCase(c, 'float32', seed);
+function int8FfnCheck(c: QCase, seed: number, dtype: DType = 'float32'): void {
+  const { r, x, w, exact } = quantFfnCase(c, dtype, seed);
   const int8 = ffnInt8Ref(toF64(x), asRef(r), { ...w, activation: c.activation });
   const base = relativeError(int8.data, exact.data);
+  // 16-bit x: the output is rounded to the dtype once more (about its epsilon, relative)
+  const out = dtype === 'float16' ? 2 ** -11 : dtype === 'bfloat16' ? 2 ** -8 : 0;
   forEachIsa((isa) => {
-    const got = moe.ffn(x, r, { ...w, activation: c.activation }, { activations: 'int8' }).toFloat32();
-    const label = `${isa} ${c.kinds.map(kindLabel).join('/')} ${JSON.stringify({ ...c, kinds: undefined })}`;
+    const y = moe.ffn(x, r, { ...w, activation: c.activation }, { activations: 'int8' });
+    expect(y.dtype).toBe(dtype);
+    const got = y.toFloat32();
+    const label = `${isa} ${dtype} ${c.kinds.map(kindLabel).join('/')} ${JSON.stringify({ ...c, kinds: undefined })}`;
     expect(got.every(Number.isFinite), `${label}: non-finite output`).toBe(true);
     expect(base, `${label}: int8 error`).toBeGreaterThan(1e-4);
-    expect(relativeError(got, int8.data), label).toBeLessThanOrEqual(0.5 * base);
-    expect(relativeError(got, exact.data), label).toBeLessThanOrEqual(1.5 * base);
+    expect(relativeError(got, int8.data), label).toBeLessThanOrEqual(0.5 * base + out);
+    expect(relativeError(got, exact.data), label).toBeLessThanOrEqual(1.5 * base + out);
   });
 }
 
@@ -735,6 +739,23 @@ describe("moe.ffn with activations: 'int8' (W8A8 / W4A8 experts, up to 64 routed
         { T: 8, E: 64, D: 128, F: 128, topK: 8, w3: true, activation: 'silu', kinds: [i4s] },
       ];
       for (const [i, c] of cases.entries()) int8FfnCheck(c, seed + i);
+    });
+  });
+
+  it('float16 and bfloat16 x (widened per row before quantization; output in the dtype)', () => {
+    withSeed('ffn int8 activations 16-bit', (seed) => {
+      for (const [i, dtype] of (['float16', 'bfloat16'] as DType[]).entries()) {
+        int8FfnCheck(
+          { T: 3, E: 8, D: 128, F: 256, topK: 2, w3: true, activation: 'silu', kinds: [i4] },
+          seed + i,
+          dtype,
+        );
+        int8FfnCheck(
+          { T: 5, E: 4, D: 33, F: 45, topK: 2, w3: false, activation: 'gelu', kinds: [i8] },
+          seed + i,
+          dtype,
+        );
+      }
     });
   });
 
