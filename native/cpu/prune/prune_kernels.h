@@ -2,7 +2,7 @@
 // table each; prune_driver.cc does the x panels, tiling, threading and the epilogue once for all
 // of them).
 //
-// x panel layout (the M >= kPanelMinM path): rows of x in panels of pr (8, 16 or 32, the
+// x panel layout (the panel path, from kPanelMinM / kLanesPanelMinM rows of x): rows of x in panels of pr (8, 16 or 32, the
 // driver picks), transposed and widened to float32: panel p holds xt[k * pr + r] = x[p * pr + r, k],
 // rows past M zero. A kept weight w[n, k] then adds w * xt[k * pr .. + pr] to pr outputs of
 // column n: one broadcast and pr / 8 FMAs, no gather, no shuffle.
@@ -17,9 +17,9 @@
 namespace tf {
 namespace prune_cpu {
 
-constexpr int64_t kPanelMinM = 4;   // below this, the GEMV (any n:m)
+constexpr int64_t kPanelMinM = 4;       // below this, the GEMV (any n:m)
 constexpr int64_t kLanesPanelMinM = 8;  // 2:4 with lanes: the GEMV below this
-constexpr int kGemvRows = 4;        // rows of x one pass of the AVX2 2:4 GEMV serves
+constexpr int kGemvRows = 4;            // rows of x one pass of the AVX2 2:4 GEMV serves
 
 // One compressed weight as the kernels see it (see tensorfuse/prune.h).
 struct SparseView {
