@@ -368,7 +368,10 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
   const Shape shapes[] = {{1, 8, 64, 32, false},    {1, 19, 256, 128, true},
                           {7, 21, 192, 64, false},  {5, 17, 128, 0, false},
                           {6, 9, 384, 128, false},  {3, 11, 96, 48, false},
-                          {2, 13, 100, 0, true},    {9, 33, 512, 32, true}};
+                          {2, 13, 100, 0, true},    {9, 33, 512, 32, true},
+                          // 2-3 rows of x together (rows_i4 with MX > 1), groups of 32 / 64+
+                          {2, 11, 256, 32, true},   {3, 12, 128, 32, false},
+                          {2, 9, 192, 64, true},    {3, 7, 256, 128, true}};
   for (const Shape& sh : shapes) {
     const int64_t M = sh.M, N = sh.N, K = sh.K;
     QW q = random_weight(rng, 4, N, K, sh.gs, sh.sym, false);

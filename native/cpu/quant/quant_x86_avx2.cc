@@ -545,32 +545,37 @@ void block_i4_4x2(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, i
     for (int j = 0; j < NR; ++j) c[(m + i) * ldc + n + j] = r[i * NR + j];
 }
 
-// W4A8 GEMV rows: R rows of w against one row of x, lane l of a vector = group g0 + l of a row,
-// so the scales, zero points and x group sums of 8 groups are each one contiguous load and one
-// vector FMA adds 8 groups to the contract's 8 partial sums (lane j = a_j, g0 a multiple of 8);
-// the row's sum is then hsum's order. The R rows step together, one load of x per 64 weights;
-// the codes of a step meet the activations as in block_i4_4x2, and up to four steps add in 16 bits
-// (4 * 7620 < 32767) before one vpmaddwd widens them.
-template <int R>
+// W4A8 GEMV rows: R rows of w against MX (1..3) rows of x, lane l of a vector = group g0 + l of a
+// row, so the scales, zero points and x group sums of 8 groups are each one contiguous load and
+// one vector FMA adds 8 groups to the contract's 8 partial sums (lane j = a_j, g0 a multiple of
+// 8); each output's sum is then hsum's order. The R rows step together, one load of each row of x
+// per 64 weights, and a step's codes are unpacked once for all MX rows of x (the rows of an MoE
+// expert with 2-3 tokens); they meet the activations as in block_i4_4x2, and up to four steps
+// add in 16 bits (4 * 7620 < 32767) before one vpmaddwd widens them.
+template <int R, int MX>
 void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t m, int64_t n,
-             float* c) {
+             float* c, int64_t ldc) {
   const int64_t G = w.groups(), gs = w.group(), K = w.K, ldq = w.q_stride() / 2;
   const int64_t lds = w.s_stride();
-  const int8_t* xr = xl + m * K;
-  const int32_t* xs = xsum + m * G;
+  const int8_t* xr[MX];
+  const int32_t* xs[MX];
+  for (int i = 0; i < MX; ++i) {
+    xr[i] = xl + (m + i) * K;
+    xs[i] = xsum + (m + i) * G;
+  }
   const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f);
-  __m256 acc[R];  // lane j: the partial sum a_j of the contract (groups g = j mod 8)
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+  __m256 acc[R][MX];  // lane j: the partial sum a_j of the contract (groups g = j mod 8)
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < MX; ++i) acc[r][i] = _mm256_setzero_ps();
   const uint8_t* wq[R];
   for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(w.q) + (n + r) * ldq;
   // Whole rows lie back to back (ldq = K / 2): rows n + R .. n + 2R - 1 are the next R * K / 2
   // bytes, fetched while these are read (each row alone is too short a stream for the hardware
   // prefetcher to ramp up on).
   const uint8_t* next = ldq * 2 == K && n + 2 * R <= w.N ? wq[0] + R * ldq : nullptr;
-  // out[r] (+)= 32-bit pair sums of the products of the S steps of 64 weights from k of row r:
-  // the R rows step together (one load of x per step), S <= 4 steps in 16 bits, then one widening
-  // p[r] = 16-bit pair sums of S steps from k
-  auto sums16 = [&](auto s_const, int64_t k, __m256i* p) {
+  // p[r][i] = 16-bit pair sums of the products of the S steps of 64 weights from k of weight
+  // row r and row i of x: the R rows step together (one load of each row of x per step)
+  auto sums16 = [&](auto s_const, int64_t k, __m256i (*p)[MX]) {
     constexpr int S = decltype(s_const)::value;
     for (int t = 0; t < S; ++t, k += 64) {
       // the next R rows (contiguous with these) requested 2 lines per step
@@ -578,30 +583,38 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
         _mm_prefetch(reinterpret_cast<const char*>(next + R * k / 2), _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(next + R * k / 2 + 64), _MM_HINT_T0);
       }
-      const __m256i xe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k));
-      const __m256i xo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr + k + 32));
+      __m256i xe[MX], xo[MX];
+      for (int i = 0; i < MX; ++i) {
+        xe[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[i] + k));
+        xo[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[i] + k + 32));
+      }
       for (int r = 0; r < R; ++r) {
         const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq[r] + k / 2));
-        const __m256i lo = _mm256_maddubs_epi16(_mm256_and_si256(v, low4), xe);
-        const __m256i hi =
-            _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), low4), xo);
-        p[r] = t == 0 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi16(p[r], _mm256_add_epi16(lo, hi));
+        const __m256i ulo = _mm256_and_si256(v, low4);
+        const __m256i uhi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low4);
+        for (int i = 0; i < MX; ++i) {
+          const __m256i lo = _mm256_maddubs_epi16(ulo, xe[i]);
+          const __m256i hi = _mm256_maddubs_epi16(uhi, xo[i]);
+          p[r][i] = t == 0 ? _mm256_add_epi16(lo, hi) : _mm256_add_epi16(p[r][i], _mm256_add_epi16(lo, hi));
+        }
       }
     }
   };
-  auto steps = [&](auto s_const, int64_t k, __m256i* out, bool add) {
-    __m256i p[R];
+  auto steps = [&](auto s_const, int64_t k, __m256i (*out)[MX], bool add) {
+    __m256i p[R][MX];
     sums16(s_const, k, p);
-    for (int r = 0; r < R; ++r) {
-      const __m256i q = _mm256_madd_epi16(p[r], ones);
-      out[r] = add ? _mm256_add_epi32(out[r], q) : q;
-    }
+    for (int r = 0; r < R; ++r)
+      for (int i = 0; i < MX; ++i) {
+        const __m256i q = _mm256_madd_epi16(p[r][i], ones);
+        out[r][i] = add ? _mm256_add_epi32(out[r][i], q) : q;
+      }
   };
   using One = std::integral_constant<int, 1>;
   using Two = std::integral_constant<int, 2>;
   using Four = std::integral_constant<int, 4>;
-  // out[r] = the pair sums of weights [kb, kb + gs) of row r (gs a multiple of 64)
-  auto accumulate = [&](int64_t kb, __m256i* out) {
+  // out[r][i] = the pair sums of weights [kb, kb + gs) of weight row r and row i of x (gs a
+  // multiple of 64)
+  auto accumulate = [&](int64_t kb, __m256i (*out)[MX]) {
     if (gs == 64) return steps(One{}, kb, out, false);
     if (gs == 128) return steps(Two{}, kb, out, false);
     int64_t k = kb;
@@ -611,54 +624,61 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
   };
   for (int64_t g0 = 0; g0 < G; g0 += 8) {
     const int gn = int(std::min<int64_t>(8, G - g0));
-    // the x group sums and zero points of these groups (zero-filled past G)
-    alignas(32) int32_t part[8] = {};
-    __m256i xsum_v;
-    if (gn == 8) {
-      xsum_v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs + g0));
-    } else {
-      for (int l = 0; l < gn; ++l) part[l] = xs[g0 + l];
-      xsum_v = _mm256_load_si256(reinterpret_cast<const __m256i*>(part));
+    // the x group sums of these groups (zero-filled past G)
+    __m256i xsum_v[MX];
+    for (int i = 0; i < MX; ++i) {
+      if (gn == 8) {
+        xsum_v[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xs[i] + g0));
+      } else {
+        alignas(32) int32_t part[8] = {};
+        for (int l = 0; l < gn; ++l) part[l] = xs[i][g0 + l];
+        xsum_v[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(part));
+      }
     }
-    __m256i a[8][R];
-    __m256i isum[R];
+    __m256i a[8][R][MX];
+    __m256i isum[R][MX];
     if (gs == 32) {
       // step t holds groups g0 + 2t (low half) and g0 + 2t + 1 (high half). Two steps share one
       // widening: vphaddw of their 16-bit sums (at most 2 * 7620 per lane, no wrap) keeps each
       // 128-bit half's groups apart, and vpmaddwd then leaves a[h] = [2h, 2h, 2h+1, 2h+1] of
       // the low-half groups (likewise the high half)
       for (int h = 0; h < 2; ++h) {
-        __m256i p[2][R];
+        __m256i p[2][R][MX];
         for (int t = 0; t < 2; ++t) {
           const int step = 2 * h + t;
           if (2 * step < gn) {
             sums16(One{}, (g0 + 2 * step) * 32, p[t]);
           } else {
-            for (int r = 0; r < R; ++r) p[t][r] = _mm256_setzero_si256();
+            for (int r = 0; r < R; ++r)
+              for (int i = 0; i < MX; ++i) p[t][r][i] = _mm256_setzero_si256();
           }
         }
         for (int r = 0; r < R; ++r)
-          a[h][r] = _mm256_madd_epi16(_mm256_hadd_epi16(p[0][r], p[1][r]), ones);
+          for (int i = 0; i < MX; ++i)
+            a[h][r][i] = _mm256_madd_epi16(_mm256_hadd_epi16(p[0][r][i], p[1][r][i]), ones);
       }
-      for (int r = 0; r < R; ++r) {
-        const __m256i u = _mm256_hadd_epi32(a[0][r], a[1][r]);
-        // lanes g0 + {0, 2, 4, 6 | 1, 3, 5, 7} -> g0 + 0..7
-        isum[r] = _mm256_permutevar8x32_epi32(u, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-      }
+      for (int r = 0; r < R; ++r)
+        for (int i = 0; i < MX; ++i) {
+          const __m256i u = _mm256_hadd_epi32(a[0][r][i], a[1][r][i]);
+          // lanes g0 + {0, 2, 4, 6 | 1, 3, 5, 7} -> g0 + 0..7
+          isum[r][i] = _mm256_permutevar8x32_epi32(u, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        }
     } else {
       for (int l = 0; l < 8; ++l) {
         if (l < gn) {
           accumulate((g0 + l) * gs, a[l]);
         } else {
-          for (int r = 0; r < R; ++r) a[l][r] = _mm256_setzero_si256();
+          for (int r = 0; r < R; ++r)
+            for (int i = 0; i < MX; ++i) a[l][r][i] = _mm256_setzero_si256();
         }
       }
-      for (int r = 0; r < R; ++r) {
-        isum[r] = hsum8(a[0][r], a[1][r], a[2][r], a[3][r], a[4][r], a[5][r], a[6][r], a[7][r]);
-      }
+      for (int r = 0; r < R; ++r)
+        for (int i = 0; i < MX; ++i)
+          isum[r][i] = hsum8(a[0][r][i], a[1][r][i], a[2][r][i], a[3][r][i], a[4][r][i],
+                             a[5][r][i], a[6][r][i], a[7][r][i]);
     }
     for (int r = 0; r < R; ++r) {
-      __m256i zv;
+      __m256i zv8 = _mm256_setzero_si256();  // zero points of these groups as int32
       if (w.zeros) {
         const uint8_t* zr = w.zeros + (n + r) * lds + g0;
         __m128i zb;
@@ -669,9 +689,7 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
           for (int l = 0; l < gn; ++l) zp[l] = zr[l];
           zb = _mm_load_si128(reinterpret_cast<const __m128i*>(zp));
         }
-        zv = _mm256_mullo_epi32(_mm256_cvtepu8_epi32(zb), xsum_v);
-      } else {
-        zv = _mm256_slli_epi32(xsum_v, 3);  // z = 8
+        zv8 = _mm256_cvtepu8_epi32(zb);
       }
       const float* sr = w.scales + (n + r) * lds + g0;
       __m256 sv;
@@ -682,11 +700,16 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
         for (int l = 0; l < gn; ++l) sp[l] = sr[l];
         sv = _mm256_load_ps(sp);
       }
-      // lanes past G: s = 0 and isum = 0, fma(0, 0, a) = a
-      acc[r] = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r], zv)), acc[r]);
+      for (int i = 0; i < MX; ++i) {
+        const __m256i zv = w.zeros ? _mm256_mullo_epi32(zv8, xsum_v[i])
+                                   : _mm256_slli_epi32(xsum_v[i], 3);  // z = 8
+        // lanes past G: s = 0 and isum = 0, fma(0, 0, a) = a
+        acc[r][i] = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r][i], zv)), acc[r][i]);
+      }
     }
   }
-  for (int r = 0; r < R; ++r) c[n + r] = hsum(acc[r]);
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < MX; ++i) c[(m + i) * ldc + n + r] = hsum(acc[r][i]);
 }
 
 // Four rows of x at a time in 4 x 2 blocks (the codes unpacked once for four rows), the rest of
@@ -704,10 +727,19 @@ void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl, const int
     for (; n + 2 <= n1; n += 2) block_i4_4x2(w, xl, xsum, m, n, c, ldc);
     if (n < n1) generic(w, xq + m * K, nullptr, nullptr, 4, n, n1, c + m * ldc, ldc);
   }
-  for (; m < M; ++m) {
+  // The last 1-3 rows of x together: each step's codes unpacked once for all of them.
+  auto rest = [&](auto mx_const) {
+    constexpr int MX = decltype(mx_const)::value;
+    constexpr int R = MX == 1 ? 4 : 2;  // accumulators, x rows and codes fit the 16 registers
     int64_t n = n0;
-    for (; n + 4 <= n1; n += 4) rows_i4<4>(w, xl, xsum, m, n, c + m * ldc);
-    for (; n < n1; ++n) rows_i4<1>(w, xl, xsum, m, n, c + m * ldc);
+    for (; n + R <= n1; n += R) rows_i4<R, MX>(w, xl, xsum, m, n, c, ldc);
+    for (; n < n1; ++n) rows_i4<1, MX>(w, xl, xsum, m, n, c, ldc);
+  };
+  switch (M - m) {
+    case 1: rest(std::integral_constant<int, 1>{}); break;
+    case 2: rest(std::integral_constant<int, 2>{}); break;
+    case 3: rest(std::integral_constant<int, 3>{}); break;
+    default: break;
   }
 }
 
