@@ -86,16 +86,20 @@ inline __m256 xsel(__m256i xa, __m256i xb, uint32_t pw) {
       _mm256_blend_epi32(_mm256_shuffle_epi8(xa, c0), _mm256_shuffle_epi8(xb, c1), 0xcc));
 }
 
+// s plus the products of a row's last Kc % 8 values (those without a lane word) with x.
+template <DType DT>
+inline float tail_sum(const float* x, const SparseView& w, int64_t j, float s) {
+  const uint8_t* idx = w.indices + j * w.Kc;
+  for (int64_t v = w.words * 8; v < w.Kc; ++v)
+    s += x[kept_col(idx, v, w.n, w.m)] * load_as_f32(w.values, DT, j * w.Kc + v);
+  return s;
+}
+
 // One row of x: four weight rows at a time.
 template <DType DT>
 void gemv_lanes(const float* x, const float* xs, const SparseView& w, int64_t n0, int64_t n1,
                 float* y) {
-  auto tail = [&](int64_t j, float s) {
-    const uint8_t* idx = w.indices + j * w.Kc;
-    for (int64_t v = w.words * 8; v < w.Kc; ++v)
-      s += x[kept_col(idx, v, w.n, w.m)] * load_as_f32(w.values, DT, j * w.Kc + v);
-    return s;
-  };
+  auto tail = [&](int64_t j, float s) { return tail_sum<DT>(x, w, j, s); };
   auto xload = [xs](int64_t c, int half) {
     return _mm256_load_si256(reinterpret_cast<const __m256i*>(xs + c * 16 + half * 8));
   };
@@ -197,13 +201,7 @@ void rows_mx(const float* const* x, const float* const* xs, const SparseView& w,
     }
   }
   for (int r = 0; r < WR; ++r)
-    for (int m = 0; m < MX; ++m) {
-      const uint8_t* idx = w.indices + (j + r) * w.Kc;
-      float s = hsum(a[r][m]);
-      for (int64_t v = w.words * 8; v < w.Kc; ++v)
-        s += x[m][kept_col(idx, v, w.n, w.m)] * load_as_f32(w.values, DT, (j + r) * w.Kc + v);
-      y[m * ldy + j + r] = s;
-    }
+    for (int m = 0; m < MX; ++m) y[m * ldy + j + r] = tail_sum<DT>(x[m], w, j + r, hsum(a[r][m]));
 }
 
 // MX rows of x over weight rows [n0, n1): pairs of rows inside whole 4-row blocks of the pair
