@@ -4,6 +4,7 @@
 #include <limits>
 #include <vector>
 
+#include "../cpu/attention/attention_kernels.h"
 #include "check.h"
 #include "tensorfuse/attention.h"
 #include "tensorfuse/cpu_features.h"
@@ -77,6 +78,81 @@ AttentionParams params(const Case& c, DType dt, const void* q, const void* k, co
 }
 
 }  // namespace
+
+// One online-softmax step of every ISA's softmax_tile against double: exp(s - m_new) per score
+// (masked -inf scores exactly 0), alpha = exp(m_old - m_new), l and m, over row counts and widths
+// off the vector sizes (tails), scores from -100 to +20 around the running max, rows that are
+// all masked (before and after a visible tile) and rows whose max does not move (alpha exactly 1).
+TF_TEST(attention_softmax_tile_matches_double) {
+  tf_test::Rng rng(tf_test::case_seed());
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (Isa isa : tf_test::isa_levels()) {
+    const attention_cpu::Kernels& k = attention_cpu::kernels_for(isa);
+    for (int64_t R : {int64_t(1), int64_t(7), int64_t(13)})
+      for (int64_t n : {int64_t(1), int64_t(7), int64_t(16), int64_t(33), int64_t(64)}) {
+        const int64_t lds = n + 3;
+        const size_t nr = static_cast<size_t>(R);
+        std::vector<float> s(size_t(R * lds), NAN), m(nr), l(nr), alpha(nr, NAN);
+        for (int64_t r = 0; r < R; ++r) {
+          const int kind = int(r % 4);  // 0: new max, 1: old max stays, 2: masked row, 3: fresh row
+          m[size_t(r)] = kind == 3 || kind == 2 ? ninf : float(rng.uniform(-5, 5));
+          l[size_t(r)] = kind == 3 || kind == 2 ? 0.0f : float(rng.uniform(0.5, 3));
+          for (int64_t j = 0; j < n; ++j) {
+            float v = float(rng.uniform(-100, 20));
+            if (kind == 1) v = std::min(v, m[size_t(r)]);
+            if (kind == 2 || rng.uniform(0, 1) < 0.15) v = ninf;
+            s[size_t(r * lds + j)] = v;
+          }
+          if (kind == 1 && n > 1) s[size_t(r * lds + n / 2)] = m[size_t(r)];
+        }
+        const std::vector<float> s0 = s, m0 = m, l0 = l;
+        k.softmax_tile(s.data(), lds, R, n, m.data(), l.data(), alpha.data());
+        for (int64_t r = 0; r < R; ++r) {
+          double mx = m0[size_t(r)];
+          for (int64_t j = 0; j < n; ++j) mx = std::max(mx, double(s0[size_t(r * lds + j)]));
+          const char* isa_s = isa_name(isa);
+          if (mx == -INFINITY) {
+            CHECK(m[size_t(r)] == ninf && l[size_t(r)] == 0.0f && alpha[size_t(r)] == 1.0f,
+                  "%s R=%lld n=%lld row %lld: all masked gives m=%g l=%g alpha=%g", isa_s,
+                  (long long)R, (long long)n, (long long)r, m[size_t(r)], l[size_t(r)],
+                  alpha[size_t(r)]);
+            for (int64_t j = 0; j < n; ++j)
+              CHECK(s[size_t(r * lds + j)] == 0.0f, "%s row %lld col %lld: masked row not 0", isa_s,
+                    (long long)r, (long long)j);
+            continue;
+          }
+          const double a =
+              m0[size_t(r)] == -INFINITY ? 0.0 : std::exp(double(m0[size_t(r)] - float(mx)));
+          double sum = 0;
+          for (int64_t j = 0; j < n; ++j) {
+            // the kernels subtract in float32: the exp of that rounded difference is the target
+            const double x = double(s0[size_t(r * lds + j)] - float(mx));
+            const double want = x == -INFINITY ? 0.0 : std::exp(x);
+            const float got = s[size_t(r * lds + j)];
+            sum += want;
+            if (x == -INFINITY)
+              CHECK(got == 0.0f, "%s row %lld col %lld: masked score gives %g", isa_s,
+                    (long long)r, (long long)j, got);
+            else
+              CHECK(std::fabs(got - want) <= 1e-6 * want + 1e-37, "%s R=%lld n=%lld (%lld,%lld): "
+                    "exp(%g) = %.9g, want %.9g", isa_s, (long long)R, (long long)n, (long long)r,
+                    (long long)j, x, got, want);
+          }
+          CHECK(m[size_t(r)] == float(mx), "%s row %lld: m %g, want %g", isa_s, (long long)r,
+                m[size_t(r)], mx);
+          if (m0[size_t(r)] == float(mx))
+            CHECK(alpha[size_t(r)] == 1.0f, "%s row %lld: max did not move, alpha %.9g", isa_s,
+                  (long long)r, alpha[size_t(r)]);
+          else
+            CHECK(std::fabs(alpha[size_t(r)] - a) <= 1e-6 * a + 1e-37, "%s row %lld: alpha %.9g, want %.9g",
+                  isa_s, (long long)r, alpha[size_t(r)], a);
+          const double lw = l0[size_t(r)] * a + sum;
+          CHECK(std::fabs(l[size_t(r)] - lw) <= 1e-6 * lw, "%s row %lld: l %.9g, want %.9g", isa_s,
+                (long long)r, l[size_t(r)], lw);
+        }
+      }
+  }
+}
 
 TF_TEST(attention_matches_double_loop) {
   const Case cases[] = {{1, 1, 1, 1, 1, 1, false},     {2, 7, 7, 2, 1, 7, true},
