@@ -210,6 +210,25 @@ TF_TEST(gemm_shapes_f32) {
         }
 }
 
+// The rows path (16 <= M <= 48, float32 B stored [N, K]): whole 16-row panels of x with and
+// without the dot_t remainder rows, N around the 12-row groups and the task split, K across
+// the 256-deep slices, padded strides, bias and activations, a 16-bit output, thread caps.
+TF_TEST(gemm_rows_path) {
+  tf_test::Rng rng(tf_test::case_seed());
+  for (int64_t M : {16, 17, 31, 32, 45, 48})
+    for (int64_t N : {1, 11, 12, 13, 49, 100})
+      for (int64_t K : {1, 7, 256, 257, 600}) {
+        Problem p;
+        p.M = M, p.N = N, p.K = K, p.trans_b = true;
+        p.lda_pad = rng.below(3) * 3, p.ldb_pad = rng.below(3) * 5, p.ldc_pad = rng.below(2) * 2;
+        p.bias = rng.below(2) == 1;
+        p.act = rng.below(2) == 1 ? Activation::gelu : Activation::none;
+        p.c_dt = rng.below(4) == 0 ? DType::bfloat16 : DType::float32;
+        p.max_threads = int(rng.below(3));
+        check_all_isas(make_fixture(p, rng), "rows path");
+      }
+}
+
 // Every combination of float dtypes for A, B and C, with padded strides and thread caps.
 TF_TEST(gemm_dtypes) {
   tf_test::Rng rng(tf_test::case_seed());
