@@ -1,4 +1,5 @@
 /** The addon is context-aware: it loads in worker_threads, and two workers run ops at once. */
+import { spawnSync } from 'node:child_process';
 import { Worker } from 'node:worker_threads';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -52,5 +53,36 @@ describe('worker_threads', () => {
 
   it('a worker can load, run and exit repeatedly', async () => {
     for (let i = 0; i < 3; i++) await runWorker(100 + i);
+  });
+
+  // A worker that exits (or is terminated) while its Async ops are still running: their promises
+  // can no longer be settled there, and that must not take the process down. Run in a child
+  // process so a crash is observed, not suffered.
+  it('a worker exiting or terminated with Async ops in flight leaves the process running', () => {
+    const pkg = JSON.stringify(path.resolve('dist/cjs/index.js'));
+    const work = [
+      `const tf = require(${pkg});`,
+      'const a = tf.randn([384, 384], { seed: 5 });',
+      'const q = tf.randn([1, 256, 8, 64], { seed: 6 });',
+      'for (let i = 0; i < 4; i++) { tf.matmulAsync(a, a); tf.attentionAsync(q, q, q); }',
+      'tf.quantizeAsync(a, { bits: 4, groupSize: 32 });',
+    ].join('\n');
+    const child = [
+      "const { Worker } = require('node:worker_threads');",
+      `const work = ${JSON.stringify(work)};`,
+      'let left = 6;',
+      "const done = () => { if (--left === 0) console.log('alive'); };",
+      'for (let i = 0; i < 3; i++) {',
+      "  new Worker(work + '\\nprocess.exit(0);', { eval: true }).on('exit', done);",
+      '  const w = new Worker(work + \'\\nrequire("node:worker_threads").parentPort.postMessage(1);\', { eval: true });',
+      "  w.on('message', () => void w.terminate());",
+      "  w.on('exit', done);",
+      '}',
+    ].join('\n');
+    const r = spawnSync(process.execPath, ['-e', child], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).not.toMatch(/terminate called|Napi::Error|Segmentation|Aborted/);
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('alive');
   });
 });

@@ -171,8 +171,9 @@ Napi::Value AttentionAsync(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_attention(Napi::Env env, Napi::Object exports) {
-  exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
-  exports.Set("attentionAsync", Napi::Function::New(env, AttentionAsync, "attentionAsync"));
+  exports.Set("attention", Napi::Function::New(env, guarded<Attention>, "attention"));
+  exports.Set("attentionAsync",
+              Napi::Function::New(env, guarded<AttentionAsync>, "attentionAsync"));
 }
 
 }  // namespace napi

@@ -74,11 +74,12 @@ Napi::Value ProbeBandwidth(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_backend(Napi::Env env, Napi::Object exports) {
-  exports.Set("info", Napi::Function::New(env, Info, "info"));
-  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
-  exports.Set("setIsa", Napi::Function::New(env, SetIsa, "setIsa"));
-  exports.Set("probeFma", Napi::Function::New(env, ProbeFma, "probeFma"));
-  exports.Set("probeBandwidth", Napi::Function::New(env, ProbeBandwidth, "probeBandwidth"));
+  exports.Set("info", Napi::Function::New(env, guarded<Info>, "info"));
+  exports.Set("setThreads", Napi::Function::New(env, guarded<SetThreads>, "setThreads"));
+  exports.Set("setIsa", Napi::Function::New(env, guarded<SetIsa>, "setIsa"));
+  exports.Set("probeFma", Napi::Function::New(env, guarded<ProbeFma>, "probeFma"));
+  exports.Set("probeBandwidth",
+              Napi::Function::New(env, guarded<ProbeBandwidth>, "probeBandwidth"));
 }
 
 }  // namespace napi

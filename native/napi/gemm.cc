@@ -102,8 +102,8 @@ Napi::Value GemmAsync(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_gemm(Napi::Env env, Napi::Object exports) {
-  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
-  exports.Set("gemmAsync", Napi::Function::New(env, GemmAsync, "gemmAsync"));
+  exports.Set("gemm", Napi::Function::New(env, guarded<Gemm>, "gemm"));
+  exports.Set("gemmAsync", Napi::Function::New(env, guarded<GemmAsync>, "gemmAsync"));
 }
 
 }  // namespace napi

@@ -320,16 +320,18 @@ Napi::Value FfnAsync(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_moe(Napi::Env env, Napi::Object exports) {
-  exports.Set("moeRoute", Napi::Function::New(env, Route, "moeRoute"));
-  exports.Set("moeRouteAsync", Napi::Function::New(env, RouteAsync, "moeRouteAsync"));
-  exports.Set("moeAlign", Napi::Function::New(env, Align, "moeAlign"));
-  exports.Set("moeAlignAsync", Napi::Function::New(env, AlignAsync, "moeAlignAsync"));
-  exports.Set("moeDispatch", Napi::Function::New(env, Dispatch, "moeDispatch"));
-  exports.Set("moeDispatchAsync", Napi::Function::New(env, DispatchAsync, "moeDispatchAsync"));
-  exports.Set("moeCombine", Napi::Function::New(env, Combine, "moeCombine"));
-  exports.Set("moeCombineAsync", Napi::Function::New(env, CombineAsync, "moeCombineAsync"));
-  exports.Set("moeFfn", Napi::Function::New(env, Ffn, "moeFfn"));
-  exports.Set("moeFfnAsync", Napi::Function::New(env, FfnAsync, "moeFfnAsync"));
+  exports.Set("moeRoute", Napi::Function::New(env, guarded<Route>, "moeRoute"));
+  exports.Set("moeRouteAsync", Napi::Function::New(env, guarded<RouteAsync>, "moeRouteAsync"));
+  exports.Set("moeAlign", Napi::Function::New(env, guarded<Align>, "moeAlign"));
+  exports.Set("moeAlignAsync", Napi::Function::New(env, guarded<AlignAsync>, "moeAlignAsync"));
+  exports.Set("moeDispatch", Napi::Function::New(env, guarded<Dispatch>, "moeDispatch"));
+  exports.Set("moeDispatchAsync",
+              Napi::Function::New(env, guarded<DispatchAsync>, "moeDispatchAsync"));
+  exports.Set("moeCombine", Napi::Function::New(env, guarded<Combine>, "moeCombine"));
+  exports.Set("moeCombineAsync",
+              Napi::Function::New(env, guarded<CombineAsync>, "moeCombineAsync"));
+  exports.Set("moeFfn", Napi::Function::New(env, guarded<Ffn>, "moeFfn"));
+  exports.Set("moeFfnAsync", Napi::Function::New(env, guarded<FfnAsync>, "moeFfnAsync"));
 }
 
 }  // namespace napi

@@ -160,15 +160,25 @@ class AsyncOp : public Napi::AsyncWorker {
       status_ = Status(StatusCode::internal, e.what());
     }
   }
+  // Settling the promise can fail when the environment is being torn down (a worker thread that
+  // exits or is terminated while the op runs): JS can no longer run there, node-addon-api throws,
+  // and an exception leaving OnOK would terminate the whole process. Nobody is left to observe
+  // the promise then, so the failure is dropped.
   void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
-    if (status_.ok()) deferred_.Resolve(env.Undefined());
-    else deferred_.Reject(make_error(env, status_.code, status_.message).Value());
+    try {
+      Napi::Env env = Env();
+      Napi::HandleScope scope(env);
+      if (status_.ok()) deferred_.Resolve(env.Undefined());
+      else deferred_.Reject(make_error(env, status_.code, status_.message).Value());
+    } catch (...) {
+    }
     keep_.clear();
   }
   void OnError(const Napi::Error& e) override {
-    deferred_.Reject(e.Value());
+    try {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+    }
     keep_.clear();
   }
 

@@ -57,6 +57,23 @@ size_t checked_bytes(Napi::Env env, int64_t count, size_t elem_size, const char*
 // Throws ERR_SHAPE naming `name` if buf is smaller than `need` bytes.
 void require_bytes(Napi::Env env, const Buf& buf, size_t need, const char* name);
 
+// Every exported function is registered through this wrapper: a C++ exception other than a
+// Napi::Error (std::bad_alloc from a buffer an op sized, any std::exception from the core) becomes
+// a TensorfuseError (ERR_OOM, ERR_INTERNAL) instead of reaching node-addon-api, which would
+// terminate the process (it catches only Napi::Error under NAPI_CPP_EXCEPTIONS).
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value guarded(const Napi::CallbackInfo& info) {
+  try {
+    return F(info);
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw make_error(info.Env(), StatusCode::oom, "out of memory");
+  } catch (const std::exception& e) {
+    throw make_error(info.Env(), StatusCode::internal, e.what());
+  }
+}
+
 // Runs `work` on a libuv worker (off the JS thread) and settles a Promise: resolves with
 // undefined, or rejects with a TensorfuseError. `keep` holds the JS values (the TypedArrays)
 // whose memory the work reads or writes, so the GC cannot take them meanwhile.

@@ -272,19 +272,22 @@ Napi::Value QuantPermute4Async(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_quant(Napi::Env env, Napi::Object exports) {
-  exports.Set("quantUnpack", Napi::Function::New(env, QuantUnpack, "quantUnpack"));
-  exports.Set("quantUnpackAsync", Napi::Function::New(env, QuantUnpackAsync, "quantUnpackAsync"));
+  exports.Set("quantUnpack", Napi::Function::New(env, guarded<QuantUnpack>, "quantUnpack"));
+  exports.Set("quantUnpackAsync",
+              Napi::Function::New(env, guarded<QuantUnpackAsync>, "quantUnpackAsync"));
   exports.Set("quantPermute4", Napi::Function::New(env, QuantPermute4, "quantPermute4"));
   exports.Set("quantPermute4Async",
               Napi::Function::New(env, QuantPermute4Async, "quantPermute4Async"));
-  exports.Set("quantLinear", Napi::Function::New(env, QuantLinear, "quantLinear"));
-  exports.Set("quantLinearAsync", Napi::Function::New(env, QuantLinearAsync, "quantLinearAsync"));
-  exports.Set("quantQuantize", Napi::Function::New(env, QuantQuantize, "quantQuantize"));
+  exports.Set("quantLinear", Napi::Function::New(env, guarded<QuantLinear>, "quantLinear"));
+  exports.Set("quantLinearAsync",
+              Napi::Function::New(env, guarded<QuantLinearAsync>, "quantLinearAsync"));
+  exports.Set("quantQuantize", Napi::Function::New(env, guarded<QuantQuantize>, "quantQuantize"));
   exports.Set("quantQuantizeAsync",
-              Napi::Function::New(env, QuantQuantizeAsync, "quantQuantizeAsync"));
-  exports.Set("quantDequantize", Napi::Function::New(env, QuantDequantize, "quantDequantize"));
+              Napi::Function::New(env, guarded<QuantQuantizeAsync>, "quantQuantizeAsync"));
+  exports.Set("quantDequantize",
+              Napi::Function::New(env, guarded<QuantDequantize>, "quantDequantize"));
   exports.Set("quantDequantizeAsync",
-              Napi::Function::New(env, QuantDequantizeAsync, "quantDequantizeAsync"));
+              Napi::Function::New(env, guarded<QuantDequantizeAsync>, "quantDequantizeAsync"));
 }
 
 }  // namespace napi

@@ -255,3 +255,15 @@ TF_TEST(prune_norms_and_gather) {
   }
   set_threads(t0);
 }
+
+// Zero-element weights with a huge row count (a [2^40, 0] tensor holds no data): every per-row
+// pass returns at once instead of stepping (and allocating a message slot) per row, and the
+// norms of empty rows are 0.
+TF_TEST(prune_zero_columns_huge_rows) {
+  const int64_t N = int64_t(1) << 40;
+  CHECK(prune_score(nullptr, DType::float32, nullptr, N, 0, nullptr).ok(), "score");
+  CHECK(prune_decompress(nullptr, nullptr, DType::float32, N, 0, 2, 4, nullptr).ok(), "decompress");
+  double norms[5] = {1, 2, 3, 4, 5};
+  CHECK(prune_norms(nullptr, DType::float32, 5, 0, 0, 2, nullptr, norms).ok(), "norms");
+  for (double v : norms) CHECK(v == 0.0, "norm of an empty row: %g", v);
+}

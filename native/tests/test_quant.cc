@@ -508,6 +508,33 @@ TF_TEST(quant_quantize_error_bound) {
   CHECK(!quant_linear(p).ok());  // int8 activations need int8 weights
 }
 
+// Groups at the ends of float32's range: magnitudes near FLT_MAX (the asymmetric zero point's
+// -lo * 15 / (hi - lo) overflowed float32 and gave an infinite or 15x too large scale) and below
+// ~1e-43 (the scale underflows to 0: stored as a zero group, never a zero scale).
+TF_TEST(quant_quantize_extreme_ranges) {
+  const float big[4] = {3.4e38f, -3.4e38f, 1.0f, 2.0f}, large[4] = {1e38f, -1e38f, 1.0f, 2.0f};
+  for (const float* w : {big, large})
+    for (bool sym : {false, true}) {
+      uint8_t q[2] = {0, 0}, z = 0;
+      float s = 0;
+      REQUIRE(quant_quantize(w, 1, 4, 4, 4, sym, q, &s, sym ? nullptr : &z).ok());
+      CHECK(std::isfinite(s) && s > 0 && s < 1e38f, "sym=%d: scale %g", int(sym), s);
+      const int zp = sym ? 8 : z;
+      for (int k = 0; k < 2; ++k) {  // the two extremes come back within half a step
+        const int u = (q[k / 2] >> (4 * (k % 2))) & 15;
+        const double back = double(s) * (u - zp);
+        CHECK(std::fabs(back - w[k]) <= 0.5 * s * (1 + 1e-6), "sym=%d k=%d: %g back as %g",
+              int(sym), k, double(w[k]), back);
+      }
+    }
+  const float tiny[4] = {1e-45f, -1e-45f, 1e-44f, 0.0f};
+  int8_t q8[4];
+  float s = 0;
+  REQUIRE(quant_quantize(tiny, 1, 4, 8, 0, true, q8, &s, nullptr).ok());
+  CHECK(s == 1.0f && q8[0] == 0 && q8[2] == 0, "tiny group: scale %g, codes %d %d", s, q8[0],
+        q8[2]);
+}
+
 TF_TEST(quant_unpack_formats_from_spec) {
   tf_test::Rng rng(tf_test::case_seed());
   const int64_t N = 16, K = 64;

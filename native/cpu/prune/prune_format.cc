@@ -32,9 +32,12 @@ inline void copy_elem(const void* src, int64_t i, void* dst, int64_t j, size_t e
   std::memcpy(static_cast<char*>(dst) + es * size_t(j), static_cast<const char*>(src) + es * size_t(i), es);
 }
 
-// Rows of work split into tasks; the first failing task's message wins (lowest row).
+// Rows of work split into tasks; the first failing task's message wins (lowest row). Rows of
+// no elements (K = 0) have nothing to do or check: returning at once keeps a zero-element tensor
+// with a huge leading dimension from costing one step (and one message slot) per row.
 template <typename Fn>
 Status for_rows(int64_t N, int64_t K, Fn fn) {
+  if (N <= 0 || K <= 0) return Status::Ok();
   const int64_t tasks = ceil_div(N, kRows);
   std::vector<std::string> errs(static_cast<size_t>(tasks), std::string());
   parallel_for(
@@ -173,13 +176,15 @@ Status prune_norms(const void* w, DType dt, int64_t rows, int64_t cols, int axis
     const double a = std::fabs(double(load_as_f32(w, dt, i * cols + j)));
     return p == 2 ? a * a : a;
   };
-  if (axis == 0)
+  if (axis == 0) {
+    if (cols == 0) std::fill(out, out + rows, 0.0);  // empty rows: norm 0 (for_rows skips them)
     return for_rows(rows, cols, [&](int64_t i) -> std::string {
       double s = 0;
       for (int64_t j = 0; j < cols; ++j) s += colw ? term(i, j) * double(colw[j]) : term(i, j);
       out[i] = s;
       return std::string();
     });
+  }
   // axis 1: tasks own blocks of 64 columns and walk the rows in order
   constexpr int64_t kCols = 64;
   for (int64_t j = 0; j < cols; ++j) out[j] = 0;

@@ -260,6 +260,7 @@ Status quant_quantize(const float* w, int64_t R, int64_t K, int bits, int64_t gr
   if (bits == 8 && !symmetric) return Status(StatusCode::arg, "quantize: int8 is symmetric only");
   if (R == 0 || K == 0) return Status::Ok();
   const int64_t gs = group_size > 0 ? group_size : K, G = K / gs;
+  std::atomic<bool> overflow{false};
   parallel_for(
       R,
       [&](int64_t r, int) {
@@ -278,14 +279,24 @@ Status quant_quantize(const float* w, int64_t R, int64_t K, int bits, int64_t gr
             s = amax > 0.0f ? amax / (bits == 8 ? 127.0f : 7.0f) : 1.0f;
             z = bits == 8 ? 0 : 8;
           } else if (hi > lo) {
-            // z first (the integer nearest to where 0 falls in [lo, hi]), then the smallest s
-            // that keeps every w within half a step of [0, 15]: the error stays <= s / 2.
-            z = int(std::nearbyint(-lo * 15.0f / (hi - lo)));
+            // z first (the integer nearest to where 0 falls in [lo, hi]; in double, where
+            // -lo * 15 and hi - lo cannot overflow), then the smallest s that keeps every w
+            // within half a step of [0, 15]: the error stays <= s / 2.
+            z = int(std::nearbyint(-double(lo) * 15.0 / (double(hi) - double(lo))));
             z = std::min(15, std::max(0, z));
             s = std::max(hi / (15.5f - float(z)), -lo / (float(z) + 0.5f));
           } else {
             s = 1.0f;
             z = 8;
+          }
+          if (!std::isfinite(s)) {
+            overflow.store(true);
+            s = 1.0f;
+          } else if (s == 0.0f) {
+            // max |w| so small (below ~1e-43) that its scale underflows float32: the group is
+            // stored as zeros (as an all-zero group is), an absolute error under 1e-43.
+            s = 1.0f;
+            z = bits == 8 ? 0 : 8;
           }
           scales[r * G + g] = s;
           if (zeros) zeros[r * G + g] = uint8_t(z);
@@ -305,6 +316,10 @@ Status quant_quantize(const float* w, int64_t R, int64_t K, int bits, int64_t gr
         }
       },
       R * K < (int64_t(1) << 16) ? 1 : max_threads);
+  if (overflow.load())
+    return Status(StatusCode::arg,
+                  "quantize: argument 'w': a group's scale overflows float32 (values near "
+                  "float32's largest magnitude)");
   return Status::Ok();
 }
 
