@@ -31,6 +31,7 @@ struct GemmCall {
   int64_t batch = 1, stride_a = 0, stride_b = 0, stride_c = 0;
   Status run() const {
     const size_t ea = dtype_size(p.a_dtype), eb = dtype_size(p.b_dtype), ec = dtype_size(p.c_dtype);
+    if (p.M == 0 || p.N == 0) return Status::Ok();  // no output: nothing to do in any of the batch
     for (int64_t i = 0; i < batch; ++i) {
       GemmParams q = p;
       q.a = static_cast<const char*>(p.a) + size_t(i * stride_a) * ea;

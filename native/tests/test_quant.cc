@@ -180,6 +180,12 @@ TF_TEST(quant_linear_float_matches_reference) {
       {8, 1, 7, 512, 0, true, false, DType::float32},    // int8 lane GEMV: row pairs + a tail row
       {8, 2, 9, 384, 128, true, false, DType::bfloat16},
       {8, 1, 6, 192, 64, true, true, DType::float32},
+      // the rows engine (16..48 rows): whole panels, a remainder row, strips' tail rows, lane
+      // order (K % 64 == 0, groups of 32 / 128), slices past kDotKC
+      {4, 16, 53, 2112, 32, false, false, DType::float32},
+      {4, 33, 49, 256, 128, true, false, DType::float16},
+      {8, 48, 100, 1500, 0, true, false, DType::float32},
+      {4, 31, 7, 192, 64, false, true, DType::float32},
   };
   for (const C& c : cases) {
     QW q = random_weight(rng, c.bits, c.N, c.K, c.gs, c.sym, c.perm);

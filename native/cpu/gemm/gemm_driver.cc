@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "gemm_kernels.h"
+#include "gemm_rows.h"
 #include "tensorfuse/convert.h"
 #include "tensorfuse/gemm.h"
 #include "tensorfuse/scratch.h"
@@ -170,39 +171,31 @@ void panel_column(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc
       epilogue_row(c + i * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
 }
 
-// From kRowsMinM rows, with float32 B stored [N, K] and a row-major-A micro-kernel: y^T = B x^T,
-// B's rows the micro-kernel's A, read in place (B streamed once, never packed or transposed),
-// x^T packed once into kNR-column panels. dot_t ends every product in a horizontal sum and loads
-// x and B for each 3 x 4 block; here each 6 x 16 tile of y^T is accumulated in registers over a
-// depth slice of kRowsKC. The rows of x past the whole panels (M % kNR, when M is not a multiple
-// of 16) take dot_t on the same rows of B right after the panels, while those rows are in L2.
-// A task owns kRowsGroups groups of two kMR-row strips (12 rows of B: three of dot_t's 4-row
-// blocks) and finishes one group, over all of K, before the next: each row of B is then read
-// front to back, which the hardware prefetcher follows. N % 12 rows at the end take dot_t.
-// quant_ticks K = N = 4096, 2 threads, against dot_t alone: M = 16 +34%, 32 +29%, 48 +25%.
-constexpr int64_t kRowsMinM = 16;
+// From kRowsMinM rows, with float32 B stored [N, K] and a row-major-A micro-kernel: the rows
+// engine of gemm_rows.h with B's rows read in place (streamed once, never packed or transposed).
+// The rows of x past the whole 16-row panels (M % 16) take dot_t on the same rows of B right
+// after the panels, while those rows are in L2. A task owns kRowsGroups groups of two kMR-row
+// strips (12 rows of B: three of dot_t's 4-row blocks) and finishes a strip over all of K before
+// the next, so each row of B is read front to back (the hardware prefetcher follows). The last
+// N % 12 rows of B take dot_t. quant_ticks K = N = 4096, 2 threads, against dot_t alone: M = 16
+// +34%, 32 +29%, 48 +25%.
 constexpr int64_t kRowsGroups = 4;
-constexpr int64_t kRowsKC = 256;
 
 Status rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, const float* x, int64_t ldx,
                  float* c, int64_t ldc) {
+  using gemm_cpu::kRowsTile;
   const int64_t M = p.M, N = p.N, K = p.K, P = M / kNR, rem = M - P * kNR;
   float* xp = static_cast<float*>(aligned_alloc64(size_t(P * K * kNR) * sizeof(float)));
   if (!xp) return Status(StatusCode::oom, "gemm: out of memory for the x panels");
   std::unique_ptr<float, decltype(&aligned_free64)> xp_owner(xp, aligned_free64);
-  for (int64_t pi = 0; pi < P; ++pi)
-    for (int64_t j = 0; j < kNR; ++j) {
-      const float* src = x + (pi * kNR + j) * ldx;
-      float* dst = xp + pi * K * kNR + j;
-      for (int64_t k = 0; k < K; ++k) dst[k * kNR] = src[k];
-    }
+  gemm_cpu::rows_pack_x(x, ldx, P, K, xp);
   constexpr int64_t kGroupRows = 2 * kMR, kDotKC = 1024;
   const int64_t groups = N / kGroupRows, n_main = groups * kGroupRows;
   const int64_t n_tasks = std::max<int64_t>(1, ceil_div(groups, kRowsGroups));
   const int64_t flops = 2 * M * N * K;
   const int use_threads = flops < (int64_t(1) << 21) ? 1 : p.max_threads;
   const float* b = static_cast<const float*>(p.b);
-  // c[m, n] += dot(x[m], B[n]) over all of K for rows [m0, m0 + rows) of x and [n0, n1) of B.
+  // c[m, n] = dot(x[m], B[n]) over all of K for rows [m0, m0 + rows) of x and [n0, n1) of B.
   auto dot_rows = [&](int64_t m0, int64_t rows, int64_t n0, int64_t n1) {
     for (int64_t k0 = 0; k0 < K; k0 += kDotKC)
       kern.dot_t(x + m0 * ldx, ldx, rows, p.b, p.b_dtype, p.ldb, k0, std::min(K, k0 + kDotKC),
@@ -213,23 +206,12 @@ Status rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, const float
       n_tasks,
       [&](int64_t t, int) {
         const int64_t g0 = t * kRowsGroups, g1 = std::min(groups, g0 + kRowsGroups);
-        constexpr int64_t kTile = kMR * kNR;
-        float* ct = static_cast<float*>(scratch_get(0, size_t(2 * P * kTile) * sizeof(float)));
+        float* ct = static_cast<float*>(scratch_get(0, size_t(2 * P * kRowsTile) * sizeof(float)));
         if (!ct) { oom.store(true); return; }
         for (int64_t g = g0; g < g1; ++g) {
           const int64_t n0 = g * kGroupRows;
-          for (int64_t h = 0; h < 2; ++h)
-            for (int64_t k0 = 0; k0 < K; k0 += kRowsKC) {
-              const int64_t kc = std::min(kRowsKC, K - k0);
-              for (int64_t pi = 0; pi < P; ++pi)
-                kern.kernel_rows(kc, b + (n0 + h * kMR) * p.ldb + k0, p.ldb,
-                                 xp + (pi * K + k0) * kNR, ct + (h * P + pi) * kTile, kNR, k0 > 0);
-            }
-          for (int64_t h = 0; h < 2; ++h)  // the tiles hold y^T: row i of B, column j of x
-            for (int64_t pi = 0; pi < P; ++pi)
-              for (int64_t i = 0; i < kMR; ++i)
-                for (int64_t j = 0; j < kNR; ++j)
-                  c[(pi * kNR + j) * ldc + n0 + h * kMR + i] = ct[(h * P + pi) * kTile + i * kNR + j];
+          gemm_cpu::rows_tiles(kern, b + n0 * p.ldb, p.ldb, 2, xp, P, K, 0, K, ct, false);
+          gemm_cpu::rows_store(ct, 2, P, c, ldc, n0);
           if (rem) dot_rows(P * kNR, rem, n0, n0 + kGroupRows);
         }
         int64_t n1 = g1 * kGroupRows;
@@ -263,7 +245,7 @@ Status dot_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, in
     x = xbuf.data();
     ldx = p.K;
   }
-  if (p.M >= kRowsMinM && p.b_dtype == DType::float32 && kern.kernel_rows)
+  if (p.M >= gemm_cpu::kRowsMinM && p.b_dtype == DType::float32 && kern.kernel_rows)
     return rows_path(p, kern, x, ldx, c, ldc);
   const int64_t nchunk = 32, kchunk = 1024;
   const int64_t flops = 2 * p.M * p.N * p.K;

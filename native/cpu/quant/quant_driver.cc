@@ -15,9 +15,11 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../gemm/gemm_kernels.h"
+#include "../gemm/gemm_rows.h"
 #include "quant_kernels.h"
 #include "quant_rows.h"
 #include "tensorfuse/convert.h"
@@ -41,6 +43,7 @@ constexpr int64_t kDotMaxM = 48;    // as in the GEMM driver: dot_t up to here, 
 constexpr int64_t kGemvRows = 32;   // weight rows per GEMV task
 constexpr int64_t kTileN = 64;      // weight rows per prefill task (4 packed panels)
 constexpr int64_t kDotKC = 1024;    // depth of a dequantized slice on the dot_t path
+constexpr int64_t kRowsTask = 48;   // weight rows per task on the rows path (8 strips of 6)
 constexpr int64_t kI8Rows = 64;     // weight rows per W8A8 / W4A8 task (64 over 16: +5% at M = 1)
 
 Status validate_weight(const QuantWeight& w) {
@@ -101,6 +104,50 @@ void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, cons
   }
 }
 
+// 16..kDotMaxM rows of x: each task dequantizes kRowsTask weight rows, kDotKC deep at a time,
+// into L2 and runs the rows engine of gemm_rows.h on the slice (the slice's rows are the
+// micro-kernel's row-major A; x^T packed once); the M % 16 rows of x past the whole panels and
+// the slice's rows past its whole 6-row strips take dot_t on the same slice.
+Status rows_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
+                  const gemm_cpu::Kernels& gk, bool lanes, const float* xf, float* yf) {
+  using gemm_cpu::kRowsTile;
+  const QuantWeight& w = p.w;
+  const int64_t M = p.M, N = w.N, K = w.K, P = M / kNR, rem = M - P * kNR, mp = P * kNR;
+  float* xp = static_cast<float*>(aligned_alloc64(size_t(P * K * kNR) * sizeof(float)));
+  if (!xp) return Status(StatusCode::oom, "quant: out of memory for the x panels");
+  std::unique_ptr<float, decltype(&aligned_free64)> xp_owner(xp, aligned_free64);
+  gemm_cpu::rows_pack_x(xf, K, P, K, xp);
+  std::atomic<bool> oom{false};
+  parallel_for(
+      ceil_div(N, kRowsTask),
+      [&](int64_t t, int) {
+        const int64_t n0 = t * kRowsTask, n1 = std::min(N, n0 + kRowsTask), nr = n1 - n0;
+        const int64_t strips = nr / kMR, n_strips = strips * kMR;
+        float* tmp =
+            static_cast<float*>(scratch_get(0, size_t(kRowsTask * kDotKC) * sizeof(float)));
+        float* ct =
+            static_cast<float*>(scratch_get(1, size_t(strips * P * kRowsTile + 1) * sizeof(float)));
+        if (!tmp || !ct) { oom.store(true); return; }
+        for (int64_t k0 = 0; k0 < K; k0 += kDotKC) {
+          const int64_t k1 = std::min(K, k0 + kDotKC), kc = k1 - k0;
+          if (lanes)
+            kern.dequant_lanes(w, n0, n1, k0, k1, tmp, kc);
+          else
+            kern.dequant(w, n0, n1, k0, k1, tmp, kc);
+          gemm_cpu::rows_tiles(gk, tmp, kc, strips, xp, P, K, k0, kc, ct, k0 > 0);
+          if (rem)
+            gk.dot_t(xf + mp * K + k0, K, rem, tmp, DType::float32, kc, 0, kc, 0, nr,
+                     yf + mp * N + n0, N, k0 > 0);
+          if (n_strips < nr)
+            gk.dot_t(xf + k0, K, mp, tmp, DType::float32, kc, 0, kc, n_strips, nr, yf + n0, N,
+                     k0 > 0);
+        }
+        gemm_cpu::rows_store(ct, strips, P, yf, N, n0);
+      },
+      p.max_threads);
+  return oom.load() ? Status(StatusCode::oom, "quant: out of scratch memory") : Status::Ok();
+}
+
 Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
                    const gemm_cpu::Kernels& gk, const float* xf, float* yf) {
   const QuantWeight& w = p.w;
@@ -119,6 +166,7 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
             for (int j = 0; j < 8; ++j) xl[size_t(b + 8 * j + i)] = xf[b + 8 * i + j];
       xf = xl.data();
     }
+    if (M >= gemm_cpu::kRowsMinM && gk.kernel_rows) return rows_float(p, kern, gk, lanes, xf, yf);
     const int64_t rows = 32;
     parallel_for(
         ceil_div(N, rows),

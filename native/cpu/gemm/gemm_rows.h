@@ -1,0 +1,57 @@
+// The small-M engine with B's rows as the micro-kernel's A (y^T = B x^T), shared by the float
+// GEMM (B = linear's weight, read in place) and the quantized linear (B = a dequantized slice in
+// L2). x^T is packed once into kNR-column panels; each 6 x 16 tile of y^T is accumulated in
+// registers over a depth slice through Kernels::kernel_rows (no horizontal sums, as dot_t needs).
+// Used for M >= kRowsMinM: the M % 16 rows past the whole panels are the caller's (dot_t).
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "gemm_kernels.h"
+
+namespace tf {
+namespace gemm_cpu {
+
+constexpr int64_t kRowsMinM = 16;
+constexpr int64_t kRowsTile = kMR * kNR;
+
+// xp[(p * K + k) * kNR + j] = x[(p * kNR + j) * ldx + k] for the P whole panels of x's rows.
+inline void rows_pack_x(const float* x, int64_t ldx, int64_t P, int64_t K, float* xp) {
+  for (int64_t p = 0; p < P; ++p)
+    for (int64_t j = 0; j < kNR; ++j) {
+      const float* src = x + (p * kNR + j) * ldx;
+      float* dst = xp + p * K * kNR + j;
+      for (int64_t k = 0; k < K; ++k) dst[k * kNR] = src[k];
+    }
+}
+
+// Tiles of y^T for `strips` strips of kMR rows of A (row stride lda; A points at depth k0) over
+// depth [k0, k0 + kc), against the P panels of xp (K deep): tile (s, p) at ct + (s * P + p) *
+// kRowsTile, accumulated onto unless `accumulate` is false. Depth in slices of kKC, so a panel's
+// slice (kKC x kNR floats) and a strip's (kMR x kKC) stay in L1 across the panels.
+inline void rows_tiles(const Kernels& kern, const float* a, int64_t lda, int64_t strips,
+                       const float* xp, int64_t P, int64_t K, int64_t k0, int64_t kc, float* ct,
+                       bool accumulate) {
+  for (int64_t s = 0; s < strips; ++s)
+    for (int64_t d = 0; d < kc; d += kKC) {
+      const int64_t dc = std::min(kKC, kc - d);
+      for (int64_t p = 0; p < P; ++p)
+        kern.kernel_rows(dc, a + s * kMR * lda + d, lda, xp + (p * K + k0 + d) * kNR,
+                         ct + (s * P + p) * kRowsTile, kNR, accumulate || d > 0);
+    }
+}
+
+// The tiles into y (row stride ldc): row i of strip s is output column n0 + s * kMR + i, column j
+// of panel p is output row p * kNR + j.
+inline void rows_store(const float* ct, int64_t strips, int64_t P, float* c, int64_t ldc,
+                       int64_t n0) {
+  for (int64_t s = 0; s < strips; ++s)
+    for (int64_t p = 0; p < P; ++p) {
+      const float* t = ct + (s * P + p) * kRowsTile;
+      for (int64_t j = 0; j < kNR; ++j)
+        for (int64_t i = 0; i < kMR; ++i) c[(p * kNR + j) * ldc + n0 + s * kMR + i] = t[i * kNR + j];
+    }
+}
+
+}  // namespace gemm_cpu
+}  // namespace tf
