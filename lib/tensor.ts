@@ -22,9 +22,14 @@ import { checkBytes, checkShape, fmtShape, numel } from './shape.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
 
-/** Shared by a tensor and its views; `data` becomes null on dispose. */
+/**
+ * Shared by a tensor and its views; `data` becomes null on dispose. A sub-range view of another
+ * tensor's storage (sliceExpert) has its own cell whose `parent` is the viewed tensor's cell, so
+ * disposing the parent drops the view too.
+ */
 interface Cell {
   data: Storage | null;
+  parent?: Cell;
 }
 
 export class Tensor {
@@ -50,7 +55,9 @@ export class Tensor {
 
   /** True once dispose() was called on this tensor or on one sharing its storage. */
   get disposed(): boolean {
-    return this.#cell.data === null;
+    if (!Tensor.isTensor(this)) return true;
+    for (let c: Cell | undefined = this.#cell; c; c = c.parent) if (c.data === null) return true;
+    return false;
   }
 
   /**
@@ -58,14 +65,14 @@ export class Tensor {
    * bits). Writing to it changes the tensor.
    */
   data(): Storage {
-    return storageOf(this, 'tensor');
+    return storageOf(this, 'tensor', 'data');
   }
 
   /** A float32 copy of the values. */
   toFloat32(): Float32Array {
-    const src = storageOf(this, 'tensor');
+    const src = storageOf(this, 'tensor', 'toFloat32');
     if (this.dtype === 'float32') return (src as Float32Array).slice();
-    const out = new Float32Array(this.size);
+    const out = allocate('float32', this.size, 'toFloat32') as Float32Array;
     native.convert(src, DTYPE_CODE[this.dtype], out, DTYPE_CODE.float32, this.size);
     return out;
   }
@@ -73,7 +80,7 @@ export class Tensor {
   /** A view with a new shape and the same storage; one size may be -1 (inferred). */
   reshape(shape: number[]): Tensor {
     const where = "reshape: argument 'shape'";
-    storageOf(this, 'tensor');
+    storageOf(this, 'tensor', 'reshape');
     if (!Array.isArray(shape)) fail('ERR_SHAPE', where, `expected an array of sizes, got ${describe(shape)}`);
     let infer = -1;
     let known = 1;
@@ -106,7 +113,7 @@ export class Tensor {
    * truncate toward zero and saturate, NaN -> 0) or moved to another device.
    */
   to(target: Device | DType): Tensor {
-    const src = storageOf(this, 'tensor');
+    const src = storageOf(this, 'tensor', 'to');
     if (isDType(target)) {
       const out = allocate(target, this.size, 'to');
       native.convert(src, DTYPE_CODE[this.dtype], out, DTYPE_CODE[target], this.size);
@@ -131,6 +138,7 @@ export class Tensor {
   }
 
   toString(): string {
+    if (!Tensor.isTensor(this)) return 'Tensor(not made by tensorfuse)';
     return `Tensor(${this.dtype}, ${fmtShape(this.shape)}${this.device === 'cpu' ? '' : `, ${this.device}`}${this.disposed ? ', disposed' : ''})`;
   }
 
@@ -142,12 +150,40 @@ export class Tensor {
   static cellOf(t: Tensor): Cell {
     return t.#cell;
   }
+
+  /**
+   * @internal True for an object built by this class's constructor. `instanceof` alone also
+   * accepts Object.create(Tensor.prototype), which has no storage.
+   */
+  static isTensor(v: unknown): v is Tensor {
+    return typeof v === 'object' && v !== null && #cell in v;
+  }
 }
 
-/** The storage of `t`, or ERR_DISPOSED naming the argument. */
-export function storageOf(t: Tensor, name: string): Storage {
-  const data = Tensor.cellOf(t).data;
-  if (data === null) throw new TensorfuseError('ERR_DISPOSED', `argument '${name}': the tensor was disposed`);
+/**
+ * The storage of `t`: ERR_ARG for an object that only looks like a Tensor, ERR_DISPOSED when it
+ * (or the tensor it is a view of) was disposed or its buffer was detached. `op`, when given,
+ * prefixes the message.
+ */
+export function storageOf(t: Tensor, name: string, op?: string): Storage {
+  const where = op ? `${op}: argument '${name}'` : `argument '${name}'`;
+  if (!Tensor.isTensor(t))
+    fail(
+      'ERR_ARG',
+      where,
+      `expected a Tensor made by tensorfuse (tensor(), zeros(), randn(), an op), got ${describe(t)}`,
+    );
+  const cell = Tensor.cellOf(t);
+  for (let c: Cell | undefined = cell; c; c = c.parent)
+    if (c.data === null) throw new TensorfuseError('ERR_DISPOSED', `${where}: the tensor was disposed`);
+  const data = cell.data!;
+  // A tensor's storage holds its size elements from creation on; only a detached buffer (moved
+  // away by postMessage / structuredClone transfer) reads as 0 bytes afterwards.
+  if (data.byteLength === 0 && t.size > 0)
+    throw new TensorfuseError(
+      'ERR_DISPOSED',
+      `${where}: the tensor's ArrayBuffer was detached (transferred by postMessage or structuredClone)`,
+    );
   return data;
 }
 
@@ -167,9 +203,27 @@ export function allocate(dtype: DType, n: number, op: string): Storage {
   }
 }
 
+/** A fresh zero-filled Float64Array of n elements (scratch for reductions), or ERR_OOM naming op. */
+export function allocateFloat64(n: number, op: string): Float64Array {
+  checkBytes(n, 8, op);
+  try {
+    return new Float64Array(n);
+  } catch (e) {
+    return fail('ERR_OOM', op, `cannot allocate ${n} float64 elements: ${(e as Error).message}`);
+  }
+}
+
 /** @internal Wraps a storage (no copy, no checks). */
 export function wrap(data: Storage, dtype: DType, shape: readonly number[]): Tensor {
   return new Tensor({ data }, dtype, shape, 'cpu');
+}
+
+/**
+ * @internal Wraps `data`, a sub-range of `parent`'s storage, as a tensor that is disposed with
+ * `parent` (disposing the view alone leaves the parent alive). No parent: the same as wrap().
+ */
+export function wrapView(data: Storage, dtype: DType, shape: readonly number[], parent?: Tensor): Tensor {
+  return new Tensor(parent ? { data, parent: Tensor.cellOf(parent) } : { data }, dtype, shape, 'cpu');
 }
 
 const INT_RANGE: Partial<Record<DType, [number, number]>> = {
@@ -190,6 +244,14 @@ export function tensor(data: TypedArray | ArrayLike<number>, shape: number[], dt
     fail('ERR_ARG', `${where}: argument 'data'`, `expected a TypedArray or an array of numbers, got ${describe(data)}`);
   if (ArrayBuffer.isView(data) && data instanceof DataView)
     fail('ERR_ARG', `${where}: argument 'data'`, 'a DataView is not accepted: pass a TypedArray');
+  // The native layer reads only ArrayBuffer memory: a shared buffer, which another thread may
+  // write at any time, is refused here rather than in every op.
+  if (ArrayBuffer.isView(data) && isShared(data.buffer))
+    fail(
+      'ERR_ARG',
+      `${where}: argument 'data'`,
+      `a ${data.constructor.name} backed by a SharedArrayBuffer is not accepted: copy it first (data.slice())`,
+    );
   const s = checkShape(shape, `${where}: argument 'shape'`);
   const n = numel(s);
   const len = (data as ArrayLike<number>).length;
@@ -213,12 +275,14 @@ export function tensor(data: TypedArray | ArrayLike<number>, shape: number[], dt
   if (isView && data instanceof STORAGE[dt] && !(data instanceof Uint8ClampedArray))
     return wrap(data as Storage, dt, s);
   const out = allocate(dt, n, where);
-  if (isView && data instanceof Float32Array) {
+  const range = INT_RANGE[dt];
+  // float32 -> 16-bit floats natively; to an integer dtype through the checks below, as from any
+  // other source (t.to('int8') is the saturating conversion)
+  if (isView && data instanceof Float32Array && !range) {
     native.convert(data, DTYPE_CODE.float32, out, DTYPE_CODE[dt], n);
     return wrap(out, dt, s);
   }
   const src = data as ArrayLike<number>;
-  const range = INT_RANGE[dt];
   for (let i = 0; i < n; i++) {
     const v = src[i];
     if (typeof v !== 'number')
@@ -240,6 +304,11 @@ export function tensor(data: TypedArray | ArrayLike<number>, shape: number[], dt
     }
   }
   return wrap(out, dt, s);
+}
+
+/** True for a SharedArrayBuffer (from any realm: worker_threads hand them across). */
+function isShared(b: ArrayBufferLike): boolean {
+  return Object.prototype.toString.call(b) === '[object SharedArrayBuffer]';
 }
 
 interface CreateOptions {
@@ -339,7 +408,7 @@ function rotl(v: number, k: number): number {
 /** Checks that `v` is a live CPU Tensor; names the argument in the error. */
 export function checkTensor(v: unknown, op: string, name: string): Tensor {
   if (!(v instanceof Tensor)) fail('ERR_ARG', `${op}: argument '${name}'`, `expected a Tensor, got ${describe(v)}`);
-  storageOf(v, name);
+  storageOf(v, name, op);
   if (v.device !== 'cpu')
     fail('ERR_DEVICE', `${op}: argument '${name}'`, `is on '${v.device}', this op runs on the CPU`);
   return v;

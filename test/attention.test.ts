@@ -335,6 +335,48 @@ describe('attention: bad input', () => {
   it('the async twin rejects with the same error', async () => {
     await expectRejects(attentionAsync(q, k, v, { softcap: NaN }), 'ERR_ARG', "'softcap'");
   });
+  it('options finite in float64 but not usable in float32 (the kernel works in float32)', async () => {
+    // softcap 1e-46 became 0 in float32, which the kernel reads as "no softcap"
+    for (const bad of [1e-46, 1e39, 3.5e38])
+      expectError(() => attention(q, k, v, { softcap: bad }), 'ERR_ARG', "'softcap'", 'float32');
+    for (const bad of [1e39, -1e39, 1e-46, -1e-46])
+      expectError(() => attention(q, k, v, { scale: bad }), 'ERR_ARG', "'scale'", 'float32');
+    await expectRejects(attentionAsync(q, k, v, { softcap: 1e-46 }), 'ERR_ARG', "'softcap'");
+    // the smallest positive float32 and the largest finite one stay valid
+    for (const softcap of [2 ** -149, 3.4e38]) expect(attention(q, k, v, { softcap }).shape).toEqual(q.shape);
+    expect(attention(q, k, v, { scale: 0 }).shape).toEqual(q.shape);
+  });
+  it('ALiBi slopes whose bias overflows float32 at the largest distance are ERR_ARG (not NaN)', () => {
+    withSeed('alibi overflow', (seed) => {
+      // Sq = 4, Sk = 6: distances |i + Sk - Sq - j| reach max(Sq, Sk) - 1 = 5
+      const slopes = (xs: number[]) => tensor(Float32Array.from(xs), [4]);
+      const fine = 1e37 * (1 + (seed % 6)); // 5 * 6e37 < FLT_MAX
+      for (const sign of [1, -1]) {
+        const ok = attention(q, k, v, { alibiSlopes: slopes([0.5, sign * fine, 0.25, 1]) });
+        expect(ok.toFloat32().every((x) => Number.isFinite(x))).toBe(true);
+        for (const huge of [1e38, 3.4e38])
+          expectError(
+            () => attention(q, k, v, { alibiSlopes: slopes([0.5, 0.5, sign * huge, 1]) }),
+            'ERR_ARG',
+            "'alibiSlopes'",
+            'slope 2',
+            'overflows float32',
+          );
+      }
+      // varlen: the bound is per sequence (lengths 2 + 2 queries, 3 + 3 keys: distance <= 2)
+      const qp = rand([4, 4, 8]);
+      const kp = rand([6, 2, 8]);
+      const cu = (xs: number[]) => tensor(Int32Array.from(xs), [xs.length], 'int32');
+      const opts = { cuSeqlensQ: cu([0, 2, 4]), cuSeqlensK: cu([0, 3, 6]) };
+      const out = attention(qp, kp, kp, { ...opts, alibiSlopes: slopes([1e38, 1, 1, 1]) });
+      expect(out.toFloat32().every((x) => Number.isFinite(x))).toBe(true);
+      expectError(
+        () => attention(qp, kp, kp, { ...opts, alibiSlopes: slopes([2e38, 1, 1, 1]) }),
+        'ERR_ARG',
+        "'alibiSlopes'",
+      );
+    });
+  });
 });
 
 describe('attention: memory stays linear in the sequence', () => {

@@ -1,6 +1,6 @@
 /** matmul and linear against the float64 reference, on every kernel level, at odd sizes. */
 import { describe, expect, it } from 'vitest';
-import { backend, linear, linearAsync, matmul, matmulAsync, tensor, type DType } from 'tensorfuse';
+import { backend, linear, linearAsync, matmul, matmulAsync, tensor, zeros, type DType } from 'tensorfuse';
 import { linearRef, matmulRef, relativeError, toF64 } from 'tensorfuse/reference';
 import { ISAS, forEachIsa, rand, tolerance, withSeed } from './helpers';
 
@@ -89,6 +89,31 @@ describe('matmul', () => {
     expect(z.shape).toEqual([3, 4]);
     expect([...z.toFloat32()]).toEqual(new Array(12).fill(0));
     expect(matmul(tensor(new Float32Array(0), [0, 5]), rand([5, 2])).shape).toEqual([0, 2]);
+  });
+
+  it('answers empty outputs and K = 0 at once, whatever the batch (no loop over 2^40 batches)', async () => {
+    const t0 = Date.now();
+    // an empty output: 2^40 batches of [1, 0] x [0, 0] (the stacked path looped natively)
+    expect(matmul(zeros([2 ** 40, 1, 0]), zeros([2 ** 40, 0, 0])).shape).toEqual([2 ** 40, 1, 0]);
+    // the broadcast path built one call per batch in JS
+    expect(matmul(zeros([2 ** 25, 1, 1, 0]), zeros([1, 2, 0, 0])).shape).toEqual([2 ** 25, 2, 1, 0]);
+    expect((await matmulAsync(zeros([2 ** 40, 1, 0]), zeros([2 ** 40, 0, 0]))).size).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    withSeed('K = 0 broadcast', (seed) => {
+      // K = 0, non-empty output with a broadcast batch: zeros, computed without touching a or b
+      const B = 1 + (seed % 7);
+      const z = matmul(zeros([2 ** 12, 1, 3, 0]), zeros([1, B, 0, 5]));
+      expect(z.shape).toEqual([2 ** 12, B, 3, 5]);
+      expect(z.toFloat32().every((x) => x === 0)).toBe(true);
+      // linear with K = 0: the bias in every row
+      const bias = rand([5]);
+      const y = linear(zeros([2 ** 10, 3, 0]), zeros([5, 0]), { bias });
+      expect(y.shape).toEqual([2 ** 10, 3, 5]);
+      const yb = y.toFloat32();
+      const b = bias.toFloat32();
+      for (let r = 0; r < 3 * 2 ** 10; r += 97)
+        expect(Array.from(yb.subarray(r * 5, r * 5 + 5))).toEqual(Array.from(b));
+    });
   });
 
   it('gives the same result for 1 and 2 threads (the reduction order does not depend on threads)', () => {

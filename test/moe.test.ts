@@ -876,6 +876,39 @@ describe('moe bad input', () => {
     );
   });
 
+  it('route: a scale that is finite in float64 but not usable in float32 is ERR_ARG', async () => {
+    // the kernel multiplies the weights by float32(scale): 1e39 made every weight Infinity
+    for (const scale of [1e39, -1e39, 3.5e38, 1e-46, -1e-46])
+      expectError(() => moe.route(logits, { topK: 2, scale }), 'ERR_ARG', "'scale'", 'float32');
+    await expectRejects(moe.routeAsync(logits, { topK: 2, scale: 1e39 }), 'ERR_ARG', "'scale'");
+    withSeed('route scale float32 bounds', (seed) => {
+      const big = 3.4e38 * (1 - (seed % 1000) * 1e-6); // finite in float32
+      const w = moe.route(logits, { topK: 2, scale: big }).weights.toFloat32();
+      expect(w.every((v) => Number.isFinite(v))).toBe(true);
+      expect(
+        moe
+          .route(logits, { topK: 2, scale: 0 })
+          .weights.toFloat32()
+          .every((v) => v === 0),
+      ).toBe(true);
+    });
+  });
+
+  it('ffn: an unknown key of the weights object is ERR_ARG naming argument w', () => {
+    expectError(() => moe.ffn(x, r, { w1, w2, w4: w1 } as never), 'ERR_ARG', "argument 'w'", "'w4'");
+  });
+
+  it('align: numExperts is at most 2^20 (the native pass allocates per-expert counters)', async () => {
+    const two = tensor(new Int32Array([0, 1]), [1, 2]);
+    for (const numExperts of [2 ** 31 - 1, 2 ** 20 + 1, 2 ** 40])
+      expectError(() => moe.align(two, { numExperts, blockSize: 1 }), 'ERR_ARG', "'numExperts'", String(2 ** 20));
+    await expectRejects(moe.alignAsync(two, { numExperts: 2 ** 31 - 1, blockSize: 1 }), 'ERR_ARG', "'numExperts'");
+    const a = moe.align(two, { numExperts: 2 ** 20, blockSize: 1 });
+    expect(a.numTokensPostPadded).toBe(2);
+    expect(Array.from(a.sortedTokenIds.data())).toEqual([0, 1]);
+    expect(Array.from(a.expertIds.data())).toEqual([0, 1]);
+  });
+
   it('dispatch / combine: x, y and a Routing built for another T', () => {
     expectError(() => moe.dispatch(rand([7, 4]), r), 'ERR_SHAPE', "'r'", 'T = 6');
     expectError(() => moe.dispatch(rand([6, 4, 1]), r), 'ERR_SHAPE', "'x'");

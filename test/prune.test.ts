@@ -336,6 +336,33 @@ describe('linear with a SparseTensor', () => {
     }
   });
 
+  it('re-checks a hand-built SparseTensor that is not frozen when its fields are reassigned', () => {
+    // The kernel layout used to be cached per object, frozen or not: after swapping .values and
+    // .indices the 2:4 kernels read the new values at the old positions (a silent wrong answer).
+    withSeed('sparse stale layout', () => {
+      const K = 64;
+      const a = sparseOf(rand([6, K]));
+      const b = sparseOf(rand([6, K]));
+      expect(Object.isFrozen(a)).toBe(true); // compress returns frozen objects, as quantize does
+      const s = { kind: 'sparse' as const, n: 2, m: 4, shape: [6, K], values: a.values, indices: a.indices };
+      for (const rows of [1, 3, 9]) {
+        const x = rand([rows, K]);
+        expect(Array.from(linear(x, s).toFloat32())).toEqual(Array.from(linear(x, a).toFloat32()));
+        s.values = b.values;
+        s.indices = b.indices;
+        expect(Array.from(linear(x, s).toFloat32())).toEqual(Array.from(linear(x, b).toFloat32()));
+        const dense = prune.decompress(s);
+        expect(Array.from(dense.toFloat32())).toEqual(Array.from(prune.decompress(b).toFloat32()));
+        expect(relativeError(linear(x, s).toFloat32(), linear(x, dense).toFloat32())).toBeLessThan(1e-5);
+        s.values = a.values;
+        s.indices = a.indices;
+      }
+      // and a reassigned .indices is validated again
+      s.indices = tensor(new Uint8Array(6 * (K / 2)).fill(3), [6, K / 2]);
+      expectError(() => linear(rand([1, K]), s), 'ERR_ARG', "'w'");
+    });
+  });
+
   it('does not modify its inputs', () => {
     const x = rand([5, 64], 'bfloat16');
     const s = sparseOf(rand([7, 64], 'bfloat16'));
@@ -697,6 +724,43 @@ describe('bad input: a TensorfuseError naming the argument', () => {
       expectError(() => prune.heads(a, { numHeads: bad as number, headDim: 2, keep: 1 }), 'ERR_ARG', "'numHeads'");
     expectError(() => prune.heads(a, { numHeads: 4, headDim: 0, keep: 1 }), 'ERR_ARG', "'headDim'");
   });
+  it('ffn and heads reject unknown keys of their weights object, as moe.ffn does', async () => {
+    const f = { w1: rand([6, 4]), w3: rand([6, 4]), w2: rand([4, 6]) };
+    expectError(() => prune.ffn({ ...f, w4: rand([6, 4]) } as never, { keep: 1 }), 'ERR_ARG', "'w'", "'w4'");
+    expectError(() => prune.ffn({ w1: f.w1, w2: f.w2, W3: f.w3 } as never, { keep: 1 }), 'ERR_ARG', "'W3'");
+    expectError(() => prune.ffn(f.w1 as never, { keep: 1 }), 'ERR_ARG', "'w'");
+    const a = { wq: rand([8, 6]), wk: rand([4, 6]), wv: rand([4, 6]), wo: rand([6, 8]) };
+    const opts = { numHeads: 4, numKvHeads: 2, headDim: 2, keep: 1 };
+    expectError(() => prune.heads({ ...a, bias: rand([6]) } as never, opts), 'ERR_ARG', "'w'", "'bias'");
+    await expectRejects(
+      Promise.resolve().then(() => prune.headsAsync({ ...a, wqkv: a.wq } as never, opts)),
+      'ERR_ARG',
+      "'wqkv'",
+    );
+    await expectRejects(
+      Promise.resolve().then(() => prune.ffnAsync({ ...f, extra: 1 } as never, { keep: 1 })),
+      'ERR_ARG',
+      "'extra'",
+    );
+    // the known keys still work
+    expect(prune.ffn(f, { keep: 2 }).kept.length).toBe(2);
+    expect(prune.heads(a, opts).kept.length).toBe(1);
+  });
+
+  it('channels / ffn / heads on sizes no buffer can hold: ERR_OOM naming the op, not a RangeError', async () => {
+    const tall = zeros([2 ** 40, 0]);
+    expectError(() => prune.channels(tall, { axis: 0, keep: 1 }), 'ERR_OOM', 'prune.channels');
+    expectError(() => prune.ffn({ w1: tall, w2: zeros([0, 2 ** 40]) }, { keep: 1 }), 'ERR_OOM', 'prune.ffn');
+    const heads = { wq: tall, wk: tall, wv: tall, wo: zeros([0, 2 ** 40]) };
+    const hopts = { numHeads: 2 ** 20, numKvHeads: 2 ** 20, headDim: 2 ** 20, keep: 1 };
+    expectError(() => prune.heads(heads, hopts), 'ERR_OOM', 'prune.heads');
+    await expectRejects(
+      Promise.resolve().then(() => prune.channelsAsync(tall, { axis: 0, keep: 1 })),
+      'ERR_OOM',
+      'prune.channels',
+    );
+  });
+
   it('Async twins reject the same way', async () => {
     await expectRejects(
       Promise.resolve().then(() => prune.nmAsync(w, { n: 9 })),

@@ -20,6 +20,7 @@ import {
   quantizeAsync,
   sliceExpert,
   tensor,
+  zeros,
   type QTensor,
 } from 'tensorfuse';
 import {
@@ -727,6 +728,71 @@ describe('bad input', () => {
     const disposed = quantize(w, { bits: 8 });
     disposed.scales.dispose();
     expectError(() => linear(x, disposed), 'ERR_DISPOSED', 'scales');
+  });
+
+  it('hand-built int4 zero points above 16 are ERR_ARG', () => {
+    withSeed('int4 zero points', (seed) => {
+      const q = quantize(rand([8, 64]), { bits: 4, groupSize: 32 });
+      const x = rand([2, 64]);
+      const build = (z: Uint8Array) => Object.freeze({ ...q, zeros: tensor(z, [8, 2], 'uint8') }) as QTensor;
+      // 15 (the largest int4 code) and 16 (GPTQ v1 stores z - 1 in a nibble) are valid zero points
+      const top = (q.zeros!.data() as Uint8Array).slice().fill(16);
+      expect(relativeError(dequantize(build(top)).toFloat32(), dequantizeRef(build(top)).data)).toBeLessThan(1e-6);
+      for (let trial = 0; trial < 4; trial++) {
+        const z = (q.zeros!.data() as Uint8Array).slice();
+        const at = (seed + trial * 5) % z.length;
+        z[at] = 17 + ((seed * 7 + trial * 61) % 239); // 17..255
+        expectError(() => dequantize(build(z)), 'ERR_ARG', 'q.zeros', `zero point ${at}`, '[0, 16]');
+        expectError(() => linear(x, build(z)), 'ERR_ARG', 'w.zeros');
+        expectError(() => linear(x, { ...build(z) } as QTensor), 'ERR_ARG', 'w.zeros'); // not frozen
+      }
+      // moe.ffn's stacked experts go through the same check (lib/ops/quant.ts expertLayout)
+      const e = quantize(rand([2, 8, 64]), { bits: 4, groupSize: 32 });
+      const ez = (e.zeros!.data() as Uint8Array).slice();
+      ez[ez.length - 1] = 250;
+      expectError(
+        () => dequantize(Object.freeze({ ...e, zeros: tensor(ez, [2, 8, 2], 'uint8') }) as QTensor),
+        'ERR_ARG',
+        '250',
+      );
+    });
+  });
+
+  it('sliceExpert views are disposed with the stacked QTensor they view', () => {
+    for (const [bits, part] of [
+      [4, 'qweight'],
+      [4, 'scales'],
+      [4, 'zeros'],
+      [8, 'qweight'],
+    ] as const) {
+      const q = quantize(rand([3, 8, 64]), { bits, groupSize: 32 });
+      const e = sliceExpert(q, 1);
+      const x = rand([2, 64]);
+      const before = linear(x, e).toFloat32();
+      // disposing the view alone leaves the parent alive
+      const e2 = sliceExpert(q, 2);
+      e2[part]!.dispose();
+      expectError(() => linear(x, e2), 'ERR_DISPOSED', `w.${part}`);
+      expect(Array.from(linear(x, e).toFloat32())).toEqual(Array.from(before));
+      expect(dequantize(q).shape).toEqual([3, 8, 64]);
+      q[part]!.dispose();
+      expect(e[part]!.disposed).toBe(true);
+      expectError(() => linear(x, e), 'ERR_DISPOSED', `w.${part}`);
+      expectError(() => dequantize(e), 'ERR_DISPOSED', `q.${part}`);
+      expectError(() => e[part]!.data(), 'ERR_DISPOSED');
+    }
+  });
+
+  it('quantize of a size no buffer can hold: ERR_OOM naming quantize, not a RangeError', async () => {
+    expectError(() => quantize(zeros([2 ** 40, 0]), { bits: 8 }), 'ERR_OOM', 'quantize');
+    expectError(() => quantize(zeros([2 ** 20, 2 ** 20, 0]), { bits: 8 }), 'ERR_OOM', 'quantize');
+    await expectRejects(
+      Promise.resolve().then(() => quantizeAsync(zeros([2 ** 40, 0]), { bits: 8 })),
+      'ERR_OOM',
+      'quantize',
+    );
+    // K = 0 with int4 groups: no scale at all, a valid empty QTensor
+    expect(quantize(zeros([2 ** 40, 0]), { bits: 4 }).shape).toEqual([2 ** 40, 0]);
   });
 
   it('fromGPTQ / fromAWQ', () => {

@@ -1,6 +1,6 @@
 /** Tensor: construction, zero-copy wrapping, views, dtype conversion against the reference, dispose. */
 import { describe, expect, it } from 'vitest';
-import { Tensor, TensorfuseError, backend, randn, tensor, zeros, type DType } from 'tensorfuse';
+import { Tensor, TensorfuseError, backend, linear, matmul, randn, tensor, zeros, type DType } from 'tensorfuse';
 import { bfloat16BitsRef, bfloat16ValueRef, float16BitsRef, float16ValueRef } from 'tensorfuse/reference';
 import { expectError, forEachIsa, withSeed } from './helpers';
 
@@ -106,6 +106,62 @@ describe('tensor()', () => {
     expectError(() => tensor([300], [1], 'uint8'), 'ERR_ARG', 'uint8');
     expectError(() => tensor([1, 'x' as unknown as number], [2]), 'ERR_ARG', 'element 1');
   });
+
+  it('checks TypedArray data of another type for integer dtypes, as it checks plain arrays', () => {
+    // Float32Array data used to be converted natively: 1000 -> 127, NaN -> 0, 1.5 -> 1, silently
+    expectError(() => tensor(new Float32Array([1000, NaN, 1.5]), [3], 'int8'), 'ERR_ARG', 'element 0', 'int8');
+    withSeed('typed arrays to integer dtypes', (seed) => {
+      const f = randn([64], { seed }).toFloat32(); // non-integers
+      const ranges: [DType, number, number][] = [
+        ['int8', -128, 127],
+        ['uint8', 0, 255],
+        ['int32', -(2 ** 31), 2 ** 31 - 1],
+      ];
+      for (const [dt, lo, hi] of ranges) {
+        for (const Ctor of [Float32Array, Float64Array]) {
+          expectError(() => tensor(new Ctor(f), [64], dt), 'ERR_ARG', "'data'", dt);
+          for (const [k, bad] of [NaN, Infinity, lo - 1, hi + 1, 0.5].entries()) {
+            // float32 rounds int32's lo - 1 to lo itself (a valid value): nothing to reject there
+            if (Ctor === Float32Array && !Object.is(Math.fround(bad), bad)) continue;
+            const ints = new Ctor(f.map((x) => Math.min(hi, Math.max(lo, Math.trunc(x * 10)))));
+            const at = (seed + 13 * k) % 64;
+            ints[at] = bad;
+            expectError(() => tensor(ints, [64], dt), 'ERR_ARG', `element ${at}`, dt);
+          }
+          // integers in range are taken as they are
+          const ok = new Ctor(64).map((_, i) => (i % 2 ? lo : Math.min(hi, Math.max(lo, Math.trunc(f[i] * 10)))));
+          expect(Array.from(tensor(ok, [64], dt).data())).toEqual(Array.from(ok, (x) => x + 0)); // -0 -> 0
+        }
+      }
+      // a TypedArray of the target's own type is wrapped without a check or a copy
+      const i8 = new Int8Array(64).map((_, i) => i - 32);
+      expect(tensor(i8, [64], 'int8').data()).toBe(i8);
+      // float dtypes still convert float32 data (rounded once)
+      expect(
+        tensor(new Float32Array(f), [64], 'float16')
+          .toFloat32()
+          .every((x, i) => Math.abs(x - f[i]) < 1e-2),
+      ).toBe(true);
+    });
+  });
+
+  it('refuses TypedArrays backed by a SharedArrayBuffer with ERR_ARG (not a plain Error in every op)', () => {
+    const sab = new SharedArrayBuffer(64);
+    for (const [data, dt] of [
+      [new Float32Array(sab, 0, 4), 'float32'],
+      [new Float32Array(sab, 0, 4), 'float16'],
+      [new Float32Array(sab, 0, 4), 'int32'],
+      [new Uint16Array(sab, 0, 4), 'bfloat16'],
+      [new Int8Array(sab, 0, 4), 'int8'],
+      [new Uint8Array(sab, 0, 4), 'uint8'],
+      [new Int32Array(sab, 0, 4), 'int32'],
+      [new Float64Array(sab, 0, 4), 'float32'],
+    ] as [ArrayLike<number>, DType][])
+      expectError(() => tensor(data, [2, 2], dt), 'ERR_ARG', "'data'", 'SharedArrayBuffer');
+    // a copy works
+    const t = tensor(new Float32Array(sab, 0, 4).slice(), [2, 2]);
+    expect(Array.from(matmul(t, t).data())).toEqual([0, 0, 0, 0]);
+  });
 });
 
 describe('Tensor.to(dtype)', () => {
@@ -206,6 +262,44 @@ describe('Tensor views and lifetime', () => {
       var escaped = u; // eslint-disable-line no-var
     }
     expect(escaped.disposed).toBe(true);
+  });
+
+  it('a detached buffer reads as disposed, in ops and in the methods', () => {
+    const f = new Float32Array(6).fill(1);
+    const t = tensor(f, [2, 3]);
+    const v = t.reshape([3, 2]);
+    structuredClone(f.buffer, { transfer: [f.buffer] }); // detaches f.buffer
+    expectError(() => matmul(t, v), 'ERR_DISPOSED', 'matmul', "'a'", 'detached');
+    expectError(() => linear(randn([1, 3], { seed: 5 }), t), 'ERR_DISPOSED', "'w'");
+    expectError(() => t.toFloat32(), 'ERR_DISPOSED', 'toFloat32');
+    expectError(() => v.data(), 'ERR_DISPOSED');
+    expectError(() => t.to('float16'), 'ERR_DISPOSED');
+    expectError(() => t.reshape([6]), 'ERR_DISPOSED');
+    const h = new Uint16Array(4);
+    const t16 = tensor(h, [4], 'float16');
+    structuredClone(h.buffer, { transfer: [h.buffer] });
+    expectError(() => t16.toFloat32(), 'ERR_DISPOSED', 'detached');
+    // an empty tensor has nothing to lose
+    const e = new Float32Array(0);
+    const te = tensor(e, [0, 3]);
+    structuredClone(e.buffer, { transfer: [e.buffer] });
+    expect(matmul(te, zeros([3, 2])).shape).toEqual([0, 2]);
+  });
+
+  it('an object that only claims to be a Tensor is ERR_ARG, never a TypeError', () => {
+    const fake = Object.create(Tensor.prototype) as Tensor;
+    const heir = Object.create(randn([2, 2], { seed: 1 })) as Tensor; // a real tensor as prototype
+    for (const f of [fake, heir]) {
+      expect(f).toBeInstanceOf(Tensor);
+      expectError(() => matmul(f, zeros([2, 2])), 'ERR_ARG', 'matmul', "'a'");
+      expectError(() => matmul(zeros([2, 2]), f), 'ERR_ARG', "'b'");
+      expectError(() => linear(zeros([1, 2]), zeros([2, 2]), { bias: f }), 'ERR_ARG', "'bias'");
+      expectError(() => f.toFloat32(), 'ERR_ARG');
+      expectError(() => f.data(), 'ERR_ARG');
+      expectError(() => f.to('float16'), 'ERR_ARG');
+      expect(f.disposed).toBe(true);
+    }
+    expect(String(fake)).toContain('Tensor');
   });
 
   it('describes itself', () => {

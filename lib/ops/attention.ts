@@ -8,7 +8,7 @@ import { describe, fail } from '../errors.js';
 import { ATTENTION_NUMS, native, type AttentionArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
-import { checkOptions, optBool, optEnum } from './options.js';
+import { FLOAT32_MAX, checkOptions, optBool, optEnum, optFloat32 } from './options.js';
 
 export interface AttentionOptions {
   /** 'bshd' (default): q [B, Sq, Hq, D], k/v [B, Sk, Hk, D]; 'bhsd': q [B, Hq, Sq, D], k/v [B, Hk, Sk, D]. */
@@ -158,18 +158,9 @@ function plan(q: Tensor, k: Tensor, v: Tensor, opts: unknown): Plan {
   const cuSeqlensK = varlen ? checkCuSeqlens(cuK!, 'cuSeqlensK', B + 1, Sk, 'k') : null;
 
   // Scalars.
-  let scale = 1 / Math.sqrt(D);
-  if (o.scale !== undefined) {
-    if (typeof o.scale !== 'number' || !Number.isFinite(o.scale))
-      fail('ERR_ARG', `${OP}: option 'scale'`, `expected a finite number, got ${describe(o.scale)}`);
-    scale = o.scale;
-  }
-  let softcap = 0;
-  if (o.softcap !== undefined) {
-    if (typeof o.softcap !== 'number' || !Number.isFinite(o.softcap) || o.softcap <= 0)
-      fail('ERR_ARG', `${OP}: option 'softcap'`, `expected a finite number > 0, got ${describe(o.softcap)}`);
-    softcap = o.softcap;
-  }
+  // Both are float32 in the kernel (0 there means softcap off).
+  const scale = optFloat32(o, 'scale', OP, 1 / Math.sqrt(D));
+  const softcap = optFloat32(o, 'softcap', OP, 0, true);
   let windowLeft = -1;
   let windowRight = -1;
   if (o.window !== undefined) {
@@ -203,7 +194,26 @@ function plan(q: Tensor, k: Tensor, v: Tensor, opts: unknown): Plan {
         `expected [${Hq}] or [${B}, ${Hq}], got ${fmtShape(slopes.shape)}`,
       );
     alibi = storageOf(slopes, 'alibiSlopes') as Float32Array;
-    if (!alibi.every(Number.isFinite)) fail('ERR_ARG', `${OP}: option 'alibiSlopes'`, 'slopes must be finite');
+    // The bias -slope * |i + Sk - Sq - j| is a float32: it must stay finite for every distance
+    // the shapes allow (at most max(Sq, Sk) - 1 per sequence), or the scores become +-Infinity
+    // and softmax gives NaN.
+    let maxDist = 0;
+    if (cuSeqlensQ && cuSeqlensK)
+      for (let b = 0; b < B; b++)
+        maxDist = Math.max(maxDist, cuSeqlensQ[b + 1] - cuSeqlensQ[b] - 1, cuSeqlensK[b + 1] - cuSeqlensK[b] - 1);
+    else maxDist = Math.max(Sq, Sk) - 1;
+    for (let i = 0; i < alibi.length; i++) {
+      const s = alibi[i];
+      if (!Number.isFinite(s))
+        fail('ERR_ARG', `${OP}: option 'alibiSlopes'`, `slope ${i} is ${describe(s)}: slopes must be finite`);
+      if (Math.abs(s) * maxDist > FLOAT32_MAX)
+        fail(
+          'ERR_ARG',
+          `${OP}: option 'alibiSlopes'`,
+          `slope ${i} = ${s} times the largest query-key distance ${maxDist} overflows float32 ` +
+            `(|slope| <= ${FLOAT32_MAX / maxDist} here)`,
+        );
+    }
     alibiBatchStride = ok2 ? Hq : 0;
   }
 

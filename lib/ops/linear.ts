@@ -105,6 +105,9 @@ function planMatmul(a: Tensor, b: Tensor, opts: unknown): Plan {
   const outBatch = broadcastBatch(aBatch, bBatch, op);
   const outShape = vec && b.rank === 2 ? [N] : [...outBatch, M, N];
   const out = allocate(dt, numel(outShape), op);
+  // Nothing to compute: an empty output, or K = 0 (every output is an empty sum, and `out` is
+  // already zero-filled). Answered here, without one native call per batch (there may be 2^40).
+  if (out.length === 0 || K === 0) return { out: wrap(out, dt, outShape), calls: [] };
   const A = storageOf(a, 'a');
   const B = storageOf(b, 'b');
   const code = DTYPE_CODE[dt];
@@ -193,15 +196,6 @@ export function linearShape(
 function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
   const op = 'linear';
   checkTensor(x, op, 'x');
-  if (w !== null && typeof w === 'object' && !(w instanceof Tensor)) {
-    const kind = (w as { kind?: unknown }).kind;
-    if (kind === 'quantized')
-      fail(
-        'ERR_UNSUPPORTED',
-        `${op}: argument 'w'`,
-        'quantized (QTensor) weights are not supported by this version of tensorfuse yet',
-      );
-  }
   checkTensor(w, op, 'w');
   const wt = w as Tensor;
   const o = checkOptions(opts, op, ['bias', 'activation']);

@@ -8,7 +8,7 @@ import { native, type MoeWeightArgs } from '../native.js';
 import { fmtShape } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
 import { ACTIVATION_CODE } from './linear.js';
-import { checkOptions, optBool, optEnum } from './options.js';
+import { checkKeys, checkOptions, optBool, optEnum, optFloat32 } from './options.js';
 import { expertLayout, isQuantized, type QTensor } from './quant.js';
 
 /** The result of moe.route: what dispatch, combine and ffn consume. */
@@ -78,6 +78,9 @@ interface RoutingMeta {
   E: number;
 }
 
+/** The most experts moe.align takes as its numExperts option (2^20; real models have <= 512). */
+const MAX_EXPERTS = 2 ** 20;
+
 function isInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v);
 }
@@ -140,12 +143,7 @@ function planRoute(logits: Tensor, opts: unknown): RoutePlan {
     groups = g.count;
     groupTopK = g.topK;
   }
-  let scale = 1;
-  if (o.scale !== undefined) {
-    if (typeof o.scale !== 'number' || !Number.isFinite(o.scale))
-      fail('ERR_ARG', `${op}: option 'scale'`, `expected a finite number, got ${describe(o.scale)}`);
-    scale = o.scale;
-  }
+  const scale = optFloat32(o, 'scale', op, 1); // a float32 factor in the kernel
   let capacityFactor = 0;
   if (o.capacityFactor !== undefined) {
     const c = o.capacityFactor;
@@ -284,8 +282,14 @@ function planAlign(
   if (opts === undefined || opts === null)
     fail('ERR_ARG', `${op}: argument 'opts'`, 'expected { numExperts, blockSize }');
   const o = checkOptions(opts, op, ['numExperts', 'blockSize']);
-  if (!isInt(o.numExperts) || o.numExperts < 1 || o.numExperts > 0x7fffffff)
-    fail('ERR_ARG', `${op}: option 'numExperts'`, `expected an integer >= 1, got ${describe(o.numExperts)}`);
+  // The native pass keeps counters per expert: an option (not a tensor dim) must not make it
+  // allocate gigabytes for a handful of slots.
+  if (!isInt(o.numExperts) || o.numExperts < 1 || o.numExperts > MAX_EXPERTS)
+    fail(
+      'ERR_ARG',
+      `${op}: option 'numExperts'`,
+      `expected an integer in [1, ${MAX_EXPERTS}], got ${describe(o.numExperts)}`,
+    );
   if (!isInt(o.blockSize) || o.blockSize < 1 || o.blockSize > 0x7fffffff)
     fail('ERR_ARG', `${op}: option 'blockSize'`, `expected an integer >= 1, got ${describe(o.blockSize)}`);
   const E = o.numExperts;
@@ -373,7 +377,8 @@ function planFfn(
   const ra = checkRouting(r, op, T, 'x');
   if (w === null || typeof w !== 'object' || Array.isArray(w) || w instanceof Tensor)
     fail('ERR_ARG', `${op}: argument 'w'`, `expected { w1, w3?, w2, activation? }, got ${describe(w)}`);
-  const o = checkOptions(w, op, ['w1', 'w3', 'w2', 'activation']);
+  checkKeys(w, op, 'w', ['w1', 'w3', 'w2', 'activation']);
+  const o = w as Record<string, unknown>;
   // Every weight float (in x's dtype) or every weight a stacked QTensor (any bits / groups each).
   const quantized = isQuantized(o.w1);
   const weight = (key: string, optional = false): ExpertWeight | null => {

@@ -20,8 +20,8 @@ import {
   type SparseLinearArgs,
 } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
-import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
-import { checkOptions, floatActivationOnly, optEnum } from './options.js';
+import { Tensor, allocate, allocateFloat64, checkTensor, storageOf, wrap } from '../tensor.js';
+import { checkKeys, checkOptions, floatActivationOnly, optEnum } from './options.js';
 
 /** An N:M sparse weight, compressed along K (see compress()). Frozen. */
 export interface SparseTensor {
@@ -228,7 +228,10 @@ interface CheckedSparse {
 
 /**
  * Validates a SparseTensor (from compress(), or built by hand with the same fields) and returns
- * its kernel layout. Indices are checked (in range, increasing within a group) once per object.
+ * its kernel layout. Indices are checked (in range, increasing within a group) and the layout
+ * built once per frozen object (compress() returns frozen ones), as quant.ts's layoutOf does for
+ * QTensors; a hand-built object that is not frozen may have its fields reassigned between calls,
+ * so its layout is derived again on every use.
  */
 export function checkSparse(v: unknown, op: string, name: string): CheckedSparse {
   const where = `${op}: argument '${name}'`;
@@ -273,7 +276,7 @@ export function checkSparse(v: unknown, op: string, name: string): CheckedSparse
       if (e instanceof TensorfuseError) fail(e.code, `${where} (.indices)`, e.message);
       throw e;
     }
-    LANES.set(s, lanes);
+    if (Object.isFrozen(s)) LANES.set(s, lanes);
   }
   return { N, K, n, m, values, indices, lanes };
 }
@@ -369,10 +372,11 @@ function normsStep(
   name: string,
   axis: 0 | 1,
   p: 1 | 2,
+  op: string,
   colw: Float32Array | null = null,
 ): [Step, Float64Array] {
   const [rows, cols] = w.shape;
-  const out = new Float64Array(axis === 0 ? rows : cols);
+  const out = allocateFloat64(axis === 0 ? rows : cols, op);
   return [['pruneNorms', [storageOf(w, name), DTYPE_CODE[w.dtype], rows, cols, axis, p, colw, out]], out];
 }
 
@@ -396,7 +400,7 @@ function planChannels(w: Tensor, opts: unknown): Plan<{ weight: Tensor; kept: In
   };
   if (o.scores === undefined || o.scores === 'l1' || o.scores === 'l2') {
     const p = o.scores === 'l1' ? 1 : 2;
-    const [step, norms] = normsStep(w, 'w', axis, p);
+    const [step, norms] = normsStep(w, 'w', axis, p, op);
     return {
       steps: [step],
       next: () => gather(p === 2 ? norms.map(Math.sqrt) : norms),
@@ -419,8 +423,9 @@ interface FfnWeights {
 
 function planFfn(w: FfnWeights, opts: unknown): Plan<{ w1: Tensor; w3?: Tensor; w2: Tensor; kept: Int32Array }> {
   const op = 'prune.ffn';
-  if (w === null || typeof w !== 'object')
+  if (w === null || typeof w !== 'object' || Array.isArray(w) || w instanceof Tensor)
     fail('ERR_ARG', `${op}: argument 'w'`, `expected { w1, w3?, w2 }, got ${describe(w)}`);
+  checkKeys(w, op, 'w', ['w1', 'w3', 'w2']);
   const w1 = floatWeight(w.w1, op, 'w1');
   const w3 = w.w3 === undefined ? undefined : floatWeight(w.w3, op, 'w3');
   const w2 = floatWeight(w.w2, op, 'w2');
@@ -444,12 +449,12 @@ function planFfn(w: FfnWeights, opts: unknown): Plan<{ w1: Tensor; w3?: Tensor; 
   const count = keepCount(o.keep, op, F, 'intermediate channels');
   const norms = o.inputNorms === undefined ? null : normsVector(o.inputNorms, op, 'inputNorms', D);
   // score of channel f: (sum_d |w1[f,d]| s_d + sum_d |w3[f,d]| s_d) * sum_d |w2[d,f]|
-  const [n1, in1] = normsStep(w1, 'w1', 0, 1, norms);
-  const [n2, out2] = normsStep(w2, 'w2', 1, 1);
+  const [n1, in1] = normsStep(w1, 'w1', 0, 1, op, norms);
+  const [n2, out2] = normsStep(w2, 'w2', 1, 1, op);
   const steps: Step[] = [n1, n2];
   let in3: Float64Array | null = null;
   if (w3) {
-    const [n3, o3] = normsStep(w3, 'w3', 0, 1, norms);
+    const [n3, o3] = normsStep(w3, 'w3', 0, 1, op, norms);
     steps.push(n3);
     in3 = o3;
   }
@@ -492,8 +497,9 @@ function planHeads(
   opts: unknown,
 ): Plan<{ wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor; kept: Int32Array }> {
   const op = 'prune.heads';
-  if (w === null || typeof w !== 'object')
+  if (w === null || typeof w !== 'object' || Array.isArray(w) || w instanceof Tensor)
     fail('ERR_ARG', `${op}: argument 'w'`, `expected { wq, wk, wv, wo }, got ${describe(w)}`);
+  checkKeys(w, op, 'w', ['wq', 'wk', 'wv', 'wo']);
   const wq = floatWeight(w.wq, op, 'wq');
   const wk = floatWeight(w.wk, op, 'wk');
   const wv = floatWeight(w.wv, op, 'wv');
@@ -521,10 +527,10 @@ function planHeads(
       fail('ERR_DTYPE', `${op}: argument '${name}'`, `dtype ${t.dtype} differs from wq's ${wq.dtype}`);
   const count = keepCount(o.keep, op, Hkv, Hkv === Hq ? 'heads' : 'kv groups');
   // score of kv group u: the L2 norm of all its weights (wq / wk / wv rows, wo columns)
-  const [nq, q2] = normsStep(wq, 'wq', 0, 2);
-  const [nk, k2] = normsStep(wk, 'wk', 0, 2);
-  const [nv, v2] = normsStep(wv, 'wv', 0, 2);
-  const [no, o2] = normsStep(wo, 'wo', 1, 2);
+  const [nq, q2] = normsStep(wq, 'wq', 0, 2, op);
+  const [nk, k2] = normsStep(wk, 'wk', 0, 2, op);
+  const [nv, v2] = normsStep(wv, 'wv', 0, 2, op);
+  const [no, o2] = normsStep(wo, 'wo', 1, 2, op);
   const g = Hq / Hkv;
   const next = (): Plan<{ wq: Tensor; wk: Tensor; wv: Tensor; wo: Tensor; kept: Int32Array }> => {
     const scores = new Float64Array(Hkv);

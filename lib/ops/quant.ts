@@ -8,7 +8,7 @@ import { DTYPE_CODE, float16Value, isFloat } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import { native, type QuantWeightArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
-import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
+import { Tensor, allocate, checkTensor, storageOf, wrap, wrapView } from '../tensor.js';
 import { linearShape } from './linear.js';
 import { checkOptions, LINEAR_ACTIVATIONS, optBool, optEnum } from './options.js';
 
@@ -78,19 +78,21 @@ function makeQTensor(
   zeros: Uint8Array | null,
   gIdx: Int32Array | null,
   stored?: { qweight: Uint8Array; perm: Int32Array },
+  parent?: QTensor,
 ): QTensor {
   const K = shape[shape.length - 1];
   const lead = shape.slice(0, -1);
   const G = groupsOf(K, groupSize);
+  // a view (sliceExpert) of a parent's storage is disposed with the parent's tensors
   const q: QTensor = Object.freeze({
     kind: 'quantized' as const,
     bits,
     groupSize,
     symmetric: zeros === null,
     shape: Object.freeze(shape.slice()),
-    qweight: wrap(qweight, bits === 8 ? 'int8' : 'uint8', [...lead, bits === 8 ? K : K / 2]),
-    scales: wrap(scales, 'float32', [...lead, G]),
-    ...(zeros ? { zeros: wrap(zeros, 'uint8', [...lead, G]) } : {}),
+    qweight: wrapView(qweight, bits === 8 ? 'int8' : 'uint8', [...lead, bits === 8 ? K : K / 2], parent?.qweight),
+    scales: wrapView(scales, 'float32', [...lead, G], parent?.scales),
+    ...(zeros ? { zeros: wrapView(zeros, 'uint8', [...lead, G], parent?.zeros) } : {}),
     ...(gIdx ? { gIdx: wrap(gIdx, 'int32', [K]) } : {}),
   });
   layouts.set(q, {
@@ -125,9 +127,9 @@ function layoutOf(q: unknown, op: string, name: string): Layout {
   const o = q as Record<string, unknown>;
   if (known) {
     // the storages must still be alive
-    storageOf(o.qweight as Tensor, `${name}.qweight`);
-    storageOf(o.scales as Tensor, `${name}.scales`);
-    if (o.zeros) storageOf(o.zeros as Tensor, `${name}.zeros`);
+    storageOf(o.qweight as Tensor, `${name}.qweight`, op);
+    storageOf(o.scales as Tensor, `${name}.scales`, op);
+    if (o.zeros) storageOf(o.zeros as Tensor, `${name}.zeros`, op);
     return known;
   }
   if (o.kind !== 'quantized') fail('ERR_ARG', where, `expected a QTensor (kind 'quantized'), got ${describe(o.kind)}`);
@@ -162,6 +164,15 @@ function layoutOf(q: unknown, op: string, name: string): Layout {
   } else {
     if (bits === 8) fail('ERR_ARG', `${op}: '${name}.symmetric'`, 'int8 QTensors are symmetric');
     zeros = storageOf(tensorField('zeros', 'uint8', [...lead, G]), `${name}.zeros`) as Uint8Array;
+    // w = (u - z) * s with codes u in [0, 15]: z in [0, 15], or 16 from a GPTQ v1 checkpoint (it
+    // stores z - 1 in a nibble). Anything larger is no int4 weight (fuzzing found 250 accepted).
+    for (let i = 0; i < zeros.length; i++)
+      if (zeros[i] > 16)
+        fail(
+          'ERR_ARG',
+          `${op}: '${name}.zeros'`,
+          `zero point ${i} is ${zeros[i]}: int4 zero points are in [0, 16] (0..15, and 16 from GPTQ v1)`,
+        );
   }
   let stored: { qweight: Uint8Array; perm: Int32Array } | undefined;
   if (o.gIdx !== undefined) {
@@ -265,9 +276,10 @@ function planQuantize(w: Tensor, opts: unknown): QuantizePlan {
     shape: w.shape,
     rows,
     K,
-    qweight: bits === 8 ? new Int8Array(rows * K) : new Uint8Array((rows * K) / 2),
-    scales: new Float32Array(rows * G),
-    zeros: symmetric ? null : new Uint8Array(rows * G),
+    qweight: (bits === 8 ? allocate('int8', rows * K, op) : allocate('uint8', (rows * K) / 2, op)) as
+      Int8Array | Uint8Array,
+    scales: allocate('float32', rows * G, op) as Float32Array,
+    zeros: symmetric ? null : (allocate('uint8', rows * G, op) as Uint8Array),
   };
 }
 
@@ -335,6 +347,8 @@ export function sliceExpert(q: QTensor, e: number): QTensor {
     l.scales.subarray(e * N * G, (e + 1) * N * G),
     l.zeros ? l.zeros.subarray(e * N * G, (e + 1) * N * G) : null,
     null,
+    undefined,
+    q,
   );
 }
 
