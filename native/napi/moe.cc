@@ -23,6 +23,9 @@ namespace {
 
 constexpr int64_t kMaxDim = int64_t(1) << 53;
 constexpr int64_t kMaxSlots = std::numeric_limits<int32_t>::max();
+// align sizes per-expert tables by numExperts: bounded (as the TS layer does) so a stray value
+// cannot ask for gigabytes
+constexpr int64_t kMaxAlignExperts = int64_t(1) << 20;
 
 // The routing arguments at info[i .. i+6].
 MoeRoutingView routing_arg(const Napi::CallbackInfo& info, size_t i) {
@@ -147,7 +150,7 @@ AlignCall parse_align(const Napi::CallbackInfo& info) {
   AlignCall c;
   const Buf ex = arg_buffer(info, 0, "experts");
   c.n = arg_int(info, 1, "nSlots", 0, kMaxSlots);
-  c.E = arg_int(info, 2, "numExperts", 1, kMaxSlots);
+  c.E = arg_int(info, 2, "numExperts", 1, kMaxAlignExperts);
   c.block = arg_int(info, 3, "blockSize", 1, kMaxSlots);
   const Buf sorted = arg_buffer(info, 4, "sortedTokenIds");
   const Buf ids = arg_buffer(info, 5, "expertIds");
