@@ -190,14 +190,10 @@ Status moe_ffn(const MoeFfnParams& p) {
   const moe_cpu::Kernels& kern = moe_cpu::kernels();
   const gemm_cpu::Kernels& gk = gemm_cpu::kernels_for(active_isa());
   const quant_cpu::Kernels& qk = quant_cpu::kernels_for(active_isa());
-  // The few-rows variant: this family's float32 dot kernel, or the GEMM engine's for 16-bit
-  // weights (it widens them as it loads).
+  // The few-rows variant: the GEMM engine's dot kernel (it widens 16-bit weights as it loads).
   auto dot_fn = [&](const float* x, int64_t ldx, int64_t M, const char* w, int64_t ldw, int64_t k0,
                     int64_t k1, int64_t n0, int64_t n1, float* c, int64_t ldc, bool acc) {
-    if (kern.dot_rows && p.dtype == DType::float32)
-      kern.dot_rows(x, ldx, M, reinterpret_cast<const float*>(w), ldw, k0, k1, n0, n1, c, ldc, acc);
-    else
-      gk.dot_t(x, ldx, M, w, p.dtype, ldw, k0, k1, n0, n1, c, ldc, acc);
+    gk.dot_t(x, ldx, M, w, p.dtype, ldw, k0, k1, n0, n1, c, ldc, acc);
   };
   const char* xb = static_cast<const char*>(p.x);
   const size_t w13_expert = size_t(F) * size_t(D) * esz;  // bytes of one expert's w1 / w3 / w2

@@ -49,7 +49,7 @@ int64_t first_above(const float* keys, int64_t from, int64_t n, float thr) {
   return n;
 }
 
-const Kernels kGeneric = {Isa::generic, exp_shift, sigmoid, axpy, mul, max_of, first_above, nullptr, glu};
+const Kernels kGeneric = {Isa::generic, exp_shift, sigmoid, axpy, mul, max_of, first_above, glu};
 
 }  // namespace
 

@@ -25,10 +25,6 @@ struct Kernels {
   float (*max_of)(const float* x, int64_t n, bool* has_nan);
   // First i in [from, n) with keys[i] > thr (an ordered compare: NaN never is), else n.
   int64_t (*first_above)(const float* keys, int64_t from, int64_t n, float thr);
-  // Few rows against float32 weight rows: c[m * ldc + n] (+)= sum_{k0 <= k < k1} x[m * ldx + k] *
-  // w[n * ldw + k] for m < M, n in [n0, n1). nullptr where the GEMM engine's dot_t serves.
-  void (*dot_rows)(const float* x, int64_t ldx, int64_t M, const float* w, int64_t ldw, int64_t k0,
-                   int64_t k1, int64_t n0, int64_t n1, float* c, int64_t ldc, bool accumulate);
   // The GLU step of the expert layer: g[i] = act(g[i]) * u[i] (u null: act(g[i])).
   void (*glu)(Activation act, float* g, const float* u, int64_t n);
 };

@@ -125,58 +125,7 @@ int64_t first_above(const float* keys, int64_t from, int64_t n, float thr) {
   return n;
 }
 
-inline float hsum8(__m256 v) {
-  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  return _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps(t, t, 1)));
-}
-
-// R rows of x against C weight rows, 8 k per step: R*C accumulators + R x vectors + 1 weight
-// vector. At 3 x 4 that is exactly the 16 ymm registers (the GEMM engine's dot tile holds its 4
-// weight vectors at once and spills an accumulator, which puts a store-load in an FMA chain).
-template <int R, int C>
-inline void dot_rows_tile(const float* x, int64_t ldx, const float* w, int64_t ldw, int64_t k0,
-                          int64_t k1, float* c, int64_t ldc, bool accumulate) {
-  __m256 acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < C; ++q) acc[r][q] = _mm256_setzero_ps();
-  int64_t k = k0;
-  for (; k + 8 <= k1; k += 8) {
-    __m256 xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * ldx + k);
-    for (int q = 0; q < C; ++q) {
-      const __m256 wv = _mm256_loadu_ps(w + q * ldw + k);
-      for (int r = 0; r < R; ++r) acc[r][q] = _mm256_fmadd_ps(xv[r], wv, acc[r][q]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int q = 0; q < C; ++q) {
-      float t = hsum8(acc[r][q]);
-      for (int64_t kk = k; kk < k1; ++kk) t += x[r * ldx + kk] * w[q * ldw + kk];
-      c[r * ldc + q] = accumulate ? c[r * ldc + q] + t : t;
-    }
-}
-
-void dot_rows(const float* x, int64_t ldx, int64_t M, const float* w, int64_t ldw, int64_t k0,
-              int64_t k1, int64_t n0, int64_t n1, float* c, int64_t ldc, bool accumulate) {
-  int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    int64_t m = 0;
-    for (; m + 3 <= M; m += 3)
-      dot_rows_tile<3, 4>(x + m * ldx, ldx, w + n * ldw, ldw, k0, k1, c + m * ldc + n, ldc, accumulate);
-    for (; m < M; ++m)
-      dot_rows_tile<1, 4>(x + m * ldx, ldx, w + n * ldw, ldw, k0, k1, c + m * ldc + n, ldc, accumulate);
-  }
-  for (; n < n1; ++n) {
-    int64_t m = 0;
-    for (; m + 3 <= M; m += 3)
-      dot_rows_tile<3, 1>(x + m * ldx, ldx, w + n * ldw, ldw, k0, k1, c + m * ldc + n, ldc, accumulate);
-    for (; m < M; ++m)
-      dot_rows_tile<1, 1>(x + m * ldx, ldx, w + n * ldw, ldw, k0, k1, c + m * ldc + n, ldc, accumulate);
-  }
-}
-
-const Kernels kAvx2 = {Isa::avx2, exp_shift, sigmoid, axpy, mul, max_of, first_above, dot_rows, glu};
+const Kernels kAvx2 = {Isa::avx2, exp_shift, sigmoid, axpy, mul, max_of, first_above, glu};
 
 }  // namespace
 
