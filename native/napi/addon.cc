@@ -24,7 +24,7 @@ Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new EnvData());
-  exports.Set("setErrorClass", Napi::Function::New(env, guarded<SetErrorClass>, "setErrorClass"));
+  export_fn<SetErrorClass>(env, exports, "setErrorClass");
   register_backend(env, exports);
   register_tensor(env, exports);
   register_gemm(env, exports);

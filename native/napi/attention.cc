@@ -171,9 +171,8 @@ Napi::Value AttentionAsync(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_attention(Napi::Env env, Napi::Object exports) {
-  exports.Set("attention", Napi::Function::New(env, guarded<Attention>, "attention"));
-  exports.Set("attentionAsync",
-              Napi::Function::New(env, guarded<AttentionAsync>, "attentionAsync"));
+  export_fn<Attention>(env, exports, "attention");
+  export_fn<AttentionAsync>(env, exports, "attentionAsync");
 }
 
 }  // namespace napi

@@ -74,12 +74,11 @@ Napi::Value ProbeBandwidth(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_backend(Napi::Env env, Napi::Object exports) {
-  exports.Set("info", Napi::Function::New(env, guarded<Info>, "info"));
-  exports.Set("setThreads", Napi::Function::New(env, guarded<SetThreads>, "setThreads"));
-  exports.Set("setIsa", Napi::Function::New(env, guarded<SetIsa>, "setIsa"));
-  exports.Set("probeFma", Napi::Function::New(env, guarded<ProbeFma>, "probeFma"));
-  exports.Set("probeBandwidth",
-              Napi::Function::New(env, guarded<ProbeBandwidth>, "probeBandwidth"));
+  export_fn<Info>(env, exports, "info");
+  export_fn<SetThreads>(env, exports, "setThreads");
+  export_fn<SetIsa>(env, exports, "setIsa");
+  export_fn<ProbeFma>(env, exports, "probeFma");
+  export_fn<ProbeBandwidth>(env, exports, "probeBandwidth");
 }
 
 }  // namespace napi

@@ -103,8 +103,8 @@ Napi::Value GemmAsync(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_gemm(Napi::Env env, Napi::Object exports) {
-  exports.Set("gemm", Napi::Function::New(env, guarded<Gemm>, "gemm"));
-  exports.Set("gemmAsync", Napi::Function::New(env, guarded<GemmAsync>, "gemmAsync"));
+  export_fn<Gemm>(env, exports, "gemm");
+  export_fn<GemmAsync>(env, exports, "gemmAsync");
 }
 
 }  // namespace napi

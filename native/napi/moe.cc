@@ -323,18 +323,16 @@ Napi::Value FfnAsync(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_moe(Napi::Env env, Napi::Object exports) {
-  exports.Set("moeRoute", Napi::Function::New(env, guarded<Route>, "moeRoute"));
-  exports.Set("moeRouteAsync", Napi::Function::New(env, guarded<RouteAsync>, "moeRouteAsync"));
-  exports.Set("moeAlign", Napi::Function::New(env, guarded<Align>, "moeAlign"));
-  exports.Set("moeAlignAsync", Napi::Function::New(env, guarded<AlignAsync>, "moeAlignAsync"));
-  exports.Set("moeDispatch", Napi::Function::New(env, guarded<Dispatch>, "moeDispatch"));
-  exports.Set("moeDispatchAsync",
-              Napi::Function::New(env, guarded<DispatchAsync>, "moeDispatchAsync"));
-  exports.Set("moeCombine", Napi::Function::New(env, guarded<Combine>, "moeCombine"));
-  exports.Set("moeCombineAsync",
-              Napi::Function::New(env, guarded<CombineAsync>, "moeCombineAsync"));
-  exports.Set("moeFfn", Napi::Function::New(env, guarded<Ffn>, "moeFfn"));
-  exports.Set("moeFfnAsync", Napi::Function::New(env, guarded<FfnAsync>, "moeFfnAsync"));
+  export_fn<Route>(env, exports, "moeRoute");
+  export_fn<RouteAsync>(env, exports, "moeRouteAsync");
+  export_fn<Align>(env, exports, "moeAlign");
+  export_fn<AlignAsync>(env, exports, "moeAlignAsync");
+  export_fn<Dispatch>(env, exports, "moeDispatch");
+  export_fn<DispatchAsync>(env, exports, "moeDispatchAsync");
+  export_fn<Combine>(env, exports, "moeCombine");
+  export_fn<CombineAsync>(env, exports, "moeCombineAsync");
+  export_fn<Ffn>(env, exports, "moeFfn");
+  export_fn<FfnAsync>(env, exports, "moeFfnAsync");
 }
 
 }  // namespace napi

@@ -74,6 +74,12 @@ Napi::Value guarded(const Napi::CallbackInfo& info) {
   }
 }
 
+// exports[name] = F behind guarded<F>.
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+void export_fn(Napi::Env env, Napi::Object exports, const char* name) {
+  exports.Set(name, Napi::Function::New(env, guarded<F>, name));
+}
+
 // Runs `work` on a libuv worker (off the JS thread) and settles a Promise: resolves with
 // undefined, or rejects with a TensorfuseError. `keep` holds the JS values (the TypedArrays)
 // whose memory the work reads or writes, so the GC cannot take them meanwhile.

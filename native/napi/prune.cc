@@ -244,9 +244,9 @@ Napi::Value Async(const Napi::CallbackInfo& info) {
 
 template <Work (*Parse)(const Napi::CallbackInfo&)>
 void add(Napi::Env env, Napi::Object exports, const char* name) {
-  exports.Set(name, Napi::Function::New(env, guarded<Sync<Parse>>, name));
+  export_fn<Sync<Parse>>(env, exports, name);
   const std::string an = std::string(name) + "Async";
-  exports.Set(an, Napi::Function::New(env, guarded<Async<Parse>>, an));
+  export_fn<Async<Parse>>(env, exports, an.c_str());
 }
 
 }  // namespace
@@ -259,7 +259,7 @@ void register_prune(Napi::Env env, Napi::Object exports) {
   add<parse_decompress>(env, exports, "pruneDecompress");
   add<parse_gather>(env, exports, "pruneGather");
   add<parse_norms>(env, exports, "pruneNorms");
-  exports.Set("pruneLanes", Napi::Function::New(env, guarded<Lanes>, "pruneLanes"));
+  export_fn<Lanes>(env, exports, "pruneLanes");
 }
 
 }  // namespace napi

@@ -272,22 +272,16 @@ Napi::Value QuantPermute4Async(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_quant(Napi::Env env, Napi::Object exports) {
-  exports.Set("quantUnpack", Napi::Function::New(env, guarded<QuantUnpack>, "quantUnpack"));
-  exports.Set("quantUnpackAsync",
-              Napi::Function::New(env, guarded<QuantUnpackAsync>, "quantUnpackAsync"));
-  exports.Set("quantPermute4", Napi::Function::New(env, QuantPermute4, "quantPermute4"));
-  exports.Set("quantPermute4Async",
-              Napi::Function::New(env, QuantPermute4Async, "quantPermute4Async"));
-  exports.Set("quantLinear", Napi::Function::New(env, guarded<QuantLinear>, "quantLinear"));
-  exports.Set("quantLinearAsync",
-              Napi::Function::New(env, guarded<QuantLinearAsync>, "quantLinearAsync"));
-  exports.Set("quantQuantize", Napi::Function::New(env, guarded<QuantQuantize>, "quantQuantize"));
-  exports.Set("quantQuantizeAsync",
-              Napi::Function::New(env, guarded<QuantQuantizeAsync>, "quantQuantizeAsync"));
-  exports.Set("quantDequantize",
-              Napi::Function::New(env, guarded<QuantDequantize>, "quantDequantize"));
-  exports.Set("quantDequantizeAsync",
-              Napi::Function::New(env, guarded<QuantDequantizeAsync>, "quantDequantizeAsync"));
+  export_fn<QuantUnpack>(env, exports, "quantUnpack");
+  export_fn<QuantUnpackAsync>(env, exports, "quantUnpackAsync");
+  export_fn<QuantPermute4>(env, exports, "quantPermute4");
+  export_fn<QuantPermute4Async>(env, exports, "quantPermute4Async");
+  export_fn<QuantLinear>(env, exports, "quantLinear");
+  export_fn<QuantLinearAsync>(env, exports, "quantLinearAsync");
+  export_fn<QuantQuantize>(env, exports, "quantQuantize");
+  export_fn<QuantQuantizeAsync>(env, exports, "quantQuantizeAsync");
+  export_fn<QuantDequantize>(env, exports, "quantDequantize");
+  export_fn<QuantDequantizeAsync>(env, exports, "quantDequantizeAsync");
 }
 
 }  // namespace napi

@@ -24,7 +24,7 @@ Napi::Value Convert(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_tensor(Napi::Env env, Napi::Object exports) {
-  exports.Set("convert", Napi::Function::New(env, guarded<Convert>, "convert"));
+  export_fn<Convert>(env, exports, "convert");
 }
 
 }  // namespace napi

@@ -104,6 +104,16 @@ void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, cons
   }
 }
 
+// Weight rows [n0, n1) x columns [k0, k1) as float32 rows of k1 - k0 at tmp, in lane order
+// (x reordered to match) where `lanes`.
+void dequant_slice(const quant_cpu::Kernels& kern, const QuantWeight& w, bool lanes, int64_t n0,
+                   int64_t n1, int64_t k0, int64_t k1, float* tmp) {
+  if (lanes)
+    kern.dequant_lanes(w, n0, n1, k0, k1, tmp, k1 - k0);
+  else
+    kern.dequant(w, n0, n1, k0, k1, tmp, k1 - k0);
+}
+
 // 16..kDotMaxM rows of x: each task dequantizes kRowsTask weight rows, kDotKC deep at a time,
 // into L2 and runs the rows engine of gemm_rows.h on the slice (the slice's rows are the
 // micro-kernel's row-major A; x^T packed once); the M % 16 rows of x past the whole panels and
@@ -130,10 +140,7 @@ Status rows_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
         if (!tmp || !ct) { oom.store(true); return; }
         for (int64_t k0 = 0; k0 < K; k0 += kDotKC) {
           const int64_t k1 = std::min(K, k0 + kDotKC), kc = k1 - k0;
-          if (lanes)
-            kern.dequant_lanes(w, n0, n1, k0, k1, tmp, kc);
-          else
-            kern.dequant(w, n0, n1, k0, k1, tmp, kc);
+          dequant_slice(kern, w, lanes, n0, n1, k0, k1, tmp);
           gemm_cpu::rows_tiles(gk, tmp, kc, strips, xp, P, K, k0, kc, ct, k0 > 0);
           if (rem)
             gk.dot_t(xf + mp * K + k0, K, rem, tmp, DType::float32, kc, 0, kc, 0, nr,
@@ -176,10 +183,7 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
           if (!tmp) { oom.store(true); return; }
           for (int64_t k0 = 0; k0 < K; k0 += kDotKC) {
             const int64_t k1 = std::min(K, k0 + kDotKC), kc = k1 - k0;
-            if (lanes)
-              kern.dequant_lanes(w, n0, n1, k0, k1, tmp, kc);
-            else
-              kern.dequant(w, n0, n1, k0, k1, tmp, kc);
+            dequant_slice(kern, w, lanes, n0, n1, k0, k1, tmp);
             gk.dot_t(xf + k0, K, M, tmp, DType::float32, kc, 0, kc, 0, n1 - n0, yf + n0, N, k0 > 0);
           }
         },
