@@ -5,28 +5,21 @@ export function checkOptions(opts: unknown, op: string, allowed: readonly string
   if (opts === undefined || opts === null) return {};
   if (typeof opts !== 'object' || Array.isArray(opts) || ArrayBuffer.isView(opts))
     fail('ERR_ARG', `${op}: argument 'opts'`, `expected an options object, got ${describe(opts)}`);
-  const o = opts as Record<string, unknown>;
-  for (const k of Object.keys(o))
-    if (!allowed.includes(k))
-      fail(
-        'ERR_ARG',
-        `${op}: argument 'opts'`,
-        `unknown option '${k}' (expected ${allowed.map((a) => `'${a}'`).join(', ')})`,
-      );
-  return o;
+  checkKeys(opts, op, 'opts', allowed, 'option');
+  return opts as Record<string, unknown>;
 }
 
 /**
- * An object argument of named tensors (`w` of moe.ffn, prune.ffn, prune.heads): unknown keys are
- * ERR_ARG, as they are in options (a misspelt 'w3' must not be dropped silently).
+ * An object argument of named tensors (`w` of moe.ffn, prune.ffn, prune.heads) or an options
+ * object: unknown keys are ERR_ARG (a misspelt 'w3' must not be dropped silently).
  */
-export function checkKeys(v: object, op: string, arg: string, allowed: readonly string[]): void {
+export function checkKeys(v: object, op: string, arg: string, allowed: readonly string[], what = 'key'): void {
   for (const k of Object.keys(v))
     if (!allowed.includes(k))
       fail(
         'ERR_ARG',
         `${op}: argument '${arg}'`,
-        `unknown key '${k}' (expected ${allowed.map((a) => `'${a}'`).join(', ')})`,
+        `unknown ${what} '${k}' (expected ${allowed.map((a) => `'${a}'`).join(', ')})`,
       );
 }
 
