@@ -3,7 +3,8 @@
 // `npm run test:native`, which builds build-native/libtensorfuse_core.a):
 //   g++ -O2 -std=c++17 -Inative/include bench/micro/attention_ticks.cc \
 //       build-native/libtensorfuse_core.a -lpthread -o /tmp/attention_ticks
-// Run: /tmp/attention_ticks Hq Hk Sq Sk D threads [bhsd|bshd] [causal]   (B = 1, float32)
+// Run: /tmp/attention_ticks Hq Hk Sq Sk D threads [bhsd|bshd] [causal]   (B = 1; float32, or
+//      float16 / bfloat16 with DT=f16 / DT=bf16 in the environment)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "tensorfuse/attention.h"
+#include "tensorfuse/convert.h"
 #include "tensorfuse/threadpool.h"
 
 int main(int argc, char** argv) {
@@ -33,6 +35,21 @@ int main(int argc, char** argv) {
     for (float& x : *a) x = nd(rng);
   tf::AttentionParams p;
   p.q = q.data(), p.k = k.data(), p.v = v.data(), p.out = o.data();
+  // DT=f16 / bf16: the same values stored in half precision (converted once, before timing)
+  const char* dt = std::getenv("DT");
+  std::vector<uint16_t> qh, kh, vh, oh;
+  if (dt && (std::strcmp(dt, "f16") == 0 || std::strcmp(dt, "bf16") == 0)) {
+    p.dtype = std::strcmp(dt, "f16") == 0 ? tf::DType::float16 : tf::DType::bfloat16;
+    auto half = [&](const std::vector<float>& a, std::vector<uint16_t>& h) {
+      h.resize(a.size());
+      tf::convert_from_f32(a.data(), h.data(), p.dtype, int64_t(a.size()));
+      return h.data();
+    };
+    p.q = half(q, qh), p.k = half(k, kh), p.v = half(v, vh);
+    oh.resize(o.size());
+    p.out = oh.data();
+  }
+  const double esz = p.dtype == tf::DType::float32 ? 4.0 : 2.0;
   p.batch = 1, p.heads_q = Hq, p.heads_k = Hk, p.seqlen_q = Sq, p.seqlen_k = Sk, p.head_dim = D;
   p.scale = 1.0f / std::sqrt(float(D));
   auto strides = [&](int64_t* s, int64_t S, int64_t H) {
@@ -56,9 +73,9 @@ int main(int argc, char** argv) {
   }
   // causal: the FLOPs the mask leaves (bottom-right aligned)
   const double keys = causal ? double(Sk) - double(Sq) + (double(Sq) + 1) / 2 : double(Sk);
-  const double flops = 4.0 * Hq * Sq * keys * D, bytes = 2.0 * Sk * Hk * D * 4;
-  std::printf("Hq %lld Hk %lld Sq %lld Sk %lld D %lld %s%s: %.1f us, %.1f GFLOP/s, %.1f GB/s (K+V)\n",
-              (long long)Hq, (long long)Hk, (long long)Sq, (long long)Sk, (long long)D,
+  const double flops = 4.0 * Hq * Sq * keys * D, bytes = 2.0 * Sk * Hk * D * esz;
+  std::printf("%s Hq %lld Hk %lld Sq %lld Sk %lld D %lld %s%s: %.1f us, %.1f GFLOP/s, %.1f GB/s (K+V)\n",
+              dt ? dt : "f32", (long long)Hq, (long long)Hk, (long long)Sq, (long long)Sk, (long long)D,
               bhsd ? "bhsd" : "bshd", causal ? " causal" : "", best * 1e6, flops / best * 1e-9,
               bytes / best * 1e-9);
   return 0;
