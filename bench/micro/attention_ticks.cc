@@ -75,7 +75,8 @@ int main(int argc, char** argv) {
   const double keys = causal ? double(Sk) - double(Sq) + (double(Sq) + 1) / 2 : double(Sk);
   const double flops = 4.0 * Hq * Sq * keys * D, bytes = 2.0 * Sk * Hk * D * esz;
   std::printf("%s Hq %lld Hk %lld Sq %lld Sk %lld D %lld %s%s: %.1f us, %.1f GFLOP/s, %.1f GB/s (K+V)\n",
-              dt ? dt : "f32", (long long)Hq, (long long)Hk, (long long)Sq, (long long)Sk, (long long)D,
+              p.dtype == tf::DType::float16 ? "f16" : p.dtype == tf::DType::bfloat16 ? "bf16" : "f32",
+              (long long)Hq, (long long)Hk, (long long)Sq, (long long)Sk, (long long)D,
               bhsd ? "bhsd" : "bshd", causal ? " causal" : "", best * 1e6, flops / best * 1e-9,
               bytes / best * 1e-9);
   return 0;
