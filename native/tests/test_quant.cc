@@ -364,8 +364,8 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
 }
 
 // W4A8 (int4 weights, int8 activations): exact integer sums per group against a float64 loop, and
-// bitwise the same on every ISA, over the AVX2 blocks (4 x 2 and 1 x 8, groups of 32, 64, 128 and
-// one per row) and off them (K not a multiple of 64, groups of 48, row and column tails), with
+// bitwise the same on every ISA, over the AVX2 blocks (4 x 2, the 8-row GEMV and 1-3 rows of x,
+// groups of 32, 64, 128, 256, 512 and one per row, with z * xsum in float and above 8192 in int32) and off them (K not a multiple of 64, groups of 48, row and column tails), with
 // the extreme codes 0 and 15, zero points 0..16 and activations of +-127.
 TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
   IsaGuard guard;
@@ -377,7 +377,14 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
                           {2, 13, 100, 0, true},    {9, 33, 512, 32, true},
                           // 2-3 rows of x together (rows_i4 with MX > 1), groups of 32 / 64+
                           {2, 11, 256, 32, true},   {3, 12, 128, 32, false},
-                          {2, 9, 192, 64, true},    {3, 7, 256, 128, true}};
+                          {2, 9, 192, 64, true},    {3, 7, 256, 128, true},
+                          // 8-row GEMV blocks with the next block prefetched, a 1-row tail;
+                          // groups of 256 / 512 (4-step 16-bit sums) and 8 groups + a tail
+                          {1, 37, 640, 128, false}, {1, 29, 512, 32, false},
+                          {1, 17, 1024, 256, false}, {1, 16, 2048, 512, true},
+                          {2, 21, 576, 64, false},
+                          // groups above 8192: z * xsum in int32, not in float
+                          {1, 11, 16384, 0, false}, {1, 9, 8192, 0, false}};
   for (const Shape& sh : shapes) {
     const int64_t M = sh.M, N = sh.N, K = sh.K;
     QW q = random_weight(rng, 4, N, K, sh.gs, sh.sym, false);

@@ -551,12 +551,22 @@ void block_i4_4x2(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, i
 // 8); each output's sum is then hsum's order. The R rows step together, one load of each row of x
 // per 64 weights, and a step's codes are unpacked once for all MX rows of x (the rows of an MoE
 // expert with 2-3 tokens); they meet the activations as in block_i4_4x2, and up to four steps
-// add in 16 bits (4 * 7620 < 32767) before one vpmaddwd widens them.
-template <int R, int MX>
+// add in 16 bits (4 * 7620 < 32767) before they are widened.
+// Zen 1 runs vpmaddubsw / vpmaddwd / vpmulld on one pipe (ymm: 2 cycles each, vpmulld 4), and
+// every ymm op is two 128-bit uops; the two vpmaddubsw of a step are the floor, so the rest is
+// kept off that pipe where it can be: a group of 64+ weights folds its two 128-bit halves in 16
+// bits (two groups' halves at most 2 * 4 * 3810 < 32767) and widens once as xmm; four groups
+// meet in one xmm by unpacks (vphaddd is 3 cycles a ymm here); and z * xsum is taken in float,
+// fnmadd(z, xsum, float(isum)), exact while every term is an integer below 2^24 (groups of at
+// most 8192: 16 * 127 * 8192 < 2^24, z up to 16), so bitwise float(isum - z * xsum).
+// GS: the group size when it is 32, 64 or 128 (fixed at compile time), 0 for any other multiple
+// of 64.
+template <int R, int MX, int GS>
 void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t m, int64_t n,
              float* c, int64_t ldc) {
-  const int64_t G = w.groups(), gs = w.group(), K = w.K, ldq = w.q_stride() / 2;
+  const int64_t G = w.groups(), gs = GS > 0 ? GS : w.group(), K = w.K, ldq = w.q_stride() / 2;
   const int64_t lds = w.s_stride();
+  const bool z_in_float = GS > 0 || gs <= 8192;
   const int8_t* xr[MX];
   const int32_t* xs[MX];
   for (int i = 0; i < MX; ++i) {
@@ -564,6 +574,7 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
     xs[i] = xsum + (m + i) * G;
   }
   const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0f);
+  const __m128i ones4 = _mm_set1_epi16(1);
   __m256 acc[R][MX];  // lane j: the partial sum a_j of the contract (groups g = j mod 8)
   for (int r = 0; r < R; ++r)
     for (int i = 0; i < MX; ++i) acc[r][i] = _mm256_setzero_ps();
@@ -571,18 +582,17 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
   for (int r = 0; r < R; ++r) wq[r] = static_cast<const uint8_t*>(w.q) + (n + r) * ldq;
   // Whole rows lie back to back (ldq = K / 2): rows n + R .. n + 2R - 1 are the next R * K / 2
   // bytes, fetched while these are read (each row alone is too short a stream for the hardware
-  // prefetcher to ramp up on).
+  // prefetcher to ramp up on), as many lines per step as these rows consume.
   const uint8_t* next = ldq * 2 == K && n + 2 * R <= w.N ? wq[0] + R * ldq : nullptr;
+  constexpr int kPrefetchLines = R < 4 ? 2 : R / 2;
   // p[r][i] = 16-bit pair sums of the products of the S steps of 64 weights from k of weight
   // row r and row i of x: the R rows step together (one load of each row of x per step)
   auto sums16 = [&](auto s_const, int64_t k, __m256i (*p)[MX]) {
     constexpr int S = decltype(s_const)::value;
     for (int t = 0; t < S; ++t, k += 64) {
-      // the next R rows (contiguous with these) requested 2 lines per step
-      if (next) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + R * k / 2), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(next + R * k / 2 + 64), _MM_HINT_T0);
-      }
+      if (next)
+        for (int l = 0; l < kPrefetchLines; ++l)
+          _mm_prefetch(reinterpret_cast<const char*>(next + R * k / 2 + 64 * l), _MM_HINT_T0);
       __m256i xe[MX], xo[MX];
       for (int i = 0; i < MX; ++i) {
         xe[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[i] + k));
@@ -600,27 +610,32 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
       }
     }
   };
-  auto steps = [&](auto s_const, int64_t k, __m256i (*out)[MX], bool add) {
+  // out[r][i] = S steps from k folded to 4 int32 lanes (the halves added in 16 bits: at most
+  // 2 * S * 7620 <= 30480 for S <= 2; S = 4 widens each half first)
+  auto steps4 = [&](auto s_const, int64_t k, __m128i (*out)[MX], bool add) {
+    constexpr int S = decltype(s_const)::value;
     __m256i p[R][MX];
     sums16(s_const, k, p);
     for (int r = 0; r < R; ++r)
       for (int i = 0; i < MX; ++i) {
-        const __m256i q = _mm256_madd_epi16(p[r][i], ones);
-        out[r][i] = add ? _mm256_add_epi32(out[r][i], q) : q;
+        const __m128i lo = _mm256_castsi256_si128(p[r][i]), hi = _mm256_extracti128_si256(p[r][i], 1);
+        const __m128i q = S <= 2 ? _mm_madd_epi16(_mm_add_epi16(lo, hi), ones4)
+                                 : _mm_add_epi32(_mm_madd_epi16(lo, ones4), _mm_madd_epi16(hi, ones4));
+        out[r][i] = add ? _mm_add_epi32(out[r][i], q) : q;
       }
   };
   using One = std::integral_constant<int, 1>;
   using Two = std::integral_constant<int, 2>;
   using Four = std::integral_constant<int, 4>;
-  // out[r][i] = the pair sums of weights [kb, kb + gs) of weight row r and row i of x (gs a
-  // multiple of 64)
-  auto accumulate = [&](int64_t kb, __m256i (*out)[MX]) {
-    if (gs == 64) return steps(One{}, kb, out, false);
-    if (gs == 128) return steps(Two{}, kb, out, false);
+  // out[r][i] = the sums of weights [kb, kb + gs) of weight row r and row i of x in 4 int32
+  // lanes (gs a multiple of 64)
+  auto accumulate = [&](int64_t kb, __m128i (*out)[MX]) {
+    if (GS == 64) return steps4(One{}, kb, out, false);
+    if (GS == 128) return steps4(Two{}, kb, out, false);
     int64_t k = kb;
     bool add = false;
-    for (; k + 256 <= kb + gs; k += 256, add = true) steps(Four{}, k, out, add);
-    for (; k < kb + gs; k += 64, add = true) steps(One{}, k, out, add);
+    for (; k + 256 <= kb + gs; k += 256, add = true) steps4(Four{}, k, out, add);
+    for (; k < kb + gs; k += 64, add = true) steps4(One{}, k, out, add);
   };
   for (int64_t g0 = 0; g0 < G; g0 += 8) {
     const int gn = int(std::min<int64_t>(8, G - g0));
@@ -635,13 +650,13 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
         xsum_v[i] = _mm256_load_si256(reinterpret_cast<const __m256i*>(part));
       }
     }
-    __m256i a[8][R][MX];
     __m256i isum[R][MX];
-    if (gs == 32) {
+    if constexpr (GS == 32) {
       // step t holds groups g0 + 2t (low half) and g0 + 2t + 1 (high half). Two steps share one
       // widening: vphaddw of their 16-bit sums (at most 2 * 7620 per lane, no wrap) keeps each
       // 128-bit half's groups apart, and vpmaddwd then leaves a[h] = [2h, 2h, 2h+1, 2h+1] of
       // the low-half groups (likewise the high half)
+      __m256i a[2][R][MX];
       for (int h = 0; h < 2; ++h) {
         __m256i p[2][R][MX];
         for (int t = 0; t < 2; ++t) {
@@ -664,21 +679,34 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
           isum[r][i] = _mm256_permutevar8x32_epi32(u, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         }
     } else {
-      for (int l = 0; l < 8; ++l) {
-        if (l < gn) {
-          accumulate((g0 + l) * gs, a[l]);
-        } else {
-          for (int r = 0; r < R; ++r)
-            for (int i = 0; i < MX; ++i) a[l][r][i] = _mm256_setzero_si256();
+      // four groups' 4-lane sums a, b, c, d -> [sum a, sum b, sum c, sum d] by unpacks
+      auto join4 = [](__m128i a, __m128i b, __m128i c, __m128i d) {
+        const __m128i ab = _mm_add_epi32(_mm_unpacklo_epi32(a, b), _mm_unpackhi_epi32(a, b));
+        const __m128i cd = _mm_add_epi32(_mm_unpacklo_epi32(c, d), _mm_unpackhi_epi32(c, d));
+        return _mm_add_epi32(_mm_unpacklo_epi64(ab, cd), _mm_unpackhi_epi64(ab, cd));
+      };
+      __m128i half[2][R][MX];
+      for (int h = 0; h < 2; ++h) {
+        __m128i q[4][R][MX];
+        for (int l = 0; l < 4; ++l) {
+          if (4 * h + l < gn) {
+            accumulate((g0 + 4 * h + l) * gs, q[l]);
+          } else {
+            for (int r = 0; r < R; ++r)
+              for (int i = 0; i < MX; ++i) q[l][r][i] = _mm_setzero_si128();
+          }
         }
+        for (int r = 0; r < R; ++r)
+          for (int i = 0; i < MX; ++i) half[h][r][i] = join4(q[0][r][i], q[1][r][i], q[2][r][i], q[3][r][i]);
       }
       for (int r = 0; r < R; ++r)
         for (int i = 0; i < MX; ++i)
-          isum[r][i] = hsum8(a[0][r][i], a[1][r][i], a[2][r][i], a[3][r][i], a[4][r][i],
-                             a[5][r][i], a[6][r][i], a[7][r][i]);
+          isum[r][i] = _mm256_inserti128_si256(_mm256_castsi128_si256(half[0][r][i]), half[1][r][i], 1);
     }
+    __m256 xsum_f[MX];
+    for (int i = 0; i < MX; ++i) xsum_f[i] = _mm256_cvtepi32_ps(xsum_v[i]);
     for (int r = 0; r < R; ++r) {
-      __m256i zv8 = _mm256_setzero_si256();  // zero points of these groups as int32
+      __m256i zv8 = _mm256_set1_epi32(8);  // zero points of these groups as int32 (z = 8)
       if (w.zeros) {
         const uint8_t* zr = w.zeros + (n + r) * lds + g0;
         __m128i zb;
@@ -700,11 +728,13 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
         for (int l = 0; l < gn; ++l) sp[l] = sr[l];
         sv = _mm256_load_ps(sp);
       }
+      const __m256 zf = _mm256_cvtepi32_ps(zv8);
       for (int i = 0; i < MX; ++i) {
-        const __m256i zv = w.zeros ? _mm256_mullo_epi32(zv8, xsum_v[i])
-                                   : _mm256_slli_epi32(xsum_v[i], 3);  // z = 8
-        // lanes past G: s = 0 and isum = 0, fma(0, 0, a) = a
-        acc[r][i] = _mm256_fmadd_ps(sv, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r][i], zv)), acc[r][i]);
+        // float(isum - z * xsum); lanes past G: s = 0 and isum = xsum = 0, fma(0, 0, a) = a
+        const __m256 d = z_in_float
+                             ? _mm256_fnmadd_ps(zf, xsum_f[i], _mm256_cvtepi32_ps(isum[r][i]))
+                             : _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r][i], _mm256_mullo_epi32(zv8, xsum_v[i])));
+        acc[r][i] = _mm256_fmadd_ps(sv, d, acc[r][i]);
       }
     }
   }
@@ -730,10 +760,21 @@ void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl, const int
   // The last 1-3 rows of x together: each step's codes unpacked once for all of them.
   auto rest = [&](auto mx_const) {
     constexpr int MX = decltype(mx_const)::value;
-    constexpr int R = MX == 1 ? 4 : 2;  // accumulators, x rows and codes fit the 16 registers
-    int64_t n = n0;
-    for (; n + R <= n1; n += R) rows_i4<R, MX>(w, xl, xsum, m, n, c, ldc);
-    for (; n < n1; ++n) rows_i4<1, MX>(w, xl, xsum, m, n, c, ldc);
+    auto run = [&](auto gs_const) {
+      constexpr int GS = decltype(gs_const)::value;
+      // weight rows per pass: the codes, x rows and 16-bit sums fit the 16 registers; groups of
+      // 32 keep two steps' sums per row for their widening, so fewer rows
+      constexpr int R = MX > 1 ? 2 : GS == 32 ? 4 : 8;
+      int64_t n = n0;
+      for (; n + R <= n1; n += R) rows_i4<R, MX, GS>(w, xl, xsum, m, n, c, ldc);
+      for (; n < n1; ++n) rows_i4<1, MX, GS>(w, xl, xsum, m, n, c, ldc);
+    };
+    switch (gs) {
+      case 32: return run(std::integral_constant<int, 32>{});
+      case 64: return run(std::integral_constant<int, 64>{});
+      case 128: return run(std::integral_constant<int, 128>{});
+      default: return run(std::integral_constant<int, 0>{});
+    }
   };
   switch (M - m) {
     case 1: rest(std::integral_constant<int, 1>{}); break;
