@@ -10,7 +10,7 @@
 //                    vs  reference (float64 JS) on the small shape only
 //
 //   ffn int4 / int8  quantized experts (stacked QTensors):
-//     decode rows    T = 1 and 4, E = 8, topK = 2, D = 4096, F = 14336 (Mixtral 8x7B), int4 g128
+//     decode rows    T = 1..4, E = 8, topK = 2, D = 4096, F = 14336 (Mixtral 8x7B), int4 g128
 //                    (zero points) and int8 (per row): native moe.ffn vs the user loop over the public
 //                    API with quantized linear (dispatch, linear(x, sliceExpert(q, e)) per expert,
 //                    combine); GB/s = packed bytes (codes + float32 scales + uint8 zeros) of the
@@ -191,7 +191,7 @@ async function quantDecode(ctx) {
       w2: randomQTensor(tf, E, D, F, kind, 0.1 / Math.sqrt(F), 33),
     };
     const perExpert = expertBytes(w.w1) + expertBytes(w.w3) + expertBytes(w.w2);
-    for (const T of [1, 4]) {
+    for (const T of [1, 2, 3, 4]) {
       const label = `decode T=${T} E=${E} topK=${topK} D=${D} F=${F} ${kind === 'int4' ? 'int4 g128 zp' : 'int8'}`;
       // rotate routings and inputs so consecutive calls hit other experts, as decode steps do
       const sets = Array.from({ length: 4 }, (_, i) => {
