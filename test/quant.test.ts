@@ -328,11 +328,16 @@ describe('linear with a QTensor', () => {
   it('W4A8 is exact at the extremes (codes 0 and 15, zero points 0..15, +-127 activations)', () => {
     withSeed('w4a8 extremes', (seed) => {
       const r = rng(seed);
-      for (const [K, groupSize] of [
-        [64, 32],
-        [256, 128],
-        [4096, 128],
-        [100, 0],
+      // allPositive: every x = +127, so row 1 (all codes 15) puts the largest sums in every
+      // 16-bit lane the kernels add before widening (groups of 32: 4 steps, 30480 < 32767)
+      for (const [K, groupSize, allPositive] of [
+        [64, 32, 0],
+        [256, 128, 0],
+        [4096, 128, 0],
+        [100, 0, 0],
+        [512, 32, 1],
+        [512, 128, 1],
+        [1024, 256, 1],
       ]) {
         const N = 6;
         const G = groupSize > 0 ? K / groupSize : 1;
@@ -354,7 +359,7 @@ describe('linear with a QTensor', () => {
         });
         // x = +-127 with max |x| = 127: s_x = 1 and the int8 activations are x itself
         const xv = new Float32Array(K);
-        for (let k = 0; k < K; k++) xv[k] = r() < 0.5 ? -127 : 127;
+        for (let k = 0; k < K; k++) xv[k] = allPositive || r() < 0.5 ? 127 : -127;
         forEachIsa((isa) => {
           const y = linear(tensor(xv, [1, K]), q, { activation: 'w4a8' }).data();
           for (let n = 0; n < N; n++) {

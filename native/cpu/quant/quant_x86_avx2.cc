@@ -656,29 +656,24 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
     }
     __m256i isum[R][MX];
     if constexpr (GS == 32) {
-      // step t holds groups g0 + 2t (low half) and g0 + 2t + 1 (high half). Two steps share one
-      // widening: vphaddw of their 16-bit sums (at most 2 * 7620 per lane, no wrap) keeps each
-      // 128-bit half's groups apart, and vpmaddwd then leaves a[h] = [2h, 2h, 2h+1, 2h+1] of
-      // the low-half groups (likewise the high half)
-      __m256i a[2][R][MX];
-      for (int h = 0; h < 2; ++h) {
-        __m256i p[2][R][MX];
-        for (int t = 0; t < 2; ++t) {
-          const int step = 2 * h + t;
-          if (2 * step < gn) {
-            sums16(One{}, (g0 + 2 * step) * 32, p[t]);
-          } else {
-            for (int r = 0; r < R; ++r)
-              for (int i = 0; i < MX; ++i) p[t][r][i] = _mm256_setzero_si256();
-          }
+      // step t holds groups g0 + 2t (low half) and g0 + 2t + 1 (high half). The four steps'
+      // 16-bit sums meet by two levels of vphaddw, which keep each 128-bit half's groups apart
+      // and never wrap (a lane is at most 7620, then 2 * 7620, then 4 * 7620 = 30480 < 32767),
+      // and one vpmaddwd widens them: [g0, g2, g4, g6 | g1, g3, g5, g7]
+      __m256i p[4][R][MX];
+      for (int t = 0; t < 4; ++t) {
+        if (2 * t < gn) {
+          sums16(One{}, (g0 + 2 * t) * 32, p[t]);
+        } else {
+          for (int r = 0; r < R; ++r)
+            for (int i = 0; i < MX; ++i) p[t][r][i] = _mm256_setzero_si256();
         }
-        for (int r = 0; r < R; ++r)
-          for (int i = 0; i < MX; ++i)
-            a[h][r][i] = _mm256_madd_epi16(_mm256_hadd_epi16(p[0][r][i], p[1][r][i]), ones);
       }
       for (int r = 0; r < R; ++r)
         for (int i = 0; i < MX; ++i) {
-          const __m256i u = _mm256_hadd_epi32(a[0][r][i], a[1][r][i]);
+          const __m256i h = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0][r][i], p[1][r][i]),
+                                              _mm256_hadd_epi16(p[2][r][i], p[3][r][i]));
+          const __m256i u = _mm256_madd_epi16(h, ones);
           // lanes g0 + {0, 2, 4, 6 | 1, 3, 5, 7} -> g0 + 0..7
           isum[r][i] = _mm256_permutevar8x32_epi32(u, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
         }
