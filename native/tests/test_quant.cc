@@ -365,7 +365,8 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
 
 // W4A8 (int4 weights, int8 activations): exact integer sums per group against a float64 loop, and
 // bitwise the same on every ISA, over the AVX2 blocks (4 x 2, the 8-row GEMV and 1-3 rows of x,
-// groups of 32, 64, 128, 256, 512 and one per row, with z * xsum in float and above 8192 in int32) and off them (K not a multiple of 64, groups of 48, row and column tails), with
+// groups of 32, 64, 128, 256, 512 and one per row, with z * xsum in float and above 8192 in
+// int32) and off them (K not a multiple of 64, groups of 48, row and column tails), with
 // the extreme codes 0 and 15, zero points 0..16 and activations of +-127.
 TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
   IsaGuard guard;

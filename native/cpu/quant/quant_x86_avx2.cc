@@ -622,9 +622,11 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
     sums16(s_const, k, p);
     for (int r = 0; r < R; ++r)
       for (int i = 0; i < MX; ++i) {
-        const __m128i lo = _mm256_castsi256_si128(p[r][i]), hi = _mm256_extracti128_si256(p[r][i], 1);
-        const __m128i q = S <= 2 ? _mm_madd_epi16(_mm_add_epi16(lo, hi), ones4)
-                                 : _mm_add_epi32(_mm_madd_epi16(lo, ones4), _mm_madd_epi16(hi, ones4));
+        const __m128i lo = _mm256_castsi256_si128(p[r][i]);
+        const __m128i hi = _mm256_extracti128_si256(p[r][i], 1);
+        const __m128i q =
+            S <= 2 ? _mm_madd_epi16(_mm_add_epi16(lo, hi), ones4)
+                   : _mm_add_epi32(_mm_madd_epi16(lo, ones4), _mm_madd_epi16(hi, ones4));
         out[r][i] = add ? _mm_add_epi32(out[r][i], q) : q;
       }
   };
@@ -696,11 +698,13 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
           }
         }
         for (int r = 0; r < R; ++r)
-          for (int i = 0; i < MX; ++i) half[h][r][i] = join4(q[0][r][i], q[1][r][i], q[2][r][i], q[3][r][i]);
+          for (int i = 0; i < MX; ++i)
+            half[h][r][i] = join4(q[0][r][i], q[1][r][i], q[2][r][i], q[3][r][i]);
       }
       for (int r = 0; r < R; ++r)
         for (int i = 0; i < MX; ++i)
-          isum[r][i] = _mm256_inserti128_si256(_mm256_castsi128_si256(half[0][r][i]), half[1][r][i], 1);
+          isum[r][i] =
+              _mm256_inserti128_si256(_mm256_castsi128_si256(half[0][r][i]), half[1][r][i], 1);
     }
     __m256 xsum_f[MX];
     for (int i = 0; i < MX; ++i) xsum_f[i] = _mm256_cvtepi32_ps(xsum_v[i]);
@@ -732,7 +736,8 @@ void rows_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_
         // float(isum - z * xsum); lanes past G: s = 0 and isum = xsum = 0, fma(0, 0, a) = a
         const __m256 d = z_in_float
                              ? _mm256_fnmadd_ps(zf, xsum_f[i], _mm256_cvtepi32_ps(isum[r][i]))
-                             : _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[r][i], _mm256_mullo_epi32(zv8, xsum_v[i])));
+                             : _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                                   isum[r][i], _mm256_mullo_epi32(zv8, xsum_v[i])));
         acc[r][i] = _mm256_fmadd_ps(sv, d, acc[r][i]);
       }
     }
