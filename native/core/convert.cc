@@ -52,7 +52,7 @@ void store_from_double(void* p, DType dt, int64_t i, double v) {
   }
 }
 
-bool use_f16c() { return active_isa() == Isa::avx2; }
+bool use_f16c() { return isa_has_avx2(active_isa()); }
 
 }  // namespace
 

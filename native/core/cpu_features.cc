@@ -92,9 +92,11 @@ bool compiled_with(Isa isa) {
   switch (isa) {
     case Isa::generic: return true;
 #ifdef TF_X86
-    case Isa::avx2: return true;
+    case Isa::avx2:
+    case Isa::avx512: return true;
 #else
-    case Isa::avx2: return false;
+    case Isa::avx2:
+    case Isa::avx512: return false;
 #endif
 #if defined(__aarch64__)
     case Isa::neon: return true;
@@ -108,7 +110,7 @@ bool compiled_with(Isa isa) {
 int parse_isa_env() {
   const char* env = std::getenv("TENSORFUSE_ISA");
   if (!env) return -1;
-  for (int i = 0; i <= int(Isa::avx2); ++i)
+  for (int i = 0; i < kIsaCount; ++i)
     if (std::strcmp(env, isa_name(Isa(i))) == 0 && isa_supported(Isa(i))) return i;
   return -1;
 }
@@ -153,6 +155,7 @@ const char* isa_name(Isa isa) {
     case Isa::generic: return "generic";
     case Isa::neon: return "neon";
     case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
   }
   return "?";
 }
@@ -164,11 +167,14 @@ bool isa_supported(Isa isa) {
     case Isa::generic: return true;
     case Isa::neon: return f.neon;
     case Isa::avx2: return f.avx2 && f.fma && f.f16c;
+    case Isa::avx512:
+      return f.avx2 && f.fma && f.f16c && f.avx512f && f.avx512bw && f.avx512vl && f.avx512vnni;
   }
   return false;
 }
 
 Isa best_isa() {
+  if (isa_supported(Isa::avx512)) return Isa::avx512;
   if (isa_supported(Isa::avx2)) return Isa::avx2;
   if (isa_supported(Isa::neon)) return Isa::neon;
   return Isa::generic;

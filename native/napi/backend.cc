@@ -26,7 +26,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("bestIsa", isa_name(best_isa()));
   Napi::Array isas = Napi::Array::New(env);
   i = 0;
-  for (int k = 0; k <= int(Isa::avx2); ++k)
+  for (int k = 0; k < kIsaCount; ++k)
     if (isa_supported(Isa(k))) isas.Set(i++, isa_name(Isa(k)));
   o.Set("isas", isas);
   o.Set("model", cpu_model_name());
@@ -47,7 +47,7 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw make_error(env, StatusCode::arg, "argument 'isa': expected a string");
   const std::string name = info[0].As<Napi::String>().Utf8Value();
-  for (int k = 0; k <= int(Isa::avx2); ++k) {
+  for (int k = 0; k < kIsaCount; ++k) {
     if (name == isa_name(Isa(k))) {
       if (!set_isa(Isa(k)))
         throw make_error(env, StatusCode::unsupported,

@@ -99,7 +99,7 @@ inline double load(const uint8_t* p, tf::DType dt, int64_t i) {
 // The ISA levels this CPU runs (generic first): the kernel checks run at each in turn.
 inline std::vector<tf::Isa> isa_levels() {
   std::vector<tf::Isa> out;
-  for (tf::Isa isa : {tf::Isa::generic, tf::Isa::neon, tf::Isa::avx2})
+  for (tf::Isa isa : {tf::Isa::generic, tf::Isa::neon, tf::Isa::avx2, tf::Isa::avx512})
     if (tf::isa_supported(isa)) out.push_back(isa);
   return out;
 }

@@ -152,7 +152,7 @@ void check_all_pairs(const char* isa) {
 TF_TEST(convert_every_pair_every_isa) {
   const Isa best = best_isa();
   int levels = 0;
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2}) {
+  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2, Isa::avx512}) {
     if (!isa_supported(isa)) continue;
     REQUIRE(set_isa(isa));
     CHECK(active_isa() == isa);
@@ -168,7 +168,7 @@ TF_TEST(convert_every_pair_every_isa) {
 TF_TEST(convert_row_helpers_match_scalar) {
   tf_test::Rng rng(tf_test::case_seed());
   const Isa best = best_isa();
-  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2}) {
+  for (Isa isa : {Isa::generic, Isa::neon, Isa::avx2, Isa::avx512}) {
     if (!isa_supported(isa)) continue;
     set_isa(isa);
     for (int64_t n : {1, 8, 13, 64, 1001}) {

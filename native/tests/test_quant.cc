@@ -328,8 +328,17 @@ TF_TEST(quant_gemv_nonzero_mean_x) {
 TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
   IsaGuard guard;
   tf_test::Rng rng(tf_test::case_seed());
-  for (int64_t gs : {int64_t(0), int64_t(32), int64_t(48)}) {
-    const int64_t M = 5, N = 19, K = 192;
+  // (M, N, K, gs): the AVX2 blocks and, at the AVX-512 level, 1-3 rows of x read in place (8 / 4 /
+  // 2 weight rows a pass with a tail), 4+ rows on packed 32-row strips (6-row micro-tiles with
+  // 1-5 row tails, strips with 1-31 columns), groups of 4, 32, 48, 64, 128 and one per row, K
+  // off every vector width (a group of 36 ends on a partial 64-byte step)
+  struct Shape { int64_t M, N, K, gs; };
+  const Shape shapes[] = {{1, 19, 192, 0},  {5, 19, 192, 0},  {1, 19, 192, 32}, {5, 19, 192, 32},
+                          {1, 19, 192, 48}, {5, 19, 192, 48}, {2, 13, 256, 64}, {3, 11, 384, 128},
+                          {4, 45, 128, 32}, {7, 33, 252, 36}, {13, 64, 96, 4},  {6, 31, 1000, 0},
+                          {17, 40, 256, 128}, {2, 9, 100, 0}, {1, 3, 7, 0},    {8, 70, 512, 64}};
+  for (const Shape& sh : shapes) {
+    const int64_t M = sh.M, N = sh.N, K = sh.K, gs = sh.gs;
     QW q = random_weight(rng, 8, N, K, gs, true, false);
     // extremes in every weight row: -128 and 127 at the start
     for (int64_t n = 0; n < N; ++n) { q.q8[size_t(n * K)] = -128; q.q8[size_t(n * K + 1)] = 127; }
@@ -340,7 +349,7 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
     std::vector<float> first;
     for (Isa isa : isa_levels()) {
       set_isa(isa);
-      for (int64_t rows : {int64_t(1), M}) {
+      for (int64_t rows : {std::min<int64_t>(2, M), M}) {
         std::vector<float> y(size_t(rows * N), NAN);
         QuantLinearParams p;
         p.w = q.w;
@@ -351,12 +360,13 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
         REQUIRE(quant_linear(p).ok());
         std::vector<double> got(y.begin(), y.end());
         std::vector<double> w2(want.begin(), want.begin() + rows * N);
-        CHECK(rel(got, w2) < 1e-6, "%s gs=%lld rows=%lld: %g", isa_name(isa), (long long)gs,
-              (long long)rows, rel(got, w2));
+        CHECK(rel(got, w2) < 1e-6, "%s N=%lld K=%lld gs=%lld rows=%lld: %g", isa_name(isa),
+              (long long)N, (long long)K, (long long)gs, (long long)rows, rel(got, w2));
         if (rows == M) {
           if (first.empty()) first = y;
-          CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0, "%s: not bitwise equal",
-                isa_name(isa));
+          CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0,
+                "%s M=%lld N=%lld K=%lld gs=%lld: not bitwise equal", isa_name(isa), (long long)M,
+                (long long)N, (long long)K, (long long)gs);
         }
       }
     }
@@ -384,6 +394,10 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
                           {1, 37, 640, 128, false}, {1, 29, 512, 32, false},
                           {1, 17, 1024, 256, false}, {1, 16, 2048, 512, true},
                           {2, 21, 576, 64, false},
+                          // AVX-512: 8 groups a pass with tails (G = 20), groups of 192 (a lone
+                          // 64-block each), 4 + 1 rows of x (the AVX2 blocks, then one row)
+                          {1, 6, 1280, 64, false},  {2, 5, 1152, 192, true},
+                          {3, 4, 2560, 128, false}, {5, 7, 640, 128, false},
                           // groups above 8192: z * xsum in int32, not in float
                           {1, 11, 16384, 0, false}, {1, 9, 8192, 0, false}};
   for (const Shape& sh : shapes) {

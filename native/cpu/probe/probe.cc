@@ -50,7 +50,7 @@ double run_on_threads(int threads, Fn fn) {
 }  // namespace
 
 double probe_fma_gflops(int threads, int64_t iters) {
-  const bool avx2 = active_isa() == Isa::avx2;
+  const bool avx2 = isa_has_avx2(active_isa());
   std::vector<float> sink(size_t(std::max(1, threads)) * 16);
   return run_on_threads(threads, [&](int t) {
            float* s = &sink[size_t(t) * 16];

@@ -33,7 +33,7 @@ void gemv_f32(const QuantWeight& w, const float* x, const float*, int64_t n0, in
   }
 }
 
-void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1, float* c,
+void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t*, int64_t M, int64_t n0, int64_t n1, float* c,
              int64_t ldc) {
   const int64_t G = w.groups(), gs = w.group(), K = w.K;
   for (int64_t m = 0; m < M; ++m) {
@@ -115,7 +115,8 @@ const Kernels& kernels_generic() { return kGeneric; }
 
 const Kernels& kernels_for(Isa isa) {
   const Kernels* k = nullptr;
-  if (isa == Isa::avx2) k = kernels_avx2();
+  if (isa == Isa::avx512) k = kernels_avx512();
+  if (!k && isa_has_avx2(isa)) k = kernels_avx2();
   return k ? *k : kGeneric;
 }
 

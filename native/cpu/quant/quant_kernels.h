@@ -31,9 +31,10 @@ struct Kernels {
   // W8A8, rows [0, M) of xq (int8 [M, K], values in [-127, 127]):
   //   c[m * ldc + n] = sum_g s[n, g] * float(isum_g), isum_g = sum over group g of xq * q (int32,
   //   exact), the groups added in order with std::fma (never left to -ffp-contract): the result
-  //   is bitwise the same on every ISA.
-  void (*tile_i8)(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1,
-                  float* c, int64_t ldc);
+  //   is bitwise the same on every ISA. xsum[m * G + g]: sum over group g of xq (exact; null when
+  //   not prepared): an ISA that moves one operand to unsigned bytes (+128) takes 128 * xsum off.
+  void (*tile_i8)(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
+                  int64_t n0, int64_t n1, float* c, int64_t ldc);
   // W4A8 (int4 weights, x quantized as for W8A8), rows [0, M) of xq (int8 [M, K], stored order):
   //   isum_g = sum over group g of (u - z) * xq (int32, exact); eight float partial sums, group g
   //   joining a_(g mod 8) = std::fma(s[n, g], float(isum_g), a_(g mod 8)) in the order of g, then
@@ -61,7 +62,8 @@ struct Kernels {
 };
 
 const Kernels& kernels_generic();
-const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels* kernels_avx2();    // nullptr when not compiled in
+const Kernels* kernels_avx512();  // nullptr when not compiled in
 const Kernels& kernels_for(Isa isa);
 
 // W4A8's nibble order for int8 activations (K % 64 == 0): within each 64-block, the 32 even

@@ -54,7 +54,6 @@ void rows_gemv(const Kernels& kern, const QuantWeight& w, const RowPrep* xs, int
 }
 
 void i8_rows_prepare(const QuantWeight& w, const int8_t* xq, int64_t M, int8_t* xl, int32_t* xsum) {
-  if (w.bits != 4) return;
   const int64_t K = w.K, G = w.groups(), gs = w.group();
   for (int64_t m = 0; m < M; ++m) {
     for (int64_t g = 0; g < G; ++g) {
@@ -63,7 +62,7 @@ void i8_rows_prepare(const QuantWeight& w, const int8_t* xq, int64_t M, int8_t* 
       for (int64_t k = 0; k < gs; ++k) t += xg[k];
       xsum[m * G + g] = t;
     }
-    if (i8_rows_lane_order(w)) prep_i4_x(xq + m * K, K, xl + m * K);
+    if (w.bits == 4 && i8_rows_lane_order(w)) prep_i4_x(xq + m * K, K, xl + m * K);
   }
 }
 
@@ -74,11 +73,15 @@ void i8_rows_gemv(const Kernels& kern, const QuantWeight& w, const int8_t* xq, c
   // after another over its weight rows, so each block is read from memory once and again from L2
   // for the next rows of x.
   const int64_t row_bytes = w.bits == 8 ? w.K : w.K / 2;
-  const int64_t block = std::max<int64_t>(8, std::min<int64_t>(64, kI8BlockBytes / std::max<int64_t>(1, row_bytes)) / 8 * 8);
+  // The AVX-512 W8A8 tile packs its own strips of rows for all rows of x, so it takes them all.
+  const int64_t block =
+      kern.isa == Isa::avx512 && w.bits == 8
+          ? std::max<int64_t>(1, n1 - n0)
+          : std::max<int64_t>(8, std::min<int64_t>(64, kI8BlockBytes / std::max<int64_t>(1, row_bytes)) / 8 * 8);
   for (int64_t b0 = n0; b0 < n1; b0 += block) {
     const int64_t b1 = std::min(n1, b0 + block);
     if (w.bits == 8)
-      kern.tile_i8(w, xq, M, b0, b1, c, ldc);
+      kern.tile_i8(w, xq, xsum, M, b0, b1, c, ldc);
     else
       kern.tile_i4(w, xq, i8_rows_lane_order(w) ? xl : nullptr, xsum, M, b0, b1, c, ldc);
   }

@@ -39,12 +39,12 @@ void rows_gemv(const Kernels& kern, const QuantWeight& w, const RowPrep* xs, int
 // quant_activations (codes xq [M, K], scales sx [M]), for groups of at most kMaxI8Group
 // (int32 sums stay exact: 65536 * 128 * 127 < 2^31);
 // whether int4 rows also want prep_i4_x's nibble order (K % 64 == 0), and the int32 group sums
-// per row that tile_i4 takes (0 for int8 weights).
+// per row that tile_i4 / tile_i8 take.
 constexpr int64_t kMaxI8Group = 65536;
 inline bool i8_rows_lane_order(const QuantWeight& w) { return w.bits == 4 && w.K % 64 == 0; }
-inline int64_t i8_rows_sums(const QuantWeight& w) { return w.bits == 4 ? w.groups() : 0; }
-// Fills, for int4 weights, xsum [M, i8_rows_sums] (sum of each group's codes, exact) and, when
-// i8_rows_lane_order, xl [M, K]; nothing for int8.
+inline int64_t i8_rows_sums(const QuantWeight& w) { return w.groups(); }
+// Fills xsum [M, i8_rows_sums] (sum of each group's codes, exact) and, for int4 weights when
+// i8_rows_lane_order, xl [M, K].
 void i8_rows_prepare(const QuantWeight& w, const int8_t* xq, int64_t M, int8_t* xl, int32_t* xsum);
 // c[m * ldc + n] = sx[m] * (tile_i8 / tile_i4 of weight rows n in [n0, n1)) for m < M: the integer
 // sums of the kernel table's contract, scaled by the row's activation scale last.

@@ -451,8 +451,8 @@ void rows_i8(const QuantWeight& w, const int8_t* xq, int64_t m, int64_t n0, int6
   for (; n < n1; ++n) block_i8<MR, 1>(w, xq, m, n, c, ldc);
 }
 
-void tile_i8(const QuantWeight& w, const int8_t* xq, int64_t M, int64_t n0, int64_t n1, float* c,
-             int64_t ldc) {
+void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t*, int64_t M, int64_t n0,
+             int64_t n1, float* c, int64_t ldc) {
   int64_t m = 0;
   for (; m + 4 <= M; m += 4) rows_i8<4>(w, xq, m, n0, n1, c, ldc);
   switch (M - m) {

@@ -17,8 +17,13 @@ const CpuFeatures& cpu_features();
 std::vector<std::string> cpu_feature_names();
 std::string cpu_model_name();
 
-// Instruction-set levels that kernels are written for, best last.
-enum class Isa : int { generic = 0, neon = 1, avx2 = 2 };
+// Instruction-set levels that kernels are written for, best last. avx512 is AVX2 + FMA + F16C
+// with AVX-512 F/BW/VL and VNNI (Ice Lake, Zen 4 and later): a family without its own AVX-512
+// table runs its AVX2 kernels there.
+enum class Isa : int { generic = 0, neon = 1, avx2 = 2, avx512 = 3 };
+constexpr int kIsaCount = 4;
+// Whether a level runs the AVX2 kernels (avx2 itself, or avx512 where a family has no table).
+inline bool isa_has_avx2(Isa isa) { return isa == Isa::avx2 || isa == Isa::avx512; }
 const char* isa_name(Isa isa);
 // The best level this CPU supports and this binary was compiled with.
 Isa best_isa();

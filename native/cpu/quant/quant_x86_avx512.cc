@@ -1,0 +1,354 @@
+// AVX-512 VNNI kernels for the integer paths of the quantized linear layer (W8A8 and W4A8).
+// Layouts: tensorfuse/quant.h; contracts: quant_kernels.h. The float-activation GEMV, the
+// activation quantizer and dequantization are the AVX2 table's (quant_x86_avx2.cc).
+//
+// vpdpbusd multiplies unsigned bytes by signed bytes and adds each group of four products into an
+// int32 lane, with no 16-bit intermediate to saturate (Intel SDM, VPDPBUSD). Both W8A8 operands
+// are signed, so one side is moved to unsigned by adding 128 (xor 0x80) and the excess taken off
+// once per group: sum (w + 128) * x = sum w * x + 128 * sum x, with sum x per group of each row of
+// x computed once per call (i8_rows_prepare). |sum (w + 128) * x| <= 255 * 128 * 65536 < 2^31 for
+// the groups of at most kMaxI8Group that int8 activations take, so the int32 sums are exact. int4
+// codes are unsigned already (0..15) and meet the int8 activations directly.
+//
+// Build: this file is compiled with the AVX2 flags like the other x86 files, and only the
+// functions below carry the AVX-512 target attribute. Had the whole file been built with
+// -mavx512*, an inline function it instantiates from a shared header (std::, quant_kernels.h)
+// could be emitted as an AVX-512 copy that the linker then hands to code running on a CPU
+// without AVX-512.
+#include "quant_kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "quant_rows.h"
+#include "tensorfuse/scratch.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define TF_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+#else
+#define TF_AVX512
+#endif
+
+namespace tf {
+namespace quant_cpu {
+namespace {
+
+constexpr int kScratchSlot = 3;  // not used by the callers of these kernels (MoE holds slot 2)
+
+// Lane l of the result = the sum of all 16 lanes of a[l], l < 8 (integer adds: exact in any
+// order). Halves are folded pairwise: 512 -> 256 bits (two accumulators per register), 256 -> 128
+// (four per register), then within 128-bit lanes.
+TF_AVX512 inline __m256i reduce8(const __m512i* a) {
+  __m512i b[4];
+  for (int i = 0; i < 4; ++i)
+    b[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], 0x44),
+                            _mm512_shuffle_i32x4(a[2 * i], a[2 * i + 1], 0xee));
+  // b[i]: 256-bit half h holds 8 partial sums of a[2i + h]
+  const __m512i c0 = _mm512_add_epi32(_mm512_shuffle_i32x4(b[0], b[1], 0x88),
+                                      _mm512_shuffle_i32x4(b[0], b[1], 0xdd));
+  const __m512i c1 = _mm512_add_epi32(_mm512_shuffle_i32x4(b[2], b[3], 0x88),
+                                      _mm512_shuffle_i32x4(b[2], b[3], 0xdd));
+  // c0: 128-bit lane j holds 4 partial sums of a[j]; c1 those of a[4 + j]
+  const __m512i d =
+      _mm512_add_epi32(_mm512_unpacklo_epi32(c0, c1), _mm512_unpackhi_epi32(c0, c1));
+  const __m512i e = _mm512_add_epi32(d, _mm512_shuffle_epi32(d, _MM_PERM_BADC));
+  // e: 128-bit lane j = [sum a[j], sum a[4 + j], (the same twice)]
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, e));
+}
+
+TF_AVX512 inline float hsum_ps(__m256 v) {
+  // the AVX2 table's order (quant_x86_avx2.cc hsum): ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + ...)
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Bytes [0, len) of p, the rest zero (len <= 64); a masked load reads nothing past len.
+TF_AVX512 inline __m512i load_bytes(const void* p, int64_t len) {
+  const __mmask64 m = len >= 64 ? ~__mmask64(0) : (__mmask64(1) << len) - 1;
+  return _mm512_maskz_loadu_epi8(m, p);
+}
+
+// ---- W8A8, few rows of x (decode): weight rows read in place ----------------------------------
+
+// MX rows of x against R = 8 / MX weight rows (R * MX lanes of one vector): per group, the
+// products of every (row, x row) pair in one accumulator, reduced to one lane each by reduce8,
+// the excess 128 * xsum taken off, then lane l = r * MX + i takes
+// acc = fma(s[n + r, g], float(isum), acc), as the generic kernel does: bitwise its result.
+template <int MX>
+TF_AVX512 void rows_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t m,
+                       int64_t n, float* c, int64_t ldc) {
+  constexpr int R = 8 / MX;
+  const int64_t G = w.groups(), gs = w.group(), K = w.K;
+  const int8_t* wr = static_cast<const int8_t*>(w.q) + n * K;
+  const int8_t* xr = xq + m * K;
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  __m256 facc = _mm256_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i a[8];
+    for (int l = 0; l < 8; ++l) a[l] = _mm512_setzero_si512();
+    for (int64_t k = g * gs; k < (g + 1) * gs; k += 64) {
+      const int64_t len = std::min<int64_t>(64, (g + 1) * gs - k);
+      __m512i xv[MX];
+      for (int i = 0; i < MX; ++i) xv[i] = load_bytes(xr + i * K + k, len);
+      for (int r = 0; r < R; ++r) {
+        // the zero bytes past len become 128 here but meet zero activations
+        const __m512i wu = _mm512_xor_si512(load_bytes(wr + r * K + k, len), flip);
+        for (int i = 0; i < MX; ++i) a[r * MX + i] = _mm512_dpbusd_epi32(a[r * MX + i], wu, xv[i]);
+      }
+    }
+    alignas(32) int32_t ex[8] = {};
+    alignas(32) float sv[8] = {};
+    for (int r = 0; r < R; ++r)
+      for (int i = 0; i < MX; ++i) {
+        ex[r * MX + i] = 128 * xsum[(m + i) * G + g];
+        sv[r * MX + i] = w.scales[(n + r) * G + g];
+      }
+    const __m256i isum =
+        _mm256_sub_epi32(reduce8(a), _mm256_load_si256(reinterpret_cast<const __m256i*>(ex)));
+    facc = _mm256_fmadd_ps(_mm256_load_ps(sv), _mm256_cvtepi32_ps(isum), facc);
+  }
+  alignas(32) float out[8];
+  _mm256_store_ps(out, facc);
+  for (int r = 0; r < R; ++r)
+    for (int i = 0; i < MX; ++i) c[(m + i) * ldc + n + r] = out[r * MX + i];
+}
+
+// ---- W8A8, many rows of x (prefill): weight strips packed for vpdpbusd --------------------------
+
+constexpr int kStrip = 32;  // weight rows per packed strip: two vectors of 16 output columns
+constexpr int kPMR = 6;     // rows of x per micro-tile: 12 int32 + 12 float accumulators
+
+// Strip of weight rows [n, n + kStrip) (rows from n1 on as zeros): bytes
+// p[(k / 4) * 128 + j * 4 + k % 4] = w[n + j][k] + 128, so one 64-byte load is the next 4 columns
+// of 16 rows, as vpdpbusd lanes want them; scales sp[g * kStrip + j] = s[n + j, g] (0 past n1).
+TF_AVX512 void pack_strip_i8(const QuantWeight& w, int64_t n, int64_t n1, uint8_t* p, float* sp) {
+  const int64_t K = w.K, G = w.groups(), quads = K / 4;
+  for (int j = 0; j < kStrip; ++j) {
+    uint32_t* dst = reinterpret_cast<uint32_t*>(p) + j;
+    if (n + j >= n1) {
+      for (int64_t q = 0; q < quads; ++q) dst[q * kStrip] = 0x80808080u;
+      for (int64_t g = 0; g < G; ++g) sp[g * kStrip + j] = 0.0f;
+      continue;
+    }
+    const uint8_t* src = static_cast<const uint8_t*>(w.q) + (n + j) * K;
+    for (int64_t q = 0; q < quads; ++q) {
+      uint32_t v;
+      std::memcpy(&v, src + 4 * q, 4);
+      dst[q * kStrip] = v ^ 0x80808080u;
+    }
+    for (int64_t g = 0; g < G; ++g) sp[g * kStrip + j] = w.scales[(n + j) * G + g];
+  }
+}
+
+// MR rows of x (from row m) against a packed strip; cols of its 32 columns stored.
+template <int MR>
+TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, const int32_t* xsum,
+                        int64_t K, int64_t G, int64_t gs, int64_t m, float* c, int64_t ldc,
+                        int cols) {
+  const int8_t* xr[MR];
+  for (int i = 0; i < MR; ++i) xr[i] = xq + (m + i) * K;
+  __m512 f[MR][2];
+  for (int i = 0; i < MR; ++i) f[i][0] = f[i][1] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i a[MR][2];
+    for (int i = 0; i < MR; ++i) a[i][0] = a[i][1] = _mm512_setzero_si512();
+    const uint8_t* b = p + g * gs * kStrip;
+    for (int64_t k = g * gs; k < (g + 1) * gs; k += 4, b += 4 * kStrip) {
+      const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+      for (int i = 0; i < MR; ++i) {
+        int32_t x4;
+        std::memcpy(&x4, xr[i] + k, 4);
+        const __m512i xb = _mm512_set1_epi32(x4);
+        a[i][0] = _mm512_dpbusd_epi32(a[i][0], b0, xb);
+        a[i][1] = _mm512_dpbusd_epi32(a[i][1], b1, xb);
+      }
+    }
+    const __m512 s0 = _mm512_loadu_ps(sp + g * kStrip), s1 = _mm512_loadu_ps(sp + g * kStrip + 16);
+    for (int i = 0; i < MR; ++i) {
+      const __m512i ex = _mm512_set1_epi32(128 * xsum[(m + i) * G + g]);
+      f[i][0] = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][0], ex)), f[i][0]);
+      f[i][1] = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][1], ex)), f[i][1]);
+    }
+  }
+  const __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? __mmask16(0xffff)
+                       : cols > 16 ? __mmask16((1u << (cols - 16)) - 1)
+                                   : __mmask16(0);
+  for (int i = 0; i < MR; ++i) {
+    _mm512_mask_storeu_ps(c + (m + i) * ldc, m0, f[i][0]);
+    _mm512_mask_storeu_ps(c + (m + i) * ldc + 16, m1, f[i][1]);
+  }
+}
+
+TF_AVX512 bool tile_i8_packed(const QuantWeight& w, const int8_t* xq, const int32_t* xsum,
+                              int64_t M, int64_t n0, int64_t n1, float* c, int64_t ldc) {
+  const int64_t K = w.K, G = w.groups(), gs = w.group();
+  const size_t pbytes = size_t(K) * kStrip, sbytes = size_t(G) * kStrip * sizeof(float);
+  uint8_t* p = static_cast<uint8_t*>(scratch_get(kScratchSlot, pbytes + sbytes));
+  if (!p) return false;
+  float* sp = reinterpret_cast<float*>(p + pbytes);
+  for (int64_t n = n0; n < n1; n += kStrip) {
+    pack_strip_i8(w, n, n1, p, sp);
+    const int cols = int(std::min<int64_t>(kStrip, n1 - n));
+    int64_t m = 0;
+    for (; m + kPMR <= M; m += kPMR) strip_i8<kPMR>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols);
+    switch (M - m) {
+      case 5: strip_i8<5>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
+      case 4: strip_i8<4>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
+      case 3: strip_i8<3>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
+      case 2: strip_i8<2>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
+      case 1: strip_i8<1>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
+      default: break;
+    }
+  }
+  return true;
+}
+
+// Rows of x up to which the weight rows are read in place (each weight byte meets every row of x
+// from registers); from here on a strip is packed once and reused by all of them.
+constexpr int64_t kPackedFromRows = 4;
+
+TF_AVX512 void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
+                       int64_t n0, int64_t n1, float* c, int64_t ldc) {
+  const auto avx2 = kernels_avx2()->tile_i8;
+  const int64_t gs = w.group();
+  if (!xsum || gs % 4 != 0) return avx2(w, xq, xsum, M, n0, n1, c, ldc);
+  if (M >= kPackedFromRows && tile_i8_packed(w, xq, xsum, M, n0, n1, c, ldc)) return;
+  for (int64_t m = 0; m < M;) {
+    const int mx = int(std::min<int64_t>(3, M - m));
+    const int R = 8 / mx;
+    int64_t n = n0;
+    for (; n + R <= n1; n += R) {
+      if (mx == 1) rows_i8<1>(w, xq, xsum, m, n, c, ldc);
+      else if (mx == 2) rows_i8<2>(w, xq, xsum, m, n, c, ldc);
+      else rows_i8<3>(w, xq, xsum, m, n, c, ldc);
+    }
+    if (n < n1) avx2(w, xq + m * w.K, nullptr, mx, n, n1, c + m * ldc, ldc);
+    m += mx;
+  }
+}
+
+// ---- W4A8 -------------------------------------------------------------------------------------
+
+// One weight row against MX rows of x in prep_i4_x's order (per 64-block: its 32 even
+// activations, then its 32 odd ones). A 64-byte load holds the codes of two 64-blocks; their low
+// nibbles (the even elements of both blocks) and high nibbles (the odd ones) are regrouped by
+// 128-bit lanes into one vector per block, [even | odd], which meets the block's 64 activations
+// as they lie. Each group (a multiple of 64) sums into its own accumulator; every 8 groups,
+// reduce8 gives their sums as the lanes of one vector, z * xsum is taken off and lane j takes
+// a_j = fma(s[n, g], float(isum), a_j) for g = j mod 8: the contract's order, so bitwise the
+// generic result.
+template <int MX>
+TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t n,
+                      float* c, int64_t ldc) {
+  const int64_t G = w.groups(), gs = w.group(), K = w.K, lds = w.s_stride();
+  const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
+  const float* s = w.scales + n * lds;
+  const uint8_t* z = w.zeros ? w.zeros + n * lds : nullptr;
+  const bool z_in_float = gs <= 8192;  // 15 * 127 * 8192 < 2^24: float(dp) and z * xsum exact
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  __m256 acc[MX];
+  for (int i = 0; i < MX; ++i) acc[i] = _mm256_setzero_ps();
+  for (int64_t g0 = 0; g0 < G; g0 += 8) {
+    const int ng = int(std::min<int64_t>(8, G - g0));
+    __m512i a[MX][8];
+    for (int i = 0; i < MX; ++i)
+      for (int j = 0; j < 8; ++j) a[i][j] = _mm512_setzero_si512();
+    for (int j = 0; j < ng; ++j) {
+      const int64_t k1 = (g0 + j + 1) * gs;
+      int64_t k = (g0 + j) * gs;
+      for (; k + 128 <= k1; k += 128) {
+        const __m512i v = _mm512_loadu_si512(q + k / 2);
+        const __m512i lo = _mm512_and_si512(v, low4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        const __m512i b0 = _mm512_shuffle_i64x2(lo, hi, 0x44), b1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
+        for (int i = 0; i < MX; ++i) {
+          const int8_t* x = xl + i * K + k;
+          a[i][j] = _mm512_dpbusd_epi32(a[i][j], b0, _mm512_loadu_si512(x));
+          a[i][j] = _mm512_dpbusd_epi32(a[i][j], b1, _mm512_loadu_si512(x + 64));
+        }
+      }
+      if (k < k1) {  // a last lone 64-block (groups of 64 + 128i)
+        const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + k / 2)));
+        const __m512i lo = _mm512_and_si512(v, low4);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
+        const __m512i b0 = _mm512_shuffle_i64x2(lo, hi, 0x44);
+        for (int i = 0; i < MX; ++i)
+          a[i][j] = _mm512_dpbusd_epi32(a[i][j], b0, _mm512_loadu_si512(xl + i * K + k));
+      }
+    }
+    const __mmask8 live = __mmask8((1u << ng) - 1);
+    const __m256 sv = _mm256_maskz_loadu_ps(live, s + g0);
+    const __m256i zv = z ? _mm256_cvtepu8_epi32(_mm_maskz_loadu_epi8(__mmask16(live), z + g0))
+                         : _mm256_set1_epi32(8);
+    for (int i = 0; i < MX; ++i) {
+      const __m256i dp = reduce8(a[i]);
+      const __m256i xs = _mm256_maskz_loadu_epi32(live, xsum + i * G + g0);
+      const __m256 isum =
+          z_in_float ? _mm256_fnmadd_ps(_mm256_cvtepi32_ps(zv), _mm256_cvtepi32_ps(xs),
+                                        _mm256_cvtepi32_ps(dp))
+                     : _mm256_cvtepi32_ps(_mm256_sub_epi32(dp, _mm256_mullo_epi32(zv, xs)));
+      acc[i] = _mm256_mask3_fmadd_ps(sv, isum, acc[i], live);
+    }
+  }
+  for (int i = 0; i < MX; ++i) c[i * ldc + n] = hsum_ps(acc[i]);
+}
+
+// Rows of x up to which row_i4 takes them together; more go to the AVX2 tile's 4 x 2 blocks (the
+// first multiple of 4 of them).
+constexpr int kI4MaxRows = 3;
+
+TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl, const int32_t* xsum,
+                       int64_t M, int64_t n0, int64_t n1, float* c, int64_t ldc) {
+  const auto avx2 = kernels_avx2()->tile_i4;
+  const int64_t gs = w.group(), K = w.K, G = w.groups();
+  if (!xl || gs % 64 != 0) return avx2(w, xq, xl, xsum, M, n0, n1, c, ldc);
+  int64_t m = 0;
+  if (M > kI4MaxRows) {
+    m = M / 4 * 4;
+    avx2(w, xq, xl, xsum, m, n0, n1, c, ldc);
+  }
+  const int64_t rest = M - m;
+  const int8_t* x = xl + m * K;
+  const int32_t* xs = xsum + m * G;
+  float* cm = c + m * ldc;
+  for (int64_t n = n0; n < n1 && rest > 0; ++n) {
+    if (rest == 1) row_i4<1>(w, x, xs, n, cm, ldc);
+    else if (rest == 2) row_i4<2>(w, x, xs, n, cm, ldc);
+    else row_i4<3>(w, x, xs, n, cm, ldc);
+  }
+}
+
+Kernels make_table() {
+  Kernels k = *kernels_avx2();
+  k.isa = Isa::avx512;
+  k.tile_i8 = tile_i8;
+  k.tile_i4 = tile_i4;
+  return k;
+}
+
+}  // namespace
+
+const Kernels* kernels_avx512() {
+  if (!kernels_avx2()) return nullptr;
+  static const Kernels table = make_table();
+  return &table;
+}
+
+}  // namespace quant_cpu
+}  // namespace tf
+
+#else
+namespace tf {
+namespace quant_cpu {
+const Kernels* kernels_avx512() { return nullptr; }
+}  // namespace quant_cpu
+}  // namespace tf
+#endif
