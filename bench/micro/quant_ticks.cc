@@ -5,12 +5,15 @@
 //   g++ -O2 -std=c++17 -I native/include bench/micro/quant_ticks.cc \
 //       build-native/libtensorfuse_core.a -lpthread -o /tmp/quant_ticks
 //   T=1 /tmp/quant_ticks N M     # N weight rows (K = 4096), M rows of x; T threads
+//   ONLY="int8-act int8" ...      # only the rows whose label contains this
+//   TENSORFUSE_ISA=avx2 ...       # a lower kernel level than the best
 // Data are constant patterns: this measures speed only (the tests check the values).
 #include <x86intrin.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "tensorfuse/gemm.h"
@@ -49,7 +52,9 @@ int main(int argc, char** argv) {
   g.a = x.data(); g.lda = K;
   g.b = wf.data(); g.ldb = K; g.trans_b = true;
   g.c = y.data(); g.ldc = N;
-  printf("f32 gemm: %.2f MAC/tick\n", double(M * N * K) / best_ticks(reps, [&] { gemm(g); }));
+  const char* only = getenv("ONLY");  // run only the rows whose label contains it
+  if (!only || strstr("f32 gemm", only))
+    printf("f32 gemm: %.2f MAC/tick\n", double(M * N * K) / best_ticks(reps, [&] { gemm(g); }));
   for (int act : {0, 1})
     for (int bits : {4, 8})
       for (int64_t gs : {0, 32, 128}) {
@@ -60,8 +65,11 @@ int main(int argc, char** argv) {
         p.w.zeros = bits == 4 ? z.data() : nullptr;
         p.M = M; p.x = x.data(); p.y = y.data();
         p.act = QuantActivation(act);
+        char label[64];
+        snprintf(label, sizeof label, "%s int%d g%lld", act ? "int8-act" : "wonly", bits,
+                 (long long)gs);
+        if (only && !strstr(label, only)) continue;
         const double t = best_ticks(reps, [&] { quant_linear(p); });
-        printf("%s int%d g%lld: %.2f MAC/tick\n", act ? "int8-act" : "wonly", bits, (long long)gs,
-               double(M * N * K) / t);
+        printf("%s: %.2f MAC/tick\n", label, double(M * N * K) / t);
       }
 }

@@ -23,14 +23,24 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "quant_rows.h"
 #include "tensorfuse/scratch.h"
 
+// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized
+// reports at every use in a target-attributed function.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define TF_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+// a lambda is a function of its own and does not inherit its caller's target
+#define TF_AVX512_LAMBDA __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 #else
 #define TF_AVX512
+#define TF_AVX512_LAMBDA
 #endif
 
 namespace tf {
@@ -97,6 +107,7 @@ TF_AVX512 void rows_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xs
       const int64_t len = std::min<int64_t>(64, (g + 1) * gs - k);
       __m512i xv[MX];
       for (int i = 0; i < MX; ++i) xv[i] = load_bytes(xr + i * K + k, len);
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         // the zero bytes past len become 128 here but meet zero activations
         const __m512i wu = _mm512_xor_si512(load_bytes(wr + r * K + k, len), flip);
@@ -245,10 +256,15 @@ TF_AVX512 void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xs
 // reduce8 gives their sums as the lanes of one vector, z * xsum is taken off and lane j takes
 // a_j = fma(s[n, g], float(isum), a_j) for g = j mod 8: the contract's order, so bitwise the
 // generic result.
-template <int MX>
+// Bytes ahead of the current code line that row_i4 prefetches (quant_ticks, 2 threads, N = 16384,
+// K = 4096, int4 groups of 128: none 31-40 MAC/tick, 2 KiB 32-38, 4 KiB 40-43, 8 KiB 39-44).
+constexpr int64_t kPrefetchI4 = 8192;
+
+// GS: the group size when known at compile time (0: w.group()).
+template <int MX, int GS>
 TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t n,
                       float* c, int64_t ldc) {
-  const int64_t G = w.groups(), gs = w.group(), K = w.K, lds = w.s_stride();
+  const int64_t G = w.groups(), gs = GS > 0 ? GS : w.group(), K = w.K, lds = w.s_stride();
   const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
   const float* s = w.scales + n * lds;
   const uint8_t* z = w.zeros ? w.zeros + n * lds : nullptr;
@@ -261,27 +277,52 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
     __m512i a[MX][8];
     for (int i = 0; i < MX; ++i)
       for (int j = 0; j < 8; ++j) a[i][j] = _mm512_setzero_si512();
-    for (int j = 0; j < ng; ++j) {
+    // unrolled so that a[i][j] are registers (a loop over j left them in memory: 2x slower)
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      if (j >= ng) break;
       const int64_t k1 = (g0 + j + 1) * gs;
       int64_t k = (g0 + j) * gs;
-      for (; k + 128 <= k1; k += 128) {
-        const __m512i v = _mm512_loadu_si512(q + k / 2);
+      // a group's sum in T chains per row of x (two products per step each): one chain of
+      // dependent vpdpbusd ran at their latency, not their throughput
+      constexpr int T = MX == 1 ? 4 : 2;
+      __m512i t[MX][T];
+      for (int i = 0; i < MX; ++i)
+        for (int u = 0; u < T; ++u) t[i][u] = _mm512_setzero_si512();
+      auto step = [&](int64_t kk, int u) TF_AVX512_LAMBDA {
+        // rows lie back to back: the line kPrefetchI4 bytes ahead, which a one-row stream
+        // would otherwise wait for (the hardware prefetcher ramps up too late on 2 KiB rows)
+        _mm_prefetch(reinterpret_cast<const char*>(q + kk / 2 + kPrefetchI4), _MM_HINT_T0);
+        const __m512i v = _mm512_loadu_si512(q + kk / 2);
         const __m512i lo = _mm512_and_si512(v, low4);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
         const __m512i b0 = _mm512_shuffle_i64x2(lo, hi, 0x44), b1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
         for (int i = 0; i < MX; ++i) {
-          const int8_t* x = xl + i * K + k;
-          a[i][j] = _mm512_dpbusd_epi32(a[i][j], b0, _mm512_loadu_si512(x));
-          a[i][j] = _mm512_dpbusd_epi32(a[i][j], b1, _mm512_loadu_si512(x + 64));
+          const int8_t* x = xl + i * K + kk;
+          t[i][u] = _mm512_dpbusd_epi32(t[i][u], b0, _mm512_loadu_si512(x));
+          t[i][u + 1] = _mm512_dpbusd_epi32(t[i][u + 1], b1, _mm512_loadu_si512(x + 64));
         }
-      }
-      if (k < k1) {  // a last lone 64-block (groups of 64 + 128i)
-        const __m512i v = _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + k / 2)));
+      };
+      if (T == 4 && (GS == 0 || GS >= 256))
+        for (; k + 256 <= k1; k += 256) {
+          step(k, 0);
+          step(k + 128, T - 2);
+        }
+      if (GS == 0 || GS >= 128)
+        for (; k + 128 <= k1; k += 128) step(k, 0);
+      if ((GS == 0 || GS % 128 == 64) && k < k1) {  // a last lone 64-block (groups of 64 + 128i)
+        const __m512i v =
+            _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + k / 2)));
         const __m512i lo = _mm512_and_si512(v, low4);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
         const __m512i b0 = _mm512_shuffle_i64x2(lo, hi, 0x44);
         for (int i = 0; i < MX; ++i)
-          a[i][j] = _mm512_dpbusd_epi32(a[i][j], b0, _mm512_loadu_si512(xl + i * K + k));
+          t[i][0] = _mm512_dpbusd_epi32(t[i][0], b0, _mm512_loadu_si512(xl + i * K + k));
+      }
+      for (int i = 0; i < MX; ++i) {
+        __m512i sum = _mm512_add_epi32(t[i][0], t[i][1]);
+        if (T == 4) sum = _mm512_add_epi32(sum, _mm512_add_epi32(t[i][T - 2], t[i][T - 1]));
+        a[i][j] = sum;
       }
     }
     const __mmask8 live = __mmask8((1u << ng) - 1);
@@ -319,11 +360,21 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
   const int8_t* x = xl + m * K;
   const int32_t* xs = xsum + m * G;
   float* cm = c + m * ldc;
-  for (int64_t n = n0; n < n1 && rest > 0; ++n) {
-    if (rest == 1) row_i4<1>(w, x, xs, n, cm, ldc);
-    else if (rest == 2) row_i4<2>(w, x, xs, n, cm, ldc);
-    else row_i4<3>(w, x, xs, n, cm, ldc);
-  }
+  auto run = [&](auto mx_const, auto gs_const) {
+    constexpr int MX = decltype(mx_const)::value, GS = decltype(gs_const)::value;
+    for (int64_t n = n0; n < n1; ++n) row_i4<MX, GS>(w, x, xs, n, cm, ldc);
+  };
+  auto by_gs = [&](auto mx_const) {
+    switch (gs) {
+      case 64: return run(mx_const, std::integral_constant<int, 64>{});
+      case 128: return run(mx_const, std::integral_constant<int, 128>{});
+      case 256: return run(mx_const, std::integral_constant<int, 256>{});
+      default: return run(mx_const, std::integral_constant<int, 0>{});
+    }
+  };
+  if (rest == 1) by_gs(std::integral_constant<int, 1>{});
+  else if (rest == 2) by_gs(std::integral_constant<int, 2>{});
+  else if (rest == 3) by_gs(std::integral_constant<int, 3>{});
 }
 
 Kernels make_table() {
