@@ -49,6 +49,18 @@ namespace {
 
 constexpr int kScratchSlot = 3;  // not used by the callers of these kernels (MoE holds slot 2)
 
+// acc + the dword sums of four u8 x s8 products (vpdpbusd). Through inline asm with GCC: its
+// intrinsic made GCC 12 copy every accumulator to another register at every step of a loop (24
+// moves per 12 vpdpbusd in the W8A8 micro-tile).
+TF_AVX512 inline __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8) {
+#if defined(__GNUC__)
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
+  return acc;
+#else
+  return _mm512_dpbusd_epi32(acc, u8, s8);
+#endif
+}
+
 // Lane l of the result = the sum of all 16 lanes of a[l], l < 8 (integer adds: exact in any
 // order). Halves are folded pairwise: 512 -> 256 bits (two accumulators per register), 256 -> 128
 // (four per register), then within 128-bit lanes.
@@ -111,7 +123,7 @@ TF_AVX512 void rows_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xs
       for (int r = 0; r < R; ++r) {
         // the zero bytes past len become 128 here but meet zero activations
         const __m512i wu = _mm512_xor_si512(load_bytes(wr + r * K + k, len), flip);
-        for (int i = 0; i < MX; ++i) a[r * MX + i] = _mm512_dpbusd_epi32(a[r * MX + i], wu, xv[i]);
+        for (int i = 0; i < MX; ++i) a[r * MX + i] = dpbusd(a[r * MX + i], wu, xv[i]);
       }
     }
     alignas(32) int32_t ex[8] = {};
@@ -136,65 +148,107 @@ TF_AVX512 void rows_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xs
 constexpr int kStrip = 32;  // weight rows per packed strip: two vectors of 16 output columns
 constexpr int kPMR = 6;     // rows of x per micro-tile: 12 int32 + 12 float accumulators
 
-// Strip of weight rows [n, n + kStrip) (rows from n1 on as zeros): bytes
-// p[(k / 4) * 128 + j * 4 + k % 4] = w[n + j][k] + 128, so one 64-byte load is the next 4 columns
-// of 16 rows, as vpdpbusd lanes want them; scales sp[g * kStrip + j] = s[n + j, g] (0 past n1).
-TF_AVX512 void pack_strip_i8(const QuantWeight& w, int64_t n, int64_t n1, uint8_t* p, float* sp) {
-  const int64_t K = w.K, G = w.groups(), quads = K / 4;
-  for (int j = 0; j < kStrip; ++j) {
-    uint32_t* dst = reinterpret_cast<uint32_t*>(p) + j;
-    if (n + j >= n1) {
-      for (int64_t q = 0; q < quads; ++q) dst[q * kStrip] = 0x80808080u;
-      for (int64_t g = 0; g < G; ++g) sp[g * kStrip + j] = 0.0f;
-      continue;
-    }
-    const uint8_t* src = static_cast<const uint8_t*>(w.q) + (n + j) * K;
-    for (int64_t q = 0; q < quads; ++q) {
-      uint32_t v;
-      std::memcpy(&v, src + 4 * q, 4);
-      dst[q * kStrip] = v ^ 0x80808080u;
-    }
-    for (int64_t g = 0; g < G; ++g) sp[g * kStrip + j] = w.scales[(n + j) * G + g];
+// a[i] (16 dwords each) -> a[j] = [a_0[j], a_1[j], ..., a_15[j]]: dword 16 x 16 transpose in
+// four rounds of 16 shuffles (32-bit unpacks, 64-bit unpacks, two rounds of 128-bit lane moves).
+TF_AVX512 inline void transpose16(__m512i* a) {
+  __m512i b[16], c[16];
+  for (int i = 0; i < 16; i += 2) {
+    b[i] = _mm512_unpacklo_epi32(a[i], a[i + 1]);
+    b[i + 1] = _mm512_unpackhi_epi32(a[i], a[i + 1]);
+  }
+  // c[i + j] (i = 0, 4, 8, 12): 128-bit lane L = rows i..i+3 at element 4L + j
+  for (int i = 0; i < 16; i += 4) {
+    c[i] = _mm512_unpacklo_epi64(b[i], b[i + 2]);
+    c[i + 1] = _mm512_unpackhi_epi64(b[i], b[i + 2]);
+    c[i + 2] = _mm512_unpacklo_epi64(b[i + 1], b[i + 3]);
+    c[i + 3] = _mm512_unpackhi_epi64(b[i + 1], b[i + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i d0 = _mm512_shuffle_i32x4(c[j], c[4 + j], 0x88);
+    const __m512i d1 = _mm512_shuffle_i32x4(c[j], c[4 + j], 0xdd);
+    const __m512i d2 = _mm512_shuffle_i32x4(c[8 + j], c[12 + j], 0x88);
+    const __m512i d3 = _mm512_shuffle_i32x4(c[8 + j], c[12 + j], 0xdd);
+    a[j] = _mm512_shuffle_i32x4(d0, d2, 0x88);
+    a[8 + j] = _mm512_shuffle_i32x4(d0, d2, 0xdd);
+    a[4 + j] = _mm512_shuffle_i32x4(d1, d3, 0x88);
+    a[12 + j] = _mm512_shuffle_i32x4(d1, d3, 0xdd);
   }
 }
 
-// MR rows of x (from row m) against a packed strip; cols of its 32 columns stored.
+// Strip of weight rows [n, n + kStrip) (rows from n1 on as zeros): bytes
+// p[(k / 4) * 128 + j * 4 + k % 4] = w[n + j][k] + 128, so one 64-byte load is the next 4 columns
+// of 16 rows, as vpdpbusd lanes want them; scales sp[g * kStrip + j] = s[n + j, g] (0 past n1).
+// 64 columns of 16 rows at a time by a dword transpose; the last K % 64 columns one word each.
+TF_AVX512 void pack_strip_i8(const QuantWeight& w, int64_t n, int64_t n1, uint8_t* p, float* sp) {
+  const int64_t K = w.K, G = w.groups(), quads = K / 4;
+  const int8_t* base = static_cast<const int8_t*>(w.q);
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  for (int h = 0; h < kStrip / 16; ++h) {
+    const int64_t r0 = n + 16 * h;
+    int64_t k = 0;
+    for (; k + 64 <= K; k += 64) {
+      __m512i a[16];
+      for (int i = 0; i < 16; ++i)
+        a[i] = r0 + i < n1 ? _mm512_loadu_si512(base + (r0 + i) * K + k) : _mm512_setzero_si512();
+      transpose16(a);
+      uint8_t* dst = p + (k / 4) * (4 * kStrip) + 64 * h;
+      for (int q = 0; q < 16; ++q)
+        _mm512_storeu_si512(dst + q * 4 * kStrip, _mm512_xor_si512(a[q], flip));
+    }
+    for (int i = 0; i < 16; ++i) {
+      uint32_t* dst = reinterpret_cast<uint32_t*>(p) + 16 * h + i;
+      for (int64_t q = k / 4; q < quads; ++q) {
+        uint32_t v = 0;
+        if (r0 + i < n1) std::memcpy(&v, base + (r0 + i) * K + 4 * q, 4);
+        dst[q * kStrip] = v ^ 0x80808080u;
+      }
+    }
+  }
+  for (int j = 0; j < kStrip; ++j)
+    for (int64_t g = 0; g < G; ++g) sp[g * kStrip + j] = n + j < n1 ? w.scales[(n + j) * G + g] : 0.0f;
+}
+
+// MR rows of x (from row m) against a packed strip; cols of its 32 columns stored. The float sums
+// of the contract live in c itself (masked to cols) between groups: with them in registers too,
+// GCC shuffled the 12 int32 accumulators between register sets at every step (24 moves per 12
+// vpdpbusd).
 template <int MR>
 TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, const int32_t* xsum,
                         int64_t K, int64_t G, int64_t gs, int64_t m, float* c, int64_t ldc,
                         int cols) {
   const int8_t* xr[MR];
   for (int i = 0; i < MR; ++i) xr[i] = xq + (m + i) * K;
-  __m512 f[MR][2];
-  for (int i = 0; i < MR; ++i) f[i][0] = f[i][1] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < G; ++g) {
-    __m512i a[MR][2];
-    for (int i = 0; i < MR; ++i) a[i][0] = a[i][1] = _mm512_setzero_si512();
-    const uint8_t* b = p + g * gs * kStrip;
-    for (int64_t k = g * gs; k < (g + 1) * gs; k += 4, b += 4 * kStrip) {
-      const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
-      for (int i = 0; i < MR; ++i) {
-        int32_t x4;
-        std::memcpy(&x4, xr[i] + k, 4);
-        const __m512i xb = _mm512_set1_epi32(x4);
-        a[i][0] = _mm512_dpbusd_epi32(a[i][0], b0, xb);
-        a[i][1] = _mm512_dpbusd_epi32(a[i][1], b1, xb);
-      }
-    }
-    const __m512 s0 = _mm512_loadu_ps(sp + g * kStrip), s1 = _mm512_loadu_ps(sp + g * kStrip + 16);
-    for (int i = 0; i < MR; ++i) {
-      const __m512i ex = _mm512_set1_epi32(128 * xsum[(m + i) * G + g]);
-      f[i][0] = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][0], ex)), f[i][0]);
-      f[i][1] = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(_mm512_sub_epi32(a[i][1], ex)), f[i][1]);
-    }
-  }
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
   const __mmask16 m1 = cols >= 32 ? __mmask16(0xffff)
                        : cols > 16 ? __mmask16((1u << (cols - 16)) - 1)
                                    : __mmask16(0);
-  for (int i = 0; i < MR; ++i) {
-    _mm512_mask_storeu_ps(c + (m + i) * ldc, m0, f[i][0]);
-    _mm512_mask_storeu_ps(c + (m + i) * ldc + 16, m1, f[i][1]);
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i a0[MR], a1[MR];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) a0[i] = a1[i] = _mm512_setzero_si512();
+    const uint8_t* b = p + g * gs * kStrip;
+    const int64_t k1 = (g + 1) * gs;
+    for (int64_t k = g * gs; k < k1; k += 4, b += 4 * kStrip) {
+      const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i) {
+        int32_t x4;
+        std::memcpy(&x4, xr[i] + k, 4);
+        const __m512i xb = _mm512_set1_epi32(x4);
+        a0[i] = dpbusd(a0[i], b0, xb);
+        a1[i] = dpbusd(a1[i], b1, xb);
+      }
+    }
+    const __m512 s0 = _mm512_loadu_ps(sp + g * kStrip), s1 = _mm512_loadu_ps(sp + g * kStrip + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      float* ci = c + (m + i) * ldc;
+      const __m512i ex = _mm512_set1_epi32(128 * xsum[(m + i) * G + g]);
+      const __m512 f0 = g ? _mm512_maskz_loadu_ps(m0, ci) : _mm512_setzero_ps();
+      const __m512 f1 = g ? _mm512_maskz_loadu_ps(m1, ci + 16) : _mm512_setzero_ps();
+      _mm512_mask_storeu_ps(ci, m0, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(_mm512_sub_epi32(a0[i], ex)), f0));
+      _mm512_mask_storeu_ps(ci + 16, m1, _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(_mm512_sub_epi32(a1[i], ex)), f1));
+    }
   }
 }
 
@@ -225,6 +279,7 @@ TF_AVX512 bool tile_i8_packed(const QuantWeight& w, const int8_t* xq, const int3
 // Rows of x up to which the weight rows are read in place (each weight byte meets every row of x
 // from registers); from here on a strip is packed once and reused by all of them.
 constexpr int64_t kPackedFromRows = 4;
+constexpr int64_t kDirectMinGroup = 128;
 
 TF_AVX512 void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
                        int64_t n0, int64_t n1, float* c, int64_t ldc) {
@@ -232,6 +287,10 @@ TF_AVX512 void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xs
   const int64_t gs = w.group();
   if (!xsum || gs % 4 != 0) return avx2(w, xq, xsum, M, n0, n1, c, ldc);
   if (M >= kPackedFromRows && tile_i8_packed(w, xq, xsum, M, n0, n1, c, ldc)) return;
+  // Few rows: reduce8 per group and 8 weight rows costs more than the AVX2 block's tree below
+  // groups of 128 (quant_ticks, one thread, weights in L2, M = 1, groups of 32: 8-13 MAC/tick
+  // against 10-15; per row 34-46 against 23-26)
+  if (gs < kDirectMinGroup) return avx2(w, xq, xsum, M, n0, n1, c, ldc);
   for (int64_t m = 0; m < M;) {
     const int mx = int(std::min<int64_t>(3, M - m));
     const int R = 8 / mx;
@@ -299,8 +358,8 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
         const __m512i b0 = _mm512_shuffle_i64x2(lo, hi, 0x44), b1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
         for (int i = 0; i < MX; ++i) {
           const int8_t* x = xl + i * K + kk;
-          t[i][u] = _mm512_dpbusd_epi32(t[i][u], b0, _mm512_loadu_si512(x));
-          t[i][u + 1] = _mm512_dpbusd_epi32(t[i][u + 1], b1, _mm512_loadu_si512(x + 64));
+          t[i][u] = dpbusd(t[i][u], b0, _mm512_loadu_si512(x));
+          t[i][u + 1] = dpbusd(t[i][u + 1], b1, _mm512_loadu_si512(x + 64));
         }
       };
       if (T == 4 && (GS == 0 || GS >= 256))
@@ -317,7 +376,7 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
         const __m512i b0 = _mm512_shuffle_i64x2(lo, hi, 0x44);
         for (int i = 0; i < MX; ++i)
-          t[i][0] = _mm512_dpbusd_epi32(t[i][0], b0, _mm512_loadu_si512(xl + i * K + k));
+          t[i][0] = dpbusd(t[i][0], b0, _mm512_loadu_si512(xl + i * K + k));
       }
       for (int i = 0; i < MX; ++i) {
         __m512i sum = _mm512_add_epi32(t[i][0], t[i][1]);
