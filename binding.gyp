@@ -37,6 +37,7 @@
       "sources": [
         "native/core/x86_f16c.cc",
         "native/cpu/gemm/gemm_x86_avx2.cc",
+        "native/cpu/gemm/gemm_x86_avx512.cc",
         "native/cpu/attention/attention_x86_avx2.cc",
         "native/cpu/moe/moe_x86_avx2.cc",
         "native/cpu/prune/prune_x86_avx2.cc",

@@ -46,7 +46,8 @@ struct Kernels {
 };
 
 const Kernels& kernels_generic();
-const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels* kernels_avx2();    // nullptr when not compiled in
+const Kernels* kernels_avx512();  // nullptr when not compiled in
 const Kernels* kernels_neon();  // nullptr when not compiled in
 const Kernels& kernels_for(Isa isa);
 

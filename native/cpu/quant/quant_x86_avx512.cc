@@ -8,13 +8,8 @@
 // once per group: sum (w + 128) * x = sum w * x + 128 * sum x, with sum x per group of each row of
 // x computed once per call (i8_rows_prepare). |sum (w + 128) * x| <= 255 * 128 * 65536 < 2^31 for
 // the groups of at most kMaxI8Group that int8 activations take, so the int32 sums are exact. int4
-// codes are unsigned already (0..15) and meet the int8 activations directly.
-//
-// Build: this file is compiled with the AVX2 flags like the other x86 files, and only the
-// functions below carry the AVX-512 target attribute. Had the whole file been built with
-// -mavx512*, an inline function it instantiates from a shared header (std::, quant_kernels.h)
-// could be emitted as an AVX-512 copy that the linker then hands to code running on a CPU
-// without AVX-512.
+// codes are unsigned already (0..15) and meet the int8 activations directly. Build notes:
+// common/x86_avx512.h.
 #include "quant_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -25,23 +20,9 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../common/x86_avx512.h"
 #include "quant_rows.h"
 #include "tensorfuse/scratch.h"
-
-// GCC 12's AVX-512 intrinsics start from _mm512_undefined_*(), which -Wmaybe-uninitialized
-// reports at every use in a target-attributed function.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-
-#if defined(__GNUC__) || defined(__clang__)
-#define TF_AVX512 __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-// a lambda is a function of its own and does not inherit its caller's target
-#define TF_AVX512_LAMBDA __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
-#else
-#define TF_AVX512
-#define TF_AVX512_LAMBDA
-#endif
 
 namespace tf {
 namespace quant_cpu {
@@ -348,7 +329,7 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
       __m512i t[MX][T];
       for (int i = 0; i < MX; ++i)
         for (int u = 0; u < T; ++u) t[i][u] = _mm512_setzero_si512();
-      auto step = [&](int64_t kk, int u) TF_AVX512_LAMBDA {
+      auto step = [&](int64_t kk, int u) TF_AVX512 {
         // rows lie back to back: the line kPrefetchI4 bytes ahead, which a one-row stream
         // would otherwise wait for (the hardware prefetcher ramps up too late on 2 KiB rows)
         _mm_prefetch(reinterpret_cast<const char*>(q + kk / 2 + kPrefetchI4), _MM_HINT_T0);

@@ -1,0 +1,97 @@
+// AVX-512 GEMM micro-kernel: the 6 x 16 tile of gemm_kernels.h with one 16-wide vector per row,
+// so the packed layouts (and every PackedB) are the AVX2 level's and so are packing, the GEMV and
+// the small-M dot path (kernels_avx2()). Build notes: common/x86_avx512.h.
+#include "gemm_kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include "../common/x86_avx512.h"
+
+namespace tf {
+namespace gemm_cpu {
+namespace {
+
+// Six rows of 16 columns are only six accumulators, fewer than the FMAs in flight that two pipes
+// of 4-cycle FMAs want (8), so even and odd k sum apart (12 chains) and meet at the end. Per two
+// k: 2 B loads + 12 broadcasts for 12 FMAs. kRowA: A row-major (element (i, k) at a[i * lda + k])
+// instead of a packed panel; the same FMAs in the same order, so both forms are bitwise equal.
+template <bool kRowA>
+TF_AVX512 void kernel_impl(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                           int64_t ldc, bool accumulate) {
+  const int64_t ai = kRowA ? lda : 1;  // distance between rows of A
+  const int64_t ak = kRowA ? 1 : kMR;  // distance between k steps
+  __m512 e0 = _mm512_setzero_ps(), e1 = e0, e2 = e0, e3 = e0, e4 = e0, e5 = e0;
+  __m512 o0 = e0, o1 = e0, o2 = e0, o3 = e0, o4 = e0, o5 = e0;
+  int64_t k = 0;
+  for (; k + 2 <= kc; k += 2) {
+    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + kNR);
+    const float* a1 = a + ak;
+    e0 = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), b0, e0);
+    o0 = _mm512_fmadd_ps(_mm512_set1_ps(a1[0]), b1, o0);
+    e1 = _mm512_fmadd_ps(_mm512_set1_ps(a[ai]), b0, e1);
+    o1 = _mm512_fmadd_ps(_mm512_set1_ps(a1[ai]), b1, o1);
+    e2 = _mm512_fmadd_ps(_mm512_set1_ps(a[2 * ai]), b0, e2);
+    o2 = _mm512_fmadd_ps(_mm512_set1_ps(a1[2 * ai]), b1, o2);
+    e3 = _mm512_fmadd_ps(_mm512_set1_ps(a[3 * ai]), b0, e3);
+    o3 = _mm512_fmadd_ps(_mm512_set1_ps(a1[3 * ai]), b1, o3);
+    e4 = _mm512_fmadd_ps(_mm512_set1_ps(a[4 * ai]), b0, e4);
+    o4 = _mm512_fmadd_ps(_mm512_set1_ps(a1[4 * ai]), b1, o4);
+    e5 = _mm512_fmadd_ps(_mm512_set1_ps(a[5 * ai]), b0, e5);
+    o5 = _mm512_fmadd_ps(_mm512_set1_ps(a1[5 * ai]), b1, o5);
+    a += 2 * ak;
+    b += 2 * kNR;
+  }
+  if (k < kc) {
+    const __m512 b0 = _mm512_loadu_ps(b);
+    e0 = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), b0, e0);
+    e1 = _mm512_fmadd_ps(_mm512_set1_ps(a[ai]), b0, e1);
+    e2 = _mm512_fmadd_ps(_mm512_set1_ps(a[2 * ai]), b0, e2);
+    e3 = _mm512_fmadd_ps(_mm512_set1_ps(a[3 * ai]), b0, e3);
+    e4 = _mm512_fmadd_ps(_mm512_set1_ps(a[4 * ai]), b0, e4);
+    e5 = _mm512_fmadd_ps(_mm512_set1_ps(a[5 * ai]), b0, e5);
+  }
+  const __m512 acc[kMR] = {_mm512_add_ps(e0, o0), _mm512_add_ps(e1, o1), _mm512_add_ps(e2, o2),
+                           _mm512_add_ps(e3, o3), _mm512_add_ps(e4, o4), _mm512_add_ps(e5, o5)};
+  for (int i = 0; i < kMR; ++i) {
+    float* row = c + i * ldc;
+    _mm512_storeu_ps(row, accumulate ? _mm512_add_ps(acc[i], _mm512_loadu_ps(row)) : acc[i]);
+  }
+}
+
+TF_AVX512 void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                      bool accumulate) {
+  kernel_impl<false>(kc, a, 0, b, c, ldc, accumulate);
+}
+
+TF_AVX512 void kernel_rows(int64_t kc, const float* a, int64_t lda, const float* b, float* c,
+                           int64_t ldc, bool accumulate) {
+  kernel_impl<true>(kc, a, lda, b, c, ldc, accumulate);
+}
+
+Kernels make_table() {
+  Kernels k = *kernels_avx2();
+  k.isa = Isa::avx512;
+  k.kernel = kernel;
+  k.kernel_rows = kernel_rows;
+  return k;
+}
+
+}  // namespace
+
+const Kernels* kernels_avx512() {
+  if (!kernels_avx2()) return nullptr;
+  static const Kernels table = make_table();
+  return &table;
+}
+
+}  // namespace gemm_cpu
+}  // namespace tf
+
+#else
+namespace tf {
+namespace gemm_cpu {
+const Kernels* kernels_avx512() { return nullptr; }
+}  // namespace gemm_cpu
+}  // namespace tf
+#endif
