@@ -43,7 +43,8 @@
         "native/cpu/prune/prune_x86_avx2.cc",
         "native/cpu/quant/quant_x86_avx2.cc",
         "native/cpu/quant/quant_x86_avx512.cc",
-        "native/cpu/probe/probe_x86_avx2.cc"
+        "native/cpu/probe/probe_x86_avx2.cc",
+        "native/cpu/probe/probe_x86_avx512.cc"
       ],
       "conditions": [
         ["target_arch=='x64'", {

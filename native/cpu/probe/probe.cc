@@ -1,5 +1,5 @@
 // Machine-limit probes (include/tensorfuse/probe.h). The FMA loop is per ISA (probe_x86_avx2.cc,
-// a portable fallback here); the bandwidth probe is plain code on std::threads.
+// probe_x86_avx512.cc, a portable fallback here); the bandwidth probe is plain code on std::threads.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -12,8 +12,9 @@
 
 namespace tf {
 
-// Returns the float32 FLOPs done (probe_x86_avx2.cc); 0 when not compiled in.
+// Return the float32 FLOPs done (probe_x86_avx2.cc, probe_x86_avx512.cc); 0 when not compiled in.
 double probe_fma_loop_avx2(int64_t iters, float* sink);
+double probe_fma_loop_avx512(int64_t iters, float* sink);
 
 namespace {
 
@@ -50,11 +51,13 @@ double run_on_threads(int threads, Fn fn) {
 }  // namespace
 
 double probe_fma_gflops(int threads, int64_t iters) {
-  const bool avx2 = isa_has_avx2(active_isa());
+  const Isa isa = active_isa();
   std::vector<float> sink(size_t(std::max(1, threads)) * 16);
   return run_on_threads(threads, [&](int t) {
            float* s = &sink[size_t(t) * 16];
-           return avx2 ? probe_fma_loop_avx2(iters, s) : fma_loop_generic(iters, s);
+           // the AVX-512 loop does twice the work per iteration: half the iterations
+           if (isa == Isa::avx512) return probe_fma_loop_avx512(std::max<int64_t>(1, iters / 2), s);
+           return isa_has_avx2(isa) ? probe_fma_loop_avx2(iters, s) : fma_loop_generic(iters, s);
          }) / 1e9;
 }
 
