@@ -7,7 +7,7 @@ export interface BackendInfo {
   cpu: {
     features: string[];
     threads: number;
-    /** Instruction-set level the kernels dispatch to now ('avx2', 'neon' or 'generic'). */
+    /** Instruction-set level the kernels dispatch to now ('avx512', 'avx2', 'neon', 'generic'). */
     isa: string;
     /** Every level this CPU and build can run (tests hold each fast path to 'generic'). */
     isas: string[];
@@ -34,8 +34,9 @@ export function setThreads(n: number): void {
 }
 
 /**
- * Forces the kernel level ('generic', 'avx2', 'neon') or restores the best one ('auto'); also
- * TENSORFUSE_ISA at load. Meant for tests and benchmarks: 'generic' is the scalar reference path.
+ * Forces the kernel level ('generic', 'avx2', 'avx512', 'neon') or restores the best one
+ * ('auto'); also TENSORFUSE_ISA at load. Meant for tests and benchmarks: 'generic' is the
+ * scalar reference path.
  */
 export function setIsa(isa: string): void {
   if (typeof isa !== 'string')

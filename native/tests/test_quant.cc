@@ -345,7 +345,8 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
     std::vector<float> x(size_t(M * K));
     for (auto& v : x) v = rng.uniform(-3, 3);
     const std::vector<double> want = int8_activation_ref(
-        q.w, x, M, 2, [&](int64_t n, int64_t k, int64_t) { return int64_t(q.q8[size_t(n * K + k)]); });
+        q.w, x, M, 2,
+        [&](int64_t n, int64_t k, int64_t) { return int64_t(q.q8[size_t(n * K + k)]); });
     std::vector<float> first;
     for (Isa isa : isa_levels()) {
       set_isa(isa);

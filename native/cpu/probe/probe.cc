@@ -1,5 +1,6 @@
 // Machine-limit probes (include/tensorfuse/probe.h). The FMA loop is per ISA (probe_x86_avx2.cc,
-// probe_x86_avx512.cc, a portable fallback here); the bandwidth probe is plain code on std::threads.
+// probe_x86_avx512.cc, a portable fallback here); the bandwidth probe is plain code on
+// std::threads.
 #include <algorithm>
 #include <chrono>
 #include <cstring>

@@ -33,8 +33,8 @@ void gemv_f32(const QuantWeight& w, const float* x, const float*, int64_t n0, in
   }
 }
 
-void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t*, int64_t M, int64_t n0, int64_t n1, float* c,
-             int64_t ldc) {
+void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t*, int64_t M, int64_t n0,
+             int64_t n1, float* c, int64_t ldc) {
   const int64_t G = w.groups(), gs = w.group(), K = w.K;
   for (int64_t m = 0; m < M; ++m) {
     const int8_t* xr = xq + m * K;

@@ -186,7 +186,8 @@ TF_AVX512 void pack_strip_i8(const QuantWeight& w, int64_t n, int64_t n1, uint8_
     }
   }
   for (int j = 0; j < kStrip; ++j)
-    for (int64_t g = 0; g < G; ++g) sp[g * kStrip + j] = n + j < n1 ? w.scales[(n + j) * G + g] : 0.0f;
+    for (int64_t g = 0; g < G; ++g)
+      sp[g * kStrip + j] = n + j < n1 ? w.scales[(n + j) * G + g] : 0.0f;
 }
 
 // MR rows of x (from row m) against a packed strip; cols of its 32 columns stored. The float sums
@@ -227,8 +228,10 @@ TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, con
       const __m512i ex = _mm512_set1_epi32(128 * xsum[(m + i) * G + g]);
       const __m512 f0 = g ? _mm512_maskz_loadu_ps(m0, ci) : _mm512_setzero_ps();
       const __m512 f1 = g ? _mm512_maskz_loadu_ps(m1, ci + 16) : _mm512_setzero_ps();
-      _mm512_mask_storeu_ps(ci, m0, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(_mm512_sub_epi32(a0[i], ex)), f0));
-      _mm512_mask_storeu_ps(ci + 16, m1, _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(_mm512_sub_epi32(a1[i], ex)), f1));
+      const __m512 i0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a0[i], ex));
+      const __m512 i1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a1[i], ex));
+      _mm512_mask_storeu_ps(ci, m0, _mm512_fmadd_ps(s0, i0, f0));
+      _mm512_mask_storeu_ps(ci + 16, m1, _mm512_fmadd_ps(s1, i1, f1));
     }
   }
 }
@@ -336,7 +339,8 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
         const __m512i v = _mm512_loadu_si512(q + kk / 2);
         const __m512i lo = _mm512_and_si512(v, low4);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-        const __m512i b0 = _mm512_shuffle_i64x2(lo, hi, 0x44), b1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
+        const __m512i b0 = _mm512_shuffle_i64x2(lo, hi, 0x44);
+        const __m512i b1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
         for (int i = 0; i < MX; ++i) {
           const int8_t* x = xl + i * K + kk;
           t[i][u] = dpbusd(t[i][u], b0, _mm512_loadu_si512(x));
@@ -386,8 +390,9 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
 // first multiple of 4 of them).
 constexpr int kI4MaxRows = 3;
 
-TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl, const int32_t* xsum,
-                       int64_t M, int64_t n0, int64_t n1, float* c, int64_t ldc) {
+TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
+                       const int32_t* xsum, int64_t M, int64_t n0, int64_t n1, float* c,
+                       int64_t ldc) {
   const auto avx2 = kernels_avx2()->tile_i4;
   const int64_t gs = w.group(), K = w.K, G = w.groups();
   if (!xl || gs % 64 != 0) return avx2(w, xq, xl, xsum, M, n0, n1, c, ldc);
