@@ -41,6 +41,7 @@
         "native/cpu/attention/attention_x86_avx2.cc",
         "native/cpu/moe/moe_x86_avx2.cc",
         "native/cpu/prune/prune_x86_avx2.cc",
+        "native/cpu/prune/prune_x86_avx512.cc",
         "native/cpu/quant/quant_x86_avx2.cc",
         "native/cpu/quant/quant_x86_avx512.cc",
         "native/cpu/probe/probe_x86_avx2.cc",

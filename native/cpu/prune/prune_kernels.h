@@ -51,7 +51,8 @@ struct Kernels {
 };
 
 const Kernels& kernels_generic();
-const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels* kernels_avx2();    // nullptr when not compiled in
+const Kernels* kernels_avx512();  // nullptr when not compiled in
 const Kernels& kernels_for(Isa isa);
 
 // Scalar helpers shared by the files (and load_as_f32 from common/load_f32.h).
