@@ -25,6 +25,8 @@ export interface NativeBinding {
   probeFma(threads: number, iters: number): number;
   probeBandwidth(threads: number, bytes: number, reps: number): number;
   convert(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, n: number): void;
+  /** Maps in the pages of a fresh buffer at once (madvise MADV_POPULATE_WRITE; a no-op elsewhere). */
+  prefault(buf: ArrayBufferView): void;
   gemm(...args: GemmArgs): void;
   gemmAsync(...args: GemmArgs): Promise<void>;
   attention(...args: AttentionArgs): void;

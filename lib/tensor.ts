@@ -196,12 +196,21 @@ export function checkDevice(v: unknown, where: string): Device {
 /** A fresh zero-filled storage of n elements of dtype. */
 export function allocate(dtype: DType, n: number, op: string): Storage {
   checkBytes(n, DTYPE_BYTES[dtype], op);
+  let out: Storage;
   try {
-    return new STORAGE[dtype](n);
+    out = new STORAGE[dtype](n);
   } catch (e) {
     return fail('ERR_OOM', op, `cannot allocate ${n} ${dtype} elements: ${(e as Error).message}`);
   }
+  // A large buffer comes fresh from the OS: its pages are mapped in by one call instead of one
+  // fault each when the kernel first writes them (on a paravirtualised host a 32 MiB attention
+  // output cost ~130 ms in faults, ~30 ms this way; bench/NOTES.md, "Zen 5").
+  if (out.byteLength >= PREFAULT_BYTES) native.prefault(out);
+  return out;
 }
+
+/** Buffers from this size on are prefaulted by allocate (below it, malloc reuses mapped memory). */
+const PREFAULT_BYTES = 1 << 22;
 
 /** A fresh zero-filled Float64Array of n elements (scratch for reductions), or ERR_OOM naming op. */
 export function allocateFloat64(n: number, op: string): Float64Array {

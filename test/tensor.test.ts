@@ -362,6 +362,20 @@ describe('backend', () => {
       expectError(() => backend.setThreads(bad as number), 'ERR_ARG', "'n'");
   });
 
+  it('large buffers (prefaulted at allocation) start zeroed and keep what is written', () => {
+    const n = (1 << 21) + 3; // 8 MiB + 12 bytes of float32: above the prefault size
+    const z = zeros([n]).data() as Float32Array;
+    expect(z.length).toBe(n);
+    expect(z.every((v) => v === 0)).toBe(true);
+    const src = new Float32Array(n);
+    for (let i = 0; i < n; i++) src[i] = (i % 1009) - 504.5;
+    const t = tensor(src, [n]);
+    const back = t.data() as Float32Array;
+    let same = true;
+    for (let i = 0; i < n; i++) same = same && back[i] === src[i];
+    expect(same).toBe(true);
+  });
+
   it('setIsa rejects unknown levels', () => {
     expectError(() => backend.setIsa('sse9'), 'ERR_ARG', 'sse9');
     expectError(() => backend.setIsa(3 as unknown as string), 'ERR_ARG', "'isa'");

@@ -1,9 +1,29 @@
 #include "tensorfuse/scratch.h"
 
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
 namespace tf {
+
+void prefault_pages(void* p, size_t bytes) {
+#if defined(__linux__)
+  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE (Linux 5.14); older headers lack it
+  const long ps = sysconf(_SC_PAGESIZE);
+  if (ps <= 0 || !p) return;
+  const uintptr_t page = uintptr_t(ps);
+  const uintptr_t a = (uintptr_t(p) + page - 1) & ~(page - 1);
+  const uintptr_t e = (uintptr_t(p) + bytes) & ~(page - 1);
+  if (e > a) (void)madvise(reinterpret_cast<void*>(a), e - a, kPopulateWrite);  // a hint only
+#else
+  (void)p, (void)bytes;
+#endif
+}
 
 void* aligned_alloc64(size_t bytes) {
   if (bytes == 0) bytes = 64;

@@ -1,7 +1,8 @@
 // Tensor storage helpers: dtype conversion of whole buffers (Tensor.to(dtype)).
-// JS: convert(src, srcDtype, dst, dstDtype, n)
+// JS: convert(src, srcDtype, dst, dstDtype, n); prefault(buffer)
 #include "napi_util.h"
 #include "tensorfuse/convert.h"
+#include "tensorfuse/scratch.h"
 
 namespace tf {
 namespace napi {
@@ -21,10 +22,18 @@ Napi::Value Convert(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// prefault(buffer): maps in the pages of a fresh large ArrayBuffer before a kernel writes it.
+Napi::Value Prefault(const Napi::CallbackInfo& info) {
+  const Buf b = arg_buffer(info, 0, "buffer");
+  prefault_pages(b.data, b.bytes);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void register_tensor(Napi::Env env, Napi::Object exports) {
   export_fn<Convert>(env, exports, "convert");
+  export_fn<Prefault>(env, exports, "prefault");
 }
 
 }  // namespace napi

@@ -2,6 +2,7 @@
 // packed GEMM panels rely on it), slots independent, buffers per thread.
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -73,4 +74,26 @@ TF_TEST(aligned_alloc64_alignment) {
     std::memset(p, 0, bytes);
     aligned_free64(p);
   }
+}
+
+// prefault_pages maps pages in without changing them: a written pattern survives (odd start and
+// length, so partial pages at both ends), fresh zero memory stays zero, and null / empty ranges
+// are accepted.
+TF_TEST(prefault_pages_keeps_content) {
+  const size_t n = (size_t(5) << 20) + 4093;
+  std::vector<uint8_t> a(n);
+  for (size_t i = 0; i < n; ++i) a[i] = uint8_t(i * 131 + 7);
+  prefault_pages(a.data() + 3, n - 3);
+  bool same = true;
+  for (size_t i = 0; i < n; ++i) same = same && a[i] == uint8_t(i * 131 + 7);
+  CHECK(same, "prefault_pages changed a written buffer");
+  uint8_t* z = static_cast<uint8_t*>(std::calloc(n, 1));
+  REQUIRE(z != nullptr);
+  prefault_pages(z, n);
+  bool zero = true;
+  for (size_t i = 0; i < n; ++i) zero = zero && z[i] == 0;
+  CHECK(zero, "prefault_pages changed fresh zero memory");
+  std::free(z);
+  prefault_pages(nullptr, 100);
+  prefault_pages(a.data(), 0);
 }
