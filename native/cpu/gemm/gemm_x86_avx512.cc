@@ -1,6 +1,7 @@
 // AVX-512 GEMM micro-kernel: the 6 x 16 tile of gemm_kernels.h with one 16-wide vector per row,
-// so the packed layouts (and every PackedB) are the AVX2 level's and so are packing, the GEMV and
-// the small-M dot path (kernels_avx2()). Build notes: common/x86_avx512.h.
+// so the packed layouts (and every PackedB) are the AVX2 level's and so are packing and the GEMV
+// (kernels_avx2()); and the small-M dot path on 16-wide vectors. Build notes:
+// common/x86_avx512.h.
 #include "gemm_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -69,11 +70,76 @@ TF_AVX512 void kernel_rows(int64_t kc, const float* a, int64_t lda, const float*
   kernel_impl<true>(kc, a, lda, b, c, ldc, accumulate);
 }
 
+// Small M against B stored [N, K] (dot_t of gemm_kernels.h), float32 B: R rows of x against C
+// rows of B, 16 k per step (the last step masked, so no scalar tail): R * C accumulators, R + C
+// loads per R * C FMAs (4 x 6: 10 loads per 24 FMAs, 29 of the 32 registers). 16-bit B is the
+// AVX2 kernel's.
+template <int R, int C>
+TF_AVX512 void dot_tile(const float* x, int64_t ldx, const float* b, int64_t ldb, int64_t k0,
+                        int64_t k1, float* c, int64_t ldc, bool accumulate) {
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < C; ++q) acc[r][q] = _mm512_setzero_ps();
+  int64_t k = k0;
+  for (; k + 16 <= k1; k += 16) {
+    __m512 xv[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x + r * ldx + k);
+#pragma GCC unroll 6
+    for (int q = 0; q < C; ++q) {
+      const __m512 bv = _mm512_loadu_ps(b + q * ldb + k);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(xv[r], bv, acc[r][q]);
+    }
+  }
+  if (k < k1) {
+    const __mmask16 m = __mmask16((1u << (k1 - k)) - 1);
+    __m512 xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = _mm512_maskz_loadu_ps(m, x + r * ldx + k);
+    for (int q = 0; q < C; ++q) {
+      const __m512 bv = _mm512_maskz_loadu_ps(m, b + q * ldb + k);
+      for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(xv[r], bv, acc[r][q]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int q = 0; q < C; ++q) {
+      const float t = _mm512_reduce_add_ps(acc[r][q]);
+      c[r * ldc + q] = accumulate ? c[r * ldc + q] + t : t;
+    }
+}
+
+template <int C>
+TF_AVX512 void dot_rows(const float* x, int64_t ldx, int64_t M, const float* b, int64_t ldb,
+                        int64_t k0, int64_t k1, float* c, int64_t ldc, bool accumulate) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4)
+    dot_tile<4, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+  switch (M - m) {
+    case 3: return dot_tile<3, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    case 2: return dot_tile<2, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    case 1: return dot_tile<1, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    default: return;
+  }
+}
+
+TF_AVX512 void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DType dt,
+                     int64_t ldb, int64_t k0, int64_t k1, int64_t n0, int64_t n1, float* c,
+                     int64_t ldc, bool accumulate) {
+  if (dt != DType::float32)
+    return kernels_avx2()->dot_t(x, ldx, M, b, dt, ldb, k0, k1, n0, n1, c, ldc, accumulate);
+  const float* bf = static_cast<const float*>(b);
+  int64_t n = n0;
+  for (; n + 6 <= n1; n += 6)
+    dot_rows<6>(x, ldx, M, bf + n * ldb, ldb, k0, k1, c + n, ldc, accumulate);
+  for (; n < n1; ++n) dot_rows<1>(x, ldx, M, bf + n * ldb, ldb, k0, k1, c + n, ldc, accumulate);
+}
+
 Kernels make_table() {
   Kernels k = *kernels_avx2();
   k.isa = Isa::avx512;
   k.kernel = kernel;
   k.kernel_rows = kernel_rows;
+  k.dot_t = dot_t;
   return k;
 }
 
