@@ -304,7 +304,9 @@ TF_AVX512 void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xs
 constexpr int64_t kPrefetchI4 = 8192;
 
 // GS: the group size when known at compile time (0: w.group()).
-template <int MX, int GS>
+// XW: x is in xw_order's layout (groups of 128 and more), where the low nibbles of a 64-byte
+// load meet the next 64 bytes of x and the high nibbles the 64 after, with no shuffle.
+template <int MX, int GS, bool XW>
 TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsum, int64_t n,
                       float* c, int64_t ldc) {
   const int64_t G = w.groups(), gs = GS > 0 ? GS : w.group(), K = w.K, lds = w.s_stride();
@@ -339,8 +341,8 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
         const __m512i v = _mm512_loadu_si512(q + kk / 2);
         const __m512i lo = _mm512_and_si512(v, low4);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low4);
-        const __m512i b0 = _mm512_shuffle_i64x2(lo, hi, 0x44);
-        const __m512i b1 = _mm512_shuffle_i64x2(lo, hi, 0xee);
+        const __m512i b0 = XW ? lo : _mm512_shuffle_i64x2(lo, hi, 0x44);
+        const __m512i b1 = XW ? hi : _mm512_shuffle_i64x2(lo, hi, 0xee);
         for (int i = 0; i < MX; ++i) {
           const int8_t* x = xl + i * K + kk;
           t[i][u] = dpbusd(t[i][u], b0, _mm512_loadu_si512(x));
@@ -354,7 +356,8 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
         }
       if (GS == 0 || GS >= 128)
         for (; k + 128 <= k1; k += 128) step(k, 0);
-      if ((GS == 0 || GS % 128 == 64) && k < k1) {  // a last lone 64-block (groups of 64 + 128i)
+      // a last lone 64-block (groups of 64 + 128i)
+      if (!XW && (GS == 0 || GS % 128 == 64) && k < k1) {
         const __m512i v =
             _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + k / 2)));
         const __m512i lo = _mm512_and_si512(v, low4);
@@ -386,6 +389,17 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
   for (int i = 0; i < MX; ++i) c[i * ldc + n] = hsum_ps(acc[i]);
 }
 
+// prep_i4_x's order (per 64-block: 32 even, 32 odd) -> row_i4's XW order (per 128 elements: the
+// even 32 of both blocks, then the odd 32 of both). K % 128 == 0.
+void xw_order(const int8_t* xl, int64_t K, int8_t* xw) {
+  for (int64_t b = 0; b < K; b += 128) {
+    std::memcpy(xw + b, xl + b, 32);
+    std::memcpy(xw + b + 32, xl + b + 64, 32);
+    std::memcpy(xw + b + 64, xl + b + 32, 32);
+    std::memcpy(xw + b + 96, xl + b + 96, 32);
+  }
+}
+
 // Rows of x up to which row_i4 takes them together; more go to the AVX2 tile's 4 x 2 blocks (the
 // first multiple of 4 of them).
 constexpr int kI4MaxRows = 3;
@@ -405,9 +419,18 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
   const int8_t* x = xl + m * K;
   const int32_t* xs = xsum + m * G;
   float* cm = c + m * ldc;
+  // Groups of 128 and more: x once more per call in xw_order (rest * K bytes), so that the
+  // weight rows need no shuffle (quant_ticks: see bench/NOTES.md, Zen 5, item 3).
+  int8_t* xw =
+      gs % 128 == 0 ? static_cast<int8_t*>(scratch_get(kScratchSlot, size_t(rest * K))) : nullptr;
+  if (xw)
+    for (int64_t i = 0; i < rest; ++i) xw_order(x + i * K, K, xw + i * K);
   auto run = [&](auto mx_const, auto gs_const) {
     constexpr int MX = decltype(mx_const)::value, GS = decltype(gs_const)::value;
-    for (int64_t n = n0; n < n1; ++n) row_i4<MX, GS>(w, x, xs, n, cm, ldc);
+    if (xw && (GS == 0 || GS % 128 == 0))
+      for (int64_t n = n0; n < n1; ++n) row_i4<MX, GS, true>(w, xw, xs, n, cm, ldc);
+    else
+      for (int64_t n = n0; n < n1; ++n) row_i4<MX, GS, false>(w, x, xs, n, cm, ldc);
   };
   auto by_gs = [&](auto mx_const) {
     switch (gs) {
