@@ -45,13 +45,9 @@ constexpr int64_t kStreamRows = 64;   // rows of all heads of one streaming item
 constexpr int64_t kMinTiledRows = 6;  // fewer rows than one micro-panel: stream instead
 constexpr int64_t kMinChunkKeys = 256;
 // Rows per kv head up to which decode reads the cache key by key over all heads (qk_keys /
-// pv_keys, which take 1, 2 or 4: memory order, ~1.15x at one row); with more rows the arithmetic
-// per byte wants the per-head kernels (Zen 1, 4 rows: key by key was 5-10% slower, a blocked form
-// tied). A core with AVX-512 has the arithmetic to spare: there 4 rows (GQA groups of 4) go key
-// by key too (Zen 5, Hk = 8, Sk = 4096, cache from memory: 1 thread 10.5-11.2 -> 13.1-16.5 GB/s,
-// 2 threads the same 21-23).
+// pv_keys, which take 1 or 2: memory order, ~1.15x at one row); with more rows the arithmetic per
+// byte wants the per-head kernels (4 rows: key by key was 5-10% slower, a blocked form tied).
 constexpr int64_t kKeyMajorRows = 2;
-constexpr int64_t kKeyMajorRowsAvx512 = 4;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Asks for rows [j0, j0 + n) of a K or V cache ahead of use. Their rows sit Hk*D elements apart
@@ -358,8 +354,7 @@ void Runner::run_stream_item(const Item& it) {
   }
 
   const int64_t ks = p_.k_strides[1], vs = p_.v_strides[1];
-  const int64_t key_major = active_isa() == Isa::avx512 ? kKeyMajorRowsAvx512 : kKeyMajorRows;
-  if (ak_.qk_keys && ak_.pv_keys && R <= key_major && (R == 1 || R == 2 || R == 4)) {
+  if (ak_.qk_keys && ak_.pv_keys && R <= kKeyMajorRows) {
     // Key by key over all the item's heads (a bshd cache in address order, followed by the
     // hardware prefetchers): one step's scores of every head, one softmax over all their rows.
     for (int64_t j0 = klo; j0 <= khi; j0 += kStreamKeys) {

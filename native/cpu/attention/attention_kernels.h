@@ -44,7 +44,7 @@ struct Kernels {
   void (*pv_accum)(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, int64_t ldv,
                    int64_t n, int64_t D, float* o, int64_t ldo, const Prefetch& pf);
   // Optional (nullptr: the driver goes head by head with qk_dot / pv_accum). The same products
-  // for nh heads of R rows each (R = 1, 2 or 4), key by key and, inside a key, head by head (a few
+  // for nh heads of R rows each (R = 1 or 2), key by key and, inside a key, head by head (a few
   // keys of one head at a time: the order of address blocks, not of bytes), so a cache whose
   // heads of one key sit side by side ('bshd') is read front to back, which the hardware
   // prefetchers follow. Row i = h * R + r holds query r of head h; K row of (key j, head h) at

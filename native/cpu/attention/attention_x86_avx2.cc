@@ -472,8 +472,7 @@ void qk_keys(const float* q, int64_t R, int64_t nh, const void* k, DType dt, int
     constexpr DType T = decltype(t)::value;
     switch (R) {
       case 1: qk_keys_t<T, 1>(q, nh, k, ldk, ldh, n, D, s, lds); break;
-      case 2: qk_keys_t<T, 2>(q, nh, k, ldk, ldh, n, D, s, lds); break;
-      default: qk_keys_t<T, 4>(q, nh, k, ldk, ldh, n, D, s, lds); break;  // R = 4
+      default: qk_keys_t<T, 2>(q, nh, k, ldk, ldh, n, D, s, lds); break;
     }
   });
 }
@@ -484,8 +483,7 @@ void pv_keys(const float* p, int64_t ldp, int64_t R, int64_t nh, const void* v, 
     constexpr DType T = decltype(t)::value;
     switch (R) {
       case 1: pv_keys_t<T, 1>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
-      case 2: pv_keys_t<T, 2>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
-      default: pv_keys_t<T, 4>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
+      default: pv_keys_t<T, 2>(p, ldp, nh, v, ldv, ldh, n, D, o, ldo); break;
     }
   });
 }
