@@ -106,8 +106,8 @@ void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k
   }
 }
 
-const Kernels kGeneric = {Isa::generic, gemv_f32, nullptr, tile_i8,
-                          tile_i4,      quant_row_i8, dequant, nullptr};
+const Kernels kGeneric = {Isa::generic, gemv_f32, nullptr, tile_i8,          tile_i4,
+                          quant_row_i8, dequant,  nullptr, /*whole range*/ false};
 
 }  // namespace
 

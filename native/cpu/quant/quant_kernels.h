@@ -59,6 +59,9 @@ struct Kernels {
   // reordered the same way is unchanged, and the nibbles need no shuffle (prefill's dot path).
   void (*dequant_lanes)(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                         float* out, int64_t ldo);
+  // true: tile_i8 blocks the weight rows itself (it packs them for all rows of x), so a caller
+  // hands it the whole range; false (the default): callers cut ranges to about half of L2.
+  bool tile_i8_whole_range;
 };
 
 const Kernels& kernels_generic();

@@ -73,9 +73,8 @@ void i8_rows_gemv(const Kernels& kern, const QuantWeight& w, const int8_t* xq, c
   // after another over its weight rows, so each block is read from memory once and again from L2
   // for the next rows of x.
   const int64_t row_bytes = w.bits == 8 ? w.K : w.K / 2;
-  // The AVX-512 W8A8 tile packs its own strips of rows for all rows of x, so it takes them all.
   const int64_t rows_fit = kI8BlockBytes / std::max<int64_t>(1, row_bytes);
-  const int64_t block = kern.isa == Isa::avx512 && w.bits == 8
+  const int64_t block = kern.tile_i8_whole_range && w.bits == 8
                             ? std::max<int64_t>(1, n1 - n0)
                             : std::max<int64_t>(8, std::min<int64_t>(64, rows_fit) / 8 * 8);
   for (int64_t b0 = n0; b0 < n1; b0 += block) {

@@ -914,8 +914,8 @@ void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int
   }
 }
 
-const Kernels kAvx2 = {Isa::avx2, gemv_f32,     prep_x,  tile_i8,
-                       tile_i4,   quant_row_i8, dequant, dequant_lanes};
+const Kernels kAvx2 = {Isa::avx2,    gemv_f32, prep_x,        tile_i8,          tile_i4,
+                       quant_row_i8, dequant,  dequant_lanes, /*whole range*/ false};
 
 }  // namespace
 

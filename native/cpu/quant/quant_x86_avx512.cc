@@ -449,6 +449,7 @@ Kernels make_table() {
   Kernels k = *kernels_avx2();
   k.isa = Isa::avx512;
   k.tile_i8 = tile_i8;
+  k.tile_i8_whole_range = true;
   k.tile_i4 = tile_i4;
   return k;
 }
