@@ -20,6 +20,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "../common/x86_avx2_load.h"  // x86::hsum: the AVX2 table's lane order
 #include "../common/x86_avx512.h"
 #include "quant_rows.h"
 #include "tensorfuse/scratch.h"
@@ -62,14 +63,6 @@ TF_AVX512 inline __m256i reduce8(const __m512i* a) {
   // e: 128-bit lane j = [sum a[j], sum a[4 + j], (the same twice)]
   const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0);
   return _mm512_castsi512_si256(_mm512_permutexvar_epi32(idx, e));
-}
-
-TF_AVX512 inline float hsum_ps(__m256 v) {
-  // the AVX2 table's order (quant_x86_avx2.cc hsum): ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + ...)
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
 }
 
 // Bytes [0, len) of p, the rest zero (len <= 64); a masked load reads nothing past len.
@@ -386,7 +379,7 @@ TF_AVX512 void row_i4(const QuantWeight& w, const int8_t* xl, const int32_t* xsu
       acc[i] = _mm256_mask3_fmadd_ps(sv, isum, acc[i], live);
     }
   }
-  for (int i = 0; i < MX; ++i) c[i * ldc + n] = hsum_ps(acc[i]);
+  for (int i = 0; i < MX; ++i) c[i * ldc + n] = x86::hsum(acc[i]);
 }
 
 // prep_i4_x's order (per 64-block: 32 even, 32 odd) -> row_i4's XW order (per 128 elements: the
@@ -456,7 +449,7 @@ TF_AVX512 void row_i4_g32(const QuantWeight& w, const int8_t* xw, const int32_t*
       acc[i] = _mm256_mask3_fmadd_ps(sv, isum, acc[i], live);
     }
   }
-  for (int i = 0; i < MX; ++i) c[i * ldc + n] = hsum_ps(acc[i]);
+  for (int i = 0; i < MX; ++i) c[i * ldc + n] = x86::hsum(acc[i]);
 }
 
 // Rows of x up to which row_i4 takes them together; more go to the AVX2 tile's 4 x 2 blocks (the
