@@ -53,7 +53,7 @@ void panel_general(const float* xt, int pr, const SparseView& w, int64_t g0, int
   }
 }
 
-const Kernels kGeneric = {Isa::generic, gemv, panel, panel_general};
+const Kernels kGeneric = {Isa::generic, gemv, panel, panel_general, 32};
 
 }  // namespace
 

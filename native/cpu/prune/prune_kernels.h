@@ -2,8 +2,8 @@
 // table each; prune_driver.cc does the x panels, tiling, threading and the epilogue once for all
 // of them).
 //
-// x panel layout (the panel path, from kPanelMinM / kLanesPanelMinM rows of x): rows of x in panels of pr (8, 16 or 32, the
-// driver picks), transposed and widened to float32: panel p holds xt[k * pr + r] = x[p * pr + r, k],
+// x panel layout (the panel path, from kPanelMinM / kLanesPanelMinM rows of x): rows of x in
+// panels of pr (8, 16, 32 or, where the table allows, 64; the driver picks), transposed and widened to float32: panel p holds xt[k * pr + r] = x[p * pr + r, k],
 // rows past M zero. A kept weight w[n, k] then adds w * xt[k * pr .. + pr] to pr outputs of
 // column n: one broadcast and pr / 8 FMAs, no gather, no shuffle.
 #pragma once
@@ -42,12 +42,14 @@ struct Kernels {
                int64_t n0, int64_t n1, float* y, int64_t ldy);
   // Lane layout only. For columns j in [n0, n1) and lane words [c0, c1) of each row:
   // ct[(j - n0) * pr + r] (+)= sum over the chunks' values v of w[j, v] * xt[k(v) * pr + r],
-  // xt one panel of pr (8, 16 or 32) rows (see above); accumulate adds to ct instead of overwriting.
+  // xt one panel of pr (8 to 64) rows (see above); accumulate adds to ct instead of overwriting.
   void (*panel)(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
                 int64_t n1, float* ct, bool accumulate);
   // Any n:m, from the indices: the same over groups [g0, g1) of each row (values g0 * n ..).
   void (*panel_general)(const float* xt, int pr, const SparseView& w, int64_t g0, int64_t g1,
                         int64_t n0, int64_t n1, float* ct, bool accumulate);
+  // The largest x panel `panel` takes with float32 weights: 32, or 64 (16-bit weights: 32).
+  int max_pr_f32;
 };
 
 const Kernels& kernels_generic();

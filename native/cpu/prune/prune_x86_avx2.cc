@@ -388,7 +388,7 @@ void panel_general(const float* xt, int pr, const SparseView& w, int64_t g0, int
   }
 }
 
-const Kernels kAvx2 = {Isa::avx2, gemv, panel, panel_general};
+const Kernels kAvx2 = {Isa::avx2, gemv, panel, panel_general, 32};
 
 }  // namespace
 

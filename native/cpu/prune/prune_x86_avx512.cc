@@ -169,11 +169,16 @@ TF_AVX512 void gemv(const float* const* x, const float* const* xs, int64_t M, co
 }
 
 // NC columns (j0 ..) x PR rows (PR / 16 vectors) over lane words [c0, c1): each kept weight is
-// one broadcast and PR / 16 FMAs against the x panel row its position selects (from L1).
+// one broadcast and PR / 16 FMAs against the x panel row its position selects (from L1). Per
+// word, the NC columns' 8 values are copied to the stack (broadcasts then address them by a
+// constant offset, no pointer per column), and a value's x row is (l / 2) * 4 + position rows
+// in: the position bits shifted straight to a byte offset and masked (2 integer ops).
 template <int PR, int NC>
 TF_AVX512 void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t c1,
                           int64_t j0, float* ct, bool accumulate) {
   constexpr int kV = PR / 16;
+  constexpr int kRowShift = PR == 64 ? 8 : PR == 32 ? 7 : 6;  // log2(PR * 4): bytes per x row
+  static_assert(4 << kRowShift == PR * 16, "PR is 16, 32 or 64");
   __m512 a[NC][kV];
   for (int q = 0; q < NC; ++q)
     for (int v = 0; v < kV; ++v)
@@ -182,18 +187,25 @@ TF_AVX512 void panel_cols(const float* xt, const SparseView& w, int64_t c0, int6
   const int64_t lstride = w.words;
   const float* vp = static_cast<const float*>(w.values) + j0 * w.Kc + c0 * 8;
   const int64_t vstride = w.Kc;
-  const float* xc = xt + c0 * 16 * PR;
-  for (int64_t c = c0; c < c1; ++c, ++lp, vp += 8, xc += 16 * PR) {
+  const char* xc = reinterpret_cast<const char*>(xt + c0 * 16 * PR);
+  alignas(32) float wbuf[NC][8];
+  for (int64_t c = c0; c < c1; ++c, ++lp, vp += 8, xc += 16 * PR * 4) {
     uint32_t word[NC];
-    for (int q = 0; q < NC; ++q) word[q] = lp[q * lstride];
+#pragma GCC unroll 8
+    for (int q = 0; q < NC; ++q) {
+      word[q] = lp[q * lstride];
+      _mm256_store_ps(wbuf[q], _mm256_loadu_ps(vp + q * vstride));
+    }
 #pragma GCC unroll 8
     for (int l = 0; l < 8; ++l) {
+      const char* xg = xc + (l >> 1) * 4 * (PR * 4);  // the value's group of 4 x rows
 #pragma GCC unroll 8
       for (int q = 0; q < NC; ++q) {
-        const float* xr = xc + ((l >> 1) * 4 + (word[q] & 3u)) * PR;
-        word[q] >>= 2;
-        const __m512 b = _mm512_set1_ps(vp[q * vstride + l]);
-#pragma GCC unroll 2
+        const int sh = kRowShift - 2 * l;  // position bits of value l -> byte offset
+        const uint32_t off = (sh >= 0 ? word[q] << sh : word[q] >> -sh) & (3u << kRowShift);
+        const float* xr = reinterpret_cast<const float*>(xg + off);
+        const __m512 b = _mm512_set1_ps(wbuf[q][l]);
+#pragma GCC unroll 4
         for (int v = 0; v < kV; ++v)
           a[q][v] = _mm512_fmadd_ps(b, _mm512_loadu_ps(xr + 16 * v), a[q][v]);
       }
@@ -203,12 +215,12 @@ TF_AVX512 void panel_cols(const float* xt, const SparseView& w, int64_t c0, int6
     for (int v = 0; v < kV; ++v) _mm512_storeu_ps(ct + q * PR + 16 * v, a[q][v]);
 }
 
-// 32-row panels: 6 columns x 2 vectors; 16-row panels: 8 columns x 1 vector (12 and 8
+// 64-row panels: 6 columns x 4 vectors; 32-row: 6 x 2; 16-row: 8 x 1 (24, 12 and 8
 // accumulators, enough chains for two FMA pipes).
 template <int PR>
 TF_AVX512 void panel_dt(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t n0,
                         int64_t n1, float* ct, bool accumulate) {
-  constexpr int NC = PR == 32 ? 6 : 8;
+  constexpr int NC = PR == 16 ? 8 : PR == 64 ? 4 : 6;
   int64_t j = n0;
   for (; j + NC <= n1; j += NC)
     panel_cols<PR, NC>(xt, w, c0, c1, j, ct + (j - n0) * PR, accumulate);
@@ -217,6 +229,8 @@ TF_AVX512 void panel_dt(const float* xt, const SparseView& w, int64_t c0, int64_
 
 TF_AVX512 void panel(const float* xt, int pr, const SparseView& w, int64_t c0, int64_t c1,
                      int64_t n0, int64_t n1, float* ct, bool accumulate) {
+  if (w.dt == DType::float32 && pr == 64)
+    return panel_dt<64>(xt, w, c0, c1, n0, n1, ct, accumulate);
   if (w.dt == DType::float32 && pr == 32)
     return panel_dt<32>(xt, w, c0, c1, n0, n1, ct, accumulate);
   if (w.dt == DType::float32 && pr == 16)
@@ -229,6 +243,7 @@ Kernels make_table() {
   k.isa = Isa::avx512;
   k.gemv = gemv;
   k.panel = panel;
+  k.max_pr_f32 = 64;
   return k;
 }
 
