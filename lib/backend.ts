@@ -14,6 +14,12 @@ export interface BackendInfo {
     model: string;
   };
   cuda: { available: boolean; devices: { name: string; capability: string; memory: number }[] };
+  /**
+   * mallocTuned: glibc serves buffers up to 32 MiB from its heap and keeps freed ones mapped, so
+   * outputs and packing buffers do not page-fault at every call (set at load on glibc systems;
+   * TENSORFUSE_MALLOC_TUNING=0 keeps glibc's defaults).
+   */
+  memory: { mallocTuned: boolean };
 }
 
 /** The build, the CPU (features, threads, kernel level) and the CUDA devices. */
@@ -23,6 +29,7 @@ export function info(): BackendInfo {
     version: n.version,
     cpu: { features: n.features, threads: n.threads, isa: n.isa, isas: n.isas, model: n.model },
     cuda: { available: false, devices: [] },
+    memory: { mallocTuned: native.mallocTuned === true },
   };
 }
 

@@ -20,6 +20,8 @@ export interface NativeBinding {
     model: string;
     cudaCompiled: boolean;
   };
+  /** Whether the addon set glibc's malloc up for large buffers at load (tune_malloc_for_large_buffers). */
+  mallocTuned: boolean;
   setThreads(n: number): void;
   setIsa(isa: string): void;
   probeFma(threads: number, iters: number): number;

@@ -1,4 +1,6 @@
 /** Tensor: construction, zero-copy wrapping, views, dtype conversion against the reference, dispose. */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Tensor, TensorfuseError, backend, linear, matmul, randn, tensor, zeros, type DType } from 'tensorfuse';
 import { bfloat16BitsRef, bfloat16ValueRef, float16BitsRef, float16ValueRef } from 'tensorfuse/reference';
@@ -374,6 +376,33 @@ describe('backend', () => {
     let same = true;
     for (let i = 0; i < n; i++) same = same && back[i] === src[i];
     expect(same).toBe(true);
+  });
+
+  // glibc's malloc is set up at load to keep freed buffers mapped (TENSORFUSE_MALLOC_TUNING=0 opts
+  // out); outputs carved from reused memory still start zeroed.
+  it('malloc tuning: on with glibc, off with TENSORFUSE_MALLOC_TUNING=0, reused outputs zeroed', () => {
+    const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+    const glibc = process.platform === 'linux' && !!report?.header?.glibcVersionRuntime;
+    expect(backend.info().memory.mallocTuned).toBe(glibc);
+    const pkg = JSON.stringify(path.resolve('dist/cjs/index.js'));
+    const child = `console.log(require(${pkg}).backend.info().memory.mallocTuned)`;
+    const r = spawnSync(process.execPath, ['-e', child], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: { ...process.env, TENSORFUSE_MALLOC_TUNING: '0' },
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe('false');
+    // 1 MiB outputs, each filled with garbage and dropped: later ones reuse the memory
+    const a = randn([256, 64], { seed: 3 }), b = randn([64, 1024], { seed: 4 });
+    for (let i = 0; i < 40; i++) {
+      const z = zeros([256, 1024]).data() as Float32Array;
+      expect(z.every((v) => v === 0)).toBe(true);
+      z.fill(NaN);
+      const c = matmul(a, b).data() as Float32Array;
+      expect(c.every((v) => Number.isFinite(v))).toBe(true);
+      c.fill(-1);
+    }
   });
 
   it('setIsa rejects unknown levels', () => {

@@ -4,6 +4,9 @@
 #include <cstdlib>
 #include <new>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #if defined(__linux__)
 #include <sys/mman.h>
 #include <unistd.h>
@@ -22,6 +25,18 @@ void prefault_pages(void* p, size_t bytes) {
   if (e > a) (void)madvise(reinterpret_cast<void*>(a), e - a, kPopulateWrite);  // a hint only
 #else
   (void)p, (void)bytes;
+#endif
+}
+
+bool tune_malloc_for_large_buffers() {
+#if defined(__GLIBC__)
+  // Setting either value also turns off glibc's dynamic threshold (which only rises after a
+  // mapped block is freed, and trims the heap top at twice the threshold).
+  const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+  const bool trim_ok = mallopt(M_TRIM_THRESHOLD, 256 << 20) == 1;
+  return mmap_ok && trim_ok;
+#else
+  return false;
 #endif
 }
 

@@ -1,5 +1,9 @@
 // Module init. Context-aware (NODE_API_MODULE): every worker_thread gets its own EnvData.
+#include <cstdlib>
+#include <cstring>
+
 #include "napi_util.h"
+#include "tensorfuse/scratch.h"
 
 namespace tf {
 namespace napi {
@@ -22,7 +26,18 @@ Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Once per process (workers load the addon again): see tune_malloc_for_large_buffers.
+bool malloc_tuned() {
+  static const bool tuned = [] {
+    const char* v = std::getenv("TENSORFUSE_MALLOC_TUNING");
+    if (v && std::strcmp(v, "0") == 0) return false;
+    return tune_malloc_for_large_buffers();
+  }();
+  return tuned;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  const bool tuned = malloc_tuned();
   env.SetInstanceData(new EnvData());
   export_fn<SetErrorClass>(env, exports, "setErrorClass");
   register_backend(env, exports);
@@ -32,6 +47,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_moe(env, exports);
   register_prune(env, exports);
   register_quant(env, exports);
+  exports.Set("mallocTuned", Napi::Boolean::New(env, tuned));
   return exports;
 }
 

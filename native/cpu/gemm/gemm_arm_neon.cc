@@ -106,7 +106,7 @@ void gemv(const float* x, const void* b, DType dt, int64_t ldb, bool trans, int6
   }
 }
 
-const Kernels kNeon = {Isa::neon, pack_a, pack_b, kernel, nullptr, gemv, nullptr};
+const Kernels kNeon = {Isa::neon, pack_a, pack_b, kernel, nullptr, gemv, nullptr, nullptr, nullptr};
 
 }  // namespace
 

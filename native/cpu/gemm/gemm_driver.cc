@@ -171,6 +171,48 @@ void panel_column(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc
       epilogue_row(c + i * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
 }
 
+// As panel_column over two adjacent B panels (bp2 right after bp's kNR columns) with kernel2:
+// output columns [j, j + 2 kNR) clipped to N.
+void panel_pair(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc, const float* apack,
+                int64_t i0, int64_t i1, const float* bp, const float* bp2, int64_t j, float* c,
+                int64_t ldc, bool accumulate, bool last_k) {
+  const int64_t cols = std::min<int64_t>(2 * kNR, p.N - j);
+  alignas(64) float edge[kMR * 2 * kNR];
+  for (int64_t i = i0; i < i1; i += kMR) {
+    const int64_t rr = std::min<int64_t>(kMR, i1 - i);
+    float* ct = c + i * ldc + j;
+    const float* ap = apack + i * kc;
+    if (rr == kMR && cols == 2 * kNR) {
+      kern.kernel2(kc, ap, bp, bp2, ct, ldc, accumulate);
+    } else {
+      kern.kernel2(kc, ap, bp, bp2, edge, 2 * kNR, false);
+      for (int64_t ii = 0; ii < rr; ++ii)
+        for (int64_t jj = 0; jj < cols; ++jj)
+          ct[ii * ldc + jj] = (accumulate ? ct[ii * ldc + jj] : 0.0f) + edge[ii * 2 * kNR + jj];
+    }
+  }
+  if (last_k)
+    for (int64_t i = i0; i < i1; ++i)
+      epilogue_row(c + i * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
+}
+
+// Panels [jp0, jp1) of a packed B block (panel jp at bblock + (jp - jb) * kc * kNR, output columns
+// from j_base + jp * kNR): two at a time where the ISA has kernel2.
+void panel_run(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc, const float* apack,
+               int64_t i0, int64_t i1, const float* bblock, int64_t jb, int64_t jp0, int64_t jp1,
+               int64_t j_base, float* c, int64_t ldc, bool accumulate, bool last_k) {
+  int64_t jp = jp0;
+  if (kern.kernel2)
+    for (; jp + 2 <= jp1; jp += 2) {
+      const float* bp = bblock + (jp - jb) * kc * kNR;
+      panel_pair(kern, p, kc, apack, i0, i1, bp, bp + kc * kNR, j_base + jp * kNR, c, ldc,
+                 accumulate, last_k);
+    }
+  for (; jp < jp1; ++jp)
+    panel_column(kern, p, kc, apack, i0, i1, bblock + (jp - jb) * kc * kNR, j_base + jp * kNR, c,
+                 ldc, accumulate, last_k);
+}
+
 // From kRowsMinM rows, with float32 B stored [N, K] and a row-major-A micro-kernel: the rows
 // engine of gemm_rows.h with B's rows read in place (streamed once, never packed or transposed).
 // The rows of x past the whole 16-row panels (M % 16) take dot_t on the same rows of B right
@@ -311,9 +353,7 @@ Status small_m_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
               kern.pack_b(src, p.b_dtype, p.ldb, p.trans_b, kc, cols, bsub);
               bblock = bsub;
             }
-            for (int64_t jp = js; jp < js1; ++jp)
-              panel_column(kern, p, kc, apack, 0, p.M, bblock + (jp - js) * kc * kNR, jp * kNR, c, ldc,
-                           pc > 0, last_k);
+            panel_run(kern, p, kc, apack, 0, p.M, bblock, js, js, js1, 0, c, ldc, pc > 0, last_k);
           }
         }
       },
@@ -387,9 +427,8 @@ Status blocked_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
             const int64_t mt = t / n_runs, r = t % n_runs;
             const int64_t ip0 = mt * mpanels_per_tile, ip1 = std::min(m_panels, ip0 + mpanels_per_tile);
             const int64_t jp0 = r * kRun, jp1 = std::min(n_panels, jp0 + kRun);
-            for (int64_t jp = jp0; jp < jp1; ++jp)
-              panel_column(kern, p, kc, apack, ip0 * kMR, std::min(p.M, ip1 * kMR), bblock + jp * kc * kNR,
-                           jc + jp * kNR, c, ldc, pc > 0, last_k);
+            panel_run(kern, p, kc, apack, ip0 * kMR, std::min(p.M, ip1 * kMR), bblock, 0, jp0, jp1,
+                      jc, c, ldc, pc > 0, last_k);
           },
           p.max_threads);
     }

@@ -43,6 +43,14 @@ struct Kernels {
   void (*dot_t)(const float* x, int64_t ldx, int64_t M, const void* b, DType dt, int64_t ldb,
                 int64_t k0, int64_t k1, int64_t n0, int64_t n1, float* c, int64_t ldc,
                 bool accumulate);
+  // Optional (nullptr: kernel twice): kernel over two B panels at once, b and b2 (each kc x kNR),
+  // into c[kMR x 2 kNR] (b2's columns at c + kNR). A wider tile loads each element of A once
+  // for twice the FMAs.
+  void (*kernel2)(int64_t kc, const float* a, const float* b, const float* b2, float* c,
+                  int64_t ldc, bool accumulate);
+  // Optional: kernel2 with A row-major, as kernel_rows (present where kernel2 is).
+  void (*kernel2_rows)(int64_t kc, const float* a, int64_t lda, const float* b, const float* b2,
+                       float* c, int64_t ldc, bool accumulate);
 };
 
 const Kernels& kernels_generic();
