@@ -69,6 +69,10 @@ describe('attention: float32 against the float64 reference', () => {
       check(q, k, v, { causal: true }, `causal ${Sq}x${Sk}`);
       check(q, k, v, { causal: true, scale: 0.3 }, `causal scale ${Sq}x${Sk}`);
     }
+    // G = 6, 780 group rows: several row blocks at every level (384 rows, 768 with AVX-512)
+    const [q, k, v] = qkv(1, 130, 150, 12, 2, 48);
+    check(q, k, v, { causal: true }, 'causal over several row blocks');
+    check(q, k, v, { window: [40, 3] }, 'window over several row blocks');
   });
   it('sliding windows', () => {
     const [q, k, v] = qkv(1, 70, 90, 2, 1, 32);

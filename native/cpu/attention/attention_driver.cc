@@ -36,9 +36,12 @@ namespace {
 using gemm_cpu::kMR;
 using gemm_cpu::kNR;
 
-constexpr int64_t kBlockRows = 384;   // group rows per block: 64 micro-panels of 6. Each K/V tile
-                                      // is packed once per block, so big blocks pack less; the
-                                      // row panels a tile cannot reach (causal, windows) are skipped
+// Group rows per block: 384 (64 micro-panels of 6; Q, O and the scores of a block, ~480 KiB at
+// D = 128, fit a 512 KiB L2), 768 with the AVX-512 GEMM table (CPUs with 1 MiB L2 or more; on
+// Zen 5 3% faster prefill). Each K/V tile is packed once per block, so big blocks pack less; the
+// row panels a tile cannot reach (causal, windows) are skipped.
+constexpr int64_t kBlockRows = 384;
+constexpr int64_t kWideBlockRows = 768;
 constexpr int64_t kTileKeys = 64;     // keys per tile (tiled path): K and V tiles of 32 KiB at D=128
 constexpr int64_t kStreamKeys = 64;   // keys per step and head (streaming path)
 constexpr int64_t kStreamRows = 64;   // rows of all heads of one streaming item, at most
@@ -91,7 +94,8 @@ class Runner {
         G_(p.heads_q / p.heads_k),
         D_(p.head_dim),
         Dp_(round_up(p.head_dim, kNR)),
-        esz_(dtype_size(p.dtype)) {}
+        esz_(dtype_size(p.dtype)),
+        block_rows_(gk_.kernel2 ? kWideBlockRows : kBlockRows) {}
 
   Status run();
 
@@ -146,6 +150,7 @@ class Runner {
   const attention_cpu::Kernels& ak_;
   const int64_t G_, D_, Dp_;
   const size_t esz_;
+  const int64_t block_rows_;  // kBlockRows or kWideBlockRows
   bool elementwise_ = false;  // softcap, ALiBi or a mask: every tile needs the transform
   std::vector<Seq> seqs_;
   int64_t chunks_ = 1;
@@ -236,7 +241,7 @@ void Runner::run_item(const Item& it) {
   const Seq& s = seqs_[size_t(it.b)];
   const int64_t R = it.r1 - it.r0;
   const int64_t Rp = round_up(R, kMR);
-  int64_t lo[kBlockRows], hi[kBlockRows], klo, khi, full_lo, full_hi;
+  int64_t lo[kWideBlockRows], hi[kWideBlockRows], klo, khi, full_lo, full_hi;
   ranges(s, it, lo, hi, &klo, &khi, &full_lo, &full_hi);
 
   // Scratch: one arena, carved into 64-byte aligned pieces (the packed panels are read with
@@ -289,8 +294,16 @@ void Runner::run_item(const Item& it) {
     const int64_t pa = ra / kMR, pb = ceil_div(rb, kMR);
     const int64_t r0 = pa * kMR, r1 = std::min(R, pb * kMR);
     gk_.pack_b(kt, p_.dtype, ks, true, D_, n, kp);
+    // S = Q K^T, two key panels at a time where the ISA has the wider tile (the score rows hold
+    // every panel's columns: lds >= npan * kNR)
     const int64_t npan = ceil_div(n, kNR);
-    for (int64_t pj = 0; pj < npan; ++pj)
+    int64_t pj = 0;
+    if (gk_.kernel2)
+      for (; pj + 2 <= npan; pj += 2)
+        for (int64_t pi = pa; pi < pb; ++pi)
+          gk_.kernel2(D_, qb + pi * kMR * D_, kp + pj * kNR * D_, kp + (pj + 1) * kNR * D_,
+                      sc + pi * kMR * lds + pj * kNR, lds, false);
+    for (; pj < npan; ++pj)
       for (int64_t pi = pa; pi < pb; ++pi)
         gk_.kernel(D_, qb + pi * kMR * D_, kp + pj * kNR * D_, sc + pi * kMR * lds + pj * kNR,
                    lds, false);
@@ -305,7 +318,13 @@ void Runner::run_item(const Item& it) {
     if (!gk_.kernel_rows)
       gk_.pack_a(sc + r0 * lds, DType::float32, lds, r1 - r0, n, pp + pa * kMR * n);
     gk_.pack_b(vt, p_.dtype, vs, false, n, D_, vp);
-    for (int64_t pj = 0; pj < Dp_ / kNR; ++pj)
+    int64_t pv = 0;
+    if (gk_.kernel2_rows)
+      for (; pv + 2 <= Dp_ / kNR; pv += 2)
+        for (int64_t pi = pa; pi < pb; ++pi)
+          gk_.kernel2_rows(n, sc + pi * kMR * lds, lds, vp + pv * kNR * n, vp + (pv + 1) * kNR * n,
+                           o + pi * kMR * ldo + pv * kNR, ldo, true);
+    for (int64_t pj = pv; pj < Dp_ / kNR; ++pj)
       for (int64_t pi = pa; pi < pb; ++pi) {
         float* oc = o + pi * kMR * ldo + pj * kNR;
         if (gk_.kernel_rows)
@@ -443,7 +462,7 @@ Status Runner::run() {
   // key ('bshd': head stride < key stride) take several kv heads per block, read key by key.
   const bool heads_inside_keys = p_.k_strides[2] < p_.k_strides[1];
   std::vector<Item> blocks;
-  int64_t max_rows = kBlockRows;
+  int64_t max_rows = block_rows_;
   for (int64_t b = 0; b < B; ++b) {
     const Seq& s = seqs_[size_t(b)];
     const int64_t rows = s.sq * G_;
@@ -462,8 +481,8 @@ Status Runner::run() {
       continue;
     }
     for (int64_t hk = 0; hk < p_.heads_k; ++hk) {
-      for (int64_t r0 = 0; r0 < rows; r0 += kBlockRows) {
-        Item it{b, hk, r0, std::min(rows, r0 + kBlockRows), 0, int64_t(blocks.size()), 0};
+      for (int64_t r0 = 0; r0 < rows; r0 += block_rows_) {
+        Item it{b, hk, r0, std::min(rows, r0 + block_rows_), 0, int64_t(blocks.size()), 0};
         int64_t lo, hi, lo2, hi2;
         visible(s, r0 / G_, &lo, &hi);
         visible(s, (it.r1 - 1) / G_, &lo2, &hi2);
