@@ -437,8 +437,8 @@ Status moe_ffn(const MoeFfnParams& p) {
     // Every buffer starts on 64 bytes: the micro-kernel loads its B panel with aligned loads.
     const size_t sizes[9] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
                              size_t(m_pad) * size_t(fsub), size_t(m_pad) * size_t(fsub),
-                             size_t(std::max(kcx, fsub)) * kNR, size_t(std::max(kcx, fsub)) * kNR,
-                             size_t(std::max(kcx, fsub)) * kNR, size_t(panel)};
+                             2 * size_t(std::max(kcx, fsub)) * kNR, 2 * size_t(std::max(kcx, fsub)) * kNR,
+                             2 * size_t(std::max(kcx, fsub)) * kNR, size_t(panel)};
     size_t at[9], total = 0;
     for (int i = 0; i < 9; ++i) {
       at[i] = total;
@@ -492,7 +492,7 @@ Status moe_ffn(const MoeFfnParams& p) {
     const char* w1e = static_cast<const char*>(p.w1) + eoff;
     const char* w3e = p.w3 ? static_cast<const char*>(p.w3) + eoff : nullptr;
     const char* w2e = static_cast<const char*>(p.w2) + eoff;
-    alignas(64) float edge[kMR * kNR];
+    alignas(64) float edge[kMR * 2 * kNR];
     for (int64_t fs = tk.f0; fs < tk.f1; fs += fsub) {
       const int64_t nf = std::min(fsub, tk.f1 - fs);
       if (dot) {
@@ -531,28 +531,40 @@ Status moe_ffn(const MoeFfnParams& p) {
         }
         continue;
       }
-      // 2. G = X w1[fs:fs+nf]^T, U = X w3[...]^T: B panels of 16 rows of w1 / w3, every row panel
-      //    of X against each (G, U hold m_pad rows and whole panels: no edge cases).
+      // 2. G = X w1[fs:fs+nf]^T, U = X w3[...]^T: B panels of 16 rows of w1 / w3 (two at a time
+      //    where the ISA has kernel2), every row panel of X against each (G, U hold m_pad rows
+      //    and whole panels: no edge cases).
+      const int64_t jstep = gk.kernel2 ? 2 * kNR : kNR;
       for (int64_t pc = 0; pc < D; pc += kcx) {
         const int64_t kc = std::min(kcx, D - pc);
         const float* ap = apx + m_pad * pc;
-        for (int64_t j = 0; j < nf; j += kNR) {
-          const int64_t cols = std::min<int64_t>(kNR, nf - j);
-          if (quant) {
-            qk.dequant(w1q, fs + j, fs + j + cols, pc, pc + kc, pq, kc);
-            gk.pack_b(pq, DType::float32, kc, true, kc, cols, b1);
-            if (p.w3) {
-              qk.dequant(w3q, fs + j, fs + j + cols, pc, pc + kc, pq, kc);
-              gk.pack_b(pq, DType::float32, kc, true, kc, cols, b3);
+        for (int64_t j = 0; j < nf; j += jstep) {
+          const int64_t np = std::min(jstep, nf - j) > kNR ? 2 : 1;  // panels in this step
+          for (int64_t q = 0; q < np; ++q) {
+            const int64_t jq = j + q * kNR, cols = std::min<int64_t>(kNR, nf - jq);
+            float* b1q = b1 + q * kc * kNR;
+            float* b3q = b3 + q * kc * kNR;
+            if (quant) {
+              qk.dequant(w1q, fs + jq, fs + jq + cols, pc, pc + kc, pq, kc);
+              gk.pack_b(pq, DType::float32, kc, true, kc, cols, b1q);
+              if (p.w3) {
+                qk.dequant(w3q, fs + jq, fs + jq + cols, pc, pc + kc, pq, kc);
+                gk.pack_b(pq, DType::float32, kc, true, kc, cols, b3q);
+              }
+            } else {
+              const size_t boff = (size_t(fs + jq) * size_t(D) + size_t(pc)) * esz;
+              gk.pack_b(w1e + boff, p.dtype, D, true, kc, cols, b1q);
+              if (w3e) gk.pack_b(w3e + boff, p.dtype, D, true, kc, cols, b3q);
             }
-          } else {
-            const size_t boff = (size_t(fs + j) * size_t(D) + size_t(pc)) * esz;
-            gk.pack_b(w1e + boff, p.dtype, D, true, kc, cols, b1);
-            if (w3e) gk.pack_b(w3e + boff, p.dtype, D, true, kc, cols, b3);
           }
           for (int64_t i = 0; i < m_pad; i += kMR) {
-            gk.kernel(kc, ap + i * kc, b1, g + i * fsub + j, fsub, pc > 0);
-            if (w3e) gk.kernel(kc, ap + i * kc, b3, u + i * fsub + j, fsub, pc > 0);
+            if (np == 2) {
+              gk.kernel2(kc, ap + i * kc, b1, b1 + kc * kNR, g + i * fsub + j, fsub, pc > 0);
+              if (w3e) gk.kernel2(kc, ap + i * kc, b3, b3 + kc * kNR, u + i * fsub + j, fsub, pc > 0);
+            } else {
+              gk.kernel(kc, ap + i * kc, b1, g + i * fsub + j, fsub, pc > 0);
+              if (w3e) gk.kernel(kc, ap + i * kc, b3, u + i * fsub + j, fsub, pc > 0);
+            }
           }
         }
       }
@@ -562,25 +574,31 @@ Status moe_ffn(const MoeFfnParams& p) {
       // 4. Y (+)= H w2[:, fs:fs+nf]^T: B panels of 16 rows of w2 (row stride F), written straight
       //    into the task's rows of the partial output; the edges of M and D through a local tile.
       const bool acc = fs > tk.f0;
-      for (int64_t j = 0; j < D; j += kNR) {
-        const int64_t cols = std::min<int64_t>(kNR, D - j);
-        if (quant) {
-          qk.dequant(w2q, j, j + cols, fs, fs + nf, pq, nf);
-          gk.pack_b(pq, DType::float32, nf, true, nf, cols, b2);
-        } else {
-          gk.pack_b(w2e + (size_t(j) * size_t(F) + size_t(fs)) * esz, p.dtype, F, true, nf, cols, b2);
+      for (int64_t j = 0; j < D; j += jstep) {
+        const int64_t np = std::min(jstep, D - j) > kNR ? 2 : 1;
+        const int64_t cols = std::min<int64_t>(np * kNR, D - j);  // of the np panels
+        for (int64_t q = 0; q < np; ++q) {
+          const int64_t jq = j + q * kNR, cq = std::min<int64_t>(kNR, D - jq);
+          if (quant) {
+            qk.dequant(w2q, jq, jq + cq, fs, fs + nf, pq, nf);
+            gk.pack_b(pq, DType::float32, nf, true, nf, cq, b2 + q * nf * kNR);
+          } else {
+            gk.pack_b(w2e + (size_t(jq) * size_t(F) + size_t(fs)) * esz, p.dtype, F, true, nf, cq,
+                      b2 + q * nf * kNR);
+          }
         }
+        const int64_t ldt = np * kNR;  // the edge tile's row stride
         for (int64_t i = 0; i < M; i += kMR) {
           const int64_t rr = std::min<int64_t>(kMR, M - i);
           float* c = y + i * D + j;
-          if (rr == kMR && cols == kNR) {
-            gk.kernel(nf, hp + i * nf, b2, c, D, acc);
-          } else {
-            gk.kernel(nf, hp + i * nf, b2, edge, kNR, false);
+          const bool whole = rr == kMR && cols == np * kNR;
+          float* dst = whole ? c : edge;
+          if (np == 2) gk.kernel2(nf, hp + i * nf, b2, b2 + nf * kNR, dst, whole ? D : ldt, whole && acc);
+          else gk.kernel(nf, hp + i * nf, b2, dst, whole ? D : ldt, whole && acc);
+          if (!whole)
             for (int64_t ii = 0; ii < rr; ++ii)
               for (int64_t jj = 0; jj < cols; ++jj)
-                c[ii * D + jj] = (acc ? c[ii * D + jj] : 0.0f) + edge[ii * kNR + jj];
-          }
+                c[ii * D + jj] = (acc ? c[ii * D + jj] : 0.0f) + edge[ii * ldt + jj];
         }
       }
     }
