@@ -15,9 +15,9 @@ export interface BackendInfo {
   };
   cuda: { available: boolean; devices: { name: string; capability: string; memory: number }[] };
   /**
-   * mallocTuned: glibc serves buffers up to 32 MiB from its heap and keeps freed ones mapped, so
-   * outputs and packing buffers do not page-fault at every call (set at load on glibc systems;
-   * TENSORFUSE_MALLOC_TUNING=0 keeps glibc's defaults).
+   * mallocTuned: glibc serves every buffer from its heap and keeps freed ones mapped for reuse,
+   * so outputs and packing buffers do not page-fault at every call (set at load on glibc
+   * systems; TENSORFUSE_MALLOC_TUNING=0 keeps glibc's defaults).
    */
   memory: { mallocTuned: boolean };
 }

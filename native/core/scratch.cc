@@ -30,9 +30,11 @@ void prefault_pages(void* p, size_t bytes) {
 
 bool tune_malloc_for_large_buffers() {
 #if defined(__GLIBC__)
-  // Setting either value also turns off glibc's dynamic threshold (which only rises after a
-  // mapped block is freed, and trims the heap top at twice the threshold).
-  const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+  // No block gets its own mapping (M_MMAP_MAX 0: the largest threshold, 32 MiB, would still map
+  // a 32 MiB attention output afresh at every call); the heap grows instead (glibc still maps
+  // when it cannot), and its top is given back only past 256 MiB free. Setting these also turns
+  // off glibc's dynamic threshold (which rises only after a mapped block is freed).
+  const bool mmap_ok = mallopt(M_MMAP_MAX, 0) == 1;
   const bool trim_ok = mallopt(M_TRIM_THRESHOLD, 256 << 20) == 1;
   return mmap_ok && trim_ok;
 #else

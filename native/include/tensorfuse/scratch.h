@@ -18,12 +18,13 @@ constexpr int kScratchSlots = 4;
 // fill: on a paravirtualised host one page fault can cost ~15 us, ~4 ms per MiB of output.
 void prefault_pages(void* p, size_t bytes);
 
-// glibc only: serve allocations up to 32 MiB (its largest mmap threshold) from the heap and keep
-// up to 256 MiB of freed heap top mapped. By default glibc maps each buffer from 128 KiB up
-// freshly and unmaps it on free, so an op's output (a JS ArrayBuffer: calloc) and its packing
-// buffers page-fault on first write at every call: ~3 ms per MiB on a paravirtualised host,
-// 3.6 -> 1.0 ms for a 512^3 matmul (bench/NOTES.md). Process-wide; the addon calls it once at
-// load unless TENSORFUSE_MALLOC_TUNING=0. Returns whether the settings were applied.
+// glibc only: serve every allocation from the heap (no block of its own mapping) and keep up to
+// 256 MiB of freed heap top mapped. By default glibc maps each buffer from 128 KiB up freshly
+// and unmaps it on free, so an op's output (a JS ArrayBuffer: calloc) and its packing buffers
+// page-fault on first write at every call: ~3 ms per MiB on a paravirtualised host, 3.6 -> 1.0
+// ms for a 512^3 matmul (bench/NOTES.md). Freed memory then stays with the process for reuse
+// (as ORT's arena or PyTorch's caching allocator keep theirs). Process-wide; the addon calls it
+// once at load unless TENSORFUSE_MALLOC_TUNING=0. Returns whether the settings were applied.
 bool tune_malloc_for_large_buffers();
 
 // Aligned allocation helpers for longer-lived buffers (packed weights).
