@@ -1,5 +1,6 @@
-// The fused expert layer. Work is split into tasks (expert, row tile of <= kRowTile rows, F chunk),
-// each on one thread with the GEMM engine's micro-kernel table (gemm_kernels.h):
+// The fused expert layer. Work is split into tasks (expert, row tile of <= kRowTile rows, or
+// kWideRowTile with AVX-512, F chunk), each on one thread with the GEMM engine's micro-kernel
+// table (gemm_kernels.h):
 //   1. gather the tile's rows of x (as float32) and pack them once as A panels for all of D;
 //   2. per step of kFSub columns of the F chunk: G = X w1^T and U = X w3^T over 16-row panels of
 //      w1 / w3 packed as B; H = act(G) * U (vectorised GLU), packed as the A of the next product;
@@ -50,6 +51,10 @@ using gemm_cpu::kMR;
 using gemm_cpu::kNR;
 
 constexpr int64_t kRowTile = 96;   // rows per task: packed X slices of kRowTile x kKC (96 KiB) in L2
+// With the AVX-512 GEMM table (CPUs with 1 MiB L2 or more): an expert's packed weight panels are
+// packed once per row tile, so fewer, larger tiles pack (and stream) them less often (Mixtral-
+// like shape on Zen 5: 11% faster than 96).
+constexpr int64_t kWideRowTile = 192;
 constexpr int64_t kFSub = 256;     // F columns per inner step (a multiple of kNR, <= kKC): G, U, H
 constexpr int64_t kFewRows = 48;   // tiles this small take the long-run variant:
 constexpr int64_t kFewKC = 1024;   //   slices of D up to 1024 deep,
@@ -128,11 +133,12 @@ Status moe_ffn(const MoeFfnParams& p) {
   }
 
   // Row tiles: each expert's rows cut into near-equal tiles of at most kRowTile.
+  const int64_t row_tile = gemm_cpu::kernels_for(active_isa()).kernel2 ? kWideRowTile : kRowTile;
   std::vector<Task> tiles;
   for (int64_t e = 0; e < r.E; ++e) {
     const int64_t n = r.offsets[e + 1] - r.offsets[e];
     if (n == 0) continue;
-    const int64_t nt = ceil_div(n, kRowTile), per = ceil_div(n, nt);
+    const int64_t nt = ceil_div(n, row_tile), per = ceil_div(n, nt);
     for (int64_t i = 0; i < nt; ++i) {
       const int64_t a = r.offsets[e] + i * per, b = std::min<int64_t>(r.offsets[e + 1], a + per);
       if (a < b) tiles.push_back({e, a, b, 0, 0, 0});
