@@ -394,7 +394,8 @@ describe('backend', () => {
     expect(r.status).toBe(0);
     expect(r.stdout.trim()).toBe('false');
     // 1 MiB outputs, each filled with garbage and dropped: later ones reuse the memory
-    const a = randn([256, 64], { seed: 3 }), b = randn([64, 1024], { seed: 4 });
+    const a = randn([256, 64], { seed: 3 }),
+      b = randn([64, 1024], { seed: 4 });
     for (let i = 0; i < 40; i++) {
       const z = zeros([256, 1024]).data() as Float32Array;
       expect(z.every((v) => v === 0)).toBe(true);
