@@ -58,7 +58,8 @@ const Kernels& kernels_generic() { return kGeneric; }
 
 const Kernels& kernels_for(Isa isa) {
   const Kernels* k = nullptr;
-  if (isa_has_avx2(isa)) k = kernels_avx2();
+  if (isa == Isa::avx512) k = kernels_avx512();
+  if (!k && isa_has_avx2(isa)) k = kernels_avx2();
   if (isa == Isa::neon) k = kernels_neon();
   return k ? *k : kGeneric;
 }

@@ -69,7 +69,8 @@ inline void with_dtype(DType dt, F&& f) {
 }
 
 const Kernels& kernels_generic();
-const Kernels* kernels_avx2();  // nullptr when not compiled in
+const Kernels* kernels_avx2();    // nullptr when not compiled in
+const Kernels* kernels_avx512();  // nullptr when not compiled in
 const Kernels* kernels_neon();  // nullptr off arm64
 const Kernels& kernels_for(Isa isa);
 

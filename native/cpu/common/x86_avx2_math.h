@@ -63,11 +63,15 @@ inline __m256 exp8(__m256 x) {
 // exactly 0; NaN stays NaN (max keeps its second operand when one is NaN, the keep test is
 // unordered). Two thirds of the latency of the Cephes form in exp8, which matters on Zen 1: the
 // softmax's exps are a dependent chain per vector and the FP scheduler holds about two of them.
-#define TF_EXP_NONPOS_COEFFS                                                                   \
-  1.0f, 0.9999997019767761f, 0.4999915063381195f, 0.1666763573884964f, 0.04189793020486832f, \
-      0.008290315046906471f
+// (exp16_nonpos of x86_avx512_math.h is the same on 16 lanes.)
+constexpr float kExpNonposCoeffs[6] = {1.0f,
+                                       0.9999997019767761f,
+                                       0.4999915063381195f,
+                                       0.1666763573884964f,
+                                       0.04189793020486832f,
+                                       0.008290315046906471f};
 inline __m256 exp8_nonpos(__m256 x) {
-  constexpr float c[6] = {TF_EXP_NONPOS_COEFFS};
+  const float* c = kExpNonposCoeffs;
   const __m256 lo = _mm256_set1_ps(-87.3f), magic = _mm256_set1_ps(12582912.0f + 127.0f);
   const __m256 keep = _mm256_cmp_ps(x, lo, _CMP_NLT_UQ);
   x = _mm256_max_ps(lo, x);
@@ -85,7 +89,7 @@ inline __m256 exp8_nonpos(__m256 x) {
 // 1's FP scheduler holds too little of either to overlap them (about 20% slower in a loop of exps
 // on this machine; four at a time spill registers and lose more).
 inline void exp8_nonpos_x2(__m256* a, __m256* b) {
-  constexpr float c[6] = {TF_EXP_NONPOS_COEFFS};
+  const float* c = kExpNonposCoeffs;
   const __m256 lo = _mm256_set1_ps(-87.3f), magic = _mm256_set1_ps(12582912.0f + 127.0f);
   const __m256 keep_a = _mm256_cmp_ps(*a, lo, _CMP_NLT_UQ);
   const __m256 keep_b = _mm256_cmp_ps(*b, lo, _CMP_NLT_UQ);
@@ -105,7 +109,6 @@ inline void exp8_nonpos_x2(__m256* a, __m256* b) {
   *a = _mm256_and_ps(_mm256_mul_ps(pa, sa), keep_a);
   *b = _mm256_and_ps(_mm256_mul_ps(pb, sb), keep_b);
 }
-#undef TF_EXP_NONPOS_COEFFS
 
 }  // namespace x86
 }  // namespace tf
