@@ -13,6 +13,7 @@
 
 #include "../common/x86_avx2_load.h"
 #include "../common/x86_avx2_math.h"
+#include "attention_x86_prefetch.h"
 
 namespace tf {
 namespace attention_cpu {
@@ -20,16 +21,6 @@ namespace {
 
 using x86::exp8_nonpos;
 
-// Compiler barriers for GCC/Clang (MSVC has no inline asm on x64; there they are no-ops):
-// TF_SIDE_EFFECT gives a function an observable effect; TF_IN_REGISTER(v) makes v opaque, so the
-// compiler keeps it in a register instead of re-loading it from memory at every use.
-#if defined(__GNUC__) || defined(__clang__)
-#define TF_SIDE_EFFECT() __asm__ volatile("")
-#define TF_IN_REGISTER(v) __asm__("" : "+x"(v))
-#else
-#define TF_SIDE_EFFECT() ((void)0)
-#define TF_IN_REGISTER(v) ((void)0)
-#endif
 using x86::hsum;
 using x86::load1;
 using x86::load8;
@@ -118,27 +109,6 @@ void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* 
 inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 d) {
   const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, d));
   return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
-
-// Requests rows [j, j + c) of the hint's K (clipped to its row count), every line.
-// TF_SIDE_EFFECT gives the function a side effect: without it GCC's pure/const analysis
-// sees a function of prefetches only, calls it side-effect free, and deletes every call.
-inline void prefetch_k_rows(const Prefetch& pf, int64_t ldk, int64_t row_bytes, size_t esz,
-                            int64_t j, int64_t c) {
-  TF_SIDE_EFFECT();
-  for (int64_t i = j; i < std::min(j + c, pf.k_rows); ++i)
-    for (int64_t b = 0; b < row_bytes; b += 64)
-      _mm_prefetch(static_cast<const char*>(pf.k) + i * ldk * esz + b, _MM_HINT_T1);
-}
-
-// Requests the lines of row j of the hint's V that start inside bytes [b0, b1) of the row: a
-// pass over columns [d, d + w) asks for [d * esz, (d + w) * esz), so the passes together ask for
-// every line once.
-inline void prefetch_v_cols(const Prefetch& pf, int64_t j, int64_t b0, int64_t b1, size_t esz) {
-  TF_SIDE_EFFECT();
-  if (j >= pf.v_rows) return;
-  const char* row = static_cast<const char*>(pf.v) + j * pf.ldv * int64_t(esz);
-  for (int64_t b = (b0 + 63) & ~int64_t(63); b < b1; b += 64) _mm_prefetch(row + b, _MM_HINT_T1);
 }
 
 // The stored element type as a compile-time parameter, so the widening is not re-decided in the

@@ -1,7 +1,9 @@
-// AVX-512 attention pieces: the online softmax of the tiled (prefill) path on 16-wide vectors,
-// with the exponential of x86_avx512_math.h (the AVX2 one's operations on 16 lanes). The decode
-// products are the AVX2 table's (16-wide versions measured no faster: bench/NOTES.md, Zen 5).
-// Build notes: common/x86_avx512.h.
+// AVX-512 attention pieces: the online softmax on 16-wide vectors, with the exponential of
+// x86_avx512_math.h (the AVX2 one's operations on 16 lanes), and the per-head decode products
+// (qk_dot, pv_accum) on 16-wide vectors: half the FMAs and, for a float16 / bfloat16 cache, half
+// the widening instructions per key of the AVX2 kernels; the last D % 16 columns through masked
+// loads. The key-major products (qk_keys / pv_keys) are the AVX2 table's (16-wide versions
+// measured no faster: bench/NOTES.md, Zen 5). Build notes: common/x86_avx512.h.
 #include "attention_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -11,6 +13,7 @@
 #include <limits>
 
 #include "../common/x86_avx512_math.h"
+#include "attention_x86_prefetch.h"
 
 namespace tf {
 namespace attention_cpu {
@@ -82,10 +85,177 @@ TF_AVX512 void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* 
   }
 }
 
+// Elements [i, i + 16) of a K / V row widened to float32, lanes outside `m` zero.
+template <DType T>
+TF_AVX512 inline __m512 ld16(const void* p, int64_t i, __mmask16 m) {
+  if (T == DType::float32) return _mm512_maskz_loadu_ps(m, static_cast<const float*>(p) + i);
+  const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(p) + i);
+  if (T == DType::float16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+TF_AVX512 inline __mmask16 tail_mask(int64_t left) {
+  return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+}
+
+// {sum(a), sum(b), sum(c), sum(d)}: each folded to 256 bits, then one hadd tree.
+TF_AVX512 inline __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512 d) {
+  auto fold = [](__m512 x) TF_AVX512 {
+    return _mm256_add_ps(_mm512_castps512_ps256(x),
+                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+  };
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(fold(a), fold(b)), _mm256_hadd_ps(fold(c), fold(d)));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// Scores of R rows against NK keys per pass (R * NK accumulators, R * NK a multiple of 4, summed
+// four at a time), then key by key.
+template <DType T, int R, int NK>
+TF_AVX512 void qk_rows(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t n,
+                       int64_t D, float* s, int64_t lds, const Prefetch& pf) {
+  static_assert(R * NK % 4 == 0, "sums four at a time");
+  const size_t esz = dtype_size(T);
+  const int64_t row_bytes = D * int64_t(esz);
+  int64_t j = 0;
+  for (; j + NK <= n; j += NK) {
+    prefetch_k_rows(pf, ldk, row_bytes, esz, j, NK);
+    __m512 acc[R][NK];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NK; ++t) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) {
+      const __mmask16 m = tail_mask(D - d);
+      __m512 kv[NK];
+#pragma GCC unroll 8
+      for (int t = 0; t < NK; ++t) kv[t] = ld16<T>(k, (j + t) * ldk + d, m);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        __m512 x = _mm512_maskz_loadu_ps(m, q + r * ldq + d);
+        TF_IN_REGISTER(x);  // one load per q vector, not one per FMA
+#pragma GCC unroll 8
+        for (int t = 0; t < NK; ++t) acc[r][t] = _mm512_fmadd_ps(x, kv[t], acc[r][t]);
+      }
+    }
+    alignas(16) float sums[R * NK];
+#pragma GCC unroll 8
+    for (int i = 0; i < R * NK; i += 4)
+      _mm_store_ps(sums + i, hsum4_512(acc[i / NK][i % NK], acc[(i + 1) / NK][(i + 1) % NK],
+                                       acc[(i + 2) / NK][(i + 2) % NK],
+                                       acc[(i + 3) / NK][(i + 3) % NK]));
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < NK; ++t) s[r * lds + j + t] = sums[r * NK + t];
+  }
+  prefetch_k_rows(pf, ldk, row_bytes, esz, j, pf.k_rows - j);
+  for (; j < n; ++j) {
+    __m512 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t d = 0; d < D; d += 16) {
+      const __mmask16 m = tail_mask(D - d);
+      const __m512 kv = ld16<T>(k, j * ldk + d, m);
+      for (int r = 0; r < R; ++r)
+        acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + r * ldq + d), kv, acc[r]);
+    }
+    for (int r = 0; r < R; ++r) s[r * lds + j] = _mm512_reduce_add_ps(acc[r]);
+  }
+}
+
+template <DType T>
+TF_AVX512 void qk_dot_t(const float* q, int64_t ldq, int64_t R, const void* k, int64_t ldk,
+                        int64_t n, int64_t D, float* s, int64_t lds, const Prefetch& pf) {
+  const Prefetch none;  // only the first pass of rows issues the hint
+  for (int64_t r = 0; r < R;) {
+    const Prefetch& h = r == 0 ? pf : none;
+    const float* qr = q + r * ldq;
+    float* sr = s + r * lds;
+    switch (R - r) {
+      case 1: qk_rows<T, 1, 8>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 1; break;
+      case 2: qk_rows<T, 2, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 2; break;
+      case 3: qk_rows<T, 3, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 3; break;
+      default: qk_rows<T, 4, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 4; break;
+    }
+  }
+}
+
+TF_AVX512 void qk_dot(const float* q, int64_t ldq, int64_t R, const void* k, DType dt, int64_t ldk,
+                      int64_t n, int64_t D, float* s, int64_t lds, const Prefetch& pf) {
+  switch (dt) {
+    case DType::float16: return qk_dot_t<DType::float16>(q, ldq, R, k, ldk, n, D, s, lds, pf);
+    case DType::bfloat16: return qk_dot_t<DType::bfloat16>(q, ldq, R, k, ldk, n, D, s, lds, pf);
+    default: return qk_dot_t<DType::float32>(q, ldq, R, k, ldk, n, D, s, lds, pf);
+  }
+}
+
+// R rows x C vectors (16C columns from d, the last vector masked by `last`) of o in registers
+// over all n keys; each widened V vector feeds every row.
+template <DType T, int R, int C>
+TF_AVX512 void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n,
+                       int64_t d, __mmask16 last, float* o, int64_t ldo, const Prefetch& pf) {
+  const int64_t esz = int64_t(dtype_size(T));
+  const int64_t cols = 16 * (C - 1) + __builtin_popcount(last);
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c)
+      acc[r][c] = _mm512_maskz_loadu_ps(c == C - 1 ? last : 0xFFFF, o + r * ldo + d + 16 * c);
+  for (int64_t j = 0; j < n; ++j) {
+    prefetch_v_cols(pf, j, d * esz, (d + cols) * esz, esz);
+    __m512 vv[C];
+#pragma GCC unroll 8
+    for (int c = 0; c < C; ++c)
+      vv[c] = ld16<T>(v, j * ldv + d + 16 * c, c == C - 1 ? last : __mmask16(0xFFFF));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 pj = _mm512_set1_ps(p[r * ldp + j]);
+#pragma GCC unroll 8
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(pj, vv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c)
+      _mm512_mask_storeu_ps(o + r * ldo + d + 16 * c, c == C - 1 ? last : 0xFFFF, acc[r][c]);
+}
+
+// R rows: 128 (R = 1) or 64 (R >= 2) columns per pass over the keys, then 16, the last masked.
+template <DType T, int R>
+TF_AVX512 void pv_rows(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n,
+                       int64_t D, float* o, int64_t ldo, const Prefetch& pf) {
+  constexpr int C = R == 1 ? 8 : 4;
+  int64_t d = 0;
+  for (; d + 16 * C <= D; d += 16 * C) pv_cols<T, R, C>(p, ldp, v, ldv, n, d, 0xFFFF, o, ldo, pf);
+  for (; d < D; d += 16) pv_cols<T, R, 1>(p, ldp, v, ldv, n, d, tail_mask(D - d), o, ldo, pf);
+}
+
+template <DType T>
+TF_AVX512 void pv_accum_t(const float* p, int64_t ldp, int64_t R, const void* v, int64_t ldv,
+                          int64_t n, int64_t D, float* o, int64_t ldo, const Prefetch& pf) {
+  const Prefetch none;  // only the first pass of rows issues the hint
+  for (int64_t r = 0; r < R;) {
+    const Prefetch& h = r == 0 ? pf : none;
+    const float* pr = p + r * ldp;
+    float* orow = o + r * ldo;
+    switch (R - r) {
+      case 1: pv_rows<T, 1>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 1; break;
+      case 2: pv_rows<T, 2>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 2; break;
+      case 3: pv_rows<T, 3>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 3; break;
+      default: pv_rows<T, 4>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 4; break;
+    }
+  }
+}
+
+TF_AVX512 void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt,
+                        int64_t ldv, int64_t n, int64_t D, float* o, int64_t ldo,
+                        const Prefetch& pf) {
+  switch (dt) {
+    case DType::float16: return pv_accum_t<DType::float16>(p, ldp, R, v, ldv, n, D, o, ldo, pf);
+    case DType::bfloat16: return pv_accum_t<DType::bfloat16>(p, ldp, R, v, ldv, n, D, o, ldo, pf);
+    default: return pv_accum_t<DType::float32>(p, ldp, R, v, ldv, n, D, o, ldo, pf);
+  }
+}
+
 Kernels make_table() {
   Kernels k = *kernels_avx2();
   k.isa = Isa::avx512;
   k.softmax_tile = softmax_tile;
+  k.qk_dot = qk_dot;
+  k.pv_accum = pv_accum;
   return k;
 }
 
