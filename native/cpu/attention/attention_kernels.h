@@ -5,6 +5,8 @@
 // Q K^T and P V; the few-row streaming path (decode) uses qk_dot and pv_accum below, which read
 // K and V rows in their stored dtype and widen them in registers.
 #pragma once
+#include <algorithm>
+#include <limits>
 #include <cstdint>
 #include <type_traits>
 
@@ -65,6 +67,39 @@ inline void with_dtype(DType dt, F&& f) {
     case DType::float16: f(std::integral_constant<DType, DType::float16>{}); break;
     case DType::bfloat16: f(std::integral_constant<DType, DType::bfloat16>{}); break;
     default: f(std::integral_constant<DType, DType::float32>{}); break;
+  }
+}
+
+// Passes 2 and 3 of the x86 softmax_tile (pass 1 left each row's new maximum in alpha[r]): for
+// blocks of W rows, d = exp(m_old - m_new) by one vector exp (exp_block(d): W floats in place;
+// one exp per row left a serial chain of ~40 cycles per row on Zen 1), then each row's
+// exponentials and sum (exp_row(row, n, m_new) returns the sum) and the running m, l; a row
+// still all -inf is zeroed with alpha 1.
+template <int W, class ExpBlock, class ExpRow>
+inline void softmax_rescale_rows(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l,
+                                 float* alpha, ExpBlock&& exp_block, ExpRow&& exp_row) {
+  const float ninf = -std::numeric_limits<float>::infinity();
+  for (int64_t r0 = 0; r0 < R; r0 += W) {
+    alignas(64) float d[W];
+    const int64_t c = std::min<int64_t>(W, R - r0);
+    // m_old - m_new <= 0; a row that is still all -inf gets 0 here (alpha 1 below)
+    for (int64_t i = 0; i < W; ++i)
+      d[i] = i < c && alpha[r0 + i] != ninf ? m[r0 + i] - alpha[r0 + i] : 0.0f;
+    exp_block(d);
+    for (int64_t i = 0; i < c; ++i) {
+      const int64_t r = r0 + i;
+      const float mx = alpha[r];
+      float* row = s + r * lds;
+      if (mx == ninf) {
+        for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
+        alpha[r] = 1.0f;
+        continue;
+      }
+      const float sum = exp_row(row, n, mx);
+      alpha[r] = d[i];
+      l[r] = l[r] * d[i] + sum;
+      m[r] = mx;
+    }
   }
 }
 

@@ -67,11 +67,10 @@ inline float exp_row(float* row, int64_t n, float mx) {
   return sum;
 }
 
-// Three passes over the tile's rows: the new maxima, then alpha = exp(m_old - m_new) for eight rows
-// per vector exp (one exp per row left a serial chain of ~40 cycles per row), then the
-// exponentials and sums.
+// Three passes over the tile's rows: the new maxima here, then alpha = exp(m_old - m_new) for
+// eight rows per vector exp and the exponentials and sums (softmax_rescale_rows,
+// attention_kernels.h).
 void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l, float* alpha) {
-  const float ninf = -std::numeric_limits<float>::infinity();
   const int64_t n8 = n & ~int64_t(7);
   for (int64_t r = 0; r < R; ++r) {  // alpha[r] holds the new maximum for now
     const float* row = s + r * lds;
@@ -81,28 +80,9 @@ void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* 
     for (int64_t j = n8; j < n; ++j) mx = row[j] > mx ? row[j] : mx;
     alpha[r] = mx;
   }
-  for (int64_t r0 = 0; r0 < R; r0 += 8) {
-    alignas(32) float d[8];
-    const int64_t c = std::min<int64_t>(8, R - r0);
-    // m_old - m_new <= 0; a row that is still all -inf gets 0 here (alpha 1 below)
-    for (int64_t i = 0; i < 8; ++i)
-      d[i] = i < c && alpha[r0 + i] != ninf ? m[r0 + i] - alpha[r0 + i] : 0.0f;
-    _mm256_store_ps(d, exp8_nonpos(_mm256_load_ps(d)));
-    for (int64_t i = 0; i < c; ++i) {
-      const int64_t r = r0 + i;
-      const float mx = alpha[r];
-      float* row = s + r * lds;
-      if (mx == ninf) {
-        for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
-        alpha[r] = 1.0f;
-        continue;
-      }
-      const float sum = exp_row(row, n, mx);
-      alpha[r] = d[i];
-      l[r] = l[r] * d[i] + sum;
-      m[r] = mx;
-    }
-  }
+  softmax_rescale_rows<8>(
+      s, lds, R, n, m, l, alpha,
+      [](float* d) { _mm256_store_ps(d, exp8_nonpos(_mm256_load_ps(d))); }, exp_row);
 }
 
 // Sums of 4 vectors, one per lane of the result: {hsum(a), hsum(b), hsum(c), hsum(d)}.

@@ -61,28 +61,9 @@ TF_AVX512 void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* 
       vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vninf, __mmask16((1u << (n - j)) - 1), row + j));
     alpha[r] = _mm512_reduce_max_ps(vmax);
   }
-  for (int64_t r0 = 0; r0 < R; r0 += 16) {
-    alignas(64) float d[16];
-    const int64_t c = std::min<int64_t>(16, R - r0);
-    // m_old - m_new <= 0; a row that is still all -inf gets 0 here (alpha 1 below)
-    for (int64_t i = 0; i < 16; ++i)
-      d[i] = i < c && alpha[r0 + i] != ninf ? m[r0 + i] - alpha[r0 + i] : 0.0f;
-    _mm512_store_ps(d, exp16_nonpos(_mm512_load_ps(d)));
-    for (int64_t i = 0; i < c; ++i) {
-      const int64_t r = r0 + i;
-      const float mx = alpha[r];
-      float* row = s + r * lds;
-      if (mx == ninf) {
-        for (int64_t j = 0; j < n; ++j) row[j] = 0.0f;
-        alpha[r] = 1.0f;
-        continue;
-      }
-      const float sum = exp_row(row, n, mx);
-      alpha[r] = d[i];
-      l[r] = l[r] * d[i] + sum;
-      m[r] = mx;
-    }
-  }
+  softmax_rescale_rows<16>(
+      s, lds, R, n, m, l, alpha,
+      [](float* d) TF_AVX512 { _mm512_store_ps(d, exp16_nonpos(_mm512_load_ps(d))); }, exp_row);
 }
 
 // Elements [i, i + 16) of a K / V row widened to float32, lanes outside `m` zero.

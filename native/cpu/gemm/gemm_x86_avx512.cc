@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "../common/x86_avx512.h"
+#include "../common/x86_avx512_transpose.h"
 
 namespace tf {
 namespace gemm_cpu {
@@ -113,39 +114,10 @@ TF_AVX512 void kernel2_rows(int64_t kc, const float* a, int64_t lda, const float
   kernel2_impl<true>(kc, a, lda, b, b2, c, ldc, accumulate);
 }
 
-// 16 x 16 transpose in registers: r[i] = row i in, column i out. Three rounds of in-lane unpacks
-// and 128-bit lane shuffles, 64 shuffles per 256 elements (four 8 x 8 ymm transposes: 96).
-TF_AVX512 inline void transpose16(__m512 r[16]) {
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  // u[4i + e], 128-bit lane L: rows 4i .. 4i + 3 of column 4L + e
-  for (int i = 0; i < 4; ++i) {
-    const __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 2]);
-    const __m512d c = _mm512_castps_pd(t[4 * i + 1]), d = _mm512_castps_pd(t[4 * i + 3]);
-    u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, b));
-    u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, b));
-    u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, d));
-    u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, d));
-  }
-  // gather lane L of u[e], u[4 + e], u[8 + e], u[12 + e]: column 4L + e
-  for (int e = 0; e < 4; ++e) {
-    const __m512 v0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);  // lanes 0, 2 | 0, 2
-    const __m512 v1 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xDD);  // lanes 1, 3 | 1, 3
-    const __m512 w0 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
-    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xDD);
-    r[e] = _mm512_shuffle_f32x4(v0, w0, 0x88);
-    r[8 + e] = _mm512_shuffle_f32x4(v0, w0, 0xDD);
-    r[4 + e] = _mm512_shuffle_f32x4(v1, w1, 0x88);
-    r[12 + e] = _mm512_shuffle_f32x4(v1, w1, 0xDD);
-  }
-}
-
 // pack_b of gemm_kernels.h for float32 B on 16-wide vectors (16-bit B: the AVX2 packer). Stored
-// [N, K] (trans): 16 rows of B x 16 k per 16 x 16 transpose, the k tail and rows past N through
-// masked loads / zeros; [K, N]: each row of B copied into every panel, the last panel masked.
+// [N, K] (trans): 16 rows of B x 16 k per 16 x 16 transpose (64 shuffles per 256 elements; four
+// 8 x 8 ymm transposes: 96), the k tail and rows past N through masked loads / zeros; [K, N]:
+// each row of B copied into every panel, the last panel masked.
 TF_AVX512 void pack_b(const void* b, DType dt, int64_t ldb, bool trans, int64_t kc, int64_t nc,
                       float* dst) {
   if (dt != DType::float32) return kernels_avx2()->pack_b(b, dt, ldb, trans, kc, nc, dst);
@@ -171,7 +143,7 @@ TF_AVX512 void pack_b(const void* b, DType dt, int64_t ldb, bool trans, int64_t 
       __m512 r[16];
       for (int j = 0; j < 16; ++j)
         r[j] = j < cols ? _mm512_maskz_loadu_ps(m, bf + (j0 + j) * ldb + k) : _mm512_setzero_ps();
-      transpose16(r);
+      x86::transpose16(r);
       for (int kk = 0; kk < kn; ++kk) _mm512_storeu_ps(dst + (k + kk) * kNR, r[kk]);
     }
   }

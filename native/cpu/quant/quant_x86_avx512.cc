@@ -22,6 +22,7 @@
 
 #include "../common/x86_avx2_load.h"  // x86::hsum: the AVX2 table's lane order
 #include "../common/x86_avx512.h"
+#include "../common/x86_avx512_transpose.h"
 #include "quant_rows.h"
 #include "tensorfuse/scratch.h"
 
@@ -122,33 +123,6 @@ TF_AVX512 void rows_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xs
 constexpr int kStrip = 32;  // weight rows per packed strip: two vectors of 16 output columns
 constexpr int kPMR = 6;     // rows of x per micro-tile: 12 int32 + 12 float accumulators
 
-// a[i] (16 dwords each) -> a[j] = [a_0[j], a_1[j], ..., a_15[j]]: dword 16 x 16 transpose in
-// four rounds of 16 shuffles (32-bit unpacks, 64-bit unpacks, two rounds of 128-bit lane moves).
-TF_AVX512 inline void transpose16(__m512i* a) {
-  __m512i b[16], c[16];
-  for (int i = 0; i < 16; i += 2) {
-    b[i] = _mm512_unpacklo_epi32(a[i], a[i + 1]);
-    b[i + 1] = _mm512_unpackhi_epi32(a[i], a[i + 1]);
-  }
-  // c[i + j] (i = 0, 4, 8, 12): 128-bit lane L = rows i..i+3 at element 4L + j
-  for (int i = 0; i < 16; i += 4) {
-    c[i] = _mm512_unpacklo_epi64(b[i], b[i + 2]);
-    c[i + 1] = _mm512_unpackhi_epi64(b[i], b[i + 2]);
-    c[i + 2] = _mm512_unpacklo_epi64(b[i + 1], b[i + 3]);
-    c[i + 3] = _mm512_unpackhi_epi64(b[i + 1], b[i + 3]);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512i d0 = _mm512_shuffle_i32x4(c[j], c[4 + j], 0x88);
-    const __m512i d1 = _mm512_shuffle_i32x4(c[j], c[4 + j], 0xdd);
-    const __m512i d2 = _mm512_shuffle_i32x4(c[8 + j], c[12 + j], 0x88);
-    const __m512i d3 = _mm512_shuffle_i32x4(c[8 + j], c[12 + j], 0xdd);
-    a[j] = _mm512_shuffle_i32x4(d0, d2, 0x88);
-    a[8 + j] = _mm512_shuffle_i32x4(d0, d2, 0xdd);
-    a[4 + j] = _mm512_shuffle_i32x4(d1, d3, 0x88);
-    a[12 + j] = _mm512_shuffle_i32x4(d1, d3, 0xdd);
-  }
-}
-
 // Strip of weight rows [n, n + kStrip) (rows from n1 on as zeros): bytes
 // p[(k / 4) * 128 + j * 4 + k % 4] = w[n + j][k] + 128, so one 64-byte load is the next 4 columns
 // of 16 rows, as vpdpbusd lanes want them; scales sp[g * kStrip + j] = s[n + j, g] (0 past n1).
@@ -164,7 +138,7 @@ TF_AVX512 void pack_strip_i8(const QuantWeight& w, int64_t n, int64_t n1, uint8_
       __m512i a[16];
       for (int i = 0; i < 16; ++i)
         a[i] = r0 + i < n1 ? _mm512_loadu_si512(base + (r0 + i) * K + k) : _mm512_setzero_si512();
-      transpose16(a);
+      x86::transpose16(a);
       uint8_t* dst = p + (k / 4) * (4 * kStrip) + 64 * h;
       for (int q = 0; q < 16; ++q)
         _mm512_storeu_si512(dst + q * 4 * kStrip, _mm512_xor_si512(a[q], flip));
