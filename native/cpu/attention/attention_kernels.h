@@ -75,8 +75,15 @@ inline void with_dtype(DType dt, F&& f) {
 // one exp per row left a serial chain of ~40 cycles per row on Zen 1), then each row's
 // exponentials and sum (exp_row(row, n, m_new) returns the sum) and the running m, l; a row
 // still all -inf is zeroed with alpha 1.
+// Always inlined, so that in a TF_AVX512 caller exp_block / exp_row inline too (a function
+// without the target attribute cannot inline them).
+#if defined(__GNUC__) || defined(__clang__)
+#define TF_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define TF_ALWAYS_INLINE inline
+#endif
 template <int W, class ExpBlock, class ExpRow>
-inline void softmax_rescale_rows(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l,
+TF_ALWAYS_INLINE void softmax_rescale_rows(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l,
                                  float* alpha, ExpBlock&& exp_block, ExpRow&& exp_row) {
   const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t r0 = 0; r0 < R; r0 += W) {
