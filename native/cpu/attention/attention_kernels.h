@@ -83,8 +83,9 @@ inline void with_dtype(DType dt, F&& f) {
 #define TF_ALWAYS_INLINE inline
 #endif
 template <int W, class ExpBlock, class ExpRow>
-TF_ALWAYS_INLINE void softmax_rescale_rows(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l,
-                                 float* alpha, ExpBlock&& exp_block, ExpRow&& exp_row) {
+TF_ALWAYS_INLINE void softmax_rescale_rows(float* s, int64_t lds, int64_t R, int64_t n, float* m,
+                                           float* l, float* alpha, ExpBlock&& exp_block,
+                                           ExpRow&& exp_row) {
   const float ninf = -std::numeric_limits<float>::infinity();
   for (int64_t r0 = 0; r0 < R; r0 += W) {
     alignas(64) float d[W];

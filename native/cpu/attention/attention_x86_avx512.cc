@@ -57,8 +57,10 @@ TF_AVX512 void softmax_tile(float* s, int64_t lds, int64_t R, int64_t n, float* 
     __m512 vmax = _mm512_set1_ps(m[r]);
     int64_t j = 0;
     for (; j + 16 <= n; j += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(row + j));
-    if (j < n)
-      vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vninf, __mmask16((1u << (n - j)) - 1), row + j));
+    if (j < n) {
+      const __mmask16 m = __mmask16((1u << (n - j)) - 1);
+      vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vninf, m, row + j));
+    }
     alpha[r] = _mm512_reduce_max_ps(vmax);
   }
   softmax_rescale_rows<16>(
@@ -85,7 +87,8 @@ TF_AVX512 inline __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512 d) {
     return _mm256_add_ps(_mm512_castps512_ps256(x),
                          _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
   };
-  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(fold(a), fold(b)), _mm256_hadd_ps(fold(c), fold(d)));
+  const __m256 h =
+      _mm256_hadd_ps(_mm256_hadd_ps(fold(a), fold(b)), _mm256_hadd_ps(fold(c), fold(d)));
   return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 

@@ -145,50 +145,30 @@ Status gemv_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* y) {
   return Status::Ok();
 }
 
-// Rows [i0, i1) of the packed A slice (row i at apack + i * kc, i0 a multiple of kMR) against one
-// packed B panel, for output columns [j, j + kNR) clipped to N; the last depth slice also applies
-// the epilogue. Partial tiles go through a local tile so the kernel never writes past C.
+// Rows [i0, i1) of the packed A slice (row i at apack + i * kc, i0 a multiple of kMR) against np
+// (1 or 2: kernel2) adjacent packed B panels from bp, for output columns [j, j + np * kNR)
+// clipped to N; the last depth slice also applies the epilogue. Partial tiles go through a local
+// tile so the kernel never writes past C.
 void panel_column(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc, const float* apack,
-                  int64_t i0, int64_t i1, const float* bp, int64_t j, float* c, int64_t ldc,
+                  int64_t i0, int64_t i1, const float* bp, int np, int64_t j, float* c, int64_t ldc,
                   bool accumulate, bool last_k) {
-  const int64_t cols = std::min<int64_t>(kNR, p.N - j);
-  alignas(64) float edge[kMR * kNR];
-  for (int64_t i = i0; i < i1; i += kMR) {
-    const int64_t rr = std::min<int64_t>(kMR, i1 - i);
-    float* ct = c + i * ldc + j;
-    const float* ap = apack + i * kc;
-    if (rr == kMR && cols == kNR) {
-      kern.kernel(kc, ap, bp, ct, ldc, accumulate);
-    } else {
-      kern.kernel(kc, ap, bp, edge, kNR, false);
-      for (int64_t ii = 0; ii < rr; ++ii)
-        for (int64_t jj = 0; jj < cols; ++jj)
-          ct[ii * ldc + jj] = (accumulate ? ct[ii * ldc + jj] : 0.0f) + edge[ii * kNR + jj];
-    }
-  }
-  if (last_k)
-    for (int64_t i = i0; i < i1; ++i)
-      epilogue_row(c + i * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
-}
-
-// As panel_column over two adjacent B panels (bp2 right after bp's kNR columns) with kernel2:
-// output columns [j, j + 2 kNR) clipped to N.
-void panel_pair(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc, const float* apack,
-                int64_t i0, int64_t i1, const float* bp, const float* bp2, int64_t j, float* c,
-                int64_t ldc, bool accumulate, bool last_k) {
-  const int64_t cols = std::min<int64_t>(2 * kNR, p.N - j);
+  const int64_t w = np * kNR, cols = std::min<int64_t>(w, p.N - j);
   alignas(64) float edge[kMR * 2 * kNR];
+  auto tile = [&](const float* ap, float* dst, int64_t ld, bool acc) {
+    if (np == 2) kern.kernel2(kc, ap, bp, bp + kc * kNR, dst, ld, acc);
+    else kern.kernel(kc, ap, bp, dst, ld, acc);
+  };
   for (int64_t i = i0; i < i1; i += kMR) {
     const int64_t rr = std::min<int64_t>(kMR, i1 - i);
     float* ct = c + i * ldc + j;
     const float* ap = apack + i * kc;
-    if (rr == kMR && cols == 2 * kNR) {
-      kern.kernel2(kc, ap, bp, bp2, ct, ldc, accumulate);
+    if (rr == kMR && cols == w) {
+      tile(ap, ct, ldc, accumulate);
     } else {
-      kern.kernel2(kc, ap, bp, bp2, edge, 2 * kNR, false);
+      tile(ap, edge, w, false);
       for (int64_t ii = 0; ii < rr; ++ii)
         for (int64_t jj = 0; jj < cols; ++jj)
-          ct[ii * ldc + jj] = (accumulate ? ct[ii * ldc + jj] : 0.0f) + edge[ii * 2 * kNR + jj];
+          ct[ii * ldc + jj] = (accumulate ? ct[ii * ldc + jj] : 0.0f) + edge[ii * w + jj];
     }
   }
   if (last_k)
@@ -201,16 +181,12 @@ void panel_pair(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc, 
 void panel_run(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc, const float* apack,
                int64_t i0, int64_t i1, const float* bblock, int64_t jb, int64_t jp0, int64_t jp1,
                int64_t j_base, float* c, int64_t ldc, bool accumulate, bool last_k) {
-  int64_t jp = jp0;
-  if (kern.kernel2)
-    for (; jp + 2 <= jp1; jp += 2) {
-      const float* bp = bblock + (jp - jb) * kc * kNR;
-      panel_pair(kern, p, kc, apack, i0, i1, bp, bp + kc * kNR, j_base + jp * kNR, c, ldc,
-                 accumulate, last_k);
-    }
-  for (; jp < jp1; ++jp)
-    panel_column(kern, p, kc, apack, i0, i1, bblock + (jp - jb) * kc * kNR, j_base + jp * kNR, c,
-                 ldc, accumulate, last_k);
+  for (int64_t jp = jp0; jp < jp1;) {
+    const int np = kern.kernel2 && jp + 2 <= jp1 ? 2 : 1;
+    panel_column(kern, p, kc, apack, i0, i1, bblock + (jp - jb) * kc * kNR, np, j_base + jp * kNR,
+                 c, ldc, accumulate, last_k);
+    jp += np;
+  }
 }
 
 // From kRowsMinM rows, with float32 B stored [N, K] and a row-major-A micro-kernel: the rows

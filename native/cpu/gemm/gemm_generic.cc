@@ -64,7 +64,8 @@ void gemv(const float* x, const void* b, DType dt, int64_t ldb, bool trans, int6
   }
 }
 
-const Kernels kGeneric = {Isa::generic, pack_a, pack_b, kernel, nullptr, gemv, nullptr, nullptr, nullptr};
+const Kernels kGeneric = {Isa::generic, pack_a,  pack_b,  kernel, nullptr,
+                          gemv,         nullptr, nullptr, nullptr};
 
 }  // namespace
 

@@ -303,7 +303,8 @@ void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DType dt, int6
   }
 }
 
-const Kernels kAvx2 = {Isa::avx2, pack_a, pack_b, kernel, kernel_rows, gemv, dot_t, nullptr, nullptr};
+const Kernels kAvx2 = {Isa::avx2, pack_a, pack_b,  kernel,  kernel_rows,
+                       gemv,      dot_t,  nullptr, nullptr};
 
 }  // namespace
 

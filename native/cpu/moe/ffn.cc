@@ -443,7 +443,8 @@ Status moe_ffn(const MoeFfnParams& p) {
     // Every buffer starts on 64 bytes: the micro-kernel loads its B panel with aligned loads.
     const size_t sizes[9] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
                              size_t(m_pad) * size_t(fsub), size_t(m_pad) * size_t(fsub),
-                             2 * size_t(std::max(kcx, fsub)) * kNR, 2 * size_t(std::max(kcx, fsub)) * kNR,
+                             2 * size_t(std::max(kcx, fsub)) * kNR,
+                             2 * size_t(std::max(kcx, fsub)) * kNR,
                              2 * size_t(std::max(kcx, fsub)) * kNR, size_t(panel)};
     size_t at[9], total = 0;
     for (int i = 0; i < 9; ++i) {
@@ -566,7 +567,8 @@ Status moe_ffn(const MoeFfnParams& p) {
           for (int64_t i = 0; i < m_pad; i += kMR) {
             if (np == 2) {
               gk.kernel2(kc, ap + i * kc, b1, b1 + kc * kNR, g + i * fsub + j, fsub, pc > 0);
-              if (w3e) gk.kernel2(kc, ap + i * kc, b3, b3 + kc * kNR, u + i * fsub + j, fsub, pc > 0);
+              if (w3e)
+                gk.kernel2(kc, ap + i * kc, b3, b3 + kc * kNR, u + i * fsub + j, fsub, pc > 0);
             } else {
               gk.kernel(kc, ap + i * kc, b1, g + i * fsub + j, fsub, pc > 0);
               if (w3e) gk.kernel(kc, ap + i * kc, b3, u + i * fsub + j, fsub, pc > 0);
@@ -599,8 +601,9 @@ Status moe_ffn(const MoeFfnParams& p) {
           float* c = y + i * D + j;
           const bool whole = rr == kMR && cols == np * kNR;
           float* dst = whole ? c : edge;
-          if (np == 2) gk.kernel2(nf, hp + i * nf, b2, b2 + nf * kNR, dst, whole ? D : ldt, whole && acc);
-          else gk.kernel(nf, hp + i * nf, b2, dst, whole ? D : ldt, whole && acc);
+          const int64_t ld = whole ? D : ldt;
+          if (np == 2) gk.kernel2(nf, hp + i * nf, b2, b2 + nf * kNR, dst, ld, whole && acc);
+          else gk.kernel(nf, hp + i * nf, b2, dst, ld, whole && acc);
           if (!whole)
             for (int64_t ii = 0; ii < rr; ++ii)
               for (int64_t jj = 0; jj < cols; ++jj)

@@ -4,8 +4,9 @@
 //   M < kPanelMinM (2:4 with lanes: kLanesPanelMinM): the GEMV, tasks of 64 output columns
 //     holding every row of x (a weight row read once for several rows of x);
 //   from there (2:4 through its lane words, other n:m through the indices): x transposed once
-//   into 8-, 16-, 32- or 64-row panels (prune_kernels.h); each task owns kNB output columns and walks
-//   K in blocks of kKB lane words (128 columns: a 32-row panel's slice is 16 KiB, in L1) and,
+//   into 8-, 16-, 32- or 64-row panels (prune_kernels.h); each task owns kNB output columns and
+//   walks K in blocks of kKB lane words (128 columns: a 32-row panel's slice is 16 KiB, in L1;
+//   32 KiB slices with the AVX-512 table) and,
 //   inside a block, every panel against the task's columns (their kept weights, about 18 KiB
 //   for 2:4 float32, stay in L2 across the panels).
 // Every output is summed by one thread in a fixed order, so results do not depend on threads.

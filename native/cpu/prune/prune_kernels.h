@@ -3,9 +3,10 @@
 // of them).
 //
 // x panel layout (the panel path, from kPanelMinM / kLanesPanelMinM rows of x): rows of x in
-// panels of pr (8, 16, 32 or, where the table allows, 64; the driver picks), transposed and widened to float32: panel p holds xt[k * pr + r] = x[p * pr + r, k],
-// rows past M zero. A kept weight w[n, k] then adds w * xt[k * pr .. + pr] to pr outputs of
-// column n: one broadcast and pr / 8 FMAs, no gather, no shuffle.
+// panels of pr (8, 16, 32 or, where the table allows, 64; the driver picks), transposed and
+// widened to float32: panel p holds xt[k * pr + r] = x[p * pr + r, k], rows past M zero. A kept
+// weight w[n, k] then adds w * xt[k * pr .. + pr] to pr outputs of column n: one broadcast and
+// pr / 8 FMAs (pr / 16 with AVX-512), no gather, no shuffle.
 #pragma once
 #include <cstdint>
 
