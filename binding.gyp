@@ -89,6 +89,7 @@
         "native/napi/prune.cc",
         "native/cpu/quant/quant_driver.cc",
         "native/cpu/quant/quant_rows.cc",
+        "native/cpu/quant/quant_strips.cc",
         "native/cpu/quant/quant_generic.cc",
         "native/napi/quant.cc"
       ],

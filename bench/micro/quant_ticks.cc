@@ -7,6 +7,7 @@
 //   T=1 /tmp/quant_ticks N M     # N weight rows (K = 4096), M rows of x; T threads
 //   ONLY="int8-act int8" ...      # only the rows whose label contains this
 //   TENSORFUSE_ISA=avx2 ...       # a lower kernel level than the best
+//   STRIPS=1 ...                  # int8-activation rows on the weight's strip layout
 // Data are constant patterns: this measures speed only (the tests check the values).
 #include <x86intrin.h>
 
@@ -65,6 +66,12 @@ int main(int argc, char** argv) {
         p.w.zeros = bits == 4 ? z.data() : nullptr;
         p.M = M; p.x = x.data(); p.y = y.data();
         p.act = QuantActivation(act);
+        std::vector<uint8_t> strips;
+        if (act && getenv("STRIPS") && atoi(getenv("STRIPS")) && quant_strips_bytes(p.w) > 0) {
+          strips.resize(size_t(quant_strips_bytes(p.w)));
+          quant_pack_strips(p.w, strips.data());
+          p.w.strips = strips.data();
+        }
         char label[64];
         snprintf(label, sizeof label, "%s int%d g%lld", act ? "int8-act" : "wonly", bits,
                  (long long)gs);

@@ -1,7 +1,12 @@
 // Quantized linear / quantize / dequantize glue (lib/ops/quant.ts checks first; this re-checks
 // every size against the buffers). JS:
 //   quantLinear(x, xDtype, M, bits, N, K, groupSize, qweight, scales, zeros | null, perm | null,
-//               bias | null, out, outDtype, activation)     activation: 0 float, 1 int8 (W8A8)
+//               bias | null, out, outDtype, activation[, strips | null])
+//               activation: 0 float, 1 int8 (W8A8); strips: the weight in quant_pack_strips'
+//               layout (read by the integer tiles of an ISA that wants them)
+//   quantStripsBytes(bits, N, K, groupSize) -> bytes of the strip layout the active ISA wants
+//               (0: none)
+//   quantPackStrips(bits, N, K, groupSize, qweight, scales, zeros | null, perm | null, out)
 //   quantQuantize(w, R, K, bits, groupSize, symmetric, qweight, scales, zeros | null)
 //   quantDequantize(bits, N, K, groupSize, qweight, scales, zeros | null, perm | null, out)
 // each with an Async twin returning a Promise. Sizes are element counts.
@@ -77,6 +82,14 @@ QuantLinearParams parse_linear(const Napi::CallbackInfo& info) {
   p.x = x.data;
   p.y = out.data;
   p.bias = static_cast<const float*>(bias.data);
+  const Buf strips = arg_buffer(info, 15, "strips", true);
+  if (strips.data) {
+    const int64_t need = quant_strips_bytes(p.w);
+    if (need == 0)
+      throw make_error(env, StatusCode::arg, "argument 'strips': this weight has no strip layout");
+    require_bytes(env, strips, size_t(need), "strips");
+    p.w.strips = static_cast<const uint8_t*>(strips.data);
+  }
   return p;
 }
 
@@ -89,8 +102,39 @@ Napi::Value QuantLinear(const Napi::CallbackInfo& info) {
 
 Napi::Value QuantLinearAsync(const Napi::CallbackInfo& info) {
   const QuantLinearParams p = parse_linear(info);
-  return run_async(info.Env(), {info[0], info[7], info[8], info[9], info[10], info[11], info[12]},
+  return run_async(info.Env(),
+                   {info[0], info[7], info[8], info[9], info[10], info[11], info[12], info[15]},
                    [p] { return quant_linear(p); });
+}
+
+// quantStripsBytes(bits, N, K, groupSize)
+Napi::Value QuantStripsBytes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  QuantWeight w;
+  w.bits = int(arg_int(info, 0, "bits", 4, 8));
+  w.N = arg_int(info, 1, "N", 0, kMaxDim);
+  w.K = arg_int(info, 2, "K", 0, kMaxDim);
+  w.group_size = arg_int(info, 3, "groupSize", 0, kMaxDim);
+  if (w.group_size > 0 && w.K % w.group_size != 0)
+    throw make_error(env, StatusCode::arg, "argument 'groupSize': must divide K");
+  const int64_t bytes = quant_strips_wanted() ? quant_strips_bytes(w) : 0;
+  return Napi::Number::New(env, double(bytes));
+}
+
+// quantPackStrips(bits, N, K, groupSize, qweight, scales, zeros, perm, out)
+Napi::Value QuantPackStrips(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 9)
+    throw make_error(env, StatusCode::arg, "quantPackStrips: expected 9 arguments");
+  const QuantWeight w = parse_weight(info, 0);
+  const Buf out = arg_buffer(info, 8, "out");
+  const int64_t need = quant_strips_bytes(w);
+  if (need == 0)
+    throw make_error(env, StatusCode::arg, "argument 'out': this weight has no strip layout");
+  require_bytes(env, out, size_t(need), "out");
+  const Status s = quant_pack_strips(w, static_cast<uint8_t*>(out.data));
+  if (!s.ok()) throw_status(env, s);
+  return env.Undefined();
 }
 
 struct QuantizeCall {
@@ -278,6 +322,8 @@ void register_quant(Napi::Env env, Napi::Object exports) {
   export_fn<QuantPermute4Async>(env, exports, "quantPermute4Async");
   export_fn<QuantLinear>(env, exports, "quantLinear");
   export_fn<QuantLinearAsync>(env, exports, "quantLinearAsync");
+  export_fn<QuantStripsBytes>(env, exports, "quantStripsBytes");
+  export_fn<QuantPackStrips>(env, exports, "quantPackStrips");
   export_fn<QuantQuantize>(env, exports, "quantQuantize");
   export_fn<QuantQuantizeAsync>(env, exports, "quantQuantizeAsync");
   export_fn<QuantDequantize>(env, exports, "quantDequantize");

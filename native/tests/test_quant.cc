@@ -325,6 +325,17 @@ TF_TEST(quant_gemv_nonzero_mean_x) {
   }
 }
 
+// w with its strip layout (quant_pack_strips) in buf, or w unchanged when it has none.
+QuantWeight with_strips(const QuantWeight& w, std::vector<uint8_t>& buf) {
+  const int64_t bytes = quant_strips_bytes(w);
+  if (bytes == 0) return w;
+  buf.assign(size_t(bytes), 0xa5);
+  QuantWeight ws = w;
+  CHECK(quant_pack_strips(w, buf.data()).ok(), "quant_pack_strips failed");
+  ws.strips = buf.data();
+  return ws;
+}
+
 TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
   IsaGuard guard;
   tf_test::Rng rng(tf_test::case_seed());
@@ -336,7 +347,9 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
   const Shape shapes[] = {{1, 19, 192, 0},  {5, 19, 192, 0},  {1, 19, 192, 32}, {5, 19, 192, 32},
                           {1, 19, 192, 48}, {5, 19, 192, 48}, {2, 13, 256, 64}, {3, 11, 384, 128},
                           {4, 45, 128, 32}, {7, 33, 252, 36}, {13, 64, 96, 4},  {6, 31, 1000, 0},
-                          {17, 40, 256, 128}, {2, 9, 100, 0}, {1, 3, 7, 0},    {8, 70, 512, 64}};
+                          {17, 40, 256, 128}, {2, 9, 100, 0}, {1, 3, 7, 0},    {8, 70, 512, 64},
+                          // the strip layout: several strips, the last partial, 1-13 rows
+                          {1, 97, 256, 0},  {3, 70, 512, 128}, {13, 65, 128, 32}, {2, 160, 64, 8}};
   for (const Shape& sh : shapes) {
     const int64_t M = sh.M, N = sh.N, K = sh.K, gs = sh.gs;
     QW q = random_weight(rng, 8, N, K, gs, true, false);
@@ -350,10 +363,13 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
     std::vector<float> first;
     for (Isa isa : isa_levels()) {
       set_isa(isa);
-      for (int64_t rows : {std::min<int64_t>(2, M), M}) {
+      std::vector<uint8_t> strips;
+      const QuantWeight ws = with_strips(q.w, strips);
+      for (int64_t rows : {std::min<int64_t>(2, M), M})
+      for (bool use_strips : {false, true}) {
         std::vector<float> y(size_t(rows * N), NAN);
         QuantLinearParams p;
-        p.w = q.w;
+        p.w = use_strips ? ws : q.w;
         p.M = rows;
         p.x = x.data();
         p.y = y.data();
@@ -361,13 +377,14 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
         REQUIRE(quant_linear(p).ok());
         std::vector<double> got(y.begin(), y.end());
         std::vector<double> w2(want.begin(), want.begin() + rows * N);
-        CHECK(rel(got, w2) < 1e-6, "%s N=%lld K=%lld gs=%lld rows=%lld: %g", isa_name(isa),
-              (long long)N, (long long)K, (long long)gs, (long long)rows, rel(got, w2));
+        CHECK(rel(got, w2) < 1e-6, "%s N=%lld K=%lld gs=%lld rows=%lld strips=%d: %g",
+              isa_name(isa), (long long)N, (long long)K, (long long)gs, (long long)rows,
+              int(use_strips), rel(got, w2));
         if (rows == M) {
           if (first.empty()) first = y;
           CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0,
-                "%s M=%lld N=%lld K=%lld gs=%lld: not bitwise equal", isa_name(isa), (long long)M,
-                (long long)N, (long long)K, (long long)gs);
+                "%s M=%lld N=%lld K=%lld gs=%lld strips=%d: not bitwise equal", isa_name(isa),
+                (long long)M, (long long)N, (long long)K, (long long)gs, int(use_strips));
         }
       }
     }
@@ -400,7 +417,11 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
                           {1, 6, 1280, 64, false},  {2, 5, 1152, 192, true},
                           {3, 4, 2560, 128, false}, {5, 7, 640, 128, false},
                           // groups above 8192: z * xsum in int32, not in float
-                          {1, 11, 16384, 0, false}, {1, 9, 8192, 0, false}};
+                          {1, 11, 16384, 0, false}, {1, 9, 8192, 0, false},
+                          // the strip layout: several strips (the last partial), 4-row blocks
+                          // with 1-3 row tails, groups of 8 and 40 (10 groups: g % 8 wraps)
+                          {6, 97, 256, 32, false},  {9, 70, 128, 64, true},
+                          {1, 33, 400, 40, false},  {4, 64, 64, 8, true}};
   for (const Shape& sh : shapes) {
     const int64_t M = sh.M, N = sh.N, K = sh.K;
     QW q = random_weight(rng, 4, N, K, sh.gs, sh.sym, false);
@@ -418,21 +439,26 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
     std::vector<float> first;
     for (Isa isa : isa_levels()) {
       set_isa(isa);
+      std::vector<uint8_t> strips;
+      const QuantWeight ws = with_strips(q.w, strips);
+      for (bool use_strips : {false, true}) {
       std::vector<float> y(size_t(M * N), NAN);
       QuantLinearParams p;
-      p.w = q.w;
+      p.w = use_strips ? ws : q.w;
       p.M = M;
       p.x = x.data();
       p.y = y.data();
       p.act = QuantActivation::int8;
       REQUIRE(quant_linear(p).ok());
       std::vector<double> got(y.begin(), y.end());
-      CHECK(rel(got, want) < 1e-6, "%s M=%lld N=%lld K=%lld gs=%lld: %g", isa_name(isa),
-            (long long)M, (long long)N, (long long)K, (long long)sh.gs, rel(got, want));
+      CHECK(rel(got, want) < 1e-6, "%s M=%lld N=%lld K=%lld gs=%lld strips=%d: %g",
+            isa_name(isa), (long long)M, (long long)N, (long long)K, (long long)sh.gs,
+            int(use_strips), rel(got, want));
       if (first.empty()) first = y;
       CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0,
-            "%s K=%lld gs=%lld: not bitwise equal", isa_name(isa), (long long)K,
-            (long long)sh.gs);
+            "%s K=%lld gs=%lld strips=%d: not bitwise equal", isa_name(isa), (long long)K,
+            (long long)sh.gs, int(use_strips));
+      }
     }
   }
 }

@@ -62,6 +62,9 @@ struct Kernels {
   // true: tile_i8 blocks the weight rows itself (it packs them for all rows of x), so a caller
   // hands it the whole range; false (the default): callers cut ranges to about half of L2.
   bool tile_i8_whole_range;
+  // true: tile_i8 / tile_i4 read w.strips (tensorfuse/quant.h) when present and their range
+  // starts on a strip (n0 % kQuantStripRows == 0); callers then hand them whole strips.
+  bool reads_strips = false;
 };
 
 const Kernels& kernels_generic();

@@ -74,8 +74,9 @@ void i8_rows_gemv(const Kernels& kern, const QuantWeight& w, const int8_t* xq, c
   // for the next rows of x.
   const int64_t row_bytes = w.bits == 8 ? w.K : w.K / 2;
   const int64_t rows_fit = kI8BlockBytes / std::max<int64_t>(1, row_bytes);
-  const int64_t block = kern.tile_i8_whole_range && w.bits == 8
-                            ? std::max<int64_t>(1, n1 - n0)
+  // (Strips, when the kernels read them, are whole blocks of their own: the range as it is.)
+  const bool whole = (kern.tile_i8_whole_range && w.bits == 8) || (kern.reads_strips && w.strips);
+  const int64_t block = whole ? std::max<int64_t>(1, n1 - n0)
                             : std::max<int64_t>(8, std::min<int64_t>(64, rows_fit) / 8 * 8);
   for (int64_t b0 = n0; b0 < n1; b0 += block) {
     const int64_t b1 = std::min(n1, b0 + block);

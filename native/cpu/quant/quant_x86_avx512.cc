@@ -157,6 +157,11 @@ TF_AVX512 void pack_strip_i8(const QuantWeight& w, int64_t n, int64_t n1, uint8_
       sp[g * kStrip + j] = n + j < n1 ? w.scales[(n + j) * G + g] : 0.0f;
 }
 
+// A strip read by few rows of x streams from memory at one 128-byte step per row of x: the lines
+// kPrefetchStrip ahead are asked for early (quant_ticks, M = 1, in L3: see bench/NOTES.md).
+constexpr int kPrefetchRows = 2;
+constexpr int64_t kPrefetchStrip = 4096;
+
 // MR rows of x (from row m) against a packed strip; cols of its 32 columns stored. The float sums
 // of the contract live in c itself (masked to cols) between groups: with them in registers too,
 // GCC shuffled the 12 int32 accumulators between register sets at every step (24 moves per 12
@@ -171,6 +176,10 @@ TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, con
   const __mmask16 m1 = cols >= 32 ? __mmask16(0xffff)
                        : cols > 16 ? __mmask16((1u << (cols - 16)) - 1)
                                    : __mmask16(0);
+  // Few rows: the float sums in a local buffer, whole vectors (a masked store that the next
+  // group's load must wait for cost 20-40% at groups of 32-128, quant_ticks M = 1)
+  constexpr bool kLocal = MR <= kPrefetchRows;
+  alignas(64) float local[kLocal ? MR : 1][kStrip];
   for (int64_t g = 0; g < G; ++g) {
     __m512i a0[MR], a1[MR];
 #pragma GCC unroll 8
@@ -178,6 +187,10 @@ TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, con
     const uint8_t* b = p + g * gs * kStrip;
     const int64_t k1 = (g + 1) * gs;
     for (int64_t k = g * gs; k < k1; k += 4, b += 4 * kStrip) {
+      if (MR <= kPrefetchRows) {
+        _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip + 64), _MM_HINT_T0);
+      }
       const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
@@ -191,15 +204,37 @@ TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, con
     const __m512 s0 = _mm512_loadu_ps(sp + g * kStrip), s1 = _mm512_loadu_ps(sp + g * kStrip + 16);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      float* ci = c + (m + i) * ldc;
+      float* ci = kLocal ? local[i] : c + (m + i) * ldc;
+      const __mmask16 l0 = kLocal ? __mmask16(0xffff) : m0, l1 = kLocal ? __mmask16(0xffff) : m1;
       const __m512i ex = _mm512_set1_epi32(128 * xsum[(m + i) * G + g]);
-      const __m512 f0 = g ? _mm512_maskz_loadu_ps(m0, ci) : _mm512_setzero_ps();
-      const __m512 f1 = g ? _mm512_maskz_loadu_ps(m1, ci + 16) : _mm512_setzero_ps();
+      const __m512 f0 = g ? _mm512_maskz_loadu_ps(l0, ci) : _mm512_setzero_ps();
+      const __m512 f1 = g ? _mm512_maskz_loadu_ps(l1, ci + 16) : _mm512_setzero_ps();
       const __m512 i0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a0[i], ex));
       const __m512 i1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a1[i], ex));
-      _mm512_mask_storeu_ps(ci, m0, _mm512_fmadd_ps(s0, i0, f0));
-      _mm512_mask_storeu_ps(ci + 16, m1, _mm512_fmadd_ps(s1, i1, f1));
+      _mm512_mask_storeu_ps(ci, l0, _mm512_fmadd_ps(s0, i0, f0));
+      _mm512_mask_storeu_ps(ci + 16, l1, _mm512_fmadd_ps(s1, i1, f1));
     }
+  }
+  if (kLocal)
+    for (int i = 0; i < MR; ++i) {
+      _mm512_mask_storeu_ps(c + (m + i) * ldc, m0, _mm512_load_ps(local[i]));
+      _mm512_mask_storeu_ps(c + (m + i) * ldc + 16, m1, _mm512_load_ps(local[i] + 16));
+    }
+}
+
+// Rows [m, M) of x against one packed strip (cols of its 32 rows stored), kPMR at a time.
+TF_AVX512 void strip_rows_i8(const uint8_t* p, const float* sp, const int8_t* xq,
+                             const int32_t* xsum, int64_t K, int64_t G, int64_t gs, int64_t M,
+                             float* c, int64_t ldc, int cols) {
+  int64_t m = 0;
+  for (; m + kPMR <= M; m += kPMR) strip_i8<kPMR>(p, sp, xq, xsum, K, G, gs, m, c, ldc, cols);
+  switch (M - m) {
+    case 5: strip_i8<5>(p, sp, xq, xsum, K, G, gs, m, c, ldc, cols); break;
+    case 4: strip_i8<4>(p, sp, xq, xsum, K, G, gs, m, c, ldc, cols); break;
+    case 3: strip_i8<3>(p, sp, xq, xsum, K, G, gs, m, c, ldc, cols); break;
+    case 2: strip_i8<2>(p, sp, xq, xsum, K, G, gs, m, c, ldc, cols); break;
+    case 1: strip_i8<1>(p, sp, xq, xsum, K, G, gs, m, c, ldc, cols); break;
+    default: break;
   }
 }
 
@@ -213,18 +248,24 @@ TF_AVX512 bool tile_i8_packed(const QuantWeight& w, const int8_t* xq, const int3
   for (int64_t n = n0; n < n1; n += kStrip) {
     pack_strip_i8(w, n, n1, p, sp);
     const int cols = int(std::min<int64_t>(kStrip, n1 - n));
-    int64_t m = 0;
-    for (; m + kPMR <= M; m += kPMR) strip_i8<kPMR>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols);
-    switch (M - m) {
-      case 5: strip_i8<5>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
-      case 4: strip_i8<4>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
-      case 3: strip_i8<3>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
-      case 2: strip_i8<2>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
-      case 1: strip_i8<1>(p, sp, xq, xsum, K, G, gs, m, c + n, ldc, cols); break;
-      default: break;
-    }
+    strip_rows_i8(p, sp, xq, xsum, K, G, gs, M, c + n, ldc, cols);
   }
   return true;
+}
+
+// The weight's own strips (w.strips, built once by quant_pack_strips in the layout pack_strip_i8
+// writes per call): every row count of x reads them, M = 1 included (16 rows per load and no
+// reduction tree: the GEMV streams at the cache's speed).
+static_assert(kStrip == kQuantStripRows, "one strip layout");
+TF_AVX512 void strips_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
+                         int64_t n0, int64_t n1, float* c, int64_t ldc) {
+  const int64_t K = w.K, G = w.groups(), gs = w.group(), bytes = quant_strip_bytes(w);
+  for (int64_t n = n0; n < n1; n += kStrip) {
+    const uint8_t* p = w.strips + (n / kStrip) * bytes;
+    const float* sp = reinterpret_cast<const float*>(p + K * kStrip);
+    const int cols = int(std::min<int64_t>(kStrip, n1 - n));
+    strip_rows_i8(p, sp, xq, xsum, K, G, gs, M, c + n, ldc, cols);
+  }
 }
 
 // Rows of x up to which the weight rows are read in place (each weight byte meets every row of x
@@ -237,6 +278,7 @@ TF_AVX512 void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xs
   const auto avx2 = kernels_avx2()->tile_i8;
   const int64_t gs = w.group();
   if (!xsum || gs % 4 != 0) return avx2(w, xq, xsum, M, n0, n1, c, ldc);
+  if (w.strips && n0 % kStrip == 0) return strips_i8(w, xq, xsum, M, n0, n1, c, ldc);
   if (M >= kPackedFromRows && tile_i8_packed(w, xq, xsum, M, n0, n1, c, ldc)) return;
   // Few rows: reduce8 per group and 8 weight rows costs more than the AVX2 block's tree below
   // groups of 128 (quant_ticks, one thread, weights in L2, M = 1, groups of 32: 8-13 MAC/tick
@@ -426,6 +468,103 @@ TF_AVX512 void row_i4_g32(const QuantWeight& w, const int8_t* xw, const int32_t*
   for (int i = 0; i < MX; ++i) c[i * ldc + n] = x86::hsum(acc[i]);
 }
 
+// W4A8 on the weight's own strips (tensorfuse/quant.h): MR rows of x (from row m) against 32
+// weight rows. Per 8 columns two 64-byte loads (rows 0-15, 16-31); their low nibbles meet
+// x[k..k+3] broadcast to every lane and their high nibbles x[k+4..k+7], so the lanes are output
+// rows and nothing is reduced across lanes. Per group isum = dot - z * xsum (int32, exact), and
+// the contract's eight float partials per row (part[i][g % 8], one lane per weight row) take
+// fma(s, float(isum), .); summed in its order at the end: bitwise the generic result.
+template <int MR>
+TF_AVX512 void strip_i4(const uint8_t* p, const float* sp, const int32_t* zp, const int8_t* xq,
+                        const int32_t* xsum, int64_t K, int64_t G, int64_t gs, int64_t m,
+                        float* c, int64_t ldc, int cols) {
+  const int8_t* xr[MR];
+  for (int i = 0; i < MR; ++i) xr[i] = xq + (m + i) * K;
+  const __m512i low4 = _mm512_set1_epi8(0x0f);
+  alignas(64) float part[MR][8][kStrip];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < 8; ++j)
+      for (int l = 0; l < kStrip; ++l) part[i][j][l] = 0.0f;
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i a0[MR], a1[MR], h0[MR], h1[MR];
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) a0[i] = a1[i] = h0[i] = h1[i] = _mm512_setzero_si512();
+    const uint8_t* b = p + g * gs * (kStrip / 2);
+    const int64_t k1 = (g + 1) * gs;
+    for (int64_t k = g * gs; k < k1; k += 8, b += 4 * kStrip) {
+      if (MR <= kPrefetchRows) {
+        _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip + 64), _MM_HINT_T0);
+      }
+      const __m512i v0 = _mm512_loadu_si512(b), v1 = _mm512_loadu_si512(b + 64);
+      const __m512i l0 = _mm512_and_si512(v0, low4), l1 = _mm512_and_si512(v1, low4);
+      const __m512i u0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), low4);
+      const __m512i u1 = _mm512_and_si512(_mm512_srli_epi16(v1, 4), low4);
+#pragma GCC unroll 4
+      for (int i = 0; i < MR; ++i) {
+        int32_t lo4, hi4;
+        std::memcpy(&lo4, xr[i] + k, 4);
+        std::memcpy(&hi4, xr[i] + k + 4, 4);
+        const __m512i xa = _mm512_set1_epi32(lo4), xb = _mm512_set1_epi32(hi4);
+        a0[i] = dpbusd(a0[i], l0, xa);
+        a1[i] = dpbusd(a1[i], l1, xa);
+        h0[i] = dpbusd(h0[i], u0, xb);
+        h1[i] = dpbusd(h1[i], u1, xb);
+      }
+    }
+    const __m512i z0 = _mm512_loadu_si512(zp + g * kStrip);
+    const __m512i z1 = _mm512_loadu_si512(zp + g * kStrip + 16);
+    const __m512 s0 = _mm512_loadu_ps(sp + g * kStrip), s1 = _mm512_loadu_ps(sp + g * kStrip + 16);
+    const int j = int(g % 8);
+#pragma GCC unroll 4
+    for (int i = 0; i < MR; ++i) {
+      // |z * xsum| <= 16 * 127 * 65536 < 2^31 for the groups int8 activations take
+      const __m512i xs = _mm512_set1_epi32(xsum[(m + i) * G + g]);
+      const __m512i i0 = _mm512_sub_epi32(_mm512_add_epi32(a0[i], h0[i]), _mm512_mullo_epi32(z0, xs));
+      const __m512i i1 = _mm512_sub_epi32(_mm512_add_epi32(a1[i], h1[i]), _mm512_mullo_epi32(z1, xs));
+      float* pj = part[i][j];
+      _mm512_store_ps(pj, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(i0), _mm512_load_ps(pj)));
+      _mm512_store_ps(pj + 16, _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(i1), _mm512_load_ps(pj + 16)));
+    }
+  }
+  const __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
+  const __mmask16 m1 = cols >= 32 ? __mmask16(0xffff)
+                       : cols > 16 ? __mmask16((1u << (cols - 16)) - 1)
+                                   : __mmask16(0);
+  for (int i = 0; i < MR; ++i)
+    for (int h = 0; h < 2; ++h) {
+      auto at = [&](int j) TF_AVX512 { return _mm512_load_ps(part[i][j] + 16 * h); };
+      const __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(at(0), at(4)),
+                                                     _mm512_add_ps(at(2), at(6))),
+                                       _mm512_add_ps(_mm512_add_ps(at(1), at(5)),
+                                                     _mm512_add_ps(at(3), at(7))));
+      _mm512_mask_storeu_ps(c + (m + i) * ldc + 16 * h, h ? m1 : m0, sum);
+    }
+}
+
+constexpr int kI4StripRows = 4;  // rows of x per strip_i4 call: 16 int32 accumulators
+
+TF_AVX512 void strips_i4(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
+                         int64_t n0, int64_t n1, float* c, int64_t ldc) {
+  const int64_t K = w.K, G = w.groups(), gs = w.group(), bytes = quant_strip_bytes(w);
+  for (int64_t n = n0; n < n1; n += kStrip) {
+    const uint8_t* p = w.strips + (n / kStrip) * bytes;
+    const float* sp = reinterpret_cast<const float*>(p + K / 2 * kStrip);
+    const int32_t* zp = reinterpret_cast<const int32_t*>(sp + G * kStrip);
+    const int cols = int(std::min<int64_t>(kStrip, n1 - n));
+    float* cn = c + n;
+    int64_t m = 0;
+    for (; m + kI4StripRows <= M; m += kI4StripRows)
+      strip_i4<kI4StripRows>(p, sp, zp, xq, xsum, K, G, gs, m, cn, ldc, cols);
+    switch (M - m) {
+      case 3: strip_i4<3>(p, sp, zp, xq, xsum, K, G, gs, m, cn, ldc, cols); break;
+      case 2: strip_i4<2>(p, sp, zp, xq, xsum, K, G, gs, m, cn, ldc, cols); break;
+      case 1: strip_i4<1>(p, sp, zp, xq, xsum, K, G, gs, m, cn, ldc, cols); break;
+      default: break;
+    }
+  }
+}
+
 // Rows of x up to which row_i4 takes them together; more go to the AVX2 tile's 4 x 2 blocks (the
 // first multiple of 4 of them).
 constexpr int kI4MaxRows = 3;
@@ -436,6 +575,7 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
   const auto avx2 = kernels_avx2()->tile_i4;
   const int64_t gs = w.group(), K = w.K, G = w.groups();
   const bool g32 = gs == 32 && K % 128 == 0;
+  if (w.strips && xsum && n0 % kStrip == 0) return strips_i4(w, xq, xsum, M, n0, n1, c, ldc);
   if (!xl || (gs % 64 != 0 && !g32)) return avx2(w, xq, xl, xsum, M, n0, n1, c, ldc);
   int64_t m = 0;
   if (M > kI4MaxRows) {
@@ -489,6 +629,7 @@ Kernels make_table() {
   k.tile_i8 = tile_i8;
   k.tile_i8_whole_range = true;
   k.tile_i4 = tile_i4;
+  k.reads_strips = true;
   return k;
 }
 

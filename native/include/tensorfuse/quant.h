@@ -26,11 +26,31 @@ struct QuantWeight {
   // Row strides of a view of a column run of a larger weight (quant_cpu rows_gemv): codes in
   // elements (0: K), scales / zeros in groups (0: groups()). Only gemv_f32 reads them.
   int64_t ldq = 0, lds = 0;
+  // Optional: the same weight in the strip layout of quant_pack_strips (below), read instead of
+  // q by the integer tiles of an ISA that offers them (quant_strips_wanted); null: q is read.
+  const uint8_t* strips = nullptr;
   int64_t groups() const { return group_size > 0 ? K / group_size : 1; }
   int64_t group() const { return group_size > 0 ? group_size : K; }
   int64_t q_stride() const { return ldq > 0 ? ldq : K; }
   int64_t s_stride() const { return lds > 0 ? lds : groups(); }
 };
+
+// The strip layout of the int8-activation paths (W8A8, W4A8): output rows in strips of
+// kQuantStripRows (the last one padded with zero rows), so that one 64-byte load holds 16 rows x 4
+// columns, the lanes of one vpdpbusd (Intel SDM, VPDPBUSD: unsigned bytes x signed bytes, four
+// products summed per int32 lane). Strip t (rows n = 32t + j, j < 32) is quant_strip_bytes(w)
+// bytes at strips + t * quant_strip_bytes(w), in this order:
+//   int8 codes, K * 32 bytes: byte (k / 4) * 128 + 4j + k % 4 = q[n, k] + 128 (unsigned)
+//   int4 codes, K * 16 bytes: byte (k / 8) * 128 + 4j + b (b < 4) holds u[n, 8(k / 8) + b] in its
+//     low nibble and u[n, 8(k / 8) + 4 + b] in its high one
+//   scales, G * 32 float32: [g * 32 + j] = s[n, g] (0 for padding rows)
+//   int4 only, zero points, G * 32 int32: [g * 32 + j] = z[n, g] (8 when symmetric)
+// Offered when K and the group are multiples of 8 (and the weight is not a strided view).
+constexpr int64_t kQuantStripRows = 32;
+int64_t quant_strip_bytes(const QuantWeight& w);           // 0: this weight has no strip layout
+int64_t quant_strips_bytes(const QuantWeight& w);          // all strips: ceil(N / 32) of them
+bool quant_strips_wanted();                                // the active ISA's tiles read strips
+Status quant_pack_strips(const QuantWeight& w, uint8_t* out, int max_threads = 0);
 
 // int8: x quantized per row as quant_activations does, then int32 sums per group: W8A8 with int8
 // weights, W4A8 with int4 ones (u - z times the int8 activation).
