@@ -292,6 +292,7 @@ export type QuantLinearArgs = [
   out: ArrayBufferView,
   outDtype: number,
   activation: number,
+  strips?: Uint8Array | null,
 ];
 export type QuantQuantizeArgs = [
   w: Float32Array,
@@ -308,6 +309,9 @@ export type QuantDequantizeArgs = [...w: QuantWeightArgs, out: Float32Array];
 export interface NativeBinding {
   quantLinear(...args: QuantLinearArgs): void;
   quantLinearAsync(...args: QuantLinearArgs): Promise<void>;
+  /** Bytes of the strip layout the active ISA's integer tiles read (0: none wanted). */
+  quantStripsBytes(bits: number, N: number, K: number, groupSize: number): number;
+  quantPackStrips(...args: [...w: QuantWeightArgs, out: Uint8Array]): void;
   quantQuantize(...args: QuantQuantizeArgs): void;
   quantQuantizeAsync(...args: QuantQuantizeArgs): Promise<void>;
   quantDequantize(...args: QuantDequantizeArgs): void;

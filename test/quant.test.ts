@@ -3,6 +3,8 @@
  * against x @ dequantize(q)^T and a naive W8A8 on every kernel level, the checkpoint formats
  * built by hand from their specs, bad input, and the Async twins.
  */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   backend,
@@ -18,6 +20,7 @@ import {
   linearAsync,
   quantize,
   quantizeAsync,
+  randn,
   sliceExpert,
   tensor,
   zeros,
@@ -416,6 +419,58 @@ describe('linear with a QTensor', () => {
       expect(y1.shape).toEqual([33]);
       expect(relativeError(y1.data(), quantLinearRef(toF64(v), q).data)).toBeLessThan(1e-5);
     });
+  });
+
+  // With AVX-512 VNNI the int8-activation paths read a second copy of the codes, 16 output rows
+  // per vector (the strip layout of tensorfuse/quant.h), packed on the first such call: it must
+  // give the bits of the plain path at every row count, on the second call (reused), for an
+  // unfrozen QTensor (never packed), and in a process with TENSORFUSE_QUANT_STRIPS=0.
+  it('the strip layout of W8A8 / W4A8 gives bitwise the plain result; TENSORFUSE_QUANT_STRIPS=0 is off', () => {
+    withSeed('strips', () => {
+      const modes = [
+        [8, 0, 'int8'],
+        [8, 64, 'int8'],
+        [4, 32, 'w4a8'],
+        [4, 128, 'w4a8'],
+      ] as const;
+      for (const [bits, groupSize, activation] of modes) {
+        const q = quantize(rand([97, 256]), { bits, groupSize });
+        const unfrozen = { ...q };
+        for (const M of [1, 2, 5, 13]) {
+          const x = rand([M, 256]);
+          const first = linear(x, q, { activation }).data();
+          const again = linear(x, q, { activation }).data();
+          const plain = linear(x, unfrozen, { activation }).data();
+          let generic: unknown;
+          try {
+            backend.setIsa('generic');
+            generic = linear(x, q, { activation }).data();
+          } finally {
+            backend.setIsa('auto');
+          }
+          const at = `int${bits} g${groupSize} M=${M}`;
+          expect(first, at).toEqual(generic);
+          expect(again, at).toEqual(generic);
+          expect(plain, at).toEqual(generic);
+        }
+      }
+    });
+    const pkg = JSON.stringify(path.resolve('dist/cjs/index.js'));
+    const run = `const tf = require(${pkg});
+      const q = tf.quantize(tf.randn([70, 512], { seed: 5 }), { bits: 4, groupSize: 64 });
+      const y = tf.linear(tf.randn([3, 512], { seed: 6 }), q, { activation: 'w4a8' }).data();
+      console.log(Buffer.from(y.buffer, y.byteOffset, y.byteLength).toString('base64'));`;
+    const outs = ['1', '0'].map((v) => {
+      const r = spawnSync(process.execPath, ['-e', run], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, TENSORFUSE_QUANT_STRIPS: v },
+      });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim();
+    });
+    expect(outs[0].length).toBeGreaterThan(100);
+    expect(outs[1]).toBe(outs[0]);
   });
 
   it('accepts a plain frozen QTensor built by hand and checks it once', () => {

@@ -52,6 +52,12 @@ interface Layout {
   scales: Float32Array;
   zeros: Uint8Array | null;
   perm: Int32Array | null; // stored position -> input feature
+  /**
+   * The codes again in the strip layout of tensorfuse/quant.h, which the int8-activation tiles of
+   * some ISAs (AVX-512 VNNI) read instead of qweight: built on the first W8A8 / W4A8 call that
+   * wants it (stripsOf), kept while the QTensor lives. undefined: not built yet.
+   */
+  strips?: Uint8Array;
 }
 
 const layouts = new WeakMap<object, Layout>();
@@ -665,6 +671,25 @@ interface LinearPlan {
   args: Parameters<typeof native.quantLinear>;
 }
 
+/**
+ * The strip layout of l for the int8-activation paths, when the active ISA reads one (null
+ * otherwise, or when TENSORFUSE_QUANT_STRIPS=0): packed once per QTensor whose layout is cached
+ * (ours, or a frozen one built by hand; an unfrozen object may change between calls, so it is
+ * never packed for). The codes are read at packing: writing into qweight's storage afterwards is
+ * not seen by these paths (build a new QTensor instead).
+ */
+function stripsOf(l: Layout, cached: boolean): Uint8Array | null {
+  if (!cached) return null;
+  const bytes = native.quantStripsBytes(l.bits, l.rows, l.K, l.groupSize);
+  if (bytes === 0) return null;
+  if (l.strips === undefined || l.strips.byteLength !== bytes) {
+    const strips = new Uint8Array(bytes);
+    native.quantPackStrips(...weightArgs(l), strips);
+    l.strips = strips;
+  }
+  return l.strips;
+}
+
 function planQuantLinear(x: Tensor, w: unknown, opts: unknown): LinearPlan {
   const op = 'linear';
   checkTensor(x, op, 'x');
@@ -701,9 +726,11 @@ function planQuantLinear(x: Tensor, w: unknown, opts: unknown): LinearPlan {
   const { rows: M, outShape, bias } = linearShape(x, N, o, op);
   const out = allocate(x.dtype, M * N, op);
   const code = DTYPE_CODE[x.dtype];
+  const integer = activation !== 'float';
+  const strips = integer ? stripsOf(l, layouts.get(q) === l) : null;
   return {
     out: wrap(out, x.dtype, outShape),
-    args: [storageOf(x, 'x'), code, M, ...weightArgs(l, N), bias, out, code, activation === 'float' ? 0 : 1],
+    args: [storageOf(x, 'x'), code, M, ...weightArgs(l, N), bias, out, code, integer ? 1 : 0, strips],
   };
 }
 

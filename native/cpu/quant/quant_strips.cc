@@ -2,6 +2,7 @@
 // weight by the caller (lib/ops/quant.ts keeps it with the QTensor) so that the integer tiles of
 // quant_x86_avx512.cc read 16 output rows x 4 columns per load without a transpose per call.
 // Plain scalar code: it runs once per weight, at the memory speed of one pass.
+#include <cstdlib>
 #include <cstring>
 
 #include "quant_kernels.h"
@@ -23,7 +24,14 @@ int64_t quant_strips_bytes(const QuantWeight& w) {
   return (w.N + kQuantStripRows - 1) / kQuantStripRows * quant_strip_bytes(w);
 }
 
-bool quant_strips_wanted() { return quant_cpu::kernels_for(active_isa()).reads_strips; }
+// TENSORFUSE_QUANT_STRIPS=0 turns the layout off (the copy costs the size of the codes again).
+bool quant_strips_wanted() {
+  static const bool off = [] {
+    const char* v = std::getenv("TENSORFUSE_QUANT_STRIPS");
+    return v && std::strcmp(v, "0") == 0;
+  }();
+  return !off && quant_cpu::kernels_for(active_isa()).reads_strips;
+}
 
 namespace {
 

@@ -49,7 +49,7 @@ struct QuantWeight {
 constexpr int64_t kQuantStripRows = 32;
 int64_t quant_strip_bytes(const QuantWeight& w);           // 0: this weight has no strip layout
 int64_t quant_strips_bytes(const QuantWeight& w);          // all strips: ceil(N / 32) of them
-bool quant_strips_wanted();                                // the active ISA's tiles read strips
+bool quant_strips_wanted();  // the active ISA reads strips (and TENSORFUSE_QUANT_STRIPS != 0)
 Status quant_pack_strips(const QuantWeight& w, uint8_t* out, int max_threads = 0);
 
 // int8: x quantized per row as quant_activations does, then int32 sums per group: W8A8 with int8
