@@ -183,6 +183,39 @@ TF_TEST(attention_matches_double_loop) {
   }
 }
 
+// Several row blocks per (batch, kv head) with enough heads for the threads: each head is one
+// item whose blocks share packed K / V tiles (the driver's PackedKV). GQA rows past one block
+// (384 / 768 rows), causal with Sq < Sk, key counts off the tile grid (partial last tiles, and
+// blocks that see part of a tile another block packed whole), on 1 and 2 threads.
+TF_TEST(attention_blocks_sharing_packed_tiles_match_double_loop) {
+  const Case cases[] = {{2, 200, 200, 16, 4, 32, true}, {2, 150, 333, 24, 4, 40, true},
+                        {2, 300, 190, 12, 4, 64, false}, {1, 130, 260, 56, 8, 16, true}};
+  tf_test::Rng rng(tf_test::case_seed());
+  const tf_test::IsaGuard guard;
+  const int threads_before = threads();
+  for (const Case& c : cases) {
+    std::vector<float> q(size_t(c.B * c.Sq * c.Hq * c.D)), k(size_t(c.B * c.Sk * c.Hk * c.D));
+    std::vector<float> v(k.size());
+    for (float& x : q) x = rng.uniform(-2, 2);
+    for (float& x : k) x = rng.uniform(-2, 2);
+    for (float& x : v) x = rng.uniform(-1, 1);
+    const std::vector<double> want = reference(c, q, k, v);
+    for (Isa isa : tf_test::isa_levels())
+      for (int nt : {1, 2}) {
+        set_isa(isa);
+        set_threads(nt);
+        std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
+        REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(), out.data())).ok());
+        std::vector<double> got(out.begin(), out.end());
+        const double err = tf_test::rel_norm_error(got, want, want);
+        CHECK(err < 1e-5, "%s %d threads B%lld Sq%lld Sk%lld Hq%lld Hk%lld D%lld: error %.3g",
+              isa_name(isa), nt, (long long)c.B, (long long)c.Sq, (long long)c.Sk,
+              (long long)c.Hq, (long long)c.Hk, (long long)c.D, err);
+      }
+  }
+  set_threads(threads_before);
+}
+
 // float16 / bfloat16 storage, widened in registers on each ISA: against the double loop on the
 // rounded inputs, within the rounding of the 16-bit output (plus float32 accumulation).
 TF_TEST(attention_16bit_matches_double_loop) {

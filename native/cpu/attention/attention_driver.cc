@@ -49,6 +49,10 @@ constexpr int64_t kStreamKeys = 64;   // keys per step and head (streaming path)
 constexpr int64_t kStreamRows = 64;   // rows of all heads of one streaming item, at most
 constexpr int64_t kMinTiledRows = 6;  // fewer rows than one micro-panel: stream instead
 constexpr int64_t kMinChunkKeys = 256;
+// A (batch, kv head) with several row blocks keeps its packed K / V tiles for all of them when
+// they fit this (per thread; 4 MiB is 4096 keys at D = 128): each tile is packed once per head
+// instead of once per block (pack_b was ~8% of prefill at S = 2048, three blocks a head).
+constexpr int64_t kMaxPackedKVBytes = int64_t(4) << 20;
 // Rows per kv head up to which decode reads the cache key by key over all heads (qk_keys /
 // pv_keys, which take 1 or 2: memory order, ~1.15x at one row); with more rows the arithmetic per
 // byte wants the per-head kernels (4 rows: key by key was 5-10% slower, a blocked form tied).
@@ -85,6 +89,16 @@ struct Item {
   int64_t block;          // index of (b, hk, r0) among all blocks (partials are stored by it)
   int64_t cost;
   int64_t nh = 1;         // streaming items: kv heads [hk, hk + nh), rows [r0, r1) of each
+  bool whole = false;     // tiled: rows [r0, r1) are all blocks of (b, hk), run one by one
+};
+
+// The packed K / V tiles of one (b, hk), reused by its row blocks: tile t covers keys
+// [t * tile_keys, ...), packed by the first block that needs it (ready[t]).
+struct PackedKV {
+  float* k = nullptr;  // tile t at k + t * k_tile
+  float* v = nullptr;  // tile t at v + t * v_tile
+  int64_t k_tile = 0, v_tile = 0;
+  std::vector<char> ready;
 };
 
 class Runner {
@@ -135,6 +149,7 @@ class Runner {
   }
 
   void run_item(const Item& it);
+  void run_block(const Item& it, PackedKV* kv);
   void run_stream_item(const Item& it);
   // Visible ranges of the item's rows, the keys [klo, khi] any of them sees (clipped to the
   // item's chunk), and [full_lo, full_hi], where every row sees every key.
@@ -241,7 +256,33 @@ void Runner::ranges(const Seq& s, const Item& it, int64_t* lo, int64_t* hi, int6
 }
 
 // Blocks of >= kMinTiledRows rows: Q K^T and P V through the GEMM micro-kernel on packed tiles.
+// An item: one block, or (whole) every block of its (b, hk) over one set of packed K / V tiles.
 void Runner::run_item(const Item& it) {
+  if (!it.whole) return run_block(it, nullptr);
+  const int64_t ntiles = ceil_div(seqs_[size_t(it.b)].sk, tile_keys_);
+  PackedKV kv;  // in scratch slot 2 (finish_rows holds 3; the chunk merge, which takes 2, is
+                // never run with whole items)
+  kv.k_tile = D_ * round_up(tile_keys_, kNR);
+  kv.v_tile = tile_keys_ * Dp_;
+  float* mem = static_cast<float*>(
+      scratch_get(2, size_t(ntiles * (kv.k_tile + kv.v_tile)) * sizeof(float)));
+  PackedKV* use = nullptr;
+  if (mem) {
+    kv.k = mem;
+    kv.v = mem + ntiles * kv.k_tile;
+    kv.ready.assign(size_t(ntiles), 0);
+    use = &kv;
+  }
+  for (int64_t r0 = it.r0; r0 < it.r1; r0 += block_rows_) {
+    Item blk = it;
+    blk.r0 = r0;
+    blk.r1 = std::min(it.r1, r0 + block_rows_);
+    blk.whole = false;
+    run_block(blk, use);
+  }
+}
+
+void Runner::run_block(const Item& it, PackedKV* kv) {
   const Seq& s = seqs_[size_t(it.b)];
   const int64_t R = it.r1 - it.r0;
   const int64_t Rp = round_up(R, kMR);
@@ -297,7 +338,25 @@ void Runner::run_item(const Item& it) {
     if (ra == rb) continue;
     const int64_t pa = ra / kMR, pb = ceil_div(rb, kMR);
     const int64_t r0 = pa * kMR, r1 = std::min(R, pb * kMR);
-    gk_.pack_b(kt, p_.dtype, ks, true, D_, n, kp);
+    // K and V of this tile packed: the head's shared tiles where the tile is on their grid
+    // (shared tiles hold every key of the tile up to Sk, whatever this block sees of it: nv is
+    // the depth V's panels were packed with)
+    float* kpt = kp;
+    float* vpt = vp;
+    int64_t nv = n;
+    bool need_pack = true;
+    if (kv && j0 % tile_keys_ == 0) {
+      const int64_t t = j0 / tile_keys_;
+      kpt = kv->k + t * kv->k_tile;
+      vpt = kv->v + t * kv->v_tile;
+      nv = std::min(tile_keys_, s.sk - j0);
+      need_pack = !kv->ready[size_t(t)];
+      kv->ready[size_t(t)] = 1;
+    }
+    if (need_pack) {
+      gk_.pack_b(kt, p_.dtype, ks, true, D_, nv, kpt);
+      gk_.pack_b(vt, p_.dtype, vs, false, nv, D_, vpt);
+    }
     // S = Q K^T, two key panels at a time where the ISA has the wider tile (the score rows hold
     // every panel's columns: lds >= npan * kNR)
     const int64_t npan = ceil_div(n, kNR);
@@ -305,11 +364,11 @@ void Runner::run_item(const Item& it) {
     if (gk_.kernel2)
       for (; pj + 2 <= npan; pj += 2)
         for (int64_t pi = pa; pi < pb; ++pi)
-          gk_.kernel2(D_, qb + pi * kMR * D_, kp + pj * kNR * D_, kp + (pj + 1) * kNR * D_,
+          gk_.kernel2(D_, qb + pi * kMR * D_, kpt + pj * kNR * D_, kpt + (pj + 1) * kNR * D_,
                       sc + pi * kMR * lds + pj * kNR, lds, false);
     for (; pj < npan; ++pj)
       for (int64_t pi = pa; pi < pb; ++pi)
-        gk_.kernel(D_, qb + pi * kMR * D_, kp + pj * kNR * D_, sc + pi * kMR * lds + pj * kNR,
+        gk_.kernel(D_, qb + pi * kMR * D_, kpt + pj * kNR * D_, sc + pi * kMR * lds + pj * kNR,
                    lds, false);
     if (elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi)
       transform(s, it, r1 - r0, j0, n, sc + r0 * lds, lds, lo + r0, hi + r0, r0);
@@ -321,20 +380,20 @@ void Runner::run_item(const Item& it) {
     // R in the last micro-panel hold the zero scores of Q's zero padding), else packed.
     if (!gk_.kernel_rows)
       gk_.pack_a(sc + r0 * lds, DType::float32, lds, r1 - r0, n, pp + pa * kMR * n);
-    gk_.pack_b(vt, p_.dtype, vs, false, n, D_, vp);
     int64_t pv = 0;
     if (gk_.kernel2_rows)
       for (; pv + 2 <= Dp_ / kNR; pv += 2)
         for (int64_t pi = pa; pi < pb; ++pi)
-          gk_.kernel2_rows(n, sc + pi * kMR * lds, lds, vp + pv * kNR * n, vp + (pv + 1) * kNR * n,
+          gk_.kernel2_rows(n, sc + pi * kMR * lds, lds, vpt + pv * kNR * nv,
+                           vpt + (pv + 1) * kNR * nv,
                            o + pi * kMR * ldo + pv * kNR, ldo, true);
     for (int64_t pj = pv; pj < Dp_ / kNR; ++pj)
       for (int64_t pi = pa; pi < pb; ++pi) {
         float* oc = o + pi * kMR * ldo + pj * kNR;
         if (gk_.kernel_rows)
-          gk_.kernel_rows(n, sc + pi * kMR * lds, lds, vp + pj * kNR * n, oc, ldo, true);
+          gk_.kernel_rows(n, sc + pi * kMR * lds, lds, vpt + pj * kNR * nv, oc, ldo, true);
         else
-          gk_.kernel(n, pp + pi * kMR * n, vp + pj * kNR * n, oc, ldo, true);
+          gk_.kernel(n, pp + pi * kMR * n, vpt + pj * kNR * nv, oc, ldo, true);
       }
   }
   finish_rows(s, it, R, o, ldo, m, l, chunks_ > 1);
@@ -519,6 +578,30 @@ Status Runner::run() {
       }
   } else {
     items = blocks;
+    // Every block of a (b, kv head) in one item over shared packed K / V tiles, when there are
+    // enough heads to keep the threads busy and their tiles fit kMaxPackedKVBytes.
+    int64_t groups = 0, max_sk_tiles = 0;
+    bool tiled = true;
+    for (const Item& it : blocks) {
+      groups += it.r0 == 0;
+      tiled = tiled && it.r1 - it.r0 >= kMinTiledRows;
+    }
+    for (const Seq& s : seqs_) max_sk_tiles = std::max(max_sk_tiles, ceil_div(s.sk, tile_keys_));
+    const int64_t kv_bytes =
+        max_sk_tiles * (D_ * round_up(tile_keys_, kNR) + tile_keys_ * Dp_) * int64_t(sizeof(float));
+    if (tiled && groups >= 4 * nthreads && groups < nblocks && kv_bytes <= kMaxPackedKVBytes) {
+      std::vector<Item> whole;
+      for (const Item& it : blocks) {
+        if (it.r0 == 0) {
+          whole.push_back(it);
+          whole.back().whole = true;
+          whole.back().cost = 0;
+        }
+        whole.back().r1 = it.r1;
+        whole.back().cost += it.cost;
+      }
+      items = whole;
+    }
     // Heaviest first so the dynamic schedule ends evenly (causal blocks differ by up to Sk).
     std::stable_sort(items.begin(), items.end(),
                      [](const Item& a, const Item& b) { return a.cost > b.cost; });
