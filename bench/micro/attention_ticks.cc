@@ -4,7 +4,8 @@
 //   g++ -O2 -std=c++17 -Inative/include bench/micro/attention_ticks.cc \
 //       build-native/libtensorfuse_core.a -lpthread -o /tmp/attention_ticks
 // Run: /tmp/attention_ticks Hq Hk Sq Sk D threads [bhsd|bshd] [causal]   (B = 1; float32, or
-//      float16 / bfloat16 with DT=f16 / DT=bf16 in the environment; FLUSH=1: K / V from memory)
+//      float16 / bfloat16 with DT=f16 / DT=bf16 in the environment; FLUSH=1: K / V from memory;
+//      REPS=n: the number of runs)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -63,7 +64,11 @@ int main(int argc, char** argv) {
   strides(p.o_strides, Sq, Hq);
   p.causal = causal;
   double best = 1e30;
-  const int reps = int(std::max<int64_t>(5, 2000000000 / (4 * Hq * Sq * Sk * D + 1)));
+  // REPS=n: that many runs (a profile of a short decode call wants thousands, or the setup above
+  // is most of it)
+  const int reps = std::getenv("REPS")
+                       ? std::atoi(std::getenv("REPS"))
+                       : int(std::max<int64_t>(5, 2000000000 / (4 * Hq * Sq * Sk * D + 1)));
   // FLUSH=1: read a 128 MiB buffer before each run, so K / V come from memory as in a model
   // (the suite's alternation does the same), not from a last-level cache that holds them
   const bool flush = std::getenv("FLUSH") && std::atoi(std::getenv("FLUSH")) != 0;

@@ -176,7 +176,9 @@ TF_AVX512 void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, 
   const int64_t esz = int64_t(dtype_size(T));
   const int64_t cols = 16 * (C - 1) + __builtin_popcount(last);
   __m512 acc[R][C];
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
     for (int c = 0; c < C; ++c)
       acc[r][c] = _mm512_maskz_loadu_ps(c == C - 1 ? last : 0xFFFF, o + r * ldo + d + 16 * c);
   for (int64_t j = 0; j < n; ++j) {
@@ -192,7 +194,9 @@ TF_AVX512 void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, 
       for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(pj, vv[c], acc[r][c]);
     }
   }
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
     for (int c = 0; c < C; ++c)
       _mm512_mask_storeu_ps(o + r * ldo + d + 16 * c, c == C - 1 ? last : 0xFFFF, acc[r][c]);
 }
