@@ -307,17 +307,23 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
         *alpha = piece[5], *kp = piece[6], *pp = piece[7], *vp = piece[8];
 
   // Q rows of the block, widened, pre-multiplied by the scale and stored as GEMM A panels.
-  float* qrow = static_cast<float*>(scratch_get(1, size_t(D_) * sizeof(float)));
-  for (int64_t r = 0; r < Rp; ++r) {
-    if (r < R) {
-      const int64_t row = it.r0 + r;
-      convert_to_f32(q_row(s, it.b, row / G_, it.hk * G_ + row % G_), p_.dtype, qrow, D_);
-      for (int64_t d = 0; d < D_; ++d) qrow[d] *= p_.scale;
-    } else {
-      std::memset(qrow, 0, size_t(D_) * sizeof(float));
+  // (the scale in a local: read through p_ inside the loop, it kept the loop scalar)
+  float* qrow = static_cast<float*>(scratch_get(1, size_t(kMR * D_) * sizeof(float)));
+  const float scale = p_.scale;
+  for (int64_t r0 = 0; r0 < Rp; r0 += kMR) {
+    for (int64_t i = 0; i < kMR; ++i) {
+      float* row = qrow + i * D_;
+      if (r0 + i < R) {
+        const int64_t q = it.r0 + r0 + i;
+        convert_to_f32(q_row(s, it.b, q / G_, it.hk * G_ + q % G_), p_.dtype, row, D_);
+        for (int64_t d = 0; d < D_; ++d) row[d] *= scale;
+      } else {
+        std::memset(row, 0, size_t(D_) * sizeof(float));
+      }
     }
-    float* panel = qb + (r / kMR) * kMR * D_;
-    for (int64_t d = 0; d < D_; ++d) panel[d * kMR + r % kMR] = qrow[d];
+    float* panel = qb + r0 * D_;
+    for (int64_t d = 0; d < D_; ++d)
+      for (int64_t i = 0; i < kMR; ++i) panel[d * kMR + i] = qrow[i * D_ + d];
   }
   std::memset(o, 0, size_t(Rp * ldo) * sizeof(float));
   for (int64_t r = 0; r < Rp; ++r) {
