@@ -156,8 +156,12 @@ TF_AVX512 void pack_b(const void* b, DType dt, int64_t ldb, bool trans, int64_t 
 template <int R, int C>
 TF_AVX512 void dot_tile(const float* x, int64_t ldx, const float* b, int64_t ldb, int64_t k0,
                         int64_t k1, float* c, int64_t ldc, bool accumulate) {
+  // every loop over acc fully unrolled (#pragma GCC unroll): with one left rolled GCC 12 kept
+  // acc in memory and stored all R x C accumulators at every step of the k loop
   __m512 acc[R][C];
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 6
     for (int q = 0; q < C; ++q) acc[r][q] = _mm512_setzero_ps();
   int64_t k = k0;
   for (; k + 16 <= k1; k += 16) {
@@ -174,13 +178,18 @@ TF_AVX512 void dot_tile(const float* x, int64_t ldx, const float* b, int64_t ldb
   if (k < k1) {
     const __mmask16 m = __mmask16((1u << (k1 - k)) - 1);
     __m512 xv[R];
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) xv[r] = _mm512_maskz_loadu_ps(m, x + r * ldx + k);
+#pragma GCC unroll 6
     for (int q = 0; q < C; ++q) {
       const __m512 bv = _mm512_maskz_loadu_ps(m, b + q * ldb + k);
+#pragma GCC unroll 4
       for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(xv[r], bv, acc[r][q]);
     }
   }
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 6
     for (int q = 0; q < C; ++q) {
       const float t = _mm512_reduce_add_ps(acc[r][q]);
       c[r * ldc + q] = accumulate ? c[r * ldc + q] + t : t;
