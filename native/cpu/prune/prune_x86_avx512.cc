@@ -85,9 +85,14 @@ TF_AVX512 void gemv_rows(const float* const* x, const SparseView& w, int64_t j, 
   const uint16_t* lp = w.lanes + j * w.words;
   const int64_t ls = w.words;
   constexpr int H = MX <= 2 ? 2 : 1;  // accumulator chains per (row, row of x)
+  // every loop over a fully unrolled: with one left rolled GCC 12 keeps the accumulators in
+  // memory and stores them all at every step (kernels/x86 notes in bench/NOTES.md, session 13)
   __m512 a[H][WR][MX];
+#pragma GCC unroll 2
   for (int h = 0; h < H; ++h)
+#pragma GCC unroll 8
     for (int r = 0; r < WR; ++r)
+#pragma GCC unroll 4
       for (int m = 0; m < MX; ++m) a[h][r][m] = _mm512_setzero_ps();
   auto step = [&](int h, int64_t c) TF_AVX512 {
     __m512i idx[WR];
@@ -118,16 +123,20 @@ TF_AVX512 void gemv_rows(const float* const* x, const SparseView& w, int64_t j, 
   }
   if (c < w.words) {
     // one last word: 8 values in the low lanes, the x lanes above them zeroed (never 0 * inf)
+#pragma GCC unroll 8
     for (int r = 0; r < WR; ++r) {
       const __m512i idx = lane_index(lp[r * ls + c]);  // lanes 0-7 index the word's 16 columns
       const __m512 v = load8<DT>(vp + r * vs + c * 8 * kEsz);
+#pragma GCC unroll 4
       for (int m = 0; m < MX; ++m) {
         const __m512 xv = _mm512_maskz_permutexvar_ps(0xFF, idx, _mm512_loadu_ps(x[m] + c * 16));
         a[H - 1][r][m] = _mm512_fmadd_ps(v, xv, a[H - 1][r][m]);
       }
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < WR; ++r)
+#pragma GCC unroll 4
     for (int m = 0; m < MX; ++m) {
       const __m512 sum = H == 2 ? _mm512_add_ps(a[0][r][m], a[H - 1][r][m]) : a[0][r][m];
       y[m * ldy + j + r] = tail_sum(x[m], w, j + r, _mm512_reduce_add_ps(sum));
@@ -179,8 +188,10 @@ TF_AVX512 void panel_cols(const float* xt, const SparseView& w, int64_t c0, int6
   constexpr int kV = PR / 16;
   constexpr int kRowShift = PR == 64 ? 8 : PR == 32 ? 7 : 6;  // log2(PR * 4): bytes per x row
   static_assert(4 << kRowShift == PR * 16, "PR is 16, 32 or 64");
-  __m512 a[NC][kV];
+  __m512 a[NC][kV];  // (every loop over a unrolled, as in gemv_rows)
+#pragma GCC unroll 8
   for (int q = 0; q < NC; ++q)
+#pragma GCC unroll 4
     for (int v = 0; v < kV; ++v)
       a[q][v] = accumulate ? _mm512_loadu_ps(ct + q * PR + 16 * v) : _mm512_setzero_ps();
   const uint16_t* lp = w.lanes + j0 * w.words + c0;
@@ -211,7 +222,9 @@ TF_AVX512 void panel_cols(const float* xt, const SparseView& w, int64_t c0, int6
       }
     }
   }
+#pragma GCC unroll 8
   for (int q = 0; q < NC; ++q)
+#pragma GCC unroll 4
     for (int v = 0; v < kV; ++v) _mm512_storeu_ps(ct + q * PR + 16 * v, a[q][v]);
 }
 
