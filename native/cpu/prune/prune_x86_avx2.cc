@@ -266,8 +266,12 @@ template <DType DT, int PR, int NC>
 inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t c1, int64_t j0,
                        float* ct, bool accumulate) {
   constexpr int kV = PR / 8;
+  // every loop over a fully unrolled: with one left rolled GCC 12 keeps the accumulators in
+  // memory and stores them all at every step (bench/NOTES.md, Zen 5 session 13)
   __m256 a[NC][kV];
+#pragma GCC unroll 4
   for (int q = 0; q < NC; ++q)
+#pragma GCC unroll 4
     for (int v = 0; v < kV; ++v)
       a[q][v] = accumulate ? _mm256_loadu_ps(ct + q * PR + 8 * v) : _mm256_setzero_ps();
   // One pointer per stream, advanced per word, columns q at fixed strides from it (few general
@@ -282,6 +286,7 @@ inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t
   for (int64_t c = c0; c < c1; ++c, ++lp, vp += 8 * kEsz, xc += 16 * PR) {
     uint32_t word[NC];
     const float* wv[NC];
+#pragma GCC unroll 4
     for (int q = 0; q < NC; ++q) {
       word[q] = lp[q * lstride];
       if (DT == DType::float32) {
@@ -303,7 +308,9 @@ inline void panel_cols(const float* xt, const SparseView& w, int64_t c0, int64_t
       }
     }
   }
+#pragma GCC unroll 4
   for (int q = 0; q < NC; ++q)
+#pragma GCC unroll 4
     for (int v = 0; v < kV; ++v) _mm256_storeu_ps(ct + q * PR + 8 * v, a[q][v]);
 }
 
@@ -340,8 +347,12 @@ template <DType DT, int PR, int NC>
 inline void panel_general_cols(const float* xt, const SparseView& w, int64_t g0, int64_t g1,
                                int64_t j0, float* ct, bool accumulate) {
   constexpr int kV = PR / 8;
+  // every loop over a fully unrolled: with one left rolled GCC 12 keeps the accumulators in
+  // memory and stores them all at every step (bench/NOTES.md, Zen 5 session 13)
   __m256 a[NC][kV];
+#pragma GCC unroll 4
   for (int q = 0; q < NC; ++q)
+#pragma GCC unroll 4
     for (int v = 0; v < kV; ++v)
       a[q][v] = accumulate ? _mm256_loadu_ps(ct + q * PR + 8 * v) : _mm256_setzero_ps();
   const uint8_t* ip = w.indices + j0 * w.Kc;
@@ -357,7 +368,9 @@ inline void panel_general_cols(const float* xt, const SparseView& w, int64_t g0,
       }
     }
   }
+#pragma GCC unroll 4
   for (int q = 0; q < NC; ++q)
+#pragma GCC unroll 4
     for (int v = 0; v < kV; ++v) _mm256_storeu_ps(ct + q * PR + 8 * v, a[q][v]);
 }
 
