@@ -43,7 +43,9 @@ function cases(quick) {
     { kind: 'w4a8', M: 1, K: 4096, N: 4096, gs: 128 },
     // prefill
     { kind: 'int4', M: 16, K: 4096, N: 4096, gs: 128 },
+    { kind: 'w4a8', M: 16, K: 4096, N: 4096, gs: 128 },
     { kind: 'w8a8', M: 128, K: 4096, N: 4096, gs: 0 },
+    { kind: 'w4a8', M: 128, K: 4096, N: 4096, gs: 128 },
   ];
   if (!quick) list.push({ kind: 'int4', M: 128, K: 4096, N: 4096, gs: 128 });
   return list;
