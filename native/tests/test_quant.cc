@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "../cpu/quant/quant_kernels.h"
 #include "check.h"
 #include "tensorfuse/cpu_features.h"
 #include "tensorfuse/fp16.h"
@@ -459,6 +460,49 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
             "%s K=%lld gs=%lld strips=%d: not bitwise equal", isa_name(isa), (long long)K,
             (long long)sh.gs, int(use_strips));
       }
+    }
+  }
+}
+
+// int4 dequantization in lane order (the float prefill's dot path): every ISA that offers it
+// writes element 64b + 8i + j of the stored order at 64b + 8j + i, within a rounding of each of
+// u * s and z * s of (u - z) * s, and all of them bitwise the same (one formula); groups of 32, 64, 128 and one per
+// row, with and without zero points, ranges of one and several 64-blocks (the AVX-512 kernel
+// takes them two at a time and hands a lone last one to the AVX2 kernel).
+TF_TEST(quant_dequant_lanes_identical_across_isas) {
+  tf_test::Rng rng(tf_test::case_seed());
+  struct Shape { int64_t N, K, gs; bool sym; int64_t k0, k1; };
+  const Shape shapes[] = {{3, 256, 32, false, 0, 256},  {2, 448, 64, true, 64, 448},
+                          {5, 512, 128, false, 128, 512}, {1, 192, 0, false, 0, 192},
+                          {4, 1024, 256, true, 0, 1024}, {2, 128, 32, true, 64, 128}};
+  for (const Shape& sh : shapes) {
+    QW q = random_weight(rng, 4, sh.N, sh.K, sh.gs, sh.sym, false);
+    const int64_t kc = sh.k1 - sh.k0, G = q.w.groups();
+    std::vector<float> first;
+    for (Isa isa : tf_test::isa_levels()) {
+      const quant_cpu::Kernels& k = quant_cpu::kernels_for(isa);
+      if (!k.dequant_lanes) continue;
+      std::vector<float> out(size_t(sh.N * kc), NAN);
+      k.dequant_lanes(q.w, 0, sh.N, sh.k0, sh.k1, out.data(), kc);
+      for (int64_t n = 0; n < sh.N; ++n)
+        for (int64_t e = sh.k0; e < sh.k1; ++e) {
+          const int64_t b = e / 64 * 64, i = (e - b) / 8, j = (e - b) % 8;
+          const int64_t g = e / q.w.group();
+          const double s = q.scales[size_t(n * G + g)];
+          const int z = q.w.zeros ? q.zeros[size_t(n * G + g)] : 8;
+          const int u = (q.q4[size_t((n * sh.K + e) / 2)] >> (e % 2 * 4)) & 15;
+          const double want = double(u - z) * s;
+          const float got = out[size_t(n * kc + (b + 8 * j + i) - sh.k0)];
+          // fmsub(u s, z s rounded): one rounding of each term (u = z gives a residue, not 0)
+          const double tol = 1.2e-7 * (std::abs(u) + std::abs(z)) * std::fabs(s);
+          CHECK(std::fabs(got - want) <= tol,
+                "%s K=%lld gs=%lld n=%lld e=%lld: %g, want %g", isa_name(isa), (long long)sh.K,
+                (long long)sh.gs, (long long)n, (long long)e, got, want);
+        }
+      if (first.empty()) first = out;
+      CHECK(std::memcmp(first.data(), out.data(), out.size() * 4) == 0,
+            "%s K=%lld gs=%lld: not bitwise the first ISA's", isa_name(isa), (long long)sh.K,
+            (long long)sh.gs);
     }
   }
 }

@@ -217,7 +217,25 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
           gk.pack_b(tmp, DType::float32, kc, true, kc, nr, bp);
           const float* as = apack + s * m_pad * kKC;
           const bool acc = s > 0;
-          for (int64_t j = 0; j < nr; j += kNR) {
+          int64_t j = 0;
+          // two whole panels at a time on the wider tile where the ISA has one (each A element
+          // loaded once for twice the FMAs), whole micro-panels of x only
+          if (gk.kernel2)
+            for (; j + 2 * kNR <= nr; j += 2 * kNR) {
+              const float* bj = bp + (j / kNR) * kc * kNR;
+              int64_t i = 0;
+              for (; i + kMR <= M; i += kMR)
+                gk.kernel2(kc, as + i * kc, bj, bj + kc * kNR, yf + i * N + n0 + j, N, acc);
+              for (int64_t h = 0; h < 2 && i < M; ++h) {
+                const int64_t rr = M - i;
+                float* ct = yf + i * N + n0 + j + h * kNR;
+                gk.kernel(kc, as + i * kc, bj + h * kc * kNR, edge, kNR, false);
+                for (int64_t ii = 0; ii < rr; ++ii)
+                  for (int64_t jj = 0; jj < kNR; ++jj)
+                    ct[ii * N + jj] = (acc ? ct[ii * N + jj] : 0.0f) + edge[ii * kNR + jj];
+              }
+            }
+          for (; j < nr; j += kNR) {
             const int64_t cols = std::min<int64_t>(kNR, nr - j);
             const float* bj = bp + (j / kNR) * kc * kNR;
             for (int64_t i = 0; i < M; i += kMR) {

@@ -1,6 +1,7 @@
-// AVX-512 VNNI kernels for the integer paths of the quantized linear layer (W8A8 and W4A8).
-// Layouts: tensorfuse/quant.h; contracts: quant_kernels.h. The float-activation GEMV, the
-// activation quantizer and dequantization are the AVX2 table's (quant_x86_avx2.cc).
+// AVX-512 VNNI kernels for the integer paths of the quantized linear layer (W8A8 and W4A8), and
+// the float prefill's int4 dequantization in lane order. Layouts: tensorfuse/quant.h; contracts:
+// quant_kernels.h. The float-activation GEMV, the activation quantizer and the in-order
+// dequantization are the AVX2 table's (quant_x86_avx2.cc).
 //
 // vpdpbusd multiplies unsigned bytes by signed bytes and adds each group of four products into an
 // int32 lane, with no 16-bit intermediate to saturate (Intel SDM, VPDPBUSD). Both W8A8 operands
@@ -623,12 +624,79 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
   else if (rest == 3) by_gs(std::integral_constant<int, 3>{});
 }
 
+// ---- float prefill: int4 dequantized in the AVX2 lane order -----------------------------------
+
+// As the AVX2 table's dequant_lanes (quant_kernels.h: element 64b + 8i + j at 64b + 8j + i), the
+// same formula per element (fmsub(float(u 16^j), s 16^-j, z s)), so bitwise its output, two
+// 64-blocks per 64-byte load: nibble j of the 16 dwords is element 8i + j of both blocks (lanes
+// 0-7 the first, 8-15 the second); values j and j + 1 are regrouped by 256-bit halves into one
+// 16-float store per block. A last lone 64-block goes to the AVX2 kernel.
+TF_AVX512 void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
+                             float* out, int64_t ldo) {
+  const auto avx2 = kernels_avx2()->dequant_lanes;
+  const int64_t G = w.groups(), gs = w.group();
+  const __m512i quads = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t n = n0; n < n1; ++n) {
+    const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.K / 2);
+    const float* s = w.scales + n * G;
+    const uint8_t* z = w.zeros ? w.zeros + n * G : nullptr;
+    float* o = out + (n - n0) * ldo - k0;
+    // the next row's codes of this range asked for now: each row's run is a short stream (512
+    // bytes for a 1024-deep slice) that the hardware prefetcher meets cold
+    if (n + 1 < n1)
+      for (int64_t b = k0 / 2; b < k1 / 2; b += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(q + w.K / 2 + b), _MM_HINT_T0);
+    int64_t k = k0;
+    for (; k + 128 <= k1; k += 128) {
+      const __m512i v = _mm512_loadu_si512(q + k / 2);
+      __m512 sv, zv;
+      if (gs == 32) {
+        const int64_t g = k / 32;
+        sv = _mm512_permutexvar_ps(quads, _mm512_castps128_ps512(_mm_loadu_ps(s + g)));
+        if (z) {
+          int32_t z4;
+          std::memcpy(&z4, z + g, 4);
+          zv = _mm512_cvtepi32_ps(
+              _mm512_permutexvar_epi32(quads, _mm512_cvtepu8_epi32(_mm_cvtsi32_si128(z4))));
+        } else {
+          zv = _mm512_set1_ps(8.0f);
+        }
+      } else {
+        // lanes 0-7 one block's group, 8-15 the next's (insertf64x4: AVX-512 F, not DQ)
+        auto halves = [&](float lo, float hi) TF_AVX512 {
+          return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(_mm512_set1_ps(lo)),
+                                                     _mm256_castps_pd(_mm256_set1_ps(hi)), 1));
+        };
+        const int64_t ga = k / gs, gb = (k + 64) / gs;
+        sv = halves(s[ga], s[gb]);
+        zv = z ? halves(float(z[ga]), float(z[gb])) : _mm512_set1_ps(8.0f);
+      }
+      const __m512 c = _mm512_mul_ps(zv, sv);
+      auto value = [&](int j) TF_AVX512 {
+        const __m512i m = j < 7 ? _mm512_and_si512(v, _mm512_set1_epi32(int(0xfu << (4 * j))))
+                                : _mm512_srli_epi32(v, 28);
+        const __m512 sj =
+            j < 7 ? _mm512_mul_ps(sv, _mm512_set1_ps(1.0f / float(1 << (4 * j)))) : sv;
+        return _mm512_fmsub_ps(_mm512_cvtepi32_ps(m), sj, c);
+      };
+#pragma GCC unroll 4
+      for (int j = 0; j < 8; j += 2) {
+        const __m512 a = value(j), b = value(j + 1);
+        _mm512_storeu_ps(o + k + 8 * j, _mm512_shuffle_f32x4(a, b, 0x44));
+        _mm512_storeu_ps(o + k + 64 + 8 * j, _mm512_shuffle_f32x4(a, b, 0xee));
+      }
+    }
+    if (k < k1) avx2(w, n, n + 1, k, k1, out + (n - n0) * ldo + (k - k0), ldo);
+  }
+}
+
 Kernels make_table() {
   Kernels k = *kernels_avx2();
   k.isa = Isa::avx512;
   k.tile_i8 = tile_i8;
   k.tile_i8_whole_range = true;
   k.tile_i4 = tile_i4;
+  k.dequant_lanes = dequant_lanes;
   k.reads_strips = true;
   return k;
 }
