@@ -137,6 +137,9 @@ export type MoeFfnArgs = [
   activation: number,
   out: ArrayBufferView,
   int8Activations: boolean,
+  w1Strips?: Uint8Array | null,
+  w3Strips?: Uint8Array | null,
+  w2Strips?: Uint8Array | null,
 ];
 /** One expert weight of moeFfn: bits 0 = float [E, N, K] in x's dtype (scales and zeros null),
  *  8 / 4 = a stacked QTensor's codes, scales and zeros; data null for an absent w3. */

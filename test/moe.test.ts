@@ -1,4 +1,6 @@
 /** moe.route / align / dispatch / combine / ffn against the float64 reference, on every ISA. */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -740,6 +742,36 @@ describe("moe.ffn with activations: 'int8' (W8A8 / W4A8 experts, up to 64 routed
       ];
       for (const [i, c] of cases.entries()) int8FfnCheck(c, seed + i);
     });
+  });
+
+  // With AVX-512 VNNI the integer products read each QTensor's strip layout (16 output rows per
+  // vector, packed on first use); a process with TENSORFUSE_QUANT_STRIPS=0 reads the codes in
+  // place. Same ISA, same kernels otherwise: the outputs must be bitwise equal (int4 groups of 32
+  // and 128 with zero points, int8 per row; 1..24 routed rows, N = F and D multiples of 32).
+  it('gives bitwise the same output with and without the strip layout', () => {
+    const pkg = JSON.stringify(path.resolve('dist/cjs/index.js'));
+    const run = `const tf = require(${pkg});
+      const out = [];
+      for (const [bits, groupSize, T] of [[4, 32, 1], [4, 128, 12], [8, 0, 24]]) {
+        const E = 8, D = 256, F = 384;
+        const q = (shape, s) => tf.quantize(tf.randn(shape, { seed: s }), { bits, groupSize });
+        const w = { w1: q([E, F, D], 1), w3: q([E, F, D], 2), w2: q([E, D, F], 3) };
+        const r = tf.moe.route(tf.randn([T, E], { seed: 4 }), { topK: 2 });
+        const y = tf.moe.ffn(tf.randn([T, D], { seed: 5 }), r, w, { activations: 'int8' }).data();
+        out.push(Buffer.from(y.buffer, y.byteOffset, y.byteLength).toString('base64'));
+      }
+      console.log(out.join(' '));`;
+    const outs = ['1', '0'].map((v) => {
+      const r = spawnSync(process.execPath, ['-e', run], {
+        encoding: 'utf8',
+        timeout: 120_000,
+        env: { ...process.env, TENSORFUSE_QUANT_STRIPS: v },
+      });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout.trim();
+    });
+    expect(outs[0].split(' ')).toHaveLength(3);
+    expect(outs[1]).toBe(outs[0]);
   });
 
   it('float16 and bfloat16 x (widened per row before quantization; output in the dtype)', () => {

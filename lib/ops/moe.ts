@@ -9,7 +9,7 @@ import { fmtShape } from '../shape.js';
 import { Tensor, allocate, checkTensor, storageOf, wrap } from '../tensor.js';
 import { ACTIVATION_CODE } from './linear.js';
 import { checkKeys, checkOptions, optBool, optEnum, optFloat32 } from './options.js';
-import { expertLayout, isQuantized, type QTensor } from './quant.js';
+import { expertLayout, expertStrips, isQuantized, type QTensor } from './quant.js';
 
 /** The result of moe.route: what dispatch, combine and ffn consume. */
 export interface Routing {
@@ -359,6 +359,8 @@ function planCombine(y: Tensor, r: unknown): { args: MoveArgs; out: Tensor } {
 interface ExpertWeight {
   shape: readonly number[];
   args: MoeWeightArgs;
+  /** The QTensor itself (null for a float weight), for its strip layout. */
+  q: unknown;
 }
 const NO_WEIGHT: MoeWeightArgs = [0, 0, null, null, null];
 
@@ -392,12 +394,12 @@ function planFfn(
       );
     if (quantized) {
       const l = expertLayout(o[key], op, `w.${key}`);
-      return { shape: l.shape, args: [l.bits, l.groupSize, l.qweight, l.scales, l.zeros] };
+      return { shape: l.shape, args: [l.bits, l.groupSize, l.qweight, l.scales, l.zeros], q: o[key] };
     }
     const t = checkTensor(o[key], op, `w.${key}`);
     if (t.dtype !== x.dtype)
       fail('ERR_DTYPE', `${op}: argument 'w.${key}'`, `dtype ${t.dtype} differs from x's ${x.dtype}`);
-    return { shape: t.shape, args: [0, 0, storageOf(t, `w.${key}`), null, null] };
+    return { shape: t.shape, args: [0, 0, storageOf(t, `w.${key}`), null, null], q: null };
   };
   const w1 = weight('w1')!;
   if (w1.shape.length !== 3)
@@ -424,6 +426,9 @@ function planFfn(
   if (activations === 'int8' && !quantized)
     fail('ERR_ARG', `${op}: option 'activations'`, "'int8' needs QTensor experts; w.w1 is a float Tensor");
   const out = allocate(x.dtype, T * D, op);
+  // int8 activations read each QTensor's strip layout where the ISA wants one (built once)
+  const strips = (ew: ExpertWeight | null): Uint8Array | null =>
+    activations === 'int8' && ew && ew.q ? expertStrips(ew.q) : null;
   return {
     args: [
       storageOf(x, 'x'),
@@ -437,6 +442,9 @@ function planFfn(
       ACTIVATION_CODE[activation],
       out,
       activations === 'int8',
+      strips(w1),
+      strips(w3),
+      strips(w2),
     ],
     out: wrap(out, x.dtype, [T, D]),
   };

@@ -377,6 +377,18 @@ export function expertLayout(q: unknown, op: string, name: string): ExpertLayout
   return { shape, bits: l.bits, groupSize: l.groupSize, qweight: l.qweight, scales: l.scales, zeros: l.zeros };
 }
 
+/**
+ * The strip layout of a stacked QTensor [E, N, K] for moe.ffn's int8 activations (null where the
+ * ISA reads none, N is not a multiple of 32 so experts would not start on a strip, or the
+ * QTensor's layout is not cached); call after expertLayout has checked it.
+ */
+export function expertStrips(q: unknown): Uint8Array | null {
+  const l = layouts.get(q as object);
+  if (!l) return null;
+  const N = (q as QTensor).shape[1];
+  return N % 32 === 0 ? stripsOf(l, true) : null;
+}
+
 // ---- checkpoint formats --------------------------------------------------------------------------
 
 export interface GPTQParams {

@@ -16,6 +16,7 @@
 
 #include "napi_util.h"
 #include "tensorfuse/moe.h"
+#include "tensorfuse/quant.h"
 
 namespace tf {
 namespace napi {
@@ -239,8 +240,28 @@ Napi::Value CombineAsync(const Napi::CallbackInfo& info) {
 //           int8Activations)
 // Each weight is (bits, groupSize, data, scales | null, zeros | null): bits 0 = float [E, N, K]
 // in x's dtype; 8 / 4 = a stacked QTensor (data the codes, int8 [E, N, K] or uint8 [E, N, K/2]).
-// w3 absent: data null.
+// w3 absent: data null. Optional trailing arguments 29..31: the strip layouts of w1, w3, w2
+// (quant_pack_strips of all E * N rows; null or absent: none), for the int8-activation path.
 constexpr size_t kFfnArgs = 29;
+
+// The strip layout at info[i] of a quantized weight (E * N rows of K), checked against its size.
+void ffn_strips(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t E, int64_t N,
+                int64_t K, MoeQuant* q) {
+  Napi::Env env = info.Env();
+  const std::string w = std::string("w.") + name + ".strips";
+  const Buf st = arg_buffer(info, i, w.c_str(), true);
+  if (!st.data) return;
+  QuantWeight qw;
+  qw.bits = q->bits;
+  qw.N = checked_mul(env, E, N, w.c_str());
+  qw.K = K;
+  qw.group_size = q->group_size;
+  const int64_t need = q->bits ? quant_strips_bytes(qw) : 0;
+  if (need == 0 || N % kQuantStripRows != 0)
+    throw make_error(env, StatusCode::arg, "argument '" + w + "': this weight has no strip layout");
+  require_bytes(env, st, size_t(need), w.c_str());
+  q->strips = static_cast<const uint8_t*>(st.data);
+}
 
 // Reads the weight at info[i .. i+4], of logical shape [E, N, K]; returns its data (null when
 // optional and absent).
@@ -297,6 +318,9 @@ MoeFfnParams parse_ffn(const Napi::CallbackInfo& info) {
   p.act = Activation(arg_int(info, 26, "activation", 0, 3));
   const Buf out = arg_buffer(info, 27, "out");
   p.int8_activations = arg_bool(info, 28, "activations");
+  ffn_strips(info, 29, "w1", p.r.E, p.F, p.D, &p.q1);
+  if (p.w3) ffn_strips(info, 30, "w3", p.r.E, p.F, p.D, &p.q3);
+  ffn_strips(info, 31, "w2", p.r.E, p.D, p.F, &p.q2);
   require_bytes(env, x, checked_bytes(env, checked_mul(env, p.r.T, p.D, "x"), esz, "x"), "x");
   require_bytes(env, out, checked_bytes(env, checked_mul(env, p.r.T, p.D, "out"), esz, "out"), "out");
   p.x = x.data;
@@ -315,7 +339,7 @@ Napi::Value FfnAsync(const Napi::CallbackInfo& info) {
   std::vector<Napi::Value> keep;
   for (size_t i : {0, 8, 9, 10, 27})
     keep.push_back(info[i]);
-  for (size_t i : {13, 14, 15, 18, 19, 20, 23, 24, 25})
+  for (size_t i : {13, 14, 15, 18, 19, 20, 23, 24, 25, 29, 30, 31})
     if (!info[i].IsNull() && !info[i].IsUndefined()) keep.push_back(info[i]);
   return run_async(info.Env(), keep, [p] { return moe_ffn(p); });
 }

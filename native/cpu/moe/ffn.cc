@@ -82,6 +82,8 @@ QuantWeight expert_quant(const void* codes, const MoeQuant& mq, int64_t e, int64
   w.q = static_cast<const uint8_t*>(codes) + size_t(e) * size_t(N) * size_t(row_bytes);
   w.scales = mq.scales + size_t(e) * size_t(N) * size_t(G);
   w.zeros = mq.zeros ? mq.zeros + size_t(e) * size_t(N) * size_t(G) : nullptr;
+  if (mq.strips && N % kQuantStripRows == 0)
+    w.strips = mq.strips + size_t(e) * size_t(N / kQuantStripRows) * size_t(quant_strip_bytes(w));
   return w;
 }
 

@@ -74,6 +74,9 @@ struct MoeQuant {
   int64_t group_size = 0;          // 0 = one scale per row; else divides K
   const float* scales = nullptr;   // [E, N, K / group]
   const uint8_t* zeros = nullptr;  // int4 asymmetric: [E, N, K / group]; null = symmetric
+  // Optional: the stacked weight (E * N rows) in quant_pack_strips' layout, N a multiple of
+  // kQuantStripRows so each expert starts on a strip; the int8-activation path reads it.
+  const uint8_t* strips = nullptr;
 };
 
 struct MoeFfnParams {
