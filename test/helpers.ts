@@ -1,4 +1,6 @@
 /** Shared test helpers: seeded inputs (seed printed on failure), error checks, ISA sweeps. */
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { expect } from 'vitest';
 import { Tensor, TensorfuseError, backend, randn, type DType } from 'tensorfuse';
 
@@ -72,4 +74,20 @@ export function tolerance(dtype: DType, K: number): number {
   return (
     (dtype === 'float32' ? 4 * Math.sqrt(Math.max(K, 1)) * eps : 2 * eps) + 8 * Math.sqrt(Math.max(K, 1)) * 2 ** -24
   );
+}
+
+/**
+ * Runs `body` in a fresh Node process (with `tf` bound to the built package and the extra
+ * environment variables set) and returns its trimmed stdout; a non-zero exit fails the test.
+ * For settings read once at load (TENSORFUSE_* variables).
+ */
+export function runInChild(body: string, env: Record<string, string>): string {
+  const script = `const tf = require(${JSON.stringify(path.resolve('dist/cjs/index.js'))});\n${body}`;
+  const r = spawnSync(process.execPath, ['-e', script], {
+    encoding: 'utf8',
+    timeout: 120_000,
+    env: { ...process.env, ...env },
+  });
+  expect(r.status, r.stderr).toBe(0);
+  return r.stdout.trim();
 }

@@ -3,8 +3,6 @@
  * against x @ dequantize(q)^T and a naive W8A8 on every kernel level, the checkpoint formats
  * built by hand from their specs, bad input, and the Async twins.
  */
-import { spawnSync } from 'node:child_process';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   backend,
@@ -40,7 +38,7 @@ import {
   toF64,
   w8a8Ref,
 } from 'tensorfuse/reference';
-import { RUN_SEED, expectError, expectRejects, forEachIsa, rand, tolerance, withSeed } from './helpers';
+import { RUN_SEED, expectError, expectRejects, forEachIsa, rand, runInChild, tolerance, withSeed } from './helpers';
 
 /** A seeded uniform stream for codes and byte layouts (mulberry32). */
 function rng(seed: number): () => number {
@@ -455,20 +453,10 @@ describe('linear with a QTensor', () => {
         }
       }
     });
-    const pkg = JSON.stringify(path.resolve('dist/cjs/index.js'));
-    const run = `const tf = require(${pkg});
-      const q = tf.quantize(tf.randn([70, 512], { seed: 5 }), { bits: 4, groupSize: 64 });
+    const run = `const q = tf.quantize(tf.randn([70, 512], { seed: 5 }), { bits: 4, groupSize: 64 });
       const y = tf.linear(tf.randn([3, 512], { seed: 6 }), q, { activation: 'w4a8' }).data();
       console.log(Buffer.from(y.buffer, y.byteOffset, y.byteLength).toString('base64'));`;
-    const outs = ['1', '0'].map((v) => {
-      const r = spawnSync(process.execPath, ['-e', run], {
-        encoding: 'utf8',
-        timeout: 60_000,
-        env: { ...process.env, TENSORFUSE_QUANT_STRIPS: v },
-      });
-      expect(r.status, r.stderr).toBe(0);
-      return r.stdout.trim();
-    });
+    const outs = ['1', '0'].map((v) => runInChild(run, { TENSORFUSE_QUANT_STRIPS: v }));
     expect(outs[0].length).toBeGreaterThan(100);
     expect(outs[1]).toBe(outs[0]);
   });

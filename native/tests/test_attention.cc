@@ -154,42 +154,10 @@ TF_TEST(attention_softmax_tile_matches_double) {
   }
 }
 
-TF_TEST(attention_matches_double_loop) {
-  const Case cases[] = {{1, 1, 1, 1, 1, 1, false},     {2, 7, 7, 2, 1, 7, true},
-                        {1, 40, 70, 4, 2, 64, true},   {1, 100, 100, 2, 2, 128, false},
-                        {1, 1, 1100, 1, 1, 128, false}, {2, 3, 700, 8, 2, 80, true},
-                        {1, 9, 9, 1, 1, 256, true},    {1, 1, 900, 12, 4, 72, false},
-                        {1, 2, 300, 8, 4, 24, true},    {1, 1, 130, 20, 4, 17, false}};
-  tf_test::Rng rng(tf_test::case_seed());
-  const tf_test::IsaGuard guard;
-  const std::vector<Isa> isas = tf_test::isa_levels();
-  for (const Case& c : cases) {
-    std::vector<float> q(size_t(c.B * c.Sq * c.Hq * c.D)), k(size_t(c.B * c.Sk * c.Hk * c.D));
-    std::vector<float> v(k.size());
-    for (float& x : q) x = rng.uniform(-2, 2);
-    for (float& x : k) x = rng.uniform(-2, 2);
-    for (float& x : v) x = rng.uniform(-1, 1);
-    const std::vector<double> want = reference(c, q, k, v);
-    for (Isa isa : isas) {
-      set_isa(isa);
-      std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
-      REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(), out.data())).ok());
-      std::vector<double> got(out.begin(), out.end());
-      const double err = tf_test::rel_norm_error(got, want, want);
-      CHECK(err < 1e-5, "%s B%lld Sq%lld Sk%lld Hq%lld Hk%lld D%lld: relative error %.3g",
-            isa_name(isa), (long long)c.B, (long long)c.Sq, (long long)c.Sk, (long long)c.Hq,
-            (long long)c.Hk, (long long)c.D, err);
-    }
-  }
-}
-
-// Several row blocks per (batch, kv head) with enough heads for the threads: each head is one
-// item whose blocks share packed K / V tiles (the driver's PackedKV). GQA rows past one block
-// (384 / 768 rows), causal with Sq < Sk, key counts off the tile grid (partial last tiles, and
-// blocks that see part of a tile another block packed whole), on 1 and 2 threads.
-TF_TEST(attention_blocks_sharing_packed_tiles_match_double_loop) {
-  const Case cases[] = {{2, 200, 200, 16, 4, 32, true}, {2, 150, 333, 24, 4, 40, true},
-                        {2, 300, 190, 12, 4, 64, false}, {1, 130, 260, 56, 8, 16, true}};
+// Each case against the double loop on every ISA, at each thread count of `thread_counts` (0:
+// the pool as it is), within 1e-5 relative norm.
+static void check_against_double_loop(const std::vector<Case>& cases,
+                                      const std::vector<int>& thread_counts) {
   tf_test::Rng rng(tf_test::case_seed());
   const tf_test::IsaGuard guard;
   const int threads_before = threads();
@@ -201,9 +169,9 @@ TF_TEST(attention_blocks_sharing_packed_tiles_match_double_loop) {
     for (float& x : v) x = rng.uniform(-1, 1);
     const std::vector<double> want = reference(c, q, k, v);
     for (Isa isa : tf_test::isa_levels())
-      for (int nt : {1, 2}) {
+      for (int nt : thread_counts) {
         set_isa(isa);
-        set_threads(nt);
+        if (nt > 0) set_threads(nt);
         std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
         REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(), out.data())).ok());
         std::vector<double> got(out.begin(), out.end());
@@ -214,6 +182,25 @@ TF_TEST(attention_blocks_sharing_packed_tiles_match_double_loop) {
       }
   }
   set_threads(threads_before);
+}
+
+TF_TEST(attention_matches_double_loop) {
+  check_against_double_loop({{1, 1, 1, 1, 1, 1, false},     {2, 7, 7, 2, 1, 7, true},
+                             {1, 40, 70, 4, 2, 64, true},   {1, 100, 100, 2, 2, 128, false},
+                             {1, 1, 1100, 1, 1, 128, false}, {2, 3, 700, 8, 2, 80, true},
+                             {1, 9, 9, 1, 1, 256, true},    {1, 1, 900, 12, 4, 72, false},
+                             {1, 2, 300, 8, 4, 24, true},    {1, 1, 130, 20, 4, 17, false}},
+                            {0});
+}
+
+// Several row blocks per (batch, kv head) with enough heads for the threads: each head is one
+// item whose blocks share packed K / V tiles (the driver's PackedKV). GQA rows past one block
+// (384 / 768 rows), causal with Sq < Sk, key counts off the tile grid (partial last tiles, and
+// blocks that see part of a tile another block packed whole), on 1 and 2 threads.
+TF_TEST(attention_blocks_sharing_packed_tiles_match_double_loop) {
+  check_against_double_loop({{2, 200, 200, 16, 4, 32, true}, {2, 150, 333, 24, 4, 40, true},
+                             {2, 300, 190, 12, 4, 64, false}, {1, 130, 260, 56, 8, 16, true}},
+                            {1, 2});
 }
 
 // float16 / bfloat16 storage, widened in registers on each ISA: against the double loop on the
