@@ -173,7 +173,9 @@ static void check_against_double_loop(const std::vector<Case>& cases,
         set_isa(isa);
         if (nt > 0) set_threads(nt);
         std::vector<float> out(q.size(), std::numeric_limits<float>::quiet_NaN());
-        REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(), out.data())).ok());
+        const AttentionParams p =
+            params(c, DType::float32, q.data(), k.data(), v.data(), out.data());
+        REQUIRE(attention(p).ok());
         std::vector<double> got(out.begin(), out.end());
         const double err = tf_test::rel_norm_error(got, want, want);
         CHECK(err < 1e-5, "%s %d threads B%lld Sq%lld Sk%lld Hq%lld Hk%lld D%lld: error %.3g",

@@ -466,9 +466,9 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
 
 // int4 dequantization in lane order (the float prefill's dot path): every ISA that offers it
 // writes element 64b + 8i + j of the stored order at 64b + 8j + i, within a rounding of each of
-// u * s and z * s of (u - z) * s, and all of them bitwise the same (one formula); groups of 32, 64, 128 and one per
-// row, with and without zero points, ranges of one and several 64-blocks (the AVX-512 kernel
-// takes them two at a time and hands a lone last one to the AVX2 kernel).
+// u * s and z * s of (u - z) * s, and all of them bitwise the same (one formula); groups of 32,
+// 64, 128 and one per row, with and without zero points, ranges of one and several 64-blocks
+// (the AVX-512 kernel takes them two at a time and hands a lone last one to the AVX2 kernel).
 TF_TEST(quant_dequant_lanes_identical_across_isas) {
   tf_test::Rng rng(tf_test::case_seed());
   struct Shape { int64_t N, K, gs; bool sym; int64_t k0, k1; };

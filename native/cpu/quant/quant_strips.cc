@@ -54,7 +54,8 @@ void pack_codes(const QuantWeight& w, int64_t n, uint8_t* dst) {
       for (int64_t k = 0; k < K; k += 8) {
         uint8_t* out = dst + (k / 8) * 4 * rows + 4 * j;
         for (int b = 0; b < 4; ++b)
-          out[b] = live ? uint8_t(quant_cpu::nibble(q, k + b) | quant_cpu::nibble(q, k + 4 + b) << 4)
+          out[b] = live ? uint8_t(quant_cpu::nibble(q, k + b) |
+                                  quant_cpu::nibble(q, k + 4 + b) << 4)
                         : uint8_t(0);
       }
     }

@@ -521,11 +521,14 @@ TF_AVX512 void strip_i4(const uint8_t* p, const float* sp, const int32_t* zp, co
     for (int i = 0; i < MR; ++i) {
       // |z * xsum| <= 16 * 127 * 65536 < 2^31 for the groups int8 activations take
       const __m512i xs = _mm512_set1_epi32(xsum[(m + i) * G + g]);
-      const __m512i i0 = _mm512_sub_epi32(_mm512_add_epi32(a0[i], h0[i]), _mm512_mullo_epi32(z0, xs));
-      const __m512i i1 = _mm512_sub_epi32(_mm512_add_epi32(a1[i], h1[i]), _mm512_mullo_epi32(z1, xs));
+      const __m512i i0 =
+          _mm512_sub_epi32(_mm512_add_epi32(a0[i], h0[i]), _mm512_mullo_epi32(z0, xs));
+      const __m512i i1 =
+          _mm512_sub_epi32(_mm512_add_epi32(a1[i], h1[i]), _mm512_mullo_epi32(z1, xs));
       float* pj = part[i][j];
       _mm512_store_ps(pj, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(i0), _mm512_load_ps(pj)));
-      _mm512_store_ps(pj + 16, _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(i1), _mm512_load_ps(pj + 16)));
+      _mm512_store_ps(pj + 16,
+                      _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(i1), _mm512_load_ps(pj + 16)));
     }
   }
   const __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
