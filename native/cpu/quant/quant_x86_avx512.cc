@@ -627,6 +627,111 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
   else if (rest == 3) by_gs(std::integral_constant<int, 3>{});
 }
 
+// ---- float activations, int4 GEMV: the AVX2 kernel's subnormal trick on 16 lanes -------------
+
+// prep_x for this table. int4 with K % 128 == 0 and groups of 32, 64 or a multiple of 128: x in
+// the order of 128-element blocks (two 64-blocks, the 16 dwords of one 64-byte load), the
+// scaling of the AVX2 prep_x (quant_x86_avx2.cc explains the subnormal arithmetic):
+//   xd[128B + 16j + i] = x[e(i, j)] 2^(149 - 4 (j mod 3) - S), e(i, j) = 128B + 8i + j
+// (dword i < 8 of block 2B, i >= 8 of block 2B + 1: 128B + 64 + 8 (i - 8) + j, the same formula),
+// xd[K] = 2^S and xd[K + 1] = 1 (this layout). Otherwise the AVX2 prep_x, with xd[K + 1] = 0.
+constexpr float kWideLanes = 1.0f;
+
+TF_AVX512 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
+  const int64_t gs = w.group(), K = w.K;
+  if (w.bits != 4 || K % 128 != 0 || !(gs == 32 || gs == 64 || gs % 128 == 0)) {
+    const bool ok = kernels_avx2()->prep_x(w, x, xd);
+    if (ok) xd[K + 1] = 0.0f;
+    return ok;
+  }
+  float big = 0.0f;
+  for (int64_t k = 0; k < K; ++k) big = std::max(big, std::fabs(x[k]));
+  if (!std::isfinite(big)) return false;
+  int e = 0;
+  if (big > 0.0f) std::frexp(big, &e);
+  if (e < -100 || e > 100) return false;
+  const int S = e + 24;
+  double sc[8];
+  for (int j = 0; j < 8; ++j) sc[j] = std::ldexp(1.0, 149 - 4 * (j % 3) - S);
+  for (int64_t b = 0; b < K; b += 128)
+    for (int j = 0; j < 8; ++j)
+      for (int i = 0; i < 16; ++i) xd[b + 16 * j + i] = float(double(x[b + 8 * i + j]) * sc[j]);
+  xd[K] = std::ldexp(1.0f, S);
+  xd[K + 1] = kWideLanes;
+  return true;
+}
+
+// One row: per 64-byte load (128 weights) three sources (v, v >> 12, v >> 24), then per nibble
+// place j a vpand, a vsubps of the zero point at that place and an FMA with xd's 16 lanes (the
+// AVX2 kernel does the same per 64 weights). The zero point and the scale per lane: groups of
+// 32 own a 128-bit lane each, of 64 a 256-bit half, larger groups the whole vector. Four
+// accumulators, summed and scaled once per group (or per load for groups below 128).
+template <int STEP>
+TF_AVX512 float row_i4_wide(const QuantWeight& w, int64_t n, const float* xd) {
+  const int64_t gs = w.group(), loads = w.K / 128;
+  const int64_t step = STEP > 0 ? STEP : gs <= 64 ? 1 : gs / 128;  // loads per scale
+  const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
+  const float* s = w.scales + n * w.s_stride();
+  const uint8_t* z = w.zeros ? w.zeros + n * w.s_stride() : nullptr;
+  const uint8_t* next = n + 1 < w.N ? q + w.q_stride() / 2 : nullptr;
+  const __m512i quads = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  __m512 tot = _mm512_setzero_ps();
+  for (int64_t l0 = 0; l0 < loads; l0 += step) {
+    // zero point and scale per lane for this load (groups of 32 / 64) or group
+    __m512i zb;
+    __m512 sv;
+    if (gs == 32 || gs == 64) {
+      const __m512i idx = gs == 32 ? quads : halves;
+      const int64_t g = gs == 32 ? 4 * l0 : 2 * l0;
+      const int ng = gs == 32 ? 4 : 2;
+      sv = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(
+                                          __mmask8((1u << ng) - 1), s + g)));
+      zb = z ? _mm512_permutexvar_epi32(
+                   idx, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(__mmask16((1u << ng) - 1),
+                                                                  z + g)))
+             : _mm512_set1_epi32(8);
+    } else {
+      sv = _mm512_set1_ps(s[l0 / step]);
+      zb = _mm512_set1_epi32(z ? z[l0 / step] : 8);
+    }
+    const __m512 zc[3] = {_mm512_castsi512_ps(zb), _mm512_castsi512_ps(_mm512_slli_epi32(zb, 4)),
+                          _mm512_castsi512_ps(_mm512_slli_epi32(zb, 8))};
+    __m512 a[4];
+#pragma GCC unroll 4
+    for (int t = 0; t < 4; ++t) a[t] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+    for (int64_t l = l0; l < l0 + step; ++l) {
+      if (next) _mm_prefetch(reinterpret_cast<const char*>(next + l * 64), _MM_HINT_T0);
+      const float* xb = xd + l * 128;
+      const __m512i v = _mm512_loadu_si512(q + l * 64);
+      const __m512i src[3] = {v, _mm512_srli_epi32(v, 12), _mm512_srli_epi32(v, 24)};
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        const __m512i m = _mm512_set1_epi32(int(0xfu << (4 * (j % 3))));
+        const __m512 u =
+            _mm512_sub_ps(_mm512_castsi512_ps(_mm512_and_si512(src[j / 3], m)), zc[j % 3]);
+        a[j & 3] = _mm512_fmadd_ps(u, _mm512_loadu_ps(xb + 16 * j), a[j & 3]);
+      }
+    }
+    const __m512 sum = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+    tot = _mm512_fmadd_ps(sv, sum, tot);
+  }
+  return _mm512_reduce_add_ps(tot) * xd[w.K];
+}
+
+TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, int64_t n0,
+                        int64_t n1, float* y) {
+  // DAZ set: subnormal weights read as zero, so the stored-order path (as the AVX2 table)
+  if (!xd || xd[w.K + 1] != kWideLanes || (_mm_getcsr() & 0x40))
+    return kernels_avx2()->gemv_f32(w, x, xd, n0, n1, y);
+  const int64_t gs = w.group();
+  for (int64_t n = n0; n < n1; ++n)
+    y[n] = gs == 128 ? row_i4_wide<1>(w, n, xd)
+           : gs == 256 ? row_i4_wide<2>(w, n, xd)
+                       : row_i4_wide<0>(w, n, xd);
+}
+
 // ---- float prefill: int4 dequantized in the AVX2 lane order -----------------------------------
 
 // As the AVX2 table's dequant_lanes (quant_kernels.h: element 64b + 8i + j at 64b + 8j + i), the
@@ -700,6 +805,8 @@ Kernels make_table() {
   k.tile_i8_whole_range = true;
   k.tile_i4 = tile_i4;
   k.dequant_lanes = dequant_lanes;
+  k.prep_x = prep_x;
+  k.gemv_f32 = gemv_f32;
   k.reads_strips = true;
   return k;
 }
