@@ -25,6 +25,8 @@
 //     columns for int4 and 32 for int8, the lane blocks of prep_x);
 //   larger tiles: the float paths above with each weight panel dequantized first (dequant into
 //     a panel in thread scratch, then dot_t on it, or pack_b from it for the micro-kernel).
+// With int8 activations every tile takes the two phases instead, on the integer kernels (W8A8 /
+// W4A8; the strip layout where the ISA reads one), in batches of about kInt8BatchRows rows.
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -67,6 +69,9 @@ constexpr int64_t kMinFChunk = 64;
 // weight pass per row of x beats a dequantized tile below 3 rows).
 constexpr int64_t kQGemvMaxM = 2;
 constexpr int64_t kQDecodeRows = 64;  // GEMV tile rows (in all) that take the two decode phases
+// int8 activations: the phases run over batches of whole row tiles of about this many rows, so
+// their [rows, F] buffers stay bounded whatever T is (H is whole per row before w2 quantizes it).
+constexpr int64_t kInt8BatchRows = 256;
 constexpr int64_t kQRowChunk = 64;    // least w2 rows per task in the second decode phase
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -162,9 +167,9 @@ Status moe_ffn(const MoeFfnParams& p) {
   // row is read whole (in the fused tasks it is read in column runs of one chunk, 1.2-2x slower).
   std::vector<Task> dtiles;
   int64_t drows = 0;
-  // With int8 activations a call of at most kQDecodeRows rows takes the two phases whole (every
-  // tile, on the integer kernels); H is then whole per row before it is quantized for w2.
-  const bool int8_act = quant && p.int8_activations && r.rows <= kQDecodeRows;
+  // With int8 activations every tile takes the two phases (on the integer kernels), in batches
+  // of kInt8BatchRows rows; H is then whole per row before it is quantized for w2.
+  const bool int8_act = quant && p.int8_activations;
   if (int8_act) {
     dtiles.swap(tiles);
     drows = r.rows;
@@ -261,7 +266,7 @@ Status moe_ffn(const MoeFfnParams& p) {
   // The second phase's D chunks: enough (tile, chunk) tasks for the threads, 8-column aligned.
   auto d_chunks = [&](int64_t* n_dch, int64_t* dchunk) {
     *n_dch = std::min(ceil_div(kTargetTasks, int64_t(dtiles.size())), std::max<int64_t>(1, D / kQRowChunk));
-    *dchunk = ceil_div(ceil_div(D, *n_dch), 8) * 8;
+    *dchunk = ceil_div(ceil_div(D, *n_dch), 32) * 32;  // (32: whole strips for w2's rows)
     *n_dch = ceil_div(D, *dchunk);
   };
   // Zeroes chunks 1.. of a tile's expert rows over columns [d0, d1) (the phases write chunk 0).
@@ -615,7 +620,25 @@ Status moe_ffn(const MoeFfnParams& p) {
     }
   });
   if (failed.load()) return err;
-  if (!dtiles.empty()) TF_RETURN_IF_ERROR(int8_act ? decode_phases_int8() : decode_phases());
+  if (int8_act) {
+    std::vector<Task> all;
+    all.swap(dtiles);
+    for (size_t i = 0; i < all.size();) {
+      dtiles.clear();
+      drows = 0;
+      for (; i < all.size() && (dtiles.empty() || drows + all[i].r1 - all[i].r0 <= kInt8BatchRows);
+           ++i) {
+        dtiles.push_back(all[i]);
+        drows += all[i].r1 - all[i].r0;
+      }
+      hoff.assign(dtiles.size(), 0);
+      for (size_t t = 1; t < dtiles.size(); ++t)
+        hoff[t] = hoff[t - 1] + dtiles[t - 1].r1 - dtiles[t - 1].r0;
+      TF_RETURN_IF_ERROR(decode_phases_int8());
+    }
+  } else if (!dtiles.empty()) {
+    TF_RETURN_IF_ERROR(decode_phases());
+  }
 
   // out[t] = sum_j w[t, j] * sum_c partial[c][row(t, j)], j and c ascending.
   const std::vector<int64_t> rows = moe_cpu::slot_rows(r);
