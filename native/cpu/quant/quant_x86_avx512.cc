@@ -163,6 +163,12 @@ TF_AVX512 void pack_strip_i8(const QuantWeight& w, int64_t n, int64_t n1, uint8_
 constexpr int kPrefetchRows = 2;
 constexpr int64_t kPrefetchStrip = 4096;
 
+// The two lines of a strip step (32 rows x 4 bytes) kPrefetchStrip ahead of b.
+TF_AVX512 inline void prefetch_strip_step(const uint8_t* b) {
+  _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip + 64), _MM_HINT_T0);
+}
+
 // MR rows of x (from row m) against a packed strip; cols of its 32 columns stored. The float sums
 // of the contract live in c itself (masked to cols) between groups: with them in registers too,
 // GCC shuffled the 12 int32 accumulators between register sets at every step (24 moves per 12
@@ -188,10 +194,7 @@ TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, con
     const uint8_t* b = p + g * gs * kStrip;
     const int64_t k1 = (g + 1) * gs;
     for (int64_t k = g * gs; k < k1; k += 4, b += 4 * kStrip) {
-      if (MR <= kPrefetchRows) {
-        _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip + 64), _MM_HINT_T0);
-      }
+      if (MR <= kPrefetchRows) prefetch_strip_step(b);
       const __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 64);
 #pragma GCC unroll 8
       for (int i = 0; i < MR; ++i) {
@@ -493,10 +496,7 @@ TF_AVX512 void strip_i4(const uint8_t* p, const float* sp, const int32_t* zp, co
     const uint8_t* b = p + g * gs * (kStrip / 2);
     const int64_t k1 = (g + 1) * gs;
     for (int64_t k = g * gs; k < k1; k += 8, b += 4 * kStrip) {
-      if (MR <= kPrefetchRows) {
-        _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchStrip + 64), _MM_HINT_T0);
-      }
+      if (MR <= kPrefetchRows) prefetch_strip_step(b);
       const __m512i v0 = _mm512_loadu_si512(b), v1 = _mm512_loadu_si512(b + 64);
       const __m512i l0 = _mm512_and_si512(v0, low4), l1 = _mm512_and_si512(v1, low4);
       const __m512i u0 = _mm512_and_si512(_mm512_srli_epi16(v0, 4), low4);
