@@ -90,7 +90,7 @@ void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, cons
     const float* x = xf + m * K;
     const float* xdp = nullptr;
     if (kern.prep_x) {
-      xd.resize(size_t(K + quant_cpu::kPrepXTail));
+      xd.resize(size_t(quant_cpu::prep_x_floats(K)));
       if (kern.prep_x(w, x, xd.data())) xdp = xd.data();
     }
     float* y = yf + m * N;

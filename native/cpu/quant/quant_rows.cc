@@ -29,7 +29,7 @@ QuantWeight view(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64
 
 }  // namespace
 
-int64_t rows_prep_floats(const QuantWeight&, int64_t kc) { return kc + kPrepXTail; }
+int64_t rows_prep_floats(const QuantWeight&, int64_t kc) { return prep_x_floats(kc); }
 
 RowPrep rows_prepare(const Kernels& kern, const QuantWeight& w, int64_t k0, int64_t k1,
                      const float* x, float* buf) {

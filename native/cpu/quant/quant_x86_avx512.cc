@@ -634,7 +634,9 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
 // scaling of the AVX2 prep_x (quant_x86_avx2.cc explains the subnormal arithmetic):
 //   xd[128B + 16j + i] = x[e(i, j)] 2^(149 - 4 (j mod 3) - S), e(i, j) = 128B + 8i + j
 // (dword i < 8 of block 2B, i >= 8 of block 2B + 1: 128B + 64 + 8 (i - 8) + j, the same formula),
-// xd[K] = 2^S and xd[K + 1] = 1 (this layout). Otherwise the AVX2 prep_x, with xd[K + 1] = 0.
+// xd[K] = 2^S and xd[K + 1] = 1 (this layout), and after the tail the lane sums
+//   xd[K + kPrepXTail + 16B + i] = sum_j x[e(i, j)] 2^-S   (rounded once, from double)
+// that take the zero point off per lane (row_i4_wide). Otherwise the AVX2 prep_x, xd[K + 1] = 0.
 constexpr float kWideLanes = 1.0f;
 
 TF_AVX512 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
@@ -653,71 +655,118 @@ TF_AVX512 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   const int S = e + 24;
   double sc[8];
   for (int j = 0; j < 8; ++j) sc[j] = std::ldexp(1.0, 149 - 4 * (j % 3) - S);
-  for (int64_t b = 0; b < K; b += 128)
+  const double unit = std::ldexp(1.0, -S);
+  float* lane_sums = xd + K + kPrepXTail;
+  for (int64_t b = 0; b < K; b += 128) {
     for (int j = 0; j < 8; ++j)
       for (int i = 0; i < 16; ++i) xd[b + 16 * j + i] = float(double(x[b + 8 * i + j]) * sc[j]);
+    for (int i = 0; i < 16; ++i) {
+      double t = 0.0;
+      for (int j = 0; j < 8; ++j) t += double(x[b + 8 * i + j]);
+      lane_sums[b / 8 + i] = float(t * unit);
+    }
+  }
   xd[K] = std::ldexp(1.0f, S);
   xd[K + 1] = kWideLanes;
   return true;
 }
 
-// One row: per 64-byte load (128 weights) three sources (v, v >> 12, v >> 24), then per nibble
-// place j a vpand, a vsubps of the zero point at that place and an FMA with xd's 16 lanes (the
-// AVX2 kernel does the same per 64 weights). The zero point and the scale per lane: groups of
-// 32 own a 128-bit lane each, of 64 a 256-bit half, larger groups the whole vector. Four
-// accumulators, summed and scaled once per group (or per load for groups below 128).
-template <int STEP>
-TF_AVX512 float row_i4_wide(const QuantWeight& w, int64_t n, const float* xd) {
-  const int64_t gs = w.group(), loads = w.K / 128;
-  const int64_t step = STEP > 0 ? STEP : gs <= 64 ? 1 : gs / 128;  // loads per scale
-  const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * (w.q_stride() / 2);
-  const float* s = w.scales + n * w.s_stride();
-  const uint8_t* z = w.zeros ? w.zeros + n * w.s_stride() : nullptr;
-  const uint8_t* next = n + 1 < w.N ? q + w.q_stride() / 2 : nullptr;
+// Pins a value to a register: without it GCC folds a vector load into every instruction that
+// reads it (a memory operand each), so rows meant to share one load of x load it once a row.
+template <typename V>
+TF_AVX512 inline void keep_in_register(V& v) {
+  __asm__("" : "+v"(v));
+}
+
+// R rows (1 or 2: two share every load of x, which bounds one row alone) from row n. Per 64-byte
+// load of a row (128 weights) three sources (v, v >> 12, v >> 24), then per nibble place j a
+// vpand and an FMA with xd's 16 lanes: a lane gathers sum_j u_j x_j 2^-S, and one FNMADD of
+// z times the lane's x sum (prep_x) leaves sum_j (u_j - z) x_j 2^-S. The zero point comes off
+// per 8 weights, not per group: a lane's sums stay within about 16 z max|x| of its result, where
+// folding z * sum(x) over a whole group or row would cancel badly for x with a nonzero mean.
+// Scale and zero point per lane: groups of 32 own a 128-bit lane each, of 64 a 256-bit half,
+// larger groups the whole vector. Two accumulators a row, scaled into the total once per group
+// (per load for groups below 128).
+template <int GS, int R>
+TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, float* y) {
+  const int64_t gs = GS > 0 ? GS : w.group(), loads = w.K / 128, ldq = w.q_stride() / 2;
+  const int64_t step = gs <= 64 ? 1 : gs / 128;  // loads per scale
+  const float* lane_sums = xd + w.K + kPrepXTail;
+  const int64_t lds = w.s_stride();
+  const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * ldq;
+  const float* s[R];
+  const uint8_t* z[R];
+#pragma GCC unroll 2
+  for (int r = 0; r < R; ++r) {
+    s[r] = w.scales + (n + r) * lds;
+    z[r] = w.zeros ? w.zeros + (n + r) * lds : nullptr;
+  }
+  const uint8_t* next = n + R < w.N ? q + R * ldq : nullptr;
+  const bool next_pair = n + 2 * R <= w.N;  // all R rows after these exist
   const __m512i quads = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  __m512 tot = _mm512_setzero_ps();
+  __m512 tot[R];
+#pragma GCC unroll 2
+  for (int r = 0; r < R; ++r) tot[r] = _mm512_setzero_ps();
   for (int64_t l0 = 0; l0 < loads; l0 += step) {
     // zero point and scale per lane for this load (groups of 32 / 64) or group
-    __m512i zb;
-    __m512 sv;
-    if (gs == 32 || gs == 64) {
-      const __m512i idx = gs == 32 ? quads : halves;
-      const int64_t g = gs == 32 ? 4 * l0 : 2 * l0;
-      const int ng = gs == 32 ? 4 : 2;
-      sv = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(
-                                          __mmask8((1u << ng) - 1), s + g)));
-      zb = z ? _mm512_permutexvar_epi32(
-                   idx, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(__mmask16((1u << ng) - 1),
-                                                                  z + g)))
-             : _mm512_set1_epi32(8);
-    } else {
-      sv = _mm512_set1_ps(s[l0 / step]);
-      zb = _mm512_set1_epi32(z ? z[l0 / step] : 8);
+    __m512 sv[R], zv[R];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) {
+      if (gs == 32 || gs == 64) {
+        const __m512i idx = gs == 32 ? quads : halves;
+        const int64_t g = gs == 32 ? 4 * l0 : 2 * l0;
+        const __mmask16 mask = __mmask16((1u << (gs == 32 ? 4 : 2)) - 1);
+        sv[r] = _mm512_permutexvar_ps(
+            idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(__mmask8(mask), s[r] + g)));
+        zv[r] = z[r] ? _mm512_permutexvar_ps(idx, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                                      _mm_maskz_loadu_epi8(mask, z[r] + g))))
+                     : _mm512_set1_ps(8.0f);
+      } else {
+        sv[r] = _mm512_set1_ps(s[r][l0 / step]);
+        zv[r] = _mm512_set1_ps(z[r] ? float(z[r][l0 / step]) : 8.0f);
+      }
     }
-    const __m512 zc[3] = {_mm512_castsi512_ps(zb), _mm512_castsi512_ps(_mm512_slli_epi32(zb, 4)),
-                          _mm512_castsi512_ps(_mm512_slli_epi32(zb, 8))};
-    __m512 a[4];
-#pragma GCC unroll 4
-    for (int t = 0; t < 4; ++t) a[t] = _mm512_setzero_ps();
+    __m512 a[R][2];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm512_setzero_ps();
 #pragma GCC unroll 4
     for (int64_t l = l0; l < l0 + step; ++l) {
-      if (next) _mm_prefetch(reinterpret_cast<const char*>(next + l * 64), _MM_HINT_T0);
+      if (next) {
+        _mm_prefetch(reinterpret_cast<const char*>(next + l * 64), _MM_HINT_T0);
+        if (R == 2 && next_pair)
+          _mm_prefetch(reinterpret_cast<const char*>(next + ldq + l * 64), _MM_HINT_T0);
+      }
       const float* xb = xd + l * 128;
-      const __m512i v = _mm512_loadu_si512(q + l * 64);
-      const __m512i src[3] = {v, _mm512_srli_epi32(v, 12), _mm512_srli_epi32(v, 24)};
+      __m512i src[R][3];
+#pragma GCC unroll 2
+      for (int r = 0; r < R; ++r) {
+        __m512i v = _mm512_loadu_si512(q + r * ldq + l * 64);
+        keep_in_register(v);
+        src[r][0] = v;
+        src[r][1] = _mm512_srli_epi32(v, 12);
+        src[r][2] = _mm512_srli_epi32(v, 24);
+      }
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
         const __m512i m = _mm512_set1_epi32(int(0xfu << (4 * (j % 3))));
-        const __m512 u =
-            _mm512_sub_ps(_mm512_castsi512_ps(_mm512_and_si512(src[j / 3], m)), zc[j % 3]);
-        a[j & 3] = _mm512_fmadd_ps(u, _mm512_loadu_ps(xb + 16 * j), a[j & 3]);
+        __m512 xv = _mm512_loadu_ps(xb + 16 * j);
+        keep_in_register(xv);
+#pragma GCC unroll 2
+        for (int r = 0; r < R; ++r)
+          a[r][j & 1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(src[r][j / 3], m)),
+                                        xv, a[r][j & 1]);
       }
+      const __m512 xs = _mm512_loadu_ps(lane_sums + l * 16);
+#pragma GCC unroll 2
+      for (int r = 0; r < R; ++r) a[r][0] = _mm512_fnmadd_ps(zv[r], xs, a[r][0]);
     }
-    const __m512 sum = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
-    tot = _mm512_fmadd_ps(sv, sum, tot);
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r)
+      tot[r] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a[r][0], a[r][1]), tot[r]);
   }
-  return _mm512_reduce_add_ps(tot) * xd[w.K];
+#pragma GCC unroll 2
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(tot[r]) * xd[w.K];
 }
 
 TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, int64_t n0,
@@ -725,11 +774,19 @@ TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, i
   // DAZ set: subnormal weights read as zero, so the stored-order path (as the AVX2 table)
   if (!xd || xd[w.K + 1] != kWideLanes || (_mm_getcsr() & 0x40))
     return kernels_avx2()->gemv_f32(w, x, xd, n0, n1, y);
-  const int64_t gs = w.group();
-  for (int64_t n = n0; n < n1; ++n)
-    y[n] = gs == 128 ? row_i4_wide<1>(w, n, xd)
-           : gs == 256 ? row_i4_wide<2>(w, n, xd)
-                       : row_i4_wide<0>(w, n, xd);
+  auto run = [&](auto gs_const) {
+    constexpr int GS = decltype(gs_const)::value;
+    int64_t n = n0;
+    for (; n + 2 <= n1; n += 2) rows_i4_wide<GS, 2>(w, n, xd, y);
+    if (n < n1) rows_i4_wide<GS, 1>(w, n, xd, y);
+  };
+  switch (w.group()) {
+    case 32: return run(std::integral_constant<int, 32>{});
+    case 64: return run(std::integral_constant<int, 64>{});
+    case 128: return run(std::integral_constant<int, 128>{});
+    case 256: return run(std::integral_constant<int, 256>{});
+    default: return run(std::integral_constant<int, 0>{});
+  }
 }
 
 // ---- float prefill: int4 dequantized in the AVX2 lane order -----------------------------------
