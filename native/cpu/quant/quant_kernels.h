@@ -13,17 +13,18 @@ namespace quant_cpu {
 
 // Floats prep_x may write after the K of x (the ISA's own constants for its GEMV).
 constexpr int64_t kPrepXTail = 8;
-// Floats of prep_x's output for K columns: x reordered, the tail, then up to K / 8 more (sums of
-// x over each 8-weight lane, for an ISA that takes the zero point off per lane).
-constexpr int64_t prep_x_floats(int64_t K) { return K + kPrepXTail + K / 8; }
+// Floats of prep_x's output for K columns: x reordered, the tail, then up to K / 4 more (sums of
+// x over each lane of 4 or 8 weights, for an ISA that takes the zero point off per lane).
+constexpr int64_t prep_x_floats(int64_t K) { return K + kPrepXTail + K / 4; }
 
 struct Kernels {
   Isa isa;
   // Float activations, one row x (float32 [K], stored K order):
   //   int8: y[n] = sum_g s[n, g] * dot(q[n, g], x[g])
-  //   int4: y[n] = sum_g s[n, g] * dot(u[n, g] - z[n, g], x[g])   (z subtracted per weight or
-  //         per 8-weight lane sum, never folded out as z * sum(x) over a group or a row: that
-  //         cancels badly when x has a nonzero mean)
+  //   int4: y[n] = sum_g s[n, g] * dot(u[n, g] - z[n, g], x[g])
+  //   (z, and int8's offset where an ISA reads offset binary, subtracted per weight or per lane of
+  //   4-8 weights; never folded out as z * sum(x) over a group or a row: that cancels badly when
+  //   x has a nonzero mean)
   // xd: x in the ISA's own lane order, from prep_x (prep_x_floats(K); null when prep_x is null
   // or declined);
   void (*gemv_f32)(const QuantWeight& w, const float* x, const float* xd, int64_t n0, int64_t n1,

@@ -627,21 +627,26 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
   else if (rest == 3) by_gs(std::integral_constant<int, 3>{});
 }
 
-// ---- float activations, int4 GEMV: the AVX2 kernel's subnormal trick on 16 lanes -------------
+// ---- float activations, int4 / int8 GEMV: the AVX2 kernels' subnormal trick on 16 lanes -------
 
-// prep_x for this table. int4 with K % 128 == 0 and groups of 32, 64 or a multiple of 128: x in
-// the order of 128-element blocks (two 64-blocks, the 16 dwords of one 64-byte load), the
-// scaling of the AVX2 prep_x (quant_x86_avx2.cc explains the subnormal arithmetic):
-//   xd[128B + 16j + i] = x[e(i, j)] 2^(149 - 4 (j mod 3) - S), e(i, j) = 128B + 8i + j
-// (dword i < 8 of block 2B, i >= 8 of block 2B + 1: 128B + 64 + 8 (i - 8) + j, the same formula),
-// xd[K] = 2^S and xd[K + 1] = 1 (this layout), and after the tail the lane sums
-//   xd[K + kPrepXTail + 16B + i] = sum_j x[e(i, j)] 2^-S   (rounded once, from double)
-// that take the zero point off per lane (row_i4_wide). Otherwise the AVX2 prep_x, xd[K + 1] = 0.
+// prep_x for this table. int4 with K % 128 == 0 and groups of 32, 64 or a multiple of 128, int8
+// with K % 64 == 0 and groups of 32 or a multiple of 64: x in the order of one 64-byte load of
+// codes (L = 128 int4 / 64 int8 weights; 16 dwords of P = 8 / 4 weights), the scaling of the
+// AVX2 prep_x (quant_x86_avx2.cc explains the subnormal arithmetic):
+//   xd[L B + 16j + i] = x[L B + P i + j] 2^(149 - place_j - S)
+// (place_j = 4 (j mod 3) for nibbles, 8 min(j, 2) for bytes), xd[K] = 2^S and xd[K + 1] = 1
+// (this layout), and after the tail the lane sums that take the zero point off per lane:
+//   xd[K + kPrepXTail + 16B + i] = sum_j x[L B + P i + j] 2^-S   (rounded once, from double)
+// Otherwise the AVX2 prep_x, with xd[K + 1] = 0.
 constexpr float kWideLanes = 1.0f;
 
 TF_AVX512 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   const int64_t gs = w.group(), K = w.K;
-  if (w.bits != 4 || K % 128 != 0 || !(gs == 32 || gs == 64 || gs % 128 == 0)) {
+  const bool i4 = w.bits == 4;
+  const int64_t L = i4 ? 128 : 64, P = i4 ? 8 : 4;
+  const bool fits = i4 ? K % 128 == 0 && (gs == 32 || gs == 64 || gs % 128 == 0)
+                       : K % 64 == 0 && (gs == 32 || gs % 64 == 0);
+  if (!fits) {
     const bool ok = kernels_avx2()->prep_x(w, x, xd);
     if (ok) xd[K + 1] = 0.0f;
     return ok;
@@ -654,16 +659,17 @@ TF_AVX512 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   if (e < -100 || e > 100) return false;
   const int S = e + 24;
   double sc[8];
-  for (int j = 0; j < 8; ++j) sc[j] = std::ldexp(1.0, 149 - 4 * (j % 3) - S);
+  for (int j = 0; j < P; ++j)
+    sc[j] = std::ldexp(1.0, 149 - (i4 ? 4 * (j % 3) : 8 * std::min(j, 2)) - S);
   const double unit = std::ldexp(1.0, -S);
   float* lane_sums = xd + K + kPrepXTail;
-  for (int64_t b = 0; b < K; b += 128) {
-    for (int j = 0; j < 8; ++j)
-      for (int i = 0; i < 16; ++i) xd[b + 16 * j + i] = float(double(x[b + 8 * i + j]) * sc[j]);
+  for (int64_t b = 0; b < K; b += L) {
+    for (int j = 0; j < P; ++j)
+      for (int i = 0; i < 16; ++i) xd[b + 16 * j + i] = float(double(x[b + P * i + j]) * sc[j]);
     for (int i = 0; i < 16; ++i) {
       double t = 0.0;
-      for (int j = 0; j < 8; ++j) t += double(x[b + 8 * i + j]);
-      lane_sums[b / 8 + i] = float(t * unit);
+      for (int j = 0; j < P; ++j) t += double(x[b + P * i + j]);
+      lane_sums[b / P + i] = float(t * unit);
     }
   }
   xd[K] = std::ldexp(1.0f, S);
@@ -730,8 +736,10 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
     __m512 a[R][2];
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm512_setzero_ps();
-#pragma GCC unroll 4
-    for (int64_t l = l0; l < l0 + step; ++l) {
+    // one load; its zero point comes off accumulator SIDE, alternating from load to load, so
+    // that neither accumulator drifts by more than about one load's sum of u x over a long group
+    auto load = [&](int64_t l, auto side) TF_AVX512 {
+      constexpr int SIDE = decltype(side)::value;
       if (next) {
         _mm_prefetch(reinterpret_cast<const char*>(next + l * 64), _MM_HINT_T0);
         if (R == 2 && next_pair)
@@ -759,8 +767,92 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
       }
       const __m512 xs = _mm512_loadu_ps(lane_sums + l * 16);
 #pragma GCC unroll 2
-      for (int r = 0; r < R; ++r) a[r][0] = _mm512_fnmadd_ps(zv[r], xs, a[r][0]);
+      for (int r = 0; r < R; ++r) a[r][SIDE] = _mm512_fnmadd_ps(zv[r], xs, a[r][SIDE]);
+    };
+    int64_t l = l0;
+    for (; l + 2 <= l0 + step; l += 2) {
+      load(l, std::integral_constant<int, 0>{});
+      load(l + 1, std::integral_constant<int, 1>{});
     }
+    if (l < l0 + step) load(l, std::integral_constant<int, 0>{});
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r)
+      tot[r] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a[r][0], a[r][1]), tot[r]);
+  }
+#pragma GCC unroll 2
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(tot[r]) * xd[w.K];
+}
+
+// int8 as rows_i4_wide: per 64-byte load of a row (64 weights) one vpxor to offset binary
+// (u = q + 128) and one shift (byte 3 to place 256^2), per byte place j a vpand and an FMA, 128
+// times the lane's x sum off per load. Groups of 32 own a 256-bit half, larger groups the whole
+// vector (one scale per row: gs = K).
+template <int GS, int R>
+TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, float* y) {
+  const int64_t gs = GS > 0 ? GS : w.group(), loads = w.K / 64, ldq = w.q_stride();
+  const int64_t step = gs <= 32 ? 1 : gs / 64;  // loads per scale
+  const float* lane_sums = xd + w.K + kPrepXTail;
+  const int64_t lds = w.s_stride();
+  const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * ldq;
+  const float* s[R];
+#pragma GCC unroll 2
+  for (int r = 0; r < R; ++r) s[r] = w.scales + (n + r) * lds;
+  const uint8_t* next = n + R < w.N ? q + R * ldq : nullptr;
+  const bool next_pair = n + 2 * R <= w.N;
+  const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  const __m512 offset = _mm512_set1_ps(128.0f);
+  __m512 tot[R];
+#pragma GCC unroll 2
+  for (int r = 0; r < R; ++r) tot[r] = _mm512_setzero_ps();
+  for (int64_t l0 = 0; l0 < loads; l0 += step) {
+    __m512 sv[R];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r)
+      sv[r] = gs == 32 ? _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_maskz_loadu_ps(
+                                                           __mmask8(3), s[r] + 2 * l0)))
+                       : _mm512_set1_ps(s[r][l0 / step]);
+    __m512 a[R][2];
+#pragma GCC unroll 2
+    for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm512_setzero_ps();
+    // one load; its zero point comes off accumulator SIDE, alternating from load to load, so
+    // that neither accumulator drifts by more than about one load's sum of u x over a long group
+    auto load = [&](int64_t l, auto side) TF_AVX512 {
+      constexpr int SIDE = decltype(side)::value;
+      if (next) {
+        _mm_prefetch(reinterpret_cast<const char*>(next + l * 64), _MM_HINT_T0);
+        if (R == 2 && next_pair)
+          _mm_prefetch(reinterpret_cast<const char*>(next + ldq + l * 64), _MM_HINT_T0);
+      }
+      const float* xb = xd + l * 64;
+      __m512i src[R][2];
+#pragma GCC unroll 2
+      for (int r = 0; r < R; ++r) {
+        __m512i v = _mm512_xor_si512(_mm512_loadu_si512(q + r * ldq + l * 64), flip);
+        keep_in_register(v);
+        src[r][0] = v;
+        src[r][1] = _mm512_srli_epi32(v, 8);
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) {
+        const __m512i m = _mm512_set1_epi32(int(0xffu << (8 * std::min(j, 2))));
+        __m512 xv = _mm512_loadu_ps(xb + 16 * j);
+        keep_in_register(xv);
+#pragma GCC unroll 2
+        for (int r = 0; r < R; ++r)
+          a[r][j & 1] = _mm512_fmadd_ps(
+              _mm512_castsi512_ps(_mm512_and_si512(src[r][j == 3 ? 1 : 0], m)), xv, a[r][j & 1]);
+      }
+      const __m512 xs = _mm512_loadu_ps(lane_sums + l * 16);
+#pragma GCC unroll 2
+      for (int r = 0; r < R; ++r) a[r][SIDE] = _mm512_fnmadd_ps(offset, xs, a[r][SIDE]);
+    };
+    int64_t l = l0;
+    for (; l + 2 <= l0 + step; l += 2) {
+      load(l, std::integral_constant<int, 0>{});
+      load(l + 1, std::integral_constant<int, 1>{});
+    }
+    if (l < l0 + step) load(l, std::integral_constant<int, 0>{});
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r)
       tot[r] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a[r][0], a[r][1]), tot[r]);
@@ -777,6 +869,11 @@ TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, i
   auto run = [&](auto gs_const) {
     constexpr int GS = decltype(gs_const)::value;
     int64_t n = n0;
+    if (w.bits == 8) {
+      for (; n + 2 <= n1; n += 2) rows_i8_wide<GS, 2>(w, n, xd, y);
+      if (n < n1) rows_i8_wide<GS, 1>(w, n, xd, y);
+      return;
+    }
     for (; n + 2 <= n1; n += 2) rows_i4_wide<GS, 2>(w, n, xd, y);
     if (n < n1) rows_i4_wide<GS, 1>(w, n, xd, y);
   };
