@@ -85,11 +85,15 @@ export class Tensor {
     let infer = -1;
     let known = 1;
     for (let i = 0; i < shape.length; i++) {
-      if (shape[i] === -1) {
+      const d: unknown = shape[i];
+      if (d === -1) {
         if (infer >= 0) fail('ERR_SHAPE', where, 'only one size may be -1');
         infer = i;
+      } else if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) {
+        // checked before any arithmetic: an object element could throw from its own toString
+        fail('ERR_SHAPE', where, `size ${i} must be a non-negative integer or -1, got ${describe(d)}`);
       } else {
-        known *= shape[i];
+        known *= d;
       }
     }
     const resolved = shape.slice();

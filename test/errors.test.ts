@@ -58,7 +58,14 @@ describe('tensor / zeros / randn reject bad arguments', () => {
     for (const bad of [undefined, 'float64', 'gpu', 7, null]) expect(() => t.to(bad as 'cpu')).toThrow();
     expectError(() => t.to('gpu' as 'cpu'), 'ERR_DEVICE', "'target'");
     expectError(() => t.to('cuda'), 'ERR_DEVICE', 'cuda');
-    for (const bad of [undefined, null, 'x', [1.5, 4], [2, 'x'], [-2, -3]])
+    // (an element that throws from its own toString / valueOf: the fuzz test's find, seed 318715913)
+    const hostile = { toString: 0 };
+    const throwing = {
+      valueOf: () => {
+        throw new Error('valueOf');
+      },
+    };
+    for (const bad of [undefined, null, 'x', [1.5, 4], [2, 'x'], [-2, -3], [hostile], [-1, throwing], [6, 1n]])
       expectError(() => t.reshape(bad as number[]), 'ERR_SHAPE', "'shape'");
   });
 });
