@@ -8,8 +8,9 @@
 //     dequantized in registers (gemv_f32).
 //   float, larger M: per task a run of weight rows is dequantized one depth slice at a time into
 //     L2-sized thread scratch and reused by every row of x, through the GEMM engine's own pieces
-//     (dot_t up to kDotMaxM rows, the packed 6x16 micro-kernel above). The whole float weight is
-//     never materialised: a slice is 32 x kDotKC (dot path) or kTileN x kKC floats (packed).
+//     (dot_t up to kDotMaxM rows, or the rows engine from 16 rows where the GEMM table has no
+//     wide kernel; the packed micro-kernel above). The whole float weight is never materialised:
+//     a slice is 32-36 x kDotKC (dot path) or kTileN x kKC floats (packed).
 //     int4 on the dot path is dequantized in the AVX2 lane order (dequant_lanes), x reordered.
 #include <algorithm>
 #include <atomic>
@@ -173,8 +174,12 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
             for (int j = 0; j < 8; ++j) xl[size_t(b + 8 * j + i)] = xf[b + 8 * i + j];
       xf = xl.data();
     }
-    if (M >= gemm_cpu::kRowsMinM && gk.kernel_rows) return rows_float(p, kern, gk, lanes, xf, yf);
-    const int64_t rows = 32;
+    // The rows engine where the GEMM table has no wide kernel (AVX2 on Zen 1: int4 M = 16 +18%);
+    // with AVX-512, dot_t's 4 x 6 tiles run near the FMA peak on a slice in L2 and beat it
+    // (Zen 5, int4 g128: M = 16 1.3x, M = 48 1.25x), on tasks of whole 6-row tiles.
+    if (M >= gemm_cpu::kRowsMinM && gk.kernel_rows && !gk.kernel2)
+      return rows_float(p, kern, gk, lanes, xf, yf);
+    const int64_t rows = gk.kernel2 ? 36 : 32;
     parallel_for(
         ceil_div(N, rows),
         [&](int64_t t, int) {
