@@ -313,7 +313,8 @@ void pv_accum(const float* p, int64_t ldp, int64_t R, const void* v, DType dt, i
 }
 
 // Key-major streaming (Kernels::qk_keys / pv_keys): each key's K (then V) rows of all the
-// item's heads are read in address order; no software prefetch, the hardware stream follows.
+// item's heads are read in address order, the hardware stream following (16-bit caches also
+// ask for their rows a few keys ahead: prefetch_key_block).
 // R rows of one head share every K / V vector load.
 // Four keys per head at a time where they fit (one accumulator per (row, key), summed four at a
 // time; each q vector feeds four keys), then key by key. The four keys' rows are four
@@ -326,6 +327,7 @@ void qk_keys_t(const float* q, int64_t nh, const void* k, int64_t ldk, int64_t l
   for (; j + 4 <= n; j += 4)
     for (int64_t h = 0; h < nh; ++h) {
       const int64_t kb = j * ldk + h * ldh;
+      prefetch_key_block(k, ldk, ldh, D, dtype_size(T), j, h, n);
       const float* qh = q + h * R * D;
       __m256 a[R][4];
       for (int r = 0; r < R; ++r)
@@ -385,6 +387,7 @@ int64_t pv_keys_blocks(const float* p, int64_t ldp, int64_t nh, const void* v, i
   for (; j + KB <= n; j += KB)
     for (int64_t h = 0; h < nh; ++h) {
       const int64_t vb = j * ldv + h * ldh;
+      if (KB == 4) prefetch_key_block(v, ldv, ldh, D, dtype_size(T), j, h, n);
       float* oh = o + h * R * ldo;
       __m256 pr[R][KB];
       for (int r = 0; r < R; ++r)
