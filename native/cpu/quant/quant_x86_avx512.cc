@@ -684,6 +684,18 @@ TF_AVX512 inline void keep_in_register(V& v) {
   __asm__("" : "+v"(v));
 }
 
+// load(l, side) for l in [l0, l1), side (a std::integral_constant: 0, 1) alternating from load to
+// load: the accumulator that takes each load's zero point off.
+template <class F>
+TF_AVX512 inline void loads_alternating(int64_t l0, int64_t l1, F&& load) {
+  int64_t l = l0;
+  for (; l + 2 <= l1; l += 2) {
+    load(l, std::integral_constant<int, 0>{});
+    load(l + 1, std::integral_constant<int, 1>{});
+  }
+  if (l < l1) load(l, std::integral_constant<int, 0>{});
+}
+
 // R rows (1 or 2: two share every load of x, which bounds one row alone) from row n. Per 64-byte
 // load of a row (128 weights) three sources (v, v >> 12, v >> 24), then per nibble place j a
 // vpand and an FMA with xd's 16 lanes: a lane gathers sum_j u_j x_j 2^-S, and one FNMADD of
@@ -769,12 +781,7 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
 #pragma GCC unroll 2
       for (int r = 0; r < R; ++r) a[r][SIDE] = _mm512_fnmadd_ps(zv[r], xs, a[r][SIDE]);
     };
-    int64_t l = l0;
-    for (; l + 2 <= l0 + step; l += 2) {
-      load(l, std::integral_constant<int, 0>{});
-      load(l + 1, std::integral_constant<int, 1>{});
-    }
-    if (l < l0 + step) load(l, std::integral_constant<int, 0>{});
+    loads_alternating(l0, l0 + step, load);
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r)
       tot[r] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a[r][0], a[r][1]), tot[r]);
@@ -847,12 +854,7 @@ TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, fl
 #pragma GCC unroll 2
       for (int r = 0; r < R; ++r) a[r][SIDE] = _mm512_fnmadd_ps(offset, xs, a[r][SIDE]);
     };
-    int64_t l = l0;
-    for (; l + 2 <= l0 + step; l += 2) {
-      load(l, std::integral_constant<int, 0>{});
-      load(l + 1, std::integral_constant<int, 1>{});
-    }
-    if (l < l0 + step) load(l, std::integral_constant<int, 0>{});
+    loads_alternating(l0, l0 + step, load);
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r)
       tot[r] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a[r][0], a[r][1]), tot[r]);
