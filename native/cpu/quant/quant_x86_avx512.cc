@@ -684,6 +684,16 @@ TF_AVX512 inline void keep_in_register(V& v) {
   __asm__("" : "+v"(v));
 }
 
+// The 64 bytes at load l of the rows rows after these (next: the first of them; null: none).
+// (The empty volatile asm is a side effect: GCC otherwise finds a function of prefetches only
+// pure and drops every call.)
+TF_AVX512 inline void prefetch_next_rows(const uint8_t* next, int64_t ldq, int rows, int64_t l) {
+  __asm__ volatile("");
+  if (!next) return;
+  for (int r = 0; r < rows; ++r)
+    _mm_prefetch(reinterpret_cast<const char*>(next + r * ldq + l * 64), _MM_HINT_T0);
+}
+
 // load(l, side) for l in [l0, l1), side (a std::integral_constant: 0, 1) alternating from load to
 // load: the accumulator that takes each load's zero point off.
 template <class F>
@@ -752,11 +762,7 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
     // that neither accumulator drifts by more than about one load's sum of u x over a long group
     auto load = [&](int64_t l, auto side) TF_AVX512 {
       constexpr int SIDE = decltype(side)::value;
-      if (next) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + l * 64), _MM_HINT_T0);
-        if (R == 2 && next_pair)
-          _mm_prefetch(reinterpret_cast<const char*>(next + ldq + l * 64), _MM_HINT_T0);
-      }
+      prefetch_next_rows(next, ldq, next_pair ? R : 1, l);
       const float* xb = xd + l * 128;
       __m512i src[R][3];
 #pragma GCC unroll 2
@@ -822,15 +828,10 @@ TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, fl
     __m512 a[R][2];
 #pragma GCC unroll 2
     for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm512_setzero_ps();
-    // one load; its zero point comes off accumulator SIDE, alternating from load to load, so
-    // that neither accumulator drifts by more than about one load's sum of u x over a long group
+    // one load, the offset off accumulator SIDE (as rows_i4_wide)
     auto load = [&](int64_t l, auto side) TF_AVX512 {
       constexpr int SIDE = decltype(side)::value;
-      if (next) {
-        _mm_prefetch(reinterpret_cast<const char*>(next + l * 64), _MM_HINT_T0);
-        if (R == 2 && next_pair)
-          _mm_prefetch(reinterpret_cast<const char*>(next + ldq + l * 64), _MM_HINT_T0);
-      }
+      prefetch_next_rows(next, ldq, next_pair ? R : 1, l);
       const float* xb = xd + l * 64;
       __m512i src[R][2];
 #pragma GCC unroll 2
