@@ -796,10 +796,10 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(tot[r]) * xd[w.K];
 }
 
-// int8 as rows_i4_wide: per 64-byte load of a row (64 weights) one vpxor to offset binary
-// (u = q + 128) and one shift (byte 3 to place 256^2), per byte place j a vpand and an FMA, 128
-// times the lane's x sum off per load. Groups of 32 own a 256-bit half, larger groups the whole
-// vector (one scale per row: gs = K).
+// int8 as rows_i4_wide, on R = 1, 2 or 4 rows: per 64-byte load of a row (64 weights) one vpxor
+// to offset binary (u = q + 128) and one shift (byte 3 to place 256^2), per byte place j a vpand
+// and an FMA, 128 times the lane's x sum off per load. Groups of 32 own a 256-bit half, larger
+// groups the whole vector (one scale per row: gs = K).
 template <int GS, int R>
 TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, float* y) {
   const int64_t gs = GS > 0 ? GS : w.group(), loads = w.K / 64, ldq = w.q_stride();
@@ -808,7 +808,7 @@ TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, fl
   const int64_t lds = w.s_stride();
   const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * ldq;
   const float* s[R];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r) s[r] = w.scales + (n + r) * lds;
   const uint8_t* next = n + R < w.N ? q + R * ldq : nullptr;
   const bool next_pair = n + 2 * R <= w.N;
@@ -816,17 +816,17 @@ TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, fl
   const __m512i flip = _mm512_set1_epi8(char(0x80));
   const __m512 offset = _mm512_set1_ps(128.0f);
   __m512 tot[R];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r) tot[r] = _mm512_setzero_ps();
   for (int64_t l0 = 0; l0 < loads; l0 += step) {
     __m512 sv[R];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
       sv[r] = gs == 32 ? _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_maskz_loadu_ps(
                                                            __mmask8(3), s[r] + 2 * l0)))
                        : _mm512_set1_ps(s[r][l0 / step]);
     __m512 a[R][2];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm512_setzero_ps();
     // one load, the offset off accumulator SIDE (as rows_i4_wide)
     auto load = [&](int64_t l, auto side) TF_AVX512 {
@@ -834,7 +834,7 @@ TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, fl
       prefetch_next_rows(next, ldq, next_pair ? R : 1, l);
       const float* xb = xd + l * 64;
       __m512i src[R][2];
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
         __m512i v = _mm512_xor_si512(_mm512_loadu_si512(q + r * ldq + l * 64), flip);
         keep_in_register(v);
@@ -846,21 +846,21 @@ TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, fl
         const __m512i m = _mm512_set1_epi32(int(0xffu << (8 * std::min(j, 2))));
         __m512 xv = _mm512_loadu_ps(xb + 16 * j);
         keep_in_register(xv);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int r = 0; r < R; ++r)
           a[r][j & 1] = _mm512_fmadd_ps(
               _mm512_castsi512_ps(_mm512_and_si512(src[r][j == 3 ? 1 : 0], m)), xv, a[r][j & 1]);
       }
       const __m512 xs = _mm512_loadu_ps(lane_sums + l * 16);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
       for (int r = 0; r < R; ++r) a[r][SIDE] = _mm512_fnmadd_ps(offset, xs, a[r][SIDE]);
     };
     loads_alternating(l0, l0 + step, load);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
       tot[r] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a[r][0], a[r][1]), tot[r]);
   }
-#pragma GCC unroll 2
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(tot[r]) * xd[w.K];
 }
 
@@ -873,6 +873,11 @@ TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, i
     constexpr int GS = decltype(gs_const)::value;
     int64_t n = n0;
     if (w.bits == 8) {
+      // int8 loads x once per 64 weights: four rows share it (kernel alone, one thread in L2:
+      // g0 17-21 -> 27-29 MAC/tick, g128 19-20 -> 23-26), except with groups of 32, whose
+      // per-load scale permutes then spill (15-22)
+      constexpr int R8 = GS == 32 ? 2 : 4;
+      for (; n + R8 <= n1; n += R8) rows_i8_wide<GS, R8>(w, n, xd, y);
       for (; n + 2 <= n1; n += 2) rows_i8_wide<GS, 2>(w, n, xd, y);
       if (n < n1) rows_i8_wide<GS, 1>(w, n, xd, y);
       return;
