@@ -194,7 +194,11 @@ TF_TEST(attention_matches_double_loop) {
                              {1, 2, 300, 8, 4, 24, true},    {1, 1, 130, 20, 4, 17, false},
                              // decode with 1-2 rows per kv head: key by key over all heads
                              {1, 1, 700, 16, 8, 80, false},  {2, 2, 333, 6, 6, 40, true},
-                             {1, 1, 517, 4, 4, 17, false}},
+                             {1, 1, 517, 4, 4, 17, false},
+                             // 3-5 rows per kv head (the per-head kernels): key counts whose
+                             // last step leaves 1-7 keys past the whole score tiles
+                             {1, 1, 135, 12, 3, 64, false}, {1, 1, 71, 9, 3, 48, false},
+                             {1, 1, 263, 5, 1, 40, false}, {1, 1, 77, 5, 1, 40, false}},
                             {0});
 }
 
@@ -213,7 +217,8 @@ TF_TEST(attention_blocks_sharing_packed_tiles_match_double_loop) {
 TF_TEST(attention_16bit_matches_double_loop) {
   const Case cases[] = {{1, 1, 700, 8, 2, 64, false}, {1, 3, 90, 4, 4, 40, true},
                         {1, 30, 50, 2, 1, 32, true},  {1, 1, 300, 8, 4, 72, false},
-                        {1, 2, 257, 6, 6, 128, false}};
+                        {1, 2, 257, 6, 6, 128, false}, {1, 1, 135, 12, 3, 64, false},
+                        {1, 1, 77, 5, 1, 40, false}};
   tf_test::Rng rng(tf_test::case_seed());
   const tf_test::IsaGuard guard;
   const std::vector<Isa> isas = tf_test::isa_levels();

@@ -81,65 +81,75 @@ TF_AVX512 inline __mmask16 tail_mask(int64_t left) {
   return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
 }
 
-// {sum(a), sum(b), sum(c), sum(d)}: each folded to 256 bits, then one hadd tree.
-TF_AVX512 inline __m128 hsum4_512(__m512 a, __m512 b, __m512 c, __m512 d) {
-  auto fold = [](__m512 x) TF_AVX512 {
-    return _mm256_add_ps(_mm512_castps512_ps256(x),
-                         _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+// Scores of R rows against NK keys (rows j0 .. j0 + NK of K): R * NK accumulators, one 16-wide
+// step of D loading R q vectors and then each key's vector once for R FMAs (R + NK loads per
+// R * NK FMAs: 10 per 24 at R = 4), the last D % 16 columns in one masked step; the sums by the
+// transposing tree (x86::lane_sums, ~3 ops per score, where a reduction per score took 8) and
+// stored one masked row of NK scores at a time.
+template <DType T, int R, int NK>
+TF_AVX512 inline void qk_tile(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t j0,
+                              int64_t D, float* s, int64_t lds) {
+  __m512 acc[R][NK];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int t = 0; t < NK; ++t) acc[r][t] = _mm512_setzero_ps();
+  auto step = [&](int64_t d, __mmask16 m) TF_AVX512 {
+    __m512 x[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      x[r] = _mm512_maskz_loadu_ps(m, q + r * ldq + d);
+      TF_IN_REGISTER(x[r]);  // one load per q vector, not one per FMA
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < NK; ++t) {
+      __m512 kv = ld16<T>(k, (j0 + t) * ldk + d, m);
+      TF_IN_REGISTER(kv);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(x[r], kv, acc[r][t]);
+    }
   };
-  const __m256 h =
-      _mm256_hadd_ps(_mm256_hadd_ps(fold(a), fold(b)), _mm256_hadd_ps(fold(c), fold(d)));
-  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  int64_t d = 0;
+  for (; d + 16 <= D; d += 16) step(d, 0xFFFF);
+  if (d < D) step(d, tail_mask(D - d));
+  constexpr int N = R * NK;
+  __m512 flat[N];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int t = 0; t < NK; ++t) flat[r * NK + t] = acc[r][t];
+  const __m512 lo = x86::lane_sums<(N < 16 ? N : 16)>(flat);
+  const __m512 hi = N > 16 ? x86::lane_sums<(N > 16 ? N - 16 : 1)>(flat + 16) : lo;
+  // row r's NK scores are lanes r * NK .. of (lo, hi): moved to lanes 0 .. NK - 1 by one
+  // two-source permute (a store and a reload of them stalled on store forwarding)
+  const __mmask16 row = __mmask16((1u << NK) - 1);
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(r * NK));
+    _mm512_mask_storeu_ps(s + r * lds + j0, row, _mm512_permutex2var_ps(lo, idx, hi));
+  }
 }
 
-// Scores of R rows against NK keys per pass (R * NK accumulators, R * NK a multiple of 4, summed
-// four at a time), then key by key.
-template <DType T, int R, int NK>
+// R rows against all n keys: tiles of NK keys (at most 24 accumulators: NK = 6 for four rows,
+// 8 for two or three, 16 for one), the last n % NK keys in tiles of 8, 4, 2, 1; each tile asks
+// for the same rows of the hint's next unit (prefetch_k_rows).
+template <DType T, int R>
 TF_AVX512 void qk_rows(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t n,
                        int64_t D, float* s, int64_t lds, const Prefetch& pf) {
-  static_assert(R * NK % 4 == 0, "sums four at a time");
+  constexpr int NK = R == 4 ? 6 : R == 1 ? 16 : 8;
   const size_t esz = dtype_size(T);
   const int64_t row_bytes = D * int64_t(esz);
   int64_t j = 0;
   for (; j + NK <= n; j += NK) {
     prefetch_k_rows(pf, ldk, row_bytes, esz, j, NK);
-    __m512 acc[R][NK];
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < NK; ++t) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t d = 0; d < D; d += 16) {
-      const __mmask16 m = tail_mask(D - d);
-      __m512 kv[NK];
-#pragma GCC unroll 8
-      for (int t = 0; t < NK; ++t) kv[t] = ld16<T>(k, (j + t) * ldk + d, m);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        __m512 x = _mm512_maskz_loadu_ps(m, q + r * ldq + d);
-        TF_IN_REGISTER(x);  // one load per q vector, not one per FMA
-#pragma GCC unroll 8
-        for (int t = 0; t < NK; ++t) acc[r][t] = _mm512_fmadd_ps(x, kv[t], acc[r][t]);
-      }
-    }
-    alignas(16) float sums[R * NK];
-#pragma GCC unroll 8
-    for (int i = 0; i < R * NK; i += 4)
-      _mm_store_ps(sums + i, hsum4_512(acc[i / NK][i % NK], acc[(i + 1) / NK][(i + 1) % NK],
-                                       acc[(i + 2) / NK][(i + 2) % NK],
-                                       acc[(i + 3) / NK][(i + 3) % NK]));
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < NK; ++t) s[r * lds + j + t] = sums[r * NK + t];
+    qk_tile<T, R, NK>(q, ldq, k, ldk, j, D, s, lds);
   }
   prefetch_k_rows(pf, ldk, row_bytes, esz, j, pf.k_rows - j);
-  for (; j < n; ++j) {
-    __m512 acc[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-    for (int64_t d = 0; d < D; d += 16) {
-      const __mmask16 m = tail_mask(D - d);
-      const __m512 kv = ld16<T>(k, j * ldk + d, m);
-      for (int r = 0; r < R; ++r)
-        acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + r * ldq + d), kv, acc[r]);
-    }
-    for (int r = 0; r < R; ++r) s[r * lds + j] = _mm512_reduce_add_ps(acc[r]);
-  }
+  if (NK > 8 && j + 8 <= n) qk_tile<T, R, 8>(q, ldq, k, ldk, j, D, s, lds), j += 8;
+  if (NK > 4 && j + 4 <= n) qk_tile<T, R, 4>(q, ldq, k, ldk, j, D, s, lds), j += 4;
+  if (j + 2 <= n) qk_tile<T, R, 2>(q, ldq, k, ldk, j, D, s, lds), j += 2;
+  if (j < n) qk_tile<T, R, 1>(q, ldq, k, ldk, j, D, s, lds);
 }
 
 template <DType T>
@@ -151,10 +161,10 @@ TF_AVX512 void qk_dot_t(const float* q, int64_t ldq, int64_t R, const void* k, i
     const float* qr = q + r * ldq;
     float* sr = s + r * lds;
     switch (R - r) {
-      case 1: qk_rows<T, 1, 8>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 1; break;
-      case 2: qk_rows<T, 2, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 2; break;
-      case 3: qk_rows<T, 3, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 3; break;
-      default: qk_rows<T, 4, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 4; break;
+      case 1: qk_rows<T, 1>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 1; break;
+      case 2: qk_rows<T, 2>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 2; break;
+      case 3: qk_rows<T, 3>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 3; break;
+      default: qk_rows<T, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 4; break;
     }
   }
 }

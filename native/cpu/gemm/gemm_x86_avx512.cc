@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "../common/x86_avx512.h"
+#include "../common/x86_avx512_math.h"
 #include "../common/x86_avx512_transpose.h"
 
 namespace tf {
@@ -149,32 +150,6 @@ TF_AVX512 void pack_b(const void* b, DType dt, int64_t ldb, bool trans, int64_t 
   }
 }
 
-// Lane i of the result: the sum of the 16 lanes of v[i], for the first N <= 16 vectors (lanes
-// past N: 0). Pairs of vectors are interleaved and added at each level (unpack, then 64-bit
-// shuffles, then 128-bit lane shuffles twice), each level halving the vectors and doubling the
-// sums each holds: 45 ops for 16 sums.
-template <int N>
-TF_AVX512 inline __m512 lane_sums(const __m512* v) {
-  __m512 a[16];
-#pragma GCC unroll 16
-  for (int i = 0; i < 16; ++i) a[i] = i < N ? v[i] : _mm512_setzero_ps();
-  __m512 b[8], c[4], d[2];
-#pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i)  // lanes 4l + {0, 1, 2, 3}: v[2i], v[2i+1], v[2i], v[2i+1]
-    b[i] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
-                         _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i)  // lanes 4l + j: v[4i + j], partial over 128-bit lane l
-    c[i] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0x44),
-                         _mm512_shuffle_ps(b[2 * i], b[2 * i + 1], 0xee));
-#pragma GCC unroll 2
-  for (int i = 0; i < 2; ++i)  // lanes: v[8i..8i+3] (128-bit lanes 0, 1), v[8i+4..8i+7] (2, 3)
-    d[i] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0x44),
-                         _mm512_shuffle_f32x4(c[2 * i], c[2 * i + 1], 0xee));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(d[0], d[1], 0x88),
-                       _mm512_shuffle_f32x4(d[0], d[1], 0xdd));
-}
-
 // Small M against B stored [N, K] (dot_t of gemm_kernels.h), float32 B: R rows of x against C
 // rows of B, 16 k per step (the last step masked, so no scalar tail): R * C accumulators, R + C
 // loads per R * C FMAs (4 x 6: 10 loads per 24 FMAs, 29 of the 32 registers). 16-bit B is the
@@ -222,8 +197,9 @@ TF_AVX512 void dot_tile(const float* x, int64_t ldx, const float* b, int64_t ldb
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 6
     for (int q = 0; q < C; ++q) flat[r * C + q] = acc[r][q];
-  _mm512_store_ps(sums, lane_sums<(R * C < 16 ? R * C : 16)>(flat));
-  if (R * C > 16) _mm512_store_ps(sums + 16, lane_sums<(R * C > 16 ? R * C - 16 : 1)>(flat + 16));
+  _mm512_store_ps(sums, x86::lane_sums<(R * C < 16 ? R * C : 16)>(flat));
+  if (R * C > 16)
+    _mm512_store_ps(sums + 16, x86::lane_sums<(R * C > 16 ? R * C - 16 : 1)>(flat + 16));
   const __mmask16 row_mask = __mmask16((1u << C) - 1);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
