@@ -170,9 +170,11 @@ TF_AVX512 inline void prefetch_strip_step(const uint8_t* b) {
 }
 
 // MR rows of x (from row m) against a packed strip; cols of its 32 columns stored. The float sums
-// of the contract live in c itself (masked to cols) between groups: with them in registers too,
-// GCC shuffled the 12 int32 accumulators between register sets at every step (24 moves per 12
-// vpdpbusd).
+// of the contract live in a local buffer of whole vectors between groups (with them in registers
+// too, GCC shuffled the 12 int32 accumulators between register sets at every step: 24 moves per
+// 12 vpdpbusd; kept in c itself, masked to cols, each group's load waited on the last group's
+// masked store: W8A8 with groups of 32 at 3-6 rows of x ran 2-7x slower, quant_ticks) and are
+// stored into c once, at the end.
 template <int MR>
 TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, const int32_t* xsum,
                         int64_t K, int64_t G, int64_t gs, int64_t m, float* c, int64_t ldc,
@@ -183,10 +185,7 @@ TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, con
   const __mmask16 m1 = cols >= 32 ? __mmask16(0xffff)
                        : cols > 16 ? __mmask16((1u << (cols - 16)) - 1)
                                    : __mmask16(0);
-  // Few rows: the float sums in a local buffer, whole vectors (a masked store that the next
-  // group's load must wait for cost 20-40% at groups of 32-128, quant_ticks M = 1)
-  constexpr bool kLocal = MR <= kPrefetchRows;
-  alignas(64) float local[kLocal ? MR : 1][kStrip];
+  alignas(64) float local[MR][kStrip];
   for (int64_t g = 0; g < G; ++g) {
     __m512i a0[MR], a1[MR];
 #pragma GCC unroll 8
@@ -208,22 +207,20 @@ TF_AVX512 void strip_i8(const uint8_t* p, const float* sp, const int8_t* xq, con
     const __m512 s0 = _mm512_loadu_ps(sp + g * kStrip), s1 = _mm512_loadu_ps(sp + g * kStrip + 16);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      float* ci = kLocal ? local[i] : c + (m + i) * ldc;
-      const __mmask16 l0 = kLocal ? __mmask16(0xffff) : m0, l1 = kLocal ? __mmask16(0xffff) : m1;
+      float* ci = local[i];
       const __m512i ex = _mm512_set1_epi32(128 * xsum[(m + i) * G + g]);
-      const __m512 f0 = g ? _mm512_maskz_loadu_ps(l0, ci) : _mm512_setzero_ps();
-      const __m512 f1 = g ? _mm512_maskz_loadu_ps(l1, ci + 16) : _mm512_setzero_ps();
+      const __m512 f0 = g ? _mm512_load_ps(ci) : _mm512_setzero_ps();
+      const __m512 f1 = g ? _mm512_load_ps(ci + 16) : _mm512_setzero_ps();
       const __m512 i0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a0[i], ex));
       const __m512 i1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(a1[i], ex));
-      _mm512_mask_storeu_ps(ci, l0, _mm512_fmadd_ps(s0, i0, f0));
-      _mm512_mask_storeu_ps(ci + 16, l1, _mm512_fmadd_ps(s1, i1, f1));
+      _mm512_store_ps(ci, _mm512_fmadd_ps(s0, i0, f0));
+      _mm512_store_ps(ci + 16, _mm512_fmadd_ps(s1, i1, f1));
     }
   }
-  if (kLocal)
-    for (int i = 0; i < MR; ++i) {
-      _mm512_mask_storeu_ps(c + (m + i) * ldc, m0, _mm512_load_ps(local[i]));
-      _mm512_mask_storeu_ps(c + (m + i) * ldc + 16, m1, _mm512_load_ps(local[i] + 16));
-    }
+  for (int i = 0; i < MR; ++i) {
+    _mm512_mask_storeu_ps(c + (m + i) * ldc, m0, _mm512_load_ps(local[i]));
+    _mm512_mask_storeu_ps(c + (m + i) * ldc + 16, m1, _mm512_load_ps(local[i] + 16));
+  }
 }
 
 // Rows [m, M) of x against one packed strip (cols of its 32 rows stored), kPMR at a time.
