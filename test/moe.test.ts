@@ -616,6 +616,8 @@ describe('moe.ffn with quantized experts', () => {
       const cases: QCase[] = [
         { T: 5, E: 8, D: 128, F: 256, topK: 2, w3: true, activation: 'silu', kinds: [i4, i8, i4g128] },
         { T: 130, E: 2, D: 64, F: 96, topK: 2, w3: true, activation: 'gelu', kinds: [i4] }, // tiles > 48 rows
+        // tiles of 17-48 rows: dequantized panels, the dot variant (16 rows and fewer take the GEMV)
+        { T: 60, E: 2, D: 128, F: 256, topK: 1, w3: true, activation: 'silu', kinds: [i4, i8, i4g128] },
         { T: 100, E: 2, D: 64, F: 640, topK: 1, w3: false, activation: 'relu', kinds: [i8] }, // packed, F steps
         { T: 1, E: 4, D: 128, F: 4608, topK: 2, w3: true, activation: 'silu', kinds: [i4g128] }, // 2 steps per chunk
         { T: 2, E: 4, D: 64, F: 4608, topK: 1, w3: true, activation: 'gelu', kinds: [i8] },

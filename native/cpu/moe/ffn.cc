@@ -65,9 +65,13 @@ constexpr int64_t kDotN = 32;      // the dot variant: output columns per call
 constexpr int64_t kDotK = 1024;    //   and depth per call
 constexpr int64_t kTargetTasks = 16;
 constexpr int64_t kMinFChunk = 64;
-// Quantized experts: tiles of up to this many rows take the GEMV (as quant_linear, where one
-// weight pass per row of x beats a dequantized tile below 3 rows).
-constexpr int64_t kQGemvMaxM = 2;
+// Quantized experts: tiles of up to this many rows take the GEMV, one pass over an L2-resident
+// block of weight rows per row of x (quant_rows.h), instead of a dequantized panel. With the
+// experts streaming from memory the GEMV stays ahead up to 16-20 rows (Zen 5, Node, alternated
+// builds against 2: Mixtral-like int4 / int8 decode T = 4 1.5-1.7x faster, T = 8-40 1.3-1.4x;
+// DeepSeek-like T = 16-64 1.2-1.4x, T = 128-384 the same; also with the AVX2 kernels; 64 rows:
+// slower at T = 128), where quant_linear, its weights in cache, switches at 3 rows.
+constexpr int64_t kQGemvMaxM = 16;
 constexpr int64_t kQDecodeRows = 64;  // GEMV tile rows (in all) that take the two decode phases
 // int8 activations: the phases run over batches of whole row tiles of about this many rows, so
 // their [rows, F] buffers stay bounded whatever T is (H is whole per row before w2 quantizes it).
