@@ -76,7 +76,9 @@ const CASES: Case[] = [
   { M: 2, N: 33, K: 34, bits: 4, groupSize: 0, symmetric: false },
   { M: 16, N: 70, K: 1100, bits: 4, groupSize: 100, symmetric: false }, // dot path, 2 depth slices
   { M: 33, N: 127, K: 128, bits: 4, groupSize: 32, symmetric: true },
-  { M: 4, N: 9, K: 128, bits: 4, groupSize: 32, symmetric: false }, // prefill, lane-order dequant
+  { M: 4, N: 9, K: 128, bits: 4, groupSize: 32, symmetric: false }, // GEMV per row, weight blocks
+  { M: 7, N: 9, K: 128, bits: 4, groupSize: 32, symmetric: false }, // prefill, lane-order dequant
+  { M: 24, N: 33, K: 300, bits: 8, groupSize: 60, symmetric: true }, // int8 dot path (17-48 rows)
   { M: 5, N: 33, K: 192, bits: 4, groupSize: 64, symmetric: false },
   { M: 8, N: 40, K: 2048, bits: 4, groupSize: 128, symmetric: false }, // 2 depth slices of 1024
   { M: 61, N: 67, K: 600, bits: 4, groupSize: 120, symmetric: false }, // packed path, 3 slices

@@ -4,8 +4,8 @@
 // Paths, by M (rows of x) and activation:
 //   W8A8 / W4A8 (int8 activations): x quantized per row once (quant_activations), then integer
 //     tiles of weight rows x all rows of x (tile_i8 / tile_i4; at M = 1 it is the GEMV).
-//   float, M < kGemvMaxM: GEMV per row of x, streaming the packed weights once per row, int8/int4
-//     dequantized in registers (gemv_f32).
+//   float, M <= gemv_max_rows: GEMV per row of x, int8/int4 dequantized in registers (gemv_f32),
+//     over blocks of weight rows that the first row of x streams in and the others read in L2.
 //   float, larger M: per task a run of weight rows is dequantized one depth slice at a time into
 //     L2-sized thread scratch and reused by every row of x, through the GEMM engine's own pieces
 //     (dot_t up to kDotMaxM rows, or the rows engine from 16 rows where the GEMM table has no
@@ -37,9 +37,12 @@ using gemm_cpu::kNR;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Below kGemvMaxM rows, one weight pass per row of x beats a tile pass (measured, int4/int8:
-// M = 2 equal, M = 3 1.2-1.3x faster as a tile).
-constexpr int64_t kGemvMaxM = 3;
+// Rows of x up to which the float path runs the GEMV once per row over L2-resident blocks of
+// weight rows rather than dequantizing slices for a tile (quant_ticks, Zen 5, 2 threads, weights
+// in L3 and from memory, AVX-512 and AVX2 kernels: int4 M = 4-6 1.1-1.6x faster, M = 8 even, M =
+// 16 5-15% slower; int8 M = 4-16 1.0-1.6x faster). When each row of x streamed the whole weight
+// on its own the crossover was at 3 rows.
+inline int64_t gemv_max_rows(const QuantWeight& w) { return w.bits == 8 ? 16 : 6; }
 constexpr int64_t kDotMaxM = 48;    // as in the GEMM driver: dot_t up to here, packed above
 constexpr int64_t kGemvRows = 32;   // weight rows per GEMV task
 constexpr int64_t kTileN = 64;      // weight rows per prefill task (4 packed panels)
@@ -81,28 +84,26 @@ const float* prepare_x(const QuantLinearParams& p, std::vector<float>& buf) {
   return buf.data();
 }
 
+// Every row of x prepared once (prep_x), then tasks of kGemvRows weight rows, each running all
+// rows of x over its rows: the block is read from memory by the first row of x and from L2 by
+// the others (one pass over the whole weight per row of x read it from memory M times).
 void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, const float* xf,
                 float* yf) {
   const QuantWeight& w = p.w;
-  const int64_t K = w.K, N = w.N;
-  std::vector<float> xd;
-  const int use_threads = N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
-  for (int64_t m = 0; m < p.M; ++m) {
-    const float* x = xf + m * K;
-    const float* xdp = nullptr;
-    if (kern.prep_x) {
-      xd.resize(size_t(quant_cpu::prep_x_floats(K)));
-      if (kern.prep_x(w, x, xd.data())) xdp = xd.data();
-    }
-    float* y = yf + m * N;
-    parallel_for(
-        ceil_div(N, kGemvRows),
-        [&](int64_t t, int) {
-          const int64_t n0 = t * kGemvRows, n1 = std::min(N, n0 + kGemvRows);
-          kern.gemv_f32(w, x, xdp, n0, n1, y);
-        },
-        use_threads);
-  }
+  const int64_t K = w.K, N = w.N, M = p.M, xn = quant_cpu::prep_x_floats(K);
+  std::vector<float> xd(kern.prep_x ? size_t(M * xn) : 0);
+  std::vector<const float*> xdp(size_t(M), nullptr);
+  for (int64_t m = 0; m < M && kern.prep_x; ++m)
+    if (kern.prep_x(w, xf + m * K, xd.data() + m * xn)) xdp[size_t(m)] = xd.data() + m * xn;
+  const int use_threads = M * N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
+  parallel_for(
+      ceil_div(N, kGemvRows),
+      [&](int64_t t, int) {
+        const int64_t n0 = t * kGemvRows, n1 = std::min(N, n0 + kGemvRows);
+        for (int64_t m = 0; m < M; ++m)
+          kern.gemv_f32(w, xf + m * K, xdp[size_t(m)], n0, n1, yf + m * N);
+      },
+      use_threads);
 }
 
 // Weight rows [n0, n1) x columns [k0, k1) as float32 rows of k1 - k0 at tmp, in lane order
@@ -312,7 +313,7 @@ Status quant_linear(const QuantLinearParams& p) {
                                     yf, N);
           },
           use_threads);
-    } else if (M < kGemvMaxM) {
+    } else if (M <= gemv_max_rows(w)) {
       gemv_float(p, kern, xf, yf);
     } else {
       TF_RETURN_IF_ERROR(tiled_float(p, kern, gemm_cpu::kernels_for(isa), xf, yf));
