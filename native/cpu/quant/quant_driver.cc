@@ -43,8 +43,17 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // 16 5-15% slower; int8 M = 4-16 1.0-1.6x faster). When each row of x streamed the whole weight
 // on its own the crossover was at 3 rows.
 inline int64_t gemv_max_rows(const QuantWeight& w) { return w.bits == 8 ? 16 : 6; }
+// Weight rows per GEMV task: about 256 KiB of codes (8 to 128 rows, and at least 4 tasks per
+// thread), so the rows of x after the first find the block in L2 (512 KiB on Zen 1) and the
+// kernel's next-row prefetch runs over long calls (it stops at a call's end; from memory 128
+// rows of int4 K = 4096 ran 3-10% faster than 32, quant_ticks, Zen 5).
+inline int64_t gemv_block_rows(const QuantWeight& w, int threads) {
+  const int64_t row_bytes = std::max<int64_t>(1, w.bits == 8 ? w.K : w.K / 2);
+  const int64_t by_bytes = (int64_t(256) << 10) / row_bytes;
+  const int64_t by_tasks = ceil_div(w.N, 4 * int64_t(std::max(1, threads)));
+  return std::min<int64_t>(128, std::max<int64_t>(8, std::min(by_bytes, by_tasks) / 8 * 8));
+}
 constexpr int64_t kDotMaxM = 48;    // as in the GEMM driver: dot_t up to here, packed above
-constexpr int64_t kGemvRows = 32;   // weight rows per GEMV task
 constexpr int64_t kTileN = 64;      // weight rows per prefill task (4 packed panels)
 constexpr int64_t kDotKC = 1024;    // depth of a dequantized slice on the dot_t path
 constexpr int64_t kRowsTask = 48;   // weight rows per task on the rows path (8 strips of 6)
@@ -84,9 +93,9 @@ const float* prepare_x(const QuantLinearParams& p, std::vector<float>& buf) {
   return buf.data();
 }
 
-// Every row of x prepared once (prep_x), then tasks of kGemvRows weight rows, each running all
-// rows of x over its rows: the block is read from memory by the first row of x and from L2 by
-// the others (one pass over the whole weight per row of x read it from memory M times).
+// Every row of x prepared once (prep_x), then tasks of gemv_block_rows weight rows, each running
+// all rows of x over its rows: the block is read from memory by the first row of x and from L2
+// by the others (one pass over the whole weight per row of x read it from memory M times).
 void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, const float* xf,
                 float* yf) {
   const QuantWeight& w = p.w;
@@ -96,10 +105,12 @@ void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, cons
   for (int64_t m = 0; m < M && kern.prep_x; ++m)
     if (kern.prep_x(w, xf + m * K, xd.data() + m * xn)) xdp[size_t(m)] = xd.data() + m * xn;
   const int use_threads = M * N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
+  const int nt = use_threads > 0 ? std::min(use_threads, threads()) : threads();
+  const int64_t rows = gemv_block_rows(w, nt);
   parallel_for(
-      ceil_div(N, kGemvRows),
+      ceil_div(N, rows),
       [&](int64_t t, int) {
-        const int64_t n0 = t * kGemvRows, n1 = std::min(N, n0 + kGemvRows);
+        const int64_t n0 = t * rows, n1 = std::min(N, n0 + rows);
         for (int64_t m = 0; m < M; ++m)
           kern.gemv_f32(w, xf + m * K, xdp[size_t(m)], n0, n1, yf + m * N);
       },
