@@ -43,13 +43,12 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // 16 5-15% slower; int8 M = 4-16 1.0-1.6x faster). When each row of x streamed the whole weight
 // on its own the crossover was at 3 rows.
 inline int64_t gemv_max_rows(const QuantWeight& w) { return w.bits == 8 ? 16 : 6; }
-// Weight rows per GEMV task: about 256 KiB of codes (8 to 128 rows, and at least 4 tasks per
-// thread), so the rows of x after the first find the block in L2 (512 KiB on Zen 1) and the
-// kernel's next-row prefetch runs over long calls (it stops at a call's end; from memory 128
-// rows of int4 K = 4096 ran 3-10% faster than 32, quant_ticks, Zen 5).
+// Weight rows per GEMV task: a block of quant_rows.h's kL2BlockBytes (8 to 128 rows, and at
+// least 4 tasks per thread), so the rows of x after the first find it in L2 and the kernel's
+// next-row prefetch runs over long calls (it stops at a call's end; from memory 128 rows of int4
+// K = 4096 ran 3-10% faster than 32, quant_ticks, Zen 5).
 inline int64_t gemv_block_rows(const QuantWeight& w, int threads) {
-  const int64_t row_bytes = std::max<int64_t>(1, w.bits == 8 ? w.K : w.K / 2);
-  const int64_t by_bytes = (int64_t(256) << 10) / row_bytes;
+  const int64_t by_bytes = quant_cpu::rows_in_l2_block(w);
   const int64_t by_tasks = ceil_div(w.N, 4 * int64_t(std::max(1, threads)));
   return std::min<int64_t>(128, std::max<int64_t>(8, std::min(by_bytes, by_tasks) / 8 * 8));
 }

@@ -13,7 +13,6 @@ namespace {
 // calls stall on memory at every start (moe decode T = 1 from memory: 8.4-10.6 ms with 8 rows,
 // 6.4-7.5 with 48).
 constexpr int64_t kBlock = 48;
-constexpr int64_t kI8BlockBytes = 256 << 10;  // weight bytes per integer tile call: half of L2
 
 // Rows [n0, n1), stored columns [k0, k1) of w as a weight of its own.
 QuantWeight view(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1) {
@@ -72,11 +71,10 @@ void i8_rows_prepare(const QuantWeight& w, const int8_t* xq, int64_t M, int8_t* 
 void i8_rows_gemv(const Kernels& kern, const QuantWeight& w, const int8_t* xq, const int8_t* xl,
                   const int32_t* xsum, const float* sx, int64_t M, int64_t n0, int64_t n1, float* c,
                   int64_t ldc) {
-  // Blocks of at most kI8BlockBytes of weight rows (8..64 rows): a tile runs its rows of x one
+  // Blocks of at most kL2BlockBytes of weight rows (8..64 rows): a tile runs its rows of x one
   // after another over its weight rows, so each block is read from memory once and again from L2
   // for the next rows of x.
-  const int64_t row_bytes = w.bits == 8 ? w.K : w.K / 2;
-  const int64_t rows_fit = kI8BlockBytes / std::max<int64_t>(1, row_bytes);
+  const int64_t rows_fit = rows_in_l2_block(w);
   // (Strips, when the kernels read them, are whole blocks of their own: the range as it is.)
   const bool whole = (kern.tile_i8_whole_range && w.bits == 8) || (kern.reads_strips && w.strips);
   const int64_t block = whole ? std::max<int64_t>(1, n1 - n0)

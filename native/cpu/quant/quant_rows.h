@@ -8,12 +8,21 @@
 // columns. The GEMV then reads x in the ISA's lane order when the run suits it (prep_x),
 // else in stored order through the scalar path.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "quant_kernels.h"
 
 namespace tf {
 namespace quant_cpu {
+
+// Bytes of weight codes that a block of rows run by several rows of x keeps in L2 between them
+// (half of Zen 1's 512 KiB), and how many whole rows of w that is (at least 1).
+constexpr int64_t kL2BlockBytes = 256 << 10;
+inline int64_t rows_in_l2_block(const QuantWeight& w) {
+  const int64_t row_bytes = w.bits == 8 ? w.K : w.K / 2;
+  return std::max<int64_t>(1, kL2BlockBytes / std::max<int64_t>(1, row_bytes));
+}
 
 // One row of x over stored columns [k0, k1): x itself and its lane-ordered copy (null when not
 // used).
