@@ -1,6 +1,7 @@
 /** backend: what this build and machine offer, and the knobs of the native pool. */
 import { describe, fail } from './errors.js';
 import { native } from './native.js';
+import { pooledBytes, releaseMemory as releasePool } from './pool.js';
 
 export interface BackendInfo {
   version: string;
@@ -17,9 +18,10 @@ export interface BackendInfo {
   /**
    * mallocTuned: glibc serves every buffer from its heap and keeps freed ones mapped for reuse,
    * so outputs and packing buffers do not page-fault at every call (set at load on glibc
-   * systems; TENSORFUSE_MALLOC_TUNING=0 keeps glibc's defaults).
+   * systems; TENSORFUSE_MALLOC_TUNING=0 keeps glibc's defaults). pooledBytes: memory of disposed
+   * tensors kept for the next outputs of the same size (TENSORFUSE_POOL_MB, releaseMemory()).
    */
-  memory: { mallocTuned: boolean };
+  memory: { mallocTuned: boolean; pooledBytes: number };
 }
 
 /** The build, the CPU (features, threads, kernel level) and the CUDA devices. */
@@ -29,8 +31,16 @@ export function info(): BackendInfo {
     version: n.version,
     cpu: { features: n.features, threads: n.threads, isa: n.isa, isas: n.isas, model: n.model },
     cuda: { available: false, devices: [] },
-    memory: { mallocTuned: native.mallocTuned === true },
+    memory: { mallocTuned: native.mallocTuned === true, pooledBytes: pooledBytes() },
   };
+}
+
+/**
+ * Gives back the memory that disposed tensors left for reuse (lib/pool.ts: dispose() keeps large
+ * buffers, up to TENSORFUSE_POOL_MB, for the next outputs of the same size); returns its bytes.
+ */
+export function releaseMemory(): number {
+  return releasePool();
 }
 
 /** Threads of the native pool (the caller included); also TENSORFUSE_THREADS at load. */

@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import { TensorfuseError } from './errors.js';
+import { holdBuffers, releaseBuffers } from './pool.js';
 
 /** The functions the addon exports (native/napi/*.cc). Sizes are element counts. */
 export interface NativeBinding {
@@ -270,6 +271,25 @@ function load(): NativeBinding {
     );
   }
   binding.setErrorClass(TensorfuseError);
+  // The buffers an Async op reads or writes stay out of the pool of disposed buffers until it
+  // settles (lib/pool.ts): a tensor disposed meanwhile (which the API forbids) must not lend its
+  // memory to another output while the op still uses it.
+  const methods = binding as unknown as Record<string, unknown>;
+  for (const key of Object.keys(methods)) {
+    const f = methods[key];
+    if (typeof f !== 'function' || !key.endsWith('Async')) continue;
+    methods[key] = (...args: unknown[]): Promise<void> => {
+      const held = holdBuffers(args);
+      let done: Promise<void>;
+      try {
+        done = (f as (...a: unknown[]) => Promise<void>).apply(binding, args);
+      } catch (e) {
+        releaseBuffers(held);
+        throw e;
+      }
+      return done.finally(() => releaseBuffers(held));
+    };
+  }
   return binding;
 }
 

@@ -18,6 +18,7 @@ import {
 } from './dtype.js';
 import { TensorfuseError, describe, fail } from './errors.js';
 import { native } from './native.js';
+import { POOL_MIN_BYTES, claim, isOwned, markOwned, recycle, takeBuffer } from './pool.js';
 import { checkBytes, checkShape, fmtShape, numel } from './shape.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -121,6 +122,7 @@ export class Tensor {
     if (isDType(target)) {
       const out = allocate(target, this.size, 'to');
       native.convert(src, DTYPE_CODE[this.dtype], out, DTYPE_CODE[target], this.size);
+      claim(out);
       return new Tensor({ data: out }, target, this.shape, this.device);
     }
     const device = checkDevice(target, "to: argument 'target'");
@@ -132,9 +134,16 @@ export class Tensor {
     );
   }
 
-  /** Drops the storage now (for every view sharing it); any later use throws ERR_DISPOSED. */
+  /**
+   * Drops the storage now (for every view sharing it); any later use throws ERR_DISPOSED. A large
+   * buffer that an op or zeros / randn allocated for this tensor alone is detached (views of it
+   * from data() then read as empty) and its memory kept for the next output (lib/pool.ts).
+   */
   dispose(): void {
-    this.#cell.data = null;
+    const cell = this.#cell;
+    const data = cell.data;
+    cell.data = null;
+    if (data && !cell.parent && isOwned(data)) recycle(data);
   }
 
   [Symbol.dispose](): void {
@@ -201,15 +210,18 @@ export function checkDevice(v: unknown, where: string): Device {
 export function allocate(dtype: DType, n: number, op: string): Storage {
   checkBytes(n, DTYPE_BYTES[dtype], op);
   let out: Storage;
+  // a disposed tensor's buffer of this size, its pages already mapped (lib/pool.ts)
+  const reused = n * DTYPE_BYTES[dtype] >= POOL_MIN_BYTES ? takeBuffer(n * DTYPE_BYTES[dtype]) : null;
   try {
-    out = new STORAGE[dtype](n);
+    out = reused ? new STORAGE[dtype](reused, 0, n) : new STORAGE[dtype](n);
   } catch (e) {
     return fail('ERR_OOM', op, `cannot allocate ${n} ${dtype} elements: ${(e as Error).message}`);
   }
   // A large buffer comes fresh from the OS: its pages are mapped in by one call instead of one
   // fault each when the kernel first writes them (on a paravirtualised host a 32 MiB attention
   // output cost ~130 ms in faults, ~30 ms this way; bench/NOTES.md, "Zen 5").
-  if (out.byteLength >= PREFAULT_BYTES) native.prefault(out);
+  if (!reused && out.byteLength >= PREFAULT_BYTES) native.prefault(out);
+  markOwned(out);
   return out;
 }
 
@@ -228,6 +240,7 @@ export function allocateFloat64(n: number, op: string): Float64Array {
 
 /** @internal Wraps a storage (no copy, no checks). */
 export function wrap(data: Storage, dtype: DType, shape: readonly number[]): Tensor {
+  claim(data);
   return new Tensor({ data }, dtype, shape, 'cpu');
 }
 
@@ -236,6 +249,7 @@ export function wrap(data: Storage, dtype: DType, shape: readonly number[]): Ten
  * `parent` (disposing the view alone leaves the parent alive). No parent: the same as wrap().
  */
 export function wrapView(data: Storage, dtype: DType, shape: readonly number[], parent?: Tensor): Tensor {
+  claim(data);
   return new Tensor(parent ? { data, parent: Tensor.cellOf(parent) } : { data }, dtype, shape, 'cpu');
 }
 

@@ -2,7 +2,18 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Tensor, TensorfuseError, backend, linear, matmul, randn, tensor, zeros, type DType } from 'tensorfuse';
+import {
+  Tensor,
+  TensorfuseError,
+  backend,
+  linear,
+  matmul,
+  matmulAsync,
+  randn,
+  tensor,
+  zeros,
+  type DType,
+} from 'tensorfuse';
 import { bfloat16BitsRef, bfloat16ValueRef, float16BitsRef, float16ValueRef } from 'tensorfuse/reference';
 import { expectError, forEachIsa, withSeed } from './helpers';
 
@@ -404,6 +415,90 @@ describe('backend', () => {
       expect(c.every((v) => Number.isFinite(v))).toBe(true);
       c.fill(-1);
     }
+  });
+
+  it('dispose keeps large buffers for the next outputs: detached, zeroed on reuse, never shared', () => {
+    backend.releaseMemory();
+    const n = 1 << 21; // 8 MiB of float32: past the pool's 4 MiB threshold
+    const a = randn([512, 64], { seed: 7 }),
+      b = randn([64, n / 512], { seed: 8 });
+    const first = matmul(a, b);
+    const view = first.data() as Float32Array;
+    expect(view.length).toBe(n);
+    view.fill(NaN); // garbage that a reuse must not show
+    const reshaped = first.reshape([n]);
+    reshaped.dispose(); // through a view: the same storage
+    expect(first.disposed).toBe(true);
+    expect(view.length).toBe(0); // detached: the old view reads nothing, writes nowhere
+    expect(backend.info().memory.pooledBytes).toBe(4 * n);
+    // the next output of that size takes the buffer, zeroed where the op does not write
+    const z = zeros([n]);
+    expect(backend.info().memory.pooledBytes).toBe(0);
+    expect((z.data() as Float32Array).every((v) => v === 0)).toBe(true);
+    z.dispose();
+    const again = matmul(a, b);
+    const ref = matmul(a, b);
+    const av = again.data() as Float32Array;
+    const rv = ref.data() as Float32Array;
+    for (let i = 0; i < n; i += 4099) expect(av[i]).toBe(rv[i]);
+    // a second tensor over the same storage (tensor(data())): disposing either leaves the other
+    const alias = tensor(av, [n]);
+    alias.dispose();
+    expect(av.length).toBe(n);
+    expect(again.disposed).toBe(false);
+    again.dispose();
+    expect(av.length).toBe(n); // no longer the pool's to take
+    expect(backend.info().memory.pooledBytes).toBe(0);
+    // a user's own array is never taken
+    const own = new Float32Array(n);
+    tensor(own, [n]).dispose();
+    expect(own.length).toBe(n);
+    // small buffers stay with the GC
+    const small = randn([16], { seed: 9 });
+    const sv = small.data();
+    small.dispose();
+    expect(sv.length).toBe(16);
+    ref.dispose();
+    expect(backend.releaseMemory()).toBe(4 * n);
+    expect(backend.info().memory.pooledBytes).toBe(0);
+  });
+
+  it('a buffer disposed while an Async op uses it is not lent to another output', async () => {
+    backend.releaseMemory();
+    const a = randn([1024, 1024], { seed: 11 }); // 4 MiB: pooled size
+    const b = randn([1024, 1024], { seed: 12 });
+    const want = matmul(a, b).data() as Float32Array;
+    const pending = matmulAsync(a, b);
+    a.dispose(); // the API forbids this; the op must still read a's values
+    for (let i = 0; i < 3; i++) zeros([1 << 20]).dispose(); // would take a's memory and zero it
+    const got = (await pending).data() as Float32Array;
+    for (let i = 0; i < want.length; i += 997) expect(got[i]).toBe(want[i]);
+    expect(a.disposed).toBe(true);
+    backend.releaseMemory();
+  });
+
+  it('TENSORFUSE_POOL_MB bounds the pool (0: off)', () => {
+    const pkg = JSON.stringify(path.resolve('dist/cjs/index.js'));
+    const child = `const tf = require(${pkg});
+      const sizes = [];
+      for (let i = 0; i < 3; i++) { tf.zeros([1 << 21]).dispose(); sizes.push(tf.backend.info().memory.pooledBytes); }
+      const ts = [0, 1, 2].map(() => tf.zeros([1 << 21]));
+      for (const t of ts) t.dispose();
+      sizes.push(tf.backend.info().memory.pooledBytes);
+      console.log(sizes.join(' '));`;
+    const run = (mb: string) =>
+      spawnSync(process.execPath, ['-e', child], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: { ...process.env, TENSORFUSE_POOL_MB: mb },
+      });
+    const off = run('0');
+    expect(off.status).toBe(0);
+    expect(off.stdout.trim()).toBe('0 0 0 0');
+    const small = run('20'); // two 8 MiB buffers fit, the third drops the oldest
+    expect(small.status).toBe(0);
+    const mb8 = 8 << 20;
+    expect(small.stdout.trim()).toBe(`${mb8} ${mb8} ${mb8} ${2 * mb8}`);
   });
 
   it('setIsa rejects unknown levels', () => {

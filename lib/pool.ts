@@ -1,0 +1,117 @@
+/**
+ * Recycled CPU storage. A large op output is a fresh ArrayBuffer, and the OS maps its pages in
+ * when they are first written: on a paravirtualised host about 25 ms for a 32 MiB attention
+ * output, a tenth of the call (bench/NOTES.md, "Zen 5, session 16"). dispose() of a tensor whose
+ * buffer allocate() made detaches that buffer (so every view of it, data() included, reads as
+ * empty: nothing can read or write the memory through the old tensor again) and keeps the memory
+ * here for the next allocation of the same byte length, already mapped: PyTorch's caching
+ * allocator, on the CPU. Tensors that are never disposed are left to the GC as before.
+ *
+ * Bounded: at most TENSORFUSE_POOL_MB MiB (default 256; 0 turns the pool off) in all, the oldest
+ * buffers dropped first; backend.releaseMemory() empties it.
+ */
+
+/** Buffers from this size on are recycled (below it, malloc reuses mapped memory well enough). */
+export const POOL_MIN_BYTES = 1 << 22;
+
+const limitBytes = (() => {
+  const v = process.env.TENSORFUSE_POOL_MB;
+  const mb = v === undefined || v === '' ? 256 : Number(v);
+  return Number.isFinite(mb) && mb >= 0 ? Math.floor(mb * 1024 * 1024) : 256 * 1024 * 1024;
+})();
+
+/** Free buffers, oldest first. */
+const free: ArrayBuffer[] = [];
+let freeBytes = 0;
+
+/**
+ * Typed arrays made by allocate() over a whole buffer of their own: false until a tensor wraps
+ * one, true once one does. A second wrap (the user wrapped data() again, or an op reused the
+ * storage) drops the entry: disposing either tensor must not take the memory from the other.
+ */
+const owned = new WeakMap<object, boolean>();
+
+/** A recycled buffer of exactly `bytes` bytes, zero-filled, or null when none is free. */
+export function takeBuffer(bytes: number): ArrayBuffer | null {
+  for (let i = free.length - 1; i >= 0; i--) {
+    if (free[i]!.byteLength !== bytes) continue;
+    const buf = free.splice(i, 1)[0]!;
+    freeBytes -= bytes;
+    new Uint8Array(buf).fill(0);
+    return buf;
+  }
+  return null;
+}
+
+/** Marks `storage` (a typed array over the whole of a buffer allocate() made) as recyclable. */
+export function markOwned(storage: ArrayBufferView): void {
+  if (storage.byteLength >= POOL_MIN_BYTES && limitBytes > 0) owned.set(storage, false);
+}
+
+/** Records that a tensor wraps `storage` (every Tensor constructor path for CPU storage calls it). */
+export function claim(storage: object): void {
+  const wrapped = owned.get(storage);
+  if (wrapped === false) owned.set(storage, true);
+  else if (wrapped === true) owned.delete(storage);
+}
+
+/** True when dispose() may recycle `storage`: made by allocate() and wrapped by one tensor. */
+export function isOwned(storage: object): boolean {
+  return owned.get(storage) === true;
+}
+
+/** Buffers that Async ops in flight read or write: how many such ops hold each. */
+const busy = new WeakMap<ArrayBufferLike, number>();
+
+/** Marks the buffers of the typed arrays among `args` as in use by an Async op; returns them. */
+export function holdBuffers(args: readonly unknown[]): ArrayBufferLike[] {
+  const held: ArrayBufferLike[] = [];
+  for (const a of args) {
+    if (!ArrayBuffer.isView(a) || a.buffer.byteLength < POOL_MIN_BYTES) continue;
+    busy.set(a.buffer, (busy.get(a.buffer) ?? 0) + 1);
+    held.push(a.buffer);
+  }
+  return held;
+}
+
+/** The op that holdBuffers() marked them for has settled. */
+export function releaseBuffers(held: readonly ArrayBufferLike[]): void {
+  for (const b of held) {
+    const n = (busy.get(b) ?? 1) - 1;
+    if (n > 0) busy.set(b, n);
+    else busy.delete(b);
+  }
+}
+
+/**
+ * Detaches the buffer of `storage` (an owned typed array) and keeps its memory for reuse. A
+ * buffer that an Async op still uses (the tensor was disposed while the op ran, which the API
+ * forbids) or that cannot be transferred is left to the GC as it is.
+ */
+export function recycle(storage: ArrayBufferView): void {
+  owned.delete(storage);
+  if (busy.has(storage.buffer)) return;
+  let buf: ArrayBuffer;
+  try {
+    buf = structuredClone(storage.buffer, { transfer: [storage.buffer as ArrayBuffer] }) as ArrayBuffer;
+  } catch {
+    return;
+  }
+  if (buf.byteLength > limitBytes) return;
+  free.push(buf);
+  freeBytes += buf.byteLength;
+  while (freeBytes > limitBytes) freeBytes -= free.shift()!.byteLength;
+}
+
+/** Drops every free buffer (the GC then gives the memory back); returns the bytes dropped. */
+export function releaseMemory(): number {
+  const n = freeBytes;
+  free.length = 0;
+  freeBytes = 0;
+  return n;
+}
+
+/** Bytes kept for reuse now. */
+export function pooledBytes(): number {
+  return freeBytes;
+}
