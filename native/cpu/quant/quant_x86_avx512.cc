@@ -733,13 +733,14 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
   __m512 tot[R];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) tot[r] = _mm512_setzero_ps();
-  // groups of 128 or more: the zero points of 16 groups at a time as floats (8 when symmetric),
-  // so a group takes two broadcasts a row (where a byte load, a conversion and a test per group
-  // were a fifth of the loop's operations at groups of 128)
+  // the zero points of 16 groups at a time as floats (8 when symmetric), so a group of 128 or
+  // more takes two broadcasts a row (where a byte load, a conversion and a test per group were a
+  // fifth of the loop's operations at groups of 128), and a load of groups of 32 / 64 one
+  // permute of them as of its scales
   alignas(64) float zf[R][16];
   for (int64_t l0 = 0; l0 < loads; l0 += step) {
-    const int64_t g = l0 / step;
-    if (gs > 64 && g % 16 == 0) {
+    const int64_t g = gs == 32 ? 4 * l0 : gs == 64 ? 2 * l0 : l0 / step;  // first group
+    if (g % 16 == 0) {
       const __mmask16 zm = __mmask16(w.groups() - g >= 16 ? 0xffff : (1u << (w.groups() - g)) - 1);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r)
@@ -753,13 +754,10 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
     for (int r = 0; r < R; ++r) {
       if (gs == 32 || gs == 64) {
         const __m512i idx = gs == 32 ? quads : halves;
-        const int64_t g = gs == 32 ? 4 * l0 : 2 * l0;
-        const __mmask16 mask = __mmask16((1u << (gs == 32 ? 4 : 2)) - 1);
-        sv[r] = _mm512_permutexvar_ps(
-            idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(__mmask8(mask), s[r] + g)));
-        zv[r] = z[r] ? _mm512_permutexvar_ps(idx, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
-                                                      _mm_maskz_loadu_epi8(mask, z[r] + g))))
-                     : _mm512_set1_ps(8.0f);
+        const __mmask8 mask = __mmask8((1u << (gs == 32 ? 4 : 2)) - 1);
+        sv[r] = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(mask, s[r] + g)));
+        zv[r] = _mm512_permutexvar_ps(
+            idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(mask, zf[r] + g % 16)));
       } else {
         sv[r] = _mm512_set1_ps(s[r][g]);
         zv[r] = _mm512_set1_ps(zf[r][g % 16]);
