@@ -755,7 +755,8 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
       if (gs == 32 || gs == 64) {
         const __m512i idx = gs == 32 ? quads : halves;
         const __mmask8 mask = __mmask8((1u << (gs == 32 ? 4 : 2)) - 1);
-        sv[r] = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(mask, s[r] + g)));
+        sv[r] = _mm512_permutexvar_ps(
+            idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(mask, s[r] + g)));
         zv[r] = _mm512_permutexvar_ps(
             idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(mask, zf[r] + g % 16)));
       } else {
