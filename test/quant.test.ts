@@ -246,7 +246,11 @@ describe('linear with a QTensor', () => {
 
   it('keeps float32 accuracy when x has a nonzero mean over a long K (zero points not folded out)', () => {
     // Post-activation inputs are mostly positive: folding the zero point out as z * sum(x)
-    // cancelled to ~1e-5 relative error at K = 4096-16384; subtracted per weight it stays ~1e-7.
+    // cancelled to ~1e-5 relative error at K = 4096-16384; subtracted per weight it stays ~1e-7,
+    // per lane of 4-8 weights (the AVX2 / AVX-512 GEMVs) below 1e-6 for int4. int8 on AVX-512
+    // reads offset binary (q + 128, then 128 times each lane's x sum off), whose larger partial
+    // sums reached 2.0e-6 over 60 seeds (and 2.07e-6 with TEST_SEED=2082799659): its bound is
+    // 4e-6, still well under what a folded zero point gives.
     withSeed('nonzero-mean x', () => {
       const K = 8192;
       for (const [bits, groupSize, symmetric] of [
@@ -264,7 +268,9 @@ describe('linear with a QTensor', () => {
           const ref = quantLinearRef(toF64(x), q);
           forEachIsa((isa) => {
             const got = linear(x, q).data() as Float32Array;
-            expect(relativeError(got, ref.data), `${isa} int${bits} g${groupSize} M=${M}`).toBeLessThan(2e-6);
+            expect(relativeError(got, ref.data), `${isa} int${bits} g${groupSize} M=${M}`).toBeLessThan(
+              bits === 8 ? 4e-6 : 2e-6,
+            );
           });
         }
       }
