@@ -11,8 +11,11 @@
  * buffers dropped first; backend.releaseMemory() empties it.
  */
 
-/** Buffers from this size on are recycled (below it, malloc reuses mapped memory well enough). */
-export const POOL_MIN_BYTES = 1 << 22;
+/**
+ * Buffers from this size on are large: allocate() prefaults them and dispose() recycles them
+ * (below it, malloc reuses mapped memory well enough).
+ */
+export const LARGE_BUFFER_BYTES = 1 << 22;
 
 const limitBytes = (() => {
   const v = process.env.TENSORFUSE_POOL_MB;
@@ -45,7 +48,7 @@ export function takeBuffer(bytes: number): ArrayBuffer | null {
 
 /** Marks `storage` (a typed array over the whole of a buffer allocate() made) as recyclable. */
 export function markOwned(storage: ArrayBufferView): void {
-  if (storage.byteLength >= POOL_MIN_BYTES && limitBytes > 0) owned.set(storage, false);
+  if (storage.byteLength >= LARGE_BUFFER_BYTES && limitBytes > 0) owned.set(storage, false);
 }
 
 /** Records that a tensor wraps `storage` (every Tensor constructor path for CPU storage calls it). */
@@ -67,7 +70,7 @@ const busy = new WeakMap<ArrayBufferLike, number>();
 export function holdBuffers(args: readonly unknown[]): ArrayBufferLike[] {
   const held: ArrayBufferLike[] = [];
   for (const a of args) {
-    if (!ArrayBuffer.isView(a) || a.buffer.byteLength < POOL_MIN_BYTES) continue;
+    if (!ArrayBuffer.isView(a) || a.buffer.byteLength < LARGE_BUFFER_BYTES) continue;
     busy.set(a.buffer, (busy.get(a.buffer) ?? 0) + 1);
     held.push(a.buffer);
   }

@@ -18,7 +18,7 @@ import {
 } from './dtype.js';
 import { TensorfuseError, describe, fail } from './errors.js';
 import { native } from './native.js';
-import { POOL_MIN_BYTES, claim, isOwned, markOwned, recycle, takeBuffer } from './pool.js';
+import { LARGE_BUFFER_BYTES, claim, isOwned, markOwned, recycle, takeBuffer } from './pool.js';
 import { checkBytes, checkShape, fmtShape, numel } from './shape.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -211,7 +211,8 @@ export function allocate(dtype: DType, n: number, op: string): Storage {
   checkBytes(n, DTYPE_BYTES[dtype], op);
   let out: Storage;
   // a disposed tensor's buffer of this size, its pages already mapped (lib/pool.ts)
-  const reused = n * DTYPE_BYTES[dtype] >= POOL_MIN_BYTES ? takeBuffer(n * DTYPE_BYTES[dtype]) : null;
+  const bytes = n * DTYPE_BYTES[dtype];
+  const reused = bytes >= LARGE_BUFFER_BYTES ? takeBuffer(bytes) : null;
   try {
     out = reused ? new STORAGE[dtype](reused, 0, n) : new STORAGE[dtype](n);
   } catch (e) {
@@ -220,13 +221,10 @@ export function allocate(dtype: DType, n: number, op: string): Storage {
   // A large buffer comes fresh from the OS: its pages are mapped in by one call instead of one
   // fault each when the kernel first writes them (on a paravirtualised host a 32 MiB attention
   // output cost ~130 ms in faults, ~30 ms this way; bench/NOTES.md, "Zen 5").
-  if (!reused && out.byteLength >= PREFAULT_BYTES) native.prefault(out);
+  if (!reused && bytes >= LARGE_BUFFER_BYTES) native.prefault(out);
   markOwned(out);
   return out;
 }
-
-/** Buffers from this size on are prefaulted by allocate (below it, malloc reuses mapped memory). */
-const PREFAULT_BYTES = 1 << 22;
 
 /** A fresh zero-filled Float64Array of n elements (scratch for reductions), or ERR_OOM naming op. */
 export function allocateFloat64(n: number, op: string): Float64Array {
