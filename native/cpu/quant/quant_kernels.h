@@ -13,9 +13,10 @@ namespace quant_cpu {
 
 // Floats prep_x may write after the K of x (the ISA's own constants for its GEMV).
 constexpr int64_t kPrepXTail = 8;
-// Floats of prep_x's output for K columns: x reordered, the tail, then up to K / 4 more (sums of
-// x over each lane of 4 or 8 weights, for an ISA that takes the zero point off per lane).
-constexpr int64_t prep_x_floats(int64_t K) { return K + kPrepXTail + K / 4; }
+// Floats of prep_x's output for K columns: x reordered, the tail, then up to K / 2 more (sums of
+// x over each lane of 4 or 8 weights, for an ISA that takes the zero point off per lane, or the
+// per-group start values of an integer GEMV on digits of x).
+constexpr int64_t prep_x_floats(int64_t K) { return K + kPrepXTail + K / 2; }
 
 struct Kernels {
   Isa isa;

@@ -1,6 +1,7 @@
-// AVX-512 VNNI kernels for the integer paths of the quantized linear layer (W8A8 and W4A8), and
-// the float prefill's int4 dequantization in lane order. Layouts: tensorfuse/quant.h; contracts:
-// quant_kernels.h. The float-activation GEMV, the activation quantizer and the in-order
+// AVX-512 VNNI kernels for the integer paths of the quantized linear layer (W8A8 and W4A8), the
+// float-activation GEMV (16-lane forms of the AVX2 table's; int8 also on three int8 digits of x
+// through vpdpbusd) and the float prefill's int4 dequantization in lane order. Layouts:
+// tensorfuse/quant.h; contracts: quant_kernels.h. The activation quantizer and the in-order
 // dequantization are the AVX2 table's (quant_x86_avx2.cc).
 //
 // vpdpbusd multiplies unsigned bytes by signed bytes and adds each group of four products into an
@@ -637,23 +638,139 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
 // Otherwise the AVX2 prep_x, with xd[K + 1] = 0.
 constexpr float kWideLanes = 1.0f;
 
+// ---- float activations, int8 GEMV on VNNI: x as three int8 digits -----------------------------
+//
+// With int8 codes the float GEMV spends ~12 vector operations per 64 weights (offset, shift, four
+// masks, four FMAs, the offset off); vpdpbusd takes 64 products in one. So x is written as
+//   x[k] = sx (d0[k] + d1[k] / 254 + d2[k] / 254^2),  sx = max|x| / 127, each digit in [-127, 127]
+// (d0 = round(x / sx), then each residual, within half a unit, times 254 and rounded), which holds
+// x to within sx / (2 254^2) = 6.1e-8 max|x| per element, float32's own rounding of an element
+// near the row's largest. Each digit row meets the codes in exact int32 dot products (the codes +
+// 128 as the unsigned side; the excess, 128 times the digits' sum in each dword lane over a group,
+// is the lane's start value, so every lane ends at its exact sum of code x digit), and per group
+// and lane float(a0) + (float(a1) / 254 + float(a2) / 254^2) joins the row's total with the
+// group's scale. About 5 operations per 64 weights a row (load with the offset, three vpdpbusd,
+// the digit loads shared by four rows) where the float path takes 12.
+//
+// Layout in xd (prep_x_floats(K) floats): bytes [192 b, 192 b + 192) for the 64-block b: its d0,
+// d1 and d2 (64 each, stored order); xd[K] = sx, xd[K + 1] = kDigitLanes; from xd + K +
+// kPrepXTail the start values, int32 [G][3][16] (lane i of digit d in group g: -128 times the sum
+// of that digit over the bytes 4i..4i+3 of every 64-block of the group).
+constexpr float kDigitLanes = 2.0f;
+constexpr double kDigitBase = 254.0;
+// Rows of x whose largest element stands far above the rest (an outlier channel) lose relative
+// accuracy on both AVX-512 paths in the outputs the outlier does not reach (a weight column near
+// zero there): the digits hold x only to within 6.1e-8 of max|x|, and the 16-lane float GEMV's
+// lane sums carry the zero point (or int8's 128) times the outlier. Unless at least a quarter of
+// the row lies within a factor kMaxPeakRatio of max|x|, prep_x leaves the row to the AVX2 order.
+// With that quarter, rms(x) >= max|x| / (2 kMaxPeakRatio), so the digits' error stays under
+// 6.1e-8 * 32 / sqrt(3) = 1.1e-6 of rms(x) per element, about the float path's own error (7.6e-7
+// relative at K = 4096); Gaussian rows (max|x| ~ 4 sigma, 80% above max / 16) measure 1.6e-7.
+// (rms alone does not tell: one outlier is at most sqrt(K) rms.)
+constexpr int kMaxPeakRatio = 16;
+
+// int8 codes whose rows this path takes: K in whole 64-blocks, one scale per row or groups of 128
+// or more in whole blocks (the start values of G groups fit the K / 2 floats after the tail), and
+// lanes that stay within int32 (a lane adds group / 16 products of at most 255 x 127).
+inline bool digits_fit(const QuantWeight& w) {
+  const int64_t gs = w.group();
+  return w.bits == 8 && w.K % 64 == 0 && w.K >= 128 && gs % 64 == 0 && gs >= 128 &&
+         gs <= (int64_t(1) << 20);
+}
+
+// What prep_x reads of a row of x first: its largest magnitude, whether it is finite, and whether
+// at least a quarter of it lies within a factor kMaxPeakRatio of that largest (no lone outlier).
+struct RowStats {
+  float big = 0.0f;
+  bool finite = true, bulk = false;
+};
+TF_AVX512 RowStats row_stats(const float* x, int64_t K) {
+  // the largest magnitude, and x * 0 summed: NaN when any element is an infinity or a NaN
+  __m512 big16 = _mm512_setzero_ps(), bad = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = __mmask16(K - k >= 16 ? 0xffff : (1u << (K - k)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + k);
+    big16 = _mm512_max_ps(big16, _mm512_abs_ps(v));
+    bad = _mm512_add_ps(bad, _mm512_mul_ps(v, _mm512_setzero_ps()));
+  }
+  RowStats st;
+  st.big = _mm512_reduce_max_ps(big16);
+  st.finite = !std::isnan(_mm512_reduce_add_ps(bad));
+  if (!st.finite || st.big == 0.0f) return st;
+  const __m512 floor = _mm512_set1_ps(st.big / float(kMaxPeakRatio));
+  int64_t bulk = 0;
+  for (int64_t k = 0; k < K; k += 16) {
+    const __mmask16 m = __mmask16(K - k >= 16 ? 0xffff : (1u << (K - k)) - 1);
+    bulk += __builtin_popcount(
+        _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_maskz_loadu_ps(m, x + k)), floor, _CMP_GE_OQ));
+  }
+  st.bulk = 4 * bulk >= K;
+  return st;
+}
+
+// x (float32 [K], finite, max|x| = big in [2^-100, 2^100]) as digits.
+TF_AVX512 void prep_i8_digits(const QuantWeight& w, const float* x, float big, float* xd) {
+  const int64_t K = w.K, gs = w.group(), G = w.groups();
+  // digits in double (each step exact but for its one rounding to an integer: nearest even, as
+  // std::nearbyint), and per group the dword lane sums of each digit (vpdpbusd with ones)
+  int8_t* dg = reinterpret_cast<int8_t*>(xd);
+  int32_t* start = reinterpret_cast<int32_t*>(xd + K + kPrepXTail);
+  const __m512d inv = _mm512_set1_pd(127.0 / double(big)), base = _mm512_set1_pd(kDigitBase);
+  const __m512i ones = _mm512_set1_epi8(1);
+  constexpr int kNear = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  for (int64_t g = 0; g < G; ++g) {
+    __m512i sum[3] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    for (int64_t b = g * gs; b < (g + 1) * gs; b += 64) {
+      int8_t* o = dg + 3 * b;
+      for (int i = 0; i < 64; i += 8) {
+        const __m512d v = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + b + i)), inv);
+        const __m512d d0 = _mm512_roundscale_pd(v, kNear);
+        const __m512d r = _mm512_mul_pd(_mm512_sub_pd(v, d0), base);
+        const __m512d d1 = _mm512_roundscale_pd(r, kNear);
+        const __m512d d2 = _mm512_roundscale_pd(_mm512_mul_pd(_mm512_sub_pd(r, d1), base), kNear);
+        const __m512d d[3] = {d0, d1, d2};
+        for (int j = 0; j < 3; ++j)
+          _mm_storel_epi64(reinterpret_cast<__m128i*>(o + 64 * j + i),
+                           _mm256_cvtepi32_epi8(_mm512_cvtpd_epi32(d[j])));
+      }
+      for (int j = 0; j < 3; ++j) sum[j] = dpbusd(sum[j], ones, _mm512_loadu_si512(o + 64 * j));
+    }
+    for (int j = 0; j < 3; ++j)
+      _mm512_storeu_si512(start + (g * 3 + j) * 16,
+                          _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum[j], 7)));
+  }
+  xd[K] = float(double(big) / 127.0);
+  xd[K + 1] = kDigitLanes;
+}
+
 TF_AVX512 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   const int64_t gs = w.group(), K = w.K;
   const bool i4 = w.bits == 4;
   const int64_t L = i4 ? 128 : 64, P = i4 ? 8 : 4;
   const bool fits = i4 ? K % 128 == 0 && (gs == 32 || gs == 64 || gs % 128 == 0)
                        : K % 64 == 0 && (gs == 32 || gs % 64 == 0);
-  if (!fits) {
+  auto avx2_order = [&] {
     const bool ok = kernels_avx2()->prep_x(w, x, xd);
     if (ok) xd[K + 1] = 0.0f;
     return ok;
-  }
-  float big = 0.0f;
-  for (int64_t k = 0; k < K; ++k) big = std::max(big, std::fabs(x[k]));
-  if (!std::isfinite(big)) return false;
+  };
+  if (!fits) return avx2_order();
+  const RowStats st = row_stats(x, K);
+  if (!st.finite) return false;
+  const float big = st.big;
   int e = 0;
   if (big > 0.0f) std::frexp(big, &e);
   if (e < -100 || e > 100) return false;
+  // A row with a lone outlier takes the AVX2 order (the zero point off per weight): neither the
+  // digits nor these lanes, whose sums would carry z (int4) or 128 (int8 offset binary) times the
+  // outlier against the much smaller products of the outputs it does not reach (a weight column
+  // near zero there; K = 512, one element 1e4: 8.5e-5 relative error for int8, 6.1e-5 for int4
+  // groups of 128, where the AVX2 order gives 8.6e-8 and 4.5e-8).
+  if (big > 0.0f && !st.bulk) return avx2_order();
+  if (!i4 && big > 0.0f && digits_fit(w)) {
+    prep_i8_digits(w, x, big, xd);
+    return true;
+  }
   const int S = e + 24;
   double sc[8];
   for (int j = 0; j < P; ++j)
@@ -873,8 +990,70 @@ TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, fl
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(tot[r]) * xd[w.K];
 }
 
+// R rows (1, 2 or 4: they share every load of the digits) from row n on the digits of x (layout
+// and arithmetic: prep_i8_digits above).
+template <int R>
+TF_AVX512 void rows_i8_digits(const QuantWeight& w, int64_t n, const float* xd, float* y) {
+  const int64_t gs = w.group(), per = gs / 64, loads = w.K / 64, ldq = w.q_stride();
+  const int64_t lds = w.s_stride();
+  const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * ldq;
+  const int8_t* dg = reinterpret_cast<const int8_t*>(xd);
+  const int32_t* start = reinterpret_cast<const int32_t*>(xd + w.K + kPrepXTail);
+  const float* s[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) s[r] = w.scales + (n + r) * lds;
+  const uint8_t* next = n + R < w.N ? q + R * ldq : nullptr;
+  const bool next_pair = n + 2 * R <= w.N;
+  const __m512i flip = _mm512_set1_epi8(char(0x80));
+  const __m512 r1 = _mm512_set1_ps(float(1.0 / kDigitBase));
+  const __m512 r2 = _mm512_set1_ps(float(1.0 / (kDigitBase * kDigitBase)));
+  __m512 tot[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) tot[r] = _mm512_setzero_ps();
+  for (int64_t g = 0, l0 = 0; l0 < loads; ++g, l0 += per) {
+    __m512i a[R][3];
+#pragma GCC unroll 3
+    for (int d = 0; d < 3; ++d) {
+      const __m512i c = _mm512_loadu_si512(start + (g * 3 + d) * 16);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) a[r][d] = c;
+    }
+    for (int64_t l = l0; l < l0 + per; ++l) {
+      prefetch_next_rows(next, ldq, next_pair ? R : 1, l);
+      __m512i x0 = _mm512_loadu_si512(dg + 192 * l), x1 = _mm512_loadu_si512(dg + 192 * l + 64),
+              x2 = _mm512_loadu_si512(dg + 192 * l + 128);
+      keep_in_register(x0);
+      keep_in_register(x1);
+      keep_in_register(x2);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m512i v = _mm512_xor_si512(_mm512_loadu_si512(q + r * ldq + l * 64), flip);
+        a[r][0] = dpbusd(a[r][0], v, x0);
+        a[r][1] = dpbusd(a[r][1], v, x1);
+        a[r][2] = dpbusd(a[r][2], v, x2);
+      }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r][2]), r2,
+                                       _mm512_mul_ps(_mm512_cvtepi32_ps(a[r][1]), r1));
+      tot[r] = _mm512_fmadd_ps(_mm512_set1_ps(s[r][g]),
+                               _mm512_add_ps(_mm512_cvtepi32_ps(a[r][0]), t), tot[r]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(tot[r]) * xd[w.K];
+}
+
 TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, int64_t n0,
                         int64_t n1, float* y) {
+  if (xd && w.bits == 8 && xd[w.K + 1] == kDigitLanes) {
+    int64_t n = n0;
+    for (; n + 4 <= n1; n += 4) rows_i8_digits<4>(w, n, xd, y);
+    for (; n + 2 <= n1; n += 2) rows_i8_digits<2>(w, n, xd, y);
+    if (n < n1) rows_i8_digits<1>(w, n, xd, y);
+    return;
+  }
   // DAZ set: subnormal weights read as zero, so the stored-order path (as the AVX2 table)
   if (!xd || xd[w.K + 1] != kWideLanes || (_mm_getcsr() & 0x40))
     return kernels_avx2()->gemv_f32(w, x, xd, n0, n1, y);
