@@ -313,24 +313,27 @@ describe('linear with a QTensor', () => {
         const x = tensor(xd, [rows, K]);
         const ref = quantLinearRef(toF64(x), q).data;
         forEachIsa((isa) => {
-          // two calls of at most 6 rows: the GEMV for int4 and int8 alike (int4 prefill tiles
-          // dequantize z s - z s to a rounding of z s, not 0, which the outlier then multiplies)
-          const got = new Float32Array(rows * 11);
-          got.set(linear(tensor(xd.slice(0, 4 * K), [4, K]), q).data() as Float32Array);
-          got.set(linear(tensor(xd.slice(4 * K), [3, K]), q).data() as Float32Array, 44);
-          for (let m = 0; m < 4; m++) {
-            const r = ref.slice(m * 11, m * 11 + 11);
-            expect(
-              relativeError(got.slice(m * 11, m * 11 + 11), r),
-              `${isa} int${bits} K=${K} g${groupSize} row ${m}`,
-            ).toBeLessThan(1e-6);
+          // two calls of at most 6 rows: the GEMV for int4 and int8 alike
+          const split = new Float32Array(rows * 11);
+          split.set(linear(tensor(xd.slice(0, 4 * K), [4, K]), q).data() as Float32Array);
+          split.set(linear(tensor(xd.slice(4 * K), [3, K]), q).data() as Float32Array, 44);
+          // and all 7 rows at once: int4's prefill tiles, whose dequantized (u - z) s must be
+          // exactly 0 where u = z
+          for (const got of [split, linear(x, q).data() as Float32Array]) {
+            for (let m = 0; m < 4; m++) {
+              const r = ref.slice(m * 11, m * 11 + 11);
+              expect(
+                relativeError(got.slice(m * 11, m * 11 + 11), r),
+                `${isa} int${bits} K=${K} g${groupSize} row ${m}`,
+              ).toBeLessThan(1e-6);
+            }
+            expect(Array.from(got.slice(44, 55))).toEqual(new Array(11).fill(0));
+            for (let m = 5; m < 7; m++)
+              expect(
+                got.slice(m * 11, m * 11 + 11).every((v) => !Number.isFinite(v)),
+                `${isa} row ${m}`,
+              ).toBe(true);
           }
-          expect(Array.from(got.slice(44, 55))).toEqual(new Array(11).fill(0));
-          for (let m = 5; m < 7; m++)
-            expect(
-              got.slice(m * 11, m * 11 + 11).every((v) => !Number.isFinite(v)),
-              `${isa} row ${m}`,
-            ).toBe(true);
         });
       }
     });

@@ -468,8 +468,8 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
 }
 
 // int4 dequantization in lane order (the float prefill's dot path): every ISA that offers it
-// writes element 64b + 8i + j of the stored order at 64b + 8j + i, within a rounding of each of
-// u * s and z * s of (u - z) * s, and all of them bitwise the same (one formula); groups of 32,
+// writes element 64b + 8i + j of the stored order at 64b + 8j + i, bitwise float(u - z) * s (the
+// generic dequant's formula: a code equal to its zero point is exactly 0); groups of 32,
 // 64, 128 and one per row, with and without zero points, ranges of one and several 64-blocks
 // (the AVX-512 kernel takes them two at a time and hands a lone last one to the AVX2 kernel).
 TF_TEST(quant_dequant_lanes_identical_across_isas) {
@@ -494,11 +494,9 @@ TF_TEST(quant_dequant_lanes_identical_across_isas) {
           const double s = q.scales[size_t(n * G + g)];
           const int z = q.w.zeros ? q.zeros[size_t(n * G + g)] : 8;
           const int u = (q.q4[size_t((n * sh.K + e) / 2)] >> (e % 2 * 4)) & 15;
-          const double want = double(u - z) * s;
+          const float want = float(u - z) * float(s);
           const float got = out[size_t(n * kc + (b + 8 * j + i) - sh.k0)];
-          // fmsub(u s, z s rounded): one rounding of each term (u = z gives a residue, not 0)
-          const double tol = 1.2e-7 * (std::abs(u) + std::abs(z)) * std::fabs(s);
-          CHECK(std::fabs(got - want) <= tol,
+          CHECK(got == want,
                 "%s K=%lld gs=%lld n=%lld e=%lld: %g, want %g", isa_name(isa), (long long)sh.K,
                 (long long)sh.gs, (long long)n, (long long)e, got, want);
         }

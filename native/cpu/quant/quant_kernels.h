@@ -60,7 +60,7 @@ struct Kernels {
   void (*dequant)(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                   float* out, int64_t ldo);
   // Optional (nullptr: not offered): int4 with K % 64 == 0 and groups of 32 or a multiple of 64,
-  // k0 and k1 multiples of 64. As dequant, within one rounding, but each 64-block in the lane
+  // k0 and k1 multiples of 64. As dequant (bitwise: (u - z) s), but each 64-block in the lane
   // int4 order of prep_x: element 64b + 8i + j goes to position 64b + 8j + i. A dot product with x
   // reordered the same way is unchanged, and the nibbles need no shuffle (prefill's dot path).
   void (*dequant_lanes)(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,

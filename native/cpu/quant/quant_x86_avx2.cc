@@ -874,8 +874,11 @@ void dequant(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k
   }
 }
 
-// Prefill's int4 dequantization in the lane order of prep_x: per 8 weights vpand, vcvtdq2ps and
-// one FMA (u 16^j * s 16^-j - z s), about half the uops of the in-order dequant above.
+// Prefill's int4 dequantization in the lane order of prep_x: per 8 weights vpand, vcvtdq2ps, one
+// FMA (u 16^j * 16^-j - z: exact, a small integer) and one multiply by s, so each weight is
+// (u - z) s rounded once, bitwise the generic dequant (u s - z s in one FMA left a rounding of
+// z s where u = z, which an outlier in x then multiplied); about half the uops of the in-order
+// dequant above.
 void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1,
                    float* out, int64_t ldo) {
   const int64_t G = w.groups(), gs = w.group();
@@ -901,14 +904,13 @@ void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int
         sv = _mm256_set1_ps(s[g]);
         zv = _mm256_set1_ps(z ? float(z[g]) : 8.0f);
       }
-      const __m256 c = _mm256_mul_ps(zv, sv);
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
         const __m256i m = j < 7 ? _mm256_and_si256(v, _mm256_set1_epi32(int(0xfu << (4 * j))))
                                 : _mm256_srli_epi32(v, 28);
-        const __m256 sj =
-            j < 7 ? _mm256_mul_ps(sv, _mm256_set1_ps(1.0f / float(1 << (4 * j)))) : sv;
-        _mm256_storeu_ps(o + k + 8 * j, _mm256_fmsub_ps(_mm256_cvtepi32_ps(m), sj, c));
+        const __m256 uz = _mm256_fmsub_ps(
+            _mm256_cvtepi32_ps(m), _mm256_set1_ps(j < 7 ? 1.0f / float(1 << (4 * j)) : 1.0f), zv);
+        _mm256_storeu_ps(o + k + 8 * j, _mm256_mul_ps(uz, sv));
       }
     }
   }

@@ -1089,7 +1089,7 @@ TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, i
 // ---- float prefill: int4 dequantized in the AVX2 lane order -----------------------------------
 
 // As the AVX2 table's dequant_lanes (quant_kernels.h: element 64b + 8i + j at 64b + 8j + i), the
-// same formula per element (fmsub(float(u 16^j), s 16^-j, z s)), so bitwise its output, two
+// same formula per element ((float(u 16^j) 16^-j - z) s), so bitwise its output, two
 // 64-blocks per 64-byte load: nibble j of the 16 dwords is element 8i + j of both blocks (lanes
 // 0-7 the first, 8-15 the second); values j and j + 1 are regrouped by 256-bit halves into one
 // 16-float store per block. A last lone 64-block goes to the AVX2 kernel.
@@ -1133,13 +1133,12 @@ TF_AVX512 void dequant_lanes(const QuantWeight& w, int64_t n0, int64_t n1, int64
         sv = halves(s[ga], s[gb]);
         zv = z ? halves(float(z[ga]), float(z[gb])) : _mm512_set1_ps(8.0f);
       }
-      const __m512 c = _mm512_mul_ps(zv, sv);
       auto value = [&](int j) TF_AVX512 {
         const __m512i m = j < 7 ? _mm512_and_si512(v, _mm512_set1_epi32(int(0xfu << (4 * j))))
                                 : _mm512_srli_epi32(v, 28);
-        const __m512 sj =
-            j < 7 ? _mm512_mul_ps(sv, _mm512_set1_ps(1.0f / float(1 << (4 * j)))) : sv;
-        return _mm512_fmsub_ps(_mm512_cvtepi32_ps(m), sj, c);
+        const __m512 uz = _mm512_fmsub_ps(
+            _mm512_cvtepi32_ps(m), _mm512_set1_ps(j < 7 ? 1.0f / float(1 << (4 * j)) : 1.0f), zv);
+        return _mm512_mul_ps(uz, sv);
       };
 #pragma GCC unroll 4
       for (int j = 0; j < 8; j += 2) {
