@@ -5,8 +5,9 @@
 // The unit of work is a block of "group rows" of one (batch b, kv head hk): the G = Hq / Hk query
 // heads that share hk, with their queries interleaved (row r = i * G + g, query i of head
 // hk * G + g), so one K/V tile is packed once for every head of the group (GQA packing, as in
-// FlashAttention-3's pack_gqa); the 6-row micro-panels a tile cannot reach are skipped, which
-// keeps causal and windowed work tight inside a block.
+// FlashAttention-3's pack_gqa); the 6-row micro-panels a tile cannot reach are skipped, and on a
+// causal diagonal or a window's edge each micro-panel runs only the keys of the tile it can see,
+// which keeps causal and windowed work tight inside a block.
 //   rows >= kMinTiledRows: Q block packed into GEMM panels, S = Q K^T and O += P V through the
 //                          6x16 micro-kernel, K/V tiles packed per tile (widened from f16/bf16);
 //   fewer rows (decode):   one item holds several kv heads of a bshd cache; K and V rows are
@@ -363,19 +364,33 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
       gk_.pack_b(kt, p_.dtype, ks, true, D_, nv, kpt);
       gk_.pack_b(vt, p_.dtype, vs, false, nv, D_, vpt);
     }
+    // Keys [ka[pi], kb[pi]] of the tile (tile-relative) that some row of micro-panel pi sees:
+    // visibility is monotone in the row, so its first row bounds lo and its last row hi. On a
+    // causal diagonal (or a window's edge) a panel sees only part of the tile: Q K^T skips the
+    // key panels it cannot see (transform masks whatever a row does not see, so those scores
+    // are never read) and P V runs only over [ka, kb] (the other probabilities are 0).
+    int64_t ka[kWideBlockRows / kMR + 1], kb[kWideBlockRows / kMR + 1];
+    for (int64_t pi = pa; pi < pb; ++pi) {
+      const int64_t first = pi * kMR, last = std::min(R, first + kMR) - 1;
+      ka[pi] = std::max<int64_t>(0, lo[first] - j0);
+      kb[pi] = std::min<int64_t>(n - 1, hi[last] - j0);
+    }
     // S = Q K^T, two key panels at a time where the ISA has the wider tile (the score rows hold
     // every panel's columns: lds >= npan * kNR)
     const int64_t npan = ceil_div(n, kNR);
+    auto sees = [&](int64_t pi, int64_t c0, int64_t c1) { return ka[pi] < c1 && kb[pi] >= c0; };
     int64_t pj = 0;
     if (gk_.kernel2)
       for (; pj + 2 <= npan; pj += 2)
         for (int64_t pi = pa; pi < pb; ++pi)
-          gk_.kernel2(D_, qb + pi * kMR * D_, kpt + pj * kNR * D_, kpt + (pj + 1) * kNR * D_,
-                      sc + pi * kMR * lds + pj * kNR, lds, false);
+          if (sees(pi, pj * kNR, (pj + 2) * kNR))
+            gk_.kernel2(D_, qb + pi * kMR * D_, kpt + pj * kNR * D_, kpt + (pj + 1) * kNR * D_,
+                        sc + pi * kMR * lds + pj * kNR, lds, false);
     for (; pj < npan; ++pj)
       for (int64_t pi = pa; pi < pb; ++pi)
-        gk_.kernel(D_, qb + pi * kMR * D_, kpt + pj * kNR * D_, sc + pi * kMR * lds + pj * kNR,
-                   lds, false);
+        if (sees(pi, pj * kNR, (pj + 1) * kNR))
+          gk_.kernel(D_, qb + pi * kMR * D_, kpt + pj * kNR * D_, sc + pi * kMR * lds + pj * kNR,
+                     lds, false);
     if (elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi)
       transform(s, it, r1 - r0, j0, n, sc + r0 * lds, lds, lo + r0, hi + r0, r0);
     ak_.softmax_tile(sc + r0 * lds, lds, r1 - r0, n, m + r0, l + r0, alpha + r0);
@@ -386,20 +401,25 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     // R in the last micro-panel hold the zero scores of Q's zero padding), else packed.
     if (!gk_.kernel_rows)
       gk_.pack_a(sc + r0 * lds, DType::float32, lds, r1 - r0, n, pp + pa * kMR * n);
+    // (a V panel's key k is at + k * kNR; a packed P panel's at + k * kMR)
     int64_t pv = 0;
     if (gk_.kernel2_rows)
       for (; pv + 2 <= Dp_ / kNR; pv += 2)
         for (int64_t pi = pa; pi < pb; ++pi)
-          gk_.kernel2_rows(n, sc + pi * kMR * lds, lds, vpt + pv * kNR * nv,
-                           vpt + (pv + 1) * kNR * nv,
-                           o + pi * kMR * ldo + pv * kNR, ldo, true);
+          if (kb[pi] >= ka[pi])
+            gk_.kernel2_rows(kb[pi] - ka[pi] + 1, sc + pi * kMR * lds + ka[pi], lds,
+                             vpt + (pv * nv + ka[pi]) * kNR, vpt + ((pv + 1) * nv + ka[pi]) * kNR,
+                             o + pi * kMR * ldo + pv * kNR, ldo, true);
     for (int64_t pj = pv; pj < Dp_ / kNR; ++pj)
       for (int64_t pi = pa; pi < pb; ++pi) {
+        if (kb[pi] < ka[pi]) continue;
+        const int64_t kn = kb[pi] - ka[pi] + 1;
         float* oc = o + pi * kMR * ldo + pj * kNR;
+        const float* vk = vpt + (pj * nv + ka[pi]) * kNR;
         if (gk_.kernel_rows)
-          gk_.kernel_rows(n, sc + pi * kMR * lds, lds, vpt + pj * kNR * nv, oc, ldo, true);
+          gk_.kernel_rows(kn, sc + pi * kMR * lds + ka[pi], lds, vk, oc, ldo, true);
         else
-          gk_.kernel(n, pp + pi * kMR * n, vpt + pj * kNR * nv, oc, ldo, true);
+          gk_.kernel(kn, pp + pi * kMR * n + ka[pi] * kMR, vk, oc, ldo, true);
       }
   }
   finish_rows(s, it, R, o, ldo, m, l, chunks_ > 1);
