@@ -88,6 +88,9 @@ const CASES: Case[] = [
   { M: 3, N: 13, K: 384, bits: 8, groupSize: 128, symmetric: true },
   { M: 5, N: 9, K: 576, bits: 8, groupSize: 192, symmetric: true },
   { M: 2, N: 6, K: 1024, bits: 8, groupSize: 512, symmetric: true },
+  // int8 GEMV up to 24 rows for one scale per row (avx512), 12 for smaller groups (16 on AVX2)
+  { M: 20, N: 9, K: 512, bits: 8, groupSize: 0, symmetric: true },
+  { M: 13, N: 9, K: 256, bits: 8, groupSize: 128, symmetric: true },
 ];
 const label = (c: Case): string =>
   `M=${c.M} N=${c.N} K=${c.K} int${c.bits} g${c.groupSize} ${c.symmetric ? 'sym' : 'asym'}`;

@@ -40,9 +40,16 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // Rows of x up to which the float path runs the GEMV once per row over L2-resident blocks of
 // weight rows rather than dequantizing slices for a tile (quant_ticks, Zen 5, 2 threads, weights
 // in L3 and from memory, AVX-512 and AVX2 kernels: int4 M = 4-6 1.1-1.6x faster, M = 8 even, M =
-// 16 5-15% slower; int8 M = 4-16 1.0-1.6x faster). When each row of x streamed the whole weight
-// on its own the crossover was at 3 rows.
-inline int64_t gemv_max_rows(const QuantWeight& w) { return w.bits == 8 ? 16 : 6; }
+// 16 5-15% slower; int8 M = 4-16 1.0-1.6x faster). int8 at the avx512 level (the digits GEMV of
+// quant_x86_avx512.cc; K = N = 4096): one scale per row 1.2-1.7x the tiles up to 24 rows, even
+// at 32; groups of 32 and 128, whose per-group work the GEMV repeats for every row, 1.1-1.9x up
+// to 8 rows, even at 12, 5-15% slower at 16. When each row of x streamed the whole weight on its
+// own the crossover was at 3 rows.
+inline int64_t gemv_max_rows(const QuantWeight& w, Isa isa) {
+  if (w.bits == 4) return 6;
+  if (isa != Isa::avx512) return 16;
+  return w.group() >= 512 ? 24 : 12;
+}
 // Weight rows per GEMV task: a block of quant_rows.h's kL2BlockBytes (8 to 128 rows, and at
 // least 4 tasks per thread), so the rows of x after the first find it in L2 and the kernel's
 // next-row prefetch runs over long calls (it stops at a call's end; from memory 128 rows of int4
@@ -323,7 +330,7 @@ Status quant_linear(const QuantLinearParams& p) {
                                     yf, N);
           },
           use_threads);
-    } else if (M <= gemv_max_rows(w)) {
+    } else if (M <= gemv_max_rows(w, isa)) {
       gemv_float(p, kern, xf, yf);
     } else {
       TF_RETURN_IF_ERROR(tiled_float(p, kern, gemm_cpu::kernels_for(isa), xf, yf));
