@@ -671,7 +671,9 @@ constexpr int kMaxPeakRatio = 16;
 
 // int8 codes whose rows this path takes: K in whole 64-blocks, one scale per row or groups of 128
 // or more in whole blocks (the start values of G groups fit the K / 2 floats after the tail), and
-// lanes that stay within int32 (a lane adds group / 16 products of at most 255 x 127).
+// lanes that stay within int32: after any part of a group a lane holds the sum of q d over the
+// digits seen minus 128 times the digits not yet seen (its start value is -128 times them all),
+// at most 128 x 127 x group / 16 in magnitude: under 2^31 for groups up to 2^20.
 inline bool digits_fit(const QuantWeight& w) {
   const int64_t gs = w.group();
   return w.bits == 8 && w.K % 64 == 0 && w.K >= 128 && gs % 64 == 0 && gs >= 128 &&
