@@ -377,6 +377,43 @@ describe('linear with a QTensor', () => {
     });
   });
 
+  it('int8 float activations at the extremes: codes -128 / 127, x at +-max, one scale over K = 2^20', () => {
+    // The AVX-512 digits GEMV holds per lane, along the way, the seen q d minus 128 times the
+    // digits not yet seen: at most 128 * 127 * K / 16 = 1.07e9 here, its int32 bound.
+    withSeed('int8 digits extremes', (seed) => {
+      const r = rng(seed);
+      const K = 2 ** 20;
+      const N = 3;
+      const qd = new Int8Array(N * K);
+      for (let k = 0; k < K; k++) {
+        qd[k] = 127;
+        qd[K + k] = -128;
+        qd[2 * K + k] = r() < 0.5 ? -128 : 127;
+      }
+      const q: QTensor = Object.freeze({
+        kind: 'quantized',
+        bits: 8,
+        groupSize: 0,
+        symmetric: true,
+        shape: [N, K],
+        qweight: tensor(qd, [N, K]),
+        scales: tensor(new Float32Array(N).fill(1), [N, 1]),
+      });
+      const xs = [new Float32Array(K).fill(1), new Float32Array(K).fill(-1), new Float32Array(K)];
+      for (let k = 0; k < K; k++) xs[2][k] = r() < 0.5 ? -1 : 1;
+      forEachIsa((isa) => {
+        for (const xv of xs) {
+          const y = linear(tensor(xv, [1, K]), q).data();
+          for (let n = 0; n < N; n++) {
+            let want = 0;
+            for (let k = 0; k < K; k++) want += xv[k] * qd[n * K + k];
+            expect(Math.abs(y[n] - want), `${isa} n=${n}`).toBeLessThanOrEqual(1e-6 * Math.abs(want) + 1);
+          }
+        }
+      });
+    });
+  });
+
   it('W8A8: a row of x with a NaN or an infinity gives NaN in that row only (no finite guess)', () => {
     withSeed('w8a8 non-finite rows', (seed) => {
       const r = rng(seed);
