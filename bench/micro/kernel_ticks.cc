@@ -1,11 +1,12 @@
 // Kernel-level timing without the drivers' threads: the AVX-512 table's quantized GEMV
-// (quant_cpu gemv_f32 after prep_x, int8 per-row scales) and the GEMM table's dot_t over B in
+// (quant_cpu gemv_f32 after prep_x: int8 per-row scales, int4 groups of 128) and the GEMM table's dot_t over B in
 // blocks of 32 rows (as moe.ffn's few-row tiles call it), one thread, the minimum of many calls
 // in TSC ticks. Small calls and minima hold still on a box whose speed drifts, where a loop over
 // whole layers does not (bench/NOTES.md, Zen 5 session 17). Build (after `npm run test:native`):
 //   g++ -O2 -std=c++17 -Inative/include -Inative/cpu bench/micro/kernel_ticks.cc \
 //       build-native/libtensorfuse_core.a -lpthread -o /tmp/kernel_ticks
 // Run: /tmp/kernel_ticks gemv N K      int8 GEMV, N weight rows of K (N = 8: L1, 192: L2)
+//      /tmp/kernel_ticks gemv4 N K     int4 GEMV, groups of 128 with zero points
 //      /tmp/kernel_ticks dot M N K     dot_t, M rows of x against N rows of B (K deep)
 #include <x86intrin.h>
 
@@ -35,20 +36,26 @@ double min_ticks(int reps, F fn) {
   return best;
 }
 
-int gemv(int64_t N, int64_t K) {
+// bits 8: per-row scales; bits 4: groups of 128 with zero points
+int gemv(int bits, int64_t N, int64_t K) {
   const auto& kern = quant_cpu::kernels_for(Isa::avx512);
   std::mt19937 g(1);
   std::normal_distribution<float> nd;
-  std::vector<int8_t> q(size_t(N * K));
-  for (auto& v : q) v = int8_t(int(g() % 255) - 127);
-  std::vector<float> s(size_t(N), 0.01f), x(static_cast<size_t>(K)), y(static_cast<size_t>(N));
+  const int64_t gs = bits == 8 ? K : 128, G = K / gs;
+  std::vector<uint8_t> q(size_t(bits == 8 ? N * K : N * K / 2)), z(size_t(N * G));
+  for (auto& v : q) v = uint8_t(g() % 255);
+  for (auto& v : z) v = uint8_t(g() % 16);
+  std::vector<float> s(size_t(N * G), 0.01f), x(static_cast<size_t>(K)),
+      y(static_cast<size_t>(N));
   for (auto& v : x) v = nd(g);
   QuantWeight w;
-  w.bits = 8;
+  w.bits = bits;
   w.N = N;
   w.K = K;
+  w.group_size = bits == 8 ? 0 : gs;
   w.q = q.data();
   w.scales = s.data();
+  w.zeros = bits == 8 ? nullptr : z.data();
   std::vector<float> xd(size_t(quant_cpu::prep_x_floats(K)));
   if (!kern.prep_x || !kern.prep_x(w, x.data(), xd.data())) {
     std::printf("no prepared x at this level\n");
@@ -56,7 +63,7 @@ int gemv(int64_t N, int64_t K) {
   }
   const double t =
       min_ticks(3000, [&] { kern.gemv_f32(w, x.data(), xd.data(), 0, N, y.data()); });
-  std::printf("int8 gemv N=%lld K=%lld: %.1f MAC/tick\n", (long long)N, (long long)K,
+  std::printf("int%d gemv N=%lld K=%lld: %.1f MAC/tick\n", bits, (long long)N, (long long)K,
               double(N * K) / t);
   return 0;
 }
@@ -78,9 +85,12 @@ int dot(int64_t M, int64_t N, int64_t K) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc >= 4 && std::strcmp(argv[1], "gemv") == 0) return gemv(atoll(argv[2]), atoll(argv[3]));
+  if (argc >= 4 && std::strcmp(argv[1], "gemv") == 0)
+    return gemv(8, atoll(argv[2]), atoll(argv[3]));
+  if (argc >= 4 && std::strcmp(argv[1], "gemv4") == 0)
+    return gemv(4, atoll(argv[2]), atoll(argv[3]));
   if (argc >= 5 && std::strcmp(argv[1], "dot") == 0)
     return dot(atoll(argv[2]), atoll(argv[3]), atoll(argv[4]));
-  std::fprintf(stderr, "usage: %s gemv N K | dot M N K\n", argv[0]);
+  std::fprintf(stderr, "usage: %s gemv N K | gemv4 N K | dot M N K\n", argv[0]);
   return 2;
 }
