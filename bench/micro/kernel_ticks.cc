@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "best_ticks.h"
 #include "gemm/gemm_kernels.h"
 #include "quant/quant_kernels.h"
 #include "tensorfuse/cpu_features.h"
@@ -24,17 +25,6 @@
 using namespace tf;
 
 namespace {
-
-template <typename F>
-double min_ticks(int reps, F fn) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const uint64_t t0 = __rdtsc();
-    fn();
-    best = std::min(best, double(__rdtsc() - t0));
-  }
-  return best;
-}
 
 // bits 8: per-row scales; bits 4: groups of 128 with zero points
 int gemv(int bits, int64_t N, int64_t K) {
@@ -62,7 +52,7 @@ int gemv(int bits, int64_t N, int64_t K) {
     return 1;
   }
   const double t =
-      min_ticks(3000, [&] { kern.gemv_f32(w, x.data(), xd.data(), 0, N, y.data()); });
+      best_ticks(3000, [&] { kern.gemv_f32(w, x.data(), xd.data(), 0, N, y.data()); });
   std::printf("int%d gemv N=%lld K=%lld: %.1f MAC/tick\n", bits, (long long)N, (long long)K,
               double(N * K) / t);
   return 0;
@@ -72,7 +62,7 @@ int dot(int64_t M, int64_t N, int64_t K) {
   const auto& gk = gemm_cpu::kernels_for(Isa::avx512);
   const int64_t blk = 32;
   std::vector<float> x(size_t(M * K), 0.5f), b(size_t(N * K), 0.25f), c(size_t(M * blk));
-  const double t = min_ticks(30, [&] {
+  const double t = best_ticks(30, [&] {
     for (int64_t n = 0; n + blk <= N; n += blk)
       gk.dot_t(x.data(), K, M, b.data() + n * K, DType::float32, K, 0, K, 0, blk, c.data(), blk,
                false);

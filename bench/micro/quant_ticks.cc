@@ -17,27 +17,12 @@
 #include <cstring>
 #include <vector>
 
+#include "best_ticks.h"
 #include "tensorfuse/gemm.h"
 #include "tensorfuse/quant.h"
 #include "tensorfuse/threadpool.h"
 
 using namespace tf;
-
-namespace {
-
-// Fewest ticks of fn over reps runs.
-template <typename F>
-double best_ticks(int reps, F fn) {
-  double best = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    const uint64_t t0 = __rdtsc();
-    fn();
-    best = std::min(best, double(__rdtsc() - t0));
-  }
-  return best;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   set_threads(getenv("T") ? atoi(getenv("T")) : 1);
