@@ -42,11 +42,16 @@ export class Tensor {
 
   /** @internal Use tensor(), zeros() or randn(). */
   constructor(cell: Cell, dtype: DType, shape: readonly number[], device: Device = 'cpu') {
+    if (typeof cell !== 'object' || cell === null || !('data' in cell) || !Array.isArray(shape))
+      fail('ERR_ARG', 'Tensor', 'the constructor is internal: make tensors with tensor(), zeros() or randn()');
     this.#cell = cell;
     this.dtype = dtype;
     this.shape = shape;
     this.device = device;
     this.size = numel(shape);
+    // dtype, shape, device and size describe the storage: assigning one would make every op
+    // read the storage as something it is not
+    Object.freeze(this);
   }
 
   /** Number of dimensions. */
@@ -140,6 +145,8 @@ export class Tensor {
    * from data() then read as empty) and its memory kept for the next output (lib/pool.ts).
    */
   dispose(): void {
+    if (!Tensor.isTensor(this))
+      fail('ERR_ARG', "dispose: argument 'this'", `expected a Tensor made by tensorfuse, got ${describe(this)}`);
     const cell = this.#cell;
     const data = cell.data;
     cell.data = null;
@@ -299,7 +306,7 @@ export function tensor(data: TypedArray | ArrayLike<number>, shape: number[], dt
   // Zero-copy wrap when the storage class matches.
   if (isView && data instanceof STORAGE[dt] && !(data instanceof Uint8ClampedArray))
     return wrap(data as Storage, dt, s);
-  const out = allocate(dt, n, where);
+  const out = allocate(dt, n, `${where}: argument 'shape'`);
   const range = INT_RANGE[dt];
   // float32 -> 16-bit floats natively; to an integer dtype through the checks below, as from any
   // other source (t.to('int8') is the saturating conversion)
@@ -332,7 +339,7 @@ export function tensor(data: TypedArray | ArrayLike<number>, shape: number[], dt
 }
 
 /** True for a SharedArrayBuffer (from any realm: worker_threads hand them across). */
-function isShared(b: ArrayBufferLike): boolean {
+export function isShared(b: ArrayBufferLike): boolean {
   return Object.prototype.toString.call(b) === '[object SharedArrayBuffer]';
 }
 
@@ -367,7 +374,7 @@ function parseCreateOptions(
 export function zeros(shape: number[], opts?: CreateOptions): Tensor {
   const { dtype } = parseCreateOptions(opts, 'zeros');
   const s = checkShape(shape, "zeros: argument 'shape'");
-  return wrap(allocate(dtype, numel(s), 'zeros'), dtype, s);
+  return wrap(allocate(dtype, numel(s), "zeros: argument 'shape'"), dtype, s);
 }
 
 /**
@@ -383,10 +390,10 @@ export function randn(shape: number[], opts?: CreateOptions & { seed?: number })
   if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0)
     fail('ERR_ARG', "randn: option 'seed'", `expected a non-negative integer, got ${describe(seed)}`);
   const n = numel(s);
-  const f = allocate('float32', n, 'randn') as Float32Array;
+  const f = allocate('float32', n, "randn: argument 'shape'") as Float32Array;
   fillNormal(f, seed);
   if (dtype === 'float32') return wrap(f, dtype, s);
-  const out = allocate(dtype, n, 'randn');
+  const out = allocate(dtype, n, "randn: argument 'shape'");
   native.convert(f, DTYPE_CODE.float32, out, DTYPE_CODE[dtype], n);
   return wrap(out, dtype, s);
 }

@@ -72,6 +72,15 @@ describe('matmul', () => {
         ],
         [[7], [7, 4]],
         [[7], [2, 7, 4]],
+        [[7], [3, 1, 7, 4]],
+        [
+          [3, 1, 1, 5, 7],
+          [2, 7, 4],
+        ],
+        [
+          [1, 2, 5, 7],
+          [3, 1, 7, 4],
+        ],
       ];
       for (const [as, bs] of cases) {
         const a = rand(as);
@@ -82,6 +91,35 @@ describe('matmul', () => {
         expect(relativeError(c.toFloat32(), ref.data)).toBeLessThan(1e-5);
       }
     });
+    expect(matmul(rand([7]), rand([2, 7, 4])).shape).toEqual([2, 4]);
+  });
+
+  it('a and b broadcast along different batch dims: one strided call per outer batch, Async bitwise equal', async () => {
+    // out batch [P, Q]: a varies along P, b along Q (the case that took one native call each)
+    const runs = withSeed('matmul cross broadcast', () =>
+      [
+        [33, 65, 1, 2, 1],
+        [7, 3, 5, 17, 9],
+        [1, 9, 2, 3, 4],
+      ].map(([P, Q, M, K, N]) => {
+        const a = rand([P, 1, M, K]);
+        const b = rand([1, Q, K, N]);
+        const out = matmul(a, b);
+        expect(out.shape).toEqual([P, Q, M, N]);
+        expect(relativeError(out.toFloat32(), matmulRef(toF64(a), toF64(b)).data), `${P} ${Q}`).toBeLessThan(1e-5);
+        const bt = rand([1, Q, N, K]);
+        const reft = matmulRef(toF64(a), toF64(bt), true);
+        expect(relativeError(matmul(a, bt, { transB: true }).toFloat32(), reft.data)).toBeLessThan(1e-5);
+        return { a, b, out };
+      }),
+    );
+    for (const { a, b, out } of runs) {
+      const asy = await matmulAsync(a, b);
+      expect(Buffer.from(asy.toFloat32().buffer).equals(Buffer.from(out.toFloat32().buffer))).toBe(true);
+    }
+    const t0 = Date.now();
+    await matmulAsync(rand([512, 1, 1, 2]), rand([1, 512, 2, 1]));
+    expect(Date.now() - t0, 'one async hop per outer batch, not per matrix').toBeLessThan(5000);
   });
 
   it('handles empty sizes (K = 0 gives zeros, M = 0 gives an empty tensor)', () => {

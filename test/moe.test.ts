@@ -254,22 +254,35 @@ describe('moe.route', () => {
     }
   });
 
-  it('handles T = 0 and never crashes on NaN logits (valid, distinct experts)', () => {
+  it('handles T = 0; a row of NaN, +Infinity or only -Infinity logits is ERR_ARG naming the row', async () => {
     const r0 = moe.route(tensor(new Float32Array(0), [0, 8]), { topK: 2 });
     expect(r0.order.shape).toEqual([0]);
     expect([r0.auxLoss, r0.zLoss]).toEqual([0, 0]);
-    const d = new Float32Array(16).fill(NaN);
-    d[3] = 1;
-    for (const scoring of ['softmax', 'sigmoid'] as const) {
-      const r = moe.route(tensor(d, [2, 8]), { topK: 3, scoring });
-      const ex = [...r.experts.data()];
-      for (let t = 0; t < 2; t++) {
-        const row = ex.slice(t * 3, t * 3 + 3);
-        expect(new Set(row).size).toBe(3);
-        for (const e of row) expect(e >= 0 && e < 8).toBe(true);
+    for (const scoring of ['softmax', 'sigmoid'] as const)
+      for (const [bad, fill] of [
+        [NaN, 0.5],
+        [Infinity, 0.5],
+        [-Infinity, -Infinity],
+      ]) {
+        const d = gridLogits(70, 8, RUN_SEED + 9)
+          .data()
+          .slice() as Float32Array;
+        d.fill(fill, 53 * 8, 54 * 8);
+        d[53 * 8 + 3] = bad;
+        const logits = tensor(d, [70, 8]);
+        expectError(() => moe.route(logits, { topK: 2, scoring }), 'ERR_ARG', "'logits': row 53");
+        await expectRejects(moe.routeAsync(logits, { topK: 2, scoring }), 'ERR_ARG', "'logits': row 53");
       }
-      // sigmoid scores are per expert: the one finite logit wins; a NaN key ranks lowest
-      if (scoring === 'sigmoid') expect(ex.slice(0, 3)).toEqual([3, 0, 1]);
+    // -Infinity leaves an expert out (a mask), as long as the row has a finite logit
+    const d = new Float32Array(16).fill(-Infinity);
+    d[3] = 1;
+    d[8 + 5] = -2;
+    d[8 + 6] = 4;
+    for (const scoring of ['softmax', 'sigmoid'] as const) {
+      const r = moe.route(tensor(d, [2, 8]), { topK: 1, scoring });
+      expect([...r.experts.data()]).toEqual([3, 6]);
+      expect([...r.weights.data()]).toEqual([1, 1]);
+      expect(Number.isFinite(r.zLoss)).toBe(true);
     }
   });
 
@@ -971,6 +984,44 @@ describe('moe bad input', () => {
       'offsets',
     );
     expectError(() => moe.dispatch(x, { ...r, weights: r.weights.to('float16') }), 'ERR_DTYPE', "'r.weights'");
+  });
+
+  it('a Routing whose experts, counts, offsets and order disagree (copies lose the hidden sizes)', () => {
+    const I = (a: Int32Array) => tensor(a, [a.length], 'int32');
+    const off = r.offsets.data() as Int32Array;
+    const e0 = off.findIndex((_, e) => off[e + 1] > off[e]);
+    const e1 = off.findIndex((_, e) => e > e0 && off[e + 1] > off[e]);
+    expect(e1).toBeGreaterThan(e0);
+    // two slots of different experts swapped in order: ffn would run them through the wrong experts
+    const swapped = r.order.data().slice() as Int32Array;
+    [swapped[off[e0]], swapped[off[e1]]] = [swapped[off[e1]], swapped[off[e0]]];
+    for (const run of [
+      () => moe.dispatch(x, { ...r, order: I(swapped) }),
+      () => moe.combine(rand([r.order.size, 4]), { ...r, order: I(swapped) }),
+      () => moe.ffn(x, { ...r, order: I(swapped) }, { w1, w2 }),
+    ])
+      expectError(run, 'ERR_ARG', "'r.order'", `routes that slot to ${e1}`);
+    const ex = r.experts.data().slice() as Int32Array;
+    ex.fill(99);
+    expectError(
+      () => moe.ffn(x, { ...r, experts: tensor(ex, [6, 2], 'int32') }, { w1, w2 }),
+      'ERR_ARG',
+      "'r.experts'",
+      '99',
+    );
+    ex.fill(-1);
+    expectError(
+      () => moe.combine(rand([r.order.size, 4]), { ...r, experts: tensor(ex, [6, 2], 'int32') }),
+      'ERR_ARG',
+      "'r.order'",
+    );
+    const counts = r.counts.data().slice() as Int32Array;
+    counts[e0]++;
+    counts[e1]--;
+    expectError(() => moe.dispatch(x, { ...r, counts: I(counts) }), 'ERR_ARG', "'r.counts'", `counts[${e0}]`);
+    expectError(() => moe.dispatch(x, { ...r, counts: I(new Int32Array(9)) }), 'ERR_SHAPE', "'r.counts'");
+    expectError(() => moe.dispatch(x, { ...r, weights: rand([6, 3]) }), 'ERR_SHAPE', "'r.experts'", '[6, 3]');
+    expectError(() => moe.dispatch(x, { ...r, experts: undefined } as never), 'ERR_ARG', "'r.experts'");
   });
 
   it('ffn: x, weights whose E / D / F disagree, quantized experts, activation', () => {

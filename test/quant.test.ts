@@ -973,7 +973,7 @@ describe('bad input', () => {
     expectError(() => fromGPTQ(gptq({ gIdx: new Int32Array(63) }) as never), 'ERR_SHAPE', 'gIdx');
     const uneven = new Int32Array(64);
     uneven[0] = 1; // group 0 then holds 63 features and group 1 one
-    expectError(() => fromGPTQ(gptq({ gIdx: uneven }) as never), 'ERR_ARG', 'gIdx');
+    expectError(() => fromGPTQ(gptq({ gIdx: uneven }) as never), 'ERR_UNSUPPORTED', 'gIdx');
     expectError(() => fromGPTQ(gptq({ extra: 1 }) as never), 'ERR_ARG', 'extra');
     expectError(() => fromGPTQ(null as never), 'ERR_ARG', "'p'");
     expect(fromAWQ(awq({}) as never).shape).toEqual([8, 64]);
@@ -995,6 +995,27 @@ describe('bad input', () => {
     nan[0] = 0x00;
     nan[1] = 0x7e; // f16 NaN
     expectError(() => fromGGML('q4_0', nan, [1, 32]), 'ERR_ARG', 'bytes');
+  });
+
+  it('checkpoint arrays backed by a SharedArrayBuffer load like plain ones', () => {
+    const shared = <T extends Int32Array | Uint8Array>(a: T): T => {
+      const c = new (a.constructor as new (b: SharedArrayBuffer) => T)(new SharedArrayBuffer(a.byteLength));
+      c.set(a);
+      return c;
+    };
+    const qweight = Int32Array.from({ length: 64 }, (_, i) => Math.imul(i + 1, 0x9e3779b1));
+    const qzeros = Int32Array.from([0x12345678, 0x76543210]);
+    const plainGptq = dequantize(fromGPTQ(gptq({ qweight, qzeros }) as never)).data();
+    const sharedGptq = dequantize(fromGPTQ(gptq({ qweight: shared(qweight), qzeros: shared(qzeros) }) as never));
+    expect(sharedGptq.data()).toEqual(plainGptq);
+    const plainAwq = dequantize(fromAWQ(awq({ qweight, qzeros }) as never)).data();
+    const sharedAwq = dequantize(fromAWQ(awq({ qweight: shared(qweight), qzeros: shared(qzeros) }) as never));
+    expect(sharedAwq.data()).toEqual(plainAwq);
+    const bytes = Uint8Array.from({ length: 68 }, (_, i) => (i * 37 + 11) & 255);
+    for (const b of [0, 34]) [bytes[b], bytes[b + 1]] = [0x00, 0x3c]; // f16 1.0
+    const plainGgml = dequantize(fromGGML('q8_0', bytes, [2, 32])).data();
+    expect(dequantize(fromGGML('q8_0', shared(bytes), [2, 32])).data()).toEqual(plainGgml);
+    expect(plainGgml.some((v) => v !== 0)).toBe(true);
   });
 
   it('Async twins reject with the same errors', async () => {

@@ -310,9 +310,40 @@ describe('Tensor views and lifetime', () => {
       expectError(() => f.toFloat32(), 'ERR_ARG');
       expectError(() => f.data(), 'ERR_ARG');
       expectError(() => f.to('float16'), 'ERR_ARG');
+      expectError(() => f.dispose(), 'ERR_ARG', 'dispose');
+      expectError(() => f[Symbol.dispose](), 'ERR_ARG', 'dispose');
       expect(f.disposed).toBe(true);
     }
     expect(String(fake)).toContain('Tensor');
+    const Ctor = Tensor as unknown as new (...a: unknown[]) => Tensor;
+    expectError(() => new Ctor(), 'ERR_ARG', 'tensor(), zeros() or randn()');
+    expectError(() => new Ctor(null, 'float32', [1]), 'ERR_ARG', 'Tensor');
+  });
+
+  it('dtype, shape, device and size cannot be reassigned (an op would misread the storage)', () => {
+    const t = randn([2, 3], { seed: 4 });
+    const v = t.reshape([3, 2]);
+    for (const u of [t, v]) {
+      const w = u as unknown as Record<string, unknown>;
+      expect(() => (w.dtype = 'bfloat16')).toThrow(TypeError);
+      expect(() => (w.shape = [6])).toThrow(TypeError);
+      expect(() => (w.device = 'cuda')).toThrow(TypeError);
+      expect(() => (w.size = 1)).toThrow(TypeError);
+      expect(() => (u.shape as number[]).push(1)).toThrow(TypeError);
+      expect(Object.isFrozen(u)).toBe(true);
+    }
+    expect([t.dtype, t.shape, t.device, t.size]).toEqual(['float32', [2, 3], 'cpu', 6]);
+    expect(matmul(t, zeros([3, 2])).shape).toEqual([2, 2]);
+  });
+
+  it('sizes no buffer can hold: ERR_OOM naming the argument', () => {
+    expectError(() => zeros([2 ** 40]), 'ERR_OOM', "zeros: argument 'shape'");
+    expectError(() => randn([2 ** 26, 2 ** 26]), 'ERR_OOM', "randn: argument 'shape'");
+    expectError(() => tensor({ length: 2 ** 32 }, [2 ** 32]), 'ERR_OOM', "tensor: argument 'shape'");
+    const tall = zeros([2 ** 26, 0]);
+    const wide = zeros([0, 2 ** 26]);
+    expectError(() => matmul(tall, wide), 'ERR_OOM', "'a' [67108864, 0]", "'b' [0, 67108864]");
+    expectError(() => linear(tall, zeros([2 ** 26, 0])), 'ERR_OOM', "'x'", "'w'");
   });
 
   it('describes itself', () => {

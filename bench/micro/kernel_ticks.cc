@@ -7,7 +7,8 @@
 //       build-native/libtensorfuse_core.a -lpthread -o /tmp/kernel_ticks
 // Run: /tmp/kernel_ticks gemv N K      int8 GEMV, N weight rows of K (N = 8: L1, 192: L2)
 //      /tmp/kernel_ticks gemv4 N K     int4 GEMV, groups of 128 with zero points
-//      /tmp/kernel_ticks dot M N K     dot_t, M rows of x against N rows of B (K deep)
+//      /tmp/kernel_ticks dot M N K [KC] dot_t, M rows of x against N rows of B (K deep, in
+//                                      calls of KC)
 #include <x86intrin.h>
 
 #include <algorithm>
@@ -58,17 +59,19 @@ int gemv(int bits, int64_t N, int64_t K) {
   return 0;
 }
 
-int dot(int64_t M, int64_t N, int64_t K) {
+int dot(int64_t M, int64_t N, int64_t K, int64_t kc) {
   const auto& gk = gemm_cpu::kernels_for(Isa::avx512);
-  const int64_t blk = 32;
+  const int64_t blk = std::getenv("BLK") ? std::atoll(std::getenv("BLK")) : 32;
   std::vector<float> x(size_t(M * K), 0.5f), b(size_t(N * K), 0.25f), c(size_t(M * blk));
   const double t = best_ticks(30, [&] {
     for (int64_t n = 0; n + blk <= N; n += blk)
-      gk.dot_t(x.data(), K, M, b.data() + n * K, DType::float32, K, 0, K, 0, blk, c.data(), blk,
-               false);
+      for (int64_t k0 = 0; k0 < K; k0 += kc)
+        gk.dot_t(x.data(), K, M, b.data() + n * K, DType::float32, K, k0, std::min(K, k0 + kc),
+                 0, blk, c.data(), blk, k0 > 0);
   });
-  std::printf("dot_t M=%lld N=%lld K=%lld (blocks of 32): %.1f MAC/tick\n", (long long)M,
-              (long long)N, (long long)K, double(M * (N / blk * blk) * K) / t);
+  std::printf("dot_t M=%lld N=%lld K=%lld (blocks of %lld, depth %lld): %.1f MAC/tick\n",
+              (long long)M, (long long)N, (long long)K, (long long)blk, (long long)kc,
+              double(M * (N / blk * blk) * K) / t);
   return 0;
 }
 
@@ -80,7 +83,8 @@ int main(int argc, char** argv) {
   if (argc >= 4 && std::strcmp(argv[1], "gemv4") == 0)
     return gemv(4, atoll(argv[2]), atoll(argv[3]));
   if (argc >= 5 && std::strcmp(argv[1], "dot") == 0)
-    return dot(atoll(argv[2]), atoll(argv[3]), atoll(argv[4]));
+    return dot(atoll(argv[2]), atoll(argv[3]), atoll(argv[4]),
+               argc >= 6 ? atoll(argv[5]) : atoll(argv[4]));
   std::fprintf(stderr, "usage: %s gemv N K | gemv4 N K | dot M N K\n", argv[0]);
   return 2;
 }

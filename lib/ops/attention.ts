@@ -21,7 +21,7 @@ export interface AttentionOptions {
   mask?: Tensor;
   /** Sliding window [left, right] around the (bottom-right aligned) diagonal; -1 = unbounded. */
   window?: [number, number];
-  /** scores = softcap * tanh(scores / softcap), before masks and ALiBi (Gemma 2). */
+  /** scores = softcap * tanh(scores / softcap), before masks and ALiBi (Gemma 2); 0 = off. */
   softcap?: number;
   /** float32 [Hq] or [B, Hq]: adds -slope * |i + Sk - Sq - j| (Press et al., 2022). */
   alibiSlopes?: Tensor;
@@ -52,7 +52,7 @@ const OPTION_KEYS = [
 const OP = 'attention';
 
 interface Plan {
-  args: AttentionArgs;
+  args: AttentionArgs | null; // null: nothing to compute
   out: Tensor;
   lse: Tensor | null;
 }
@@ -160,7 +160,8 @@ function plan(q: Tensor, k: Tensor, v: Tensor, opts: unknown): Plan {
   // Scalars.
   // Both are float32 in the kernel (0 there means softcap off).
   const scale = optFloat32(o, 'scale', OP, 1 / Math.sqrt(D));
-  const softcap = optFloat32(o, 'softcap', OP, 0, true);
+  // softcap 0 is off, as in FlashAttention's softcap=0.0; otherwise it must be > 0
+  const softcap = o.softcap === 0 ? 0 : optFloat32(o, 'softcap', OP, 0, true);
   let windowLeft = -1;
   let windowRight = -1;
   if (o.window !== undefined) {
@@ -299,7 +300,8 @@ function plan(q: Tensor, k: Tensor, v: Tensor, opts: unknown): Plan {
     cuSeqlensK,
     nums,
   ];
-  return { args, out, lse };
+  // no query rows (B = 0 or Sq = 0): the empty outputs are the answer
+  return { args: q.size === 0 ? null : args, out, lse };
 }
 
 /**
@@ -332,7 +334,7 @@ export function attention(
 ): Tensor | { out: Tensor; lse: Tensor } {
   const p = plan(q, k, v, opts);
   const a = p.args;
-  native.attention(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
+  if (a) native.attention(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]);
   return p.lse ? { out: p.out, lse: p.lse } : p.out;
 }
 
@@ -362,6 +364,6 @@ export async function attentionAsync(
   opts?: AttentionOptions,
 ): Promise<Tensor | { out: Tensor; lse: Tensor }> {
   const p = plan(q, k, v, opts);
-  await native.attentionAsync(...p.args);
+  if (p.args) await native.attentionAsync(...p.args);
   return p.lse ? { out: p.out, lse: p.lse } : p.out;
 }

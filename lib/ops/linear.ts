@@ -103,8 +103,13 @@ function planMatmul(a: Tensor, b: Tensor, opts: unknown): Plan {
   const aBatch = aShape.slice(0, -2);
   const bBatch = b.shape.slice(0, -2);
   const outBatch = broadcastBatch(aBatch, bBatch, op);
-  const outShape = vec && b.rank === 2 ? [N] : [...outBatch, M, N];
-  const out = allocate(dt, numel(outShape), op);
+  // a 1-D a is a row vector [1, K] whose M dim is dropped from the result (numpy / torch)
+  const outShape = vec ? [...outBatch, N] : [...outBatch, M, N];
+  const out = allocate(
+    dt,
+    numel(outShape),
+    `${op}: arguments 'a' ${fmtShape(a.shape)} and 'b' ${fmtShape(b.shape)}, the output ${fmtShape(outShape)}`,
+  );
   // Nothing to compute: an empty output, or K = 0 (every output is an empty sum, and `out` is
   // already zero-filled). Answered here, without one native call per batch (there may be 2^40).
   if (out.length === 0 || K === 0) return { out: wrap(out, dt, outShape), calls: [] };
@@ -144,25 +149,32 @@ function planMatmul(a: Tensor, b: Tensor, opts: unknown): Plan {
       0,
     ]);
   } else {
-    // General broadcast: one GEMM per output batch on zero-copy subarrays.
-    for (let i = 0; i < batch; i++) {
+    // General broadcast (a and b each broadcast along different dims): the innermost output
+    // batch dim runs as one strided batched GEMM (stride 0 for an operand broadcast along it),
+    // the outer dims as one such call each on zero-copy subarrays.
+    const inner = outBatch[outBatch.length - 1];
+    const aInner = aBatch.length > 0 && aBatch[aBatch.length - 1] !== 1 ? M * K : 0;
+    const bInner = bBatch.length > 0 && bBatch[bBatch.length - 1] !== 1 ? K * N : 0;
+    const aSpan = (inner - 1) * aInner + M * K;
+    const bSpan = (inner - 1) * bInner + K * N;
+    for (let i = 0; i < batch; i += inner) {
       const ao = batchOffset(i, outBatch, aBatch, M * K);
       const bo = batchOffset(i, outBatch, bBatch, K * N);
       calls.push([
-        A.subarray(ao, ao + M * K),
+        A.subarray(ao, ao + aSpan),
         code,
-        B.subarray(bo, bo + K * N),
+        B.subarray(bo, bo + bSpan),
         code,
-        out.subarray(i * M * N, (i + 1) * M * N),
+        out.subarray(i * M * N, (i + inner) * M * N),
         code,
-        1,
+        inner,
         M,
         N,
         K,
         transB,
-        0,
-        0,
-        0,
+        aInner,
+        bInner,
+        M * N,
         null,
         0,
       ]);
@@ -214,7 +226,11 @@ function planLinear(x: Tensor, w: unknown, opts: unknown): Plan {
       `x ${fmtShape(x.shape)} has K = ${K}, w ${fmtShape(wt.shape)} has K = ${wK}`,
     );
   const { rows, outShape, bias } = linearShape(x, N, o, op);
-  const out = allocate(dt, numel(outShape), op);
+  const out = allocate(
+    dt,
+    numel(outShape),
+    `${op}: arguments 'x' ${fmtShape(x.shape)} and 'w' ${fmtShape(wt.shape)}, the output ${fmtShape(outShape)}`,
+  );
   const code = DTYPE_CODE[dt];
   const call: GemmArgs = [
     storageOf(x, 'x'),

@@ -248,7 +248,21 @@ function checkRouting(r: unknown, op: string, T: number | null, inputName: strin
       `${op}: argument 'r'`,
       `the routing was built for T = ${rT} tokens, argument '${inputName}' has ${T}`,
     );
-  return {
+  const experts = routingTensor(o, 'experts', op, 'int32');
+  const counts = routingTensor(o, 'counts', op, 'int32');
+  if (experts.rank !== 2 || experts.shape[0] !== rT || experts.shape[1] !== topK)
+    fail(
+      'ERR_SHAPE',
+      `${op}: argument 'r.experts'`,
+      `expected [${rT}, ${topK}] like r.weights, got ${fmtShape(experts.shape)}`,
+    );
+  if (counts.rank !== 1 || counts.shape[0] !== E)
+    fail(
+      'ERR_SHAPE',
+      `${op}: argument 'r.counts'`,
+      `expected [${E}] (E from r.offsets), got ${fmtShape(counts.shape)}`,
+    );
+  const a: RoutingArgs = {
     T: rT,
     topK,
     E,
@@ -257,6 +271,57 @@ function checkRouting(r: unknown, op: string, T: number | null, inputName: strin
     offsets: storageOf(offsets, 'r.offsets') as Int32Array,
     order: storageOf(order, 'r.order') as Int32Array,
   };
+  checkRoutingTables(a, storageOf(experts, 'r.experts') as Int32Array, storageOf(counts, 'r.counts') as Int32Array, op);
+  return a;
+}
+
+/**
+ * The kernels read offsets, order and weights; experts and counts must tell the same story, or a
+ * hand-built or edited Routing would silently send rows to other experts: offsets run from 0 to
+ * rows by counts, each entry of expert e's run of order is a slot whose expert is e, and every
+ * slot with an expert (not -1) is listed (the native side also rejects a slot listed twice).
+ */
+function checkRoutingTables(a: RoutingArgs, experts: Int32Array, counts: Int32Array, op: string): void {
+  const { E, rows, offsets, order } = a;
+  const nSlots = a.T * a.topK;
+  let kept = 0;
+  for (let s = 0; s < nSlots; s++) {
+    const e = experts[s];
+    if (e < -1 || e >= E)
+      fail('ERR_ARG', `${op}: argument 'r.experts'`, `slot ${s} holds expert ${e}, outside [-1, ${E})`);
+    if (e >= 0) kept++;
+  }
+  if (kept !== rows)
+    fail('ERR_ARG', `${op}: argument 'r.order'`, `lists ${rows} slots, but r.experts routes ${kept} (not -1)`);
+  if (offsets[0] !== 0) fail('ERR_ARG', `${op}: argument 'r.offsets'`, `offsets[0] must be 0, got ${offsets[0]}`);
+  for (let e = 0; e < E; e++) {
+    const n = offsets[e + 1] - offsets[e];
+    if (n < 0 || offsets[e + 1] > rows)
+      fail('ERR_ARG', `${op}: argument 'r.offsets'`, `must rise from 0 to ${rows} (the length of r.order)`);
+    if (counts[e] !== n)
+      fail(
+        'ERR_ARG',
+        `${op}: argument 'r.counts'`,
+        `counts[${e}] = ${counts[e]}, but r.offsets gives expert ${e} ${n} rows`,
+      );
+    for (let i = offsets[e]; i < offsets[e + 1]; i++) {
+      const slot = order[i];
+      if (!(slot >= 0 && slot < nSlots))
+        fail('ERR_ARG', `${op}: argument 'r.order'`, `entry ${i} = ${slot} is not a slot id in [0, ${nSlots})`);
+      if (experts[slot] !== e)
+        fail(
+          'ERR_ARG',
+          `${op}: argument 'r.order'`,
+          `entry ${i} (slot ${slot}) is in expert ${e}'s run, but r.experts routes that slot to ${experts[slot]}`,
+        );
+    }
+  }
+  if (offsets[E] !== rows)
+    fail(
+      'ERR_ARG',
+      `${op}: argument 'r.offsets'`,
+      `offsets[${E}] = ${offsets[E]} must equal ${rows}, the length of r.order`,
+    );
 }
 
 function routingList(a: RoutingArgs): [number, number, number, Float32Array, Int32Array, Int32Array, number] {

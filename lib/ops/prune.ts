@@ -317,7 +317,11 @@ export function planSparseLinear(x: Tensor, w: unknown, opts: unknown): Plan<Ten
   const M = numel(x.shape.slice(0, -1));
   const outShape = [...x.shape.slice(0, -1), s.N];
   const dt: DType = x.dtype;
-  const out = allocate(dt, M * s.N, op);
+  const out = allocate(
+    dt,
+    M * s.N,
+    `${op}: arguments 'x' ${fmtShape(x.shape)} and 'w' [${s.N}, ${s.K}], the output ${fmtShape(outShape)}`,
+  );
   return {
     steps: [
       [

@@ -8,7 +8,7 @@ import { DTYPE_CODE, float16Value, isFloat } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import { native, type QuantWeightArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
-import { Tensor, allocate, checkTensor, storageOf, wrap, wrapView } from '../tensor.js';
+import { Tensor, allocate, checkTensor, isShared, storageOf, wrap, wrapView } from '../tensor.js';
 import { linearShape } from './linear.js';
 import { checkOptions, LINEAR_ACTIVATIONS, optBool, optEnum } from './options.js';
 
@@ -206,7 +206,8 @@ function layoutOf(q: unknown, op: string, name: string): Layout {
 
 /**
  * GPTQ act-order: the stable sort of K by group, so groups are contiguous for the kernels.
- * Every group must hold exactly groupSize features (as GPTQ's g_idx does). Returns perm (stored
+ * Every group must hold exactly groupSize features (as GPTQ's g_idx does; others are
+ * ERR_UNSUPPORTED: the kernels read whole groups). Returns perm (stored
  * position -> input feature); the int4 rows are permuted natively (quantPermute4).
  */
 function actOrderPerm(K: number, gs: number, gIdx: Int32Array, where: string): Int32Array {
@@ -220,9 +221,10 @@ function actOrderPerm(K: number, gs: number, gIdx: Int32Array, where: string): I
   for (let g = 0; g < G; g++)
     if (count[g] !== gs)
       fail(
-        'ERR_ARG',
+        'ERR_UNSUPPORTED',
         where,
-        `group ${g} holds ${count[g]} features; act-order groups must each hold groupSize = ${gs}`,
+        `group ${g} holds ${count[g]} features: the kernels need act-order groups of exactly ` +
+          `groupSize = ${gs} features each (as AutoGPTQ's g_idx always has)`,
       );
   const perm = new Int32Array(K);
   const next = new Int32Array(G);
@@ -426,7 +428,8 @@ function checkSize(v: unknown, op: string, name: string, multipleOf: number): nu
 function checkInt32(v: unknown, op: string, name: string, length: number): Int32Array {
   if (!(v instanceof Int32Array)) fail('ERR_ARG', `${op}: '${name}'`, `expected an Int32Array, got ${describe(v)}`);
   if (v.length !== length) fail('ERR_SHAPE', `${op}: '${name}'`, `expected ${length} int32 values, got ${v.length}`);
-  return v;
+  // the addon reads only plain ArrayBuffers; a checkpoint is read once, so a shared one is copied
+  return isShared(v.buffer) ? v.slice() : v;
 }
 
 /** Checkpoint scales [G, N] (float16 or float32) -> float32 [N, G], finite and non-zero. */
@@ -615,6 +618,7 @@ function planGGML(type: 'q4_0' | 'q8_0', bytes: Uint8Array, shape: [number, numb
     fail('ERR_ARG', `${op}: argument 'type'`, `expected 'q4_0' or 'q8_0', got ${describe(type)}`);
   if (!(bytes instanceof Uint8Array))
     fail('ERR_ARG', `${op}: argument 'bytes'`, `expected a Uint8Array, got ${describe(bytes)}`);
+  if (isShared(bytes.buffer)) bytes = bytes.slice(); // the addon reads plain ArrayBuffers only
   if (!Array.isArray(shape) || shape.length !== 2 || !shape.every((d) => isInt(d) && d > 0))
     fail('ERR_SHAPE', `${op}: argument 'shape'`, `expected [N, K] of positive integers, got ${describe(shape)}`);
   const [N, K] = shape;
@@ -736,7 +740,11 @@ function planQuantLinear(x: Tensor, w: unknown, opts: unknown): LinearPlan {
       `x ${fmtShape(x.shape)} has K = ${x.shape[x.rank - 1]}, w ${fmtShape(q.shape)} has K = ${K}`,
     );
   const { rows: M, outShape, bias } = linearShape(x, N, o, op);
-  const out = allocate(x.dtype, M * N, op);
+  const out = allocate(
+    x.dtype,
+    M * N,
+    `${op}: arguments 'x' ${fmtShape(x.shape)} and 'w' ${fmtShape(q.shape)}, the output ${fmtShape(outShape)}`,
+  );
   const code = DTYPE_CODE[x.dtype];
   const integer = activation !== 'float';
   const strips = integer ? stripsOf(l, layouts.get(q) === l) : null;

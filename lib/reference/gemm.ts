@@ -46,7 +46,7 @@ export function matmulRef(a: Tensor64, b: Tensor64, transB = false): Tensor64 {
         out[bi * M * N + i * N + j] = s;
       }
   }
-  const shape = vec && b.shape.length === 2 ? [N] : [...outB, M, N];
+  const shape = vec ? [...outB, N] : [...outB, M, N]; // numpy drops the prepended 1 of a 1-D a
   return { data: out, shape };
 }
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "moe_internal.h"
@@ -76,6 +77,9 @@ Status moe_route(MoeRouteParams& p) {
   std::vector<double> prob_sum(size_t(n_chunks * E), 0.0);
   std::vector<double> z_sum(size_t(n_chunks), 0.0);
   std::atomic<bool> oom{false};
+  // The first token whose logits hold a NaN or +Infinity, or are all -Infinity (no score to rank
+  // the experts by): an error rather than NaN weights.
+  std::atomic<int64_t> bad_token{T};
   const moe_cpu::Kernels& kern = moe_cpu::kernels();
 
   parallel_for(n_chunks, [&](int64_t c, int) {
@@ -95,6 +99,12 @@ Status moe_route(MoeRouteParams& p) {
       const float* x = p.logits + t * E;
       bool any_nan = false;
       const float m = kern.max_of(x, E, &any_nan);
+      if (any_nan || std::isinf(m)) {
+        int64_t seen = bad_token.load();
+        while (t < seen && !bad_token.compare_exchange_weak(seen, t)) {
+        }
+        break;  // the call fails: the rest of this chunk is not needed
+      }
       // exp(x - max) and its sum (which also gives logsumexp for the z-loss).
       double sum;
       if (p.scoring == MoeScoring::softmax) {
@@ -105,8 +115,7 @@ Status moe_route(MoeRouteParams& p) {
         sum = kern.exp_shift(x, m, E, sel);
         kern.sigmoid(x, E, s);
       }
-      double lse = std::isinf(m) && m < 0 ? m : double(m) + std::log(sum);
-      if (any_nan) lse = std::numeric_limits<double>::quiet_NaN();
+      const double lse = double(m) + std::log(sum);
       zs += lse * lse;
       for (int64_t e = 0; e < E; ++e) psum[e] += s[e];
       const float* keys = s;
@@ -151,6 +160,10 @@ Status moe_route(MoeRouteParams& p) {
     z_sum[size_t(c)] = zs;
   });
   if (oom.load()) return Status(StatusCode::oom, "moe.route: out of memory for scratch");
+  if (bad_token.load() < T)
+    return Status(StatusCode::arg, "moe.route: argument 'logits': row " +
+                                       std::to_string(bad_token.load()) +
+                                       " holds a NaN or +Infinity, or is -Infinity throughout");
 
   // Losses. f_e: share of the router's choices (before any capacity drop) going to e.
   std::vector<int64_t> chosen(size_t(E), 0);
