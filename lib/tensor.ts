@@ -2,7 +2,6 @@
  * Tensor: a dtype, a shape and a storage. CPU storage is a JS ArrayBuffer (zero-copy both ways,
  * owned by the GC); reshape() views share it; dispose() drops it for every view at once.
  */
-import { inspect } from 'node:util';
 import {
   DTYPE_BYTES,
   DTYPE_CODE,
@@ -22,6 +21,12 @@ import { LARGE_BUFFER_BYTES, claim, isOwned, markOwned, recycle, takeBuffer } fr
 import { checkBytes, checkShape, fmtShape, numel } from './shape.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
+
+/**
+ * util.inspect's hook, taken from the symbol registry (it is `inspect.custom`): importing
+ * node:util here would make the published types need @types/node.
+ */
+const inspectCustom: unique symbol = Symbol.for('nodejs.util.inspect.custom') as never;
 
 /**
  * Shared by a tensor and its views; `data` becomes null on dispose. A sub-range view of another
@@ -162,7 +167,7 @@ export class Tensor {
     return `Tensor(${this.dtype}, ${fmtShape(this.shape)}${this.device === 'cpu' ? '' : `, ${this.device}`}${this.disposed ? ', disposed' : ''})`;
   }
 
-  [inspect.custom](): string {
+  [inspectCustom](): string {
     return this.toString();
   }
 

@@ -5,7 +5,7 @@
  * the platform fails with instructions.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -96,16 +96,25 @@ describe('the packed package', () => {
       zeros([1], { dtype: 'float64' });
       // @ts-expect-error: shape is number[]
       tensor([1], '1');
-      void [y, p, n, c, tensor];`;
+      // attention: returnLse true gives { out, lse }; any AttentionOptions value gives a Tensor
+      const o: AttentionOptions = { causal: true, softcap: 0 };
+      const q = zeros([1, 2, 2, 8]);
+      const at: Tensor = attention(q, q, q, o);
+      const lse: { out: Tensor; lse: Tensor } = attention(q, q, q, { returnLse: true, causal: true });
+      const aa: Promise<Tensor> = attentionAsync(q, q, q, o);
+      const al: Promise<{ out: Tensor; lse: Tensor }> = attentionAsync(q, q, q, { returnLse: true });
+      void [y, p, n, c, tensor, at, lse, aa, al];`;
     writeFileSync(
       path.join(app, 'esm.mts'),
-      `import { Tensor, TensorfuseError, backend, linear, matmul, matmulAsync, randn, tensor, zeros } from 'tensorfuse';\n${use}\n`,
+      `import { Tensor, TensorfuseError, attention, attentionAsync, backend, linear, matmul, matmulAsync, randn, tensor, zeros, type AttentionOptions } from 'tensorfuse';\n${use}\n`,
     );
     writeFileSync(
       path.join(app, 'cjs.cts'),
-      `import tf = require('tensorfuse');\nconst { Tensor, TensorfuseError, backend, linear, matmul, matmulAsync, randn, tensor, zeros } = tf;\ntype Tensor = InstanceType<typeof Tensor>;\n${use}\n`,
+      `import tf = require('tensorfuse');\nconst { Tensor, TensorfuseError, attention, attentionAsync, backend, linear, matmul, matmulAsync, randn, tensor, zeros } = tf;\ntype Tensor = InstanceType<typeof Tensor>;\ntype AttentionOptions = tf.AttentionOptions;\n${use}\n`,
     );
     const tsc = createRequire(path.join(root, 'package.json')).resolve('typescript/bin/tsc');
+    const noTypes = path.join(app, 'no-types');
+    mkdirSync(noTypes, { recursive: true });
     const out = (() => {
       try {
         return sh(
@@ -122,10 +131,9 @@ describe('the packed package', () => {
             'es2022',
             '--lib',
             'es2022,esnext.disposable',
-            '--types',
-            'node',
+            // no @types/node (an empty typeRoots): the published types must not need it
             '--typeRoots',
-            path.join(root, 'node_modules', '@types'),
+            noTypes,
             'esm.mts',
             'cjs.cts',
           ],

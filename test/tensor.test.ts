@@ -1,6 +1,7 @@
 /** Tensor: construction, zero-copy wrapping, views, dtype conversion against the reference, dispose. */
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import {
   Tensor,
@@ -349,6 +350,7 @@ describe('Tensor views and lifetime', () => {
   it('describes itself', () => {
     const t = zeros([2, 3], { dtype: 'bfloat16' });
     expect(String(t)).toBe('Tensor(bfloat16, [2, 3])');
+    expect(inspect({ t })).toBe('{ t: Tensor(bfloat16, [2, 3]) }');
     expect(t.size).toBe(6);
     expect(t.device).toBe('cpu');
     expect(t).toBeInstanceOf(Tensor);

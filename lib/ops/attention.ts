@@ -313,19 +313,15 @@ function plan(q: Tensor, k: Tensor, v: Tensor, opts: unknown): Plan {
  *   const o = attention(q, k, v, { causal: true });          // [1, 128, 8, 64]
  *   const { out, lse } = attention(q, k, v, { returnLse: true });
  */
-export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions & { returnLse?: false }): Tensor;
+// The two forms of API.md: `returnLse: true` (a literal) gives { out, lse }; any other options,
+// a variable typed AttentionOptions included, give the output tensor.
 export function attention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
   opts: AttentionOptions & { returnLse: true },
 ): { out: Tensor; lse: Tensor };
-export function attention(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  opts?: AttentionOptions,
-): Tensor | { out: Tensor; lse: Tensor };
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Tensor;
 export function attention(
   q: Tensor,
   k: Tensor,
@@ -343,20 +339,9 @@ export function attentionAsync(
   q: Tensor,
   k: Tensor,
   v: Tensor,
-  opts?: AttentionOptions & { returnLse?: false },
-): Promise<Tensor>;
-export function attentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
   opts: AttentionOptions & { returnLse: true },
 ): Promise<{ out: Tensor; lse: Tensor }>;
-export function attentionAsync(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  opts?: AttentionOptions,
-): Promise<Tensor | { out: Tensor; lse: Tensor }>;
+export function attentionAsync(q: Tensor, k: Tensor, v: Tensor, opts?: AttentionOptions): Promise<Tensor>;
 export async function attentionAsync(
   q: Tensor,
   k: Tensor,
