@@ -210,6 +210,23 @@ TF_TEST(gemm_shapes_f32) {
         }
 }
 
+// Shapes with enough tiles for the AVX-512 level's tiles of 2 * kMC rows (the last one short),
+// with odd sizes across kKC, padded strides, both B layouts, 1 and 2 threads, a bias.
+TF_TEST(gemm_wide_tiles) {
+  tf_test::Rng rng(tf_test::case_seed());
+  const int64_t shapes[][3] = {{401, 523, 517}, {193, 1100, 257}, {769, 260, 33}};
+  for (auto& s : shapes)
+    for (bool trans_b : {false, true})
+      for (int threads : {1, 2}) {
+        Problem p;
+        p.M = s[0], p.N = s[1], p.K = s[2], p.trans_b = trans_b;
+        p.lda_pad = rng.below(3) * 3, p.ldb_pad = rng.below(3) * 5, p.ldc_pad = rng.below(2) * 2;
+        p.bias = rng.below(2) == 1;
+        p.max_threads = threads;
+        check_all_isas(make_fixture(p, rng), "wide tiles");
+      }
+}
+
 // The rows path (16 <= M <= 48, float32 B stored [N, K]): whole 16-row panels of x with and
 // without the dot_t remainder rows, N around the 12-row groups and the task split, K across
 // the 256-deep slices, padded strides, bias and activations, a 16-bit output, thread caps.

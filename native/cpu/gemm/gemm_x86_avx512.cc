@@ -120,6 +120,60 @@ TF_AVX512 void kernel2_rows(int64_t kc, const float* a, int64_t lda, const float
   kernel2_impl<true>(kc, a, lda, b, b2, c, ldc, accumulate);
 }
 
+// pack_a of gemm_kernels.h for float32 A (16-bit A: the AVX2 packer): a full panel of six rows
+// x 8 k is six 8-wide loads paired into three zmm (rows 2i | 2i + 1), then each of the three
+// output vectors (k-major: element (i, k) at k * 6 + i) is one two-source permute of the first
+// two and one masked permute of the third. 18 operations per 48 elements, where the AVX2
+// packer's 8 x 8 transpose and six-float copies took about 50 (pack_a was ~10% of a 2-thread
+// 1024^3 GEMM). Short panels and the k tail as the scalar formula.
+// [8 floats at lo | 8 floats at hi] (AVX512F only: no insertf32x8, which is DQ)
+TF_AVX512 inline __m512 pair8(const float* lo, const float* hi) {
+  const __m512d l = _mm512_castps_pd(_mm512_castps256_ps512(_mm256_loadu_ps(lo)));
+  return _mm512_castpd_ps(_mm512_insertf64x4(l, _mm256_castps_pd(_mm256_loadu_ps(hi)), 1));
+}
+
+TF_AVX512 void pack_a(const void* a, DType dt, int64_t lda, int64_t mc, int64_t kc, float* dst) {
+  if (dt != DType::float32) return kernels_avx2()->pack_a(a, dt, lda, mc, kc, dst);
+  const float* af = static_cast<const float*>(a);
+  // output lane p = 16 v + l holds (i, c) = (p % 6, p / 6): row pair z = i / 2 at index
+  // (i % 2) * 8 + c; idx01 reads pairs 0 and 1 (indices 0-31 over both), idx2 and m2 pair 2
+  alignas(64) int32_t idx01[3][16], idx2[3][16];
+  __mmask16 m2[3] = {0, 0, 0};
+  for (int v = 0; v < 3; ++v)
+    for (int l = 0; l < 16; ++l) {
+      const int p = 16 * v + l, i = p % 6, c = p / 6, at = (i % 2) * 8 + c;
+      idx01[v][l] = i < 4 ? (i / 2) * 16 + at : 0;
+      idx2[v][l] = i >= 4 ? at : 0;
+      if (i >= 4) m2[v] = __mmask16(m2[v] | (1u << l));
+    }
+  __m512i i01[3], i2[3];
+  for (int v = 0; v < 3; ++v) {
+    i01[v] = _mm512_load_si512(idx01[v]);
+    i2[v] = _mm512_load_si512(idx2[v]);
+  }
+  for (int64_t i0 = 0; i0 < mc; i0 += kMR) {
+    const int64_t rows = std::min<int64_t>(kMR, mc - i0);
+    const float* r = af + i0 * lda;
+    int64_t k = 0;
+    if (rows == kMR) {
+      for (; k + 8 <= kc; k += 8) {
+        const __m512 z0 = pair8(r + k, r + lda + k);
+        const __m512 z1 = pair8(r + 2 * lda + k, r + 3 * lda + k);
+        const __m512 z2 = pair8(r + 4 * lda + k, r + 5 * lda + k);
+        float* d = dst + k * kMR;
+#pragma GCC unroll 3
+        for (int v = 0; v < 3; ++v) {
+          const __m512 from01 = _mm512_permutex2var_ps(z0, i01[v], z1);
+          _mm512_storeu_ps(d + 16 * v, _mm512_mask_permutexvar_ps(from01, m2[v], i2[v], z2));
+        }
+      }
+    }
+    for (; k < kc; ++k)
+      for (int64_t i = 0; i < kMR; ++i) dst[k * kMR + i] = i < rows ? r[i * lda + k] : 0.0f;
+    dst += kc * kMR;
+  }
+}
+
 // pack_b of gemm_kernels.h for float32 B on 16-wide vectors (16-bit B: the AVX2 packer). Stored
 // [N, K] (trans): 16 rows of B x 16 k per 16 x 16 transpose (64 shuffles per 256 elements; four
 // 8 x 8 ymm transposes: 96), the k tail and rows past N through masked loads / zeros; [K, N]:
@@ -262,6 +316,7 @@ TF_AVX512 void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DTyp
 Kernels make_table() {
   Kernels k = *kernels_avx2();
   k.isa = Isa::avx512;
+  k.pack_a = pack_a;
   k.pack_b = pack_b;
   k.kernel = kernel;
   k.kernel_rows = kernel_rows;
