@@ -41,6 +41,11 @@ using gemm_cpu::kNR;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// The threads a call may use: the pool, capped by p.max_threads when set.
+int pool_threads(const GemmParams& p) {
+  return p.max_threads > 0 ? std::min(p.max_threads, threads()) : threads();
+}
+
 float apply_act(float v, Activation act) {
   switch (act) {
     case Activation::none: return v;
@@ -290,7 +295,7 @@ Status dot_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, in
 constexpr int64_t kSmallM = 256;
 
 Status small_m_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, int64_t ldc) {
-  const int nthreads = p.max_threads > 0 ? std::min(p.max_threads, threads()) : threads();
+  const int nthreads = pool_threads(p);
   const int64_t n_panels = ceil_div(p.N, kNR);
   const int64_t flops = 2 * p.M * p.N * p.K;
   const int use_threads = flops < (int64_t(1) << 21) ? 1 : nthreads;
@@ -360,7 +365,7 @@ Status blocked_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
   // 4 tiles a thread: each B run then feeds twice the rows per trip from L3 (Zen 5, 2 threads,
   // 1024^3: 285 -> 300-307 GFLOP/s; M = 128 unchanged).
   constexpr int64_t kRun = 8;
-  const int nthreads = p.max_threads > 0 ? std::min(p.max_threads, threads()) : threads();
+  const int nthreads = pool_threads(p);
   const int64_t runs_first = ceil_div(ceil_div(std::min<int64_t>(kNC, p.N), kNR), kRun);
   const bool wide = kern.isa == Isa::avx512 &&
                     ceil_div(m_panels, 2 * kMC / kMR) * runs_first >= 4 * int64_t(nthreads);
