@@ -472,6 +472,54 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
 // generic dequant's formula: a code equal to its zero point is exactly 0); groups of 32,
 // 64, 128 and one per row, with and without zero points, ranges of one and several 64-blocks
 // (the AVX-512 kernel takes them two at a time and hands a lone last one to the AVX2 kernel).
+// Several rows of x through the table's gemv_f32_rows (AVX-512: two rows of x and two weight
+// rows a pass, K sliced past 4096 with the totals carried) give bitwise each row's gemv_f32
+// result, and the float64 product: odd row counts (a lone last weight row and row of x), every
+// group size the kernel specialises, symmetric and with zero points, and two slices of K.
+TF_TEST(quant_gemv_rows_bitwise_row_by_row) {
+  tf_test::Rng rng(tf_test::case_seed());
+  struct Shape { int64_t M, N, K, gs; bool sym; };
+  const Shape shapes[] = {{2, 7, 256, 128, true},   {3, 5, 384, 0, false},
+                          {5, 9, 4224, 128, false}, {2, 3, 512, 256, true},
+                          {3, 6, 640, 32, false},   {4, 1, 4352, 64, true},
+                          {2, 4, 8448, 0, true}};
+  for (const Shape& sh : shapes) {
+    QW q = random_weight(rng, 4, sh.N, sh.K, sh.gs, sh.sym, false);
+    const std::vector<double> w = dequant_ref(q.w);
+    std::vector<float> x(size_t(sh.M * sh.K));
+    for (auto& v : x) v = rng.uniform(-1, 1);
+    for (Isa isa : tf_test::isa_levels()) {
+      const quant_cpu::Kernels& k = quant_cpu::kernels_for(isa);
+      const int64_t xn = quant_cpu::prep_x_floats(sh.K);
+      std::vector<float> xd_buf(size_t(sh.M * xn + 15));
+      float* xd = quant_cpu::align64(xd_buf.data());
+      std::vector<const float*> xs(size_t(sh.M)), xds(size_t(sh.M), nullptr);
+      std::vector<float> rows(size_t(sh.M * sh.N), NAN), one(size_t(sh.M * sh.N), NAN);
+      std::vector<float*> ys(size_t(sh.M));
+      for (int64_t m = 0; m < sh.M; ++m) {
+        xs[size_t(m)] = x.data() + m * sh.K;
+        if (k.prep_x && k.prep_x(q.w, xs[size_t(m)], xd + m * xn)) xds[size_t(m)] = xd + m * xn;
+        ys[size_t(m)] = rows.data() + m * sh.N;
+        k.gemv_f32(q.w, xs[size_t(m)], xds[size_t(m)], 0, sh.N, one.data() + m * sh.N);
+      }
+      quant_cpu::gemv_rows(k, q.w, xs.data(), xds.data(), sh.M, 0, sh.N, ys.data());
+      CHECK(std::memcmp(rows.data(), one.data(), rows.size() * 4) == 0,
+            "%s M=%lld K=%lld gs=%lld: rows together differ from row by row", isa_name(isa),
+            (long long)sh.M, (long long)sh.K, (long long)sh.gs);
+      std::vector<double> want(rows.size()), got(rows.begin(), rows.end());
+      for (int64_t m = 0; m < sh.M; ++m)
+        for (int64_t n = 0; n < sh.N; ++n) {
+          double t = 0;
+          for (int64_t e = 0; e < sh.K; ++e)
+            t += double(x[size_t(m * sh.K + e)]) * w[size_t(n * sh.K + e)];
+          want[size_t(m * sh.N + n)] = t;
+        }
+      CHECK(rel(got, want) < 1e-5, "%s M=%lld K=%lld gs=%lld: %g", isa_name(isa),
+            (long long)sh.M, (long long)sh.K, (long long)sh.gs, rel(got, want));
+    }
+  }
+}
+
 TF_TEST(quant_dequant_lanes_identical_across_isas) {
   tf_test::Rng rng(tf_test::case_seed());
   struct Shape { int64_t N, K, gs; bool sym; int64_t k0, k1; };

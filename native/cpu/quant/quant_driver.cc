@@ -106,19 +106,22 @@ void gemv_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern, cons
                 float* yf) {
   const QuantWeight& w = p.w;
   const int64_t K = w.K, N = w.N, M = p.M, xn = quant_cpu::prep_x_floats(K);
-  std::vector<float> xd(kern.prep_x ? size_t(M * xn) : 0);
+  std::vector<float> xd_buf(kern.prep_x ? size_t(M * xn + 15) : 0);
+  float* xd = kern.prep_x ? quant_cpu::align64(xd_buf.data()) : nullptr;
   std::vector<const float*> xdp(size_t(M), nullptr);
   for (int64_t m = 0; m < M && kern.prep_x; ++m)
-    if (kern.prep_x(w, xf + m * K, xd.data() + m * xn)) xdp[size_t(m)] = xd.data() + m * xn;
+    if (kern.prep_x(w, xf + m * K, xd + m * xn)) xdp[size_t(m)] = xd + m * xn;
   const int use_threads = M * N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
   const int nt = use_threads > 0 ? std::min(use_threads, threads()) : threads();
   const int64_t rows = gemv_block_rows(w, nt);
+  std::vector<const float*> xp(static_cast<size_t>(M));
+  std::vector<float*> yp(static_cast<size_t>(M));
+  for (int64_t m = 0; m < M; ++m) xp[size_t(m)] = xf + m * K, yp[size_t(m)] = yf + m * N;
   parallel_for(
       ceil_div(N, rows),
       [&](int64_t t, int) {
         const int64_t n0 = t * rows, n1 = std::min(N, n0 + rows);
-        for (int64_t m = 0; m < M; ++m)
-          kern.gemv_f32(w, xf + m * K, xdp[size_t(m)], n0, n1, yf + m * N);
+        quant_cpu::gemv_rows(kern, w, xp.data(), xdp.data(), M, n0, n1, yp.data());
       },
       use_threads);
 }

@@ -16,7 +16,14 @@ constexpr int64_t kPrepXTail = 8;
 // Floats of prep_x's output for K columns: x reordered, the tail, then up to K / 2 more (sums of
 // x over each lane of 4 or 8 weights, for an ISA that takes the zero point off per lane, or the
 // per-group start values of an integer GEMV on digits of x).
-constexpr int64_t prep_x_floats(int64_t K) { return K + kPrepXTail + K / 2; }
+// Rounded up to whole 64-byte lines, so the rows of x prepared one after another in a buffer
+// that starts on 64 bytes all do (a 64-byte load of x that crosses a line is two loads: the
+// AVX-512 GEMV with four rows of x ran at half speed on rows 24,608 bytes apart).
+constexpr int64_t prep_x_floats(int64_t K) { return (K + kPrepXTail + K / 2 + 15) / 16 * 16; }
+// p rounded up to 64 bytes (a buffer of 15 floats more than it needs).
+inline float* align64(float* p) {
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+}
 
 struct Kernels {
   Isa isa;
@@ -71,6 +78,11 @@ struct Kernels {
   // true: tile_i8 / tile_i4 read w.strips (tensorfuse/quant.h) when present and their range
   // starts on a strip (n0 % kQuantStripRows == 0); callers then hand them whole strips.
   bool reads_strips = false;
+  // Optional (nullptr: gemv_f32 row by row, see gemv_rows): M rows of x at once, x[m] / xd[m] as
+  // gemv_f32's x / xd and its outputs y[m][n] for n in [n0, n1); each row's result bitwise
+  // gemv_f32's, so the grouping of rows never changes an output.
+  void (*gemv_f32_rows)(const QuantWeight& w, const float* const* x, const float* const* xd,
+                        int64_t M, int64_t n0, int64_t n1, float* const* y) = nullptr;
 };
 
 const Kernels& kernels_generic();
@@ -87,6 +99,14 @@ inline void prep_i4_x(const int8_t* xq, int64_t K, int8_t* xl) {
       xl[b + j] = xq[b + 2 * j];
       xl[b + 32 + j] = xq[b + 2 * j + 1];
     }
+}
+
+// Rows [n0, n1) of y[m] = x[m] @ dequant(W)^T for m < M, through the table's gemv_f32_rows when
+// it has one.
+inline void gemv_rows(const Kernels& k, const QuantWeight& w, const float* const* x,
+                      const float* const* xd, int64_t M, int64_t n0, int64_t n1, float* const* y) {
+  if (k.gemv_f32_rows) return k.gemv_f32_rows(w, x, xd, M, n0, n1, y);
+  for (int64_t m = 0; m < M; ++m) k.gemv_f32(w, x[m], xd[m], n0, n1, y[m]);
 }
 
 // Helpers shared by the ISA files.

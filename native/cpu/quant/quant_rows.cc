@@ -43,14 +43,24 @@ RowPrep rows_prepare(const Kernels& kern, const QuantWeight& w, int64_t k0, int6
 
 void rows_gemv(const Kernels& kern, const QuantWeight& w, const RowPrep* xs, int64_t M, int64_t n0,
                int64_t n1, int64_t k0, int64_t k1, float* y, int64_t ldy, bool accumulate) {
-  float tmp[kBlock];
+  // up to kRowsX rows of x a call (the kernel shares each unpacked weight vector among them)
+  constexpr int64_t kRowsX = 8;
+  float tmp[kRowsX][kBlock];
+  const float* x[kRowsX];
+  const float* xd[kRowsX];
+  float* out[kRowsX];
+  for (int64_t i = 0; i < kRowsX; ++i) out[i] = tmp[i];
   for (int64_t n = n0; n < n1; n += kBlock) {
     const int64_t nb = std::min(kBlock, n1 - n);
     const QuantWeight v = view(w, n, n + nb, k0, k1);
-    for (int64_t m = 0; m < M; ++m) {
-      kern.gemv_f32(v, xs[m].x, xs[m].xd, 0, nb, tmp);
-      float* dst = y + m * ldy + (n - n0);
-      for (int64_t i = 0; i < nb; ++i) dst[i] = accumulate ? dst[i] + tmp[i] : tmp[i];
+    for (int64_t m0 = 0; m0 < M; m0 += kRowsX) {
+      const int64_t mx = std::min(kRowsX, M - m0);
+      for (int64_t i = 0; i < mx; ++i) x[i] = xs[m0 + i].x, xd[i] = xs[m0 + i].xd;
+      gemv_rows(kern, v, x, xd, mx, 0, nb, out);
+      for (int64_t i = 0; i < mx; ++i) {
+        float* dst = y + (m0 + i) * ldy + (n - n0);
+        for (int64_t j = 0; j < nb; ++j) dst[j] = accumulate ? dst[j] + tmp[i][j] : tmp[i][j];
+      }
     }
   }
 }

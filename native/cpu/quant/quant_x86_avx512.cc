@@ -813,7 +813,7 @@ TF_AVX512 inline void prefetch_next_rows(const uint8_t* next, int64_t ldq, int r
 // load(l, side) for l in [l0, l1), side (a std::integral_constant: 0, 1) alternating from load to
 // load: the accumulator that takes each load's zero point off.
 template <class F>
-TF_AVX512 inline void loads_alternating(int64_t l0, int64_t l1, F&& load) {
+TF_AVX512 __attribute__((always_inline)) inline void loads_alternating(int64_t l0, int64_t l1, F&& load) {
   int64_t l = l0;
   for (; l + 2 <= l1; l += 2) {
     load(l, std::integral_constant<int, 0>{});
@@ -822,7 +822,8 @@ TF_AVX512 inline void loads_alternating(int64_t l0, int64_t l1, F&& load) {
   if (l < l1) load(l, std::integral_constant<int, 0>{});
 }
 
-// R rows (1-3: they share every load of x, which bounds one row alone) from row n. Per 64-byte
+// R weight rows (1-3: they share every load of x, which bounds one row alone) from row n, against
+// MX rows of x (xd[i], outputs y[i][n + r]; MX = 2 with R = 2 in gemv_f32_rows). Per 64-byte
 // load of a row (128 weights) three sources (v, v >> 12, v >> 24), then per nibble place j a
 // vpand and an FMA with xd's 16 lanes: a lane gathers sum_j u_j x_j 2^-S, and one FNMADD of
 // z times the lane's x sum (prep_x) leaves sum_j (u_j - z) x_j 2^-S. The zero point comes off
@@ -831,11 +832,20 @@ TF_AVX512 inline void loads_alternating(int64_t l0, int64_t l1, F&& load) {
 // Scale and zero point per lane: groups of 32 own a 128-bit lane each, of 64 a 256-bit half,
 // larger groups the whole vector. Two accumulators a row, scaled into the total once per group
 // (per load for groups below 128).
-template <int GS, int R>
-TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, float* y) {
+// The rows of x share each row's code vectors (one load, two shifts and eight vpand per 128
+// weights for all of them), then each takes its own eight FMAs. Each (weight row, x row) pair
+// runs the same operations in the same order for any R and MX: bitwise one row against one.
+// Loads [lb, le) only (le = -1: to the end; both on scale boundaries): a pass that does not start
+// at 0 takes its totals from `carry` (R * MX vectors), one that ends early leaves them there and
+// writes no y, so rows of x that do not fit L1 together run a slice of K at a time, bitwise the
+// same sums in the same order.
+template <int GS, int R, int MX>
+TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* const* xd,
+                            float* const* y, int64_t lb = 0, int64_t le = -1,
+                            float* carry = nullptr) {
   const int64_t gs = GS > 0 ? GS : w.group(), loads = w.K / 128, ldq = w.q_stride() / 2;
+  if (le < 0) le = loads;
   const int64_t step = gs <= 64 ? 1 : gs / 128;  // loads per scale
-  const float* lane_sums = xd + w.K + kPrepXTail;
   const int64_t lds = w.s_stride();
   const uint8_t* q = static_cast<const uint8_t*>(w.q) + n * ldq;
   const float* s[R];
@@ -849,17 +859,22 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
   const bool next_pair = n + 2 * R <= w.N;  // all R rows after these exist
   const __m512i quads = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   const __m512i halves = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-  __m512 tot[R];
+  __m512 tot[R][MX];
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) tot[r] = _mm512_setzero_ps();
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int i = 0; i < MX; ++i)
+      tot[r][i] = lb > 0 ? _mm512_loadu_ps(carry + (r * MX + i) * 16) : _mm512_setzero_ps();
   // the zero points of 16 groups at a time as floats (8 when symmetric), so a group of 128 or
   // more takes two broadcasts a row (where a byte load, a conversion and a test per group were a
   // fifth of the loop's operations at groups of 128), and a load of groups of 32 / 64 one
   // permute of them as of its scales
-  alignas(64) float zf[R][16];
-  for (int64_t l0 = 0; l0 < loads; l0 += step) {
+  alignas(64) float zf[R][16];  // groups [zb, zb + 16)
+  int64_t zb = 0;
+  for (int64_t l0 = lb; l0 < le; l0 += step) {
     const int64_t g = gs == 32 ? 4 * l0 : gs == 64 ? 2 * l0 : l0 / step;  // first group
-    if (g % 16 == 0) {
+    if (g % 16 == 0 || l0 == lb) {
+      zb = g;
       const __mmask16 zm = __mmask16(w.groups() - g >= 16 ? 0xffff : (1u << (w.groups() - g)) - 1);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r)
@@ -877,21 +892,26 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
         sv[r] = _mm512_permutexvar_ps(
             idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(mask, s[r] + g)));
         zv[r] = _mm512_permutexvar_ps(
-            idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(mask, zf[r] + g % 16)));
+            idx, _mm512_castps128_ps512(_mm_maskz_loadu_ps(mask, zf[r] + (g - zb))));
       } else {
         sv[r] = _mm512_set1_ps(s[r][g]);
-        zv[r] = _mm512_set1_ps(zf[r][g % 16]);
+        zv[r] = _mm512_set1_ps(zf[r][g - zb]);
       }
     }
-    __m512 a[R][2];
+    // the two accumulators of each (weight row, x row) pair
+    __m512 a0[R][MX], a1[R][MX];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm512_setzero_ps();
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int i = 0; i < MX; ++i) a0[r][i] = a1[r][i] = _mm512_setzero_ps();
     // one load; its zero point comes off accumulator SIDE, alternating from load to load, so
-    // that neither accumulator drifts by more than about one load's sum of u x over a long group
-    auto load = [&](int64_t l, auto side) TF_AVX512 {
+    // that neither accumulator drifts by more than about one load's sum of u x over a long group.
+    // always_inline (and on loads_alternating): inlined late, after GCC's scalar replacement,
+    // the lambda left the accumulators in memory (with MX = 2-4: a store and a reload of each
+    // at every load)
+    auto load = [&](int64_t l, auto side) TF_AVX512 __attribute__((always_inline)) {
       constexpr int SIDE = decltype(side)::value;
       prefetch_next_rows(next, ldq, next_pair ? R : 1, l);
-      const float* xb = xd + l * 128;
       __m512i src[R][3];
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
@@ -904,24 +924,53 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* xd, fl
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
         const __m512i m = _mm512_set1_epi32(int(0xfu << (4 * (j % 3))));
-        __m512 xv = _mm512_loadu_ps(xb + 16 * j);
-        keep_in_register(xv);
+        __m512 code[R];
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r)
-          a[r][j & 1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(src[r][j / 3], m)),
-                                        xv, a[r][j & 1]);
+        for (int r = 0; r < R; ++r) {
+          code[r] = _mm512_castsi512_ps(_mm512_and_si512(src[r][j / 3], m));
+          if (MX > 1) keep_in_register(code[r]);  // one vpand for every row of x
+        }
+#pragma GCC unroll 4
+        for (int i = 0; i < MX; ++i) {
+          __m512 xv = _mm512_loadu_ps(xd[i] + l * 128 + 16 * j);
+          keep_in_register(xv);
+#pragma GCC unroll 4
+          for (int r = 0; r < R; ++r) {
+            if (j & 1)  // (a reference to either would keep the arrays in memory)
+              a1[r][i] = _mm512_fmadd_ps(code[r], xv, a1[r][i]);
+            else
+              a0[r][i] = _mm512_fmadd_ps(code[r], xv, a0[r][i]);
+          }
+        }
       }
-      const __m512 xs = _mm512_loadu_ps(lane_sums + l * 16);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) a[r][SIDE] = _mm512_fnmadd_ps(zv[r], xs, a[r][SIDE]);
+      for (int i = 0; i < MX; ++i) {
+        const __m512 xs = _mm512_loadu_ps(xd[i] + w.K + kPrepXTail + l * 16);
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) {
+          if (SIDE)
+            a1[r][i] = _mm512_fnmadd_ps(zv[r], xs, a1[r][i]);
+          else
+            a0[r][i] = _mm512_fnmadd_ps(zv[r], xs, a0[r][i]);
+        }
+      }
     };
     loads_alternating(l0, l0 + step, load);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
-      tot[r] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a[r][0], a[r][1]), tot[r]);
+#pragma GCC unroll 4
+      for (int i = 0; i < MX; ++i)
+        tot[r][i] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a0[r][i], a1[r][i]), tot[r][i]);
   }
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(tot[r]) * xd[w.K];
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int i = 0; i < MX; ++i) {
+      if (le < loads)
+        _mm512_storeu_ps(carry + (r * MX + i) * 16, tot[r][i]);
+      else
+        y[i][n + r] = _mm512_reduce_add_ps(tot[r][i]) * xd[i][w.K];
+    }
 }
 
 // int8 as rows_i4_wide, on R = 1, 2 or 4 rows: per 64-byte load of a row (64 weights) one vpxor
@@ -1095,11 +1144,62 @@ TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, i
     // three rows a pass where the scales need no per-load permutes (groups of 32 then spill):
     // quant_ticks 2 threads, K = N = 4096 in L3: g0 38-40 -> 48-54 MAC/tick, g128 42-47 -> 46-50
     constexpr int R4 = GS == 32 ? 2 : 3;
-    for (; n + R4 <= n1; n += R4) rows_i4_wide<GS, R4>(w, n, xd, y);
-    for (; n + 2 <= n1; n += 2) rows_i4_wide<GS, 2>(w, n, xd, y);
-    if (n < n1) rows_i4_wide<GS, 1>(w, n, xd, y);
+    const float* const xds[1] = {xd};
+    float* const ys[1] = {y};
+    for (; n + R4 <= n1; n += R4) rows_i4_wide<GS, R4, 1>(w, n, xds, ys);
+    for (; n + 2 <= n1; n += 2) rows_i4_wide<GS, 2, 1>(w, n, xds, ys);
+    if (n < n1) rows_i4_wide<GS, 1, 1>(w, n, xds, ys);
   };
   switch (w.group()) {
+    case 32: return run(std::integral_constant<int, 32>{});
+    case 64: return run(std::integral_constant<int, 64>{});
+    case 128: return run(std::integral_constant<int, 128>{});
+    case 256: return run(std::integral_constant<int, 256>{});
+    default: return run(std::integral_constant<int, 0>{});
+  }
+}
+
+// Rows of x together (Kernels::gemv_f32_rows): int4 weights with every row of x in this table's
+// lane order run two rows of x and two weight rows per pass (rows_i4_wide<GS, 2, 2>: each code
+// vector unpacked once for both rows of x, each x vector loaded once for both weight rows).
+// quant_ticks, K = 4096, int4 groups of 32 / 128 / per row, MAC/tick: one thread in L2 (N = 256)
+// M = 2 22-28 -> 25-32, 2 threads in L3 (N = 4096) M = 2-3 41-60 -> 53-72. Four or three rows of
+// x on one weight row (R = 1) ran slower than row by row (21-26 against 27 in L2): 37 loads per
+// 36 FMAs. Both rows' x stay in L1 through a slice of K of at most kSliceBytes (the whole of
+// K = 4096; slices of 8 / 16 KiB there were 0-20% slower), their totals carried between slices.
+// Anything else row by row.
+constexpr int64_t kSliceBytes = 32 << 10;
+TF_AVX512 void gemv_f32_rows(const QuantWeight& w, const float* const* x, const float* const* xd,
+                             int64_t M, int64_t n0, int64_t n1, float* const* y) {
+  constexpr int MX = 2;
+  const int64_t gs = w.group(), step = gs <= 64 ? 1 : gs / 128, loads = w.K / 128;
+  const int64_t slice_bytes = step * 128 * int64_t(sizeof(float)) * MX;  // one scale's loads
+  bool shared = M >= MX && w.bits == 4 && slice_bytes <= kSliceBytes && !(_mm_getcsr() & 0x40);
+  for (int64_t m = 0; m < M && shared; ++m) shared = xd[m] && xd[m][w.K + 1] == kWideLanes;
+  float* carry = shared ? static_cast<float*>(scratch_get(
+                              kScratchSlot, size_t((n1 - n0) * MX * 16) * sizeof(float)))
+                        : nullptr;
+  if (!carry) {
+    for (int64_t m = 0; m < M; ++m) gemv_f32(w, x[m], xd[m], n0, n1, y[m]);
+    return;
+  }
+  const int64_t sl = kSliceBytes / slice_bytes * step;  // loads a slice
+  auto run = [&](auto gs_const) {
+    constexpr int GS = decltype(gs_const)::value;
+    constexpr int R = GS == 32 ? 1 : 2;  // groups of 32 spill with two (as in gemv_f32)
+    int64_t m = 0;
+    for (; m + MX <= M; m += MX)
+      for (int64_t lb = 0; lb < loads; lb += sl) {
+        const int64_t le = std::min(loads, lb + sl);
+        int64_t n = n0;
+        for (; n + R <= n1; n += R)
+          rows_i4_wide<GS, R, MX>(w, n, xd + m, y + m, lb, le, carry + (n - n0) * MX * 16);
+        for (; n < n1; ++n)
+          rows_i4_wide<GS, 1, MX>(w, n, xd + m, y + m, lb, le, carry + (n - n0) * MX * 16);
+      }
+    if (m < M) gemv_f32(w, x[m], xd[m], n0, n1, y[m]);
+  };
+  switch (gs) {
     case 32: return run(std::integral_constant<int, 32>{});
     case 64: return run(std::integral_constant<int, 64>{});
     case 128: return run(std::integral_constant<int, 128>{});
@@ -1182,6 +1282,7 @@ Kernels make_table() {
   k.dequant_lanes = dequant_lanes;
   k.prep_x = prep_x;
   k.gemv_f32 = gemv_f32;
+  k.gemv_f32_rows = gemv_f32_rows;
   k.reads_strips = true;
   return k;
 }
