@@ -813,7 +813,8 @@ TF_AVX512 inline void prefetch_next_rows(const uint8_t* next, int64_t ldq, int r
 // load(l, side) for l in [l0, l1), side (a std::integral_constant: 0, 1) alternating from load to
 // load: the accumulator that takes each load's zero point off.
 template <class F>
-TF_AVX512 __attribute__((always_inline)) inline void loads_alternating(int64_t l0, int64_t l1, F&& load) {
+TF_AVX512 __attribute__((always_inline)) inline void loads_alternating(int64_t l0, int64_t l1,
+                                                                       F&& load) {
   int64_t l = l0;
   for (; l + 2 <= l1; l += 2) {
     load(l, std::integral_constant<int, 0>{});
