@@ -135,11 +135,12 @@ describe('attention: float32 against the float64 reference', () => {
     backend.setThreads(backend.info().cpu.threads);
   });
   it('decode with the heads of a bshd cache read together: every option, odd dims, group remainders', () => {
-    // Sq * G < 6 rows per kv head takes the streaming path, which walks several kv heads of a
-    // key at once (up to 64 rows per item): G = 1..5, 70 heads (a remainder group), D off the
-    // vector width, masks/softcap/ALiBi/window on those items, seqlensK, and split-K chunks.
-    // 1-2 rows per kv head go key by key over the heads on AVX2 (blocks of four keys, then single
-    // keys): D = 17 / 33 there too.
+    // Sq * G <= 32 rows per kv head takes the streaming path, which walks several kv heads of a
+    // key at once (up to 64 rows per item): G = 1..32, 70 heads (a remainder group), D off the
+    // vector width, masks/softcap/ALiBi/window on those items, seqlensK, and split-K chunks; 33
+    // rows (the tiled path) for the boundary, and short caches (no split: the heads alone are
+    // spread over the threads). 1-2 rows per kv head go key by key over the heads on AVX2 (blocks
+    // of four keys, then single keys): D = 17 / 33 there too.
     for (const [B, Sq, Hq, Hk, D, Sk] of [
       [2, 1, 6, 3, 72, 700],
       [1, 1, 12, 4, 100, 333],
@@ -149,6 +150,12 @@ describe('attention: float32 against the float64 reference', () => {
       [1, 1, 6, 6, 17, 131],
       [2, 1, 8, 4, 33, 262],
       [1, 2, 3, 3, 40, 97],
+      [1, 1, 16, 2, 64, 200],
+      [2, 3, 12, 3, 40, 700],
+      [1, 1, 32, 1, 24, 600],
+      [1, 7, 8, 8, 17, 150],
+      [1, 8, 8, 2, 48, 1030],
+      [1, 11, 9, 3, 33, 300],
     ]) {
       const [q, k, v] = qkv(B, Sq, Sk, Hq, Hk, D);
       const seqlensK = tensor(
@@ -169,6 +176,14 @@ describe('attention: float32 against the float64 reference', () => {
       check(q, k, v, { alibiSlopes: slopes, mask: rand([1, Hq, Sq, Sk]) }, `${label} alibi mask`);
       const keep = new Uint8Array(Sq * Sk).map((_, i) => ((i * 7919) % 3 === 0 ? 0 : 1));
       check(q, k, v, { mask: tensor(keep, [Sq, Sk], 'uint8') }, `${label} bool mask`);
+    }
+    // a per-head contiguous cache (bhsd): one head per item, 8 and 28 rows
+    for (const [Sq, Hq, Hk] of [
+      [1, 16, 2],
+      [7, 8, 2],
+    ]) {
+      const [q, k, v] = qkv(1, Sq, 800, Hq, Hk, 40, 'bhsd');
+      check(q, k, v, { layout: 'bhsd', causal: true }, `bhsd Sq${Sq} Hq${Hq} Hk${Hk} causal`);
     }
     for (const [dtype, Hk, D] of [
       ['float16', 2, 64],

@@ -198,7 +198,12 @@ TF_TEST(attention_matches_double_loop) {
                              // 3-5 rows per kv head (the per-head kernels): key counts whose
                              // last step leaves 1-7 keys past the whole score tiles
                              {1, 1, 135, 12, 3, 64, false}, {1, 1, 71, 9, 3, 48, false},
-                             {1, 1, 263, 5, 1, 40, false}, {1, 1, 77, 5, 1, 40, false}},
+                             {1, 1, 263, 5, 1, 40, false}, {1, 1, 77, 5, 1, 40, false},
+                             // 6-32 rows per kv head, streamed too (GQA 8 / 7, MQA 32, Sq 4 x
+                             // G 4 causal, Sq 8 x G 4 over two heads an item); 33: tiled
+                             {1, 1, 600, 16, 2, 64, false}, {1, 1, 140, 14, 2, 33, false},
+                             {1, 1, 530, 32, 1, 24, false}, {2, 4, 300, 8, 2, 40, true},
+                             {1, 8, 1100, 8, 2, 16, true},  {1, 11, 200, 3, 1, 32, true}},
                             {0});
 }
 

@@ -8,7 +8,7 @@
 // FlashAttention-3's pack_gqa); the 6-row micro-panels a tile cannot reach are skipped, and on a
 // causal diagonal or a window's edge each micro-panel runs only the keys of the tile it can see,
 // which keeps causal and windowed work tight inside a block.
-//   rows >= kMinTiledRows: Q block packed into GEMM panels, S = Q K^T and O += P V through the
+//   rows > kMaxStreamRows: Q block packed into GEMM panels, S = Q K^T and O += P V through the
 //                          6x16 micro-kernel, K/V tiles packed per tile (widened from f16/bf16);
 //   fewer rows (decode):   one item holds several kv heads of a bshd cache; K and V rows are
 //                          read in place: with 1-2 rows per kv head key by key over all heads
@@ -48,7 +48,15 @@ constexpr int64_t kWideTileKeys = 128; // with the wide GEMM kernel: half the P 
                                        // loads and stores of O per key (Zen 5: prefill 4-5% faster)
 constexpr int64_t kStreamKeys = 64;   // keys per step and head (streaming path)
 constexpr int64_t kStreamRows = 64;   // rows of all heads of one streaming item, at most
-constexpr int64_t kMinTiledRows = 6;  // fewer rows than one micro-panel: stream instead
+// Rows per kv head up to which the K / V rows are read in place (run_stream_item) rather than
+// packed into tiles for the GEMM micro-kernel: packing a tile costs about what a few rows' dot
+// products with it do, and a micro-panel of 6 rows is ragged for 7-11. attention_ticks, Zen 5,
+// Sk = 4096, D = 128, 2 threads, K / V from memory, tiled -> streamed: Hq = 64, Hk = 8 (8 rows)
+// 2.40-2.51 -> 1.23-1.26 ms; Hq = 28, Hk = 4 (7) 1.31 -> 0.64; Hq = 32, Hk = 8, Sq = 2 / 4 / 8
+// (8 / 16 / 32) 2.70 / 2.91 / 3.63 -> 1.35 / 1.92 / 2.92; Hq = Hk = 32, Sq = 8 12.2 -> 4.9; MQA
+// Hq = 32, Hk = 1 0.58 -> 0.47; float16 Hq = 64, Hk = 8 1.93 -> 0.78; even at 48 rows, slower at
+// 64 (5.0 -> 5.6).
+constexpr int64_t kMaxStreamRows = 32;
 constexpr int64_t kMinChunkKeys = 256;
 // A (batch, kv head) with several row blocks keeps its packed K / V tiles for all of them when
 // they fit this (per thread; 4 MiB is 4096 keys at D = 128): each tile is packed once per head
@@ -256,7 +264,8 @@ void Runner::ranges(const Seq& s, const Item& it, int64_t* lo, int64_t* hi, int6
   }
 }
 
-// Blocks of >= kMinTiledRows rows: Q K^T and P V through the GEMM micro-kernel on packed tiles.
+// Blocks of more than kMaxStreamRows rows: Q K^T and P V through the GEMM micro-kernel on packed
+// tiles.
 // An item: one block, or (whole) every block of its (b, hk) over one set of packed K / V tiles.
 void Runner::run_item(const Item& it) {
   if (!it.whole) return run_block(it, nullptr);
@@ -425,7 +434,7 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
   finish_rows(s, it, R, o, ldo, m, l, chunks_ > 1);
 }
 
-// Decode-sized items (fewer than kMinTiledRows rows per kv head): kv heads [hk, hk + nh) of one
+// Decode-sized items (at most kMaxStreamRows rows per kv head): kv heads [hk, hk + nh) of one
 // batch entry, kStreamKeys keys per step. With at most kKeyMajorRows rows per head (and the ISA's
 // qk_keys / pv_keys) a step goes key by key over all heads, the address order of a 'bshd' cache;
 // otherwise head by head, qk_dot and pv_accum reading the step's K and V rows of one head in
@@ -433,7 +442,7 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
 void Runner::run_stream_item(const Item& it) {
   const Seq& s = seqs_[size_t(it.b)];
   const int64_t R = it.r1 - it.r0, nh = it.nh, NR = nh * R;
-  int64_t lo[kMinTiledRows], hi[kMinTiledRows], klo, khi, full_lo, full_hi;
+  int64_t lo[kMaxStreamRows], hi[kMaxStreamRows], klo, khi, full_lo, full_hi;
   ranges(s, it, lo, hi, &klo, &khi, &full_lo, &full_hi);
 
   const int64_t lds = kStreamKeys, ldo = Dp_;
@@ -547,16 +556,19 @@ Status Runner::run() {
   elementwise_ = p_.softcap > 0.0f || p_.alibi || p_.mask;
 
   // Blocks of group rows, then chunks of keys when the blocks cannot fill the threads. Decode-
-  // sized groups (fewer than kMinTiledRows rows) of a cache whose heads sit side by side within a
+  // sized groups (at most kMaxStreamRows rows) of a cache whose heads sit side by side within a
   // key ('bshd': head stride < key stride) take several kv heads per block, read key by key.
   const bool heads_inside_keys = p_.k_strides[2] < p_.k_strides[1];
+  const int64_t nthreads = p_.max_threads > 0 ? std::min(p_.max_threads, threads()) : threads();
   std::vector<Item> blocks;
   int64_t max_rows = block_rows_;
   for (int64_t b = 0; b < B; ++b) {
     const Seq& s = seqs_[size_t(b)];
     const int64_t rows = s.sq * G_;
-    if (rows > 0 && rows < kMinTiledRows) {
-      const int64_t nh = heads_inside_keys ? std::max<int64_t>(1, kStreamRows / rows) : 1;
+    if (rows > 0 && rows <= kMaxStreamRows) {
+      int64_t nh = heads_inside_keys ? std::max<int64_t>(1, kStreamRows / rows) : 1;
+      // keys too few to split into chunks: the heads alone must give every thread an item
+      if (max_sk < 2 * kMinChunkKeys) nh = std::min(nh, ceil_div(p_.heads_k, nthreads));
       for (int64_t hk = 0; hk < p_.heads_k; hk += nh) {
         Item it{b, hk, 0, rows, 0, int64_t(blocks.size()), 0};
         it.nh = std::min(nh, p_.heads_k - hk);
@@ -581,7 +593,6 @@ Status Runner::run() {
     }
   }
   if (blocks.empty()) return Status::Ok();
-  const int64_t nthreads = p_.max_threads > 0 ? std::min(p_.max_threads, threads()) : threads();
   const int64_t nblocks = int64_t(blocks.size());
   if (nthreads > 1 && nblocks < 2 * nthreads && max_sk >= 2 * kMinChunkKeys) {
     chunks_ = std::min(ceil_div(4 * nthreads, nblocks), max_sk / kMinChunkKeys);
@@ -610,7 +621,7 @@ Status Runner::run() {
     bool tiled = true;
     for (const Item& it : blocks) {
       groups += it.r0 == 0;
-      tiled = tiled && it.r1 - it.r0 >= kMinTiledRows;
+      tiled = tiled && it.r1 - it.r0 > kMaxStreamRows;
     }
     for (const Seq& s : seqs_) max_sk_tiles = std::max(max_sk_tiles, ceil_div(s.sk, tile_keys_));
     const int64_t kv_bytes =
@@ -637,7 +648,7 @@ Status Runner::run() {
       int64_t(items.size()),
       [&](int64_t t, int) {
         const Item& it = items[size_t(t)];
-        if (it.r1 - it.r0 < kMinTiledRows)
+        if (it.r1 - it.r0 <= kMaxStreamRows)
           run_stream_item(it);
         else
           run_item(it);
