@@ -195,8 +195,11 @@ TF_AVX512 void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, 
     prefetch_v_cols(pf, j, d * esz, (d + cols) * esz, esz);
     __m512 vv[C];
 #pragma GCC unroll 8
-    for (int c = 0; c < C; ++c)
+    for (int c = 0; c < C; ++c) {
       vv[c] = ld16<T>(v, j * ldv + d + 16 * c, c == C - 1 ? last : __mmask16(0xFFFF));
+      // one load for all R rows: with 2 or 3 GCC folded it into each row's FMA (2-3 loads)
+      if (R > 1) TF_IN_REGISTER(vv[c]);
+    }
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       const __m512 pj = _mm512_set1_ps(p[r * ldp + j]);

@@ -227,10 +227,16 @@ TF_AVX512 void dot_tile(const float* x, int64_t ldx, const float* b, int64_t ldb
   for (; k + 16 <= k1; k += 16) {
     __m512 xv[R];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x + r * ldx + k);
+    for (int r = 0; r < R; ++r) {
+      xv[r] = _mm512_loadu_ps(x + r * ldx + k);
+      if (C > 1) __asm__("" : "+v"(xv[r]));  // likewise one load of x for all C (4 x 2 tiles)
+    }
 #pragma GCC unroll 6
     for (int q = 0; q < C; ++q) {
-      const __m512 bv = _mm512_loadu_ps(b + q * ldb + k);
+      __m512 bv = _mm512_loadu_ps(b + q * ldb + k);
+      // one load of each B vector for all R rows: with 2 or 3 rows GCC folded it into every FMA
+      // as a memory operand (3 x 6 tiles: 18 loads of B per step, not 6; M = 3 ran slower than 4)
+      if (R > 1) __asm__("" : "+v"(bv));
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(xv[r], bv, acc[r][q]);
     }
