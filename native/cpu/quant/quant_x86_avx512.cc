@@ -1003,11 +1003,13 @@ TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, fl
       sv[r] = gs == 32 ? _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(_mm_maskz_loadu_ps(
                                                            __mmask8(3), s[r] + 2 * l0)))
                        : _mm512_set1_ps(s[r][l0 / step]);
-    __m512 a[R][2];
+    // two arrays, not a[R][2]: at R = 4 (512 bytes) GCC kept that one in memory (a store and a
+    // reload of every accumulator at every load)
+    __m512 a0[R], a1[R];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) a[r][0] = a[r][1] = _mm512_setzero_ps();
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
     // one load, the offset off accumulator SIDE (as rows_i4_wide)
-    auto load = [&](int64_t l, auto side) TF_AVX512 {
+    auto load = [&](int64_t l, auto side) TF_AVX512 __attribute__((always_inline)) {  // (as above)
       constexpr int SIDE = decltype(side)::value;
       prefetch_next_rows(next, ldq, next_pair ? R : 1, l);
       const float* xb = xd + l * 64;
@@ -1025,18 +1027,27 @@ TF_AVX512 void rows_i8_wide(const QuantWeight& w, int64_t n, const float* xd, fl
         __m512 xv = _mm512_loadu_ps(xb + 16 * j);
         keep_in_register(xv);
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r)
-          a[r][j & 1] = _mm512_fmadd_ps(
-              _mm512_castsi512_ps(_mm512_and_si512(src[r][j == 3 ? 1 : 0], m)), xv, a[r][j & 1]);
+        for (int r = 0; r < R; ++r) {
+          const __m512 code = _mm512_castsi512_ps(_mm512_and_si512(src[r][j == 3 ? 1 : 0], m));
+          if (j & 1)
+            a1[r] = _mm512_fmadd_ps(code, xv, a1[r]);
+          else
+            a0[r] = _mm512_fmadd_ps(code, xv, a0[r]);
+        }
       }
       const __m512 xs = _mm512_loadu_ps(lane_sums + l * 16);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) a[r][SIDE] = _mm512_fnmadd_ps(offset, xs, a[r][SIDE]);
+      for (int r = 0; r < R; ++r) {
+        if (SIDE)
+          a1[r] = _mm512_fnmadd_ps(offset, xs, a1[r]);
+        else
+          a0[r] = _mm512_fnmadd_ps(offset, xs, a0[r]);
+      }
     };
     loads_alternating(l0, l0 + step, load);
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r)
-      tot[r] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a[r][0], a[r][1]), tot[r]);
+      tot[r] = _mm512_fmadd_ps(sv[r], _mm512_add_ps(a0[r], a1[r]), tot[r]);
   }
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(tot[r]) * xd[w.K];
