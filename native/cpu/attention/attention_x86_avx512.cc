@@ -94,7 +94,7 @@ TF_AVX512 inline void qk_tile(const float* q, int64_t ldq, const void* k, int64_
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int t = 0; t < NK; ++t) acc[r][t] = _mm512_setzero_ps();
-  auto step = [&](int64_t d, __mmask16 m) TF_AVX512 {
+  auto step = [&](int64_t d, __mmask16 m) TF_AVX512 __attribute__((always_inline)) {
     __m512 x[R];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
