@@ -46,7 +46,16 @@ inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // to 8 rows, even at 12, 5-15% slower at 16. When each row of x streamed the whole weight on its
 // own the crossover was at 3 rows.
 inline int64_t gemv_max_rows(const QuantWeight& w, Isa isa) {
-  if (w.bits == 4) return 6;
+  // int4 at the avx512 level: two rows of x a pass (gemv_f32_rows); against the tiles, M = 8 /
+  // 12 / 16 / 24, groups of 128: 45 / 50 / 55 / 58 -> 66 / 69 / 68 / 64 MAC/tick, one scale a
+  // row 46 / 49 / 56 / 61 -> 57 / 64 / 65 / 52, groups of 32 (one weight row a pass) 46 / 47 /
+  // 56 / 58 -> 48 / 49 / 49 / 45
+  if (w.bits == 4) {
+    const int64_t gs = w.group();
+    const bool pairs =
+        isa == Isa::avx512 && w.K % 128 == 0 && (gs == 32 || gs == 64 || gs % 128 == 0);
+    return !pairs ? 6 : gs == 32 ? 12 : 16;
+  }
   if (isa != Isa::avx512) return 16;
   return w.group() >= 512 ? 24 : 12;
 }

@@ -1186,30 +1186,42 @@ TF_AVX512 void gemv_f32_rows(const QuantWeight& w, const float* const* x, const 
   constexpr int MX = 2;
   const int64_t gs = w.group(), step = gs <= 64 ? 1 : gs / 128, loads = w.K / 128;
   const int64_t slice_bytes = step * 128 * int64_t(sizeof(float)) * MX;  // one scale's loads
-  bool shared = M >= MX && w.bits == 4 && slice_bytes <= kSliceBytes && !(_mm_getcsr() & 0x40);
-  for (int64_t m = 0; m < M && shared; ++m) shared = xd[m] && xd[m][w.K + 1] == kWideLanes;
-  float* carry = shared ? static_cast<float*>(scratch_get(
-                              kScratchSlot, size_t((n1 - n0) * MX * 16) * sizeof(float)))
-                        : nullptr;
+  const bool fits = w.bits == 4 && slice_bytes <= kSliceBytes && !(_mm_getcsr() & 0x40);
+  // the rows in this table's lane order go in pairs (prep_x declines some: an outlier, inf)
+  constexpr int64_t kBatch = 64;
+  const float* px[kBatch];
+  const float* pxd[kBatch];
+  float* py[kBatch];
+  int64_t np = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    if (fits && np < kBatch && xd[m] && xd[m][w.K + 1] == kWideLanes) {
+      px[np] = x[m], pxd[np] = xd[m], py[np++] = y[m];
+    } else {
+      gemv_f32(w, x[m], xd[m], n0, n1, y[m]);
+    }
+  }
+  float* carry = np >= MX ? static_cast<float*>(scratch_get(
+                                kScratchSlot, size_t((n1 - n0) * MX * 16) * sizeof(float)))
+                          : nullptr;
   if (!carry) {
-    for (int64_t m = 0; m < M; ++m) gemv_f32(w, x[m], xd[m], n0, n1, y[m]);
+    for (int64_t i = 0; i < np; ++i) gemv_f32(w, px[i], pxd[i], n0, n1, py[i]);
     return;
   }
   const int64_t sl = kSliceBytes / slice_bytes * step;  // loads a slice
   auto run = [&](auto gs_const) {
     constexpr int GS = decltype(gs_const)::value;
     constexpr int R = GS == 32 ? 1 : 2;  // groups of 32 spill with two (as in gemv_f32)
-    int64_t m = 0;
-    for (; m + MX <= M; m += MX)
+    int64_t i = 0;
+    for (; i + MX <= np; i += MX)
       for (int64_t lb = 0; lb < loads; lb += sl) {
         const int64_t le = std::min(loads, lb + sl);
         int64_t n = n0;
         for (; n + R <= n1; n += R)
-          rows_i4_wide<GS, R, MX>(w, n, xd + m, y + m, lb, le, carry + (n - n0) * MX * 16);
+          rows_i4_wide<GS, R, MX>(w, n, pxd + i, py + i, lb, le, carry + (n - n0) * MX * 16);
         for (; n < n1; ++n)
-          rows_i4_wide<GS, 1, MX>(w, n, xd + m, y + m, lb, le, carry + (n - n0) * MX * 16);
+          rows_i4_wide<GS, 1, MX>(w, n, pxd + i, py + i, lb, le, carry + (n - n0) * MX * 16);
       }
-    if (m < M) gemv_f32(w, x[m], xd[m], n0, n1, y[m]);
+    if (i < np) gemv_f32(w, px[i], pxd[i], n0, n1, py[i]);
   };
   switch (gs) {
     case 32: return run(std::integral_constant<int, 32>{});
