@@ -156,6 +156,8 @@ describe('attention: float32 against the float64 reference', () => {
       [1, 7, 8, 8, 17, 150],
       [1, 8, 8, 2, 48, 1030],
       [1, 11, 9, 3, 33, 300],
+      [1, 2, 6, 2, 24, 300],
+      [1, 1, 12, 2, 20, 520],
     ]) {
       const [q, k, v] = qkv(B, Sq, Sk, Hq, Hk, D);
       const seqlensK = tensor(

@@ -90,13 +90,13 @@ template <DType T, int R, int NK>
 TF_AVX512 inline void qk_tile(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t j0,
                               int64_t D, float* s, int64_t lds) {
   __m512 acc[R][NK];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int t = 0; t < NK; ++t) acc[r][t] = _mm512_setzero_ps();
   auto step = [&](int64_t d, __mmask16 m) TF_AVX512 __attribute__((always_inline)) {
     __m512 x[R];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       x[r] = _mm512_maskz_loadu_ps(m, q + r * ldq + d);
       TF_IN_REGISTER(x[r]);  // one load per q vector, not one per FMA
@@ -105,7 +105,7 @@ TF_AVX512 inline void qk_tile(const float* q, int64_t ldq, const void* k, int64_
     for (int t = 0; t < NK; ++t) {
       __m512 kv = ld16<T>(k, (j0 + t) * ldk + d, m);
       TF_IN_REGISTER(kv);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(x[r], kv, acc[r][t]);
     }
   };
@@ -114,7 +114,7 @@ TF_AVX512 inline void qk_tile(const float* q, int64_t ldq, const void* k, int64_
   if (d < D) step(d, tail_mask(D - d));
   constexpr int N = R * NK;
   __m512 flat[N];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
     for (int t = 0; t < NK; ++t) flat[r * NK + t] = acc[r][t];
@@ -124,7 +124,7 @@ TF_AVX512 inline void qk_tile(const float* q, int64_t ldq, const void* k, int64_
   // two-source permute (a store and a reload of them stalled on store forwarding)
   const __mmask16 row = __mmask16((1u << NK) - 1);
   const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(r * NK));
     _mm512_mask_storeu_ps(s + r * lds + j0, row, _mm512_permutex2var_ps(lo, idx, hi));
@@ -132,12 +132,13 @@ TF_AVX512 inline void qk_tile(const float* q, int64_t ldq, const void* k, int64_
 }
 
 // R rows against all n keys: tiles of NK keys (at most 24 accumulators: NK = 6 for four rows,
-// 8 for two or three, 16 for one), the last n % NK keys in tiles of 8, 4, 2, 1; each tile asks
-// for the same rows of the hint's next unit (prefetch_k_rows).
+// 8 for two or three, 16 for one, 3 for five or six, 2 for seven or eight), the last n % NK keys
+// in tiles of 8, 4, 2, 1; each tile asks for the same rows of the hint's next unit
+// (prefetch_k_rows).
 template <DType T, int R>
 TF_AVX512 void qk_rows(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t n,
                        int64_t D, float* s, int64_t lds, const Prefetch& pf) {
-  constexpr int NK = R == 4 ? 6 : R == 1 ? 16 : 8;
+  constexpr int NK = R == 4 ? 6 : R == 1 ? 16 : R <= 3 ? 8 : R <= 6 ? 3 : 2;
   const size_t esz = dtype_size(T);
   const int64_t row_bytes = D * int64_t(esz);
   int64_t j = 0;
@@ -160,11 +161,15 @@ TF_AVX512 void qk_dot_t(const float* q, int64_t ldq, int64_t R, const void* k, i
     const Prefetch& h = r == 0 ? pf : none;
     const float* qr = q + r * ldq;
     float* sr = s + r * lds;
-    switch (R - r) {
+    switch (std::min<int64_t>(R - r, 8)) {
       case 1: qk_rows<T, 1>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 1; break;
       case 2: qk_rows<T, 2>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 2; break;
       case 3: qk_rows<T, 3>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 3; break;
-      default: qk_rows<T, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 4; break;
+      case 4: qk_rows<T, 4>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 4; break;
+      case 5: qk_rows<T, 5>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 5; break;
+      case 6: qk_rows<T, 6>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 6; break;
+      case 7: qk_rows<T, 7>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 7; break;
+      default: qk_rows<T, 8>(qr, ldq, k, ldk, n, D, sr, lds, h); r += 8; break;
     }
   }
 }
@@ -186,7 +191,7 @@ TF_AVX512 void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, 
   const int64_t esz = int64_t(dtype_size(T));
   const int64_t cols = 16 * (C - 1) + __builtin_popcount(last);
   __m512 acc[R][C];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c)
@@ -200,14 +205,14 @@ TF_AVX512 void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, 
       // one load for all R rows: with 2 or 3 GCC folded it into each row's FMA (2-3 loads)
       if (R > 1) TF_IN_REGISTER(vv[c]);
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const __m512 pj = _mm512_set1_ps(p[r * ldp + j]);
 #pragma GCC unroll 8
       for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(pj, vv[c], acc[r][c]);
     }
   }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
     for (int c = 0; c < C; ++c)
@@ -218,7 +223,7 @@ TF_AVX512 void pv_cols(const float* p, int64_t ldp, const void* v, int64_t ldv, 
 template <DType T, int R>
 TF_AVX512 void pv_rows(const float* p, int64_t ldp, const void* v, int64_t ldv, int64_t n,
                        int64_t D, float* o, int64_t ldo, const Prefetch& pf) {
-  constexpr int C = R == 1 ? 8 : 4;
+  constexpr int C = R == 1 ? 8 : R <= 4 ? 4 : 2;
   int64_t d = 0;
   for (; d + 16 * C <= D; d += 16 * C) pv_cols<T, R, C>(p, ldp, v, ldv, n, d, 0xFFFF, o, ldo, pf);
   for (; d < D; d += 16) pv_cols<T, R, 1>(p, ldp, v, ldv, n, d, tail_mask(D - d), o, ldo, pf);
@@ -232,11 +237,15 @@ TF_AVX512 void pv_accum_t(const float* p, int64_t ldp, int64_t R, const void* v,
     const Prefetch& h = r == 0 ? pf : none;
     const float* pr = p + r * ldp;
     float* orow = o + r * ldo;
-    switch (R - r) {
+    switch (std::min<int64_t>(R - r, 8)) {
       case 1: pv_rows<T, 1>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 1; break;
       case 2: pv_rows<T, 2>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 2; break;
       case 3: pv_rows<T, 3>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 3; break;
-      default: pv_rows<T, 4>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 4; break;
+      case 4: pv_rows<T, 4>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 4; break;
+      case 5: pv_rows<T, 5>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 5; break;
+      case 6: pv_rows<T, 6>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 6; break;
+      case 7: pv_rows<T, 7>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 7; break;
+      default: pv_rows<T, 8>(pr, ldp, v, ldv, n, D, orow, ldo, h); r += 8; break;
     }
   }
 }
