@@ -246,6 +246,27 @@ TF_TEST(gemm_rows_path) {
       }
 }
 
+// Few rows against float32 B stored [K, N] (2 <= M <= 16 at the avx512 level: gemv_n_rows, B
+// read row by row into per-chunk partials): rows of x in and past the 4-row passes, N around
+// the 16-wide vectors and the column blocks, K around the 4-row steps and the 256-deep chunks,
+// padded strides, bias and activations, a 16-bit output and A, thread caps.
+TF_TEST(gemm_few_rows_b_kn) {
+  tf_test::Rng rng(tf_test::case_seed());
+  for (int64_t M : {2, 3, 5, 8, 13, 16})
+    for (int64_t N : {1, 15, 17, 1030})
+      for (int64_t K : {1, 3, 4, 7, 257, 600}) {
+        Problem p;
+        p.M = M, p.N = N, p.K = K, p.trans_b = false;
+        p.lda_pad = rng.below(3) * 3, p.ldb_pad = rng.below(3) * 5, p.ldc_pad = rng.below(2) * 2;
+        p.bias = rng.below(2) == 1;
+        p.act = rng.below(2) == 1 ? Activation::gelu : Activation::none;
+        p.c_dt = rng.below(4) == 0 ? DType::bfloat16 : DType::float32;
+        p.a_dt = rng.below(4) == 0 ? DType::float16 : DType::float32;
+        p.max_threads = int(rng.below(3));
+        check_all_isas(make_fixture(p, rng), "few rows, B [K, N]");
+      }
+}
+
 // Every combination of float dtypes for A, B and C, with padded strides and thread caps.
 TF_TEST(gemm_dtypes) {
   tf_test::Rng rng(tf_test::case_seed());

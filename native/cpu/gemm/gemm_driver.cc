@@ -150,6 +150,69 @@ Status gemv_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* y) {
   return Status::Ok();
 }
 
+// Few rows against float32 B stored [K, N] (matmul's weights at decode): the M = 1 GEMV's plan
+// for several rows of x. Packing (small_m_path) reads B in short runs of each row, a page per
+// k, and ran 4.8-6.0 ms at M = 2-16, K = N = 4096 where the transposed layout's dot path takes
+// 1.3-2.5. Here each task streams whole rows of B for its chunk of K (gemv_n_rows: every row of
+// x meets each B vector from registers) into its own partial [M, N], and the partials are added
+// in chunk order, so the result does not depend on the threads.
+constexpr int64_t kNRowsMaxM = 16;
+constexpr int kPartialSlot = 3;
+
+Status gemv_n_rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c,
+                        int64_t ldc) {
+  const int64_t M = p.M, N = p.N, K = p.K;
+  std::vector<float> xbuf;
+  const float* x = static_cast<const float*>(p.a);
+  int64_t ldx = p.lda;
+  if (p.a_dtype != DType::float32) {
+    xbuf.resize(size_t(M * K));
+    for (int64_t m = 0; m < M; ++m)
+      convert_to_f32(static_cast<const char*>(p.a) + dtype_size(p.a_dtype) * size_t(m * p.lda),
+                     p.a_dtype, xbuf.data() + m * K, K);
+    x = xbuf.data();
+    ldx = K;
+  }
+  const int64_t kchunk = 256, nblock = 4096;
+  const int64_t n_k = ceil_div(K, kchunk), n_n = ceil_div(N, nblock);
+  // partial rows one line past a multiple of 4 KiB apart: at N * 4 bytes (16 KiB for N = 4096)
+  // each row's loads of y waited on the previous row's stores to the same page offset
+  const int64_t ldp = (N + 15) / 16 * 16 + (N % 1024 == 0 ? 16 : 0);
+  // The partials in the calling thread's scratch (kept between calls: a fresh 4 MiB buffer per
+  // call page-faulted in, 9-11 ms against 4.2 at M = 12-16 from Node); the tasks below take no
+  // scratch of their own, so nothing else claims this slot while they run.
+  float* partial = static_cast<float*>(
+      scratch_get(kPartialSlot, size_t(n_k) * size_t(M) * size_t(ldp) * sizeof(float)));
+  if (!partial) return Status(StatusCode::oom, "gemm: out of memory for GEMV partial sums");
+  const int max_threads = M * N * K < (1 << 15) ? 1 : p.max_threads;
+  const float* b = static_cast<const float*>(p.b);
+  parallel_for(
+      n_k * n_n,
+      [&](int64_t t, int) {
+        const int64_t kc = t / n_n, nb = t % n_n;
+        const int64_t k0 = kc * kchunk, k1 = std::min(K, k0 + kchunk);
+        const int64_t n0 = nb * nblock, n1 = std::min(N, n0 + nblock);
+        kern.gemv_n_rows(x + k0, ldx, M, b + k0 * p.ldb, p.ldb, k1 - k0, n0, n1,
+                         partial + kc * M * ldp, ldp);
+      },
+      max_threads);
+  const int64_t rchunk = 1024, n_r = ceil_div(N, rchunk);
+  parallel_for(
+      M * n_r,
+      [&](int64_t t, int) {
+        const int64_t m = t / n_r, n0 = (t % n_r) * rchunk, n1 = std::min(N, n0 + rchunk);
+        float* y = c + m * ldc;
+        for (int64_t n = n0; n < n1; ++n) y[n] = partial[m * ldp + n];
+        for (int64_t kc = 1; kc < n_k; ++kc) {
+          const float* src = partial + (kc * M + m) * ldp;
+          for (int64_t n = n0; n < n1; ++n) y[n] += src[n];
+        }
+        epilogue_row(y + n0, n1 - n0, p.bias ? p.bias + n0 : nullptr, p.act);
+      },
+      max_threads);
+  return Status::Ok();
+}
+
 // Rows [i0, i1) of the packed A slice (row i at apack + i * kc, i0 a multiple of kMR) against np
 // (1 or 2: kernel2) adjacent packed B panels from bp, for output columns [j, j + np * kNR)
 // clipped to N; the last depth slice also applies the epilogue. Partial tiles go through a local
@@ -452,6 +515,9 @@ Status gemm(const GemmParams& p) {
     }
   } else if (p.M == 1 && !p.packed_b) {
     TF_RETURN_IF_ERROR(gemv_path(p, *kern, out.c));
+  } else if (!p.trans_b && !p.packed_b && p.M <= kNRowsMaxM && kern->gemv_n_rows &&
+             p.b_dtype == DType::float32) {
+    TF_RETURN_IF_ERROR(gemv_n_rows_path(p, *kern, out.c, out.ldc));
   } else if (p.trans_b && !p.packed_b && p.M <= kDotMaxM && kern->dot_t) {
     TF_RETURN_IF_ERROR(dot_path(p, *kern, out.c, out.ldc));
   } else if (p.M <= kSmallM) {

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "../common/x86_avx512.h"
 #include "../common/x86_avx512_math.h"
@@ -319,6 +320,69 @@ TF_AVX512 void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DTyp
   if (n < n1) dot_rows<1>(x, ldx, M, bf + n * ldb, ldb, k0, k1, c + n, ldc, accumulate);
 }
 
+// gemv_n_rows: MR rows of x (from x, row stride ldx) against KR rows of B (from b) over columns
+// [c0, c1): the MR x KR values of x broadcast once, each 16 columns one load of each row of B
+// and, per row of x, one load and one store of y around KR FMAs (in k order: the M = 1 GEMV's
+// summation order).
+template <int MR, int KR>
+TF_AVX512 void nrows_tile(const float* x, int64_t ldx, const float* b, int64_t ldb, int64_t c0,
+                          int64_t c1, float* y, int64_t ldy) {
+  __m512 xb[MR][KR];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int kk = 0; kk < KR; ++kk) xb[r][kk] = _mm512_set1_ps(x[r * ldx + kk]);
+  auto step = [&](int64_t n, __mmask16 m) TF_AVX512 __attribute__((always_inline)) {
+    __m512 bv[KR];
+#pragma GCC unroll 4
+    for (int kk = 0; kk < KR; ++kk) {
+      bv[kk] = _mm512_maskz_loadu_ps(m, b + kk * ldb + n);
+      if (MR > 1) __asm__("" : "+v"(bv[kk]));  // one load for every row of x (as dot_tile)
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      __m512 acc = _mm512_maskz_loadu_ps(m, y + r * ldy + n);
+#pragma GCC unroll 4
+      for (int kk = 0; kk < KR; ++kk) acc = _mm512_fmadd_ps(xb[r][kk], bv[kk], acc);
+      _mm512_mask_storeu_ps(y + r * ldy + n, m, acc);
+    }
+  };
+  int64_t n = c0;
+  for (; n + 16 <= c1; n += 16) step(n, 0xFFFF);
+  if (n < c1) step(n, __mmask16((1u << (c1 - n)) - 1));
+}
+
+// Column blocks of at most kNRowsYBytes of y (all M rows) stay in L1 while every row of B
+// passes over them; in each block, four rows of B at a time against four rows of x at a time.
+constexpr int64_t kNRowsYBytes = 24 << 10;
+
+template <int KR>
+TF_AVX512 void nrows_pass(const float* x, int64_t ldx, int64_t M, const float* b, int64_t ldb,
+                          int64_t c0, int64_t c1, float* y, int64_t ldy) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) nrows_tile<4, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+  switch (M - m) {
+    case 3: return nrows_tile<3, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+    case 2: return nrows_tile<2, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+    case 1: return nrows_tile<1, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+    default: return;
+  }
+}
+
+TF_AVX512 void gemv_n_rows(const float* x, int64_t ldx, int64_t M, const float* b, int64_t ldb,
+                           int64_t K, int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  if (M <= 0 || n1 <= n0) return;
+  for (int64_t m = 0; m < M; ++m)
+    std::memset(y + m * ldy + n0, 0, size_t(n1 - n0) * sizeof(float));
+  const int64_t nb = std::max<int64_t>(64, kNRowsYBytes / (4 * M) / 16 * 16);
+  for (int64_t c0 = n0; c0 < n1; c0 += nb) {
+    const int64_t c1 = std::min(n1, c0 + nb);
+    int64_t k = 0;
+    for (; k + 4 <= K; k += 4) nrows_pass<4>(x + k, ldx, M, b + k * ldb, ldb, c0, c1, y, ldy);
+    for (; k < K; ++k) nrows_pass<1>(x + k, ldx, M, b + k * ldb, ldb, c0, c1, y, ldy);
+  }
+}
+
 Kernels make_table() {
   Kernels k = *kernels_avx2();
   k.isa = Isa::avx512;
@@ -329,6 +393,7 @@ Kernels make_table() {
   k.kernel2 = kernel2;
   k.kernel2_rows = kernel2_rows;
   k.dot_t = dot_t;
+  k.gemv_n_rows = gemv_n_rows;
   return k;
 }
 
