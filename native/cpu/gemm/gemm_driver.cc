@@ -150,6 +150,18 @@ Status gemv_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* y) {
   return Status::Ok();
 }
 
+// A (the few rows of x) as float32: in place when it is, else widened into buf (row stride K).
+const float* rows_as_f32(const GemmParams& p, std::vector<float>& buf, int64_t* ldx) {
+  *ldx = p.lda;
+  if (p.a_dtype == DType::float32) return static_cast<const float*>(p.a);
+  buf.resize(size_t(p.M * p.K));
+  for (int64_t m = 0; m < p.M; ++m)
+    convert_to_f32(static_cast<const char*>(p.a) + dtype_size(p.a_dtype) * size_t(m * p.lda),
+                   p.a_dtype, buf.data() + m * p.K, p.K);
+  *ldx = p.K;
+  return buf.data();
+}
+
 // Few rows against float32 B stored [K, N] (matmul's weights at decode): the M = 1 GEMV's plan
 // for several rows of x. Packing (small_m_path) reads B in short runs of each row, a page per
 // k, and ran 4.8-6.0 ms at M = 2-16, K = N = 4096 where the transposed layout's dot path takes
@@ -163,16 +175,8 @@ Status gemv_n_rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, floa
                         int64_t ldc) {
   const int64_t M = p.M, N = p.N, K = p.K;
   std::vector<float> xbuf;
-  const float* x = static_cast<const float*>(p.a);
-  int64_t ldx = p.lda;
-  if (p.a_dtype != DType::float32) {
-    xbuf.resize(size_t(M * K));
-    for (int64_t m = 0; m < M; ++m)
-      convert_to_f32(static_cast<const char*>(p.a) + dtype_size(p.a_dtype) * size_t(m * p.lda),
-                     p.a_dtype, xbuf.data() + m * K, K);
-    x = xbuf.data();
-    ldx = K;
-  }
+  int64_t ldx;
+  const float* x = rows_as_f32(p, xbuf, &ldx);
   const int64_t kchunk = 256, nblock = 4096;
   const int64_t n_k = ceil_div(K, kchunk), n_n = ceil_div(N, nblock);
   // partial rows one line past a multiple of 4 KiB apart: at N * 4 bytes (16 KiB for N = 4096)
@@ -325,16 +329,8 @@ constexpr int64_t kDotXBytes = 256 << 10;
 
 Status dot_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, int64_t ldc) {
   std::vector<float> xbuf;
-  const float* x = static_cast<const float*>(p.a);
-  int64_t ldx = p.lda;
-  if (p.a_dtype != DType::float32) {
-    xbuf.resize(size_t(p.M * p.K));
-    for (int64_t m = 0; m < p.M; ++m)
-      convert_to_f32(static_cast<const char*>(p.a) + dtype_size(p.a_dtype) * size_t(m * p.lda),
-                     p.a_dtype, xbuf.data() + m * p.K, p.K);
-    x = xbuf.data();
-    ldx = p.K;
-  }
+  int64_t ldx;
+  const float* x = rows_as_f32(p, xbuf, &ldx);
   if (p.M >= gemm_cpu::kRowsMinM && p.b_dtype == DType::float32 && kern.kernel_rows)
     return rows_path(p, kern, x, ldx, c, ldc);
   const int64_t nchunk = 32;
