@@ -246,10 +246,10 @@ TF_TEST(gemm_rows_path) {
       }
 }
 
-// Few rows against float32 B stored [K, N] (2 <= M <= 16 at the avx512 level: gemv_n_rows, B
+// Few rows against B stored [K, N] (2 <= M <= 16 on the AVX2 / AVX-512 tables: gemv_n_rows, B
 // read row by row into per-chunk partials): rows of x in and past the 4-row passes, N around
-// the 16-wide vectors and the column blocks, K around the 4-row steps and the 256-deep chunks,
-// padded strides, bias and activations, a 16-bit output and A, thread caps.
+// the 8 / 16-wide vectors and the column blocks, K around the 4-row steps and the 256-deep
+// chunks, padded strides, bias and activations, 16-bit A, B and output, thread caps.
 TF_TEST(gemm_few_rows_b_kn) {
   tf_test::Rng rng(tf_test::case_seed());
   for (int64_t M : {2, 3, 5, 8, 13, 16})
@@ -262,6 +262,8 @@ TF_TEST(gemm_few_rows_b_kn) {
         p.act = rng.below(2) == 1 ? Activation::gelu : Activation::none;
         p.c_dt = rng.below(4) == 0 ? DType::bfloat16 : DType::float32;
         p.a_dt = rng.below(4) == 0 ? DType::float16 : DType::float32;
+        const int64_t bt = rng.below(4);  // B widened in registers too
+        p.b_dt = bt == 0 ? DType::float16 : bt == 1 ? DType::bfloat16 : DType::float32;
         p.max_threads = int(rng.below(3));
         check_all_isas(make_fixture(p, rng), "few rows, B [K, N]");
       }

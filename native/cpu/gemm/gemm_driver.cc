@@ -162,7 +162,7 @@ const float* rows_as_f32(const GemmParams& p, std::vector<float>& buf, int64_t* 
   return buf.data();
 }
 
-// Few rows against float32 B stored [K, N] (matmul's weights at decode): the M = 1 GEMV's plan
+// Few rows against B stored [K, N] (matmul's weights at decode): the M = 1 GEMV's plan
 // for several rows of x. Packing (small_m_path) reads B in short runs of each row, a page per
 // k, and ran 4.8-6.0 ms at M = 2-16, K = N = 4096 where the transposed layout's dot path takes
 // 1.3-2.5. Here each task streams whole rows of B for its chunk of K (gemv_n_rows: every row of
@@ -189,14 +189,15 @@ Status gemv_n_rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, floa
       scratch_get(kPartialSlot, size_t(n_k) * size_t(M) * size_t(ldp) * sizeof(float)));
   if (!partial) return Status(StatusCode::oom, "gemm: out of memory for GEMV partial sums");
   const int max_threads = M * N * K < (1 << 15) ? 1 : p.max_threads;
-  const float* b = static_cast<const float*>(p.b);
+  const size_t esz = dtype_size(p.b_dtype);
   parallel_for(
       n_k * n_n,
       [&](int64_t t, int) {
         const int64_t kc = t / n_n, nb = t % n_n;
         const int64_t k0 = kc * kchunk, k1 = std::min(K, k0 + kchunk);
         const int64_t n0 = nb * nblock, n1 = std::min(N, n0 + nblock);
-        kern.gemv_n_rows(x + k0, ldx, M, b + k0 * p.ldb, p.ldb, k1 - k0, n0, n1,
+        const char* brow = static_cast<const char*>(p.b) + esz * size_t(k0 * p.ldb);
+        kern.gemv_n_rows(x + k0, ldx, M, brow, p.b_dtype, p.ldb, k1 - k0, n0, n1,
                          partial + kc * M * ldp, ldp);
       },
       max_threads);
@@ -511,8 +512,7 @@ Status gemm(const GemmParams& p) {
     }
   } else if (p.M == 1 && !p.packed_b) {
     TF_RETURN_IF_ERROR(gemv_path(p, *kern, out.c));
-  } else if (!p.trans_b && !p.packed_b && p.M <= kNRowsMaxM && kern->gemv_n_rows &&
-             p.b_dtype == DType::float32) {
+  } else if (!p.trans_b && !p.packed_b && p.M <= kNRowsMaxM && kern->gemv_n_rows) {
     TF_RETURN_IF_ERROR(gemv_n_rows_path(p, *kern, out.c, out.ldc));
   } else if (p.trans_b && !p.packed_b && p.M <= kDotMaxM && kern->dot_t) {
     TF_RETURN_IF_ERROR(dot_path(p, *kern, out.c, out.ldc));

@@ -307,9 +307,9 @@ void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DType dt, int6
 
 // gemv_n_rows (gemm_kernels.h) on 8-wide vectors: MR (1-2) rows of x against KR (4 or 1) rows of
 // B, their MR x KR values broadcast once (8 of the 16 registers), each 8 columns one load of
-// each row of B and, per row of x, a load and a store of y around KR FMAs in k order.
-template <int MR, int KR>
-void nrows_tile(const float* x, int64_t ldx, const float* b, int64_t ldb, int64_t c0, int64_t c1,
+// each row of B (widened) and, per row of x, a load and a store of y around KR FMAs in k order.
+template <DType DT, int MR, int KR>
+void nrows_tile(const float* x, int64_t ldx, const void* b, int64_t ldb, int64_t c0, int64_t c1,
                 float* y, int64_t ldy) {
   __m256 xb[MR][KR];
   for (int r = 0; r < MR; ++r)
@@ -317,7 +317,7 @@ void nrows_tile(const float* x, int64_t ldx, const float* b, int64_t ldb, int64_
   int64_t n = c0;
   for (; n + 8 <= c1; n += 8) {
     __m256 bv[KR];
-    for (int kk = 0; kk < KR; ++kk) bv[kk] = _mm256_loadu_ps(b + kk * ldb + n);
+    for (int kk = 0; kk < KR; ++kk) bv[kk] = load8(b, DT, kk * ldb + n);
     for (int r = 0; r < MR; ++r) {
       __m256 acc = _mm256_loadu_ps(y + r * ldy + n);
       for (int kk = 0; kk < KR; ++kk) acc = _mm256_fmadd_ps(xb[r][kk], bv[kk], acc);
@@ -327,31 +327,46 @@ void nrows_tile(const float* x, int64_t ldx, const float* b, int64_t ldb, int64_
   for (; n < c1; ++n)
     for (int r = 0; r < MR; ++r) {
       float acc = y[r * ldy + n];
-      for (int kk = 0; kk < KR; ++kk) acc = std::fma(x[r * ldx + kk], b[kk * ldb + n], acc);
+      for (int kk = 0; kk < KR; ++kk)
+        acc = std::fma(x[r * ldx + kk], load1(b, DT, kk * ldb + n), acc);
       y[r * ldy + n] = acc;
     }
 }
 
-template <int KR>
-void nrows_pass(const float* x, int64_t ldx, int64_t M, const float* b, int64_t ldb, int64_t c0,
+template <DType DT, int KR>
+void nrows_pass(const float* x, int64_t ldx, int64_t M, const void* b, int64_t ldb, int64_t c0,
                 int64_t c1, float* y, int64_t ldy) {
   int64_t m = 0;
-  for (; m + 2 <= M; m += 2) nrows_tile<2, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
-  if (m < M) nrows_tile<1, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+  for (; m + 2 <= M; m += 2)
+    nrows_tile<DT, 2, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+  if (m < M) nrows_tile<DT, 1, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
 }
 
 // Column blocks of at most 64 KiB of y, as the AVX-512 table's.
-void gemv_n_rows(const float* x, int64_t ldx, int64_t M, const float* b, int64_t ldb, int64_t K,
-                 int64_t n0, int64_t n1, float* y, int64_t ldy) {
-  if (M <= 0 || n1 <= n0) return;
-  for (int64_t m = 0; m < M; ++m)
-    std::memset(y + m * ldy + n0, 0, size_t(n1 - n0) * sizeof(float));
+template <DType DT>
+void gemv_n_rows_t(const float* x, int64_t ldx, int64_t M, const void* b, int64_t ldb, int64_t K,
+                   int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  const size_t esz = dtype_size(DT);
+  const auto row = [&](int64_t k) { return static_cast<const char*>(b) + esz * size_t(k * ldb); };
   const int64_t nb = std::max<int64_t>(64, (int64_t(64) << 10) / (4 * M) / 8 * 8);
   for (int64_t c0 = n0; c0 < n1; c0 += nb) {
     const int64_t c1 = std::min(n1, c0 + nb);
     int64_t k = 0;
-    for (; k + 4 <= K; k += 4) nrows_pass<4>(x + k, ldx, M, b + k * ldb, ldb, c0, c1, y, ldy);
-    for (; k < K; ++k) nrows_pass<1>(x + k, ldx, M, b + k * ldb, ldb, c0, c1, y, ldy);
+    for (; k + 4 <= K; k += 4) nrows_pass<DT, 4>(x + k, ldx, M, row(k), ldb, c0, c1, y, ldy);
+    for (; k < K; ++k) nrows_pass<DT, 1>(x + k, ldx, M, row(k), ldb, c0, c1, y, ldy);
+  }
+}
+
+void gemv_n_rows(const float* x, int64_t ldx, int64_t M, const void* b, DType dt, int64_t ldb,
+                 int64_t K, int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  if (M <= 0 || n1 <= n0) return;
+  for (int64_t m = 0; m < M; ++m)
+    std::memset(y + m * ldy + n0, 0, size_t(n1 - n0) * sizeof(float));
+  switch (dt) {
+    case DType::float16: return gemv_n_rows_t<DType::float16>(x, ldx, M, b, ldb, K, n0, n1, y, ldy);
+    case DType::bfloat16:
+      return gemv_n_rows_t<DType::bfloat16>(x, ldx, M, b, ldb, K, n0, n1, y, ldy);
+    default: return gemv_n_rows_t<DType::float32>(x, ldx, M, b, ldb, K, n0, n1, y, ldy);
   }
 }
 

@@ -320,12 +320,20 @@ TF_AVX512 void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DTyp
   if (n < n1) dot_rows<1>(x, ldx, M, bf + n * ldb, ldb, k0, k1, c + n, ldc, accumulate);
 }
 
-// gemv_n_rows: MR rows of x (from x, row stride ldx) against KR rows of B (from b) over columns
-// [c0, c1): the MR x KR values of x broadcast once, each 16 columns one load of each row of B
-// and, per row of x, one load and one store of y around KR FMAs (in k order: the M = 1 GEMV's
-// summation order).
-template <int MR, int KR>
-TF_AVX512 void nrows_tile(const float* x, int64_t ldx, const float* b, int64_t ldb, int64_t c0,
+// gemv_n_rows: MR rows of x (from x, row stride ldx) against KR rows of B (from b, elements of
+// type T) over columns [c0, c1): the MR x KR values of x broadcast once, each 16 columns one
+// load of each row of B (widened) and, per row of x, one load and one store of y around KR FMAs
+// (in k order: the M = 1 GEMV's summation order).
+template <DType T>
+TF_AVX512 inline __m512 nrows_load(const void* b, int64_t i, __mmask16 m) {
+  if (T == DType::float32) return _mm512_maskz_loadu_ps(m, static_cast<const float*>(b) + i);
+  const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(b) + i);
+  if (T == DType::float16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+template <DType T, int MR, int KR>
+TF_AVX512 void nrows_tile(const float* x, int64_t ldx, const void* b, int64_t ldb, int64_t c0,
                           int64_t c1, float* y, int64_t ldy) {
   __m512 xb[MR][KR];
 #pragma GCC unroll 4
@@ -336,7 +344,7 @@ TF_AVX512 void nrows_tile(const float* x, int64_t ldx, const float* b, int64_t l
     __m512 bv[KR];
 #pragma GCC unroll 4
     for (int kk = 0; kk < KR; ++kk) {
-      bv[kk] = _mm512_maskz_loadu_ps(m, b + kk * ldb + n);
+      bv[kk] = nrows_load<T>(b, kk * ldb + n, m);
       if (MR > 1) __asm__("" : "+v"(bv[kk]));  // one load for every row of x (as dot_tile)
     }
 #pragma GCC unroll 4
@@ -358,30 +366,45 @@ TF_AVX512 void nrows_tile(const float* x, int64_t ldx, const float* b, int64_t l
 // M = 16 5.0-5.5 / 4.8-5.0 / 4.8: longer runs of each row of B against more y traffic.)
 constexpr int64_t kNRowsYBytes = 64 << 10;
 
-template <int KR>
-TF_AVX512 void nrows_pass(const float* x, int64_t ldx, int64_t M, const float* b, int64_t ldb,
+template <DType T, int KR>
+TF_AVX512 void nrows_pass(const float* x, int64_t ldx, int64_t M, const void* b, int64_t ldb,
                           int64_t c0, int64_t c1, float* y, int64_t ldy) {
   int64_t m = 0;
-  for (; m + 4 <= M; m += 4) nrows_tile<4, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+  for (; m + 4 <= M; m += 4)
+    nrows_tile<T, 4, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
   switch (M - m) {
-    case 3: return nrows_tile<3, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
-    case 2: return nrows_tile<2, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
-    case 1: return nrows_tile<1, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+    case 3: return nrows_tile<T, 3, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+    case 2: return nrows_tile<T, 2, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
+    case 1: return nrows_tile<T, 1, KR>(x + m * ldx, ldx, b, ldb, c0, c1, y + m * ldy, ldy);
     default: return;
   }
 }
 
-TF_AVX512 void gemv_n_rows(const float* x, int64_t ldx, int64_t M, const float* b, int64_t ldb,
-                           int64_t K, int64_t n0, int64_t n1, float* y, int64_t ldy) {
-  if (M <= 0 || n1 <= n0) return;
-  for (int64_t m = 0; m < M; ++m)
-    std::memset(y + m * ldy + n0, 0, size_t(n1 - n0) * sizeof(float));
+template <DType T>
+TF_AVX512 void gemv_n_rows_t(const float* x, int64_t ldx, int64_t M, const void* b, int64_t ldb,
+                             int64_t K, int64_t n0, int64_t n1, float* y, int64_t ldy) {
+  const size_t esz = dtype_size(T);
+  const auto row = [&](int64_t k) { return static_cast<const char*>(b) + esz * size_t(k * ldb); };
   const int64_t nb = std::max<int64_t>(64, kNRowsYBytes / (4 * M) / 16 * 16);
   for (int64_t c0 = n0; c0 < n1; c0 += nb) {
     const int64_t c1 = std::min(n1, c0 + nb);
     int64_t k = 0;
-    for (; k + 4 <= K; k += 4) nrows_pass<4>(x + k, ldx, M, b + k * ldb, ldb, c0, c1, y, ldy);
-    for (; k < K; ++k) nrows_pass<1>(x + k, ldx, M, b + k * ldb, ldb, c0, c1, y, ldy);
+    for (; k + 4 <= K; k += 4) nrows_pass<T, 4>(x + k, ldx, M, row(k), ldb, c0, c1, y, ldy);
+    for (; k < K; ++k) nrows_pass<T, 1>(x + k, ldx, M, row(k), ldb, c0, c1, y, ldy);
+  }
+}
+
+TF_AVX512 void gemv_n_rows(const float* x, int64_t ldx, int64_t M, const void* b, DType dt,
+                           int64_t ldb, int64_t K, int64_t n0, int64_t n1, float* y,
+                           int64_t ldy) {
+  if (M <= 0 || n1 <= n0) return;
+  for (int64_t m = 0; m < M; ++m)
+    std::memset(y + m * ldy + n0, 0, size_t(n1 - n0) * sizeof(float));
+  switch (dt) {
+    case DType::float16: return gemv_n_rows_t<DType::float16>(x, ldx, M, b, ldb, K, n0, n1, y, ldy);
+    case DType::bfloat16:
+      return gemv_n_rows_t<DType::bfloat16>(x, ldx, M, b, ldb, K, n0, n1, y, ldy);
+    default: return gemv_n_rows_t<DType::float32>(x, ldx, M, b, ldb, K, n0, n1, y, ldy);
   }
 }
 
