@@ -210,12 +210,21 @@ TF_AVX512 void pack_b(const void* b, DType dt, int64_t ldb, bool trans, int64_t 
   }
 }
 
-// Small M against B stored [N, K] (dot_t of gemm_kernels.h), float32 B: R rows of x against C
-// rows of B, 16 k per step (the last step masked, so no scalar tail): R * C accumulators, R + C
-// loads per R * C FMAs (4 x 6: 10 loads per 24 FMAs, 29 of the 32 registers). 16-bit B is the
-// AVX2 kernel's.
-template <int R, int C>
-TF_AVX512 void dot_tile(const float* x, int64_t ldx, const float* b, int64_t ldb, int64_t k0,
+// Elements [i, i + 16) of a row of B of type T widened to float32, lanes outside m zero.
+template <DType T>
+TF_AVX512 inline __m512 load_b(const void* b, int64_t i, __mmask16 m) {
+  if (T == DType::float32) return _mm512_maskz_loadu_ps(m, static_cast<const float*>(b) + i);
+  const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(b) + i);
+  if (T == DType::float16) return _mm512_cvtph_ps(h);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// Small M against B stored [N, K] (dot_t of gemm_kernels.h), B of type T widened in registers:
+// R rows of x against C rows of B, 16 k per step (the last step masked, so no scalar tail):
+// R * C accumulators, R + C loads per R * C FMAs (4 x 6: 10 loads per 24 FMAs, 29 of the 32
+// registers).
+template <DType T, int R, int C>
+TF_AVX512 void dot_tile(const float* x, int64_t ldx, const void* b, int64_t ldb, int64_t k0,
                         int64_t k1, float* c, int64_t ldc, bool accumulate) {
   // every loop over acc fully unrolled (#pragma GCC unroll): with one left rolled GCC 12 kept
   // acc in memory and stored all R x C accumulators at every step of the k loop
@@ -234,7 +243,7 @@ TF_AVX512 void dot_tile(const float* x, int64_t ldx, const float* b, int64_t ldb
     }
 #pragma GCC unroll 6
     for (int q = 0; q < C; ++q) {
-      __m512 bv = _mm512_loadu_ps(b + q * ldb + k);
+      __m512 bv = load_b<T>(b, q * ldb + k, 0xFFFF);
       // one load of each B vector for all R rows: with 2 or 3 rows GCC folded it into every FMA
       // as a memory operand (3 x 6 tiles: 18 loads of B per step, not 6; M = 3 ran slower than 4)
       if (R > 1) __asm__("" : "+v"(bv));
@@ -249,7 +258,7 @@ TF_AVX512 void dot_tile(const float* x, int64_t ldx, const float* b, int64_t ldb
     for (int r = 0; r < R; ++r) xv[r] = _mm512_maskz_loadu_ps(m, x + r * ldx + k);
 #pragma GCC unroll 6
     for (int q = 0; q < C; ++q) {
-      const __m512 bv = _mm512_maskz_loadu_ps(m, b + q * ldb + k);
+      const __m512 bv = load_b<T>(b, q * ldb + k, m);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(xv[r], bv, acc[r][q]);
     }
@@ -275,26 +284,28 @@ TF_AVX512 void dot_tile(const float* x, int64_t ldx, const float* b, int64_t ldb
   }
 }
 
-template <int C>
-TF_AVX512 void dot_rows(const float* x, int64_t ldx, int64_t M, const float* b, int64_t ldb,
+template <DType T, int C>
+TF_AVX512 void dot_rows(const float* x, int64_t ldx, int64_t M, const void* b, int64_t ldb,
                         int64_t k0, int64_t k1, float* c, int64_t ldc, bool accumulate) {
   int64_t m = 0;
   for (; m + 4 <= M; m += 4)
-    dot_tile<4, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    dot_tile<T, 4, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
   switch (M - m) {
-    case 3: return dot_tile<3, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
-    case 2: return dot_tile<2, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
-    case 1: return dot_tile<1, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    case 3: return dot_tile<T, 3, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    case 2: return dot_tile<T, 2, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    case 1: return dot_tile<T, 1, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
     default: return;
   }
 }
 
-TF_AVX512 void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DType dt,
-                     int64_t ldb, int64_t k0, int64_t k1, int64_t n0, int64_t n1, float* c,
-                     int64_t ldc, bool accumulate) {
-  if (dt != DType::float32)
-    return kernels_avx2()->dot_t(x, ldx, M, b, dt, ldb, k0, k1, n0, n1, c, ldc, accumulate);
-  const float* bf = static_cast<const float*>(b);
+template <DType T>
+TF_AVX512 void dot_t_impl(const float* x, int64_t ldx, int64_t M, const void* b, int64_t ldb,
+                          int64_t k0, int64_t k1, int64_t n0, int64_t n1, float* c, int64_t ldc,
+                          bool accumulate) {
+  const size_t esz = dtype_size(T);
+  const auto brow = [&](int64_t n) {
+    return static_cast<const char*>(b) + esz * size_t(n * ldb);
+  };
   int64_t n = n0;
   // 6 columns a tile; 8 left over take two tiles of 4 rather than 6 and 2, whose 8 accumulators
   // leave the FMAs waiting on their latency (24 rows, K = 1024, in L2: the 32 columns of a moe.ffn
@@ -303,35 +314,43 @@ TF_AVX512 void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DTyp
   const int64_t cols = n1 - n0;
   const int64_t sixes = cols % 6 == 2 && cols >= 8 ? (cols - 8) / 6 : cols / 6;
   for (int64_t i = 0; i < sixes; ++i, n += 6)
-    dot_rows<6>(x, ldx, M, bf + n * ldb, ldb, k0, k1, c + n, ldc, accumulate);
+    dot_rows<T, 6>(x, ldx, M, brow(n), ldb, k0, k1, c + n, ldc, accumulate);
   if (n1 - n == 8) {
-    dot_rows<4>(x, ldx, M, bf + n * ldb, ldb, k0, k1, c + n, ldc, accumulate);
+    dot_rows<T, 4>(x, ldx, M, brow(n), ldb, k0, k1, c + n, ldc, accumulate);
     n += 4;
   }
   // the last 1-5 columns in as few tiles as possible (a 1-column tile loads 5 vectors per 4 FMAs)
   if (n + 4 <= n1) {
-    dot_rows<4>(x, ldx, M, bf + n * ldb, ldb, k0, k1, c + n, ldc, accumulate);
+    dot_rows<T, 4>(x, ldx, M, brow(n), ldb, k0, k1, c + n, ldc, accumulate);
     n += 4;
   }
   if (n + 2 <= n1) {
-    dot_rows<2>(x, ldx, M, bf + n * ldb, ldb, k0, k1, c + n, ldc, accumulate);
+    dot_rows<T, 2>(x, ldx, M, brow(n), ldb, k0, k1, c + n, ldc, accumulate);
     n += 2;
   }
-  if (n < n1) dot_rows<1>(x, ldx, M, bf + n * ldb, ldb, k0, k1, c + n, ldc, accumulate);
+  if (n < n1) dot_rows<T, 1>(x, ldx, M, brow(n), ldb, k0, k1, c + n, ldc, accumulate);
+}
+
+// 16-bit B widened in registers here too (it was the AVX2 kernel's: float16 / bfloat16 `linear`
+// at 2-8 rows, K = N = 4096, ran 1.2-2.4 ms where the float32 weight, twice the bytes, took
+// 1.4-2.7).
+TF_AVX512 void dot_t(const float* x, int64_t ldx, int64_t M, const void* b, DType dt,
+                     int64_t ldb, int64_t k0, int64_t k1, int64_t n0, int64_t n1, float* c,
+                     int64_t ldc, bool accumulate) {
+  switch (dt) {
+    case DType::float16:
+      return dot_t_impl<DType::float16>(x, ldx, M, b, ldb, k0, k1, n0, n1, c, ldc, accumulate);
+    case DType::bfloat16:
+      return dot_t_impl<DType::bfloat16>(x, ldx, M, b, ldb, k0, k1, n0, n1, c, ldc, accumulate);
+    default:
+      return dot_t_impl<DType::float32>(x, ldx, M, b, ldb, k0, k1, n0, n1, c, ldc, accumulate);
+  }
 }
 
 // gemv_n_rows: MR rows of x (from x, row stride ldx) against KR rows of B (from b, elements of
 // type T) over columns [c0, c1): the MR x KR values of x broadcast once, each 16 columns one
 // load of each row of B (widened) and, per row of x, one load and one store of y around KR FMAs
 // (in k order: the M = 1 GEMV's summation order).
-template <DType T>
-TF_AVX512 inline __m512 nrows_load(const void* b, int64_t i, __mmask16 m) {
-  if (T == DType::float32) return _mm512_maskz_loadu_ps(m, static_cast<const float*>(b) + i);
-  const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(b) + i);
-  if (T == DType::float16) return _mm512_cvtph_ps(h);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
 template <DType T, int MR, int KR>
 TF_AVX512 void nrows_tile(const float* x, int64_t ldx, const void* b, int64_t ldb, int64_t c0,
                           int64_t c1, float* y, int64_t ldy) {
@@ -344,7 +363,7 @@ TF_AVX512 void nrows_tile(const float* x, int64_t ldx, const void* b, int64_t ld
     __m512 bv[KR];
 #pragma GCC unroll 4
     for (int kk = 0; kk < KR; ++kk) {
-      bv[kk] = nrows_load<T>(b, kk * ldb + n, m);
+      bv[kk] = load_b<T>(b, kk * ldb + n, m);
       if (MR > 1) __asm__("" : "+v"(bv[kk]));  // one load for every row of x (as dot_tile)
     }
 #pragma GCC unroll 4
