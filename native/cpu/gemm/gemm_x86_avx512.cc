@@ -291,9 +291,12 @@ TF_AVX512 void dot_rows(const float* x, int64_t ldx, int64_t M, const void* b, i
   for (; m + 4 <= M; m += 4)
     dot_tile<T, 4, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
   switch (M - m) {
-    case 3: return dot_tile<T, 3, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
-    case 2: return dot_tile<T, 2, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
-    case 1: return dot_tile<T, 1, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    case 3:
+      return dot_tile<T, 3, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    case 2:
+      return dot_tile<T, 2, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
+    case 1:
+      return dot_tile<T, 1, C>(x + m * ldx, ldx, b, ldb, k0, k1, c + m * ldc, ldc, accumulate);
     default: return;
   }
 }
