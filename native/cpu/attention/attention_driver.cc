@@ -621,7 +621,9 @@ Status Runner::run() {
     bool tiled = true;
     for (const Item& it : blocks) {
       groups += it.r0 == 0;
-      tiled = tiled && it.r1 - it.r0 > kMaxStreamRows;
+      // a head's first block decides; a last block of at least one micro-panel runs inside its
+      // whole item, tiled
+      tiled = tiled && (it.r0 > 0 ? it.r1 - it.r0 >= kMR : it.r1 - it.r0 > kMaxStreamRows);
     }
     for (const Seq& s : seqs_) max_sk_tiles = std::max(max_sk_tiles, ceil_div(s.sk, tile_keys_));
     const int64_t kv_bytes =
