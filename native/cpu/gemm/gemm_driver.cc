@@ -197,8 +197,10 @@ Status gemv_n_rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, floa
         const int64_t k0 = kc * kchunk, k1 = std::min(K, k0 + kchunk);
         const int64_t n0 = nb * nblock, n1 = std::min(N, n0 + nblock);
         const char* brow = static_cast<const char*>(p.b) + esz * size_t(k0 * p.ldb);
-        kern.gemv_n_rows(x + k0, ldx, M, brow, p.b_dtype, p.ldb, k1 - k0, n0, n1,
-                         partial + kc * M * ldp, ldp);
+        float* y = partial + kc * M * ldp;
+        for (int64_t m = 0; m < M; ++m)
+          std::memset(y + m * ldp + n0, 0, size_t(n1 - n0) * sizeof(float));
+        kern.gemv_n_rows(x + k0, ldx, M, brow, p.b_dtype, p.ldb, k1 - k0, n0, n1, y, ldp);
       },
       max_threads);
   const int64_t rchunk = 1024, n_r = ceil_div(N, rchunk);

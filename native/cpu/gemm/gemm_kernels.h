@@ -52,9 +52,9 @@ struct Kernels {
   void (*kernel2_rows)(int64_t kc, const float* a, int64_t lda, const float* b, const float* b2,
                        float* c, int64_t ldc, bool accumulate);
   // Optional (nullptr: the packed path): few rows with B stored [K, N] (matmul's weights; any
-  // float dtype, widened in registers), y[m * ldy + n] = sum_{k < K} x[m * ldx + k] * B[k, n]
-  // for m < M, n in [n0, n1), y overwritten; B read in place, row by row (the GEMV's order for
-  // several rows of x).
+  // float dtype, widened in registers), y[m * ldy + n] += sum_{k < K} x[m * ldx + k] * B[k, n]
+  // for m < M, n in [n0, n1) (the caller zeroes y); B read in place, row by row (the GEMV's
+  // order for several rows of x).
   void (*gemv_n_rows)(const float* x, int64_t ldx, int64_t M, const void* b, DType dt,
                       int64_t ldb, int64_t K, int64_t n0, int64_t n1, float* y,
                       int64_t ldy) = nullptr;

@@ -360,8 +360,6 @@ void gemv_n_rows_t(const float* x, int64_t ldx, int64_t M, const void* b, int64_
 void gemv_n_rows(const float* x, int64_t ldx, int64_t M, const void* b, DType dt, int64_t ldb,
                  int64_t K, int64_t n0, int64_t n1, float* y, int64_t ldy) {
   if (M <= 0 || n1 <= n0) return;
-  for (int64_t m = 0; m < M; ++m)
-    std::memset(y + m * ldy + n0, 0, size_t(n1 - n0) * sizeof(float));
   switch (dt) {
     case DType::float16: return gemv_n_rows_t<DType::float16>(x, ldx, M, b, ldb, K, n0, n1, y, ldy);
     case DType::bfloat16:
