@@ -30,6 +30,8 @@ export interface NativeBinding {
   convert(src: ArrayBufferView, srcDtype: number, dst: ArrayBufferView, dstDtype: number, n: number): void;
   /** Maps in the pages of a fresh buffer at once (madvise MADV_POPULATE_WRITE; a no-op elsewhere). */
   prefault(buf: ArrayBufferView): void;
+  /** The address of the view's first byte modulo `align` (a power of two up to 4096). */
+  addressMod(buf: ArrayBufferView, align: number): number;
   gemm(...args: GemmArgs): void;
   gemmAsync(...args: GemmArgs): Promise<void>;
   attention(...args: AttentionArgs): void;

@@ -218,15 +218,47 @@ export function checkDevice(v: unknown, where: string): Device {
   return fail('ERR_DEVICE', where, `expected 'cpu', 'cuda' or 'cuda:N', got ${describe(v)}`);
 }
 
+/**
+ * Storages from this size on start on a 64-byte cache line: a JS ArrayBuffer's memory comes from
+ * malloc and starts 16 bytes into a line, so every 64-byte vector load of a kernel straddles two
+ * lines (twice the L1 accesses: moe.ffn on DeepSeek-like float32 experts so placed ran 7-10%
+ * slower in Node, 15-20% in a C++ loop; bench/NOTES.md, "Zen 5, session 20"). Such a storage is a
+ * view 0-48 bytes into a buffer 64 bytes longer than it.
+ */
+export const ALIGNED_BUFFER_BYTES = 4096;
+const CACHE_LINE = 64;
+
+/**
+ * A fresh zero-filled typed array of n elements of `Ctor`, on a cache line when large (above);
+ * `reused` is a recycled buffer of the length alignedBufferBytes() gives.
+ */
+export function alignedArray<A extends ArrayBufferView>(
+  Ctor: new (buffer: ArrayBuffer, byteOffset: number, length: number) => A,
+  elementBytes: number,
+  n: number,
+  reused: ArrayBuffer | null = null,
+): A {
+  const bytes = n * elementBytes;
+  const buf = reused ?? new ArrayBuffer(alignedBufferBytes(bytes));
+  if (bytes < ALIGNED_BUFFER_BYTES) return new Ctor(buf, 0, n);
+  const mod = native.addressMod(new Uint8Array(buf, 0, 1), CACHE_LINE);
+  return new Ctor(buf, (CACHE_LINE - mod) % CACHE_LINE, n);
+}
+
+/** The ArrayBuffer length behind a storage of `bytes` bytes (alignedArray). */
+export function alignedBufferBytes(bytes: number): number {
+  return bytes < ALIGNED_BUFFER_BYTES ? bytes : bytes + CACHE_LINE;
+}
+
 /** A fresh zero-filled storage of n elements of dtype. */
 export function allocate(dtype: DType, n: number, op: string): Storage {
   checkBytes(n, DTYPE_BYTES[dtype], op);
   let out: Storage;
   // a disposed tensor's buffer of this size, its pages already mapped (lib/pool.ts)
   const bytes = n * DTYPE_BYTES[dtype];
-  const reused = bytes >= LARGE_BUFFER_BYTES ? takeBuffer(bytes) : null;
+  const reused = bytes >= LARGE_BUFFER_BYTES ? takeBuffer(alignedBufferBytes(bytes)) : null;
   try {
-    out = reused ? new STORAGE[dtype](reused, 0, n) : new STORAGE[dtype](n);
+    out = alignedArray(STORAGE[dtype] as never, DTYPE_BYTES[dtype], n, reused) as Storage;
   } catch (e) {
     return fail('ERR_OOM', op, `cannot allocate ${n} ${dtype} elements: ${(e as Error).message}`);
   }

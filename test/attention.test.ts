@@ -12,7 +12,7 @@ import {
 } from 'tensorfuse/reference';
 import type { AttentionOptions } from '../lib/ops/attention.js';
 
-import { expectError, expectRejects, forEachIsa, rand, withSeed } from './helpers.js';
+import { bytesOf, expectError, expectRejects, forEachIsa, rand, withSeed } from './helpers.js';
 
 function qkv(B: number, Sq: number, Sk: number, Hq: number, Hk: number, D: number, layout = 'bshd', dtype = 'float32') {
   const dt = dtype as 'float32';
@@ -107,9 +107,7 @@ describe('attention: float32 against the float64 reference', () => {
     check(q, k, v, { softcap: 5, causal: true }, 'softcap causal');
     // softcap 0 is off, as FlashAttention's softcap=0.0
     const plain = attention(q, k, v, { causal: true }).toFloat32();
-    expect(Buffer.from(attention(q, k, v, { causal: true, softcap: 0 }).toFloat32().buffer)).toEqual(
-      Buffer.from(plain.buffer),
-    );
+    expect(bytesOf(attention(q, k, v, { causal: true, softcap: 0 }).toFloat32())).toEqual(bytesOf(plain));
     const slopes = tensor(Float32Array.from([0.5, 0.25, 0.125, 0.0625]), [4]);
     check(q, k, v, { alibiSlopes: slopes, causal: true }, 'alibi [Hq]');
     check(q, k, v, { alibiSlopes: rand([2, 4]) }, 'alibi [B, Hq]');

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { backend, linear, linearAsync, matmul, matmulAsync, tensor, zeros, type DType } from 'tensorfuse';
 import { linearRef, matmulRef, relativeError, toF64 } from 'tensorfuse/reference';
-import { ISAS, forEachIsa, rand, tolerance, withSeed } from './helpers';
+import { ISAS, bytesOf, forEachIsa, rand, tolerance, withSeed } from './helpers';
 
 const SIZES: [number, number, number][] = [
   [1, 1, 1],
@@ -115,7 +115,7 @@ describe('matmul', () => {
     );
     for (const { a, b, out } of runs) {
       const asy = await matmulAsync(a, b);
-      expect(Buffer.from(asy.toFloat32().buffer).equals(Buffer.from(out.toFloat32().buffer))).toBe(true);
+      expect(bytesOf(asy.toFloat32()).equals(bytesOf(out.toFloat32()))).toBe(true);
     }
     const t0 = Date.now();
     await matmulAsync(rand([512, 1, 1, 2]), rand([1, 512, 2, 1]));
@@ -163,7 +163,7 @@ describe('matmul', () => {
       const one = matmul(a, b).toFloat32();
       backend.setThreads(2);
       const two = matmul(a, b).toFloat32();
-      expect(Buffer.from(two.buffer).equals(Buffer.from(one.buffer))).toBe(true);
+      expect(bytesOf(two).equals(bytesOf(one))).toBe(true);
     } finally {
       backend.setThreads(t0);
     }
@@ -225,12 +225,12 @@ describe('async twins', () => {
       const b = rand([130, 41], dtype);
       const sync = matmul(a, b).data();
       const asyn = (await matmulAsync(a, b)).data();
-      expect(Buffer.from(asyn.buffer).equals(Buffer.from(sync.buffer))).toBe(true);
+      expect(bytesOf(asyn).equals(bytesOf(sync))).toBe(true);
       const w = rand([41, 130], dtype);
       const bias = rand([41]);
       const ls = linear(a, w, { bias }).data();
       const la = (await linearAsync(a, w, { bias })).data();
-      expect(Buffer.from(la.buffer).equals(Buffer.from(ls.buffer))).toBe(true);
+      expect(bytesOf(la).equals(bytesOf(ls))).toBe(true);
     }
   });
 

@@ -8,6 +8,11 @@ import { Tensor, TensorfuseError, backend, randn, type DType } from 'tensorfuse'
 export const RUN_SEED = process.env.TEST_SEED ? Number(process.env.TEST_SEED) : Math.floor(Math.random() * 2 ** 31);
 
 /** Runs fn(seed) and prefixes any failure with the seed needed to reproduce it. */
+/** The bytes of a typed array's own elements (a large storage is a view into a longer buffer). */
+export function bytesOf(v: ArrayBufferView): Buffer {
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
 export function withSeed<T>(label: string, fn: (seed: number) => T, offset = 0): T {
   const seed = RUN_SEED + offset;
   try {

@@ -1,5 +1,6 @@
 /** Tensor: construction, zero-copy wrapping, views, dtype conversion against the reference, dispose. */
 import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ import {
   linear,
   matmul,
   matmulAsync,
+  quantize,
   randn,
   tensor,
   zeros,
@@ -463,7 +465,8 @@ describe('backend', () => {
     reshaped.dispose(); // through a view: the same storage
     expect(first.disposed).toBe(true);
     expect(view.length).toBe(0); // detached: the old view reads nothing, writes nowhere
-    expect(backend.info().memory.pooledBytes).toBe(4 * n);
+    // the buffer behind a large storage is 64 bytes longer (it starts the storage on a cache line)
+    expect(backend.info().memory.pooledBytes).toBe(4 * n + 64);
     // the next output of that size takes the buffer, zeroed where the op does not write
     const z = zeros([n]);
     expect(backend.info().memory.pooledBytes).toBe(0);
@@ -492,8 +495,54 @@ describe('backend', () => {
     small.dispose();
     expect(sv.length).toBe(16);
     ref.dispose();
-    expect(backend.releaseMemory()).toBe(4 * n);
+    expect(backend.releaseMemory()).toBe(4 * n + 64);
     expect(backend.info().memory.pooledBytes).toBe(0);
+  });
+
+  // Kernels load 64 bytes at a time: a storage that starts 16 bytes into a cache line (where
+  // malloc puts an ArrayBuffer) makes every such load touch two lines.
+  it('storages of 4 KiB and more start on a 64-byte line: fresh, recycled, op outputs, codes', () => {
+    const addon = createRequire(import.meta.url)('node-gyp-build')(path.resolve('.')) as {
+      addressMod(b: ArrayBufferView, align: number): number;
+    };
+    const lineOf = (v: ArrayBufferView) => addon.addressMod(v, 64);
+    backend.releaseMemory();
+    for (const n of [1024, 1025, 4099, (1 << 20) + 7]) {
+      const t = randn([n], { seed: n });
+      const d = t.data() as Float32Array;
+      expect(d.length).toBe(n);
+      expect(lineOf(d)).toBe(0);
+      expect(d.buffer.byteLength).toBe(4 * n + 64);
+      expect(d.every((v) => Number.isFinite(v))).toBe(true);
+      // the copy from a float16 view and back keeps the values (the offset is not lost anywhere)
+      expect(Array.from(t.to('float32').data().subarray(0, 5))).toEqual(Array.from(d.subarray(0, 5)));
+    }
+    for (const dtype of ['float16', 'bfloat16', 'int8', 'uint8', 'int32'] as DType[]) {
+      const z = zeros([4096], { dtype });
+      expect(lineOf(z.data())).toBe(0);
+      expect(z.data().length).toBe(4096);
+    }
+    // small storages stay whole buffers of their own
+    const small = zeros([100]).data();
+    expect(small.byteOffset).toBe(0);
+    expect(small.buffer.byteLength).toBe(400);
+    // op outputs, a recycled buffer, quantized codes
+    const a = randn([64, 96], { seed: 1 }),
+      b = randn([96, 200], { seed: 2 });
+    expect(lineOf(matmul(a, b).data())).toBe(0);
+    const big = zeros([1 << 21]);
+    big.dispose();
+    const again = zeros([1 << 21]);
+    expect(backend.info().memory.pooledBytes).toBe(0); // it took the disposed buffer
+    expect(lineOf(again.data())).toBe(0);
+    again.dispose();
+    const q = quantize(randn([256, 1024], { seed: 3 }), { bits: 4, groupSize: 64 }); // scales: 16 KiB
+    expect(lineOf(q.qweight.data())).toBe(0);
+    expect(lineOf(q.scales.data())).toBe(0);
+    backend.releaseMemory();
+    for (const bad of [0, 3, 8192, 1.5])
+      expect(() => addon.addressMod(new Uint8Array(8), bad)).toThrow(TensorfuseError);
+    expect(() => addon.addressMod({} as ArrayBufferView, 64)).toThrow(TensorfuseError);
   });
 
   it('a buffer disposed while an Async op uses it is not lent to another output', async () => {
@@ -530,7 +579,7 @@ describe('backend', () => {
     expect(off.stdout.trim()).toBe('0 0 0 0');
     const small = run('20'); // two 8 MiB buffers fit, the third drops the oldest
     expect(small.status).toBe(0);
-    const mb8 = 8 << 20;
+    const mb8 = (8 << 20) + 64; // each 8 MiB storage's buffer, 64 bytes longer (aligned)
     expect(small.stdout.trim()).toBe(`${mb8} ${mb8} ${mb8} ${2 * mb8}`);
   });
 

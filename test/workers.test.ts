@@ -13,7 +13,8 @@ const b = tf.randn([200, 80], { seed: workerData.seed + 1 });
 let last;
 for (let i = 0; i < workerData.iters; i++) last = tf.matmul(a, b);
 tf.matmulAsync(a, b).then((c) => {
-  const same = Buffer.from(c.data().buffer).equals(Buffer.from(last.data().buffer));
+  const bytes = (v) => Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  const same = bytes(c.data()).equals(bytes(last.data()));
   parentPort.postMessage({ sum: Array.from(last.data()).reduce((p, x) => p + x, 0), same });
 });
 `;

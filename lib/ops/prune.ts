@@ -20,7 +20,7 @@ import {
   type SparseLinearArgs,
 } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
-import { Tensor, allocate, allocateFloat64, checkTensor, storageOf, wrap } from '../tensor.js';
+import { Tensor, alignedArray, allocate, allocateFloat64, checkTensor, storageOf, wrap } from '../tensor.js';
 import { checkKeys, checkOptions, floatActivationOnly, optEnum } from './options.js';
 
 /** An N:M sparse weight, compressed along K (see compress()). Frozen. */
@@ -188,7 +188,7 @@ function hasLanes(n: number, m: number): boolean {
 }
 
 function buildLanes(indices: Uint8Array, N: number, K: number, n: number, m: number): Uint16Array | null {
-  const lanes = hasLanes(n, m) ? new Uint16Array(2 * N * Math.floor(((K / m) * n) / 8)) : null;
+  const lanes = hasLanes(n, m) ? alignedArray(Uint16Array, 2, 2 * N * Math.floor(((K / m) * n) / 8)) : null;
   native.pruneLanes(indices, N, K, n, m, lanes);
   return lanes;
 }

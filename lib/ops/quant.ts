@@ -8,7 +8,7 @@ import { DTYPE_CODE, float16Value, isFloat } from '../dtype.js';
 import { describe, fail } from '../errors.js';
 import { native, type QuantWeightArgs } from '../native.js';
 import { fmtShape, numel } from '../shape.js';
-import { Tensor, allocate, checkTensor, isShared, storageOf, wrap, wrapView } from '../tensor.js';
+import { Tensor, alignedArray, allocate, checkTensor, isShared, storageOf, wrap, wrapView } from '../tensor.js';
 import { linearShape } from './linear.js';
 import { checkOptions, LINEAR_ACTIVATIONS, optBool, optEnum } from './options.js';
 
@@ -187,7 +187,7 @@ function layoutOf(q: unknown, op: string, name: string): Layout {
     const g = storageOf(tensorField('gIdx', 'int32', [K]), `${name}.gIdx`) as Int32Array;
     const perm = actOrderPerm(K, gs, g, `${op}: '${name}.gIdx'`);
     const src = storageOf(qw, `${name}.qweight`) as Uint8Array;
-    stored = { qweight: new Uint8Array(src.length), perm };
+    stored = { qweight: alignedArray(Uint8Array, 1, src.length), perm };
     native.quantPermute4(src, lead[0], K, perm, stored.qweight);
   }
   const l: Layout = {
@@ -467,8 +467,8 @@ function fromPlan(p: Omit<FromPlan, 'qweight' | 'stored'>): FromPlan {
   const n = p.N * p.K;
   return {
     ...p,
-    qweight: p.bits === 8 ? new Int8Array(n) : new Uint8Array(n / 2),
-    stored: p.perm ? new Uint8Array(n / 2) : null,
+    qweight: p.bits === 8 ? alignedArray(Int8Array, 1, n) : alignedArray(Uint8Array, 1, n / 2),
+    stored: p.perm ? alignedArray(Uint8Array, 1, n / 2) : null,
   };
 }
 
@@ -699,7 +699,7 @@ function stripsOf(l: Layout, cached: boolean): Uint8Array | null {
   const bytes = native.quantStripsBytes(l.bits, l.rows, l.K, l.groupSize);
   if (bytes === 0) return null;
   if (l.strips === undefined || l.strips.byteLength !== bytes) {
-    const strips = new Uint8Array(bytes);
+    const strips = alignedArray(Uint8Array, 1, bytes);
     native.quantPackStrips(...weightArgs(l), strips);
     l.strips = strips;
   }

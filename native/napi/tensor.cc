@@ -1,5 +1,7 @@
 // Tensor storage helpers: dtype conversion of whole buffers (Tensor.to(dtype)).
-// JS: convert(src, srcDtype, dst, dstDtype, n); prefault(buffer)
+// JS: convert(src, srcDtype, dst, dstDtype, n); prefault(buffer); addressMod(buffer, align)
+#include <cstdint>
+
 #include "napi_util.h"
 #include "tensorfuse/convert.h"
 #include "tensorfuse/scratch.h"
@@ -29,11 +31,24 @@ Napi::Value Prefault(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// addressMod(buffer, align): the address of the view's first byte modulo align (a power of two
+// up to 4096), so that allocate() can start a storage on a cache line (see lib/tensor.ts).
+Napi::Value AddressMod(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2) throw make_error(env, StatusCode::arg, "addressMod: expected 2 arguments");
+  const Buf b = arg_buffer(info, 0, "buffer");
+  const int64_t align = arg_int(info, 1, "align", 1, 4096);
+  if ((align & (align - 1)) != 0)
+    throw make_error(env, StatusCode::arg, "addressMod: 'align' must be a power of two");
+  return Napi::Number::New(env, double(reinterpret_cast<uintptr_t>(b.data) & uintptr_t(align - 1)));
+}
+
 }  // namespace
 
 void register_tensor(Napi::Env env, Napi::Object exports) {
   export_fn<Convert>(env, exports, "convert");
   export_fn<Prefault>(env, exports, "prefault");
+  export_fn<AddressMod>(env, exports, "addressMod");
 }
 
 }  // namespace napi
