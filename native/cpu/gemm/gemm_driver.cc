@@ -338,8 +338,11 @@ Status dot_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, in
     return rows_path(p, kern, x, ldx, c, ldc);
   const int64_t nchunk = 32;
   const int64_t kchunk = std::max<int64_t>(1024, kDotXBytes / (4 * p.M) / 16 * 16);
+  // one thread for tiny products; one row (decode) by the bytes of B, as gemv_path: 2 MiB of B
+  // took 29-31 us on two threads and 33-39 on one
   const int64_t flops = 2 * p.M * p.N * p.K;
-  const int use_threads = flops < (int64_t(1) << 21) ? 1 : p.max_threads;
+  const bool tiny = p.M == 1 ? p.N * p.K < (1 << 15) : flops < (int64_t(1) << 21);
+  const int use_threads = tiny ? 1 : p.max_threads;
   parallel_for(
       ceil_div(p.N, nchunk),
       [&](int64_t t, int) {
@@ -512,7 +515,11 @@ Status gemm(const GemmParams& p) {
       std::memset(out.c + i * out.ldc, 0, size_t(p.N) * sizeof(float));
       epilogue_row(out.c + i * out.ldc, p.N, p.bias, p.act);
     }
-  } else if (p.M == 1 && !p.packed_b) {
+  } else if (p.M == 1 && !p.packed_b && kern->isa != Isa::avx512) {
+    // One row. The AVX-512 table has no GEMV of its own: its 16-wide few-row kernels below (dot_t,
+    // gemv_n_rows) beat the 8-wide one (Node, K = N = 4096, 2 threads, 7 alternated rounds:
+    // float32 linear 1.36-2.25 -> 1.16-1.56 ms, matmul b [K, N] 1.31-2.36 -> 1.27-1.70; float16
+    // / bfloat16 mostly 10-20% faster; bench/NOTES.md, "Zen 5, session 20").
     TF_RETURN_IF_ERROR(gemv_path(p, *kern, out.c));
   } else if (!p.trans_b && !p.packed_b && p.M <= kNRowsMaxM && kern->gemv_n_rows) {
     TF_RETURN_IF_ERROR(gemv_n_rows_path(p, *kern, out.c, out.ldc));
