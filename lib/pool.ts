@@ -12,8 +12,17 @@
  */
 
 /**
- * Buffers from this size on are large: allocate() prefaults them and dispose() recycles them
- * (below it, malloc reuses mapped memory well enough).
+ * Buffers from this size on are recycled by dispose(). Below it malloc reuses freed memory well
+ * enough; above, an op called in a loop gets each output from the top of a heap that grows until
+ * the GC frees the old ones, and the OS maps every page in on first write: a 2 MiB output took
+ * 500-950 page faults, 7 ms of a 14 ms int4 linear, and a 128 x 128 matmul (64 KiB out) ran at a
+ * median 265-343 us instead of 26-39 (Node, Zen 5 VM; bench/NOTES.md, "Zen 5, session 20").
+ */
+export const POOLED_BUFFER_BYTES = 1 << 16;
+
+/**
+ * Fresh buffers from this size on are prefaulted by allocate(): one madvise for all their pages
+ * instead of a fault each (below it the call costs more than it saves when the memory is reused).
  */
 export const LARGE_BUFFER_BYTES = 1 << 22;
 
@@ -23,8 +32,9 @@ const limitBytes = (() => {
   return Number.isFinite(mb) && mb >= 0 ? Math.floor(mb * 1024 * 1024) : 256 * 1024 * 1024;
 })();
 
-/** Free buffers, oldest first. */
-const free: ArrayBuffer[] = [];
+/** Free buffers by byte length (each list oldest first), and all of them oldest first. */
+const bySize = new Map<number, ArrayBuffer[]>();
+const byAge = new Set<ArrayBuffer>();
 let freeBytes = 0;
 
 /**
@@ -36,19 +46,17 @@ const owned = new WeakMap<object, boolean>();
 
 /** A recycled buffer of exactly `bytes` bytes, zero-filled, or null when none is free. */
 export function takeBuffer(bytes: number): ArrayBuffer | null {
-  for (let i = free.length - 1; i >= 0; i--) {
-    if (free[i]!.byteLength !== bytes) continue;
-    const buf = free.splice(i, 1)[0]!;
-    freeBytes -= bytes;
-    new Uint8Array(buf).fill(0);
-    return buf;
-  }
-  return null;
+  const buf = bySize.get(bytes)?.pop(); // the most recent: the likeliest still in cache
+  if (!buf) return null;
+  byAge.delete(buf);
+  freeBytes -= bytes;
+  new Uint8Array(buf).fill(0);
+  return buf;
 }
 
 /** Marks `storage` (a typed array over the whole of a buffer allocate() made) as recyclable. */
 export function markOwned(storage: ArrayBufferView): void {
-  if (storage.byteLength >= LARGE_BUFFER_BYTES && limitBytes > 0) owned.set(storage, false);
+  if (storage.byteLength >= POOLED_BUFFER_BYTES && limitBytes > 0) owned.set(storage, false);
 }
 
 /** Records that a tensor wraps `storage` (every Tensor constructor path for CPU storage calls it). */
@@ -70,7 +78,7 @@ const busy = new WeakMap<ArrayBufferLike, number>();
 export function holdBuffers(args: readonly unknown[]): ArrayBufferLike[] {
   const held: ArrayBufferLike[] = [];
   for (const a of args) {
-    if (!ArrayBuffer.isView(a) || a.buffer.byteLength < LARGE_BUFFER_BYTES) continue;
+    if (!ArrayBuffer.isView(a) || a.buffer.byteLength < POOLED_BUFFER_BYTES) continue;
     busy.set(a.buffer, (busy.get(a.buffer) ?? 0) + 1);
     held.push(a.buffer);
   }
@@ -101,15 +109,25 @@ export function recycle(storage: ArrayBufferView): void {
     return;
   }
   if (buf.byteLength > limitBytes) return;
-  free.push(buf);
+  const list = bySize.get(buf.byteLength);
+  if (list) list.push(buf);
+  else bySize.set(buf.byteLength, [buf]);
+  byAge.add(buf);
   freeBytes += buf.byteLength;
-  while (freeBytes > limitBytes) freeBytes -= free.shift()!.byteLength;
+  while (freeBytes > limitBytes) {
+    const old = byAge.values().next().value as ArrayBuffer;
+    byAge.delete(old);
+    const same = bySize.get(old.byteLength)!;
+    same.splice(same.indexOf(old), 1); // the oldest of its size: at the front
+    freeBytes -= old.byteLength;
+  }
 }
 
 /** Drops every free buffer (the GC then gives the memory back); returns the bytes dropped. */
 export function releaseMemory(): number {
   const n = freeBytes;
-  free.length = 0;
+  bySize.clear();
+  byAge.clear();
   freeBytes = 0;
   return n;
 }

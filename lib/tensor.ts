@@ -17,7 +17,7 @@ import {
 } from './dtype.js';
 import { TensorfuseError, describe, fail } from './errors.js';
 import { native } from './native.js';
-import { LARGE_BUFFER_BYTES, claim, isOwned, markOwned, recycle, takeBuffer } from './pool.js';
+import { LARGE_BUFFER_BYTES, POOLED_BUFFER_BYTES, claim, isOwned, markOwned, recycle, takeBuffer } from './pool.js';
 import { checkBytes, checkShape, fmtShape, numel } from './shape.js';
 
 export type Device = 'cpu' | 'cuda' | `cuda:${number}`;
@@ -256,7 +256,7 @@ export function allocate(dtype: DType, n: number, op: string): Storage {
   let out: Storage;
   // a disposed tensor's buffer of this size, its pages already mapped (lib/pool.ts)
   const bytes = n * DTYPE_BYTES[dtype];
-  const reused = bytes >= LARGE_BUFFER_BYTES ? takeBuffer(alignedBufferBytes(bytes)) : null;
+  const reused = bytes >= POOLED_BUFFER_BYTES ? takeBuffer(alignedBufferBytes(bytes)) : null;
   try {
     out = alignedArray(STORAGE[dtype] as never, DTYPE_BYTES[dtype], n, reused) as Storage;
   } catch (e) {

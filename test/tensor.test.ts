@@ -18,7 +18,7 @@ import {
   type DType,
 } from 'tensorfuse';
 import { bfloat16BitsRef, bfloat16ValueRef, float16BitsRef, float16ValueRef } from 'tensorfuse/reference';
-import { expectError, forEachIsa, withSeed } from './helpers';
+import { expectError, forEachIsa, runInChild, withSeed } from './helpers';
 
 /** Edge values for 16-bit rounding: ties, subnormals, overflow, signed zeros, NaN, Inf. */
 function edgeValues(): number[] {
@@ -557,6 +557,51 @@ describe('backend', () => {
     for (let i = 0; i < want.length; i += 997) expect(got[i]).toBe(want[i]);
     expect(a.disposed).toBe(true);
     backend.releaseMemory();
+  });
+
+  // From 64 KiB: an op in a loop otherwise takes each output from the top of a heap that grows
+  // until the GC runs, and the OS maps every page in on first write.
+  it('mid-size outputs (64 KiB to 4 MiB) are recycled too, each size found among many', () => {
+    backend.releaseMemory();
+    const pooled = () => backend.info().memory.pooledBytes;
+    const bufferOf = (n: number) => 4 * n + 64; // float32 storage on a cache line
+    const sizes = [16384, 16385, 100_003, 1 << 20]; // 64 KiB, 64 KiB + 4, ~400 KB, 4 MiB
+    for (const n of sizes) {
+      const t = randn([n], { seed: n });
+      const view = t.data();
+      t.dispose();
+      expect(view.length).toBe(0); // detached: the memory is the pool's now
+    }
+    const total = sizes.reduce((a, n) => a + bufferOf(n), 0);
+    expect(pooled()).toBe(total);
+    const small = zeros([16383]); // 65532 bytes: the GC's
+    small.dispose();
+    expect(pooled()).toBe(total);
+    let left = total;
+    for (const n of [...sizes].reverse()) {
+      const z = zeros([n]);
+      left -= bufferOf(n);
+      expect(pooled()).toBe(left); // it took exactly the buffer of its size
+      const d = z.data() as Float32Array;
+      expect(d.length).toBe(n);
+      expect(d.every((v) => v === 0)).toBe(true); // zeroed: randn wrote there
+      z.dispose();
+      left += bufferOf(n);
+    }
+    expect(backend.releaseMemory()).toBe(total);
+    // a limit of 1 MiB drops the oldest buffer first, whatever the sizes
+    const out = runInChild(
+      `const sizes = [100000, 75000, 50000, 80000];
+       for (const n of sizes) tf.zeros([n]).dispose();
+       const a = tf.backend.info().memory.pooledBytes;
+       const t = tf.zeros([100000]); // its buffer was dropped: a fresh one, the pool unchanged
+       const b = tf.backend.info().memory.pooledBytes;
+       const u = tf.zeros([75000]);
+       console.log(a, b, tf.backend.info().memory.pooledBytes);`,
+      { TENSORFUSE_POOL_MB: '1' },
+    );
+    const kept = bufferOf(75000) + bufferOf(50000) + bufferOf(80000);
+    expect(out).toBe(`${kept} ${kept} ${kept - bufferOf(75000)}`);
   });
 
   it('TENSORFUSE_POOL_MB bounds the pool (0: off)', () => {

@@ -72,6 +72,11 @@ constexpr int64_t kDotMaxM = 48;    // as in the GEMM driver: dot_t up to here, 
 constexpr int64_t kTileN = 64;      // weight rows per prefill task (4 packed panels)
 constexpr int64_t kDotKC = 1024;    // depth of a dequantized slice on the dot_t path
 constexpr int64_t kRowsTask = 48;   // weight rows per task on the rows path (8 strips of 6)
+// The float tiles' x buffers (x in lane order, packed x) up to this size live in the calling
+// thread's scratch, kept between calls: a fresh heap block per call landed above the op outputs
+// that the GC had not freed yet and page-faulted (Node, int4 M = 128, K = N = 4096: 18 ms in such
+// calls, 14.4 in the others). Larger ones (long prefills: faults a small share) use the heap.
+constexpr size_t kCallerScratchBytes = size_t(16) << 20;
 constexpr int64_t kI8Rows = 64;     // weight rows per W8A8 / W4A8 task (64 over 16: +5% at M = 1)
 
 Status validate_weight(const QuantWeight& w) {
@@ -149,14 +154,14 @@ void dequant_slice(const quant_cpu::Kernels& kern, const QuantWeight& w, bool la
 // into L2 and runs the rows engine of gemm_rows.h on the slice (the slice's rows are the
 // micro-kernel's row-major A; x^T packed once); the M % 16 rows of x past the whole panels and
 // the slice's rows past its whole 6-row strips take dot_t on the same slice.
+// xp: room for the x panels (rows_x_floats).
+int64_t rows_x_floats(int64_t M, int64_t K) { return M / kNR * K * kNR; }
+
 Status rows_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
-                  const gemm_cpu::Kernels& gk, bool lanes, const float* xf, float* yf) {
+                  const gemm_cpu::Kernels& gk, bool lanes, const float* xf, float* yf, float* xp) {
   using gemm_cpu::kRowsTile;
   const QuantWeight& w = p.w;
   const int64_t M = p.M, N = w.N, K = w.K, P = M / kNR, rem = M - P * kNR, mp = P * kNR;
-  float* xp = static_cast<float*>(aligned_alloc64(size_t(P * K * kNR) * sizeof(float)));
-  if (!xp) return Status(StatusCode::oom, "quant: out of memory for the x panels");
-  std::unique_ptr<float, decltype(&aligned_free64)> xp_owner(xp, aligned_free64);
   gemm_cpu::rows_pack_x(xf, K, P, K, xp);
   std::atomic<bool> oom{false};
   parallel_for(
@@ -191,24 +196,44 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
   const QuantWeight& w = p.w;
   const int64_t M = p.M, N = w.N, K = w.K;
   std::atomic<bool> oom{false};
-  if (M <= kDotMaxM && gk.dot_t) {
-    // int4 in lane order where the ISA offers it: x rows reordered once to match.
-    const bool lanes = kern.dequant_lanes && w.bits == 4 && K % 64 == 0 &&
-                       (w.group() % 64 == 0 || w.group() == 32);
-    std::vector<float> xl;
-    if (lanes) {
-      xl.resize(size_t(M * K));
-      for (int64_t m = 0; m < M; ++m)
-        for (int64_t b = m * K; b < (m + 1) * K; b += 64)
-          for (int i = 0; i < 8; ++i)
-            for (int j = 0; j < 8; ++j) xl[size_t(b + 8 * j + i)] = xf[b + 8 * i + j];
-      xf = xl.data();
-    }
-    // The rows engine where the GEMM table has no wide kernel (AVX2 on Zen 1: int4 M = 16 +18%);
-    // with AVX-512, dot_t's 4 x 6 tiles run near the FMA peak on a slice in L2 and beat it
-    // (Zen 5, int4 g128: M = 16 1.3x, M = 48 1.25x), on tasks of whole 6-row tiles.
-    if (M >= gemm_cpu::kRowsMinM && gk.kernel_rows && !gk.kernel2)
-      return rows_float(p, kern, gk, lanes, xf, yf);
+  // int4 in lane order where the ISA offers it (a sum over k in any order of both operands):
+  // x rows reordered once to match. On the packed path too, where the in-order dequant took 12%
+  // of an M = 128 call (K = N = 4096, groups of 128) and the lane order about a third of that.
+  const bool lanes = kern.dequant_lanes && w.bits == 4 && K % 64 == 0 &&
+                     (w.group() % 64 == 0 || w.group() == 32);
+  // The path: dot_t on dequantized slices up to kDotMaxM rows, unless the rows engine (where the
+  // GEMM table has no wide kernel: AVX2 on Zen 1, int4 M = 16 +18%; with AVX-512, dot_t's 4 x 6
+  // tiles run near the FMA peak on a slice in L2 and beat it: Zen 5, int4 g128, M = 16 1.3x,
+  // M = 48 1.25x); above, the packed micro-kernel.
+  const bool dot = M <= kDotMaxM && gk.dot_t;
+  const bool rows = dot && M >= gemm_cpu::kRowsMinM && gk.kernel_rows && !gk.kernel2;
+  const int64_t m_pad = ceil_div(M, kMR) * kMR, n_slices = ceil_div(K, kKC);
+  // The caller's own buffers (x in lane order, x packed): up to kCallerScratchBytes in its
+  // scratch slot 2, which the tasks (slots 0 and 1) leave alone.
+  const size_t xl_floats = lanes ? size_t(M * K + 15) / 16 * 16 : 0;
+  const size_t pack_floats =
+      rows ? size_t(rows_x_floats(M, K)) : dot ? 0 : size_t(n_slices * m_pad * kKC);
+  const size_t own_bytes = (xl_floats + pack_floats) * sizeof(float);
+  std::unique_ptr<float, decltype(&aligned_free64)> heap(nullptr, aligned_free64);
+  float* own = nullptr;
+  if (own_bytes > kCallerScratchBytes) {
+    heap.reset(static_cast<float*>(aligned_alloc64(own_bytes)));
+    own = heap.get();
+  } else if (own_bytes > 0) {
+    own = static_cast<float*>(scratch_get(2, own_bytes));
+  }
+  if (own_bytes > 0 && !own) return Status(StatusCode::oom, "quant: out of memory for the x buffers");
+  if (lanes) {
+    float* xl = own;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t b = m * K; b < (m + 1) * K; b += 64)
+        for (int i = 0; i < 8; ++i)
+          for (int j = 0; j < 8; ++j) xl[b + 8 * j + i] = xf[b + 8 * i + j];
+    xf = xl;
+  }
+  float* xpack = own + xl_floats;
+  if (dot) {
+    if (rows) return rows_float(p, kern, gk, lanes, xf, yf, xpack);
     const int64_t rows = gk.kernel2 ? 36 : 32;
     parallel_for(
         ceil_div(N, rows),
@@ -226,11 +251,7 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
     return oom.load() ? Status(StatusCode::oom, "quant: out of scratch memory") : Status::Ok();
   }
   // Packed path: A packed once for every depth slice, shared read-only by all tasks.
-  const int64_t m_pad = ceil_div(M, kMR) * kMR;
-  const int64_t n_slices = ceil_div(K, kKC);
-  float* apack =
-      static_cast<float*>(aligned_alloc64(size_t(n_slices * m_pad * kKC) * sizeof(float)));
-  if (!apack) return Status(StatusCode::oom, "quant: out of memory packing x");
+  float* apack = xpack;
   parallel_for(
       n_slices,
       [&](int64_t s, int) {
@@ -248,7 +269,7 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
         alignas(64) float edge[kMR * kNR];
         for (int64_t s = 0; s < n_slices; ++s) {
           const int64_t pc = s * kKC, kc = std::min(kKC, K - pc);
-          kern.dequant(w, n0, n1, pc, pc + kc, tmp, kc);
+          dequant_slice(kern, w, lanes, n0, n1, pc, pc + kc, tmp);
           gk.pack_b(tmp, DType::float32, kc, true, kc, nr, bp);
           const float* as = apack + s * m_pad * kKC;
           const bool acc = s > 0;
@@ -289,7 +310,6 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
         }
       },
       p.max_threads);
-  aligned_free64(apack);
   return oom.load() ? Status(StatusCode::oom, "quant: out of scratch memory") : Status::Ok();
 }
 
