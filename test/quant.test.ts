@@ -83,6 +83,8 @@ const CASES: Case[] = [
   { M: 8, N: 40, K: 2048, bits: 4, groupSize: 128, symmetric: false }, // 2 depth slices of 1024
   { M: 61, N: 67, K: 600, bits: 4, groupSize: 120, symmetric: false }, // packed path, 3 slices
   { M: 61, N: 67, K: 600, bits: 8, groupSize: 0, symmetric: true },
+  { M: 61, N: 67, K: 640, bits: 4, groupSize: 64, symmetric: false }, // packed path, lane order
+  { M: 50, N: 33, K: 1088, bits: 4, groupSize: 32, symmetric: true }, // and a last 64-wide slice
   // int8 GEMV on digits of x (AVX-512): rows of 4, 2 and 1; groups of 128, 192 (3 blocks), 512
   { M: 1, N: 7, K: 256, bits: 8, groupSize: 0, symmetric: true },
   { M: 3, N: 13, K: 384, bits: 8, groupSize: 128, symmetric: true },

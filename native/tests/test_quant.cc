@@ -192,6 +192,11 @@ TF_TEST(quant_linear_float_matches_reference) {
       {4, 12, 21, 384, 32, true, false, DType::bfloat16},
       {4, 9, 17, 256, 0, false, false, DType::float32},
       {4, 13, 19, 640, 64, false, false, DType::float16},
+      // the packed path (49+ rows) in lane order: slices of 256, a last one of 64 (the lone
+      // 64-block), groups of 32 / 64 / 128, act-order
+      {4, 61, 67, 640, 64, false, false, DType::float32},
+      {4, 50, 33, 1088, 32, true, false, DType::bfloat16},
+      {4, 97, 20, 384, 128, false, true, DType::float16},
   };
   for (const C& c : cases) {
     QW q = random_weight(rng, c.bits, c.N, c.K, c.gs, c.sym, c.perm);
