@@ -88,4 +88,16 @@ void* scratch_get(int slot, size_t bytes) {
   return a.ptr[slot];
 }
 
+CallerBuffer::CallerBuffer(size_t bytes) {
+  if (bytes == 0) return;
+  if (bytes <= kCallerScratchBytes) {
+    p_ = scratch_get(kCallerSlot, bytes);
+  } else {
+    heap_ = aligned_alloc64(bytes);
+    p_ = heap_;
+  }
+}
+
+CallerBuffer::~CallerBuffer() { aligned_free64(heap_); }
+
 }  // namespace tf

@@ -97,3 +97,40 @@ TF_TEST(prefault_pages_keeps_content) {
   prefault_pages(nullptr, 100);
   prefault_pages(a.data(), 0);
 }
+
+// CallerBuffer: the calling thread's kCallerSlot up to kCallerScratchBytes (the same memory for
+// the next op on this thread, none of the other slots), the heap above it, nothing for 0 bytes;
+// always 64-byte aligned and the whole size writable.
+TF_TEST(caller_buffer_slot_and_heap) {
+  void* first = nullptr;
+  {
+    CallerBuffer a(100000);
+    REQUIRE(a.get() != nullptr);
+    CHECK(aligned64(a.get()), "%p", a.get());
+    std::memset(a.get(), 0x5a, 100000);
+    first = a.get();
+    for (int s = 0; s < kScratchSlots; ++s)
+      if (s != kCallerSlot) CHECK(scratch_get(s, 64) != first, "slot %d shares the buffer", s);
+  }
+  {
+    CallerBuffer b(1000);  // smaller: the same kept memory
+    CHECK(b.get() == first, "%p vs %p", b.get(), first);
+  }
+  {
+    CallerBuffer big(kCallerScratchBytes + 1);  // the heap, not the slot
+    REQUIRE(big.get() != nullptr);
+    CHECK(big.get() != first && aligned64(big.get()), "%p", big.get());
+    std::memset(big.get(), 1, kCallerScratchBytes + 1);
+    CallerBuffer small(64);  // the slot is still free for the op's other buffer
+    CHECK(small.get() == first, "%p vs %p", small.get(), first);
+  }
+  CallerBuffer none(0);
+  CHECK(none.get() == nullptr);
+  // another thread has its own slot
+  void* other = nullptr;
+  std::thread([&] {
+    CallerBuffer c(100000);
+    other = c.get();
+  }).join();
+  CHECK(other != nullptr && other != first, "%p vs %p", other, first);
+}

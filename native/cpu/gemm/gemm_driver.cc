@@ -120,7 +120,8 @@ Status gemv_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* y) {
   // and the partials are summed in a fixed order, so the result does not depend on the threads.
   const int64_t kchunk = 256, nblock = 4096;
   const int64_t n_k = ceil_div(p.K, kchunk), n_n = ceil_div(p.N, nblock);
-  float* partial = static_cast<float*>(aligned_alloc64(size_t(n_k) * size_t(p.N) * sizeof(float)));
+  CallerBuffer partial_buffer(size_t(n_k) * size_t(p.N) * sizeof(float));
+  float* partial = static_cast<float*>(partial_buffer.get());
   if (!partial) return Status(StatusCode::oom, "gemm: out of memory for GEMV partial sums");
   const size_t esz = dtype_size(p.b_dtype);
   parallel_for(
@@ -146,7 +147,6 @@ Status gemv_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* y) {
         epilogue_row(y + n0, n1 - n0, p.bias ? p.bias + n0 : nullptr, p.act);
       },
       max_threads);
-  aligned_free64(partial);
   return Status::Ok();
 }
 
@@ -278,9 +278,9 @@ Status rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, const float
                  float* c, int64_t ldc) {
   using gemm_cpu::kRowsTile;
   const int64_t M = p.M, N = p.N, K = p.K, P = M / kNR, rem = M - P * kNR;
-  float* xp = static_cast<float*>(aligned_alloc64(size_t(P * K * kNR) * sizeof(float)));
+  CallerBuffer xp_buffer(size_t(P * K * kNR) * sizeof(float));
+  float* xp = static_cast<float*>(xp_buffer.get());
   if (!xp) return Status(StatusCode::oom, "gemm: out of memory for the x panels");
-  std::unique_ptr<float, decltype(&aligned_free64)> xp_owner(xp, aligned_free64);
   gemm_cpu::rows_pack_x(x, ldx, P, K, xp);
   constexpr int64_t kGroupRows = 2 * kMR, kDotKC = 1024;
   const int64_t groups = N / kGroupRows, n_main = groups * kGroupRows;
@@ -419,16 +419,13 @@ Status blocked_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
   // One kc slice of all of A and one kc x nc block of B, both packed once per slice by all
   // threads together; the tiles then only read them. (Packing A per tile cost 2-6% at 1024^3 and
   // forced coarse tiles; coarse tiles left a thread idle at each of the slice barriers.)
+  // (Both in one CallerBuffer, kept between calls.)
   const size_t abytes = size_t(m_panels * kMR * kKC) * sizeof(float);
   const size_t bbytes = p.packed_b ? 0 : size_t(kKC * nc_max) * sizeof(float);
-  float* apack = static_cast<float*>(aligned_alloc64(abytes));
-  float* bpack = bbytes ? static_cast<float*>(aligned_alloc64(bbytes)) : nullptr;
-  struct Freer {
-    float* a;
-    float* b;
-    ~Freer() { aligned_free64(a); aligned_free64(b); }
-  } freer{apack, bpack};
-  if (!apack || (bbytes && !bpack)) return Status(StatusCode::oom, "gemm: out of memory for packing buffers");
+  CallerBuffer packs(abytes + bbytes);
+  float* apack = static_cast<float*>(packs.get());
+  float* bpack = bbytes ? apack + abytes / sizeof(float) : nullptr;
+  if (!apack) return Status(StatusCode::oom, "gemm: out of memory for packing buffers");
 
   // Tiles: kMC rows (16 micro-panels, 96 KiB of packed A in L2) x a run of 8 B panels (128 KiB).
   // With the AVX-512 table (CPUs with 1 MiB L2 or more) twice the rows when that still leaves

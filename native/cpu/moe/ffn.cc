@@ -196,13 +196,11 @@ Status moe_ffn(const MoeFfnParams& p) {
   std::stable_sort(tasks.begin(), tasks.end(),
                    [](const Task& a, const Task& b) { return (a.r1 - a.r0) > (b.r1 - b.r0); });
 
+  // the expert rows' outputs, kept between calls (CallerBuffer: a fresh block per call faulted)
   const size_t rows_d = size_t(r.rows) * size_t(D);
-  float* partial = static_cast<float*>(aligned_alloc64(size_t(n_chunks) * rows_d * sizeof(float)));
+  CallerBuffer partial_buffer(size_t(n_chunks) * rows_d * sizeof(float));
+  float* partial = static_cast<float*>(partial_buffer.get());
   if (!partial) return Status(StatusCode::oom, "moe.ffn: out of memory for the expert outputs");
-  struct Freer {
-    float* p;
-    ~Freer() { aligned_free64(p); }
-  } freer{partial};
 
   const moe_cpu::Kernels& kern = moe_cpu::kernels();
   const gemm_cpu::Kernels& gk = gemm_cpu::kernels_for(active_isa());

@@ -72,11 +72,6 @@ constexpr int64_t kDotMaxM = 48;    // as in the GEMM driver: dot_t up to here, 
 constexpr int64_t kTileN = 64;      // weight rows per prefill task (4 packed panels)
 constexpr int64_t kDotKC = 1024;    // depth of a dequantized slice on the dot_t path
 constexpr int64_t kRowsTask = 48;   // weight rows per task on the rows path (8 strips of 6)
-// The float tiles' x buffers (x in lane order, packed x) up to this size live in the calling
-// thread's scratch, kept between calls: a fresh heap block per call landed above the op outputs
-// that the GC had not freed yet and page-faulted (Node, int4 M = 128, K = N = 4096: 18 ms in such
-// calls, 14.4 in the others). Larger ones (long prefills: faults a small share) use the heap.
-constexpr size_t kCallerScratchBytes = size_t(16) << 20;
 constexpr int64_t kI8Rows = 64;     // weight rows per W8A8 / W4A8 task (64 over 16: +5% at M = 1)
 
 Status validate_weight(const QuantWeight& w) {
@@ -208,21 +203,16 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
   const bool dot = M <= kDotMaxM && gk.dot_t;
   const bool rows = dot && M >= gemm_cpu::kRowsMinM && gk.kernel_rows && !gk.kernel2;
   const int64_t m_pad = ceil_div(M, kMR) * kMR, n_slices = ceil_div(K, kKC);
-  // The caller's own buffers (x in lane order, x packed): up to kCallerScratchBytes in its
-  // scratch slot 2, which the tasks (slots 0 and 1) leave alone.
+  // The op's own buffers (x in lane order, x packed), kept between calls (CallerBuffer: a fresh
+  // heap block per call page-faulted; Node, int4 M = 128, K = N = 4096: 18 ms in such calls, 14.4
+  // in the others).
   const size_t xl_floats = lanes ? size_t(M * K + 15) / 16 * 16 : 0;
   const size_t pack_floats =
       rows ? size_t(rows_x_floats(M, K)) : dot ? 0 : size_t(n_slices * m_pad * kKC);
   const size_t own_bytes = (xl_floats + pack_floats) * sizeof(float);
-  std::unique_ptr<float, decltype(&aligned_free64)> heap(nullptr, aligned_free64);
-  float* own = nullptr;
-  if (own_bytes > kCallerScratchBytes) {
-    heap.reset(static_cast<float*>(aligned_alloc64(own_bytes)));
-    own = heap.get();
-  } else if (own_bytes > 0) {
-    own = static_cast<float*>(scratch_get(2, own_bytes));
-  }
-  if (own_bytes > 0 && !own) return Status(StatusCode::oom, "quant: out of memory for the x buffers");
+  CallerBuffer buffer(own_bytes);
+  float* own = static_cast<float*>(buffer.get());
+  if (own_bytes > 0 && !own) return Status(StatusCode::oom, "quant: out of memory for x buffers");
   if (lanes) {
     float* xl = own;
     for (int64_t m = 0; m < M; ++m)

@@ -10,7 +10,30 @@ namespace tf {
 // next scratch_get with the same slot on this thread. slot picks one of a few independent buffers
 // so one kernel can hold several at once. Returns nullptr when memory is exhausted.
 void* scratch_get(int slot, size_t bytes);
-constexpr int kScratchSlots = 4;
+constexpr int kScratchSlots = 5;
+// The slot an op's calling thread holds across its parallel_for for buffers its tasks share; no
+// task takes it (tasks also run on the calling thread). Through CallerBuffer.
+constexpr int kCallerSlot = 4;
+
+// A buffer an op holds while its tasks run (packed x, partial outputs): the calling thread's
+// kCallerSlot, kept between calls, when at most kCallerScratchBytes; else a heap block freed with
+// this object. A fresh heap block per call tends to land above outputs the GC has not freed yet,
+// on pages the OS maps in at first write (moe.ffn's 6 MiB partial output, int4 linear's packed
+// x: 7 ms of faults in a 14 ms call; bench/NOTES.md, "Zen 5, session 20"). get() is nullptr when
+// memory is exhausted (or bytes is 0).
+class CallerBuffer {
+ public:
+  explicit CallerBuffer(size_t bytes);
+  ~CallerBuffer();
+  CallerBuffer(const CallerBuffer&) = delete;
+  CallerBuffer& operator=(const CallerBuffer&) = delete;
+  void* get() const { return p_; }
+
+ private:
+  void* p_ = nullptr;
+  void* heap_ = nullptr;
+};
+constexpr size_t kCallerScratchBytes = size_t(16) << 20;
 
 // Maps in the whole pages of [p, p + bytes) for writing now, in one system call (Linux >= 5.14,
 // madvise MADV_POPULATE_WRITE; elsewhere, or when the kernel refuses, nothing). The content is
