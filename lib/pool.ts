@@ -54,7 +54,7 @@ export function takeBuffer(bytes: number): ArrayBuffer | null {
   return buf;
 }
 
-/** Marks `storage` (a typed array over the whole of a buffer allocate() made) as recyclable. */
+/** Marks `storage` (a typed array over a buffer of its own that allocate() made) as recyclable. */
 export function markOwned(storage: ArrayBufferView): void {
   if (storage.byteLength >= POOLED_BUFFER_BYTES && limitBytes > 0) owned.set(storage, false);
 }

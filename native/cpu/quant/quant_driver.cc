@@ -145,13 +145,14 @@ void dequant_slice(const quant_cpu::Kernels& kern, const QuantWeight& w, bool la
     kern.dequant(w, n0, n1, k0, k1, tmp, k1 - k0);
 }
 
+// Floats of rows_float's x panels.
+int64_t rows_x_floats(int64_t M, int64_t K) { return M / kNR * K * kNR; }
+
 // 16..kDotMaxM rows of x: each task dequantizes kRowsTask weight rows, kDotKC deep at a time,
 // into L2 and runs the rows engine of gemm_rows.h on the slice (the slice's rows are the
 // micro-kernel's row-major A; x^T packed once); the M % 16 rows of x past the whole panels and
-// the slice's rows past its whole 6-row strips take dot_t on the same slice.
-// xp: room for the x panels (rows_x_floats).
-int64_t rows_x_floats(int64_t M, int64_t K) { return M / kNR * K * kNR; }
-
+// the slice's rows past its whole 6-row strips take dot_t on the same slice. xp: room for the x
+// panels (rows_x_floats).
 Status rows_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
                   const gemm_cpu::Kernels& gk, bool lanes, const float* xf, float* yf, float* xp) {
   using gemm_cpu::kRowsTile;
