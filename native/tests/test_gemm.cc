@@ -227,12 +227,14 @@ TF_TEST(gemm_wide_tiles) {
       }
 }
 
-// The rows path (16 <= M <= 48, float32 B stored [N, K]): whole 16-row panels of x with and
-// without the dot_t remainder rows, N around the 12-row groups and the task split, K across
-// the 256-deep slices, padded strides, bias and activations, a 16-bit output, thread caps.
+// The rows path (float32 B stored [N, K]: 16 <= M <= 48, and up to 128 where the ISA pairs
+// panels): whole 16-row panels of x with and without the dot_t remainder rows, panels in pairs
+// and a lone last one, N around the 12-row groups and the task split, K across the 256-deep
+// slices, padded strides, bias and activations, a 16-bit output, thread caps; 129 rows is past
+// it (the blocked path).
 TF_TEST(gemm_rows_path) {
   tf_test::Rng rng(tf_test::case_seed());
-  for (int64_t M : {16, 17, 31, 32, 45, 48})
+  for (int64_t M : {16, 17, 31, 32, 45, 48, 61, 64, 100, 128, 129})
     for (int64_t N : {1, 11, 12, 13, 49, 100})
       for (int64_t K : {1, 7, 256, 257, 600}) {
         Problem p;
@@ -402,6 +404,21 @@ TF_TEST(gemm_kernel_rows_matches_packed_kernel) {
               (long long)kc, int(acc));
         CHECK(std::sqrt(err / ref) < 1e-6, "kc=%lld acc=%d: rel err %g", (long long)kc, int(acc),
               std::sqrt(err / ref));
+      }
+      // kernel2_rows against kernel2: the same two B panels (the second one after the first)
+      if (!k.kernel2_rows) continue;
+      std::unique_ptr<float[]> bal2(new float[2 * b.size() + 16]);
+      float* bp2 = bal2.get() + (16 - (reinterpret_cast<uintptr_t>(bal2.get()) / 4) % 16) % 16;
+      for (size_t i = 0; i < 2 * b.size(); ++i) bp2[i] = rng.uniform(-1, 1);
+      for (bool acc : {false, true}) {
+        const int64_t ld2 = 2 * kNR + 1;
+        std::vector<float> c0(size_t(kMR * ld2)), c1;
+        for (auto& v : c0) v = rng.uniform(-1, 1);
+        c1 = c0;
+        k.kernel2(kc, apan.data(), bp2, bp2 + kc * kNR, c0.data(), ld2, acc);
+        k.kernel2_rows(kc, a.data(), lda, bp2, bp2 + kc * kNR, c1.data(), ld2, acc);
+        CHECK(std::memcmp(c0.data(), c1.data(), c0.size() * 4) == 0,
+              "kernel2_rows kc=%lld acc=%d: not bitwise kernel2", (long long)kc, int(acc));
       }
     }
   }

@@ -304,7 +304,7 @@ Status rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, const float
         for (int64_t g = g0; g < g1; ++g) {
           const int64_t n0 = g * kGroupRows;
           gemm_cpu::rows_tiles(kern, b + n0 * p.ldb, p.ldb, 2, xp, P, K, 0, K, ct, false);
-          gemm_cpu::rows_store(ct, 2, P, c, ldc, n0);
+          gemm_cpu::rows_store(kern, ct, 2, P, c, ldc, n0);
           if (rem) dot_rows(P * kNR, rem, n0, n0 + kGroupRows);
         }
         int64_t n1 = g1 * kGroupRows;
@@ -329,6 +329,11 @@ Status rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, const float
 // -> 1.47 ms, 4 1.41 -> 1.38, 8 2.28 -> 1.90-2.20, 12 2.60 -> 2.05; K = 14336, M = 2 6.6 -> 5.3).
 constexpr int64_t kDotMaxM = 48;
 constexpr int64_t kDotXBytes = 256 << 10;
+// float32 B: up to this many rows the rows engine (dot_path -> rows_path) where the table pairs
+// its panels (kernel2_rows), not the blocked path's packing of all of B. Zen 5, K = N = 4096, B
+// from memory, Node, 2 rounds: M = 64 10.0-11.2 -> 7.8 ms, 96 12.6-13.9 -> 11.5-11.7, 128
+// 15.6-17.6 -> 15.0-15.4, 192 21.4-24.0 -> 23.0-23.2, 256 even.
+constexpr int64_t kRowsPairMaxM = 128;
 
 Status dot_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, int64_t ldc) {
   std::vector<float> xbuf;
@@ -520,7 +525,9 @@ Status gemm(const GemmParams& p) {
     TF_RETURN_IF_ERROR(gemv_path(p, *kern, out.c));
   } else if (!p.trans_b && !p.packed_b && p.M <= kNRowsMaxM && kern->gemv_n_rows) {
     TF_RETURN_IF_ERROR(gemv_n_rows_path(p, *kern, out.c, out.ldc));
-  } else if (p.trans_b && !p.packed_b && p.M <= kDotMaxM && kern->dot_t) {
+  } else if (p.trans_b && !p.packed_b && kern->dot_t &&
+             (p.M <= kDotMaxM ||
+              (p.M <= kRowsPairMaxM && p.b_dtype == DType::float32 && kern->kernel2_rows))) {
     TF_RETURN_IF_ERROR(dot_path(p, *kern, out.c, out.ldc));
   } else if (p.M <= kSmallM) {
     TF_RETURN_IF_ERROR(small_m_path(p, *kern, out.c, out.ldc));

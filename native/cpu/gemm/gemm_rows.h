@@ -25,31 +25,50 @@ inline void rows_pack_x(const float* x, int64_t ldx, int64_t P, int64_t K, float
     }
 }
 
+// Whether tiles go in pairs of panels: with the ISA's kernel2_rows, panels 2q and 2q + 1 share
+// one 6 x 32 tile (each A element broadcast once for both; a lone last panel stays 6 x 16).
+inline bool rows_paired(const Kernels& kern, int64_t P, int64_t p) {
+  return kern.kernel2_rows && (p % 2 == 1 || p + 1 < P);
+}
+
 // Tiles of y^T for `strips` strips of kMR rows of A (row stride lda; A points at depth k0) over
 // depth [k0, k0 + kc), against the P panels of xp (K deep): tile (s, p) at ct + (s * P + p) *
-// kRowsTile, accumulated onto unless `accumulate` is false. Depth in slices of kKC, so a panel's
-// slice (kKC x kNR floats) and a strip's (kMR x kKC) stay in L1 across the panels.
+// kRowsTile (a pair's 6 x 32 tile over both of its places), accumulated onto unless `accumulate`
+// is false. Depth in slices of kKC, so a panel's slice (kKC x kNR floats) and a strip's
+// (kMR x kKC) stay in L1 across the panels.
 inline void rows_tiles(const Kernels& kern, const float* a, int64_t lda, int64_t strips,
                        const float* xp, int64_t P, int64_t K, int64_t k0, int64_t kc, float* ct,
                        bool accumulate) {
   for (int64_t s = 0; s < strips; ++s)
     for (int64_t d = 0; d < kc; d += kKC) {
       const int64_t dc = std::min(kKC, kc - d);
-      for (int64_t p = 0; p < P; ++p)
-        kern.kernel_rows(dc, a + s * kMR * lda + d, lda, xp + (p * K + k0 + d) * kNR,
-                         ct + (s * P + p) * kRowsTile, kNR, accumulate || d > 0);
+      const float* as = a + s * kMR * lda + d;
+      for (int64_t p = 0; p < P;) {
+        const float* b = xp + (p * K + k0 + d) * kNR;
+        float* t = ct + (s * P + p) * kRowsTile;
+        if (rows_paired(kern, P, p)) {
+          kern.kernel2_rows(dc, as, lda, b, b + K * kNR, t, 2 * kNR, accumulate || d > 0);
+          p += 2;
+        } else {
+          kern.kernel_rows(dc, as, lda, b, t, kNR, accumulate || d > 0);
+          p += 1;
+        }
+      }
     }
 }
 
 // The tiles into y (row stride ldc): row i of strip s is output column n0 + s * kMR + i, column j
 // of panel p is output row p * kNR + j.
-inline void rows_store(const float* ct, int64_t strips, int64_t P, float* c, int64_t ldc,
-                       int64_t n0) {
+inline void rows_store(const Kernels& kern, const float* ct, int64_t strips, int64_t P, float* c,
+                       int64_t ldc, int64_t n0) {
   for (int64_t s = 0; s < strips; ++s)
     for (int64_t p = 0; p < P; ++p) {
-      const float* t = ct + (s * P + p) * kRowsTile;
+      // element (i, j) of panel p: in its own 6 x 16 tile, or in its pair's 6 x 32 one
+      const bool paired = rows_paired(kern, P, p);
+      const int64_t first = paired ? p / 2 * 2 : p, ld = paired ? 2 * kNR : kNR;
+      const float* t = ct + (s * P + first) * kRowsTile + (p - first) * kNR;
       for (int64_t j = 0; j < kNR; ++j)
-        for (int64_t i = 0; i < kMR; ++i) c[(p * kNR + j) * ldc + n0 + s * kMR + i] = t[i * kNR + j];
+        for (int64_t i = 0; i < kMR; ++i) c[(p * kNR + j) * ldc + n0 + s * kMR + i] = t[i * ld + j];
     }
 }
 

@@ -69,6 +69,8 @@ inline int64_t gemv_block_rows(const QuantWeight& w, int threads) {
   return std::min<int64_t>(128, std::max<int64_t>(8, std::min(by_bytes, by_tasks) / 8 * 8));
 }
 constexpr int64_t kDotMaxM = 48;    // as in the GEMM driver: dot_t up to here, packed above
+constexpr int64_t kRowsPairMinM = 32;   // the rows engine with paired panels: from here
+constexpr int64_t kRowsPairMaxM = 192;  //   to here (tiled_float)
 constexpr int64_t kTileN = 64;      // weight rows per prefill task (4 packed panels)
 constexpr int64_t kDotKC = 1024;    // depth of a dequantized slice on the dot_t path
 constexpr int64_t kRowsTask = 48;   // weight rows per task on the rows path (8 strips of 6)
@@ -148,7 +150,8 @@ void dequant_slice(const quant_cpu::Kernels& kern, const QuantWeight& w, bool la
 // Floats of rows_float's x panels.
 int64_t rows_x_floats(int64_t M, int64_t K) { return M / kNR * K * kNR; }
 
-// 16..kDotMaxM rows of x: each task dequantizes kRowsTask weight rows, kDotKC deep at a time,
+// The rows engine (tiled_float says for how many rows of x): each task dequantizes kRowsTask
+// weight rows, kDotKC deep at a time,
 // into L2 and runs the rows engine of gemm_rows.h on the slice (the slice's rows are the
 // micro-kernel's row-major A; x^T packed once); the M % 16 rows of x past the whole panels and
 // the slice's rows past its whole 6-row strips take dot_t on the same slice. xp: room for the x
@@ -181,7 +184,7 @@ Status rows_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
             gk.dot_t(xf + k0, K, mp, tmp, DType::float32, kc, 0, kc, n_strips, nr, yf + n0, N,
                      k0 > 0);
         }
-        gemm_cpu::rows_store(ct, strips, P, yf, N, n0);
+        gemm_cpu::rows_store(gk, ct, strips, P, yf, N, n0);
       },
       p.max_threads);
   return oom.load() ? Status(StatusCode::oom, "quant: out of scratch memory") : Status::Ok();
@@ -197,12 +200,17 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
   // of an M = 128 call (K = N = 4096, groups of 128) and the lane order about a third of that.
   const bool lanes = kern.dequant_lanes && w.bits == 4 && K % 64 == 0 &&
                      (w.group() % 64 == 0 || w.group() == 32);
-  // The path: dot_t on dequantized slices up to kDotMaxM rows, unless the rows engine (where the
-  // GEMM table has no wide kernel: AVX2 on Zen 1, int4 M = 16 +18%; with AVX-512, dot_t's 4 x 6
-  // tiles run near the FMA peak on a slice in L2 and beat it: Zen 5, int4 g128, M = 16 1.3x,
-  // M = 48 1.25x); above, the packed micro-kernel.
-  const bool dot = M <= kDotMaxM && gk.dot_t;
-  const bool rows = dot && M >= gemm_cpu::kRowsMinM && gk.kernel_rows && !gk.kernel2;
+  // The path. The rows engine (gemm_rows.h: the slice's rows as the micro-kernel's A, read in
+  // place, against x^T packed once): where the GEMM table pairs panels (kernel2_rows) for 32 to
+  // 192 rows (AVX-512, Zen 5, int4 g128, K = N = 4096, against dot_t / the packed path: M = 32 /
+  // 48 / 64 / 96 / 128 15 / 16 / 15 / 10 / 7-12% faster, 160-192 even, 256 5% slower, 17 10%
+  // slower), and where it has no wide kernel at all for 16 to kDotMaxM (AVX2 on Zen 1: int4
+  // M = 16 +18%). Otherwise dot_t on dequantized slices up to kDotMaxM rows (its 4 x 6 tiles run
+  // near the FMA peak on a slice in L2), and above, the packed micro-kernel.
+  const bool rows = gk.kernel_rows && M >= gemm_cpu::kRowsMinM &&
+                    (gk.kernel2_rows ? M >= kRowsPairMinM && M <= kRowsPairMaxM
+                                     : !gk.kernel2 && M <= kDotMaxM);
+  const bool dot = !rows && M <= kDotMaxM && gk.dot_t;
   const int64_t m_pad = ceil_div(M, kMR) * kMR, n_slices = ceil_div(K, kKC);
   // The op's own buffers (x in lane order, x packed), kept between calls (CallerBuffer: a fresh
   // heap block per call page-faulted; Node, int4 M = 128, K = N = 4096: 18 ms in such calls, 14.4
@@ -223,8 +231,8 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
     xf = xl;
   }
   float* xpack = own + xl_floats;
+  if (rows) return rows_float(p, kern, gk, lanes, xf, yf, xpack);
   if (dot) {
-    if (rows) return rows_float(p, kern, gk, lanes, xf, yf, xpack);
     const int64_t rows = gk.kernel2 ? 36 : 32;
     parallel_for(
         ceil_div(N, rows),
