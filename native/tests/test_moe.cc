@@ -107,7 +107,10 @@ TF_TEST(moe_ffn_matches_float64_with_poisoned_output) {
   for (const Case c : {Case{5, 8, 33, 70, 2, true, Activation::silu}, Case{40, 6, 17, 300, 3, false, Activation::gelu},
                        Case{1, 60, 9, 5, 4, true, Activation::relu},
                        Case{300, 2, 8, 24, 1, true, Activation::silu},
-                       Case{520, 2, 20, 40, 1, true, Activation::silu}}) {  // > 192 rows an expert
+                       Case{520, 2, 20, 40, 1, true, Activation::silu},   // > 192 rows an expert
+                       // ~50 rows an expert (the rows variant where the ISA pairs panels), F in
+                       // three steps, D % 6 = 1, rows % 16 past the panels
+                       Case{400, 16, 37, 500, 2, true, Activation::silu}}) {
     std::vector<float> logits(static_cast<size_t>(c.T * c.E)), x(static_cast<size_t>(c.T * c.D)),
         w1(static_cast<size_t>(c.E * c.F * c.D)),
         w3(w1.size()), w2(w1.size());

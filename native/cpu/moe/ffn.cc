@@ -6,9 +6,12 @@
 //      w1 / w3 packed as B; H = act(G) * U (vectorised GLU), packed as the A of the next product;
 //   3. Y (+)= H w2[:, step]^T over 16-row panels of w2, written straight into the tile's rows.
 // Tiles of <= kFewRows rows skip the packing: dot products straight from the weight rows (at 24
-// rows a packed 16-row panel would feed only 4 micro-tiles). A final pass per token sums
-// weight * row for its choices in order (and the F chunks, when there are several): no atomics,
-// and the result depends on neither the thread count nor the scheduling. Nothing of size
+// rows a packed 16-row panel would feed only 4 micro-tiles). Larger tiles of float32 weights,
+// where the GEMM table pairs panels (kernel2_rows), take the rows engine of gemm_rows.h instead
+// of steps 1-3: weights read in place, the tile's rows (then H's) packed once as x^T panels.
+// A final pass per token sums weight * row for its choices in order (and the F chunks, when
+// there are several): no atomics, and the result depends on neither the thread count nor the
+// scheduling. Nothing of size
 // [rows, F] exists beyond one [tile, kFSub] G / U / H per thread; the expert rows are
 // [chunks, rows, D] float32 with chunks > 1 only when (expert, tile) pairs are too few to keep
 // the threads busy (decode).
@@ -36,6 +39,7 @@
 #include <vector>
 
 #include "../gemm/gemm_kernels.h"
+#include "../gemm/gemm_rows.h"
 #include "../quant/quant_kernels.h"
 #include "../quant/quant_rows.h"
 #include "moe_internal.h"
@@ -61,6 +65,7 @@ constexpr int64_t kFSub = 256;     // F columns per inner step (a multiple of kN
 constexpr int64_t kFewRows = 48;   // tiles this small take the long-run variant:
 constexpr int64_t kFewKC = 1024;   //   slices of D up to 1024 deep,
 constexpr int64_t kFewFSub = 512;  //   F steps of 512
+constexpr int64_t kRowsFSub = 240;  // the rows variant: F columns per step (whole strips of 6)
 constexpr int64_t kDotN = 32;      // the dot variant: output columns per call
 constexpr int64_t kDotK = 1024;    //   and depth per call
 constexpr int64_t kTargetTasks = 16;
@@ -439,8 +444,18 @@ Status moe_ffn(const MoeFfnParams& p) {
     // packing of B is then the larger cost and it streams from memory).
     const bool few = m_pad <= kFewRows;
     const bool qgemv = quant && M <= kQGemvMaxM;
+    // float32 weights past the few-rows variant, where the GEMM table pairs panels: the rows
+    // engine (gemm_rows.h), each weight read in place as the micro-kernel's A against the
+    // tile's rows packed once as x^T panels, instead of packing every weight panel (Mixtral-like
+    // layer, Node, 3 alternated rounds: 74-83 -> 67-83 ms, 0.83-0.90 -> 0.93-1.02x the dense
+    // GEMM; `linear` on its expert shapes 10-30% faster, bench/NOTES.md "Zen 5, session 20")
+    const bool rows_mode = !few && !quant && p.dtype == DType::float32 && gk.kernel2_rows &&
+                           gk.kernel_rows && M >= gemm_cpu::kRowsMinM;
     const int64_t kcx = few ? std::min(D, kFewKC) : kKC;
-    const int64_t fsub = qgemv ? fchunk : few ? kFewFSub : kFSub;
+    const int64_t fsub = qgemv ? fchunk : few ? kFewFSub : rows_mode ? kRowsFSub : kFSub;
+    const int64_t P = M / kNR, mp = P * kNR, d_strips = D / kMR;  // rows variant
+    const size_t ct_fsub = rows_mode ? size_t(fsub / kMR * P * gemm_cpu::kRowsTile) : 0;
+    const size_t ct_d = rows_mode ? size_t(d_strips * P * gemm_cpu::kRowsTile) : 0;
     const QuantWeight w1q = quant ? expert_quant(p.w1, p.q1, tk.e, F, D) : QuantWeight();
     const QuantWeight w3q = quant && p.w3 ? expert_quant(p.w3, p.q3, tk.e, F, D) : QuantWeight();
     const QuantWeight w2q = quant ? expert_quant(p.w2, p.q2, tk.e, D, F) : QuantWeight();
@@ -450,13 +465,14 @@ Status moe_ffn(const MoeFfnParams& p) {
                           : qgemv ? m_pad * quant_cpu::rows_prep_floats(w2q, fsub)
                                   : std::max(kDotN * std::max(kDotK, fsub), int64_t(kNR) * std::max(kcx, fsub));
     // Every buffer starts on 64 bytes: the micro-kernel loads its B panel with aligned loads.
-    const size_t sizes[9] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
+    const size_t sizes[12] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
                              size_t(m_pad) * size_t(fsub), size_t(m_pad) * size_t(fsub),
                              2 * size_t(std::max(kcx, fsub)) * kNR,
                              2 * size_t(std::max(kcx, fsub)) * kNR,
-                             2 * size_t(std::max(kcx, fsub)) * kNR, size_t(panel)};
-    size_t at[9], total = 0;
-    for (int i = 0; i < 9; ++i) {
+                             2 * size_t(std::max(kcx, fsub)) * kNR, size_t(panel),
+                             ct_fsub, ct_fsub, ct_d};
+    size_t at[12], total = 0;
+    for (int i = 0; i < 12; ++i) {
       at[i] = total;
       total += (sizes[i] + 15) / 16 * 16;
     }
@@ -471,6 +487,9 @@ Status moe_ffn(const MoeFfnParams& p) {
     float* b3 = base + at[6];
     float* b2 = base + at[7];
     float* pq = base + at[8];
+    float* ctg = base + at[9];
+    float* ctu = base + at[10];
+    float* cty = base + at[11];
     float* y = partial + size_t(tk.chunk) * rows_d + size_t(tk.r0) * size_t(D);
     if (qgemv) {
       // Decode: every weight row streamed once for the tile's rows, through the quantized GEMV.
@@ -501,6 +520,48 @@ Status moe_ffn(const MoeFfnParams& p) {
       else convert_to_f32(src, p.dtype, xg + i * D, D);
     }
     const bool dot = few && gk.dot_t;
+    if (rows_mode) {
+      // The rows variant. Per F step of nf columns (whole strips of kMR rows of w1 / w3, the last
+      // nf % kMR by dot_t): G^T and U^T tiles over all of D, stored as G / U rows, the GLU, then
+      // H's rows packed as x^T panels and Y^T tiles over w2's rows accumulated across the steps
+      // (stored once at the end). The M % 16 rows past the whole panels and w2's last D % kMR
+      // rows take dot_t.
+      const char* w1e = static_cast<const char*>(p.w1) + size_t(tk.e) * w13_expert;
+      const char* w3e =
+          p.w3 ? static_cast<const char*>(p.w3) + size_t(tk.e) * w13_expert : nullptr;
+      const float* w2f = reinterpret_cast<const float*>(static_cast<const char*>(p.w2) +
+                                                        size_t(tk.e) * w13_expert);
+      float* xp = apx;  // x^T panels: P * D * kNR floats
+      gemm_cpu::rows_pack_x(xg, D, P, D, xp);
+      const int64_t rem = M - mp;
+      for (int64_t fs = tk.f0; fs < tk.f1; fs += fsub) {
+        const int64_t nf = std::min(fsub, tk.f1 - fs), strips = nf / kMR, ns = strips * kMR;
+        const bool acc = fs > tk.f0;
+        for (int wi = 0; wi < (w3e ? 2 : 1); ++wi) {
+          const float* wr = reinterpret_cast<const float*>(wi ? w3e : w1e) + fs * D;
+          float* out = wi ? u : g;
+          float* ct = wi ? ctu : ctg;
+          gemm_cpu::rows_tiles(gk, wr, D, strips, xp, P, D, 0, D, ct, false);
+          gemm_cpu::rows_store(gk, ct, strips, P, out, fsub, 0);
+          if (rem)
+            gk.dot_t(xg + mp * D, D, rem, wr, DType::float32, D, 0, D, 0, nf, out + mp * fsub,
+                     fsub, false);
+          if (ns < nf)
+            gk.dot_t(xg, D, mp, wr, DType::float32, D, 0, D, ns, nf, out, fsub, false);
+        }
+        for (int64_t i = 0; i < M; ++i)
+          kern.glu(p.act, g + i * fsub, w3e ? u + i * fsub : nullptr, nf);
+        gemm_cpu::rows_pack_x(g, fsub, P, nf, hp);
+        gemm_cpu::rows_tiles(gk, w2f + fs, F, d_strips, hp, P, nf, 0, nf, cty, acc);
+        if (rem)
+          gk.dot_t(g + mp * fsub, fsub, rem, w2f + fs, DType::float32, F, 0, nf, 0, D, y + mp * D,
+                   D, acc);
+        if (d_strips * kMR < D)
+          gk.dot_t(g, fsub, mp, w2f + fs, DType::float32, F, 0, nf, d_strips * kMR, D, y, D, acc);
+      }
+      gemm_cpu::rows_store(gk, cty, d_strips, P, y, D, 0);
+      return;
+    }
     if (!dot)
       for (int64_t pc = 0; pc < D; pc += kcx)
         gk.pack_a(xg + pc, DType::float32, D, M, std::min(kcx, D - pc), apx + m_pad * pc);
