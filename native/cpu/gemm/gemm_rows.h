@@ -57,6 +57,20 @@ inline void rows_tiles(const Kernels& kern, const float* a, int64_t lda, int64_t
     }
 }
 
+// What the tiles of rows_tiles leave of y = x b^T (float32 b, rows nb of row stride ldb, the
+// depth kc of x and b from where they point): rows [mp, mp + rem) of x (past the whole panels)
+// against all nb rows of b, and rows [0, mp) against b's rows [ns, nb) past its whole strips;
+// through dot_t, onto y (row stride ldc) where `accumulate`.
+inline void rows_edges(const Kernels& kern, const float* x, int64_t ldx, int64_t mp, int64_t rem,
+                       const float* b, int64_t ldb, int64_t kc, int64_t ns, int64_t nb, float* y,
+                       int64_t ldc, bool accumulate) {
+  if (rem)
+    kern.dot_t(x + mp * ldx, ldx, rem, b, DType::float32, ldb, 0, kc, 0, nb, y + mp * ldc, ldc,
+               accumulate);
+  if (ns < nb)
+    kern.dot_t(x, ldx, mp, b, DType::float32, ldb, 0, kc, ns, nb, y, ldc, accumulate);
+}
+
 // The tiles into y (row stride ldc): row i of strip s is output column n0 + s * kMR + i, column j
 // of panel p is output row p * kNR + j.
 inline void rows_store(const Kernels& kern, const float* ct, int64_t strips, int64_t P, float* c,

@@ -543,21 +543,13 @@ Status moe_ffn(const MoeFfnParams& p) {
           float* ct = wi ? ctu : ctg;
           gemm_cpu::rows_tiles(gk, wr, D, strips, xp, P, D, 0, D, ct, false);
           gemm_cpu::rows_store(gk, ct, strips, P, out, fsub, 0);
-          if (rem)
-            gk.dot_t(xg + mp * D, D, rem, wr, DType::float32, D, 0, D, 0, nf, out + mp * fsub,
-                     fsub, false);
-          if (ns < nf)
-            gk.dot_t(xg, D, mp, wr, DType::float32, D, 0, D, ns, nf, out, fsub, false);
+          gemm_cpu::rows_edges(gk, xg, D, mp, rem, wr, D, D, ns, nf, out, fsub, false);
         }
         for (int64_t i = 0; i < M; ++i)
           kern.glu(p.act, g + i * fsub, w3e ? u + i * fsub : nullptr, nf);
         gemm_cpu::rows_pack_x(g, fsub, P, nf, hp);
         gemm_cpu::rows_tiles(gk, w2f + fs, F, d_strips, hp, P, nf, 0, nf, cty, acc);
-        if (rem)
-          gk.dot_t(g + mp * fsub, fsub, rem, w2f + fs, DType::float32, F, 0, nf, 0, D, y + mp * D,
-                   D, acc);
-        if (d_strips * kMR < D)
-          gk.dot_t(g, fsub, mp, w2f + fs, DType::float32, F, 0, nf, d_strips * kMR, D, y, D, acc);
+        gemm_cpu::rows_edges(gk, g, fsub, mp, rem, w2f + fs, F, nf, d_strips * kMR, D, y, D, acc);
       }
       gemm_cpu::rows_store(gk, cty, d_strips, P, y, D, 0);
       return;

@@ -177,12 +177,8 @@ Status rows_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
           const int64_t k1 = std::min(K, k0 + kDotKC), kc = k1 - k0;
           dequant_slice(kern, w, lanes, n0, n1, k0, k1, tmp);
           gemm_cpu::rows_tiles(gk, tmp, kc, strips, xp, P, K, k0, kc, ct, k0 > 0);
-          if (rem)
-            gk.dot_t(xf + mp * K + k0, K, rem, tmp, DType::float32, kc, 0, kc, 0, nr,
-                     yf + mp * N + n0, N, k0 > 0);
-          if (n_strips < nr)
-            gk.dot_t(xf + k0, K, mp, tmp, DType::float32, kc, 0, kc, n_strips, nr, yf + n0, N,
-                     k0 > 0);
+          gemm_cpu::rows_edges(gk, xf + k0, K, mp, rem, tmp, kc, kc, n_strips, nr, yf + n0, N,
+                               k0 > 0);
         }
         gemm_cpu::rows_store(gk, ct, strips, P, yf, N, n0);
       },
