@@ -282,6 +282,35 @@ describe('attention: float16 and bfloat16', () => {
         );
       }
     });
+  // decode with 3-8 query rows per kv head on a bfloat16 cache: where the CPU has AVX512-BF16,
+  // Q K^T runs on the stored bfloat16 q and K (vdpbf16ps) with the scale after the dot product;
+  // D = 37 and 96 end in a partial 32-element step, and the options act on the scaled scores
+  it('bfloat16 decode, 3-8 rows per kv head, with options: at most 2x the naive error', () => {
+    const slopes = (Hq: number) =>
+      tensor(
+        Float32Array.from({ length: Hq }, (_, h) => 0.05 * (h + 1)),
+        [Hq],
+      );
+    for (const [Sq, Sk, Hq, Hk, D, opts] of [
+      [1, 300, 12, 4, 37, {}],
+      [1, 700, 40, 8, 128, { softcap: 2 }],
+      [2, 517, 32, 8, 96, { causal: true }],
+      [1, 333, 24, 4, 64, { window: [100, 0], alibiSlopes: slopes(24) }],
+      [3, 90, 6, 2, 80, { causal: true, scale: 0.3 }],
+    ] as const) {
+      const [q, k, v] = qkv(1, Sq, Sk, Hq, Hk, D, 'bshd', 'bfloat16');
+      const o = opts as AttentionOptions;
+      const exact = attentionRef(q, k, v, o);
+      const naive = attentionRef(q, k, v, o, roundBf16);
+      const budget = relativeError(naive.out, exact.out);
+      forEachIsa((isa) =>
+        withSeed(`bfloat16 decode ${isa} Sq${Sq} Hq${Hq} Hk${Hk} D${D} ${JSON.stringify(opts)}`, () => {
+          const out = attention(q, k, v, o);
+          expect(relativeError(out.toFloat32(), exact.out)).toBeLessThanOrEqual(2 * budget);
+        }),
+      );
+    }
+  });
 });
 
 describe('attention: determinism, async, inputs untouched', () => {

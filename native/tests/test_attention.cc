@@ -256,6 +256,51 @@ TF_TEST(attention_16bit_matches_double_loop) {
   }
 }
 
+// The AVX512-BF16 Q K^T (qk_bf16: bfloat16 q and K as stored, vdpbf16ps, scale after the dot)
+// score by score against double on the same bfloat16 values, and against the float kernel
+// (qk_dot on q widened and scaled): row counts 1-11 (the 1-8 row kernels and a second pass), key
+// counts off every tile width, head dims with a partial last 32-element step, K rows strided.
+// Within float32 accumulation of the products' magnitudes. Skipped without AVX512-BF16.
+TF_TEST(attention_qk_bf16_matches_double) {
+  const attention_cpu::Kernels* k512 = attention_cpu::kernels_avx512();
+  if (!k512 || !k512->qk_bf16) return;
+  tf_test::Rng rng(tf_test::case_seed());
+  for (int64_t R : {1, 2, 3, 4, 5, 6, 7, 8, 11})
+    for (int64_t n : {1, 3, 7, 17, 64})
+      for (int64_t D : {1, 17, 32, 37, 64, 96, 128, 130}) {
+        const int64_t ldk = D + 5, ldq = D + 3, lds = n + 2;
+        const float scale = 0.37f;
+        std::vector<uint16_t> q(size_t(R * ldq)), kk(size_t(n * ldk));
+        for (auto& h : q) h = f32_to_bf16(rng.uniform(-2, 2));
+        for (auto& h : kk) h = f32_to_bf16(rng.uniform(-2, 2));
+        std::vector<float> qf(size_t(R * D));
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t d = 0; d < D; ++d)
+            qf[size_t(r * D + d)] = bf16_to_f32(q[size_t(r * ldq + d)]) * scale;
+        std::vector<float> s(size_t(R * lds), NAN), sf(size_t(R * lds), NAN);
+        const attention_cpu::Prefetch pf;
+        k512->qk_bf16(q.data(), ldq, R, kk.data(), ldk, n, D, scale, s.data(), lds, pf);
+        k512->qk_dot(qf.data(), D, R, kk.data(), DType::bfloat16, ldk, n, D, sf.data(), lds, pf);
+        for (int64_t r = 0; r < R; ++r)
+          for (int64_t j = 0; j < n; ++j) {
+            double want = 0, mag = 0;
+            for (int64_t d = 0; d < D; ++d) {
+              const double t = double(bf16_to_f32(q[size_t(r * ldq + d)])) *
+                               bf16_to_f32(kk[size_t(j * ldk + d)]);
+              want += t;
+              mag += std::fabs(t);
+            }
+            want *= scale;
+            const double tol = 1e-6 * (mag * scale + 1e-30) * (1 + D / 32.0);
+            const float got = s[size_t(r * lds + j)], other = sf[size_t(r * lds + j)];
+            CHECK(std::fabs(got - want) <= tol && std::fabs(other - want) <= tol,
+                  "R%lld n%lld D%lld (%lld,%lld): qk_bf16 %.9g, qk_dot %.9g, want %.9g",
+                  (long long)R, (long long)n, (long long)D, (long long)r, (long long)j, got,
+                  other, want);
+          }
+      }
+}
+
 TF_TEST(attention_rejects_bad_parameters) {
   float x[8] = {};
   AttentionParams p;

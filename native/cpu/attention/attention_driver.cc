@@ -445,23 +445,33 @@ void Runner::run_stream_item(const Item& it) {
   int64_t lo[kMaxStreamRows], hi[kMaxStreamRows], klo, khi, full_lo, full_hi;
   ranges(s, it, lo, hi, &klo, &khi, &full_lo, &full_hi);
 
+  const bool key_major = ak_.qk_keys && ak_.pv_keys && R <= kKeyMajorRows;
+  // a bfloat16 K against the bfloat16 q rows as stored (qk_bf16), where the ISA has it
+  const bool bf16_qk = !key_major && p_.dtype == DType::bfloat16 && ak_.qk_bf16;
   const int64_t lds = kStreamKeys, ldo = Dp_;
-  const int64_t sizes[6] = {NR * D_, NR * lds, NR * ldo, NR, NR, NR};
+  const int64_t qh_floats = bf16_qk ? NR * D_ / 2 + 1 : 0;  // bfloat16 q rows
+  const int64_t sizes[7] = {NR * D_, NR * lds, NR * ldo, NR, NR, NR, qh_floats};
   int64_t total = 0;
   for (int64_t n : sizes) total += round_up(n, 16);
   float* mem = static_cast<float*>(scratch_get(0, size_t(total) * sizeof(float)));
-  float* piece[6];
-  for (int i = 0; i < 6; ++i) {
+  float* piece[7];
+  for (int i = 0; i < 7; ++i) {
     piece[i] = mem;
     mem += round_up(sizes[i], 16);
   }
   float *qb = piece[0], *sc = piece[1], *o = piece[2], *m = piece[3], *l = piece[4],
         *alpha = piece[5];
+  uint16_t* qh = reinterpret_cast<uint16_t*>(piece[6]);
   for (int64_t hl = 0; hl < nh; ++hl)
     for (int64_t r = 0; r < R; ++r) {
       const int64_t row = it.r0 + r;
+      const char* src = q_row(s, it.b, row / G_, (it.hk + hl) * G_ + row % G_);
+      if (bf16_qk) {
+        std::memcpy(qh + (hl * R + r) * D_, src, size_t(D_) * sizeof(uint16_t));
+        continue;
+      }
       float* qr = qb + (hl * R + r) * D_;
-      convert_to_f32(q_row(s, it.b, row / G_, (it.hk + hl) * G_ + row % G_), p_.dtype, qr, D_);
+      convert_to_f32(src, p_.dtype, qr, D_);
       for (int64_t d = 0; d < D_; ++d) qr[d] *= p_.scale;
     }
   std::memset(o, 0, size_t(NR * ldo) * sizeof(float));
@@ -471,7 +481,7 @@ void Runner::run_stream_item(const Item& it) {
   }
 
   const int64_t ks = p_.k_strides[1], vs = p_.v_strides[1];
-  if (ak_.qk_keys && ak_.pv_keys && R <= kKeyMajorRows) {
+  if (key_major) {
     // Key by key over all the item's heads (a bshd cache in address order, followed by the
     // hardware prefetchers): one step's scores of every head, one softmax over all their rows.
     for (int64_t j0 = klo; j0 <= khi; j0 += kStreamKeys) {
@@ -515,8 +525,11 @@ void Runner::run_stream_item(const Item& it) {
           pf.k_rows = pf.v_rows = std::min(kStreamKeys, khi + 1 - nj);
         }
         float *oh = o + hl * R * ldo, *mh = m + hl * R, *lh = l + hl * R, *ah = alpha + hl * R;
-        ak_.qk_dot(qb + hl * R * D_, D_, R, kv_row(p_.k, p_.k_strides, s, it.b, j0, head.hk),
-                   p_.dtype, ks, n, D_, sc, lds, pf);
+        const void* kr = kv_row(p_.k, p_.k_strides, s, it.b, j0, head.hk);
+        if (bf16_qk)
+          ak_.qk_bf16(qh + hl * R * D_, D_, R, kr, ks, n, D_, p_.scale, sc, lds, pf);
+        else
+          ak_.qk_dot(qb + hl * R * D_, D_, R, kr, p_.dtype, ks, n, D_, sc, lds, pf);
         if (partial) transform(s, head, R, j0, n, sc, lds, lo, hi);
         ak_.softmax_tile(sc, lds, R, n, mh, lh, ah);
         for (int64_t r = 0; r < R; ++r)

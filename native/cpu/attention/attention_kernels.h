@@ -57,6 +57,10 @@ struct Kernels {
                   int64_t ldh, int64_t n, int64_t D, float* s, int64_t lds);
   void (*pv_keys)(const float* p, int64_t ldp, int64_t R, int64_t nh, const void* v, DType dt,
                   int64_t ldv, int64_t ldh, int64_t n, int64_t D, float* o, int64_t ldo);
+  // Optional (nullptr: qk_dot): qk_dot for a bfloat16 K against bfloat16 q rows as stored (q
+  // unscaled; the D elements of row r at q + r * ldq), s = scale * dot.
+  void (*qk_bf16)(const uint16_t* q, int64_t ldq, int64_t R, const void* k, int64_t ldk,
+                  int64_t n, int64_t D, float scale, float* s, int64_t lds, const Prefetch& pf);
 };
 
 // Calls f(std::integral_constant<DType, T>{}) with T = dt (float16, bfloat16, else float32): the

@@ -3,7 +3,8 @@
 // (qk_dot, pv_accum) on 16-wide vectors: half the FMAs and, for a float16 / bfloat16 cache, half
 // the widening instructions per key of the AVX2 kernels; the last D % 16 columns through masked
 // loads. The key-major products (qk_keys / pv_keys) are the AVX2 table's (16-wide versions
-// measured no faster: bench/NOTES.md, Zen 5). Build notes: common/x86_avx512.h.
+// measured no faster: bench/NOTES.md, Zen 5). Where the CPU has AVX512-BF16, a bfloat16 K meets
+// the bfloat16 q rows as stored in vdpbf16ps (qk_bf16). Build notes: common/x86_avx512.h.
 #include "attention_kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -183,6 +184,116 @@ TF_AVX512 void qk_dot(const float* q, int64_t ldq, int64_t R, const void* k, DTy
   }
 }
 
+// ---- bfloat16 K on AVX512-BF16: Q K^T by vdpbf16ps ------------------------------------------
+//
+// vdpbf16ps multiplies two pairs of bfloat16 and adds both products to a float32 lane (Intel SDM,
+// VDPBF16PS: products exact in float32, each addition rounded to nearest even; denormal inputs
+// read as zero and denormal results are flushed). A bfloat16 query is itself bfloat16, so Q K^T
+// can take q and K as stored: 32 products per instruction, with no widening of K, where the float
+// path takes two FMAs and two widening steps. The softmax scale multiplies the finished dot
+// products (the float path scales q first: one rounding either way). Build: the bf16 attribute on
+// top of TF_AVX512, called only where cpu_features() reports avx512bf16.
+#if defined(__GNUC__) || defined(__clang__)
+#define TF_AVX512BF16 \
+  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")))
+#else
+#define TF_AVX512BF16
+#endif
+
+TF_AVX512BF16 inline __mmask32 tail_mask32(int64_t left) {
+  return left >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << left) - 1);
+}
+
+// qk_tile on bfloat16 q and K: one 32-element step of D a vdpbf16ps per (row, key); the last D % 32
+// elements in one masked step (lanes past D read as zero on both sides). Scores times `scale`.
+template <int R, int NK>
+TF_AVX512BF16 inline void qk_tile_bf16(const uint16_t* q, int64_t ldq, const uint16_t* k,
+                                       int64_t ldk, int64_t j0, int64_t D, float scale, float* s,
+                                       int64_t lds) {
+  __m512 acc[R][NK];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int t = 0; t < NK; ++t) acc[r][t] = _mm512_setzero_ps();
+  auto step = [&](int64_t d, __mmask32 m) TF_AVX512BF16 __attribute__((always_inline)) {
+    __m512i x[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      x[r] = _mm512_maskz_loadu_epi16(m, q + r * ldq + d);
+      TF_IN_REGISTER(x[r]);
+    }
+#pragma GCC unroll 16
+    for (int t = 0; t < NK; ++t) {
+      __m512i kv = _mm512_maskz_loadu_epi16(m, k + (j0 + t) * ldk + d);
+      TF_IN_REGISTER(kv);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+        acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)x[r], (__m512bh)kv);
+    }
+  };
+  int64_t d = 0;
+  for (; d + 32 <= D; d += 32) step(d, __mmask32(0xFFFFFFFFu));
+  if (d < D) step(d, tail_mask32(D - d));
+  constexpr int N = R * NK;
+  __m512 flat[N];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int t = 0; t < NK; ++t) flat[r * NK + t] = acc[r][t];
+  const __m512 vs = _mm512_set1_ps(scale);
+  const __m512 lo = _mm512_mul_ps(x86::lane_sums<(N < 16 ? N : 16)>(flat), vs);
+  const __m512 hi =
+      N > 16 ? _mm512_mul_ps(x86::lane_sums<(N > 16 ? N - 16 : 1)>(flat + 16), vs) : lo;
+  const __mmask16 row = __mmask16((1u << NK) - 1);
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(r * NK));
+    _mm512_mask_storeu_ps(s + r * lds + j0, row, _mm512_permutex2var_ps(lo, idx, hi));
+  }
+}
+
+// qk_rows on bfloat16 q and K (the same tiles and prefetch hint).
+template <int R>
+TF_AVX512BF16 void qk_rows_bf16(const uint16_t* q, int64_t ldq, const uint16_t* k, int64_t ldk,
+                                int64_t n, int64_t D, float scale, float* s, int64_t lds,
+                                const Prefetch& pf) {
+  constexpr int NK = R == 4 ? 6 : R == 1 ? 16 : R <= 3 ? 8 : R <= 6 ? 3 : 2;
+  const int64_t row_bytes = D * 2;
+  int64_t j = 0;
+  for (; j + NK <= n; j += NK) {
+    prefetch_k_rows(pf, ldk, row_bytes, 2, j, NK);
+    qk_tile_bf16<R, NK>(q, ldq, k, ldk, j, D, scale, s, lds);
+  }
+  prefetch_k_rows(pf, ldk, row_bytes, 2, j, pf.k_rows - j);
+  if (NK > 8 && j + 8 <= n) qk_tile_bf16<R, 8>(q, ldq, k, ldk, j, D, scale, s, lds), j += 8;
+  if (NK > 4 && j + 4 <= n) qk_tile_bf16<R, 4>(q, ldq, k, ldk, j, D, scale, s, lds), j += 4;
+  if (j + 2 <= n) qk_tile_bf16<R, 2>(q, ldq, k, ldk, j, D, scale, s, lds), j += 2;
+  if (j < n) qk_tile_bf16<R, 1>(q, ldq, k, ldk, j, D, scale, s, lds);
+}
+
+TF_AVX512BF16 void qk_bf16(const uint16_t* q, int64_t ldq, int64_t R, const void* kp, int64_t ldk,
+                           int64_t n, int64_t D, float scale, float* s, int64_t lds,
+                           const Prefetch& pf) {
+  const Prefetch none;  // only the first pass of rows issues the hint
+  const uint16_t* k = static_cast<const uint16_t*>(kp);
+  for (int64_t r = 0; r < R;) {
+    const Prefetch& h = r == 0 ? pf : none;
+    const uint16_t* qr = q + r * ldq;
+    float* sr = s + r * lds;
+    switch (std::min<int64_t>(R - r, 8)) {
+      case 1: qk_rows_bf16<1>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 1; break;
+      case 2: qk_rows_bf16<2>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 2; break;
+      case 3: qk_rows_bf16<3>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 3; break;
+      case 4: qk_rows_bf16<4>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 4; break;
+      case 5: qk_rows_bf16<5>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 5; break;
+      case 6: qk_rows_bf16<6>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 6; break;
+      case 7: qk_rows_bf16<7>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 7; break;
+      default: qk_rows_bf16<8>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 8; break;
+    }
+  }
+}
+
 // R rows x C vectors (16C columns from d, the last vector masked by `last`) of o in registers
 // over all n keys; each widened V vector feeds every row.
 template <DType T, int R, int C>
@@ -266,6 +377,7 @@ Kernels make_table() {
   k.softmax_tile = softmax_tile;
   k.qk_dot = qk_dot;
   k.pv_accum = pv_accum;
+  if (cpu_features().avx512bf16) k.qk_bf16 = qk_bf16;
   return k;
 }
 
