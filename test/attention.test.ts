@@ -313,6 +313,58 @@ describe('attention: float16 and bfloat16', () => {
   });
 });
 
+// prefill (blocks of more than 32 rows per kv head) on a bfloat16 q, K, V: where the CPU has
+// AVX512-BF16, Q K^T and P V run on packed bfloat16 pairs (vdpbf16ps), P rounded to bfloat16.
+// Odd and padded head dims, every option, bhsd, blocks sharing packed tiles, split-K chunks and
+// varlen, each at most 2x the error of a naive bfloat16 implementation.
+describe('attention: bfloat16 prefill', () => {
+  const roundBf16 = (x: number) => bfloat16ValueRef(bfloat16BitsRef(x));
+  const within = (q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions, label: string) => {
+    const exact = attentionRef(q, k, v, o);
+    const budget = relativeError(attentionRef(q, k, v, o, roundBf16).out, exact.out);
+    forEachIsa((isa) =>
+      withSeed(`bfloat16 prefill ${isa} ${label}`, () => {
+        const { out, lse } = attention(q, k, v, { ...o, returnLse: true });
+        expect(out.dtype).toBe('bfloat16');
+        expect(relativeError(out.toFloat32(), exact.out)).toBeLessThanOrEqual(2 * budget);
+        const l = lse.data() as Float32Array;
+        for (let i = 0; i < l.length; i++) {
+          if (exact.lse[i] === -Infinity) expect(l[i]).toBe(-Infinity);
+          else expect(Math.abs(l[i] - exact.lse[i])).toBeLessThan(2e-2 * (1 + Math.abs(exact.lse[i])));
+        }
+      }),
+    );
+  };
+  it('shapes, options and layouts', () => {
+    const slopes = tensor(Float32Array.from([0.3, 0.05]), [2]);
+    for (const [B, Sq, Sk, Hq, Hk, D, layout, opts] of [
+      [2, 40, 70, 4, 2, 64, 'bshd', { causal: true }],
+      [1, 100, 100, 2, 1, 37, 'bshd', {}],
+      [1, 50, 130, 2, 2, 128, 'bshd', { window: [20, 5] }],
+      [1, 64, 64, 4, 1, 256, 'bshd', { causal: true, softcap: 5 }],
+      [1, 33, 77, 2, 2, 80, 'bshd', { alibiSlopes: slopes, mask: rand([1, 2, 33, 77]) }],
+      [1, 70, 90, 3, 3, 96, 'bhsd', { causal: true, scale: 0.05 }],
+      [1, 40, 50, 1, 1, 1, 'bshd', {}],
+      [1, 45, 31, 1, 1, 20, 'bshd', { causal: true }],
+    ] as const) {
+      const [q, k, v] = qkv(B, Sq, Sk, Hq, Hk, D, layout, 'bfloat16');
+      within(q, k, v, { layout, ...opts } as AttentionOptions, `B${B} Sq${Sq} Sk${Sk} Hq${Hq} Hk${Hk} D${D}`);
+    }
+  });
+  it('blocks sharing packed tiles, split-K chunks, varlen', () => {
+    const [q, k, v] = qkv(1, 800, 800, 8, 8, 16, 'bshd', 'bfloat16');
+    within(q, k, v, { causal: true }, 'shared tiles');
+    const [q2, k2, v2] = qkv(1, 40, 1500, 1, 1, 64, 'bshd', 'bfloat16');
+    within(q2, k2, v2, {}, 'split-K');
+    const cuQ = tensor(Int32Array.from([0, 40, 41, 120]), [4], 'int32');
+    const cuK = tensor(Int32Array.from([0, 60, 70, 170]), [4], 'int32');
+    const q3 = rand([120, 4, 48], 'bfloat16');
+    const k3 = rand([170, 1, 48], 'bfloat16');
+    const v3 = rand([170, 1, 48], 'bfloat16');
+    within(q3, k3, v3, { cuSeqlensQ: cuQ, cuSeqlensK: cuK, causal: true }, 'varlen');
+  });
+});
+
 describe('attention: determinism, async, inputs untouched', () => {
   it('reruns are bitwise equal and the async twin matches', async () => {
     const [q, k, v] = qkv(1, 1, 2000, 8, 2, 128);

@@ -120,6 +120,7 @@ class Runner {
         D_(p.head_dim),
         Dp_(round_up(p.head_dim, kNR)),
         esz_(dtype_size(p.dtype)),
+        bf16_tiles_(p.dtype == DType::bfloat16 && ak_.tile_bf16 && kNR == 16),
         block_rows_(gk_.kernel2 ? kWideBlockRows : kBlockRows),
         tile_keys_(gk_.kernel2 ? kWideTileKeys : kTileKeys) {}
 
@@ -159,6 +160,13 @@ class Runner {
 
   void run_item(const Item& it);
   void run_block(const Item& it, PackedKV* kv);
+  // The bfloat16 tiles' S = Q K^T (micro-panels [pa, pb) against the key panels [0, npan) that
+  // they see) and O += P V (each micro-panel over the key pairs of its [ka, kb]).
+  template <class Sees>
+  void qk_bf16_tile(const uint16_t* qh, int64_t ldq, const uint16_t* kpt, int64_t pa, int64_t pb,
+                    int64_t npan, Sees&& sees, float* sc, int64_t lds) const;
+  void pv_bf16_tile(const uint16_t* ph, int64_t ldp, const uint16_t* vpt, int64_t nv2, int64_t pa,
+                    int64_t pb, const int64_t* ka, const int64_t* kb, float* o, int64_t ldo) const;
   void run_stream_item(const Item& it);
   // Visible ranges of the item's rows, the keys [klo, khi] any of them sees (clipped to the
   // item's chunk), and [full_lo, full_hi], where every row sees every key.
@@ -177,6 +185,7 @@ class Runner {
   const attention_cpu::Kernels& ak_;
   const int64_t G_, D_, Dp_;
   const size_t esz_;
+  const bool bf16_tiles_;     // bfloat16 q, K, V on the ISA's bfloat16 tiles (ak_.tile_bf16)
   const int64_t block_rows_;  // kBlockRows or kWideBlockRows
   const int64_t tile_keys_;   // kTileKeys or kWideTileKeys
   bool elementwise_ = false;  // softcap, ALiBi or a mask: every tile needs the transform
@@ -292,6 +301,35 @@ void Runner::run_item(const Item& it) {
   }
 }
 
+// (four panels a call: 6 x 64 tiles)
+template <class Sees>
+void Runner::qk_bf16_tile(const uint16_t* qh, int64_t ldq, const uint16_t* kpt, int64_t pa,
+                          int64_t pb, int64_t npan, Sees&& sees, float* sc, int64_t lds) const {
+  const int64_t pairs = ceil_div(D_, 2), panel = 2 * pairs * kNR;
+  for (int64_t pj = 0; pj < npan; pj += 4) {
+    const int64_t np = std::min<int64_t>(4, npan - pj);
+    for (int64_t pi = pa; pi < pb; ++pi)
+      if (sees(pi, pj * kNR, (pj + np) * kNR))
+        ak_.tile_bf16(pairs, qh + pi * kMR * ldq, ldq, kpt + pj * panel, panel, np,
+                      sc + pi * kMR * lds + pj * kNR, lds, false, p_.scale);
+  }
+}
+
+void Runner::pv_bf16_tile(const uint16_t* ph, int64_t ldp, const uint16_t* vpt, int64_t nv2,
+                          int64_t pa, int64_t pb, const int64_t* ka, const int64_t* kb, float* o,
+                          int64_t ldo) const {
+  const int64_t panels = Dp_ / kNR, panel = nv2 * kNR;
+  for (int64_t pj = 0; pj < panels; pj += 4) {
+    const int64_t np = std::min<int64_t>(4, panels - pj);
+    for (int64_t pi = pa; pi < pb; ++pi) {
+      if (kb[pi] < ka[pi]) continue;
+      const int64_t k0 = ka[pi] & ~int64_t(1), pairs = (kb[pi] + 2 - k0) / 2;
+      ak_.tile_bf16(pairs, ph + pi * kMR * ldp + k0, ldp, vpt + pj * panel + k0 * kNR, panel, np,
+                    o + pi * kMR * ldo + pj * kNR, ldo, true, 1.0f);
+    }
+  }
+}
+
 void Runner::run_block(const Item& it, PackedKV* kv) {
   const Seq& s = seqs_[size_t(it.b)];
   const int64_t R = it.r1 - it.r0;
@@ -315,12 +353,31 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
   }
   float *qb = piece[0], *sc = piece[1], *o = piece[2], *m = piece[3], *l = piece[4],
         *alpha = piece[5], *kp = piece[6], *pp = piece[7], *vp = piece[8];
+  // bfloat16 q, K, V where the ISA has the bfloat16 tiles: Q's rows as stored (D2 elements
+  // each, zero-padded), P rounded into pp's space, K / V packed by pairs (each needs at most the
+  // float layout's space: the pieces and the shared tiles are sized for floats)
+  const bool bf16 = bf16_tiles_;
+  const int64_t D2 = round_up(D_, 2);
+  uint16_t* qh = reinterpret_cast<uint16_t*>(qb);
+  uint16_t* ph = reinterpret_cast<uint16_t*>(pp);
+  if (bf16) {
+    for (int64_t r = 0; r < Rp; ++r) {
+      uint16_t* row = qh + r * D2;
+      if (r < R) {
+        const int64_t q = it.r0 + r;
+        std::memcpy(row, q_row(s, it.b, q / G_, it.hk * G_ + q % G_), size_t(D_) * 2);
+        if (D2 > D_) row[D_] = 0;
+      } else {
+        std::memset(row, 0, size_t(D2) * 2);
+      }
+    }
+  }
 
   // Q rows of the block, widened, pre-multiplied by the scale and stored as GEMM A panels.
   // (the scale in a local: read through p_ inside the loop, it kept the loop scalar)
   float* qrow = static_cast<float*>(scratch_get(1, size_t(kMR * D_) * sizeof(float)));
   const float scale = p_.scale;
-  for (int64_t r0 = 0; r0 < Rp; r0 += kMR) {
+  for (int64_t r0 = 0; r0 < (bf16 ? 0 : Rp); r0 += kMR) {
     for (int64_t i = 0; i < kMR; ++i) {
       float* row = qrow + i * D_;
       if (r0 + i < R) {
@@ -369,7 +426,10 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
       need_pack = !kv->ready[size_t(t)];
       kv->ready[size_t(t)] = 1;
     }
-    if (need_pack) {
+    if (need_pack && bf16) {
+      ak_.pack_k_bf16(kt, ks, nv, D_, reinterpret_cast<uint16_t*>(kpt));
+      ak_.pack_v_bf16(vt, vs, nv, D_, reinterpret_cast<uint16_t*>(vpt));
+    } else if (need_pack) {
       gk_.pack_b(kt, p_.dtype, ks, true, D_, nv, kpt);
       gk_.pack_b(vt, p_.dtype, vs, false, nv, D_, vpt);
     }
@@ -388,8 +448,11 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     // every panel's columns: lds >= npan * kNR)
     const int64_t npan = ceil_div(n, kNR);
     auto sees = [&](int64_t pi, int64_t c0, int64_t c1) { return ka[pi] < c1 && kb[pi] >= c0; };
-    int64_t pj = 0;
-    if (gk_.kernel2)
+    if (bf16) {
+      qk_bf16_tile(qh, D2, reinterpret_cast<const uint16_t*>(kpt), pa, pb, npan, sees, sc, lds);
+    }
+    int64_t pj = bf16 ? npan : 0;
+    if (gk_.kernel2 && !bf16)
       for (; pj + 2 <= npan; pj += 2)
         for (int64_t pi = pa; pi < pb; ++pi)
           if (sees(pi, pj * kNR, (pj + 2) * kNR))
@@ -408,6 +471,14 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
         for (int64_t d = 0; d < ldo; ++d) o[r * ldo + d] *= alpha[r];
     // P V: P straight from the score rows where the ISA has a row-major-A kernel (the rows past
     // R in the last micro-panel hold the zero scores of Q's zero padding), else packed.
+    if (bf16) {
+      // the micro-panels' rows past R too (their zero scores: Q's zero padding)
+      const int64_t rp = std::min(Rp, pb * kMR);
+      ak_.to_bf16_rows(sc + r0 * lds, lds, rp - r0, n, ph + r0 * lds, lds);
+      pv_bf16_tile(ph, lds, reinterpret_cast<const uint16_t*>(vpt), round_up(nv, 2), pa, pb, ka,
+                   kb, o, ldo);
+      continue;
+    }
     if (!gk_.kernel_rows)
       gk_.pack_a(sc + r0 * lds, DType::float32, lds, r1 - r0, n, pp + pa * kMR * n);
     // (a V panel's key k is at + k * kNR; a packed P panel's at + k * kMR)

@@ -11,9 +11,11 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include "../common/x86_avx512_math.h"
+#include "../gemm/gemm_kernels.h"
 #include "attention_x86_prefetch.h"
 
 namespace tf {
@@ -294,6 +296,133 @@ TF_AVX512BF16 void qk_bf16(const uint16_t* q, int64_t ldq, int64_t R, const void
   }
 }
 
+// ---- bfloat16 prefill on AVX512-BF16: the tiled path's products by vdpbf16ps ------------------
+//
+// Q K^T and P V of the tiled path (blocks of query rows against tiles of keys) for a bfloat16
+// q, K and V: A is read in place, row-major bfloat16 (Q's rows as stored; P, the probabilities,
+// rounded to bfloat16 as FlashAttention's P V does on bf16 tensor cores, arXiv:2205.14135), and
+// B packed in panels of 16 columns by pairs of the depth index:
+//   b[32 p + 2 j + t] = B[2 p + t][j]   (t = 0, 1; zero past the depth or the columns)
+// so one 64-byte load is the next two depth steps of the panel's 16 columns, and one vdpbf16ps
+// with the pair (A[i][2p], A[i][2p + 1]) broadcast adds both to row i's 16 sums. For Q K^T the
+// depth is D and the columns are keys (pack_k_bf16); for P V the depth is the keys and the
+// columns D (pack_v_bf16). 32 products per instruction where the float kernel does 16.
+
+// K rows [0, n) (ldk elements apart) as panels of 16 keys, each round_up(D, 2) * 16 elements.
+TF_AVX512BF16 void pack_k_bf16(const void* kp, int64_t ldk, int64_t n, int64_t D, uint16_t* dst) {
+  const uint16_t* k = static_cast<const uint16_t*>(kp);
+  const int64_t pairs = (D + 1) / 2, panels = (n + 15) / 16;
+  for (int64_t p = 0; p < panels; ++p) {
+    uint32_t* pd = reinterpret_cast<uint32_t*>(dst + p * pairs * 32);
+    for (int64_t j = 0; j < 16; ++j) {
+      const int64_t key = 16 * p + j;
+      if (key >= n) {
+        for (int64_t q = 0; q < pairs; ++q) pd[q * 16 + j] = 0;
+        continue;
+      }
+      const uint16_t* row = k + key * ldk;
+      for (int64_t q = 0; q < D / 2; ++q) {
+        uint32_t w;
+        std::memcpy(&w, row + 2 * q, sizeof w);
+        pd[q * 16 + j] = w;
+      }
+      if (D % 2) pd[(D / 2) * 16 + j] = row[D - 1];
+    }
+  }
+}
+
+// V rows [0, n) (ldv elements apart) as round_up(D, 16) / 16 panels of 16 columns, each
+// round_up(n, 2) * 16 elements: two rows a step, interleaved by 16-bit unpacks (within 128-bit
+// lanes) and put in column order by two lane permutes.
+TF_AVX512BF16 void pack_v_bf16(const void* vp, int64_t ldv, int64_t n, int64_t D, uint16_t* dst) {
+  const uint16_t* v = static_cast<const uint16_t*>(vp);
+  const int64_t n2 = n + (n & 1), panels = (D + 15) / 16;
+  for (int64_t kp = 0; 2 * kp < n; ++kp) {
+    const uint16_t* r0 = v + 2 * kp * ldv;
+    const uint16_t* r1 = 2 * kp + 1 < n ? r0 + ldv : nullptr;
+    for (int64_t p = 0; p < panels; ++p) {
+      const __mmask16 m = tail_mask(D - 16 * p);
+      const __m256i a = _mm256_maskz_loadu_epi16(m, r0 + 16 * p);
+      const __m256i b = r1 ? _mm256_maskz_loadu_epi16(m, r1 + 16 * p) : _mm256_setzero_si256();
+      const __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
+      uint16_t* out = dst + p * n2 * 16 + kp * 32;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_permute2x128_si256(lo, hi, 0x20));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16),
+                          _mm256_permute2x128_si256(lo, hi, 0x31));
+    }
+  }
+}
+
+// rows x n floats (lds apart) rounded to bfloat16 (nearest even) into rows ldd apart; an odd n
+// gets a zero after its last element (the other half of the last pair).
+TF_AVX512BF16 void to_bf16_rows(const float* s, int64_t lds, int64_t rows, int64_t n,
+                                uint16_t* dst, int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* src = s + r * lds;
+    uint16_t* out = dst + r * ldd;
+    for (int64_t j = 0; j < n; j += 16) {
+      const __mmask16 m = tail_mask(n - j);
+      const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + j));
+      _mm256_mask_storeu_epi16(out + j, m, (__m256i)h);
+    }
+    if (n & 1) out[n] = 0;
+  }
+}
+
+// c[kMR rows x 16 NP] (ldc apart; NP panels of B, `stride` elements apart, panel q's columns at
+// c + 16 q) = (accumulate ? c : 0) + scale * A B over `pairs` depth pairs; A row i at
+// a + i * lda (bfloat16, 2 * pairs elements readable). Four panels: 24 sums in registers, 10
+// loads per 24 vdpbf16ps.
+template <int NP>
+TF_AVX512BF16 void tile_bf16_np(int64_t pairs, const uint16_t* a, int64_t lda, const uint16_t* b,
+                                int64_t stride, float* c, int64_t ldc, bool accumulate,
+                                float scale) {
+  constexpr int MR = gemm_cpu::kMR;
+  __m512 acc[MR][NP];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) acc[i][q] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512i bv[NP];
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      bv[q] = _mm512_loadu_si512(b + q * stride + 32 * p);
+      TF_IN_REGISTER(bv[q]);
+    }
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      int32_t w;
+      std::memcpy(&w, a + i * lda + 2 * p, sizeof w);
+      const __m512i av = _mm512_set1_epi32(w);
+#pragma GCC unroll 4
+      for (int q = 0; q < NP; ++q)
+        acc[i][q] = _mm512_dpbf16_ps(acc[i][q], (__m512bh)av, (__m512bh)bv[q]);
+    }
+  }
+  const __m512 vs = _mm512_set1_ps(scale);
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int q = 0; q < NP; ++q) {
+      float* dst = c + i * ldc + 16 * q;
+      __m512 t = _mm512_mul_ps(acc[i][q], vs);
+      if (accumulate) t = _mm512_add_ps(t, _mm512_loadu_ps(dst));
+      _mm512_storeu_ps(dst, t);
+    }
+}
+
+TF_AVX512BF16 void tile_bf16(int64_t pairs, const uint16_t* a, int64_t lda, const uint16_t* b,
+                             int64_t stride, int64_t np, float* c, int64_t ldc, bool accumulate,
+                             float scale) {
+  switch (np) {
+    case 1: return tile_bf16_np<1>(pairs, a, lda, b, stride, c, ldc, accumulate, scale);
+    case 2: return tile_bf16_np<2>(pairs, a, lda, b, stride, c, ldc, accumulate, scale);
+    case 3: return tile_bf16_np<3>(pairs, a, lda, b, stride, c, ldc, accumulate, scale);
+    default: return tile_bf16_np<4>(pairs, a, lda, b, stride, c, ldc, accumulate, scale);
+  }
+}
+
 // R rows x C vectors (16C columns from d, the last vector masked by `last`) of o in registers
 // over all n keys; each widened V vector feeds every row.
 template <DType T, int R, int C>
@@ -377,7 +506,13 @@ Kernels make_table() {
   k.softmax_tile = softmax_tile;
   k.qk_dot = qk_dot;
   k.pv_accum = pv_accum;
-  if (cpu_features().avx512bf16) k.qk_bf16 = qk_bf16;
+  if (cpu_features().avx512bf16) {
+    k.qk_bf16 = qk_bf16;
+    k.pack_k_bf16 = pack_k_bf16;
+    k.pack_v_bf16 = pack_v_bf16;
+    k.to_bf16_rows = to_bf16_rows;
+    k.tile_bf16 = tile_bf16;
+  }
   return k;
 }
 
