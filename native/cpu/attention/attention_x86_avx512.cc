@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "../common/x86_avx512_math.h"
+#include "../common/x86_avx512_transpose.h"
 #include "../gemm/gemm_kernels.h"
 #include "attention_x86_prefetch.h"
 
@@ -308,25 +309,27 @@ TF_AVX512BF16 void qk_bf16(const uint16_t* q, int64_t ldq, int64_t R, const void
 // depth is D and the columns are keys (pack_k_bf16); for P V the depth is the keys and the
 // columns D (pack_v_bf16). 32 products per instruction where the float kernel does 16.
 
-// K rows [0, n) (ldk elements apart) as panels of 16 keys, each round_up(D, 2) * 16 elements.
+// K rows [0, n) (ldk elements apart) as panels of 16 keys, each round_up(D, 2) * 16 elements:
+// 16 pairs of 16 keys at a time by a dword transpose (x86_avx512_transpose.h), keys past n and
+// the element past an odd D as zeros.
 TF_AVX512BF16 void pack_k_bf16(const void* kp, int64_t ldk, int64_t n, int64_t D, uint16_t* dst) {
   const uint16_t* k = static_cast<const uint16_t*>(kp);
   const int64_t pairs = (D + 1) / 2, panels = (n + 15) / 16;
   for (int64_t p = 0; p < panels; ++p) {
-    uint32_t* pd = reinterpret_cast<uint32_t*>(dst + p * pairs * 32);
-    for (int64_t j = 0; j < 16; ++j) {
-      const int64_t key = 16 * p + j;
-      if (key >= n) {
-        for (int64_t q = 0; q < pairs; ++q) pd[q * 16 + j] = 0;
-        continue;
-      }
-      const uint16_t* row = k + key * ldk;
-      for (int64_t q = 0; q < D / 2; ++q) {
-        uint32_t w;
-        std::memcpy(&w, row + 2 * q, sizeof w);
-        pd[q * 16 + j] = w;
-      }
-      if (D % 2) pd[(D / 2) * 16 + j] = row[D - 1];
+    uint16_t* pd = dst + p * pairs * 32;
+    const int64_t keys = std::min<int64_t>(16, n - 16 * p);
+    for (int64_t q0 = 0; q0 < pairs; q0 += 16) {
+      // 32 elements (16 pairs) of each key from element 2 q0, masked at D
+      const int64_t left = D - 2 * q0;
+      const __mmask32 m = left >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << left) - 1);
+      __m512i rows[16];
+      for (int64_t j = 0; j < 16; ++j)
+        rows[j] = j < keys ? _mm512_maskz_loadu_epi16(m, k + (16 * p + j) * ldk + 2 * q0)
+                           : _mm512_setzero_si512();
+      x86::transpose16(rows);
+      // rows[q] now holds pair q0 + q of the 16 keys
+      const int64_t nq = std::min<int64_t>(16, pairs - q0);
+      for (int64_t q = 0; q < nq; ++q) _mm512_storeu_si512(pd + (q0 + q) * 32, rows[q]);
     }
   }
 }
