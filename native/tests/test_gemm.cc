@@ -290,6 +290,29 @@ TF_TEST(gemm_dtypes) {
           }
 }
 
+// bfloat16 A and B from 32 rows (on AVX512-BF16: the vdpbf16ps tiles, B packed by pairs of k):
+// odd K (the rank-1 last k, K = 1 alone), K past one 512-deep slice, N past one 1024-column
+// block and off the 64-column tiles, M off the 6-row micro-panels and the 96-row tiles, both B
+// layouts, the epilogue, every output dtype.
+TF_TEST(gemm_bf16_tiles) {
+  tf_test::Rng rng(tf_test::case_seed());
+  const int64_t shapes[][3] = {{32, 64, 2}, {33, 17, 1}, {97, 1100, 515}, {200, 63, 1030},
+                               {41, 130, 7}};
+  for (auto& s : shapes)
+    for (bool trans_b : {false, true}) {
+      Problem p;
+      p.M = s[0], p.N = s[1], p.K = s[2], p.trans_b = trans_b;
+      p.a_dt = p.b_dt = DType::bfloat16;
+      p.c_dt = kFloats[rng.below(3)];
+      p.bias = rng.below(2) == 1;
+      p.act = rng.below(2) == 1 ? Activation::gelu : Activation::none;
+      p.lda_pad = rng.below(3) * 3, p.ldb_pad = rng.below(3) * 5;
+      p.ldc_pad = rng.below(2) * 2;
+      p.max_threads = int(rng.below(3));
+      check_all_isas(make_fixture(p, rng), "bf16 tiles");
+    }
+}
+
 // Bias and each activation, in the blocked path and the GEMV path, with 16-bit outputs too.
 TF_TEST(gemm_epilogue) {
   tf_test::Rng rng(tf_test::case_seed());

@@ -353,9 +353,11 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
   }
   float *qb = piece[0], *sc = piece[1], *o = piece[2], *m = piece[3], *l = piece[4],
         *alpha = piece[5], *kp = piece[6], *pp = piece[7], *vp = piece[8];
-  // bfloat16 q, K, V where the ISA has the bfloat16 tiles: Q's rows as stored (D2 elements
-  // each, zero-padded), P rounded into pp's space, K / V packed by pairs (each needs at most the
-  // float layout's space: the pieces and the shared tiles are sized for floats)
+  // bfloat16 q, K, V where the ISA has the bfloat16 tiles (vdpbf16ps, common/x86_avx512_bf16.h):
+  // Q's rows as stored (D2 elements each, zero-padded) against K packed by pairs of D; P rounded
+  // to bfloat16 into pp's space (as FlashAttention's P V on bf16 tensor cores, arXiv:2205.14135)
+  // against V packed by pairs of keys. Each needs at most the float layout's space: the pieces
+  // and the shared tiles are sized for floats.
   const bool bf16 = bf16_tiles_;
   const int64_t D2 = round_up(D_, 2);
   uint16_t* qh = reinterpret_cast<uint16_t*>(qb);

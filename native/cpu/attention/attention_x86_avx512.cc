@@ -11,12 +11,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 #include <limits>
 
+#include "../common/x86_avx512_bf16.h"
 #include "../common/x86_avx512_math.h"
-#include "../common/x86_avx512_transpose.h"
-#include "../gemm/gemm_kernels.h"
 #include "attention_x86_prefetch.h"
 
 namespace tf {
@@ -187,25 +185,14 @@ TF_AVX512 void qk_dot(const float* q, int64_t ldq, int64_t R, const void* k, DTy
   }
 }
 
-// ---- bfloat16 K on AVX512-BF16: Q K^T by vdpbf16ps ------------------------------------------
+// ---- bfloat16 K on AVX512-BF16: decode Q K^T by vdpbf16ps ------------------------------------
 //
-// vdpbf16ps multiplies two pairs of bfloat16 and adds both products to a float32 lane (Intel SDM,
-// VDPBF16PS: products exact in float32, each addition rounded to nearest even; denormal inputs
-// read as zero and denormal results are flushed). A bfloat16 query is itself bfloat16, so Q K^T
-// can take q and K as stored: 32 products per instruction, with no widening of K, where the float
-// path takes two FMAs and two widening steps. The softmax scale multiplies the finished dot
-// products (the float path scales q first: one rounding either way). Build: the bf16 attribute on
-// top of TF_AVX512, called only where cpu_features() reports avx512bf16.
-#if defined(__GNUC__) || defined(__clang__)
-#define TF_AVX512BF16 \
-  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,avx512bf16")))
-#else
-#define TF_AVX512BF16
-#endif
-
-TF_AVX512BF16 inline __mmask32 tail_mask32(int64_t left) {
-  return left >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << left) - 1);
-}
+// A bfloat16 query is itself bfloat16, so Q K^T can take q and K as stored in vdpbf16ps
+// (common/x86_avx512_bf16.h: two products a lane, exact, float32 sums): 32 products per
+// instruction, with no widening of K, where the float path takes two FMAs and two widening steps.
+// The softmax scale multiplies the finished dot products (the float path scales q first: one
+// rounding either way). Called only where cpu_features() reports avx512bf16. (The prefill tiles'
+// bfloat16 panels and micro-tile are the header's, shared with the GEMM.)
 
 // qk_tile on bfloat16 q and K: one 32-element step of D a vdpbf16ps per (row, key); the last D % 32
 // elements in one masked step (lanes past D read as zero on both sides). Scores times `scale`.
@@ -236,7 +223,7 @@ TF_AVX512BF16 inline void qk_tile_bf16(const uint16_t* q, int64_t ldq, const uin
   };
   int64_t d = 0;
   for (; d + 32 <= D; d += 32) step(d, __mmask32(0xFFFFFFFFu));
-  if (d < D) step(d, tail_mask32(D - d));
+  if (d < D) step(d, x86::mask32(D - d));
   constexpr int N = R * NK;
   __m512 flat[N];
 #pragma GCC unroll 8
@@ -294,135 +281,6 @@ TF_AVX512BF16 void qk_bf16(const uint16_t* q, int64_t ldq, int64_t R, const void
       case 7: qk_rows_bf16<7>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 7; break;
       default: qk_rows_bf16<8>(qr, ldq, k, ldk, n, D, scale, sr, lds, h); r += 8; break;
     }
-  }
-}
-
-// ---- bfloat16 prefill on AVX512-BF16: the tiled path's products by vdpbf16ps ------------------
-//
-// Q K^T and P V of the tiled path (blocks of query rows against tiles of keys) for a bfloat16
-// q, K and V: A is read in place, row-major bfloat16 (Q's rows as stored; P, the probabilities,
-// rounded to bfloat16 as FlashAttention's P V does on bf16 tensor cores, arXiv:2205.14135), and
-// B packed in panels of 16 columns by pairs of the depth index:
-//   b[32 p + 2 j + t] = B[2 p + t][j]   (t = 0, 1; zero past the depth or the columns)
-// so one 64-byte load is the next two depth steps of the panel's 16 columns, and one vdpbf16ps
-// with the pair (A[i][2p], A[i][2p + 1]) broadcast adds both to row i's 16 sums. For Q K^T the
-// depth is D and the columns are keys (pack_k_bf16); for P V the depth is the keys and the
-// columns D (pack_v_bf16). 32 products per instruction where the float kernel does 16.
-
-// K rows [0, n) (ldk elements apart) as panels of 16 keys, each round_up(D, 2) * 16 elements:
-// 16 pairs of 16 keys at a time by a dword transpose (x86_avx512_transpose.h), keys past n and
-// the element past an odd D as zeros.
-TF_AVX512BF16 void pack_k_bf16(const void* kp, int64_t ldk, int64_t n, int64_t D, uint16_t* dst) {
-  const uint16_t* k = static_cast<const uint16_t*>(kp);
-  const int64_t pairs = (D + 1) / 2, panels = (n + 15) / 16;
-  for (int64_t p = 0; p < panels; ++p) {
-    uint16_t* pd = dst + p * pairs * 32;
-    const int64_t keys = std::min<int64_t>(16, n - 16 * p);
-    for (int64_t q0 = 0; q0 < pairs; q0 += 16) {
-      // 32 elements (16 pairs) of each key from element 2 q0, masked at D
-      const int64_t left = D - 2 * q0;
-      const __mmask32 m = left >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << left) - 1);
-      __m512i rows[16];
-      for (int64_t j = 0; j < 16; ++j)
-        rows[j] = j < keys ? _mm512_maskz_loadu_epi16(m, k + (16 * p + j) * ldk + 2 * q0)
-                           : _mm512_setzero_si512();
-      x86::transpose16(rows);
-      // rows[q] now holds pair q0 + q of the 16 keys
-      const int64_t nq = std::min<int64_t>(16, pairs - q0);
-      for (int64_t q = 0; q < nq; ++q) _mm512_storeu_si512(pd + (q0 + q) * 32, rows[q]);
-    }
-  }
-}
-
-// V rows [0, n) (ldv elements apart) as round_up(D, 16) / 16 panels of 16 columns, each
-// round_up(n, 2) * 16 elements: two rows a step, interleaved by 16-bit unpacks (within 128-bit
-// lanes) and put in column order by two lane permutes.
-TF_AVX512BF16 void pack_v_bf16(const void* vp, int64_t ldv, int64_t n, int64_t D, uint16_t* dst) {
-  const uint16_t* v = static_cast<const uint16_t*>(vp);
-  const int64_t n2 = n + (n & 1), panels = (D + 15) / 16;
-  for (int64_t kp = 0; 2 * kp < n; ++kp) {
-    const uint16_t* r0 = v + 2 * kp * ldv;
-    const uint16_t* r1 = 2 * kp + 1 < n ? r0 + ldv : nullptr;
-    for (int64_t p = 0; p < panels; ++p) {
-      const __mmask16 m = tail_mask(D - 16 * p);
-      const __m256i a = _mm256_maskz_loadu_epi16(m, r0 + 16 * p);
-      const __m256i b = r1 ? _mm256_maskz_loadu_epi16(m, r1 + 16 * p) : _mm256_setzero_si256();
-      const __m256i lo = _mm256_unpacklo_epi16(a, b), hi = _mm256_unpackhi_epi16(a, b);
-      uint16_t* out = dst + p * n2 * 16 + kp * 32;
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm256_permute2x128_si256(lo, hi, 0x20));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 16),
-                          _mm256_permute2x128_si256(lo, hi, 0x31));
-    }
-  }
-}
-
-// rows x n floats (lds apart) rounded to bfloat16 (nearest even) into rows ldd apart; an odd n
-// gets a zero after its last element (the other half of the last pair).
-TF_AVX512BF16 void to_bf16_rows(const float* s, int64_t lds, int64_t rows, int64_t n,
-                                uint16_t* dst, int64_t ldd) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* src = s + r * lds;
-    uint16_t* out = dst + r * ldd;
-    for (int64_t j = 0; j < n; j += 16) {
-      const __mmask16 m = tail_mask(n - j);
-      const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, src + j));
-      _mm256_mask_storeu_epi16(out + j, m, (__m256i)h);
-    }
-    if (n & 1) out[n] = 0;
-  }
-}
-
-// c[kMR rows x 16 NP] (ldc apart; NP panels of B, `stride` elements apart, panel q's columns at
-// c + 16 q) = (accumulate ? c : 0) + scale * A B over `pairs` depth pairs; A row i at
-// a + i * lda (bfloat16, 2 * pairs elements readable). Four panels: 24 sums in registers, 10
-// loads per 24 vdpbf16ps.
-template <int NP>
-TF_AVX512BF16 void tile_bf16_np(int64_t pairs, const uint16_t* a, int64_t lda, const uint16_t* b,
-                                int64_t stride, float* c, int64_t ldc, bool accumulate,
-                                float scale) {
-  constexpr int MR = gemm_cpu::kMR;
-  __m512 acc[MR][NP];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) acc[i][q] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < pairs; ++p) {
-    __m512i bv[NP];
-#pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) {
-      bv[q] = _mm512_loadu_si512(b + q * stride + 32 * p);
-      TF_IN_REGISTER(bv[q]);
-    }
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; ++i) {
-      int32_t w;
-      std::memcpy(&w, a + i * lda + 2 * p, sizeof w);
-      const __m512i av = _mm512_set1_epi32(w);
-#pragma GCC unroll 4
-      for (int q = 0; q < NP; ++q)
-        acc[i][q] = _mm512_dpbf16_ps(acc[i][q], (__m512bh)av, (__m512bh)bv[q]);
-    }
-  }
-  const __m512 vs = _mm512_set1_ps(scale);
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; ++i)
-#pragma GCC unroll 4
-    for (int q = 0; q < NP; ++q) {
-      float* dst = c + i * ldc + 16 * q;
-      __m512 t = _mm512_mul_ps(acc[i][q], vs);
-      if (accumulate) t = _mm512_add_ps(t, _mm512_loadu_ps(dst));
-      _mm512_storeu_ps(dst, t);
-    }
-}
-
-TF_AVX512BF16 void tile_bf16(int64_t pairs, const uint16_t* a, int64_t lda, const uint16_t* b,
-                             int64_t stride, int64_t np, float* c, int64_t ldc, bool accumulate,
-                             float scale) {
-  switch (np) {
-    case 1: return tile_bf16_np<1>(pairs, a, lda, b, stride, c, ldc, accumulate, scale);
-    case 2: return tile_bf16_np<2>(pairs, a, lda, b, stride, c, ldc, accumulate, scale);
-    case 3: return tile_bf16_np<3>(pairs, a, lda, b, stride, c, ldc, accumulate, scale);
-    default: return tile_bf16_np<4>(pairs, a, lda, b, stride, c, ldc, accumulate, scale);
   }
 }
 
@@ -511,10 +369,10 @@ Kernels make_table() {
   k.pv_accum = pv_accum;
   if (cpu_features().avx512bf16) {
     k.qk_bf16 = qk_bf16;
-    k.pack_k_bf16 = pack_k_bf16;
-    k.pack_v_bf16 = pack_v_bf16;
-    k.to_bf16_rows = to_bf16_rows;
-    k.tile_bf16 = tile_bf16;
+    k.pack_k_bf16 = x86::pack_pairs_of_rows;
+    k.pack_v_bf16 = x86::pack_pairs_of_cols;
+    k.to_bf16_rows = x86::to_bf16_rows;
+    k.tile_bf16 = x86::tile_bf16;
   }
   return k;
 }

@@ -16,6 +16,7 @@
 #include "gemm_kernels.h"
 #include "gemm_rows.h"
 #include "tensorfuse/convert.h"
+#include "tensorfuse/fp16.h"
 #include "tensorfuse/gemm.h"
 #include "tensorfuse/scratch.h"
 #include "tensorfuse/threadpool.h"
@@ -496,6 +497,105 @@ Status blocked_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c
   return Status::Ok();
 }
 
+// bfloat16 A and B where the table has the bfloat16 tile (AVX512-BF16: vdpbf16ps, two exact
+// products a lane into float32 sums, common/x86_avx512_bf16.h): A's rows read in place, B packed
+// per kc x nc block into panels of 16 columns by pairs of k, 6 x 64 tiles (24 sums). ~1.8x the
+// products a cycle of the float32 kernel, whose panels would widen both operands. K in pairs; an
+// odd K's last k is a rank-1 update (float32) before the epilogue.
+constexpr int64_t kBf16MinM = 32;   // fewer rows: the few-row paths (B streamed, memory bound)
+constexpr int64_t kBf16KC = 512;    // k per slice (even): a panel is 16 KiB
+constexpr int64_t kBf16NC = 1024;   // columns per packed block: 1 MiB of B
+constexpr int64_t kBf16MC = 96;     // rows per tile (16 micro-panels)
+constexpr int64_t kBf16Run = 8;     // panels per tile (two 6 x 64 tiles a micro-panel)
+
+Status bf16_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, int64_t ldc) {
+  const uint16_t* a = static_cast<const uint16_t*>(p.a);
+  const uint16_t* b = static_cast<const uint16_t*>(p.b);
+  const int64_t K2 = p.K & ~int64_t(1);
+  const int64_t nc_max = std::min(kBf16NC, ceil_div(p.N, kNR) * kNR);
+  CallerBuffer packs(size_t(kBf16KC * nc_max) * sizeof(uint16_t));
+  uint16_t* bpack = static_cast<uint16_t*>(packs.get());
+  if (!bpack) return Status(StatusCode::oom, "gemm: out of memory for packing buffers");
+  const bool odd = p.K % 2 != 0;
+  const int64_t m_tiles = ceil_div(p.M, kBf16MC);
+  for (int64_t jc = 0; jc < p.N; jc += kBf16NC) {
+    const int64_t nc = std::min(kBf16NC, p.N - jc), n_panels = ceil_div(nc, kNR);
+    const int64_t n_runs = ceil_div(n_panels, kBf16Run);
+    for (int64_t pc = 0; pc < K2; pc += kBf16KC) {
+      const int64_t kc = std::min(kBf16KC, K2 - pc), panel = kc * kNR;
+      const bool last_k = pc + kc == K2 && !odd;
+      parallel_for(
+          ceil_div(n_panels, 4),
+          [&](int64_t t, int) {
+            const int64_t j0 = 4 * t, col = jc + j0 * kNR;
+            const int64_t cols = std::min(nc, (j0 + 4) * kNR) - j0 * kNR;
+            kern.pack_b_bf16(b + (p.trans_b ? col * p.ldb + pc : pc * p.ldb + col), p.ldb,
+                             p.trans_b, kc, cols, bpack + j0 * panel);
+          },
+          p.max_threads);
+      parallel_for(
+          m_tiles * n_runs,
+          [&](int64_t t, int) {
+            const int64_t i0 = (t / n_runs) * kBf16MC, i1 = std::min(p.M, i0 + kBf16MC);
+            const int64_t jp0 = (t % n_runs) * kBf16Run, jp1 = std::min(n_panels, jp0 + kBf16Run);
+            alignas(64) uint16_t arows[kMR * kBf16KC];  // a last micro-panel of < kMR rows
+            alignas(64) float edge[kMR * 4 * kNR];
+            for (int64_t i = i0; i < i1; i += kMR) {
+              const int64_t rr = std::min<int64_t>(kMR, i1 - i);
+              const uint16_t* ap = a + i * p.lda + pc;
+              int64_t lda = p.lda;
+              if (rr < kMR) {
+                std::memset(arows, 0, sizeof arows);
+                for (int64_t r = 0; r < rr; ++r)
+                  std::memcpy(arows + r * kc, ap + r * p.lda, size_t(kc) * sizeof(uint16_t));
+                ap = arows;
+                lda = kc;
+              }
+              for (int64_t jp = jp0; jp < jp1; jp += 4) {
+                const int64_t np = std::min<int64_t>(4, jp1 - jp), j = jc + jp * kNR;
+                const int64_t cols = std::min(np * kNR, p.N - j);
+                float* ct = c + i * ldc + j;
+                if (rr == kMR && cols == np * kNR) {
+                  kern.tile_bf16(kc / 2, ap, lda, bpack + jp * panel, panel, np, ct, ldc, pc > 0,
+                                 1.0f);
+                  continue;
+                }
+                kern.tile_bf16(kc / 2, ap, lda, bpack + jp * panel, panel, np, edge, 4 * kNR,
+                               false, 1.0f);
+                for (int64_t ii = 0; ii < rr; ++ii)
+                  for (int64_t jj = 0; jj < cols; ++jj)
+                    ct[ii * ldc + jj] = (pc > 0 ? ct[ii * ldc + jj] : 0.0f) + edge[ii * 4 * kNR + jj];
+              }
+            }
+            if (last_k) {
+              const int64_t j = jc + jp0 * kNR, cols = std::min(jp1 * kNR, nc) - jp0 * kNR;
+              for (int64_t i = i0; i < i1; ++i)
+                epilogue_row(c + i * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
+            }
+          },
+          p.max_threads);
+    }
+  }
+  if (odd) {
+    // the last k: c += A[:, K - 1] B[K - 1, :] (c = that when K = 1), then the epilogue
+    std::vector<float> blast(size_t(p.N));
+    const int64_t k = p.K - 1;
+    for (int64_t j = 0; j < p.N; ++j)
+      blast[size_t(j)] = bf16_to_f32(p.trans_b ? b[j * p.ldb + k] : b[k * p.ldb + j]);
+    parallel_for(
+        p.M,
+        [&](int64_t i, int) {
+          const float av = bf16_to_f32(a[i * p.lda + k]);
+          float* ci = c + i * ldc;
+          for (int64_t j = 0; j < p.N; ++j)
+            ci[j] = (K2 > 0 ? ci[j] : 0.0f) + av * blast[size_t(j)];
+          epilogue_row(ci, p.N, p.bias, p.act);
+        },
+        p.max_threads);
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status gemm(const GemmParams& p) {
@@ -523,6 +623,9 @@ Status gemm(const GemmParams& p) {
     // float32 linear 1.36-2.25 -> 1.16-1.56 ms, matmul b [K, N] 1.31-2.36 -> 1.27-1.70; float16
     // / bfloat16 mostly 10-20% faster; bench/NOTES.md, "Zen 5, session 20").
     TF_RETURN_IF_ERROR(gemv_path(p, *kern, out.c));
+  } else if (p.a_dtype == DType::bfloat16 && p.b_dtype == DType::bfloat16 && !p.packed_b &&
+             kern->tile_bf16 && p.M >= kBf16MinM) {
+    TF_RETURN_IF_ERROR(bf16_path(p, *kern, out.c, out.ldc));
   } else if (!p.trans_b && !p.packed_b && p.M <= kNRowsMaxM && kern->gemv_n_rows) {
     TF_RETURN_IF_ERROR(gemv_n_rows_path(p, *kern, out.c, out.ldc));
   } else if (p.trans_b && !p.packed_b && kern->dot_t &&

@@ -58,6 +58,16 @@ struct Kernels {
   void (*gemv_n_rows)(const float* x, int64_t ldx, int64_t M, const void* b, DType dt,
                       int64_t ldb, int64_t K, int64_t n0, int64_t n1, float* y,
                       int64_t ldy) = nullptr;
+  // Optional (AVX512-BF16; nullptr: bfloat16 widened into the float panels): bfloat16 A and B on
+  // vdpbf16ps (common/x86_avx512_bf16.h). pack_b_bf16: a kc x nc block of B (trans as pack_b)
+  // as panels of 16 columns by pairs of k, round_up(kc, 2) * 16 elements each; tile_bf16:
+  // c[kMR x 16 np] (+)= scale * A B over `pairs` pairs of k, A row-major bfloat16 read in place
+  // (lda), np (1-4) panels `stride` elements apart.
+  void (*pack_b_bf16)(const void* b, int64_t ldb, bool trans, int64_t kc, int64_t nc,
+                      uint16_t* dst) = nullptr;
+  void (*tile_bf16)(int64_t pairs, const uint16_t* a, int64_t lda, const uint16_t* b,
+                    int64_t stride, int64_t np, float* c, int64_t ldc, bool accumulate,
+                    float scale) = nullptr;
 };
 
 const Kernels& kernels_generic();

@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "../common/x86_avx512.h"
+#include "../common/x86_avx512_bf16.h"
 #include "../common/x86_avx512_math.h"
 #include "../common/x86_avx512_transpose.h"
 
@@ -448,6 +449,15 @@ TF_AVX512 void gemv_n_rows(const float* x, int64_t ldx, int64_t M, const void* b
   }
 }
 
+// B for the bfloat16 tile: stored [N, K] (trans) or [K, N], as pack_b's two cases.
+TF_AVX512BF16 void pack_b_bf16(const void* b, int64_t ldb, bool trans, int64_t kc, int64_t nc,
+                               uint16_t* dst) {
+  if (trans)
+    x86::pack_pairs_of_rows(b, ldb, nc, kc, dst);
+  else
+    x86::pack_pairs_of_cols(b, ldb, kc, nc, dst);
+}
+
 Kernels make_table() {
   Kernels k = *kernels_avx2();
   k.isa = Isa::avx512;
@@ -459,6 +469,10 @@ Kernels make_table() {
   k.kernel2_rows = kernel2_rows;
   k.dot_t = dot_t;
   k.gemv_n_rows = gemv_n_rows;
+  if (cpu_features().avx512bf16) {
+    k.pack_b_bf16 = pack_b_bf16;
+    k.tile_bf16 = x86::tile_bf16;
+  }
   return k;
 }
 
