@@ -60,20 +60,21 @@ struct Kernels {
   // Optional (nullptr: qk_dot): qk_dot for a bfloat16 K against bfloat16 q rows as stored (q
   // unscaled; the D elements of row r at q + r * ldq), s = scale * dot.
   void (*qk_bf16)(const uint16_t* q, int64_t ldq, int64_t R, const void* k, int64_t ldk,
-                  int64_t n, int64_t D, float scale, float* s, int64_t lds, const Prefetch& pf);
+                  int64_t n, int64_t D, float scale, float* s, int64_t lds,
+                  const Prefetch& pf) = nullptr;
   // Optional (all or none; nullptr: the float GEMM kernels on widened panels): the tiled path
   // for bfloat16 q, K and V (layouts in attention_x86_avx512.cc). pack_k_bf16: K rows [0, n)
   // as panels of 16 keys by pairs of D; pack_v_bf16: V rows [0, n) as panels of 16 columns by
   // pairs of keys; to_bf16_rows: float rows rounded to bfloat16 (an odd n padded with a zero);
   // tile_bf16: c[kMR x 16 np] (+)= scale * A B over `pairs` depth pairs, A row-major bfloat16
   // (lda), np (1-4) panels of B `stride` elements apart.
-  void (*pack_k_bf16)(const void* k, int64_t ldk, int64_t n, int64_t D, uint16_t* dst);
-  void (*pack_v_bf16)(const void* v, int64_t ldv, int64_t n, int64_t D, uint16_t* dst);
+  void (*pack_k_bf16)(const void* k, int64_t ldk, int64_t n, int64_t D, uint16_t* dst) = nullptr;
+  void (*pack_v_bf16)(const void* v, int64_t ldv, int64_t n, int64_t D, uint16_t* dst) = nullptr;
   void (*to_bf16_rows)(const float* s, int64_t lds, int64_t rows, int64_t n, uint16_t* dst,
-                       int64_t ldd);
+                       int64_t ldd) = nullptr;
   void (*tile_bf16)(int64_t pairs, const uint16_t* a, int64_t lda, const uint16_t* b,
                     int64_t stride, int64_t np, float* c, int64_t ldc, bool accumulate,
-                    float scale);
+                    float scale) = nullptr;
 };
 
 // Calls f(std::integral_constant<DType, T>{}) with T = dt (float16, bfloat16, else float32): the
