@@ -290,14 +290,15 @@ TF_TEST(gemm_dtypes) {
           }
 }
 
-// bfloat16 A and B from 32 rows (on AVX512-BF16: the vdpbf16ps tiles, B packed by pairs of k):
+// bfloat16 A and B from 32 rows (on AVX512-BF16: the vdpbf16ps tiles; linear up to 1024 rows
+// with x packed by pairs of k and the weight read in place, past that and matmul B packed):
 // odd K (the rank-1 last k, K = 1 alone), K past one 512-deep slice, N past one 1024-column
 // block and off the 64-column tiles, M off the 6-row micro-panels and the 96-row tiles, both B
 // layouts, the epilogue, every output dtype.
 TF_TEST(gemm_bf16_tiles) {
   tf_test::Rng rng(tf_test::case_seed());
   const int64_t shapes[][3] = {{32, 64, 2}, {33, 17, 1}, {97, 1100, 515}, {200, 63, 1030},
-                               {41, 130, 7}};
+                               {41, 130, 7}, {260, 70, 1030}, {1030, 40, 67}};
   for (auto& s : shapes)
     for (bool trans_b : {false, true}) {
       Problem p;
