@@ -83,11 +83,40 @@ TF_AVX512 inline __mmask16 tail_mask(int64_t left) {
   return left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
 }
 
+// The R x NK dot products of a score tile (16-lane partial sums acc[r][t]) summed by the
+// transposing tree (x86::lane_sums, ~3 ops per score, where a reduction per score took 8), times
+// `scale` when Scale, and stored as R rows of NK scores from s + j0 (lds apart).
+template <int R, int NK, bool Scale>
+TF_AVX512 __attribute__((always_inline)) inline void store_scores(const __m512 (&acc)[R][NK],
+                                                                 float scale, float* s,
+                                                                 int64_t lds, int64_t j0) {
+  constexpr int N = R * NK;
+  __m512 flat[N];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
+    for (int t = 0; t < NK; ++t) flat[r * NK + t] = acc[r][t];
+  __m512 lo = x86::lane_sums<(N < 16 ? N : 16)>(flat);
+  __m512 hi = N > 16 ? x86::lane_sums<(N > 16 ? N - 16 : 1)>(flat + 16) : lo;
+  if (Scale) {
+    lo = _mm512_mul_ps(lo, _mm512_set1_ps(scale));
+    hi = _mm512_mul_ps(hi, _mm512_set1_ps(scale));
+  }
+  // row r's NK scores are lanes r * NK .. of (lo, hi): moved to lanes 0 .. NK - 1 by one
+  // two-source permute (a store and a reload of them stalled on store forwarding)
+  const __mmask16 row = __mmask16((1u << NK) - 1);
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(r * NK));
+    _mm512_mask_storeu_ps(s + r * lds + j0, row, _mm512_permutex2var_ps(lo, idx, hi));
+  }
+}
+
 // Scores of R rows against NK keys (rows j0 .. j0 + NK of K): R * NK accumulators, one 16-wide
 // step of D loading R q vectors and then each key's vector once for R FMAs (R + NK loads per
-// R * NK FMAs: 10 per 24 at R = 4), the last D % 16 columns in one masked step; the sums by the
-// transposing tree (x86::lane_sums, ~3 ops per score, where a reduction per score took 8) and
-// stored one masked row of NK scores at a time.
+// R * NK FMAs: 10 per 24 at R = 4), the last D % 16 columns in one masked step; then
+// store_scores.
 template <DType T, int R, int NK>
 TF_AVX512 inline void qk_tile(const float* q, int64_t ldq, const void* k, int64_t ldk, int64_t j0,
                               int64_t D, float* s, int64_t lds) {
@@ -114,23 +143,7 @@ TF_AVX512 inline void qk_tile(const float* q, int64_t ldq, const void* k, int64_
   int64_t d = 0;
   for (; d + 16 <= D; d += 16) step(d, 0xFFFF);
   if (d < D) step(d, tail_mask(D - d));
-  constexpr int N = R * NK;
-  __m512 flat[N];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 16
-    for (int t = 0; t < NK; ++t) flat[r * NK + t] = acc[r][t];
-  const __m512 lo = x86::lane_sums<(N < 16 ? N : 16)>(flat);
-  const __m512 hi = N > 16 ? x86::lane_sums<(N > 16 ? N - 16 : 1)>(flat + 16) : lo;
-  // row r's NK scores are lanes r * NK .. of (lo, hi): moved to lanes 0 .. NK - 1 by one
-  // two-source permute (a store and a reload of them stalled on store forwarding)
-  const __mmask16 row = __mmask16((1u << NK) - 1);
-  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(r * NK));
-    _mm512_mask_storeu_ps(s + r * lds + j0, row, _mm512_permutex2var_ps(lo, idx, hi));
-  }
+  store_scores<R, NK, false>(acc, 1.0f, s, lds, j0);
 }
 
 // R rows against all n keys: tiles of NK keys (at most 24 accumulators: NK = 6 for four rows,
@@ -224,23 +237,7 @@ TF_AVX512BF16 inline void qk_tile_bf16(const uint16_t* q, int64_t ldq, const uin
   int64_t d = 0;
   for (; d + 32 <= D; d += 32) step(d, __mmask32(0xFFFFFFFFu));
   if (d < D) step(d, x86::mask32(D - d));
-  constexpr int N = R * NK;
-  __m512 flat[N];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 16
-    for (int t = 0; t < NK; ++t) flat[r * NK + t] = acc[r][t];
-  const __m512 vs = _mm512_set1_ps(scale);
-  const __m512 lo = _mm512_mul_ps(x86::lane_sums<(N < 16 ? N : 16)>(flat), vs);
-  const __m512 hi =
-      N > 16 ? _mm512_mul_ps(x86::lane_sums<(N > 16 ? N - 16 : 1)>(flat + 16), vs) : lo;
-  const __mmask16 row = __mmask16((1u << NK) - 1);
-  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const __m512i idx = _mm512_add_epi32(lanes, _mm512_set1_epi32(r * NK));
-    _mm512_mask_storeu_ps(s + r * lds + j0, row, _mm512_permutex2var_ps(lo, idx, hi));
-  }
+  store_scores<R, NK, true>(acc, scale, s, lds, j0);
 }
 
 // qk_rows on bfloat16 q and K (the same tiles and prefetch hint).
