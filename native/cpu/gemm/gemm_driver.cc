@@ -588,8 +588,10 @@ Status bf16_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, i
                 kern.tile_bf16(kc / 2, ap, lda, bpack + jp * panel, panel, np, edge, 4 * kNR,
                                false, 1.0f);
                 for (int64_t ii = 0; ii < rr; ++ii)
-                  for (int64_t jj = 0; jj < cols; ++jj)
-                    ct[ii * ldc + jj] = (pc > 0 ? ct[ii * ldc + jj] : 0.0f) + edge[ii * 4 * kNR + jj];
+                  for (int64_t jj = 0; jj < cols; ++jj) {
+                    float& dst = ct[ii * ldc + jj];
+                    dst = (pc > 0 ? dst : 0.0f) + edge[ii * 4 * kNR + jj];
+                  }
               }
             }
             if (last_k) {
