@@ -508,18 +508,6 @@ constexpr int64_t kBf16NC = 1024;   // columns per packed block: 1 MiB of B
 constexpr int64_t kBf16MC = 96;     // rows per tile (16 micro-panels)
 constexpr int64_t kBf16Run = 8;     // panels per tile (two 6 x 64 tiles a micro-panel)
 
-// The kMR rows (ld apart, kc elements each) that the bfloat16 tile reads from `rows`: in place
-// when all rr == kMR exist, else copied into pad (kMR x kc) with zero rows after them (*ld = kc).
-const uint16_t* bf16_micro_panel(const uint16_t* rows, int64_t* ld, int64_t rr, int64_t kc,
-                                 uint16_t* pad) {
-  if (rr == kMR) return rows;
-  std::memset(pad, 0, size_t(kMR * kc) * sizeof(uint16_t));
-  for (int64_t r = 0; r < rr; ++r)
-    std::memcpy(pad + r * kc, rows + r * *ld, size_t(kc) * sizeof(uint16_t));
-  *ld = kc;
-  return pad;
-}
-
 // An odd K's last k for the bfloat16 paths (they cover the pairs [0, K - 1)): c += A[:, K - 1]
 // B[K - 1, :] (c = that when K = 1), then the epilogue.
 void bf16_last_k(const GemmParams& p, float* c, int64_t ldc) {
@@ -575,7 +563,8 @@ Status bf16_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, i
             for (int64_t i = i0; i < i1; i += kMR) {
               const int64_t rr = std::min<int64_t>(kMR, i1 - i);
               int64_t lda = p.lda;
-              const uint16_t* ap = bf16_micro_panel(a + i * p.lda + pc, &lda, rr, kc, arows);
+              const uint16_t* ap =
+                  gemm_cpu::tile_bf16_rows(a + i * p.lda + pc, &lda, rr, kc, arows);
               for (int64_t jp = jp0; jp < jp1; jp += 4) {
                 const int64_t np = std::min<int64_t>(4, jp1 - jp), j = jc + jp * kNR;
                 const int64_t cols = std::min(np * kNR, p.N - j);
@@ -647,7 +636,7 @@ Status bf16_rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float*
           for (int64_t n = n0; n < n1; n += kMR) {
             const int64_t rr = std::min<int64_t>(kMR, n1 - n);
             int64_t ldw = p.ldb;
-            const uint16_t* wp = bf16_micro_panel(w + n * p.ldb + pc, &ldw, rr, kc, wrows);
+            const uint16_t* wp = gemm_cpu::tile_bf16_rows(w + n * p.ldb + pc, &ldw, rr, kc, wrows);
             for (int64_t xq = 0; xq < x_panels; xq += 4)
               kern.tile_bf16(kc / 2, wp, ldw, xpack + xq * K2 * kNR + pc * kNR, K2 * kNR,
                              std::min<int64_t>(4, x_panels - xq), ct + (n - n0) * Mp + xq * kNR,

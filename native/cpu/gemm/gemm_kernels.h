@@ -7,6 +7,7 @@
 //   B panel: kc x kNR columns, stored k-major: b[k * kNR + j], columns past N zero-padded.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include "tensorfuse/cpu_features.h"
 #include "tensorfuse/dtype.h"
 
@@ -69,6 +70,18 @@ struct Kernels {
                     int64_t stride, int64_t np, float* c, int64_t ldc, bool accumulate,
                     float scale) = nullptr;
 };
+
+// The kMR rows (*ld apart, kc elements each) that tile_bf16 reads as A from `rows`: in place when
+// all rr == kMR exist, else copied into pad (kMR x kc) with zero rows after them (*ld = kc).
+inline const uint16_t* tile_bf16_rows(const uint16_t* rows, int64_t* ld, int64_t rr, int64_t kc,
+                                      uint16_t* pad) {
+  if (rr == kMR) return rows;
+  std::memset(pad, 0, size_t(kMR * kc) * sizeof(uint16_t));
+  for (int64_t r = 0; r < rr; ++r)
+    std::memcpy(pad + r * kc, rows + r * *ld, size_t(kc) * sizeof(uint16_t));
+  *ld = kc;
+  return pad;
+}
 
 const Kernels& kernels_generic();
 const Kernels* kernels_avx2();    // nullptr when not compiled in

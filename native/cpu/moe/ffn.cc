@@ -66,6 +66,8 @@ constexpr int64_t kFewRows = 48;   // tiles this small take the long-run variant
 constexpr int64_t kFewKC = 1024;   //   slices of D up to 1024 deep,
 constexpr int64_t kFewFSub = 512;  //   F steps of 512
 constexpr int64_t kRowsFSub = 240;  // the rows variant: F columns per step (whole strips of 6)
+constexpr int64_t kBf16MinRows = 8;  // bfloat16 tiles from this many rows (bf16_gu)
+constexpr int64_t kBf16KC = 1024;    //   in slices of D this deep (even)
 constexpr int64_t kDotN = 32;      // the dot variant: output columns per call
 constexpr int64_t kDotK = 1024;    //   and depth per call
 constexpr int64_t kTargetTasks = 16;
@@ -464,15 +466,23 @@ Status moe_ffn(const MoeFfnParams& p) {
     const int64_t panel = !quant ? 0
                           : qgemv ? m_pad * quant_cpu::rows_prep_floats(w2q, fsub)
                                   : std::max(kDotN * std::max(kDotK, fsub), int64_t(kNR) * std::max(kcx, fsub));
+    // bfloat16 x and experts where the GEMM table has the bfloat16 tile (AVX512-BF16): G and U
+    // as G^T = w1 X^T (x packed by pairs of D, the weight rows read in place: gemm_driver's
+    // bf16_rows_path), H and w2 as before (H stays float32).
+    const bool bf16_gu = !quant && p.dtype == DType::bfloat16 && gk.tile_bf16 && D % 2 == 0 &&
+                         M >= kBf16MinRows;
+    const int64_t mp16 = ceil_div(M, kNR) * kNR;
+    const size_t xh_floats = bf16_gu ? size_t(mp16) * size_t(D) / 2 : 0;
+    const size_t cth_floats = bf16_gu ? size_t(fsub) * size_t(mp16) : 0;
     // Every buffer starts on 64 bytes: the micro-kernel loads its B panel with aligned loads.
-    const size_t sizes[12] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
+    const size_t sizes[14] = {size_t(M) * size_t(D), size_t(m_pad) * size_t(D), size_t(m_pad) * size_t(fsub),
                              size_t(m_pad) * size_t(fsub), size_t(m_pad) * size_t(fsub),
                              2 * size_t(std::max(kcx, fsub)) * kNR,
                              2 * size_t(std::max(kcx, fsub)) * kNR,
                              2 * size_t(std::max(kcx, fsub)) * kNR, size_t(panel),
-                             ct_fsub, ct_fsub, ct_d};
-    size_t at[12], total = 0;
-    for (int i = 0; i < 12; ++i) {
+                             ct_fsub, ct_fsub, ct_d, xh_floats, cth_floats};
+    size_t at[14], total = 0;
+    for (int i = 0; i < 14; ++i) {
       at[i] = total;
       total += (sizes[i] + 15) / 16 * 16;
     }
@@ -490,6 +500,8 @@ Status moe_ffn(const MoeFfnParams& p) {
     float* ctg = base + at[9];
     float* ctu = base + at[10];
     float* cty = base + at[11];
+    uint16_t* xh = reinterpret_cast<uint16_t*>(base + at[12]);  // x by pairs of D (bf16_gu)
+    float* cth = base + at[13];                                // G^T / U^T of an F step
     float* y = partial + size_t(tk.chunk) * rows_d + size_t(tk.r0) * size_t(D);
     if (qgemv) {
       // Decode: every weight row streamed once for the tile's rows, through the quantized GEMV.
@@ -512,13 +524,43 @@ Status moe_ffn(const MoeFfnParams& p) {
       }
       return;
     }
-    // 1. gather and pack x: slice pc of D at apx + m_pad * pc, panels of kMR rows x kc.
+    // 1. gather and pack x: slice pc of D at apx + m_pad * pc, panels of kMR rows x kc (with
+    //    bf16_gu: the rows as stored, packed by pairs of D into xh)
     for (int64_t i = 0; i < M; ++i) {
       const int64_t t = r.order[tk.r0 + i] / r.top_k;
       const char* src = xb + size_t(t) * size_t(D) * esz;
-      if (p.dtype == DType::float32) std::memcpy(xg + i * D, src, size_t(D) * sizeof(float));
+      if (bf16_gu) std::memcpy(reinterpret_cast<uint16_t*>(xg) + i * D, src, size_t(D) * 2);
+      else if (p.dtype == DType::float32) std::memcpy(xg + i * D, src, size_t(D) * sizeof(float));
       else convert_to_f32(src, p.dtype, xg + i * D, D);
     }
+    if (bf16_gu)
+      for (int64_t q = 0; q < mp16 / kNR; ++q)
+        gk.pack_b_bf16(reinterpret_cast<const uint16_t*>(xg) + q * kNR * D, D, true, D,
+                       std::min<int64_t>(kNR, M - q * kNR), xh + q * kNR * D);
+    // G and U of F step [fs, fs + nf) on the bfloat16 tile (bf16_gu): per slice of D, every
+    // 6-row block of w1 / w3 (a last short one copied and zero-padded) against every quad of x
+    // panels into cth [nf, mp16], then stored transposed as G / U rows.
+    auto gu_bf16 = [&](const char* w1e, const char* w3e, int64_t fs, int64_t nf) {
+      alignas(64) uint16_t pad[kMR * kBf16KC];
+      for (int wi = 0; wi < (w3e ? 2 : 1); ++wi) {
+        const uint16_t* wr = reinterpret_cast<const uint16_t*>(wi ? w3e : w1e) + fs * D;
+        for (int64_t pc = 0; pc < D; pc += kBf16KC) {
+          const int64_t kc = std::min(kBf16KC, D - pc);
+          for (int64_t n = 0; n < nf; n += kMR) {
+            const int64_t rr = std::min<int64_t>(kMR, nf - n);
+            int64_t ldw = D;
+            const uint16_t* wp = gemm_cpu::tile_bf16_rows(wr + n * D + pc, &ldw, rr, kc, pad);
+            for (int64_t xq = 0; xq < mp16 / kNR; xq += 4)
+              gk.tile_bf16(kc / 2, wp, ldw, xh + xq * kNR * D + pc * kNR, kNR * D,
+                           std::min<int64_t>(4, mp16 / kNR - xq), cth + n * mp16 + xq * kNR, mp16,
+                           pc > 0, 1.0f);
+          }
+        }
+        float* out = wi ? u : g;
+        for (int64_t i = 0; i < M; ++i)
+          for (int64_t j = 0; j < nf; ++j) out[i * fsub + j] = cth[j * mp16 + i];
+      }
+    };
     const bool dot = few && gk.dot_t;
     if (rows_mode) {
       // The rows variant. Per F step of nf columns (whole strips of kMR rows of w1 / w3, the last
@@ -554,7 +596,7 @@ Status moe_ffn(const MoeFfnParams& p) {
       gemm_cpu::rows_store(gk, cty, d_strips, P, y, D, 0);
       return;
     }
-    if (!dot)
+    if (!dot && !bf16_gu)
       for (int64_t pc = 0; pc < D; pc += kcx)
         gk.pack_a(xg + pc, DType::float32, D, M, std::min(kcx, D - pc), apx + m_pad * pc);
     const size_t eoff = quant ? 0 : size_t(tk.e) * w13_expert;  // float weights only
@@ -570,7 +612,8 @@ Status moe_ffn(const MoeFfnParams& p) {
         // kDotK keeps the rows of B in flight in L1 while every row of X passes over them.
         const char* b1r = w1e + size_t(fs) * size_t(D) * esz;
         const char* b3r = w3e ? w3e + size_t(fs) * size_t(D) * esz : nullptr;
-        for (int64_t n0 = 0; n0 < nf; n0 += kDotN) {
+        if (bf16_gu) gu_bf16(w1e, w3e, fs, nf);
+        for (int64_t n0 = 0; n0 < (bf16_gu ? 0 : nf); n0 += kDotN) {
           const int64_t n1 = std::min(nf, n0 + kDotN);
           for (int64_t k0 = 0; k0 < D; k0 += kDotK) {
             const int64_t k1 = std::min(D, k0 + kDotK), kc = k1 - k0;
@@ -604,7 +647,8 @@ Status moe_ffn(const MoeFfnParams& p) {
       //    where the ISA has kernel2), every row panel of X against each (G, U hold m_pad rows
       //    and whole panels: no edge cases).
       const int64_t jstep = gk.kernel2 ? 2 * kNR : kNR;
-      for (int64_t pc = 0; pc < D; pc += kcx) {
+      if (bf16_gu) gu_bf16(w1e, w3e, fs, nf);
+      for (int64_t pc = 0; pc < (bf16_gu ? 0 : D); pc += kcx) {
         const int64_t kc = std::min(kcx, D - pc);
         const float* ap = apx + m_pad * pc;
         for (int64_t j = 0; j < nf; j += jstep) {
