@@ -96,6 +96,62 @@ TF_TEST(moe_kernels_match_scalar) {
   }
 }
 
+namespace {
+
+// The routing fields of MoeFfnParams from a routed case, and D / F / the activation.
+MoeFfnParams ffn_params(const Routed& r, int64_t T, int64_t E, int k, int64_t D, int64_t F,
+                        Activation act) {
+  MoeFfnParams p;
+  p.r.T = T;
+  p.r.top_k = k;
+  p.r.E = E;
+  p.r.rows = r.offsets[size_t(E)];
+  p.r.weights = r.weights.data();
+  p.r.offsets = r.offsets.data();
+  p.r.order = r.order.data();
+  p.D = D;
+  p.F = F;
+  p.act = act;
+  return p;
+}
+
+// The layer in float64, slot by slot: want[t, d] = sum of the token's weighted expert outputs, and
+// scale[t, d] the same sum of magnitudes (w3 null: no GLU product).
+void ffn_float64(const Routed& r, int64_t T, int k, int64_t D, int64_t F, Activation act,
+                 const std::vector<float>& x, const std::vector<float>& w1, const float* w3,
+                 const std::vector<float>& w2, std::vector<double>* want,
+                 std::vector<double>* scale) {
+  want->assign(size_t(T * D), 0.0);
+  scale->assign(size_t(T * D), 0.0);
+  for (int64_t s = 0; s < T * k; ++s) {
+    const int64_t t = s / k, e = r.experts[size_t(s)];
+    std::vector<double> h(static_cast<size_t>(F));
+    for (int64_t f = 0; f < F; ++f) {
+      double g = 0, u = 0;
+      for (int64_t d = 0; d < D; ++d) {
+        g += double(w1[size_t((e * F + f) * D + d)]) * x[size_t(t * D + d)];
+        if (w3) u += double(w3[size_t((e * F + f) * D + d)]) * x[size_t(t * D + d)];
+      }
+      double a = g;
+      if (act == Activation::silu) a = g / (1 + std::exp(-g));
+      if (act == Activation::relu) a = g > 0 ? g : 0;
+      if (act == Activation::gelu) a = 0.5 * g * (1 + std::erf(g / std::sqrt(2.0)));
+      h[size_t(f)] = w3 ? a * u : a;
+    }
+    for (int64_t d = 0; d < D; ++d) {
+      double y = 0, ay = 0;
+      for (int64_t f = 0; f < F; ++f) {
+        y += double(w2[size_t((e * D + d) * F + f)]) * h[size_t(f)];
+        ay += std::fabs(double(w2[size_t((e * D + d) * F + f)]) * h[size_t(f)]);
+      }
+      (*want)[size_t(t * D + d)] += double(r.weights[size_t(s)]) * y;
+      (*scale)[size_t(t * D + d)] += std::fabs(double(r.weights[size_t(s)])) * ay;
+    }
+  }
+}
+
+}  // namespace
+
 TF_TEST(moe_ffn_matches_float64_with_poisoned_output) {
   IsaGuard guard;
   tf_test::Rng rng(tf_test::case_seed());
@@ -120,48 +176,13 @@ TF_TEST(moe_ffn_matches_float64_with_poisoned_output) {
       for (auto& v : *vec) v = rng.uniform(-1, 1);
     Routed r = route(logits, c.T, c.E, c.k);
     REQUIRE(moe_route(r.p).ok());
-    MoeFfnParams p;
-    p.r.T = c.T;
-    p.r.top_k = c.k;
-    p.r.E = c.E;
-    p.r.rows = r.offsets[size_t(c.E)];
-    p.r.weights = r.weights.data();
-    p.r.offsets = r.offsets.data();
-    p.r.order = r.order.data();
-    p.D = c.D;
-    p.F = c.F;
+    MoeFfnParams p = ffn_params(r, c.T, c.E, c.k, c.D, c.F, c.act);
     p.x = x.data();
     p.w1 = w1.data();
     p.w3 = c.w3 ? w3.data() : nullptr;
     p.w2 = w2.data();
-    p.act = c.act;
-    // float64 truth, slot by slot
-    std::vector<double> want(static_cast<size_t>(c.T * c.D), 0.0), scale(want.size(), 0.0);
-    for (int64_t s = 0; s < c.T * c.k; ++s) {
-      const int64_t t = s / c.k, e = r.experts[size_t(s)];
-      std::vector<double> h(static_cast<size_t>(c.F));
-      for (int64_t f = 0; f < c.F; ++f) {
-        double g = 0, u = 0;
-        for (int64_t d = 0; d < c.D; ++d) {
-          g += double(w1[size_t((e * c.F + f) * c.D + d)]) * x[size_t(t * c.D + d)];
-          u += double(w3[size_t((e * c.F + f) * c.D + d)]) * x[size_t(t * c.D + d)];
-        }
-        double a = g;
-        if (c.act == Activation::silu) a = g / (1 + std::exp(-g));
-        if (c.act == Activation::relu) a = g > 0 ? g : 0;
-        if (c.act == Activation::gelu) a = 0.5 * g * (1 + std::erf(g / std::sqrt(2.0)));
-        h[size_t(f)] = c.w3 ? a * u : a;
-      }
-      for (int64_t d = 0; d < c.D; ++d) {
-        double y = 0, ay = 0;
-        for (int64_t f = 0; f < c.F; ++f) {
-          y += double(w2[size_t((e * c.D + d) * c.F + f)]) * h[size_t(f)];
-          ay += std::fabs(double(w2[size_t((e * c.D + d) * c.F + f)]) * h[size_t(f)]);
-        }
-        want[size_t(t * c.D + d)] += double(r.weights[size_t(s)]) * y;
-        scale[size_t(t * c.D + d)] += std::fabs(double(r.weights[size_t(s)])) * ay;
-      }
-    }
+    std::vector<double> want, scale;  // float64 truth, slot by slot
+    ffn_float64(r, c.T, c.k, c.D, c.F, c.act, x, w1, c.w3 ? w3.data() : nullptr, w2, &want, &scale);
     for (Isa isa : isa_levels()) {
       set_isa(isa);
       std::vector<float> out(static_cast<size_t>(c.T * c.D), std::numeric_limits<float>::quiet_NaN());
@@ -199,36 +220,9 @@ TF_TEST(moe_ffn_bf16_matches_float64) {
         (*f)[i] = bf16_to_f32((*h)[i] = f32_to_bf16(rng.uniform(-1, 1)));
     Routed r = route(logits, c.T, c.E, c.k);
     REQUIRE(moe_route(r.p).ok());
-    MoeFfnParams p;
-    p.r.T = c.T;
-    p.r.top_k = c.k;
-    p.r.E = c.E;
-    p.r.rows = r.offsets[size_t(c.E)];
-    p.r.weights = r.weights.data();
-    p.r.offsets = r.offsets.data();
-    p.r.order = r.order.data();
-    p.D = c.D;
-    p.F = c.F;
-    p.act = Activation::silu;
-    std::vector<double> want(size_t(c.T * c.D), 0.0);
-    for (int64_t s = 0; s < c.T * c.k; ++s) {
-      const int64_t t = s / c.k, e = r.experts[size_t(s)];
-      std::vector<double> h(size_t(c.F));
-      for (int64_t f = 0; f < c.F; ++f) {
-        double g = 0, u = 0;
-        for (int64_t d = 0; d < c.D; ++d) {
-          g += double(w1[size_t((e * c.F + f) * c.D + d)]) * x[size_t(t * c.D + d)];
-          u += double(w3[size_t((e * c.F + f) * c.D + d)]) * x[size_t(t * c.D + d)];
-        }
-        h[size_t(f)] = g / (1 + std::exp(-g)) * u;
-      }
-      for (int64_t d = 0; d < c.D; ++d) {
-        double y = 0;
-        for (int64_t f = 0; f < c.F; ++f)
-          y += double(w2[size_t((e * c.D + d) * c.F + f)]) * h[size_t(f)];
-        want[size_t(t * c.D + d)] += double(r.weights[size_t(s)]) * y;
-      }
-    }
+    MoeFfnParams p = ffn_params(r, c.T, c.E, c.k, c.D, c.F, Activation::silu);
+    std::vector<double> want, scale;
+    ffn_float64(r, c.T, c.k, c.D, c.F, Activation::silu, x, w1, w3.data(), w2, &want, &scale);
     for (Isa isa : isa_levels()) {
       set_isa(isa);
       // the float32 layer on the same values, rounded to bfloat16: the budget
