@@ -601,12 +601,11 @@ Status bf16_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, i
 // rows of x a panel, by pairs of k: M x K, where the path above packs all of N x K per call). A
 // task owns kBf16RowsGroup rows of W and runs, per k slice, every 6-row block of them against
 // every quad of x panels into a transposed float32 block of its own (its rows of W x all of M),
-// written into C with the epilogue at the end. Node, K = N = 4096, 2 threads, against the packed
+// written into C with the epilogue at the end (gemm_rows.h rows_tiles_bf16). Node, K = N = 4096, 2 threads, against the packed
 // path: M = 32 6.5-7.2 -> 2.1-2.2 ms, 128 11.7 -> 6.2 (690 GFLOP/s), 512 31.8-32.4 -> 25.6,
 // 1024 56-57 -> 54-55; 2048 slower (x's slices past L2).
 constexpr int64_t kBf16RowsMaxM = 1024;
 constexpr int64_t kBf16RowsGroup = 48;  // rows of W a task (8 micro-panels)
-constexpr int64_t kBf16RowsKC = 1024;    // k per slice (even): 48 rows' slices, 96 KiB
 
 Status bf16_rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, int64_t ldc) {
   const uint16_t* w = static_cast<const uint16_t*>(p.b);
@@ -630,19 +629,8 @@ Status bf16_rows_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float*
         const int64_t n0 = g * kBf16RowsGroup, n1 = std::min(p.N, n0 + kBf16RowsGroup);
         float* ct = static_cast<float*>(scratch_get(kPartialSlot,
                                                     size_t(kBf16RowsGroup * Mp) * sizeof(float)));
-        alignas(64) uint16_t wrows[kMR * kBf16RowsKC];  // a last block of < kMR rows of W
-        for (int64_t pc = 0; pc < K2; pc += kBf16RowsKC) {
-          const int64_t kc = std::min(kBf16RowsKC, K2 - pc);
-          for (int64_t n = n0; n < n1; n += kMR) {
-            const int64_t rr = std::min<int64_t>(kMR, n1 - n);
-            int64_t ldw = p.ldb;
-            const uint16_t* wp = gemm_cpu::tile_bf16_rows(w + n * p.ldb + pc, &ldw, rr, kc, wrows);
-            for (int64_t xq = 0; xq < x_panels; xq += 4)
-              kern.tile_bf16(kc / 2, wp, ldw, xpack + xq * K2 * kNR + pc * kNR, K2 * kNR,
-                             std::min<int64_t>(4, x_panels - xq), ct + (n - n0) * Mp + xq * kNR,
-                             Mp, pc > 0, 1.0f);
-          }
-        }
+        gemm_cpu::rows_tiles_bf16(kern, w + n0 * p.ldb, p.ldb, n1 - n0, xpack, x_panels, K2, ct,
+                                  Mp);
         // C[m, n] = ct[n - n0, m], then bias / activation on C's rows (unless a last k remains)
         for (int64_t m = 0; m < p.M; ++m) {
           float* cm = c + m * ldc + n0;

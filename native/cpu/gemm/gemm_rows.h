@@ -86,5 +86,29 @@ inline void rows_store(const Kernels& kern, const float* ct, int64_t strips, int
     }
 }
 
+// The bfloat16 form (Kernels::tile_bf16, present with AVX512-BF16): y^T = W x^T for rows
+// [0, nrows) of W (bfloat16, ldw apart, even depth K2; a last block of fewer than kMR rows copied
+// and zero-padded) against x packed by pairs of k (pack_b_bf16 with trans: x_panels panels of
+// kNR rows, K2 * kNR elements each), into ct[n * ldct + m] (float32, overwritten). Depth in
+// slices of kRowsBf16KC, so a 6-row block's slice sits in L1 across the quads of x panels.
+constexpr int64_t kRowsBf16KC = 1024;
+inline void rows_tiles_bf16(const Kernels& kern, const uint16_t* w, int64_t ldw, int64_t nrows,
+                            const uint16_t* xpack, int64_t x_panels, int64_t K2, float* ct,
+                            int64_t ldct) {
+  alignas(64) uint16_t pad[kMR * kRowsBf16KC];
+  for (int64_t pc = 0; pc < K2; pc += kRowsBf16KC) {
+    const int64_t kc = std::min(kRowsBf16KC, K2 - pc);
+    for (int64_t n = 0; n < nrows; n += kMR) {
+      int64_t ld = ldw;
+      const uint16_t* wp =
+          tile_bf16_rows(w + n * ldw + pc, &ld, std::min<int64_t>(kMR, nrows - n), kc, pad);
+      for (int64_t xq = 0; xq < x_panels; xq += 4)
+        kern.tile_bf16(kc / 2, wp, ld, xpack + xq * K2 * kNR + pc * kNR, K2 * kNR,
+                       std::min<int64_t>(4, x_panels - xq), ct + n * ldct + xq * kNR, ldct,
+                       pc > 0, 1.0f);
+    }
+  }
+}
+
 }  // namespace gemm_cpu
 }  // namespace tf

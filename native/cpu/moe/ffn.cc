@@ -67,7 +67,6 @@ constexpr int64_t kFewKC = 1024;   //   slices of D up to 1024 deep,
 constexpr int64_t kFewFSub = 512;  //   F steps of 512
 constexpr int64_t kRowsFSub = 240;  // the rows variant: F columns per step (whole strips of 6)
 constexpr int64_t kBf16MinRows = 8;  // bfloat16 tiles from this many rows (bf16_gu)
-constexpr int64_t kBf16KC = 1024;    //   in slices of D this deep (even)
 constexpr int64_t kDotN = 32;      // the dot variant: output columns per call
 constexpr int64_t kDotK = 1024;    //   and depth per call
 constexpr int64_t kTargetTasks = 16;
@@ -537,25 +536,12 @@ Status moe_ffn(const MoeFfnParams& p) {
       for (int64_t q = 0; q < mp16 / kNR; ++q)
         gk.pack_b_bf16(reinterpret_cast<const uint16_t*>(xg) + q * kNR * D, D, true, D,
                        std::min<int64_t>(kNR, M - q * kNR), xh + q * kNR * D);
-    // G and U of F step [fs, fs + nf) on the bfloat16 tile (bf16_gu): per slice of D, every
-    // 6-row block of w1 / w3 (a last short one copied and zero-padded) against every quad of x
-    // panels into cth [nf, mp16], then stored transposed as G / U rows.
+    // G and U of F step [fs, fs + nf) on the bfloat16 tile (bf16_gu): G^T / U^T into cth
+    // [nf, mp16] (gemm_rows.h rows_tiles_bf16), then stored transposed as G / U rows.
     auto gu_bf16 = [&](const char* w1e, const char* w3e, int64_t fs, int64_t nf) {
-      alignas(64) uint16_t pad[kMR * kBf16KC];
       for (int wi = 0; wi < (w3e ? 2 : 1); ++wi) {
         const uint16_t* wr = reinterpret_cast<const uint16_t*>(wi ? w3e : w1e) + fs * D;
-        for (int64_t pc = 0; pc < D; pc += kBf16KC) {
-          const int64_t kc = std::min(kBf16KC, D - pc);
-          for (int64_t n = 0; n < nf; n += kMR) {
-            const int64_t rr = std::min<int64_t>(kMR, nf - n);
-            int64_t ldw = D;
-            const uint16_t* wp = gemm_cpu::tile_bf16_rows(wr + n * D + pc, &ldw, rr, kc, pad);
-            for (int64_t xq = 0; xq < mp16 / kNR; xq += 4)
-              gk.tile_bf16(kc / 2, wp, ldw, xh + xq * kNR * D + pc * kNR, kNR * D,
-                           std::min<int64_t>(4, mp16 / kNR - xq), cth + n * mp16 + xq * kNR, mp16,
-                           pc > 0, 1.0f);
-          }
-        }
+        gemm_cpu::rows_tiles_bf16(gk, wr, D, nf, xh, mp16 / kNR, D, cth, mp16);
         float* out = wi ? u : g;
         for (int64_t i = 0; i < M; ++i)
           for (int64_t j = 0; j < nf; ++j) out[i * fsub + j] = cth[j * mp16 + i];
