@@ -601,9 +601,9 @@ Status bf16_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, i
 // rows of x a panel, by pairs of k: M x K, where the path above packs all of N x K per call). A
 // task owns kBf16RowsGroup rows of W and runs, per k slice, every 6-row block of them against
 // every quad of x panels into a transposed float32 block of its own (its rows of W x all of M),
-// written into C with the epilogue at the end (gemm_rows.h rows_tiles_bf16). Node, K = N = 4096, 2 threads, against the packed
-// path: M = 32 6.5-7.2 -> 2.1-2.2 ms, 128 11.7 -> 6.2 (690 GFLOP/s), 512 31.8-32.4 -> 25.6,
-// 1024 56-57 -> 54-55; 2048 slower (x's slices past L2).
+// written into C with the epilogue at the end (gemm_rows.h rows_tiles_bf16). Node, K = N =
+// 4096, 2 threads, against the packed path: M = 32 6.5-7.2 -> 2.1-2.2 ms, 128 11.7 -> 6.2 (690
+// GFLOP/s), 512 31.8-32.4 -> 25.6, 1024 56-57 -> 54-55; 2048 slower (x's slices past L2).
 constexpr int64_t kBf16RowsMaxM = 1024;
 constexpr int64_t kBf16RowsGroup = 48;  // rows of W a task (8 micro-panels)
 
