@@ -50,6 +50,13 @@ CpuFeatures detect() {
   unsigned r[4];
   cpuid(0, 0, r);
   const unsigned max_leaf = r[0];
+  // vendor string: ebx, edx, ecx
+  char vendor[13] = {};
+  std::memcpy(vendor, &r[1], 4);
+  std::memcpy(vendor + 4, &r[3], 4);
+  std::memcpy(vendor + 8, &r[2], 4);
+  f.vendor_amd =
+      std::strcmp(vendor, "AuthenticAMD") == 0 || std::strcmp(vendor, "HygonGenuine") == 0;
   cpuid(1, 0, r);
   const bool osxsave = (r[2] >> 27) & 1;
   f.sse42 = (r[2] >> 20) & 1;
@@ -116,6 +123,24 @@ int parse_isa_env() {
 }
 
 std::atomic<int> g_forced{-2};  // -2: not read yet, -1: none
+
+// A trait's override: -2 not read yet, -1 none (the vendor's answer), 0 / 1 forced.
+int trait_env(const char* name) {
+  const char* env = std::getenv(name);
+  if (!env) return -1;
+  if (std::strcmp(env, "1") == 0) return 1;
+  if (std::strcmp(env, "0") == 0) return 0;
+  return -1;
+}
+bool trait(std::atomic<int>& forced, const char* env, bool vendor_default) {
+  int v = forced.load(std::memory_order_relaxed);
+  if (v == -2) {
+    v = trait_env(env);
+    forced.store(v, std::memory_order_relaxed);
+  }
+  return v >= 0 ? v == 1 : vendor_default;
+}
+std::atomic<int> g_subnormals{-2}, g_bf16_dot{-2};
 
 }  // namespace
 
@@ -193,6 +218,19 @@ bool set_isa(Isa isa) {
   if (!isa_supported(isa)) return false;
   g_forced.store(isa == best_isa() ? -1 : int(isa), std::memory_order_relaxed);
   return true;
+}
+
+bool fast_subnormals() {
+  return trait(g_subnormals, "TENSORFUSE_SUBNORMALS", cpu_features().vendor_amd);
+}
+bool fast_bf16_dot() {
+  return trait(g_bf16_dot, "TENSORFUSE_BF16_DOT", cpu_features().vendor_amd);
+}
+void set_fast_subnormals(int on) {
+  g_subnormals.store(on < 0 ? -1 : on > 0, std::memory_order_relaxed);
+}
+void set_fast_bf16_dot(int on) {
+  g_bf16_dot.store(on < 0 ? -1 : on > 0, std::memory_order_relaxed);
 }
 
 }  // namespace tf

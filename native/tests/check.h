@@ -104,9 +104,43 @@ inline std::vector<tf::Isa> isa_levels() {
   return out;
 }
 
-// Restores the best ISA when a case ends, REQUIRE's early return included.
+// An ISA level with one of the x86 kernel forms that tf::fast_subnormals() picks between.
+struct IsaForm {
+  tf::Isa isa;
+  int fast_subnormals;  // 1 / 0, -1: the vendor's choice (one form only: arm64, generic)
+  // sets both; returns the level
+  tf::Isa use() const {
+    tf::set_isa(isa);
+    tf::set_fast_subnormals(fast_subnormals);
+    return isa;
+  }
+  std::string name() const {
+    return std::string(tf::isa_name(isa)) +
+           (fast_subnormals == 1 ? "/subnormal" : fast_subnormals == 0 ? "/normal" : "");
+  }
+};
+// isa_levels(), each x86 SIMD level twice: the kernels that read codes as subnormal floats (as on
+// AMD) and those with normal codes (as on Intel), whatever this CPU's vendor.
+inline std::vector<IsaForm> isa_forms() {
+  std::vector<IsaForm> out;
+  for (tf::Isa isa : isa_levels()) {
+    if (isa == tf::Isa::avx2 || isa == tf::Isa::avx512) {
+      out.push_back({isa, 1});
+      out.push_back({isa, 0});
+    } else {
+      out.push_back({isa, -1});
+    }
+  }
+  return out;
+}
+
+// Restores the best ISA (and the vendor's kernel forms) when a case ends, REQUIRE's early return
+// included.
 struct IsaGuard {
-  ~IsaGuard() { tf::set_isa(tf::best_isa()); }
+  ~IsaGuard() {
+    tf::set_isa(tf::best_isa());
+    tf::set_fast_subnormals(-1);
+  }
 };
 
 }  // namespace tf_test

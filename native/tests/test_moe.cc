@@ -324,8 +324,8 @@ TF_TEST(moe_ffn_quantized_matches_float_on_dequantized_weights) {
     pq.q1 = qs[0].mq;
     pq.q3 = qs[1].mq;
     pq.q2 = qs[2].mq;
-    for (Isa isa : isa_levels()) {
-      set_isa(isa);
+    for (const tf_test::IsaForm& form : tf_test::isa_forms()) {
+      form.use();
       std::vector<float> want(static_cast<size_t>(c.T * c.D)), out(want.size(), std::numeric_limits<float>::quiet_NaN());
       pf.out = want.data();
       pq.out = out.data();
@@ -338,7 +338,8 @@ TF_TEST(moe_ffn_quantized_matches_float_on_dequantized_weights) {
         den += ref[i] * ref[i];
       }
       const double err = std::sqrt(num / std::max(den, 1e-300));
-      CHECK(std::isfinite(err) && err < 1e-5, "%s T=%lld int%d g%lld: rel err %g", isa_name(isa), (long long)c.T, c.bits,
+      CHECK(std::isfinite(err) && err < 1e-5, "%s T=%lld int%d g%lld: rel err %g", form.name().c_str(),
+            (long long)c.T, c.bits,
             (long long)c.group, err);
     }
     // all float or all quantized

@@ -25,6 +25,8 @@ using namespace tf;
 namespace {
 
 using tf_test::isa_levels;
+using tf_test::isa_forms;
+using tf_test::IsaForm;
 using tf_test::IsaGuard;
 
 // A random quantized weight with its storages.
@@ -218,8 +220,8 @@ TF_TEST(quant_linear_float_matches_reference) {
           s += double(xf[size_t(m * c.K + k)]) * w[size_t(n * c.K + k)];
         want[size_t(m * c.N + n)] = s;
       }
-    for (Isa isa : isa_levels()) {
-      set_isa(isa);
+    for (const IsaForm& form : isa_forms()) {
+      form.use();
       std::vector<float> y(size_t(c.M * c.N), NAN);
       QuantLinearParams p;
       p.w = q.w;
@@ -230,7 +232,7 @@ TF_TEST(quant_linear_float_matches_reference) {
       p.bias = bias.data();
       REQUIRE(quant_linear(p).ok());
       std::vector<double> got(y.begin(), y.end());
-      CHECK(rel(got, want) < 1e-5, "%s int%d M=%lld K=%lld: %g", isa_name(isa), c.bits,
+      CHECK(rel(got, want) < 1e-5, "%s int%d M=%lld K=%lld: %g", form.name().c_str(), c.bits,
             (long long)c.M, (long long)c.K, rel(got, want));
     }
   }
@@ -275,8 +277,8 @@ TF_TEST(quant_gemv_extreme_x) {
         wn += s * s;
         dn += a * a;
       }
-      for (Isa isa : isa_levels()) {
-        set_isa(isa);
+      for (const IsaForm& form : isa_forms()) {
+        form.use();
         std::vector<float> y;
         const QuantLinearParams p = gemv_params(q.w, x, y);
 #if defined(__x86_64__) || defined(_M_X64)
@@ -297,7 +299,7 @@ TF_TEST(quant_gemv_extreme_x) {
         for (int64_t n = 0; n < N; ++n) en += (y[size_t(n)] - want[size_t(n)]) * (y[size_t(n)] - want[size_t(n)]);
         // float32 sums of K terms: error against the sum of |terms| (cancellation-proof)
         const double err = std::sqrt(en / dn);
-        CHECK(err < 1e-6, "%s int%d gs=%lld mode %d: %g (|y| %g)", isa_name(isa), bits,
+        CHECK(err < 1e-6, "%s int%d gs=%lld mode %d: %g (|y| %g)", form.name().c_str(), bits,
               (long long)gs, mode, err, std::sqrt(wn));
       }
     }
@@ -327,13 +329,13 @@ TF_TEST(quant_gemv_nonzero_mean_x) {
       for (int64_t k = 0; k < K; ++k) acc += double(x[size_t(k)]) * w[size_t(n * K + k)];
       want[size_t(n)] = acc;
     }
-    for (Isa isa : isa_levels()) {
-      set_isa(isa);
+    for (const IsaForm& form : isa_forms()) {
+      form.use();
       std::vector<float> y;
       const QuantLinearParams p = gemv_params(q.w, x, y);
       REQUIRE(quant_linear(p).ok());
       std::vector<double> got(y.begin(), y.end());
-      CHECK(rel(got, want) < 2e-6, "%s int%d gs=%lld: %g", isa_name(isa), c.bits,
+      CHECK(rel(got, want) < 2e-6, "%s int%d gs=%lld: %g", form.name().c_str(), c.bits,
             (long long)c.gs, rel(got, want));
     }
   }
@@ -487,6 +489,7 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
 // result, and the float64 product: odd row counts (a lone last weight row and row of x), every
 // group size the kernel specialises, symmetric and with zero points, and two slices of K.
 TF_TEST(quant_gemv_rows_bitwise_row_by_row) {
+  IsaGuard guard;
   tf_test::Rng rng(tf_test::case_seed());
   struct Shape { int64_t M, N, K, gs; bool sym; };
   const Shape shapes[] = {{2, 7, 256, 128, true},   {3, 5, 384, 0, false},
@@ -501,7 +504,8 @@ TF_TEST(quant_gemv_rows_bitwise_row_by_row) {
     // from 3 rows on, row 1 has a lone outlier: prep_x leaves it to the stored order, and the
     // rows on either side of it still pair up
     if (sh.M >= 3) x[size_t(sh.K + 5)] = 1e4f;
-    for (Isa isa : tf_test::isa_levels()) {
+    for (const IsaForm& form : tf_test::isa_forms()) {
+      const Isa isa = form.use();
       const quant_cpu::Kernels& k = quant_cpu::kernels_for(isa);
       const int64_t xn = quant_cpu::prep_x_floats(sh.K);
       std::vector<float> xd_buf(size_t(sh.M * xn + 15));
@@ -517,7 +521,7 @@ TF_TEST(quant_gemv_rows_bitwise_row_by_row) {
       }
       quant_cpu::gemv_rows(k, q.w, xs.data(), xds.data(), sh.M, 0, sh.N, ys.data());
       CHECK(std::memcmp(rows.data(), one.data(), rows.size() * 4) == 0,
-            "%s M=%lld K=%lld gs=%lld: rows together differ from row by row", isa_name(isa),
+            "%s M=%lld K=%lld gs=%lld: rows together differ from row by row", form.name().c_str(),
             (long long)sh.M, (long long)sh.K, (long long)sh.gs);
       std::vector<double> want(rows.size()), got(rows.begin(), rows.end());
       for (int64_t m = 0; m < sh.M; ++m)
@@ -527,7 +531,7 @@ TF_TEST(quant_gemv_rows_bitwise_row_by_row) {
             t += double(x[size_t(m * sh.K + e)]) * w[size_t(n * sh.K + e)];
           want[size_t(m * sh.N + n)] = t;
         }
-      CHECK(rel(got, want) < 1e-5, "%s M=%lld K=%lld gs=%lld: %g", isa_name(isa),
+      CHECK(rel(got, want) < 1e-5, "%s M=%lld K=%lld gs=%lld: %g", form.name().c_str(),
             (long long)sh.M, (long long)sh.K, (long long)sh.gs, rel(got, want));
     }
   }

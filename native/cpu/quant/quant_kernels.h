@@ -13,6 +13,9 @@ namespace quant_cpu {
 
 // Floats prep_x may write after the K of x (the ISA's own constants for its GEMV).
 constexpr int64_t kPrepXTail = 8;
+// xd[K + 1] after an x86 prep_x: which lane form it wrote (the AVX-512 table adds its own).
+constexpr float kSubnormalLanes = 0.0f;  // AVX2 lanes, codes read as subnormal floats
+constexpr float kNormalLanes = 3.0f;     // AVX2 lanes, codes with 2^23's exponent (int4 only)
 // Floats of prep_x's output for K columns: x reordered, the tail, then up to K / 2 more (sums of
 // x over each lane of 4 or 8 weights, for an ISA that takes the zero point off per lane, or the
 // per-group start values of an integer GEMV on digits of x).

@@ -107,9 +107,18 @@ float row_i8_f32(const QuantWeight& w, int64_t n, const float* x) {
 // any x above 2^(e-100) normal. Subnormal inputs must be honoured: the GEMV takes the
 // stored-order path when MXCSR.DAZ is set. Groups: int4 multiples of 64 or 32 (two per 64-block,
 // one per 128-bit half), int8 multiples of 32 or one per row.
+//
+// Where subnormal inputs are slow (Intel: a microcode assist per FMA, fast_subnormals()), int4
+// takes the same lanes with normal codes: (v & m) | 2^23's pattern is the float 2^23 + u c_j
+// (u c_j <= 15 * 256 < 2^23: exact), and subtracting 2^23 + z c_j leaves (u - z) c_j exactly,
+// one vpor more per 8 weights; x is then scaled by 1 / c_j alone (S = 0, xd[K + 1] =
+// kNormalLanes). int8's byte at place 2^16 would reach the exponent, so int8 keeps the stored
+// order there.
 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   const int64_t gs = w.group();
   const bool i4 = w.bits == 4;
+  const bool normal = !fast_subnormals();
+  if (normal && !i4) return false;
   const int64_t L = i4 ? 64 : 32, P = i4 ? 8 : 4;
   if (w.K % L != 0 || (i4 ? gs % 64 != 0 && gs != 32 : gs % 32 != 0)) return false;
   float big = 0.0f;
@@ -118,17 +127,18 @@ bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   int e = 0;
   if (big > 0.0f) std::frexp(big, &e);  // big < 2^e
   if (e < -100 || e > 100) return false;
-  const int S = e + 24;
+  const int S = normal ? 0 : e + 24;
   // the factors themselves can pass float's range (2^221 for tiny x): scaled in double, exact
   double sc[8];
   for (int j = 0; j < P; ++j) {
     const int place = i4 ? 4 * (j % 3) : 8 * std::min(j, 2);
-    sc[j] = std::ldexp(1.0, 149 - place - S);
+    sc[j] = std::ldexp(1.0, (normal ? 0 : 149) - place - S);
   }
   for (int64_t b = 0; b < w.K; b += L)
     for (int j = 0; j < P; ++j)
       for (int i = 0; i < 8; ++i) xd[b + 8 * j + i] = float(double(x[b + P * i + j]) * sc[j]);
   xd[w.K] = std::ldexp(1.0f, S);
+  xd[w.K + 1] = normal ? kNormalLanes : kSubnormalLanes;
   return true;
 }
 
@@ -144,7 +154,8 @@ bool prep_x(const QuantWeight& w, const float* x, float* xd) {
 // Two rows per pass sharing the x loads measured slower (GCC spilled the masks and accumulators).
 // STEP: 64-blocks per scale (gs / 64; 1 for groups of 32), fixed at compile time for the common
 // group sizes so a group unrolls whole; 0: read at run time.
-template <int STEP>
+// NORMAL: the codes and zero points with 2^23's exponent or'ed in (prep_x).
+template <int STEP, bool NORMAL>
 float row_i4_lanes(const QuantWeight& w, int64_t n, const float* xd) {
   const int64_t gs = w.group(), blocks = w.K / 64;
   const int64_t step = STEP > 0 ? STEP : gs == 32 ? 1 : gs / 64;
@@ -166,8 +177,11 @@ float row_i4_lanes(const QuantWeight& w, int64_t n, const float* xd) {
           _mm256_cvtepu8_epi32(_mm_cvtsi32_si128(z[2 * b0] | z[2 * b0 + 1] << 8)), halves);
     else
       zb = _mm256_set1_epi32(z[b0 / step]);
-    const __m256 zc[3] = {_mm256_castsi256_ps(zb), _mm256_castsi256_ps(_mm256_slli_epi32(zb, 4)),
-                          _mm256_castsi256_ps(_mm256_slli_epi32(zb, 8))};
+    const __m256i magic = _mm256_set1_epi32(NORMAL ? 0x4b000000 : 0);  // 2^23
+    const __m256 zc[3] = {
+        _mm256_castsi256_ps(_mm256_or_si256(zb, magic)),
+        _mm256_castsi256_ps(_mm256_or_si256(_mm256_slli_epi32(zb, 4), magic)),
+        _mm256_castsi256_ps(_mm256_or_si256(_mm256_slli_epi32(zb, 8), magic))};
     __m256 a[4];
     for (int t = 0; t < 4; ++t) a[t] = _mm256_setzero_ps();
 #pragma GCC unroll 4
@@ -181,8 +195,9 @@ float row_i4_lanes(const QuantWeight& w, int64_t n, const float* xd) {
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
         const __m256i m = _mm256_set1_epi32(int(0xfu << (4 * (j % 3))));
-        const __m256 u =
-            _mm256_sub_ps(_mm256_castsi256_ps(_mm256_and_si256(src[j / 3], m)), zc[j % 3]);
+        __m256i c = _mm256_and_si256(src[j / 3], m);
+        if (NORMAL) c = _mm256_or_si256(c, magic);
+        const __m256 u = _mm256_sub_ps(_mm256_castsi256_ps(c), zc[j % 3]);
         // one 64-block per group (STEP 1): two accumulators, so the per-block sum is one add
         const int t = STEP == 1 ? (j & 1) : (j & 3);
         a[t] = _mm256_fmadd_ps(u, _mm256_loadu_ps(xb + 8 * j), a[t]);
@@ -267,9 +282,10 @@ void rows_i8_lanes(const QuantWeight& w, int64_t n, const float* xd, float* y) {
 
 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, int64_t n0, int64_t n1,
               float* y) {
-  // No lane-ordered x, or subnormals read as zero on this thread (MXCSR.DAZ, bit 6): the lane
-  // kernels' weights are subnormal numbers, so the stored-order paths.
-  const bool lanes = xd && !(_mm_getcsr() & 0x40);
+  // No lane-ordered x, or subnormal codes read as zero on this thread (MXCSR.DAZ, bit 6): the
+  // stored-order paths. (prep_x writes normal codes' lanes for int4 only.)
+  const bool normal = xd && xd[w.K + 1] == kNormalLanes;
+  const bool lanes = xd && (normal || !(_mm_getcsr() & 0x40));
   const int64_t gs = w.group();
   if (w.bits == 8) {
     if (!lanes) {
@@ -296,10 +312,17 @@ void gemv_f32(const QuantWeight& w, const float* x, const float* xd, int64_t n0,
     kernels_generic().gemv_f32(w, x, xd, n0, n1, y);
     return;
   }
-  for (int64_t n = n0; n < n1; ++n)
-    y[n] = gs == 32 || gs == 64 ? row_i4_lanes<1>(w, n, xd)
-           : gs == 128          ? row_i4_lanes<2>(w, n, xd)
-                                : row_i4_lanes<0>(w, n, xd);
+  auto rows = [&](auto normal_const) {
+    constexpr bool N = decltype(normal_const)::value;
+    for (int64_t n = n0; n < n1; ++n)
+      y[n] = gs == 32 || gs == 64 ? row_i4_lanes<1, N>(w, n, xd)
+             : gs == 128          ? row_i4_lanes<2, N>(w, n, xd)
+                                  : row_i4_lanes<0, N>(w, n, xd);
+  };
+  if (normal)
+    rows(std::true_type{});
+  else
+    rows(std::false_type{});
 }
 
 // MR rows of x against NR rows of w over stored columns [k0, k1): exact int32 dot products.

@@ -637,6 +637,12 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
 //   xd[K + kPrepXTail + 16B + i] = sum_j x[L B + P i + j] 2^-S   (rounded once, from double)
 // Otherwise the AVX2 prep_x, with xd[K + 1] = 0.
 constexpr float kWideLanes = 1.0f;
+// Where subnormal inputs are slow (fast_subnormals(), Intel), int4 takes the same lanes with
+// normal codes (the AVX2 prep_x says how: 2^23's exponent or'ed in, one vpternlogd per 16
+// weights, and 2^23 + z c_j subtracted per weight): xd[L B + 16j + i] = x[L B + P i + j] 2^-place_j,
+// xd[K] = 1, xd[K + 1] = kWideNormalLanes, no lane sums. The zero point then comes off per weight
+// (exact), so rows with an outlier need not leave for the AVX2 order.
+constexpr float kWideNormalLanes = 4.0f;
 
 // ---- float activations, int8 GEMV on VNNI: x as three int8 digits -----------------------------
 //
@@ -751,11 +757,7 @@ TF_AVX512 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   const int64_t L = i4 ? 128 : 64, P = i4 ? 8 : 4;
   const bool fits = i4 ? K % 128 == 0 && (gs == 32 || gs == 64 || gs % 128 == 0)
                        : K % 64 == 0 && (gs == 32 || gs % 64 == 0);
-  auto avx2_order = [&] {
-    const bool ok = kernels_avx2()->prep_x(w, x, xd);
-    if (ok) xd[K + 1] = 0.0f;
-    return ok;
-  };
+  auto avx2_order = [&] { return kernels_avx2()->prep_x(w, x, xd); };
   if (!fits) return avx2_order();
   const RowStats st = row_stats(x, K);
   if (!st.finite) return false;
@@ -763,6 +765,18 @@ TF_AVX512 bool prep_x(const QuantWeight& w, const float* x, float* xd) {
   int e = 0;
   if (big > 0.0f) std::frexp(big, &e);
   if (e < -100 || e > 100) return false;
+  if (!fast_subnormals()) {
+    if (!i4) return big > 0.0f && st.bulk && digits_fit(w) ? (prep_i8_digits(w, x, big, xd), true)
+                                                           : avx2_order();
+    for (int64_t b = 0; b < K; b += L)
+      for (int j = 0; j < P; ++j) {
+        const float sc = std::ldexp(1.0f, -4 * (j % 3));
+        for (int i = 0; i < 16; ++i) xd[b + 16 * j + i] = x[b + P * i + j] * sc;
+      }
+    xd[K] = 1.0f;
+    xd[K + 1] = kWideNormalLanes;
+    return true;
+  }
   // A row with a lone outlier takes the AVX2 order (the zero point off per weight): neither the
   // digits nor these lanes, whose sums would carry z (int4) or 128 (int8 offset binary) times the
   // outlier against the much smaller products of the outputs it does not reach (a weight column
@@ -840,7 +854,8 @@ TF_AVX512 __attribute__((always_inline)) inline void loads_alternating(int64_t l
 // at 0 takes its totals from `carry` (R * MX vectors), one that ends early leaves them there and
 // writes no y, so rows of x that do not fit L1 together run a slice of K at a time, bitwise the
 // same sums in the same order.
-template <int GS, int R, int MX>
+// NORMAL: codes and zero points with 2^23's exponent (kWideNormalLanes), no lane sums.
+template <int GS, int R, int MX, bool NORMAL = false>
 TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* const* xd,
                             float* const* y, int64_t lb = 0, int64_t le = -1,
                             float* carry = nullptr) {
@@ -884,7 +899,7 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* const*
                                     : _mm512_set1_ps(8.0f));
     }
     // zero point and scale per lane for this load (groups of 32 / 64) or group
-    __m512 sv[R], zv[R];
+    __m512 sv[R], zv[R], zc[R][3];
 #pragma GCC unroll 4
     for (int r = 0; r < R; ++r) {
       if (gs == 32 || gs == 64) {
@@ -898,6 +913,11 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* const*
         sv[r] = _mm512_set1_ps(s[r][g]);
         zv[r] = _mm512_set1_ps(zf[r][g - zb]);
       }
+      // NORMAL: 2^23 + z 16^p at the three places (exact)
+#pragma GCC unroll 3
+      for (int p = 0; p < 3 && NORMAL; ++p)
+        zc[r][p] = _mm512_fmadd_ps(zv[r], _mm512_set1_ps(float(1 << (4 * p))),
+                                   _mm512_set1_ps(8388608.0f));
     }
     // the two accumulators of each (weight row, x row) pair
     __m512 a0[R][MX], a1[R][MX];
@@ -928,7 +948,13 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* const*
         __m512 code[R];
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
-          code[r] = _mm512_castsi512_ps(_mm512_and_si512(src[r][j / 3], m));
+          if (NORMAL)  // (src & m) | 2^23, less 2^23 + z 16^p: (u - z) 16^p
+            code[r] = _mm512_sub_ps(
+                _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+                    src[r][j / 3], m, _mm512_set1_epi32(0x4b000000), 0xea)),
+                zc[r][j % 3]);
+          else
+            code[r] = _mm512_castsi512_ps(_mm512_and_si512(src[r][j / 3], m));
           if (MX > 1) keep_in_register(code[r]);  // one vpand for every row of x
         }
 #pragma GCC unroll 4
@@ -945,7 +971,7 @@ TF_AVX512 void rows_i4_wide(const QuantWeight& w, int64_t n, const float* const*
         }
       }
 #pragma GCC unroll 4
-      for (int i = 0; i < MX; ++i) {
+      for (int i = 0; i < MX && !NORMAL; ++i) {
         const __m512 xs = _mm512_loadu_ps(xd[i] + w.K + kPrepXTail + l * 16);
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
@@ -1138,10 +1164,19 @@ TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, i
     return;
   }
   // DAZ set: subnormal weights read as zero, so the stored-order path (as the AVX2 table)
-  if (!xd || xd[w.K + 1] != kWideLanes || (_mm_getcsr() & 0x40))
+  const bool normal = xd && xd[w.K + 1] == kWideNormalLanes;
+  if (!xd || !(normal || (xd[w.K + 1] == kWideLanes && !(_mm_getcsr() & 0x40))))
     return kernels_avx2()->gemv_f32(w, x, xd, n0, n1, y);
   auto run = [&](auto gs_const) {
     constexpr int GS = decltype(gs_const)::value;
+    const float* const xds[1] = {xd};
+    float* const ys[1] = {y};
+    if (normal) {  // int4 only (prep_x); two rows a pass: three zero points a row at three places
+      int64_t n = n0;
+      for (; n + 2 <= n1; n += 2) rows_i4_wide<GS, 2, 1, true>(w, n, xds, ys);
+      if (n < n1) rows_i4_wide<GS, 1, 1, true>(w, n, xds, ys);
+      return;
+    }
     int64_t n = n0;
     if (w.bits == 8) {
       // int8 loads x once per 64 weights: four rows share it (kernel alone, one thread in L2:
@@ -1156,8 +1191,6 @@ TF_AVX512 void gemv_f32(const QuantWeight& w, const float* x, const float* xd, i
     // three rows a pass where the scales need no per-load permutes (groups of 32 then spill):
     // quant_ticks 2 threads, K = N = 4096 in L3: g0 38-40 -> 48-54 MAC/tick, g128 42-47 -> 46-50
     constexpr int R4 = GS == 32 ? 2 : 3;
-    const float* const xds[1] = {xd};
-    float* const ys[1] = {y};
     for (; n + R4 <= n1; n += R4) rows_i4_wide<GS, R4, 1>(w, n, xds, ys);
     for (; n + 2 <= n1; n += 2) rows_i4_wide<GS, 2, 1>(w, n, xds, ys);
     if (n < n1) rows_i4_wide<GS, 1, 1>(w, n, xds, ys);
@@ -1186,7 +1219,11 @@ TF_AVX512 void gemv_f32_rows(const QuantWeight& w, const float* const* x, const 
   constexpr int MX = 2;
   const int64_t gs = w.group(), step = gs <= 64 ? 1 : gs / 128, loads = w.K / 128;
   const int64_t slice_bytes = step * 128 * int64_t(sizeof(float)) * MX;  // one scale's loads
-  const bool fits = w.bits == 4 && slice_bytes <= kSliceBytes && !(_mm_getcsr() & 0x40);
+  // the lane form prep_x writes on this CPU (rows in another form go one by one)
+  const bool normal = !fast_subnormals();
+  const float form = normal ? kWideNormalLanes : kWideLanes;
+  const bool fits =
+      w.bits == 4 && slice_bytes <= kSliceBytes && (normal || !(_mm_getcsr() & 0x40));
   // the rows in this table's lane order go in pairs (prep_x declines some: an outlier, inf)
   constexpr int64_t kBatch = 64;
   const float* px[kBatch];
@@ -1194,7 +1231,7 @@ TF_AVX512 void gemv_f32_rows(const QuantWeight& w, const float* const* x, const 
   float* py[kBatch];
   int64_t np = 0;
   for (int64_t m = 0; m < M; ++m) {
-    if (fits && np < kBatch && xd[m] && xd[m][w.K + 1] == kWideLanes) {
+    if (fits && np < kBatch && xd[m] && xd[m][w.K + 1] == form) {
       px[np] = x[m], pxd[np] = xd[m], py[np++] = y[m];
     } else {
       gemv_f32(w, x[m], xd[m], n0, n1, y[m]);
@@ -1208,8 +1245,9 @@ TF_AVX512 void gemv_f32_rows(const QuantWeight& w, const float* const* x, const 
     return;
   }
   const int64_t sl = kSliceBytes / slice_bytes * step;  // loads a slice
-  auto run = [&](auto gs_const) {
+  auto run = [&](auto gs_const, auto normal_const) {
     constexpr int GS = decltype(gs_const)::value;
+    constexpr bool NM = decltype(normal_const)::value;
     constexpr int R = GS == 32 ? 1 : 2;  // groups of 32 spill with two (as in gemv_f32)
     int64_t i = 0;
     for (; i + MX <= np; i += MX)
@@ -1217,19 +1255,25 @@ TF_AVX512 void gemv_f32_rows(const QuantWeight& w, const float* const* x, const 
         const int64_t le = std::min(loads, lb + sl);
         int64_t n = n0;
         for (; n + R <= n1; n += R)
-          rows_i4_wide<GS, R, MX>(w, n, pxd + i, py + i, lb, le, carry + (n - n0) * MX * 16);
+          rows_i4_wide<GS, R, MX, NM>(w, n, pxd + i, py + i, lb, le, carry + (n - n0) * MX * 16);
         for (; n < n1; ++n)
-          rows_i4_wide<GS, 1, MX>(w, n, pxd + i, py + i, lb, le, carry + (n - n0) * MX * 16);
+          rows_i4_wide<GS, 1, MX, NM>(w, n, pxd + i, py + i, lb, le, carry + (n - n0) * MX * 16);
       }
     if (i < np) gemv_f32(w, px[i], pxd[i], n0, n1, py[i]);
   };
-  switch (gs) {
-    case 32: return run(std::integral_constant<int, 32>{});
-    case 64: return run(std::integral_constant<int, 64>{});
-    case 128: return run(std::integral_constant<int, 128>{});
-    case 256: return run(std::integral_constant<int, 256>{});
-    default: return run(std::integral_constant<int, 0>{});
-  }
+  auto by_group = [&](auto normal_const) {
+    switch (gs) {
+      case 32: return run(std::integral_constant<int, 32>{}, normal_const);
+      case 64: return run(std::integral_constant<int, 64>{}, normal_const);
+      case 128: return run(std::integral_constant<int, 128>{}, normal_const);
+      case 256: return run(std::integral_constant<int, 256>{}, normal_const);
+      default: return run(std::integral_constant<int, 0>{}, normal_const);
+    }
+  };
+  if (normal)
+    by_group(std::true_type{});
+  else
+    by_group(std::false_type{});
 }
 
 // ---- float prefill: int4 dequantized in the AVX2 lane order -----------------------------------

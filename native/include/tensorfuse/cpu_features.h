@@ -10,6 +10,7 @@ struct CpuFeatures {
   bool sse42 = false, avx = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
   bool avxvnni = false;
+  bool vendor_amd = false;  // AuthenticAMD or HygonGenuine
   bool neon = false, asimddp = false, fp16 = false, i8mm = false, sve = false;
 };
 
@@ -33,5 +34,18 @@ Isa active_isa();
 // CPU or the build lacks it.
 bool set_isa(Isa isa);
 bool isa_supported(Isa isa);
+
+// Traits that choose between two correct kernels of one level, by vendor unless overridden
+// (TENSORFUSE_SUBNORMALS / TENSORFUSE_BF16_DOT = 1 or 0, or the setters: tests run both forms on
+// any x86 CPU; -1 goes back to the vendor's answer).
+// fast_subnormals: float32 arithmetic on subnormal inputs runs at full speed (AMD). Intel cores
+//   take a microcode assist per such operation: the quantized GEMVs that read int4 / int8 codes
+//   as subnormal floats ran 30-50x slower on a Sapphire-Rapids-class Xeon (bench/NOTES.md).
+// fast_bf16_dot: VDPBF16PS at the FMA's rate (AMD Zen 4 / 5, where bfloat16 attention prefill
+//   ran 1.7-1.8x float32); on that Xeon the same kernels ran 0.65x float32.
+bool fast_subnormals();
+bool fast_bf16_dot();
+void set_fast_subnormals(int on);
+void set_fast_bf16_dot(int on);
 
 }  // namespace tf
