@@ -140,7 +140,7 @@ bool trait(std::atomic<int>& forced, const char* env, bool vendor_default) {
   }
   return v >= 0 ? v == 1 : vendor_default;
 }
-std::atomic<int> g_subnormals{-2}, g_bf16_dot{-2};
+std::atomic<int> g_subnormals{-2}, g_bf16_dot{-2}, g_amx{-2};
 
 }  // namespace
 
@@ -226,6 +226,8 @@ bool fast_subnormals() {
 bool fast_bf16_dot() {
   return trait(g_bf16_dot, "TENSORFUSE_BF16_DOT", cpu_features().vendor_amd);
 }
+bool use_amx() { return trait(g_amx, "TENSORFUSE_AMX", true); }
+void set_use_amx(int on) { g_amx.store(on < 0 ? -1 : on > 0, std::memory_order_relaxed); }
 void set_fast_subnormals(int on) {
   g_subnormals.store(on < 0 ? -1 : on > 0, std::memory_order_relaxed);
 }

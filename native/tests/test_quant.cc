@@ -365,7 +365,10 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
                           {4, 45, 128, 32}, {7, 33, 252, 36}, {13, 64, 96, 4},  {6, 31, 1000, 0},
                           {17, 40, 256, 128}, {2, 9, 100, 0}, {1, 3, 7, 0},    {8, 70, 512, 64},
                           // the strip layout: several strips, the last partial, 1-13 rows
-                          {1, 97, 256, 0},  {3, 70, 512, 128}, {13, 65, 128, 32}, {2, 160, 64, 8}};
+                          {1, 97, 256, 0},  {3, 70, 512, 128}, {13, 65, 128, 32}, {2, 160, 64, 8},
+                          // AMX tiles where the CPU has them (16+ rows, K and groups in 64s):
+                          // 32-row blocks with a tail, strips with a partial last one
+                          {16, 33, 128, 0}, {45, 70, 384, 128}, {33, 64, 256, 64}, {70, 40, 192, 0}};
   for (const Shape& sh : shapes) {
     const int64_t M = sh.M, N = sh.N, K = sh.K, gs = sh.gs;
     QW q = random_weight(rng, 8, N, K, gs, true, false);
@@ -377,8 +380,14 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
         q.w, x, M, 2,
         [&](int64_t n, int64_t k, int64_t) { return int64_t(q.q8[size_t(n * K + k)]); });
     std::vector<float> first;
-    for (Isa isa : isa_levels()) {
+    // every level, and the AVX-512 one again without AMX (a no-op where the CPU has none)
+    std::vector<std::pair<Isa, int>> runs;
+    for (Isa isa : isa_levels()) runs.push_back({isa, 1});
+    if (isa_supported(Isa::avx512)) runs.push_back({Isa::avx512, 0});
+    for (const auto& run : runs) {
+      const Isa isa = run.first;
       set_isa(isa);
+      tf::set_use_amx(run.second);
       std::vector<uint8_t> strips;
       const QuantWeight ws = with_strips(q.w, strips);
       for (int64_t rows : {std::min<int64_t>(2, M), M})
@@ -393,14 +402,14 @@ TF_TEST(quant_w8a8_exact_and_identical_across_isas) {
         REQUIRE(quant_linear(p).ok());
         std::vector<double> got(y.begin(), y.end());
         std::vector<double> w2(want.begin(), want.begin() + rows * N);
-        CHECK(rel(got, w2) < 1e-6, "%s N=%lld K=%lld gs=%lld rows=%lld strips=%d: %g",
-              isa_name(isa), (long long)N, (long long)K, (long long)gs, (long long)rows,
+        CHECK(rel(got, w2) < 1e-6, "%s amx=%d N=%lld K=%lld gs=%lld rows=%lld strips=%d: %g",
+              isa_name(isa), run.second, (long long)N, (long long)K, (long long)gs, (long long)rows,
               int(use_strips), rel(got, w2));
         if (rows == M) {
           if (first.empty()) first = y;
           CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0,
-                "%s M=%lld N=%lld K=%lld gs=%lld strips=%d: not bitwise equal", isa_name(isa),
-                (long long)M, (long long)N, (long long)K, (long long)gs, int(use_strips));
+                "%s amx=%d M=%lld N=%lld K=%lld gs=%lld strips=%d: not bitwise equal",
+                isa_name(isa), run.second, (long long)M, (long long)N, (long long)K, (long long)gs, int(use_strips));
         }
       }
     }

@@ -120,7 +120,7 @@ class Runner {
         D_(p.head_dim),
         Dp_(round_up(p.head_dim, kNR)),
         esz_(dtype_size(p.dtype)),
-        bf16_tiles_(p.dtype == DType::bfloat16 && ak_.tile_bf16 && kNR == 16),
+        bf16_tiles_(p.dtype == DType::bfloat16 && ak_.tile_bf16 && fast_bf16_dot() && kNR == 16),
         block_rows_(gk_.kernel2 ? kWideBlockRows : kBlockRows),
         tile_keys_(gk_.kernel2 ? kWideTileKeys : kTileKeys) {}
 
@@ -520,7 +520,7 @@ void Runner::run_stream_item(const Item& it) {
 
   const bool key_major = ak_.qk_keys && ak_.pv_keys && R <= kKeyMajorRows;
   // a bfloat16 K against the bfloat16 q rows as stored (qk_bf16), where the ISA has it
-  const bool bf16_qk = !key_major && p_.dtype == DType::bfloat16 && ak_.qk_bf16;
+  const bool bf16_qk = !key_major && p_.dtype == DType::bfloat16 && ak_.qk_bf16 && fast_bf16_dot();
   const int64_t lds = kStreamKeys, ldo = Dp_;
   const int64_t qh_floats = bf16_qk ? NR * D_ / 2 + 1 : 0;  // bfloat16 q rows
   const int64_t sizes[7] = {NR * D_, NR * lds, NR * ldo, NR, NR, NR, qh_floats};

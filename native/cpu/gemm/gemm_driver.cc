@@ -671,7 +671,7 @@ Status gemm(const GemmParams& p) {
     // / bfloat16 mostly 10-20% faster; bench/NOTES.md, "Zen 5, session 20").
     TF_RETURN_IF_ERROR(gemv_path(p, *kern, out.c));
   } else if (p.a_dtype == DType::bfloat16 && p.b_dtype == DType::bfloat16 && !p.packed_b &&
-             kern->tile_bf16 && p.M >= kBf16MinM) {
+             kern->tile_bf16 && fast_bf16_dot() && p.M >= kBf16MinM) {
     if (p.trans_b && p.M <= kBf16RowsMaxM)
       TF_RETURN_IF_ERROR(bf16_rows_path(p, *kern, out.c, out.ldc));
     else

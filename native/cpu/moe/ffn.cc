@@ -468,8 +468,8 @@ Status moe_ffn(const MoeFfnParams& p) {
     // bfloat16 x and experts where the GEMM table has the bfloat16 tile (AVX512-BF16): G and U
     // as G^T = w1 X^T (x packed by pairs of D, the weight rows read in place: gemm_driver's
     // bf16_rows_path), H and w2 as before (H stays float32).
-    const bool bf16_gu = !quant && p.dtype == DType::bfloat16 && gk.tile_bf16 && D % 2 == 0 &&
-                         M >= kBf16MinRows;
+    const bool bf16_gu = !quant && p.dtype == DType::bfloat16 && gk.tile_bf16 &&
+                         fast_bf16_dot() && D % 2 == 0 && M >= kBf16MinRows;
     const int64_t mp16 = ceil_div(M, kNR) * kNR;
     const size_t xh_floats = bf16_gu ? size_t(mp16) * size_t(D) / 2 : 0;
     const size_t cth_floats = bf16_gu ? size_t(fsub) * size_t(mp16) : 0;

@@ -354,10 +354,17 @@ Status quant_linear(const QuantLinearParams& p) {
       std::vector<int32_t> xsum(size_t(M * quant_cpu::i8_rows_sums(w)));
       quant_cpu::i8_rows_prepare(w, xq.data(), M, xl.data(), xsum.data());
       const int use_threads = M * N * K < (int64_t(1) << 16) ? 1 : p.max_threads;
+      // AMX tiles pack x once a task: two tasks a thread, in whole strips
+      const int workers =
+          std::max(1, use_threads > 0 ? std::min(use_threads, threads()) : threads());
+      const int64_t rows_task =
+          quant_cpu::amx_w8a8_applies(w, M)
+              ? std::max<int64_t>(32, ceil_div(ceil_div(N, 2 * int64_t(workers)), 32) * 32)
+              : kI8Rows;
       parallel_for(
-          ceil_div(N, kI8Rows),
+          ceil_div(N, rows_task),
           [&](int64_t t, int) {
-            const int64_t n0 = t * kI8Rows, n1 = std::min(N, n0 + kI8Rows);
+            const int64_t n0 = t * rows_task, n1 = std::min(N, n0 + rows_task);
             quant_cpu::i8_rows_gemv(kern, w, xq.data(), xl.data(), xsum.data(), sx.data(), M, n0, n1,
                                     yf, N);
           },

@@ -88,6 +88,17 @@ struct Kernels {
                         int64_t M, int64_t n0, int64_t n1, float* const* y) = nullptr;
 };
 
+// W8A8 on AMX tiles (quant_x86_amx.cc): Kernels::tile_i8's contract for rows [n0, n1), bitwise
+// the AVX-512 table's result, over that table's packed strips (w.strips, or `pack` into a
+// buffer: quant_x86_avx512.cc's pack_strip_i8). false (nothing written) where AMX-INT8 is absent
+// or off (use_amx()), K or the group size is not a multiple of 64, or M < kAmxMinRows.
+using PackStripI8 = void (*)(const QuantWeight& w, int64_t n, int64_t n1, uint8_t* p, float* sp);
+constexpr int64_t kAmxMinRows = 16;
+bool amx_int8_usable();
+bool amx_w8a8_applies(const QuantWeight& w, int64_t M);
+bool tile_i8_amx(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
+                 int64_t n0, int64_t n1, float* c, int64_t ldc, PackStripI8 pack);
+
 const Kernels& kernels_generic();
 const Kernels* kernels_avx2();    // nullptr when not compiled in
 const Kernels* kernels_avx512();  // nullptr when not compiled in

@@ -280,6 +280,7 @@ TF_AVX512 void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xs
   const auto avx2 = kernels_avx2()->tile_i8;
   const int64_t gs = w.group();
   if (!xsum || gs % 4 != 0) return avx2(w, xq, xsum, M, n0, n1, c, ldc);
+  if (tile_i8_amx(w, xq, xsum, M, n0, n1, c, ldc, pack_strip_i8)) return;
   if (w.strips && n0 % kStrip == 0) return strips_i8(w, xq, xsum, M, n0, n1, c, ldc);
   if (M >= kPackedFromRows && tile_i8_packed(w, xq, xsum, M, n0, n1, c, ldc)) return;
   // Few rows: reduce8 per group and 8 weight rows costs more than the AVX2 block's tree below

@@ -43,9 +43,13 @@ bool isa_supported(Isa isa);
 //   as subnormal floats ran 30-50x slower on a Sapphire-Rapids-class Xeon (bench/NOTES.md).
 // fast_bf16_dot: VDPBF16PS at the FMA's rate (AMD Zen 4 / 5, where bfloat16 attention prefill
 //   ran 1.7-1.8x float32); on that Xeon the same kernels ran 0.65x float32.
+// use_amx: take AMX tiles where the CPU and the OS offer them (default 1; TENSORFUSE_AMX = 0
+//   turns them off, and tests hold the AMX kernels to the AVX-512 ones through the setter).
 bool fast_subnormals();
 bool fast_bf16_dot();
+bool use_amx();
 void set_fast_subnormals(int on);
 void set_fast_bf16_dot(int on);
+void set_use_amx(int on);
 
 }  // namespace tf
