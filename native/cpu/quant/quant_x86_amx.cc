@@ -82,8 +82,12 @@ TF_AMX inline void tiles_store(int32_t* to) {
 
 // k in [k0, k1) of 32 rows of x (xa: per 64 k, the 32 rows' 64 bytes, two A tiles of 1 KB)
 // against a strip, into the C tiles.
-TF_AMX inline void tiles_run(const uint8_t* p, const int8_t* xa, int64_t k0, int64_t k1) {
+// Each 64 k also asks for `per` lines of the next strip into L2 from *ahead on (up to end).
+TF_AMX inline void tiles_run(const uint8_t* p, const int8_t* xa, int64_t k0, int64_t k1,
+                             const uint8_t*& ahead, const uint8_t* end, int per) {
   for (int64_t k = k0; k < k1; k += 64) {
+    for (int l = 0; l < per && ahead < end; ++l, ahead += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T1);
     const uint8_t* b = p + (k / 4) * (4 * kStrip);
     const int8_t* a = xa + k * kRows;
     _tile_loadd(4, a, 64);
@@ -121,13 +125,19 @@ TF_AMX void group_epilogue(const int32_t* ct, const float* sp, const int32_t* xs
 // 2.47 ms.)
 TF_AMX void strip_all(const uint8_t* p, const float* sp, const int8_t* xa, const int32_t* xs,
                       int64_t M, int64_t K, int64_t G, int64_t gs, int cols, float* c,
-                      int64_t ldc, float* acc) {
+                      int64_t ldc, float* acc, const uint8_t* next, int64_t next_bytes) {
   const int64_t blocks = (M + kRows - 1) / kRows;
+  // the next strip (null: none) asked into L2 evenly over this one's steps: a strip's first
+  // block otherwise waited on memory at each tile load (the hardware prefetcher does not
+  // follow them): K = N = 4096, M = 128, 2 threads 2.28-2.38 -> 2.10-2.23 ms, 1 thread 3.4 -> 3.0
+  const uint8_t* ahead = next;
+  const uint8_t* end = next ? next + next_bytes : nullptr;
+  const int per = next ? int((next_bytes / 64 + blocks * (K / 64) - 1) / (blocks * (K / 64))) : 0;
   alignas(64) int32_t ct[4 * 256];
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t g = 0; g < G; ++g) {
       tiles_zero();
-      tiles_run(p, xa + b * kRows * K, g * gs, (g + 1) * gs);
+      tiles_run(p, xa + b * kRows * K, g * gs, (g + 1) * gs, ahead, end, per);
       tiles_store(ct);
       const int rows = int(std::min<int64_t>(kRows, M - b * kRows));
       group_epilogue(ct, sp, xs + b * kRows * G, G, g, rows, acc + b * kRows * kStrip);
@@ -149,8 +159,12 @@ TF_AMX void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xsum,
   // tile loads that read them ran the kernel at a sixth of the tiles' rate
   thread_local std::vector<int8_t> xa;
   thread_local std::vector<int32_t> xs;
-  xa.assign(size_t(blocks * kRows * K), 0);
+  xa.resize(size_t(blocks * kRows * K));
   xs.assign(size_t(blocks * kRows * G), 0);
+  if (M % kRows)  // the last block's rows past M
+    for (int64_t k = 0; k < K; k += 64)
+      std::memset(xa.data() + (blocks - 1) * kRows * K + k * kRows + (M % kRows) * 64, 0,
+                  size_t(kRows - M % kRows) * 64);
   for (int64_t m = 0; m < M; ++m) {
     int8_t* dst = xa.data() + (m / kRows) * kRows * K + (m % kRows) * 64;
     for (int64_t k = 0; k < K; k += 64) std::memcpy(dst + k * kRows, xq + m * K + k, 64);
@@ -177,7 +191,9 @@ TF_AMX void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xsum,
     }
     const float* sp = reinterpret_cast<const float*>(p + K * kStrip);
     const int cols = int(std::min<int64_t>(kStrip, n1 - n));
-    strip_all(p, sp, xa.data(), xs.data(), M, K, G, gs, cols, c + n, ldc, acc);
+    const bool next = w.strips && n % kStrip == 0 && n + kStrip < n1;
+    strip_all(p, sp, xa.data(), xs.data(), M, K, G, gs, cols, c + n, ldc, acc,
+              next ? p + sbytes : nullptr, sbytes);
   }
   _tile_release();
 }
