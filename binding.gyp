@@ -38,6 +38,7 @@
         "native/core/x86_f16c.cc",
         "native/cpu/gemm/gemm_x86_avx2.cc",
         "native/cpu/gemm/gemm_x86_avx512.cc",
+        "native/cpu/gemm/gemm_x86_amx.cc",
         "native/cpu/attention/attention_x86_avx2.cc",
         "native/cpu/attention/attention_x86_avx512.cc",
         "native/cpu/moe/moe_x86_avx2.cc",

@@ -16,6 +16,10 @@
 #include <cpuid.h>
 #endif
 #endif
+#if defined(TF_X86) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #endif
@@ -76,6 +80,11 @@ CpuFeatures detect() {
     f.avx512bw = ((r[1] >> 30) & 1) && f.avx512f;
     f.avx512vl = ((r[1] >> 31) & 1) && f.avx512f;
     f.avx512vnni = ((r[2] >> 11) & 1) && f.avx512f;
+    // AMX: cpuid 7.0 EDX bits 22 (bf16), 24 (tile), 25 (int8); XCR0 bits 17-18 (tile state)
+    const bool tile_os = ((xcr0 >> 17) & 3) == 3;
+    f.amx_tile = ((r[3] >> 24) & 1) && tile_os;
+    f.amx_bf16 = ((r[3] >> 22) & 1) && f.amx_tile;
+    f.amx_int8 = ((r[3] >> 25) & 1) && f.amx_tile;
     cpuid(7, 1, r);
     f.avxvnni = ((r[0] >> 4) & 1) && f.avx2;
     f.avx512bf16 = ((r[0] >> 5) & 1) && f.avx512f;
@@ -156,7 +165,8 @@ std::vector<std::string> cpu_feature_names() {
   add(f.sse42, "sse4.2"); add(f.avx, "avx"); add(f.avx2, "avx2"); add(f.fma, "fma");
   add(f.f16c, "f16c"); add(f.avx512f, "avx512f"); add(f.avx512bw, "avx512bw");
   add(f.avx512vl, "avx512vl"); add(f.avx512vnni, "avx512vnni"); add(f.avx512bf16, "avx512bf16");
-  add(f.avxvnni, "avxvnni"); add(f.neon, "neon"); add(f.asimddp, "asimddp");
+  add(f.avxvnni, "avxvnni"); add(f.amx_int8, "amx-int8"); add(f.amx_bf16, "amx-bf16");
+  add(f.neon, "neon"); add(f.asimddp, "asimddp");
   add(f.fp16, "fp16"); add(f.i8mm, "i8mm"); add(f.sve, "sve");
   return out;
 }
@@ -227,6 +237,24 @@ bool fast_bf16_dot() {
   return trait(g_bf16_dot, "TENSORFUSE_BF16_DOT", cpu_features().vendor_amd);
 }
 bool use_amx() { return trait(g_amx, "TENSORFUSE_AMX", true); }
+
+namespace {
+bool amx_permitted() {
+#if defined(TF_X86) && defined(__linux__)
+  if (!cpu_features().amx_tile) return false;
+  constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+bool amx_usable(Amx kind) {
+  static const bool permitted = amx_permitted();
+  const CpuFeatures& f = cpu_features();
+  return permitted && (kind == Amx::int8 ? f.amx_int8 : f.amx_bf16) && use_amx();
+}
 void set_use_amx(int on) { g_amx.store(on < 0 ? -1 : on > 0, std::memory_order_relaxed); }
 void set_fast_subnormals(int on) {
   g_subnormals.store(on < 0 ? -1 : on > 0, std::memory_order_relaxed);

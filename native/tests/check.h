@@ -140,6 +140,7 @@ struct IsaGuard {
   ~IsaGuard() {
     tf::set_isa(tf::best_isa());
     tf::set_fast_subnormals(-1);
+    tf::set_fast_bf16_dot(-1);
     tf::set_use_amx(-1);
   }
 };

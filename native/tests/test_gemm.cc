@@ -190,6 +190,16 @@ void check_all_isas(const Fixture& f, const char* label) {
   for (Isa isa : isa_levels()) {
     set_isa(isa);
     run_and_check(f, nullptr, label);
+    if (isa != Isa::avx512) continue;
+    // the AVX-512 level's other bfloat16 kernels: vdpbf16ps tiles (picked on AMD) and the
+    // widened float32 path, with AMX off (no-ops where the CPU has neither)
+    set_use_amx(0);
+    for (int dot : {1, 0}) {
+      set_fast_bf16_dot(dot);
+      run_and_check(f, nullptr, label);
+    }
+    set_use_amx(-1);
+    set_fast_bf16_dot(-1);
   }
 }
 

@@ -596,6 +596,65 @@ Status bf16_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, i
   return Status::Ok();
 }
 
+// bfloat16 A and B on AMX tiles (gemm_x86_amx.cc) where the CPU and the OS offer them: B
+// packed per kAmxKC x kAmxNC block into the same panels as bf16_path (each padded with zero
+// pairs to whole tiles of 16), then tasks of 32 rows x kAmxRun panels, each packing its rows of
+// A into tile order once a slice and running 2 x 2 tiles (32 x 32 of C) over it. K in pairs; an
+// odd K's last k as bf16_path.
+constexpr int64_t kAmxMinM = 16;  // fewer rows: the few-row paths
+constexpr int64_t kAmxKC = 512;   // k per slice: a panel is 16 KiB, a packed A block 32 KiB
+constexpr int64_t kAmxNC = 1024;  // columns per packed block: 1 MiB of B
+constexpr int64_t kAmxRun = 16;   // panels per task
+
+Status amx_bf16_path(const GemmParams& p, const gemm_cpu::Kernels& kern, float* c, int64_t ldc) {
+  const uint16_t* a = static_cast<const uint16_t*>(p.a);
+  const uint16_t* b = static_cast<const uint16_t*>(p.b);
+  const int64_t K2 = p.K & ~int64_t(1);
+  const int64_t nc_max = std::min(kAmxNC, ceil_div(p.N, kNR) * kNR);
+  CallerBuffer packs(size_t(kAmxKC * nc_max) * sizeof(uint16_t));
+  uint16_t* bpack = static_cast<uint16_t*>(packs.get());
+  if (!bpack) return Status(StatusCode::oom, "gemm: out of memory for packing buffers");
+  const bool odd = p.K % 2 != 0;
+  const int64_t m_blocks = ceil_div(p.M, gemm_cpu::kAmxRows);
+  for (int64_t jc = 0; jc < p.N; jc += kAmxNC) {
+    const int64_t nc = std::min(kAmxNC, p.N - jc), n_panels = ceil_div(nc, kNR);
+    const int64_t n_runs = ceil_div(n_panels, kAmxRun);
+    for (int64_t pc = 0; pc < K2; pc += kAmxKC) {
+      const int64_t kc = std::min(kAmxKC, K2 - pc), kc32 = ceil_div(kc, 32) * 32;
+      const int64_t panel = kc32 * kNR;
+      const bool last_k = pc + kc == K2 && !odd;
+      parallel_for(
+          n_panels,
+          [&](int64_t jp, int) {
+            const int64_t col = jc + jp * kNR, cols = std::min<int64_t>(kNR, p.N - col);
+            uint16_t* dst = bpack + jp * panel;
+            kern.pack_b_bf16(b + (p.trans_b ? col * p.ldb + pc : pc * p.ldb + col), p.ldb,
+                             p.trans_b, kc, cols, dst);
+            std::fill(dst + kc * kNR, dst + panel, uint16_t(0));
+          },
+          p.max_threads);
+      parallel_for(
+          m_blocks * n_runs,
+          [&](int64_t t, int) {
+            const int64_t i = (t / n_runs) * gemm_cpu::kAmxRows;
+            const int64_t rows = std::min(gemm_cpu::kAmxRows, p.M - i);
+            const int64_t jp0 = (t % n_runs) * kAmxRun, jp1 = std::min(n_panels, jp0 + kAmxRun);
+            alignas(64) uint16_t ap[gemm_cpu::kAmxRows * kAmxKC];
+            gemm_cpu::amx_pack_a(a + i * p.lda + pc, p.lda, rows, kc, ap);
+            const int64_t j = jc + jp0 * kNR, cols = std::min(jp1 * kNR, nc) - jp0 * kNR;
+            gemm_cpu::amx_bf16_block(ap, kc32 / 32, bpack + jp0 * panel, panel, jp1 - jp0,
+                                     c + i * ldc + j, ldc, rows, cols, pc > 0);
+            if (last_k)
+              for (int64_t r = i; r < i + rows; ++r)
+                epilogue_row(c + r * ldc + j, cols, p.bias ? p.bias + j : nullptr, p.act);
+          },
+          p.max_threads);
+    }
+  }
+  if (odd) bf16_last_k(p, c, ldc);
+  return Status::Ok();
+}
+
 // Linear's bfloat16 weight [N, K] (trans_b) up to kBf16RowsMaxM rows: C^T = W X^T, so the
 // weight is the operand read in place (its rows' k pairs broadcast) and x is the one packed (16
 // rows of x a panel, by pairs of k: M x K, where the path above packs all of N x K per call). A
@@ -670,6 +729,9 @@ Status gemm(const GemmParams& p) {
     // float32 linear 1.36-2.25 -> 1.16-1.56 ms, matmul b [K, N] 1.31-2.36 -> 1.27-1.70; float16
     // / bfloat16 mostly 10-20% faster; bench/NOTES.md, "Zen 5, session 20").
     TF_RETURN_IF_ERROR(gemv_path(p, *kern, out.c));
+  } else if (p.a_dtype == DType::bfloat16 && p.b_dtype == DType::bfloat16 && !p.packed_b &&
+             kern->pack_b_bf16 && p.M >= kAmxMinM && amx_usable(Amx::bf16)) {
+    TF_RETURN_IF_ERROR(amx_bf16_path(p, *kern, out.c, out.ldc));
   } else if (p.a_dtype == DType::bfloat16 && p.b_dtype == DType::bfloat16 && !p.packed_b &&
              kern->tile_bf16 && fast_bf16_dot() && p.M >= kBf16MinM) {
     if (p.trans_b && p.M <= kBf16RowsMaxM)

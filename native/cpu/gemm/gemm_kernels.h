@@ -71,6 +71,19 @@ struct Kernels {
                     float scale) = nullptr;
 };
 
+// bfloat16 blocks on AMX tiles (gemm_x86_amx.cc), where amx_usable(Amx::bf16) (cpu_features.h):
+// amx_pack_a: rows [0, rows) x depth [0, kc) of row-major bfloat16 A (lda) as kAmxRows rows in
+//   tile order, dst[s * 32 kAmxRows + r * 32 + e] = A[r][32 s + e] (zero past rows and kc);
+//   dst holds kAmxRows * round_up(kc, 32) elements.
+// amx_bf16_block: c[rows x cols] (row stride ldc; rows <= kAmxRows, cols <= 16 np) = (accumulate ?
+//   c : 0) + A B over `steps` depth steps of 32, A from amx_pack_a, B np panels `panel` elements
+//   apart in the x86_avx512_bf16.h layout, each holding 16 * steps pairs (zero past the depth).
+constexpr int64_t kAmxRows = 32;
+void amx_pack_a(const uint16_t* a, int64_t lda, int64_t rows, int64_t kc, uint16_t* dst);
+void amx_bf16_block(const uint16_t* ap, int64_t steps, const uint16_t* bp, int64_t panel,
+                    int64_t np, float* c, int64_t ldc, int64_t rows, int64_t cols,
+                    bool accumulate);
+
 // The kMR rows (*ld apart, kc elements each) that tile_bf16 reads as A from `rows`: in place when
 // all rr == kMR exist, else copied into pad (kMR x kc) with zero rows after them (*ld = kc).
 inline const uint16_t* tile_bf16_rows(const uint16_t* rows, int64_t* ld, int64_t rr, int64_t kc,

@@ -94,7 +94,6 @@ struct Kernels {
 // or off (use_amx()), K or the group size is not a multiple of 64, or M < kAmxMinRows.
 using PackStripI8 = void (*)(const QuantWeight& w, int64_t n, int64_t n1, uint8_t* p, float* sp);
 constexpr int64_t kAmxMinRows = 16;
-bool amx_int8_usable();
 bool amx_w8a8_applies(const QuantWeight& w, int64_t M);
 bool tile_i8_amx(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
                  int64_t n0, int64_t n1, float* c, int64_t ldc, PackStripI8 pack);

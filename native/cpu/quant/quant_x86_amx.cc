@@ -8,16 +8,12 @@
 // less 128 times the group's sum of x (the +128 of the weight bytes), join the float totals with
 // the group's scale by the same FMA as strip_i8: bitwise the AVX-512 result.
 //
-// Linux only: a process asks the kernel for the tile data state once (arch_prctl
-// ARCH_REQ_XCOMP_PERM, Documentation/arch/x86/xstate.rst); where that fails (another OS, an old
-// kernel, a hypervisor that hides it) the strips take vpdpbusd as before.
+// Linux only (the tile state is asked of the kernel: cpu_features.h, amx_usable); elsewhere, or
+// where that fails, the strips take vpdpbusd as before.
 #include "quant_kernels.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__) && defined(__GNUC__)
-#include <cpuid.h>
 #include <immintrin.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -35,19 +31,6 @@ namespace {
 
 constexpr int kStrip = 32;  // quant_x86_avx512.cc's strip: 32 weight rows
 constexpr int kRows = 32;   // rows of x per pass: two A tiles
-
-bool detect_amx_int8() {
-  unsigned a, b, c, d;
-  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-  const bool tile = (d >> 24) & 1, int8 = (d >> 25) & 1;
-  if (!tile || !int8 || !((__get_cpuid_max(0, nullptr)) >= 0xd)) return false;
-  // XCR0 bits 17 (XTILECFG) and 18 (XTILEDATA) enabled by the OS
-  unsigned lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if (((lo >> 17) & 3) != 3) return false;
-  constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-  return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
-}
 
 // palette 1: tiles 0-3 C (16 x 16 int32), 4-5 A (16 x 64 bytes), 6-7 B (16 x 64 bytes)
 struct alignas(64) TileConfig {
@@ -200,14 +183,9 @@ TF_AMX void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xsum,
 
 }  // namespace
 
-bool amx_int8_usable() {
-  static const bool ok = detect_amx_int8();
-  return ok;
-}
-
 bool amx_w8a8_applies(const QuantWeight& w, int64_t M) {
   return w.bits == 8 && w.K % 64 == 0 && w.group() % 64 == 0 && M >= kAmxMinRows &&
-         amx_int8_usable() && use_amx();
+         amx_usable(Amx::int8);
 }
 
 bool tile_i8_amx(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
@@ -223,7 +201,6 @@ bool tile_i8_amx(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, in
 #else
 namespace tf {
 namespace quant_cpu {
-bool amx_int8_usable() { return false; }
 bool amx_w8a8_applies(const QuantWeight&, int64_t) { return false; }
 bool tile_i8_amx(const QuantWeight&, const int8_t*, const int32_t*, int64_t, int64_t, int64_t,
                  float*, int64_t, PackStripI8) {

@@ -11,6 +11,7 @@ struct CpuFeatures {
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false, avx512bf16 = false;
   bool avxvnni = false;
   bool vendor_amd = false;  // AuthenticAMD or HygonGenuine
+  bool amx_tile = false, amx_int8 = false, amx_bf16 = false;  // cpuid and XCR0 (tile state)
   bool neon = false, asimddp = false, fp16 = false, i8mm = false, sve = false;
 };
 
@@ -48,6 +49,11 @@ bool isa_supported(Isa isa);
 bool fast_subnormals();
 bool fast_bf16_dot();
 bool use_amx();
+// AMX with int8 / bfloat16 products usable here now: the CPU has it, the OS enabled the tile
+// state, this process got permission for it (Linux: arch_prctl ARCH_REQ_XCOMP_PERM, asked once,
+// Documentation/arch/x86/xstate.rst), and use_amx().
+enum class Amx { int8, bf16 };
+bool amx_usable(Amx kind);
 void set_fast_subnormals(int on);
 void set_fast_bf16_dot(int on);
 void set_use_amx(int on);

@@ -1,0 +1,138 @@
+// bfloat16 GEMM blocks on AMX (Intel Advanced Matrix Extensions, Sapphire Rapids and later; Intel
+// SDM vol. 1 ch. 18). TDPBF16PS multiplies a tile of 16 rows x 32 bfloat16 (A) by one of 16 rows
+// x 16 pairs (B: row p holds depth steps 2p and 2p + 1 of 16 columns) into 16 x 16 float32 sums
+// (C): 8K products an instruction, each pair's products exact and added in float32 (round to
+// nearest even, denormal inputs and results as zero; the SDM's pseudocode). The B panels of
+// common/x86_avx512_bf16.h (b[32 p + 2 j + t] = B[2 p + t][j]) are B tiles as stored: 16 pairs of
+// a panel are 1 KB, 64 bytes a row. A is packed per 32-row block into tile order (amx_pack_a):
+// row-major rows of x K apart put every row of a tile in one L1 set (K = 4096 bfloat16), where
+// the W8A8 tiles (quant_x86_amx.cc) ran at a sixth of their rate.
+// Availability and the OS request for tile state: cpu_features.h, amx_bf16_usable().
+#include "gemm_kernels.h"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "../common/x86_avx512.h"  // (its GCC 12 warning pragmas)
+
+#define TF_AMX                                                                           \
+  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile," \
+                        "amx-bf16")))
+
+namespace tf {
+namespace gemm_cpu {
+namespace {
+
+// palette 1: tiles 0-3 C (16 x 16 float32), 4-5 A, 6-7 B (16 x 64 bytes each)
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+TF_AMX void configure_tiles() {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+  _tile_loadconfig(&cfg);
+}
+
+// GCC's tile intrinsics are asm without a memory clobber: this orders them against the plain
+// loads and stores of the same buffers.
+inline void tile_barrier() { __asm__ volatile("" ::: "memory"); }
+
+}  // namespace
+
+TF_AMX void amx_pack_a(const uint16_t* a, int64_t lda, int64_t rows, int64_t kc,
+                       uint16_t* dst) {
+  const int64_t steps = (kc + 31) / 32;
+  for (int64_t r = 0; r < kAmxRows; ++r)
+    for (int64_t s = 0; s < steps; ++s) {
+      uint16_t* d = dst + s * kAmxRows * 32 + r * 32;
+      const int64_t n = r < rows ? std::min<int64_t>(32, kc - 32 * s) : 0;
+      const __mmask32 m = n >= 32 ? __mmask32(0xFFFFFFFFu) : __mmask32((1u << n) - 1);
+      _mm512_storeu_si512(d, _mm512_maskz_loadu_epi16(m, n > 0 ? a + r * lda + 32 * s : a));
+    }
+}
+
+TF_AMX void amx_bf16_block(const uint16_t* ap, int64_t steps, const uint16_t* bp, int64_t panel,
+                           int64_t np, float* c, int64_t ldc, int64_t rows, int64_t cols,
+                           bool accumulate) {
+  configure_tiles();
+  alignas(64) float edge[kAmxRows * 32];
+  for (int64_t jp = 0; jp < np; jp += 2) {
+    const bool two = jp + 1 < np;
+    const int64_t w = std::min<int64_t>(two ? 32 : 16, cols - 16 * jp);
+    const bool whole = rows == kAmxRows && w == (two ? 32 : 16);
+    float* cj = c + 16 * jp;
+    // C from c in place when the block is whole, else through `edge`
+    float* ct = whole ? cj : edge;
+    const int64_t ldt = whole ? ldc : 32;
+    if (!whole && accumulate)
+      for (int64_t i = 0; i < kAmxRows; ++i)
+        for (int64_t j = 0; j < 32; ++j) edge[i * 32 + j] = i < rows && j < w ? cj[i * ldc + j] : 0;
+    tile_barrier();
+    if (accumulate) {
+      _tile_loadd(0, ct, ldt * 4);
+      _tile_loadd(2, ct + 16 * ldt, ldt * 4);
+      if (two) {
+        _tile_loadd(1, ct + 16, ldt * 4);
+        _tile_loadd(3, ct + 16 * ldt + 16, ldt * 4);
+      }
+    } else {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+    }
+    const uint16_t* b0 = bp + jp * panel;
+    const uint16_t* b1 = b0 + panel;
+    if (two) {
+      for (int64_t s = 0; s < steps; ++s) {
+        const uint16_t* a = ap + s * kAmxRows * 32;
+        _tile_loadd(4, a, 64);
+        _tile_loadd(5, a + 16 * 32, 64);
+        _tile_loadd(6, b0 + s * 512, 64);
+        _tile_loadd(7, b1 + s * 512, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(1, ct + 16, ldt * 4);
+      _tile_stored(3, ct + 16 * ldt + 16, ldt * 4);
+    } else {
+      for (int64_t s = 0; s < steps; ++s) {
+        const uint16_t* a = ap + s * kAmxRows * 32;
+        _tile_loadd(4, a, 64);
+        _tile_loadd(5, a + 16 * 32, 64);
+        _tile_loadd(6, b0 + s * 512, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(2, 5, 6);
+      }
+    }
+    _tile_stored(0, ct, ldt * 4);
+    _tile_stored(2, ct + 16 * ldt, ldt * 4);
+    tile_barrier();
+    if (!whole)
+      for (int64_t i = 0; i < rows; ++i)
+        for (int64_t j = 0; j < w; ++j) cj[i * ldc + j] = edge[i * 32 + j];
+  }
+  _tile_release();
+}
+
+}  // namespace gemm_cpu
+}  // namespace tf
+
+#else
+namespace tf {
+namespace gemm_cpu {
+void amx_pack_a(const uint16_t*, int64_t, int64_t, int64_t, uint16_t*) {}
+void amx_bf16_block(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t,
+                    int64_t, int64_t, bool) {}
+}  // namespace gemm_cpu
+}  // namespace tf
+#endif
