@@ -362,6 +362,10 @@ describe('attention: bfloat16 prefill', () => {
     const k3 = rand([170, 1, 48], 'bfloat16');
     const v3 = rand([170, 1, 48], 'bfloat16');
     within(q3, k3, v3, { cuSeqlensQ: cuQ, cuSeqlensK: cuK, causal: true }, 'varlen');
+    // head dims in steps of 32 (AMX tiles where the CPU has them: 32-row blocks past the last
+    // row, causal blocks that see part of a shared tile, a last tile of 112 keys)
+    const [q4, k4, v4] = qkv(1, 1000, 1050, 1, 1, 64, 'bshd', 'bfloat16');
+    within(q4, k4, v4, { causal: true }, 'shared tiles, D 64');
   });
 });
 

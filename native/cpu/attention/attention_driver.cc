@@ -120,7 +120,10 @@ class Runner {
         D_(p.head_dim),
         Dp_(round_up(p.head_dim, kNR)),
         esz_(dtype_size(p.dtype)),
-        bf16_tiles_(p.dtype == DType::bfloat16 && ak_.tile_bf16 && fast_bf16_dot() && kNR == 16),
+        amx_(p.dtype == DType::bfloat16 && ak_.tile_bf16 && kNR == 16 && p.head_dim % 32 == 0 &&
+             amx_usable(Amx::bf16)),
+        bf16_tiles_(p.dtype == DType::bfloat16 && ak_.tile_bf16 && kNR == 16 &&
+                    (fast_bf16_dot() || amx_)),
         block_rows_(gk_.kernel2 ? kWideBlockRows : kBlockRows),
         tile_keys_(gk_.kernel2 ? kWideTileKeys : kTileKeys) {}
 
@@ -185,6 +188,10 @@ class Runner {
   const attention_cpu::Kernels& ak_;
   const int64_t G_, D_, Dp_;
   const size_t esz_;
+  // bfloat16 q, K, V with head_dim % 32 == 0 on AMX tiles (gemm_x86_amx.cc, amx_bf16_rows):
+  // 32-row blocks of Q K^T and P V where the ISA's bfloat16 tiles run 6 rows (those still take
+  // what AMX does not: a tile of keys not in whole steps of 32)
+  const bool amx_;
   const bool bf16_tiles_;     // bfloat16 q, K, V on the ISA's bfloat16 tiles (ak_.tile_bf16)
   const int64_t block_rows_;  // kBlockRows or kWideBlockRows
   const int64_t tile_keys_;   // kTileKeys or kWideTileKeys
@@ -341,7 +348,9 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
   // aligned loads).
   const int64_t lds = round_up(tile_keys_, kNR);
   const int64_t ldo = Dp_;
-  const int64_t sizes[9] = {Rp * D_, Rp * lds, Rp * ldo, Rp, Rp, Rp, D_ * lds, Rp * lds,
+  // rows of the buffers: AMX blocks of 32 rows reach past the micro-panels' Rp
+  const int64_t Rt = amx_ ? round_up(R, gemm_cpu::kAmxRows) : Rp;
+  const int64_t sizes[9] = {Rt * D_, Rt * lds, Rt * ldo, Rt, Rt, Rt, D_ * lds, Rt * lds,
                             tile_keys_ * Dp_};
   int64_t total = 0;
   for (int64_t n : sizes) total += round_up(n, 16);
@@ -363,7 +372,7 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
   uint16_t* qh = reinterpret_cast<uint16_t*>(qb);
   uint16_t* ph = reinterpret_cast<uint16_t*>(pp);
   if (bf16) {
-    for (int64_t r = 0; r < Rp; ++r) {
+    for (int64_t r = 0; r < Rt; ++r) {
       uint16_t* row = qh + r * D2;
       if (r < R) {
         const int64_t q = it.r0 + r;
@@ -394,8 +403,8 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     for (int64_t d = 0; d < D_; ++d)
       for (int64_t i = 0; i < kMR; ++i) panel[d * kMR + i] = qrow[i * D_ + d];
   }
-  std::memset(o, 0, size_t(Rp * ldo) * sizeof(float));
-  for (int64_t r = 0; r < Rp; ++r) {
+  std::memset(o, 0, size_t(Rt * ldo) * sizeof(float));
+  for (int64_t r = 0; r < Rt; ++r) {
     m[r] = kNegInf;
     l[r] = 0.0f;
   }
@@ -450,7 +459,19 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     // every panel's columns: lds >= npan * kNR)
     const int64_t npan = ceil_div(n, kNR);
     auto sees = [&](int64_t pi, int64_t c0, int64_t c1) { return ka[pi] < c1 && kb[pi] >= c0; };
-    if (bf16) {
+    // AMX: the 32-row blocks that hold rows [r0, r1) (the rows of a block outside it get
+    // scores no one reads, and P rows of zeros below)
+    const int64_t ba = r0 / gemm_cpu::kAmxRows * gemm_cpu::kAmxRows;
+    const int64_t bb = round_up(r1, gemm_cpu::kAmxRows);
+    if (amx_) {
+      const uint16_t* kh = reinterpret_cast<const uint16_t*>(kpt);
+      for (int64_t b = ba; b < bb; b += gemm_cpu::kAmxRows) {
+        float* sb = sc + b * lds;
+        gemm_cpu::amx_bf16_rows(qh + b * D2, D2, D2 / 32, kh, D2 * kNR, npan, sb, lds, false);
+        for (int64_t r = 0; r < gemm_cpu::kAmxRows; ++r)
+          for (int64_t j = 0; j < npan * kNR; ++j) sb[r * lds + j] *= p_.scale;
+      }
+    } else if (bf16) {
       qk_bf16_tile(qh, D2, reinterpret_cast<const uint16_t*>(kpt), pa, pb, npan, sees, sc, lds);
     }
     int64_t pj = bf16 ? npan : 0;
@@ -473,6 +494,22 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
         for (int64_t d = 0; d < ldo; ++d) o[r * ldo + d] *= alpha[r];
     // P V: P straight from the score rows where the ISA has a row-major-A kernel (the rows past
     // R in the last micro-panel hold the zero scores of Q's zero padding), else packed.
+    if (amx_ && nv % 32 == 0) {
+      // P of rows [r0, r1), zero in the blocks' other rows (their o rows then gain exact zeros)
+      // (and zero past this block's n keys up to the nv the tile holds)
+      ak_.to_bf16_rows(sc + r0 * lds, lds, r1 - r0, n, ph + r0 * lds, lds);
+      for (int64_t r = ba; r < bb; ++r) {
+        if (r < r0 || r >= r1)
+          std::memset(ph + r * lds, 0, size_t(nv) * 2);
+        else if (n < nv)
+          std::memset(ph + r * lds + n, 0, size_t(nv - n) * 2);
+      }
+      for (int64_t b = ba; b < bb; b += gemm_cpu::kAmxRows)
+        gemm_cpu::amx_bf16_rows(ph + b * lds, lds, nv / 32,
+                                reinterpret_cast<const uint16_t*>(vpt), nv * kNR, Dp_ / kNR,
+                                o + b * ldo, ldo, true);
+      continue;
+    }
     if (bf16) {
       // the micro-panels' rows past R too (their zero scores: Q's zero padding)
       const int64_t rp = std::min(Rp, pb * kMR);

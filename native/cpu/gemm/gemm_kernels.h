@@ -83,6 +83,11 @@ void amx_pack_a(const uint16_t* a, int64_t lda, int64_t rows, int64_t kc, uint16
 void amx_bf16_block(const uint16_t* ap, int64_t steps, const uint16_t* bp, int64_t panel,
                     int64_t np, float* c, int64_t ldc, int64_t rows, int64_t cols,
                     bool accumulate);
+// amx_bf16_rows: as amx_bf16_block for a whole block (kAmxRows rows, 16 np columns), A read in
+//   place (row-major, lda elements apart, 32 steps elements a row readable): for row strides
+//   that do not put a tile's rows in one L1 set (attention's rows of 256-512 bytes).
+void amx_bf16_rows(const uint16_t* a, int64_t lda, int64_t steps, const uint16_t* bp,
+                   int64_t panel, int64_t np, float* c, int64_t ldc, bool accumulate);
 
 // The kMR rows (*ld apart, kc elements each) that tile_bf16 reads as A from `rows`: in place when
 // all rr == kMR exist, else copied into pad (kMR x kc) with zero rows after them (*ld = kc).

@@ -124,6 +124,52 @@ TF_AMX void amx_bf16_block(const uint16_t* ap, int64_t steps, const uint16_t* bp
   _tile_release();
 }
 
+TF_AMX void amx_bf16_rows(const uint16_t* a, int64_t lda, int64_t steps, const uint16_t* bp,
+                          int64_t panel, int64_t np, float* c, int64_t ldc, bool accumulate) {
+  configure_tiles();
+  const int64_t sa = lda * 2, sc = ldc * 4;  // strides in bytes
+  for (int64_t jp = 0; jp < np; jp += 2) {
+    const bool two = jp + 1 < np;
+    float* cj = c + 16 * jp;
+    tile_barrier();
+    if (accumulate) {
+      _tile_loadd(0, cj, sc);
+      _tile_loadd(2, cj + 16 * ldc, sc);
+      if (two) {
+        _tile_loadd(1, cj + 16, sc);
+        _tile_loadd(3, cj + 16 * ldc + 16, sc);
+      }
+    } else {
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+    }
+    const uint16_t* b0 = bp + jp * panel;
+    const uint16_t* b1 = b0 + panel;
+    for (int64_t s = 0; s < steps; ++s) {
+      _tile_loadd(4, a + 32 * s, sa);
+      _tile_loadd(5, a + 16 * lda + 32 * s, sa);
+      _tile_loadd(6, b0 + s * 512, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(2, 5, 6);
+      if (two) {
+        _tile_loadd(7, b1 + s * 512, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    }
+    _tile_stored(0, cj, sc);
+    _tile_stored(2, cj + 16 * ldc, sc);
+    if (two) {
+      _tile_stored(1, cj + 16, sc);
+      _tile_stored(3, cj + 16 * ldc + 16, sc);
+    }
+    tile_barrier();
+  }
+  _tile_release();
+}
+
 }  // namespace gemm_cpu
 }  // namespace tf
 
@@ -133,6 +179,8 @@ namespace gemm_cpu {
 void amx_pack_a(const uint16_t*, int64_t, int64_t, int64_t, uint16_t*) {}
 void amx_bf16_block(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t,
                     int64_t, int64_t, bool) {}
+void amx_bf16_rows(const uint16_t*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*,
+                   int64_t, bool) {}
 }  // namespace gemm_cpu
 }  // namespace tf
 #endif
