@@ -454,6 +454,26 @@ TF_TEST(gemm_kernel_rows_matches_packed_kernel) {
         CHECK(std::memcmp(c0.data(), c1.data(), c0.size() * 4) == 0,
               "kernel2_rows kc=%lld acc=%d: not bitwise kernel2", (long long)kc, int(acc));
       }
+      // kernel4 / kernel4_rows against kernel2 twice: four panels ps apart (ps past kc * kNR)
+      if (!k.kernel4) continue;
+      const int64_t ps = kc * kNR + 16;
+      std::unique_ptr<float[]> bal4(new float[size_t(4 * ps) + 16]);
+      float* bp4 = bal4.get() + (16 - (reinterpret_cast<uintptr_t>(bal4.get()) / 4) % 16) % 16;
+      for (int64_t i = 0; i < 4 * ps; ++i) bp4[i] = rng.uniform(-1, 1);
+      for (bool acc : {false, true}) {
+        const int64_t ld4 = 4 * kNR + 3;
+        std::vector<float> c0(size_t(kMR * ld4)), c1, c2;
+        for (auto& v : c0) v = rng.uniform(-1, 1);
+        c1 = c2 = c0;
+        k.kernel2(kc, apan.data(), bp4, bp4 + ps, c0.data(), ld4, acc);
+        k.kernel2(kc, apan.data(), bp4 + 2 * ps, bp4 + 3 * ps, c0.data() + 2 * kNR, ld4, acc);
+        k.kernel4(kc, apan.data(), bp4, ps, c1.data(), ld4, acc);
+        k.kernel4_rows(kc, a.data(), lda, bp4, ps, c2.data(), ld4, acc);
+        CHECK(std::memcmp(c0.data(), c1.data(), c0.size() * 4) == 0,
+              "kernel4 kc=%lld acc=%d: not bitwise kernel2", (long long)kc, int(acc));
+        CHECK(std::memcmp(c0.data(), c2.data(), c0.size() * 4) == 0,
+              "kernel4_rows kc=%lld acc=%d: not bitwise kernel2", (long long)kc, int(acc));
+      }
     }
   }
 }

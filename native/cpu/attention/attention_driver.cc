@@ -475,6 +475,12 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
       qk_bf16_tile(qh, D2, reinterpret_cast<const uint16_t*>(kpt), pa, pb, npan, sees, sc, lds);
     }
     int64_t pj = bf16 ? npan : 0;
+    if (gk_.kernel4 && !bf16)
+      for (; pj + 4 <= npan; pj += 4)
+        for (int64_t pi = pa; pi < pb; ++pi)
+          if (sees(pi, pj * kNR, (pj + 4) * kNR))
+            gk_.kernel4(D_, qb + pi * kMR * D_, kpt + pj * kNR * D_, kNR * D_,
+                        sc + pi * kMR * lds + pj * kNR, lds, false);
     if (gk_.kernel2 && !bf16)
       for (; pj + 2 <= npan; pj += 2)
         for (int64_t pi = pa; pi < pb; ++pi)
@@ -522,6 +528,13 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
       gk_.pack_a(sc + r0 * lds, DType::float32, lds, r1 - r0, n, pp + pa * kMR * n);
     // (a V panel's key k is at + k * kNR; a packed P panel's at + k * kMR)
     int64_t pv = 0;
+    if (gk_.kernel4_rows)
+      for (; pv + 4 <= Dp_ / kNR; pv += 4)
+        for (int64_t pi = pa; pi < pb; ++pi)
+          if (kb[pi] >= ka[pi])
+            gk_.kernel4_rows(kb[pi] - ka[pi] + 1, sc + pi * kMR * lds + ka[pi], lds,
+                             vpt + (pv * nv + ka[pi]) * kNR, nv * kNR,
+                             o + pi * kMR * ldo + pv * kNR, ldo, true);
     if (gk_.kernel2_rows)
       for (; pv + 2 <= Dp_ / kNR; pv += 2)
         for (int64_t pi = pa; pi < pb; ++pi)

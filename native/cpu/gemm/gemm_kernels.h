@@ -69,6 +69,12 @@ struct Kernels {
   void (*tile_bf16)(int64_t pairs, const uint16_t* a, int64_t lda, const uint16_t* b,
                     int64_t stride, int64_t np, float* c, int64_t ldc, bool accumulate,
                     float scale) = nullptr;
+  // Optional (nullptr: kernel2 twice): four B panels, panel j at b + j * ps, into c[kMR x 4 kNR];
+  // each output the same FMAs in the same order as kernel2's (bitwise equal). rows: A row-major.
+  void (*kernel4)(int64_t kc, const float* a, const float* b, int64_t ps, float* c, int64_t ldc,
+                  bool accumulate) = nullptr;
+  void (*kernel4_rows)(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ps,
+                       float* c, int64_t ldc, bool accumulate) = nullptr;
 };
 
 // bfloat16 blocks on AMX tiles (gemm_x86_amx.cc), where amx_usable(Amx::bf16) (cpu_features.h):

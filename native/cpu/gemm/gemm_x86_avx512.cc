@@ -121,6 +121,52 @@ TF_AVX512 void kernel2_rows(int64_t kc, const float* a, int64_t lda, const float
   kernel2_impl<true>(kc, a, lda, b, b2, c, ldc, accumulate);
 }
 
+// 6 x 64 over four B panels (ps apart): per k, 4 B loads + 6 broadcasts for 24 FMAs, 29 of the
+// 32 registers. Each output as in kernel2_impl (bitwise). Sapphire-Rapids-class Xeon, one thread,
+// kc = 128 in L1, a standalone loop: 6 x 32 ran 81% of the FMA rate, 6 x 64 92%.
+template <bool kRowA>
+TF_AVX512 void kernel4_impl(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ps,
+                            float* c, int64_t ldc, bool accumulate) {
+  const int64_t ai = kRowA ? lda : 1;
+  const int64_t ak = kRowA ? 1 : kMR;
+  __m512 acc[kMR][4];
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kc; ++k, a += ak, b += kNR) {
+    __m512 v[4];
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) v[j] = _mm512_loadu_ps(b + j * ps);
+#pragma GCC unroll 6
+    for (int i = 0; i < kMR; ++i) {
+      const __m512 av = _mm512_set1_ps(a[i * ai]);
+#pragma GCC unroll 4
+      for (int j = 0; j < 4; ++j) acc[i][j] = _mm512_fmadd_ps(av, v[j], acc[i][j]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < kMR; ++i) {
+    float* row = c + i * ldc;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      __m512 t = acc[i][j];
+      if (accumulate) t = _mm512_add_ps(t, _mm512_loadu_ps(row + j * kNR));
+      _mm512_storeu_ps(row + j * kNR, t);
+    }
+  }
+}
+
+TF_AVX512 void kernel4(int64_t kc, const float* a, const float* b, int64_t ps, float* c,
+                       int64_t ldc, bool accumulate) {
+  kernel4_impl<false>(kc, a, 0, b, ps, c, ldc, accumulate);
+}
+
+TF_AVX512 void kernel4_rows(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ps,
+                            float* c, int64_t ldc, bool accumulate) {
+  kernel4_impl<true>(kc, a, lda, b, ps, c, ldc, accumulate);
+}
+
 // pack_a of gemm_kernels.h for float32 A (16-bit A: the AVX2 packer): a full panel of six rows
 // x 8 k is six 8-wide loads paired into three zmm (rows 2i | 2i + 1), then each of the three
 // output vectors (k-major: element (i, k) at k * 6 + i) is one two-source permute of the first
@@ -467,6 +513,8 @@ Kernels make_table() {
   k.kernel_rows = kernel_rows;
   k.kernel2 = kernel2;
   k.kernel2_rows = kernel2_rows;
+  k.kernel4 = kernel4;
+  k.kernel4_rows = kernel4_rows;
   k.dot_t = dot_t;
   k.gemv_n_rows = gemv_n_rows;
   if (cpu_features().avx512bf16) {
