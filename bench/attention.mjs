@@ -74,7 +74,7 @@ function cases() {
   list.push({ ...prefill, Hk: 32, causal: false, peers: ['mha'] });
   list.push({ ...prefill, Hk: 32, causal: true, peers: ['mha-causal', 'gqa'] });
   list.push({ ...prefill, Hk: 8, causal: true, peers: ['gqa'] });
-  // 16-bit prefill beside the float32 twin (bfloat16 on vdpbf16ps where the CPU has AVX512-BF16)
+  // 16-bit prefill beside the float32 twin (bfloat16 on AMX or vdpbf16ps where the CPU has them)
   list.push({ ...prefill, Hk: 32, causal: false, dtype: 'bfloat16', peers: [] });
   list.push({ ...prefill, Hk: 8, causal: true, dtype: 'bfloat16', peers: [] });
   list.push({ ...prefill, Hk: 32, causal: false, dtype: 'float16', peers: [] });
@@ -445,8 +445,9 @@ export async function run(ctx) {
             `float32 on the same shape, timed in the same row (` +
             (memoryBound
               ? `issue 3 target >= ${TARGET.halfVsF32}x).`
-              : `no issue target for 16-bit prefill; bfloat16 runs on vdpbf16ps where the CPU has AVX512-BF16, two ` +
-                `products per lane, so its share of the float32 FMA probe can pass 100%).`),
+              : `no issue target for 16-bit prefill; bfloat16 runs on AMX tiles where the CPU has AMX-BF16 (Intel), ` +
+                `else on vdpbf16ps where AVX512-BF16 runs at the FMA's rate (AMD Zen 4 / 5), so its share of the ` +
+                `float32 FMA probe can pass 100%).`),
         );
       }
     }

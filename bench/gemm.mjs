@@ -40,7 +40,7 @@ function cases(quick) {
     list.push({ op: 'matmul', M: s, K: s, N: s, dtype });
     list.push({ op: 'linear', M: 1, K: 4096, N: 4096, dtype });
   }
-  // bfloat16 activations and weights at prefill sizes (vdpbf16ps where the CPU has AVX512-BF16)
+  // bfloat16 activations and weights at prefill sizes (AMX or vdpbf16ps where the CPU has them)
   list.push({ op: 'linear', M: 128, K: 4096, N: 4096, dtype: 'bfloat16' });
   if (!quick) list.push({ op: 'linear', M: 512, K: 4096, N: 4096, dtype: 'bfloat16' });
   return list;
@@ -93,8 +93,9 @@ export async function run(ctx) {
   ctx.notes.push(
     'matmul(a [M,K], b [K,N]); linear(x [M,K], w [N,K]) = x w^T. GFLOP/s = 2MNK / t; GB/s (M = 1) = K*N*sizeof(dtype) / t, ' +
       'the weight read once. float16 / bfloat16 rows are compared with the float32 FMA peak: float16 is widened to ' +
-      'float32; bfloat16 x bfloat16 from 32 rows runs on vdpbf16ps where the CPU has AVX512-BF16 (two exact products a ' +
-      'lane, float32 sums), so its share can pass 100%.',
+      'float32; bfloat16 x bfloat16 runs on AMX tiles from 16 rows where the CPU has AMX-BF16 (Intel), else from 32 ' +
+      'rows on vdpbf16ps where AVX512-BF16 runs at the FMA rate (AMD Zen 4 / 5; two exact products a lane, float32 ' +
+      'sums), so its share can pass 100%.',
   );
   if (!ort) ctx.notes.push(`onnxruntime-node not available (${ctx.ortError}); peer rows skipped.`);
   else
