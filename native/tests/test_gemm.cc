@@ -308,7 +308,10 @@ TF_TEST(gemm_dtypes) {
 TF_TEST(gemm_bf16_tiles) {
   tf_test::Rng rng(tf_test::case_seed());
   const int64_t shapes[][3] = {{32, 64, 2}, {33, 17, 1}, {97, 1100, 515}, {200, 63, 1030},
-                               {41, 130, 7}, {260, 70, 1030}, {1030, 40, 67}};
+                               {41, 130, 7}, {260, 70, 1030}, {1030, 40, 67},
+                               // K in steps of 32 (AMX's weight-rows path for linear): weight
+                               // blocks of 32 with a short last one, 16-row panels of x with tails
+                               {45, 70, 96}, {130, 33, 256}, {16, 100, 64}, {77, 64, 1024}};
   for (auto& s : shapes)
     for (bool trans_b : {false, true}) {
       Problem p;

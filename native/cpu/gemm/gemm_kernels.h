@@ -94,6 +94,12 @@ void amx_bf16_block(const uint16_t* ap, int64_t steps, const uint16_t* bp, int64
 //   that do not put a tile's rows in one L1 set (attention's rows of 256-512 bytes).
 void amx_bf16_rows(const uint16_t* a, int64_t lda, int64_t steps, const uint16_t* bp,
                    int64_t panel, int64_t np, float* c, int64_t ldc, bool accumulate);
+// amx_bf16_wrows: c[m * ldc + n] = sum_k x[m][k] w[n][k] for m < M, n < rows (<= kAmxRows): the
+//   weight rows read in place as A (ldw elements apart, 32 steps readable), x as B: panels of
+//   16 rows of x by pairs of k (pack_b_bf16 with trans, `panel` elements apart, zero past M
+//   and past the depth, 16 steps pairs each). C^T tiles transposed into c.
+void amx_bf16_wrows(const uint16_t* w, int64_t ldw, int64_t rows, int64_t steps,
+                    const uint16_t* xp, int64_t panel, int64_t M, float* c, int64_t ldc);
 
 // The kMR rows (*ld apart, kc elements each) that tile_bf16 reads as A from `rows`: in place when
 // all rr == kMR exist, else copied into pad (kMR x kc) with zero rows after them (*ld = kc).

@@ -15,8 +15,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "../common/x86_avx512.h"  // (its GCC 12 warning pragmas)
+#include "../common/x86_avx512_transpose.h"
 
 #define TF_AMX                                                                           \
   __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile," \
@@ -170,6 +172,64 @@ TF_AMX void amx_bf16_rows(const uint16_t* a, int64_t lda, int64_t steps, const u
   _tile_release();
 }
 
+TF_AMX void amx_bf16_wrows(const uint16_t* w, int64_t ldw, int64_t rows, int64_t steps,
+                           const uint16_t* xp, int64_t panel, int64_t M, float* c, int64_t ldc) {
+  // a last block of fewer than kAmxRows weight rows, zero-padded (the tiles read 32)
+  thread_local std::vector<uint16_t> pad;
+  if (rows < kAmxRows) {
+    pad.assign(size_t(kAmxRows * steps * 32), 0);
+    for (int64_t r = 0; r < rows; ++r)
+      std::memcpy(pad.data() + r * steps * 32, w + r * ldw, size_t(steps * 32) * 2);
+    w = pad.data();
+    ldw = steps * 32;
+  }
+  configure_tiles();
+  const int64_t sw = ldw * 2;  // bytes
+  const int64_t np = (M + 15) / 16;
+  alignas(64) float ct[4][256];
+  for (int64_t jp = 0; jp < np; jp += 2) {
+    const bool two = jp + 1 < np;
+    const uint16_t* b0 = xp + jp * panel;
+    const uint16_t* b1 = b0 + panel;
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int64_t s = 0; s < steps; ++s) {
+      _tile_loadd(4, w + 32 * s, sw);
+      _tile_loadd(5, w + 16 * ldw + 32 * s, sw);
+      _tile_loadd(6, b0 + s * 512, 64);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(2, 5, 6);
+      if (two) {
+        _tile_loadd(7, b1 + s * 512, 64);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+    }
+    _tile_stored(0, ct[0], 64);
+    _tile_stored(1, ct[1], 64);
+    _tile_stored(2, ct[2], 64);
+    _tile_stored(3, ct[3], 64);
+    tile_barrier();
+    // tile t = 2 h + q holds weight rows 16 h.. x rows of panel jp + q: C^T, transposed into c
+    for (int t = 0; t < 4; ++t) {
+      const int64_t h = t / 2, q = t % 2;
+      if (q == 1 && !two) continue;
+      const int64_t m0 = (jp + q) * 16, n0 = 16 * h;
+      if (n0 >= rows) continue;
+      __m512 v[16];
+      for (int i = 0; i < 16; ++i) v[i] = _mm512_load_ps(ct[t] + 16 * i);
+      x86::transpose16(v);
+      const int64_t cn = std::min<int64_t>(16, rows - n0);
+      const __mmask16 m = cn >= 16 ? __mmask16(0xffff) : __mmask16((1u << cn) - 1);
+      for (int64_t i = 0; i < 16 && m0 + i < M; ++i)
+        _mm512_mask_storeu_ps(c + (m0 + i) * ldc + n0, m, v[i]);
+    }
+  }
+  _tile_release();
+}
+
 }  // namespace gemm_cpu
 }  // namespace tf
 
@@ -181,6 +241,8 @@ void amx_bf16_block(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t,
                     int64_t, int64_t, bool) {}
 void amx_bf16_rows(const uint16_t*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*,
                    int64_t, bool) {}
+void amx_bf16_wrows(const uint16_t*, int64_t, int64_t, int64_t, const uint16_t*, int64_t, int64_t,
+                    float*, int64_t) {}
 }  // namespace gemm_cpu
 }  // namespace tf
 #endif
