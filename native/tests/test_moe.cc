@@ -208,7 +208,8 @@ TF_TEST(moe_ffn_bf16_matches_float64) {
     int k;
   };
   for (const Case c :
-       {Case{40, 4, 1030, 530, 2}, Case{200, 2, 64, 301, 1}, Case{30, 3, 40, 50, 2}}) {
+       {Case{40, 4, 1030, 530, 2}, Case{200, 2, 64, 301, 1}, Case{30, 3, 40, 50, 2},
+        Case{60, 4, 96, 70, 2}}) {
     std::vector<float> logits(size_t(c.T * c.E)), x(size_t(c.T * c.D)),
         w1(size_t(c.E * c.F * c.D)), w3(w1.size()), w2(w1.size());
     std::vector<uint16_t> xh(x.size()), w1h(w1.size()), w3h(w1.size()), w2h(w1.size());
@@ -223,8 +224,20 @@ TF_TEST(moe_ffn_bf16_matches_float64) {
     MoeFfnParams p = ffn_params(r, c.T, c.E, c.k, c.D, c.F, Activation::silu);
     std::vector<double> want, scale;
     ffn_float64(r, c.T, c.k, c.D, c.F, Activation::silu, x, w1, w3.data(), w2, &want, &scale);
-    for (Isa isa : isa_levels()) {
+    // every level; the AVX-512 one also with AMX off, vdpbf16ps on and off (no-ops where the CPU
+    // has neither)
+    struct Run { Isa isa; int amx, dot; };
+    std::vector<Run> runs;
+    for (Isa isa : isa_levels()) runs.push_back({isa, -1, -1});
+    if (isa_supported(Isa::avx512)) {
+      runs.push_back({Isa::avx512, 0, 1});
+      runs.push_back({Isa::avx512, 0, 0});
+    }
+    for (const Run& run : runs) {
+      const Isa isa = run.isa;
       set_isa(isa);
+      tf::set_use_amx(run.amx);
+      tf::set_fast_bf16_dot(run.dot);
       // the float32 layer on the same values, rounded to bfloat16: the budget
       std::vector<float> out32(want.size(), std::numeric_limits<float>::quiet_NaN());
       p.dtype = DType::float32;
@@ -239,8 +252,9 @@ TF_TEST(moe_ffn_bf16_matches_float64) {
       for (size_t i = 0; i < got.size(); ++i) got[i] = bf16_to_f32(outh[i]);
       const double budget = tf_test::rel_norm_error(ref, want, want);
       const double err = tf_test::rel_norm_error(got, want, want);
-      CHECK(err <= 1.5 * budget + 1e-6, "%s T=%lld E=%lld D=%lld F=%lld: rel err %.3g, budget %.3g",
-            isa_name(isa), (long long)c.T, (long long)c.E, (long long)c.D, (long long)c.F, err,
+      CHECK(err <= 1.5 * budget + 1e-6,
+            "%s amx=%d dot=%d T=%lld E=%lld D=%lld F=%lld: rel err %.3g, budget %.3g",
+            isa_name(isa), run.amx, run.dot, (long long)c.T, (long long)c.E, (long long)c.D, (long long)c.F, err,
             budget);
     }
   }

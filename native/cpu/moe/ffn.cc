@@ -468,8 +468,11 @@ Status moe_ffn(const MoeFfnParams& p) {
     // bfloat16 x and experts where the GEMM table has the bfloat16 tile (AVX512-BF16): G and U
     // as G^T = w1 X^T (x packed by pairs of D, the weight rows read in place: gemm_driver's
     // bf16_rows_path), H and w2 as before (H stays float32).
+    // On AMX (D % 32 == 0) the same x panels are the B tiles and the weight rows the A tiles
+    // (gemm_kernels.h amx_bf16_wrows), G / U written straight.
+    const bool amx_gu = p.dtype == DType::bfloat16 && D % 32 == 0 && amx_usable(Amx::bf16);
     const bool bf16_gu = !quant && p.dtype == DType::bfloat16 && gk.tile_bf16 &&
-                         fast_bf16_dot() && D % 2 == 0 && M >= kBf16MinRows;
+                         (fast_bf16_dot() || amx_gu) && D % 2 == 0 && M >= kBf16MinRows;
     const int64_t mp16 = ceil_div(M, kNR) * kNR;
     const size_t xh_floats = bf16_gu ? size_t(mp16) * size_t(D) / 2 : 0;
     const size_t cth_floats = bf16_gu ? size_t(fsub) * size_t(mp16) : 0;
@@ -541,8 +544,14 @@ Status moe_ffn(const MoeFfnParams& p) {
     auto gu_bf16 = [&](const char* w1e, const char* w3e, int64_t fs, int64_t nf) {
       for (int wi = 0; wi < (w3e ? 2 : 1); ++wi) {
         const uint16_t* wr = reinterpret_cast<const uint16_t*>(wi ? w3e : w1e) + fs * D;
-        gemm_cpu::rows_tiles_bf16(gk, wr, D, nf, xh, mp16 / kNR, D, cth, mp16);
         float* out = wi ? u : g;
+        if (amx_gu) {
+          for (int64_t n0 = 0; n0 < nf; n0 += gemm_cpu::kAmxRows)
+            gemm_cpu::amx_bf16_wrows(wr + n0 * D, D, std::min(gemm_cpu::kAmxRows, nf - n0),
+                                     D / 32, xh, D * kNR, M, out + n0, fsub);
+          continue;
+        }
+        gemm_cpu::rows_tiles_bf16(gk, wr, D, nf, xh, mp16 / kNR, D, cth, mp16);
         for (int64_t i = 0; i < M; ++i)
           for (int64_t j = 0; j < nf; ++j) out[i * fsub + j] = cth[j * mp16 + i];
       }
