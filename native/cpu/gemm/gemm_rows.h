@@ -25,15 +25,25 @@ inline void rows_pack_x(const float* x, int64_t ldx, int64_t P, int64_t K, float
     }
 }
 
-// Whether tiles go in pairs of panels: with the ISA's kernel2_rows, panels 2q and 2q + 1 share
-// one 6 x 32 tile (each A element broadcast once for both; a lone last panel stays 6 x 16).
-inline bool rows_paired(const Kernels& kern, int64_t P, int64_t p) {
-  return kern.kernel2_rows && (p % 2 == 1 || p + 1 < P);
+// The tile panel p belongs to: its first panel and its width in panels. With the ISA's
+// kernel4_rows the panels go in fours from 0 (one 6 x 64 tile: each A element broadcast once for
+// four), then with kernel2_rows in pairs (6 x 32), a lone last panel 6 x 16.
+struct RowsTile {
+  int64_t first, width;
+};
+inline RowsTile rows_tile(const Kernels& kern, int64_t P, int64_t p) {
+  const int64_t p4 = kern.kernel4_rows ? P / 4 * 4 : 0;
+  if (p < p4) return {p / 4 * 4, 4};
+  const int64_t f2 = p4 + (p - p4) / 2 * 2;
+  if (kern.kernel2_rows && f2 + 2 <= P) return {f2, 2};
+  return {p, 1};
 }
+// Depth per kernel4_rows call: four panels' slices (4 x 128 x 16 floats, 32 KiB) stay in L1.
+constexpr int64_t kRowsKC4 = 128;
 
 // Tiles of y^T for `strips` strips of kMR rows of A (row stride lda; A points at depth k0) over
 // depth [k0, k0 + kc), against the P panels of xp (K deep): tile (s, p) at ct + (s * P + p) *
-// kRowsTile (a pair's 6 x 32 tile over both of its places), accumulated onto unless `accumulate`
+// kRowsTile (a pair's or a four's tile over all its places), accumulated onto unless `accumulate`
 // is false. Depth in slices of kKC, so a panel's slice (kKC x kNR floats) and a strip's
 // (kMR x kKC) stay in L1 across the panels.
 inline void rows_tiles(const Kernels& kern, const float* a, int64_t lda, int64_t strips,
@@ -46,13 +56,17 @@ inline void rows_tiles(const Kernels& kern, const float* a, int64_t lda, int64_t
       for (int64_t p = 0; p < P;) {
         const float* b = xp + (p * K + k0 + d) * kNR;
         float* t = ct + (s * P + p) * kRowsTile;
-        if (rows_paired(kern, P, p)) {
+        const int64_t w = rows_tile(kern, P, p).width;
+        if (w == 4) {
+          for (int64_t h = 0; h < dc; h += kRowsKC4)
+            kern.kernel4_rows(std::min(kRowsKC4, dc - h), as + h, lda, b + h * kNR, K * kNR, t,
+                              4 * kNR, accumulate || d > 0 || h > 0);
+        } else if (w == 2) {
           kern.kernel2_rows(dc, as, lda, b, b + K * kNR, t, 2 * kNR, accumulate || d > 0);
-          p += 2;
         } else {
           kern.kernel_rows(dc, as, lda, b, t, kNR, accumulate || d > 0);
-          p += 1;
         }
+        p += w;
       }
     }
 }
@@ -77,9 +91,9 @@ inline void rows_store(const Kernels& kern, const float* ct, int64_t strips, int
                        int64_t ldc, int64_t n0) {
   for (int64_t s = 0; s < strips; ++s)
     for (int64_t p = 0; p < P; ++p) {
-      // element (i, j) of panel p: in its own 6 x 16 tile, or in its pair's 6 x 32 one
-      const bool paired = rows_paired(kern, P, p);
-      const int64_t first = paired ? p / 2 * 2 : p, ld = paired ? 2 * kNR : kNR;
+      // element (i, j) of panel p: in its own 6 x 16 tile, or in its pair's / four's
+      const RowsTile rt = rows_tile(kern, P, p);
+      const int64_t first = rt.first, ld = rt.width * kNR;
       const float* t = ct + (s * P + first) * kRowsTile + (p - first) * kNR;
       for (int64_t j = 0; j < kNR; ++j)
         for (int64_t i = 0; i < kMR; ++i) c[(p * kNR + j) * ldc + n0 + s * kMR + i] = t[i * ld + j];
