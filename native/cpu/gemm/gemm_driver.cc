@@ -229,10 +229,18 @@ void panel_column(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc
                   int64_t i0, int64_t i1, const float* bp, int np, int64_t j, float* c, int64_t ldc,
                   bool accumulate, bool last_k) {
   const int64_t w = np * kNR, cols = std::min<int64_t>(w, p.N - j);
-  alignas(64) float edge[kMR * 2 * kNR];
+  alignas(64) float edge[kMR * 4 * kNR];
   auto tile = [&](const float* ap, float* dst, int64_t ld, bool acc) {
-    if (np == 2) kern.kernel2(kc, ap, bp, bp + kc * kNR, dst, ld, acc);
-    else kern.kernel(kc, ap, bp, dst, ld, acc);
+    if (np == 4) {
+      // depth in halves of at most kRowsKC4: four panels' slices stay in L1
+      for (int64_t h = 0; h < kc; h += gemm_cpu::kRowsKC4)
+        kern.kernel4(std::min(gemm_cpu::kRowsKC4, kc - h), ap + h * kMR, bp + h * kNR, kc * kNR,
+                     dst, ld, acc || h > 0);
+    } else if (np == 2) {
+      kern.kernel2(kc, ap, bp, bp + kc * kNR, dst, ld, acc);
+    } else {
+      kern.kernel(kc, ap, bp, dst, ld, acc);
+    }
   };
   for (int64_t i = i0; i < i1; i += kMR) {
     const int64_t rr = std::min<int64_t>(kMR, i1 - i);
@@ -258,7 +266,7 @@ void panel_run(const gemm_cpu::Kernels& kern, const GemmParams& p, int64_t kc, c
                int64_t i0, int64_t i1, const float* bblock, int64_t jb, int64_t jp0, int64_t jp1,
                int64_t j_base, float* c, int64_t ldc, bool accumulate, bool last_k) {
   for (int64_t jp = jp0; jp < jp1;) {
-    const int np = kern.kernel2 && jp + 2 <= jp1 ? 2 : 1;
+    const int np = kern.kernel4 && jp + 4 <= jp1 ? 4 : kern.kernel2 && jp + 2 <= jp1 ? 2 : 1;
     panel_column(kern, p, kc, apack, i0, i1, bblock + (jp - jb) * kc * kNR, np, j_base + jp * kNR,
                  c, ldc, accumulate, last_k);
     jp += np;
