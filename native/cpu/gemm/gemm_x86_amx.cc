@@ -7,7 +7,7 @@
 // a panel are 1 KB, 64 bytes a row. A is packed per 32-row block into tile order (amx_pack_a):
 // row-major rows of x K apart put every row of a tile in one L1 set (K = 4096 bfloat16), where
 // the W8A8 tiles (quant_x86_amx.cc) ran at a sixth of their rate.
-// Availability and the OS request for tile state: cpu_features.h, amx_bf16_usable().
+// Availability and the OS request for tile state: cpu_features.h, amx_usable(Amx::bf16).
 #include "gemm_kernels.h"
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__) && defined(__GNUC__)
@@ -17,34 +17,35 @@
 #include <cstring>
 #include <vector>
 
-#include "../common/x86_avx512.h"  // (its GCC 12 warning pragmas)
+#include "../common/x86_amx.h"
 #include "../common/x86_avx512_transpose.h"
-
-#define TF_AMX                                                                           \
-  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile," \
-                        "amx-bf16")))
 
 namespace tf {
 namespace gemm_cpu {
 namespace {
 
-// palette 1: tiles 0-3 C (16 x 16 float32), 4-5 A, 6-7 B (16 x 64 bytes each)
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+using x86::configure_tiles;
+using x86::tile_barrier;
+using x86::zero_c_tiles;
 
-TF_AMX void configure_tiles() {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-  _tile_loadconfig(&cfg);
+// C tiles 0-3 += A x B over `steps` depth steps of 32: A's two halves from a0 / a1 (rows sa
+// bytes apart, the next step astep elements on), B panel b0 (and b1 when `two`; else tiles 1 and
+// 3 are left alone), 512 elements a step.
+TF_AMX inline void dot_steps(const uint16_t* a0, const uint16_t* a1, int64_t sa, int64_t astep,
+                             const uint16_t* b0, const uint16_t* b1, int64_t steps, bool two) {
+  for (int64_t s = 0; s < steps; ++s) {
+    _tile_loadd(4, a0 + s * astep, sa);
+    _tile_loadd(5, a1 + s * astep, sa);
+    _tile_loadd(6, b0 + s * 512, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(2, 5, 6);
+    if (two) {
+      _tile_loadd(7, b1 + s * 512, 64);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(3, 5, 7);
+    }
+  }
 }
-
-// GCC's tile intrinsics are asm without a memory clobber: this orders them against the plain
-// loads and stores of the same buffers.
-inline void tile_barrier() { __asm__ volatile("" ::: "memory"); }
 
 }  // namespace
 
@@ -85,36 +86,13 @@ TF_AMX void amx_bf16_block(const uint16_t* ap, int64_t steps, const uint16_t* bp
         _tile_loadd(3, ct + 16 * ldt + 16, ldt * 4);
       }
     } else {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      zero_c_tiles();
     }
     const uint16_t* b0 = bp + jp * panel;
-    const uint16_t* b1 = b0 + panel;
+    dot_steps(ap, ap + 16 * 32, 64, kAmxRows * 32, b0, b0 + panel, steps, two);
     if (two) {
-      for (int64_t s = 0; s < steps; ++s) {
-        const uint16_t* a = ap + s * kAmxRows * 32;
-        _tile_loadd(4, a, 64);
-        _tile_loadd(5, a + 16 * 32, 64);
-        _tile_loadd(6, b0 + s * 512, 64);
-        _tile_loadd(7, b1 + s * 512, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
-        _tile_dpbf16ps(3, 5, 7);
-      }
       _tile_stored(1, ct + 16, ldt * 4);
       _tile_stored(3, ct + 16 * ldt + 16, ldt * 4);
-    } else {
-      for (int64_t s = 0; s < steps; ++s) {
-        const uint16_t* a = ap + s * kAmxRows * 32;
-        _tile_loadd(4, a, 64);
-        _tile_loadd(5, a + 16 * 32, 64);
-        _tile_loadd(6, b0 + s * 512, 64);
-        _tile_dpbf16ps(0, 4, 6);
-        _tile_dpbf16ps(2, 5, 6);
-      }
     }
     _tile_stored(0, ct, ldt * 4);
     _tile_stored(2, ct + 16 * ldt, ldt * 4);
@@ -142,25 +120,10 @@ TF_AMX void amx_bf16_rows(const uint16_t* a, int64_t lda, int64_t steps, const u
         _tile_loadd(3, cj + 16 * ldc + 16, sc);
       }
     } else {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      zero_c_tiles();
     }
     const uint16_t* b0 = bp + jp * panel;
-    const uint16_t* b1 = b0 + panel;
-    for (int64_t s = 0; s < steps; ++s) {
-      _tile_loadd(4, a + 32 * s, sa);
-      _tile_loadd(5, a + 16 * lda + 32 * s, sa);
-      _tile_loadd(6, b0 + s * 512, 64);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(2, 5, 6);
-      if (two) {
-        _tile_loadd(7, b1 + s * 512, 64);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(3, 5, 7);
-      }
-    }
+    dot_steps(a, a + 16 * lda, sa, 32, b0, b0 + panel, steps, two);
     _tile_stored(0, cj, sc);
     _tile_stored(2, cj + 16 * ldc, sc);
     if (two) {
@@ -190,23 +153,8 @@ TF_AMX void amx_bf16_wrows(const uint16_t* w, int64_t ldw, int64_t rows, int64_t
   for (int64_t jp = 0; jp < np; jp += 2) {
     const bool two = jp + 1 < np;
     const uint16_t* b0 = xp + jp * panel;
-    const uint16_t* b1 = b0 + panel;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
-    for (int64_t s = 0; s < steps; ++s) {
-      _tile_loadd(4, w + 32 * s, sw);
-      _tile_loadd(5, w + 16 * ldw + 32 * s, sw);
-      _tile_loadd(6, b0 + s * 512, 64);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(2, 5, 6);
-      if (two) {
-        _tile_loadd(7, b1 + s * 512, 64);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(3, 5, 7);
-      }
-    }
+    zero_c_tiles();
+    dot_steps(w, w + 16 * ldw, sw, 32, b0, b0 + panel, steps, two);
     _tile_stored(0, ct[0], 64);
     _tile_stored(1, ct[1], 64);
     _tile_stored(2, ct[2], 64);

@@ -19,11 +19,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../common/x86_avx512.h"  // (its GCC 12 warning pragmas)
-
-#define TF_AMX                                                                           \
-  __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni,amx-tile," \
-                        "amx-int8")))
+#include "../common/x86_amx.h"
 
 namespace tf {
 namespace quant_cpu {
@@ -32,35 +28,17 @@ namespace {
 constexpr int kStrip = 32;  // quant_x86_avx512.cc's strip: 32 weight rows
 constexpr int kRows = 32;   // rows of x per pass: two A tiles
 
-// palette 1: tiles 0-3 C (16 x 16 int32), 4-5 A (16 x 64 bytes), 6-7 B (16 x 64 bytes)
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+using x86::configure_tiles;
+using x86::tile_barrier;
+using x86::zero_c_tiles;
 
-TF_AMX void configure_tiles() {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
-  _tile_loadconfig(&cfg);
-}
-
-// The four C tiles of one 32-row block: zeroed, and stored into `to` (4 x 16 x 16 int32).
-TF_AMX inline void tiles_zero() {
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-}
+// The four C tiles of one 32-row block stored into `to` (4 x 16 x 16 int32).
 TF_AMX inline void tiles_store(int32_t* to) {
   _tile_stored(0, to, 64);
   _tile_stored(1, to + 256, 64);
   _tile_stored(2, to + 512, 64);
   _tile_stored(3, to + 768, 64);
-  // GCC's tile intrinsics are asm without a memory clobber: without this barrier later loads of
-  // `to` may be scheduled before the stores (or it taken as never written)
-  __asm__ volatile("" ::: "memory");
+  tile_barrier();
 }
 
 // k in [k0, k1) of 32 rows of x (xa: per 64 k, the 32 rows' 64 bytes, two A tiles of 1 KB)
@@ -119,7 +97,7 @@ TF_AMX void strip_all(const uint8_t* p, const float* sp, const int8_t* xa, const
   alignas(64) int32_t ct[4 * 256];
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t g = 0; g < G; ++g) {
-      tiles_zero();
+      zero_c_tiles();
       tiles_run(p, xa + b * kRows * K, g * gs, (g + 1) * gs, ahead, end, per);
       tiles_store(ct);
       const int rows = int(std::min<int64_t>(kRows, M - b * kRows));
