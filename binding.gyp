@@ -47,6 +47,7 @@
         "native/cpu/quant/quant_x86_avx2.cc",
         "native/cpu/quant/quant_x86_avx512.cc",
         "native/cpu/quant/quant_x86_amx.cc",
+        "native/cpu/quant/quant_float_x86_amx.cc",
         "native/cpu/probe/probe_x86_avx2.cc",
         "native/cpu/probe/probe_x86_avx512.cc"
       ],

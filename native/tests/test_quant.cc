@@ -238,6 +238,89 @@ TF_TEST(quant_linear_float_matches_reference) {
   }
 }
 
+// Float activations on AMX-BF16 tiles (quant_float_x86_amx.cc, where this CPU has them): x held
+// exactly as three bfloat16 parts, so the error is a float32 dot product's even when the elements
+// of a row span 2^-20 .. 2^20: at most 4e-8 of the norm of the sums of |x w| measured, either
+// path; two parts would leave 2^-16 of each element (1.5e-6 to 2.8e-6 measured), which the bound
+// of 3e-7 catches. Shapes cross the kernel's edges: rows of x in blocks of 16 (one, two, an odd
+// count of blocks, depth chunks), weight rows in strips of 32 and tasks of 128, units of depth
+// between 32 and 256 (groups of 32 / 64 / 96 / 128 / 384, one scale a row), int8 and int4 with
+// and without zero points. Rows of x outside [2^-100, 2^100] send the call to the other paths;
+// it must stay right. The float tiles (use_amx 0) are held to the same bound.
+TF_TEST(quant_linear_float_amx_matches_reference) {
+  IsaGuard guard;
+  tf_test::Rng rng(tf_test::case_seed());
+  struct C { int bits; int64_t M, N, K, gs; bool sym; };
+  const C cases[] = {
+      {4, 16, 33, 256, 32, false},  {4, 17, 100, 512, 128, false}, {4, 33, 129, 768, 384, true},
+      {4, 8, 31, 4096, 0, false},   {4, 50, 65, 192, 96, false},   {4, 128, 40, 1024, 64, true},
+      {4, 40, 300, 2048, 128, false}, {8, 8, 37, 256, 0, true},    {8, 20, 64, 512, 32, true},
+      {8, 49, 33, 384, 128, true},  {8, 130, 50, 2048, 0, true},   {8, 9, 1, 64, 64, true},
+  };
+  const bool amx = tf::amx_usable(tf::Amx::bf16) && tf::best_isa() == tf::Isa::avx512;
+  for (const C& c : cases) {
+    QW q = random_weight(rng, c.bits, c.N, c.K, c.gs, c.sym, false);
+    const std::vector<double> w = dequant_ref(q.w);
+    for (int mode = 0; mode < 4; ++mode) {
+      std::vector<float> x(size_t(c.M * c.K));
+      for (int64_t m = 0; m < c.M; ++m)
+        for (int64_t k = 0; k < c.K; ++k) {
+          const float r = rng.uniform(-1, 1);
+          float v = r;
+          if (mode == 1) v = std::ldexp(r, int(rng.below(41)) - 20);  // every part carries bits
+          if (mode == 2 && m == c.M / 2) v = r * 1e-33f;  // one row below 2^-100
+          if (mode == 3 && m == c.M - 1) v = r * 1e31f;   // one row above 2^100
+          x[size_t(m * c.K + k)] = v;
+        }
+      // the reference, and the norm of the sums of |x w| the error is held to
+      std::vector<double> want(size_t(c.M * c.N));
+      double dn = 0;
+      for (int64_t m = 0; m < c.M; ++m)
+        for (int64_t n = 0; n < c.N; ++n) {
+          double s = 0, a = 0;
+          for (int64_t k = 0; k < c.K; ++k) {
+            const double t = double(x[size_t(m * c.K + k)]) * w[size_t(n * c.K + k)];
+            s += t;
+            a += std::fabs(t);
+          }
+          want[size_t(m * c.N + n)] = s;
+          dn += a * a;
+        }
+      dn = std::sqrt(dn);
+      for (int use_amx : {1, 0}) {
+        tf::set_isa(tf::best_isa());
+        tf::set_use_amx(use_amx);
+        if (use_amx && amx) {
+          // the tiles take this call exactly when every row of x suits them
+          REQUIRE(quant_cpu::amx_float_applies(q.w, c.M));
+          std::vector<uint16_t> xp(size_t(quant_cpu::amx_float_x_elems(c.M, c.K)) + 32);
+          uint16_t* xa = reinterpret_cast<uint16_t*>(
+              (reinterpret_cast<uintptr_t>(xp.data()) + 63) & ~uintptr_t(63));
+          CHECK(quant_cpu::amx_float_pack_x(x.data(), c.M, c.K, 0, (c.M + 15) / 16, xa) ==
+                    (mode < 2),
+                "mode %d: rows that %s the tiles", mode, mode < 2 ? "suit" : "do not suit");
+        }
+        std::vector<float> y(size_t(c.M * c.N), NAN);
+        QuantLinearParams p;
+        p.w = q.w;
+        p.M = c.M;
+        p.x = x.data();
+        p.x_dtype = DType::float32;
+        p.y = y.data();
+        REQUIRE(quant_linear(p).ok());
+        double en = 0;
+        for (size_t i = 0; i < y.size(); ++i) {
+          const double e = double(y[i]) - want[i];
+          en += std::isnan(e) ? INFINITY : e * e;
+        }
+        CHECK(std::sqrt(en) <= 3e-7 * dn, "amx %d int%d M=%lld N=%lld K=%lld gs=%lld mode %d: %g",
+              use_amx, c.bits, (long long)c.M, (long long)c.N, (long long)c.K, (long long)c.gs,
+              mode, std::sqrt(en) / dn);
+      }
+    }
+  }
+}
+
 // The AVX2 int4 / int8 GEMVs read masked codes as subnormal floats against x pre-scaled by a power
 // of two that follows max |x| (quant_x86_avx2.cc, prep_x). Rows whose x spans 2^-40 .. 2^40, rows
 // near the ends of the scaled range and past them (the scalar path), and a thread with

@@ -12,6 +12,9 @@
 //     wide kernel; the packed micro-kernel above). The whole float weight is never materialised:
 //     a slice is 32-36 x kDotKC (dot path) or kTileN x kKC floats (packed).
 //     int4 on the dot path is dequantized in the AVX2 lane order (dequant_lanes), x reordered.
+//   float, from kAmxFloatMinRows rows where the CPU has AMX-BF16: x as three bfloat16 parts, the
+//     weights dequantized to bfloat16 a unit of depth at a time, tile products (exact) with
+//     float32 sums (amx_float, quant_float_x86_amx.cc); ahead of both paths above.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -313,6 +316,39 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
   return oom.load() ? Status(StatusCode::oom, "quant: out of scratch memory") : Status::Ok();
 }
 
+// Float activations on AMX-BF16 tiles where they apply (quant_float_x86_amx.cc): x packed as
+// its three bfloat16 parts once (blocks of 16 rows in parallel), then tasks of whole strips of
+// weight rows, two a thread at least. false (nothing written): the call takes the other paths.
+bool amx_float(const QuantLinearParams& p, const float* xf, float* yf) {
+  const QuantWeight& w = p.w;
+  const int64_t M = p.M, N = w.N, K = w.K;
+  if (!quant_cpu::amx_float_applies(w, M)) return false;
+  CallerBuffer buffer(size_t(quant_cpu::amx_float_x_elems(M, K)) * sizeof(uint16_t) + 64);
+  if (!buffer.get()) return false;
+  uint16_t* xp = reinterpret_cast<uint16_t*>(
+      (reinterpret_cast<uintptr_t>(buffer.get()) + 63) & ~uintptr_t(63));
+  const int workers = std::max(1, p.max_threads > 0 ? std::min(p.max_threads, threads())
+                                                    : threads());
+  std::atomic<bool> fits{true};
+  parallel_for(
+      ceil_div(M, 16),
+      [&](int64_t mb, int) {
+        if (!quant_cpu::amx_float_pack_x(xf, M, K, mb, mb + 1, xp)) fits.store(false);
+      },
+      M * K < (int64_t(1) << 15) ? 1 : p.max_threads);
+  if (!fits.load()) return false;
+  const int64_t rows = std::min<int64_t>(
+      quant_cpu::kAmxFloatTaskRows, std::max<int64_t>(32, ceil_div(ceil_div(N, 2 * workers), 32) * 32));
+  parallel_for(
+      ceil_div(N, rows),
+      [&](int64_t t, int) {
+        const int64_t n0 = t * rows, n1 = std::min(N, n0 + rows);
+        quant_cpu::amx_float_rows(w, xp, M, n0, n1, yf, N);
+      },
+      p.max_threads);
+  return true;
+}
+
 }  // namespace
 
 void quant_activations(const float* x, int64_t M, int64_t K, int8_t* q, float* s) {
@@ -382,10 +418,11 @@ Status quant_linear(const QuantLinearParams& p) {
                                     yf, N);
           },
           use_threads);
-    } else if (M <= gemv_max_rows(w, isa)) {
-      gemv_float(p, kern, xf, yf);
-    } else {
-      TF_RETURN_IF_ERROR(tiled_float(p, kern, gemm_cpu::kernels_for(isa), xf, yf));
+    } else if (!amx_float(p, xf, yf)) {
+      if (M <= gemv_max_rows(w, isa))
+        gemv_float(p, kern, xf, yf);
+      else
+        TF_RETURN_IF_ERROR(tiled_float(p, kern, gemm_cpu::kernels_for(isa), xf, yf));
     }
   }
   if (p.bias)
