@@ -243,10 +243,11 @@ TF_TEST(quant_linear_float_matches_reference) {
 // of a row span 2^-20 .. 2^20: at most 4e-8 of the norm of the sums of |x w| measured, either
 // path; two parts would leave 2^-16 of each element (1.5e-6 to 2.8e-6 measured), which the bound
 // of 3e-7 catches. Shapes cross the kernel's edges: rows of x in blocks of 16 (one, two, an odd
-// count of blocks, depth chunks), weight rows in strips of 32 and tasks of 128, units of depth
-// between 32 and 256 (groups of 32 / 64 / 96 / 128 / 384, one scale a row), int8 and int4 with
-// and without zero points. Rows of x outside [2^-100, 2^100] send the call to the other paths;
-// it must stay right. The float tiles (use_amx 0) are held to the same bound.
+// count of blocks, depth chunks, chunks of 256 rows), weight rows in strips of 32 and tasks of
+// 128, units of depth between 32 and 256 (groups of 32 / 64 / 96 / 128 / 384, one scale a row),
+// int8 and int4 with and without zero points. Rows of x outside [2^-100, 2^100] send the call to
+// the other paths (after a first chunk was written, too); it must stay right. The float tiles
+// (use_amx 0) are held to the same bound.
 TF_TEST(quant_linear_float_amx_matches_reference) {
   IsaGuard guard;
   tf_test::Rng rng(tf_test::case_seed());
@@ -256,6 +257,7 @@ TF_TEST(quant_linear_float_amx_matches_reference) {
       {4, 8, 31, 4096, 0, false},   {4, 50, 65, 192, 96, false},   {4, 128, 40, 1024, 64, true},
       {4, 40, 300, 2048, 128, false}, {8, 8, 37, 256, 0, true},    {8, 20, 64, 512, 32, true},
       {8, 49, 33, 384, 128, true},  {8, 130, 50, 2048, 0, true},   {8, 9, 1, 64, 64, true},
+      {4, 300, 40, 256, 64, false},  // two chunks of rows of x (256 + 44)
   };
   const bool amx = tf::amx_usable(tf::Amx::bf16) && tf::best_isa() == tf::Isa::avx512;
   for (const C& c : cases) {

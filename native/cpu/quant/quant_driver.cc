@@ -316,36 +316,45 @@ Status tiled_float(const QuantLinearParams& p, const quant_cpu::Kernels& kern,
   return oom.load() ? Status(StatusCode::oom, "quant: out of scratch memory") : Status::Ok();
 }
 
-// Float activations on AMX-BF16 tiles where they apply (quant_float_x86_amx.cc): x packed as
-// its three bfloat16 parts once (blocks of 16 rows in parallel), then tasks of whole strips of
-// weight rows, two a thread at least. false (nothing written): the call takes the other paths.
+// Float activations on AMX-BF16 tiles where they apply (quant_float_x86_amx.cc): per chunk of
+// kAmxChunkRows rows of x, the chunk packed as its three bfloat16 parts (blocks of 16 rows in
+// parallel), then tasks of whole strips of weight rows, two a thread at least. (The chunks keep
+// the packed parts of x, 6 bytes an element, within 6 MB at K = 4096, and a task's share of them
+// in L2.) false: the call takes the other paths, which then write all of y.
+constexpr int64_t kAmxChunkRows = 256;
 bool amx_float(const QuantLinearParams& p, const float* xf, float* yf) {
   const QuantWeight& w = p.w;
   const int64_t M = p.M, N = w.N, K = w.K;
   if (!quant_cpu::amx_float_applies(w, M)) return false;
-  CallerBuffer buffer(size_t(quant_cpu::amx_float_x_elems(M, K)) * sizeof(uint16_t) + 64);
+  const int64_t chunk = std::min(M, kAmxChunkRows);
+  CallerBuffer buffer(size_t(quant_cpu::amx_float_x_elems(chunk, K)) * sizeof(uint16_t) + 64);
   if (!buffer.get()) return false;
   uint16_t* xp = reinterpret_cast<uint16_t*>(
       (reinterpret_cast<uintptr_t>(buffer.get()) + 63) & ~uintptr_t(63));
   const int workers = std::max(1, p.max_threads > 0 ? std::min(p.max_threads, threads())
                                                     : threads());
-  std::atomic<bool> fits{true};
-  parallel_for(
-      ceil_div(M, 16),
-      [&](int64_t mb, int) {
-        if (!quant_cpu::amx_float_pack_x(xf, M, K, mb, mb + 1, xp)) fits.store(false);
-      },
-      M * K < (int64_t(1) << 15) ? 1 : p.max_threads);
-  if (!fits.load()) return false;
   const int64_t rows = std::min<int64_t>(
-      quant_cpu::kAmxFloatTaskRows, std::max<int64_t>(32, ceil_div(ceil_div(N, 2 * workers), 32) * 32));
-  parallel_for(
-      ceil_div(N, rows),
-      [&](int64_t t, int) {
-        const int64_t n0 = t * rows, n1 = std::min(N, n0 + rows);
-        quant_cpu::amx_float_rows(w, xp, M, n0, n1, yf, N);
-      },
-      p.max_threads);
+      quant_cpu::kAmxFloatTaskRows,
+      std::max<int64_t>(32, ceil_div(ceil_div(N, 2 * workers), 32) * 32));
+  for (int64_t m0 = 0; m0 < M; m0 += chunk) {
+    const int64_t mc = std::min(chunk, M - m0);
+    const float* xc = xf + m0 * K;
+    std::atomic<bool> fits{true};
+    parallel_for(
+        ceil_div(mc, 16),
+        [&](int64_t mb, int) {
+          if (!quant_cpu::amx_float_pack_x(xc, mc, K, mb, mb + 1, xp)) fits.store(false);
+        },
+        mc * K < (int64_t(1) << 15) ? 1 : p.max_threads);
+    if (!fits.load()) return false;
+    parallel_for(
+        ceil_div(N, rows),
+        [&](int64_t t, int) {
+          const int64_t n0 = t * rows, n1 = std::min(N, n0 + rows);
+          quant_cpu::amx_float_rows(w, xp, mc, n0, n1, yf + m0 * N, N);
+        },
+        p.max_threads);
+  }
   return true;
 }
 

@@ -77,7 +77,8 @@ TF_AMX void dequant_unit(const QuantWeight& w, int64_t n, int64_t n1, int64_t k0
   for (int64_t r = 0; r < kStrip; ++r) {
     uint16_t* dst = a + (r / 16) * 512 + (r % 16) * 32;
     if (n + r >= n1) {
-      for (int64_t s = 0; s < steps; ++s) _mm512_store_si512(dst + s * 1024, _mm512_setzero_si512());
+      for (int64_t s = 0; s < steps; ++s)
+        _mm512_store_si512(dst + s * 1024, _mm512_setzero_si512());
       continue;
     }
     if (w.bits == 4) {
