@@ -531,7 +531,11 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
                           // the strip layout: several strips (the last partial), 4-row blocks
                           // with 1-3 row tails, groups of 8 and 40 (10 groups: g % 8 wraps)
                           {6, 97, 256, 32, false},  {9, 70, 128, 64, true},
-                          {1, 33, 400, 40, false},  {4, 64, 64, 8, true}};
+                          {1, 33, 400, 40, false},  {4, 64, 64, 8, true},
+                          // AMX tiles where the CPU has them (16+ rows, the strips, K and groups
+                          // in 64s): 32-row blocks with a tail, a partial last strip, G > 8
+                          {16, 33, 128, 0, false},  {45, 70, 384, 128, true},
+                          {33, 64, 256, 64, false}, {20, 50, 1280, 128, false}};
   for (const Shape& sh : shapes) {
     const int64_t M = sh.M, N = sh.N, K = sh.K;
     QW q = random_weight(rng, 4, N, K, sh.gs, sh.sym, false);
@@ -547,8 +551,14 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
           return int64_t((k & 1) ? b >> 4 : b & 15) - z;
         });
     std::vector<float> first;
-    for (Isa isa : isa_levels()) {
+    // every level, and the AVX-512 one again without AMX (a no-op where the CPU has none)
+    std::vector<std::pair<Isa, int>> runs;
+    for (Isa isa : isa_levels()) runs.push_back({isa, 1});
+    if (isa_supported(Isa::avx512)) runs.push_back({Isa::avx512, 0});
+    for (const auto& run : runs) {
+      const Isa isa = run.first;
       set_isa(isa);
+      tf::set_use_amx(run.second);
       std::vector<uint8_t> strips;
       const QuantWeight ws = with_strips(q.w, strips);
       for (bool use_strips : {false, true}) {
@@ -561,13 +571,13 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
       p.act = QuantActivation::int8;
       REQUIRE(quant_linear(p).ok());
       std::vector<double> got(y.begin(), y.end());
-      CHECK(rel(got, want) < 1e-6, "%s M=%lld N=%lld K=%lld gs=%lld strips=%d: %g",
-            isa_name(isa), (long long)M, (long long)N, (long long)K, (long long)sh.gs,
-            int(use_strips), rel(got, want));
+      CHECK(rel(got, want) < 1e-6, "%s amx=%d M=%lld N=%lld K=%lld gs=%lld strips=%d: %g",
+            isa_name(isa), run.second, (long long)M, (long long)N, (long long)K,
+            (long long)sh.gs, int(use_strips), rel(got, want));
       if (first.empty()) first = y;
       CHECK(std::memcmp(first.data(), y.data(), y.size() * 4) == 0,
-            "%s K=%lld gs=%lld strips=%d: not bitwise equal", isa_name(isa), (long long)K,
-            (long long)sh.gs, int(use_strips));
+            "%s amx=%d K=%lld gs=%lld strips=%d: not bitwise equal", isa_name(isa), run.second,
+            (long long)K, (long long)sh.gs, int(use_strips));
       }
     }
   }

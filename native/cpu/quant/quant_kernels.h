@@ -94,9 +94,15 @@ struct Kernels {
 // or off (use_amx()), K or the group size is not a multiple of 64, or M < kAmxMinRows.
 using PackStripI8 = void (*)(const QuantWeight& w, int64_t n, int64_t n1, uint8_t* p, float* sp);
 constexpr int64_t kAmxMinRows = 16;
+// amx_w8a8_applies: the integer tiles take this call (int8; int4 with its strips, W4A8).
 bool amx_w8a8_applies(const QuantWeight& w, int64_t M);
 bool tile_i8_amx(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
                  int64_t n0, int64_t n1, float* c, int64_t ldc, PackStripI8 pack);
+// W4A8 on AMX-INT8: Kernels::tile_i4's contract for rows [n0, n1) (n0 on a strip), bitwise the
+// AVX-512 strips' result, from the weight's int4 strips (w.strips) unpacked per strip into tile
+// order. false (nothing written) where the weight has no strips or amx_w8a8_applies says no.
+bool tile_i4_amx(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
+                 int64_t n0, int64_t n1, float* c, int64_t ldc);
 
 // Float activations on AMX-BF16 tiles (quant_float_x86_amx.cc): rows [n0, n1) of y (row stride
 // ldy) = x @ dequant(W)^T for all M rows of x, with x held exactly as three bfloat16 parts and

@@ -578,7 +578,10 @@ TF_AVX512 void tile_i4(const QuantWeight& w, const int8_t* xq, const int8_t* xl,
   const auto avx2 = kernels_avx2()->tile_i4;
   const int64_t gs = w.group(), K = w.K, G = w.groups();
   const bool g32 = gs == 32 && K % 128 == 0;
-  if (w.strips && xsum && n0 % kStrip == 0) return strips_i4(w, xq, xsum, M, n0, n1, c, ldc);
+  if (w.strips && xsum && n0 % kStrip == 0) {
+    if (tile_i4_amx(w, xq, xsum, M, n0, n1, c, ldc)) return;
+    return strips_i4(w, xq, xsum, M, n0, n1, c, ldc);
+  }
   if (!xl || (gs % 64 != 0 && !g32)) return avx2(w, xq, xl, xsum, M, n0, n1, c, ldc);
   int64_t m = 0;
   if (M > kI4MaxRows) {
