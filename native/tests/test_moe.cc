@@ -277,7 +277,13 @@ TF_TEST(moe_ffn_quantized_matches_float_on_dequantized_weights) {
   for (const Case c : {Case{1, 8, 128, 640, 2, 4, 128, true, true}, Case{2, 4, 96, 160, 1, 4, 32, false, true},
                        Case{7, 8, 33, 45, 2, 8, 0, false, false}, Case{40, 2, 64, 96, 2, 8, 32, false, true},
                        Case{130, 2, 64, 200, 2, 4, 0, true, true}, Case{100, 256, 64, 192, 1, 4, 64, true, true},
-                       Case{90, 256, 33, 45, 2, 8, 0, false, false}}) {
+                       Case{90, 256, 33, 45, 2, 8, 0, false, false},
+                       // AMX-BF16 tiles where the CPU has them (tiles past the GEMV, D, F and
+                       // groups in 32s): F steps accumulated into y, D past 128 rows a call, int4
+                       // with zero points, one scale a row, no w3
+                       Case{100, 2, 192, 576, 2, 4, 64, true, true},
+                       Case{60, 2, 288, 320, 1, 8, 0, false, true},
+                       Case{50, 4, 96, 1088, 2, 4, 0, false, false}}) {
     std::vector<float> logits(static_cast<size_t>(c.T * c.E)), x(static_cast<size_t>(c.T * c.D));
     for (auto& v : logits) v = std::round(rng.uniform(-3, 3) * 16) / 16;
     for (auto& v : x) v = rng.uniform(-1, 1);
@@ -338,12 +344,22 @@ TF_TEST(moe_ffn_quantized_matches_float_on_dequantized_weights) {
     pq.q1 = qs[0].mq;
     pq.q3 = qs[1].mq;
     pq.q2 = qs[2].mq;
+    // a call on other values between the float layer and the checked one: the layer's own
+    // buffers (reused from call to call) then hold values that are wrong for this x, so a piece
+    // of them the checked call did not write shows
+    std::vector<float> x_other(x.size());
+    for (size_t i = 0; i < x.size(); ++i) x_other[i] = -1.5f * x[i] + 0.25f;
+    MoeFfnParams scrub = pq;
+    scrub.x = x_other.data();
+    std::vector<float> scrub_out(static_cast<size_t>(c.T * c.D));
+    scrub.out = scrub_out.data();
     for (const tf_test::IsaForm& form : tf_test::isa_forms()) {
       form.use();
       std::vector<float> want(static_cast<size_t>(c.T * c.D)), out(want.size(), std::numeric_limits<float>::quiet_NaN());
       pf.out = want.data();
       pq.out = out.data();
       REQUIRE(moe_ffn(pf).ok());
+      REQUIRE(moe_ffn(scrub).ok());
       REQUIRE(moe_ffn(pq).ok());
       std::vector<double> got(out.begin(), out.end()), ref(want.begin(), want.end());
       double num = 0, den = 0;

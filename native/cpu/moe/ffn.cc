@@ -27,7 +27,9 @@
 //     runs of their F chunk (chunk boundaries then sit on w2's group boundaries, and on 64
 //     columns for int4 and 32 for int8, the lane blocks of prep_x);
 //   larger tiles: the float paths above with each weight panel dequantized first (dequant into
-//     a panel in thread scratch, then dot_t on it, or pack_b from it for the micro-kernel).
+//     a panel in thread scratch, then dot_t on it, or pack_b from it for the micro-kernel); where
+//     the CPU has AMX-BF16, the quant family's tiles instead (amx_task below: x and H as three
+//     exact bfloat16 parts, the weights dequantized to bfloat16 per unit of depth).
 // With int8 activations every tile takes the two phases instead, on the integer kernels (W8A8 /
 // W4A8; the strip layout where the ISA reads one), in batches of about kInt8BatchRows rows.
 #include <algorithm>
@@ -437,6 +439,65 @@ Status moe_ffn(const MoeFfnParams& p) {
   // Per task, in thread scratch slot 2 (floats): x rows gathered [M, D]; the same packed as GEMM
   // A panels for every kKC slice of D [m_pad, D]; G and U [m_pad, kFSub]; H packed as A panels
   // [m_pad, kFSub]; three B panels (w1, w3, w2) of kKC x kNR.
+  // Quantized experts on AMX-BF16 (quant_float_x86_amx.cc), for tiles past the GEMV: x's rows as
+  // three exact bfloat16 parts once a task, then per F step G and U on the w1 / w3 rows, the GLU,
+  // H's parts, and Y (+)= H w2[:, step]^T on w2's rows viewed over the step's columns (F steps
+  // on w2's groups). false, nothing written to y yet: a row of x or of H that the parts cannot
+  // hold (quant_kernels.h), so the task takes the paths below (which write y whole).
+  auto w2_view = [&](const QuantWeight& w2, int64_t fs, int64_t nf) {
+    QuantWeight v = w2;
+    v.K = nf;
+    v.ldq = w2.q_stride();
+    v.lds = w2.s_stride();
+    v.q = static_cast<const uint8_t*>(w2.q) + (w2.bits == 8 ? fs : fs / 2);
+    if (w2.group_size > 0) {
+      v.scales = w2.scales + fs / w2.group_size;
+      if (w2.zeros) v.zeros = w2.zeros + fs / w2.group_size;
+    }
+    v.strips = nullptr;
+    return v;
+  };
+  const QuantWeight w2any = quant ? expert_quant(p.w2, p.q2, 0, D, F) : QuantWeight();
+  const bool amx_q = quant && !int8_act &&
+                     quant_cpu::amx_float_usable(expert_quant(p.w1, p.q1, 0, F, D)) &&
+                     (!p.w3 || quant_cpu::amx_float_usable(expert_quant(p.w3, p.q3, 0, F, D))) &&
+                     F % 32 == 0 && kFSub % 32 == 0 && kFewFSub % 32 == 0 &&
+                     (p.q2.group_size == 0 ||
+                      (kFSub % p.q2.group_size == 0 && kFewFSub % p.q2.group_size == 0)) &&
+                     quant_cpu::amx_float_usable(w2_view(w2any, 0, 32));
+  auto amx_task = [&](const Task& tk, int64_t M, const float* xg, float* g, float* u,
+                      int64_t fsub, float* y, const QuantWeight& w1q, const QuantWeight& w3q,
+                      const QuantWeight& w2q) {
+    const int64_t mb = ceil_div(M, 16);
+    thread_local std::vector<uint16_t> xa_buf, ha_buf;
+    xa_buf.resize(size_t(quant_cpu::amx_float_x_elems(M, D)) + 32);
+    ha_buf.resize(size_t(quant_cpu::amx_float_x_elems(M, fsub)) + 32);
+    auto align = [](uint16_t* q) {
+      return reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(q) + 63) & ~uintptr_t(63));
+    };
+    uint16_t* xa = align(xa_buf.data());
+    uint16_t* ha = align(ha_buf.data());
+    if (!quant_cpu::amx_float_pack_x(xg, D, M, D, 0, mb, xa)) return false;
+    constexpr int64_t kRows = quant_cpu::kAmxFloatTaskRows;
+    for (int64_t fs = tk.f0; fs < tk.f1; fs += fsub) {
+      const int64_t nf = std::min(fsub, tk.f1 - fs);
+      for (int wi = 0; wi < (p.w3 ? 2 : 1); ++wi) {
+        float* out = wi ? u : g;
+        for (int64_t n0 = fs; n0 < fs + nf; n0 += kRows)
+          quant_cpu::amx_float_rows(wi ? w3q : w1q, xa, M, n0, std::min(fs + nf, n0 + kRows),
+                                    out + (n0 - fs), fsub, false);
+      }
+      for (int64_t i = 0; i < M; ++i)
+        kern.glu(p.act, g + i * fsub, p.w3 ? u + i * fsub : nullptr, nf);
+      // (at a later step too: the paths below write y from their first step on)
+      if (!quant_cpu::amx_float_pack_x(g, fsub, M, nf, 0, mb, ha)) return false;
+      const QuantWeight w2v = w2_view(w2q, fs, nf);
+      for (int64_t d0 = 0; d0 < D; d0 += kRows)
+        quant_cpu::amx_float_rows(w2v, ha, M, d0, std::min(D, d0 + kRows), y + d0, D,
+                                  fs > tk.f0);
+    }
+    return true;
+  };
   parallel_for(int64_t(tasks.size()), [&](int64_t ti, int) {
     if (failed.load()) return;
     const Task& tk = tasks[size_t(ti)];
@@ -556,6 +617,7 @@ Status moe_ffn(const MoeFfnParams& p) {
           for (int64_t j = 0; j < nf; ++j) out[i * fsub + j] = cth[j * mp16 + i];
       }
     };
+    if (amx_q && amx_task(tk, M, xg, g, u, fsub, y, w1q, w3q, w2q)) return;
     const bool dot = few && gk.dot_t;
     if (rows_mode) {
       // The rows variant. Per F step of nf columns (whole strips of kMR rows of w1 / w3, the last

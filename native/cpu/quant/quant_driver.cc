@@ -343,7 +343,7 @@ bool amx_float(const QuantLinearParams& p, const float* xf, float* yf) {
     parallel_for(
         ceil_div(mc, 16),
         [&](int64_t mb, int) {
-          if (!quant_cpu::amx_float_pack_x(xc, mc, K, mb, mb + 1, xp)) fits.store(false);
+          if (!quant_cpu::amx_float_pack_x(xc, K, mc, K, mb, mb + 1, xp)) fits.store(false);
         },
         mc * K < (int64_t(1) << 15) ? 1 : p.max_threads);
     if (!fits.load()) return false;
@@ -351,7 +351,7 @@ bool amx_float(const QuantLinearParams& p, const float* xf, float* yf) {
         ceil_div(N, rows),
         [&](int64_t t, int) {
           const int64_t n0 = t * rows, n1 = std::min(N, n0 + rows);
-          quant_cpu::amx_float_rows(w, xp, mc, n0, n1, yf + m0 * N, N);
+          quant_cpu::amx_float_rows(w, xp, mc, n0, n1, yf + m0 * N + n0, N, false);
         },
         p.max_threads);
   }

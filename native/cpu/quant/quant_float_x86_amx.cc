@@ -71,7 +71,7 @@ TF_AMX inline __m512i small_ints_bf16() {
 // zero.
 TF_AMX void dequant_unit(const QuantWeight& w, int64_t n, int64_t n1, int64_t k0, int64_t steps,
                          int64_t g, uint16_t* a) {
-  const int64_t K = w.K;
+  const int64_t ldq = w.q_stride();
   const __m512i hi = high_halves(), table = small_ints_bf16();
   const __m512i nib = _mm512_set1_epi32(0x000F000F);
   for (int64_t r = 0; r < kStrip; ++r) {
@@ -82,7 +82,7 @@ TF_AMX void dequant_unit(const QuantWeight& w, int64_t n, int64_t n1, int64_t k0
       continue;
     }
     if (w.bits == 4) {
-      const uint8_t* src = static_cast<const uint8_t*>(w.q) + (n + r) * (K / 2) + k0 / 2;
+      const uint8_t* src = static_cast<const uint8_t*>(w.q) + (n + r) * (ldq / 2) + k0 / 2;
       const __m512i z = _mm512_set1_epi16(short(zero_of(w, n + r, g)));
       for (int64_t s = 0; s < steps; ++s) {
         // byte i (elements 2i low, 2i + 1 high) -> dword i = (hi << 16) | lo, then less z in
@@ -94,7 +94,7 @@ TF_AMX void dequant_unit(const QuantWeight& w, int64_t n, int64_t n1, int64_t k0
         _mm512_store_si512(dst + s * 1024, _mm512_permutexvar_epi16(v, table));
       }
     } else {
-      const int8_t* src = static_cast<const int8_t*>(w.q) + (n + r) * K + k0;
+      const int8_t* src = static_cast<const int8_t*>(w.q) + (n + r) * ldq + k0;
       for (int64_t s = 0; s < steps; ++s) {
         const __m128i* p = reinterpret_cast<const __m128i*>(src + 32 * s);
         const __m512 f0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p)));
@@ -128,7 +128,7 @@ TF_AMX inline void join_unit(const float* ct, const float* s, bool two, int64_t 
 // another, so its B tiles (24 KB for a unit of 128) are read from L2 once and from L1 for the
 // other strips (a B tile from L2 for every two TDPBF16PS held them to a quarter of their rate).
 TF_AMX void float_rows(const QuantWeight& w, const uint16_t* xp, int64_t M, int64_t n0,
-                       int64_t n1, float* y, int64_t ldy) {
+                       int64_t n1, float* y, int64_t ldy, bool accumulate) {
   const int64_t K = w.K, gs = w.group(), KS = K / 32, MB = (M + 15) / 16;
   // (units of 256 where x is one or two blocks: fewer joins; else 128, so that a unit's B tiles
   // and A tiles stay in L1 together)
@@ -209,7 +209,7 @@ TF_AMX void float_rows(const QuantWeight& w, const uint16_t* xp, int64_t M, int6
           }
   }
   _tile_release();
-  // y[m, n0 + i] = acc[i, m], 16 x 16 blocks transposed
+  // y[m, i] (+)= acc[i, m], 16 x 16 blocks transposed
   for (int64_t i0 = 0; i0 < rows; i0 += 16) {
     const int64_t cn = std::min<int64_t>(16, rows - i0);
     const __mmask16 cm = cn >= 16 ? __mmask16(0xffff) : __mmask16((1u << cn) - 1);
@@ -217,20 +217,24 @@ TF_AMX void float_rows(const QuantWeight& w, const uint16_t* xp, int64_t M, int6
       __m512 v[16];
       for (int i = 0; i < 16; ++i) v[i] = _mm512_load_ps(acc + (i0 + i) * lda + m0);
       x86::transpose16(v);
-      for (int64_t m = 0; m < 16 && m0 + m < M; ++m)
-        _mm512_mask_storeu_ps(y + (m0 + m) * ldy + n0 + i0, cm, v[m]);
+      for (int64_t m = 0; m < 16 && m0 + m < M; ++m) {
+        float* dst = y + (m0 + m) * ldy + i0;
+        if (accumulate) v[m] = _mm512_add_ps(v[m], _mm512_maskz_loadu_ps(cm, dst));
+        _mm512_mask_storeu_ps(dst, cm, v[m]);
+      }
     }
   }
 }
 
 // Rows [m0, m0 + 16) of x (rows past M zero) as the parts' B tiles of block xp (K / 32 steps of
 // three 1 KB tiles). false where a row does not suit (see the top of the file).
-TF_AMX bool pack_block(const float* x, int64_t M, int64_t K, int64_t m0, uint16_t* xp) {
+TF_AMX bool pack_block(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t m0,
+                       uint16_t* xp) {
   const __m512 lo_ok = _mm512_set1_ps(0x1p-100f), hi_ok = _mm512_set1_ps(0x1p100f);
   for (int64_t m = m0; m < std::min(M, m0 + 16); ++m) {
     __m512 big = _mm512_setzero_ps(), bad = _mm512_setzero_ps();
     for (int64_t k = 0; k < K; k += 16) {
-      const __m512 v = _mm512_loadu_ps(x + m * K + k);
+      const __m512 v = _mm512_loadu_ps(x + m * ldx + k);
       big = _mm512_max_ps(big, _mm512_abs_ps(v));
       bad = _mm512_add_ps(bad, _mm512_mul_ps(v, _mm512_setzero_ps()));  // NaN: inf or NaN
     }
@@ -249,7 +253,7 @@ TF_AMX bool pack_block(const float* x, int64_t M, int64_t K, int64_t m0, uint16_
         for (int p = 0; p < 3; ++p) part[p][i] = _mm512_setzero_si512();
         continue;
       }
-      const float* src = x + m * K + 32 * ks;
+      const float* src = x + m * ldx + 32 * ks;
       __m512 v[2] = {_mm512_loadu_ps(src), _mm512_loadu_ps(src + 16)};
       __m512i q[3][2];
       for (int h = 0; h < 2; ++h) {
@@ -273,27 +277,31 @@ TF_AMX bool pack_block(const float* x, int64_t M, int64_t K, int64_t m0, uint16_
 
 }  // namespace
 
+bool amx_float_usable(const QuantWeight& w) {
+  return w.K % 32 == 0 && w.group() % 32 == 0 && w.q_stride() % 2 == 0 &&
+         active_isa() == Isa::avx512 && amx_usable(Amx::bf16);
+}
+
 bool amx_float_applies(const QuantWeight& w, int64_t M) {
   // int4 in groups of 32 joins its C tiles every 96 products: the GEMV and the tiles of the
   // float path were ahead below 16 rows (quant_ticks, K = N = 4096, 2 threads, M = 8: 31 -> 24
   // MAC/tick, M = 12 even, M = 16 35 -> 44)
   const int64_t min_rows = w.bits == 4 && w.group() == 32 ? 16 : kAmxFloatMinRows;
-  return M >= min_rows && w.K % 32 == 0 && w.group() % 32 == 0 && w.ldq == 0 &&
-         w.lds == 0 && active_isa() == Isa::avx512 && amx_usable(Amx::bf16);
+  return M >= min_rows && amx_float_usable(w);
 }
 
 int64_t amx_float_x_elems(int64_t M, int64_t K) { return (M + 15) / 16 * (K / 32) * 3 * 512; }
 
-bool amx_float_pack_x(const float* x, int64_t M, int64_t K, int64_t mb0, int64_t mb1,
-                      uint16_t* xp) {
+bool amx_float_pack_x(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t mb0,
+                      int64_t mb1, uint16_t* xp) {
   for (int64_t mb = mb0; mb < mb1; ++mb)
-    if (!pack_block(x, M, K, 16 * mb, xp + mb * (K / 32) * 3 * 512)) return false;
+    if (!pack_block(x, ldx, M, K, 16 * mb, xp + mb * (K / 32) * 3 * 512)) return false;
   return true;
 }
 
 void amx_float_rows(const QuantWeight& w, const uint16_t* xp, int64_t M, int64_t n0, int64_t n1,
-                    float* y, int64_t ldy) {
-  float_rows(w, xp, M, n0, n1, y, ldy);
+                    float* y, int64_t ldy, bool accumulate) {
+  float_rows(w, xp, M, n0, n1, y, ldy, accumulate);
 }
 
 }  // namespace quant_cpu
@@ -302,13 +310,14 @@ void amx_float_rows(const QuantWeight& w, const uint16_t* xp, int64_t M, int64_t
 #else
 namespace tf {
 namespace quant_cpu {
+bool amx_float_usable(const QuantWeight&) { return false; }
 bool amx_float_applies(const QuantWeight&, int64_t) { return false; }
 int64_t amx_float_x_elems(int64_t, int64_t) { return 0; }
-bool amx_float_pack_x(const float*, int64_t, int64_t, int64_t, int64_t, uint16_t*) {
+bool amx_float_pack_x(const float*, int64_t, int64_t, int64_t, int64_t, int64_t, uint16_t*) {
   return false;
 }
 void amx_float_rows(const QuantWeight&, const uint16_t*, int64_t, int64_t, int64_t, float*,
-                    int64_t) {}
+                    int64_t, bool) {}
 }  // namespace quant_cpu
 }  // namespace tf
 #endif

@@ -104,26 +104,28 @@ bool tile_i8_amx(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, in
 bool tile_i4_amx(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, int64_t M,
                  int64_t n0, int64_t n1, float* c, int64_t ldc);
 
-// Float activations on AMX-BF16 tiles (quant_float_x86_amx.cc): rows [n0, n1) of y (row stride
-// ldy) = x @ dequant(W)^T for all M rows of x, with x held exactly as three bfloat16 parts and
-// the weights exactly as bfloat16 (float32 sums, the scales applied per group: a float32 dot
-// product's error). amx_float_applies: AMX-BF16 usable (use_amx()), the AVX-512 level active, K
-// and the group in whole steps of 32, M >= kAmxFloatMinRows. amx_float_pack_x: blocks [mb0, mb1)
-// of 16 rows of x (float32 [M, K], stored order) packed into xp (amx_float_x_elems(M, K) in all);
-// false where a row of those holds an infinity or a NaN, or its largest |x| is outside [2^-100,
-// 2^100] (and not 0): bfloat16 parts would lose it, so the call takes another path.
-// amx_float_rows takes at most kAmxFloatTaskRows weight rows a call. From kAmxFloatMinRows rows
-// of x (quant_ticks, Xeon with AMX, K = N = 4096, 2 threads, MAC/tick against the GEMV / the
-// float tiles: M = 4 int4 26 / 36, M = 8 int4 groups of 128 49 / 33, int8 51 / 29; M = 16 93 /
-// 35; M = 128 146 / 51).
+// Float activations on AMX-BF16 tiles (quant_float_x86_amx.cc): rows [n0, n1) (at most
+// kAmxFloatTaskRows) of x @ dequant(W)^T for all M rows of x, into y[m * ldy + (n - n0)] (added
+// to it when accumulate), with x held exactly as three bfloat16 parts and the weights exactly as
+// bfloat16 (float32 sums, the scales applied per group: a float32 dot product's error). W may be
+// a view of a column run (q_stride / s_stride; whole groups). amx_float_usable: AMX-BF16 usable
+// (use_amx()), the AVX-512 level active, K and the group in whole steps of 32;
+// amx_float_applies: that and M >= kAmxFloatMinRows. amx_float_pack_x: blocks [mb0, mb1) of 16
+// rows of x (float32 rows ldx apart, K each, stored order) packed into xp
+// (amx_float_x_elems(M, K) in all); false where a row of those holds an infinity or a NaN, or its
+// largest |x| is outside [2^-100, 2^100] (and not 0): bfloat16 parts would lose it, so the caller
+// takes another path. From kAmxFloatMinRows rows of x (quant_ticks, Xeon with AMX, K = N =
+// 4096, 2 threads, MAC/tick against the GEMV / the float tiles: M = 4 int4 26 / 36, M = 8 int4
+// groups of 128 49 / 33, int8 51 / 29; M = 16 93 / 35; M = 128 146 / 51).
 constexpr int64_t kAmxFloatMinRows = 8;
 constexpr int64_t kAmxFloatTaskRows = 128;
+bool amx_float_usable(const QuantWeight& w);
 bool amx_float_applies(const QuantWeight& w, int64_t M);
 int64_t amx_float_x_elems(int64_t M, int64_t K);
-bool amx_float_pack_x(const float* x, int64_t M, int64_t K, int64_t mb0, int64_t mb1,
-                      uint16_t* xp);
+bool amx_float_pack_x(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t mb0,
+                      int64_t mb1, uint16_t* xp);
 void amx_float_rows(const QuantWeight& w, const uint16_t* xp, int64_t M, int64_t n0, int64_t n1,
-                    float* y, int64_t ldy);
+                    float* y, int64_t ldy, bool accumulate);
 
 const Kernels& kernels_generic();
 const Kernels* kernels_avx2();    // nullptr when not compiled in
