@@ -258,6 +258,7 @@ TF_TEST(quant_linear_float_amx_matches_reference) {
       {4, 40, 300, 2048, 128, false}, {8, 8, 37, 256, 0, true},    {8, 20, 64, 512, 32, true},
       {8, 49, 33, 384, 128, true},  {8, 130, 50, 2048, 0, true},   {8, 9, 1, 64, 64, true},
       {4, 300, 40, 256, 64, false},  // two chunks of rows of x (256 + 44)
+      {4, 16, 5, 32, 0, false},      // one step of depth (K = 32)
   };
   const bool amx = tf::amx_usable(tf::Amx::bf16) && tf::best_isa() == tf::Isa::avx512;
   for (const C& c : cases) {
