@@ -536,7 +536,9 @@ TF_TEST(quant_w4a8_exact_and_identical_across_isas) {
                           // AMX tiles where the CPU has them (16+ rows, the strips, K and groups
                           // in 64s): 32-row blocks with a tail, a partial last strip, G > 8
                           {16, 33, 128, 0, false},  {45, 70, 384, 128, true},
-                          {33, 64, 256, 64, false}, {20, 50, 1280, 128, false}};
+                          {33, 64, 256, 64, false}, {20, 50, 1280, 128, false},
+                          // groups of 32 past 16 rows (the strips on vpdpbusd): G = 10
+                          {20, 45, 320, 32, false}, {33, 64, 128, 32, true}};
   for (const Shape& sh : shapes) {
     const int64_t M = sh.M, N = sh.N, K = sh.K;
     QW q = random_weight(rng, 4, N, K, sh.gs, sh.sym, false);
