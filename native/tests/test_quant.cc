@@ -245,9 +245,10 @@ TF_TEST(quant_linear_float_matches_reference) {
 // of 3e-7 catches. Shapes cross the kernel's edges: rows of x in blocks of 16 (one, two, an odd
 // count of blocks, depth chunks, chunks of 256 rows), weight rows in strips of 32 and tasks of
 // 128, units of depth between 32 and 256 (groups of 32 / 64 / 96 / 128 / 384, one scale a row),
-// int8 and int4 with and without zero points. Rows of x outside [2^-100, 2^100] send the call to
-// the other paths (after a first chunk was written, too); it must stay right. The float tiles
-// (use_amx 0) are held to the same bound.
+// int8 and int4 with and without zero points. Rows of x outside [2^-100, 2^100] or with an
+// infinity send the call to the other paths (after a first chunk was written, too); it must stay
+// right, and the row with the infinity gives no finite output. The float tiles (use_amx 0) are
+// held to the same bound.
 TF_TEST(quant_linear_float_amx_matches_reference) {
   IsaGuard guard;
   tf_test::Rng rng(tf_test::case_seed());
@@ -264,7 +265,7 @@ TF_TEST(quant_linear_float_amx_matches_reference) {
   for (const C& c : cases) {
     QW q = random_weight(rng, c.bits, c.N, c.K, c.gs, c.sym, false);
     const std::vector<double> w = dequant_ref(q.w);
-    for (int mode = 0; mode < 4; ++mode) {
+    for (int mode = 0; mode < 5; ++mode) {
       std::vector<float> x(size_t(c.M * c.K));
       for (int64_t m = 0; m < c.M; ++m)
         for (int64_t k = 0; k < c.K; ++k) {
@@ -273,6 +274,7 @@ TF_TEST(quant_linear_float_amx_matches_reference) {
           if (mode == 1) v = std::ldexp(r, int(rng.below(41)) - 20);  // every part carries bits
           if (mode == 2 && m == c.M / 2) v = r * 1e-33f;  // one row below 2^-100
           if (mode == 3 && m == c.M - 1) v = r * 1e31f;   // one row above 2^100
+          if (mode == 4 && m == 0 && k == c.K / 2) v = INFINITY;  // one row with an infinity
           x[size_t(m * c.K + k)] = v;
         }
       // the reference, and the norm of the sums of |x w| the error is held to
@@ -287,7 +289,7 @@ TF_TEST(quant_linear_float_amx_matches_reference) {
             a += std::fabs(t);
           }
           want[size_t(m * c.N + n)] = s;
-          dn += a * a;
+          if (mode != 4 || m > 0) dn += a * a;
         }
       dn = std::sqrt(dn);
       for (int use_amx : {1, 0}) {
@@ -313,6 +315,10 @@ TF_TEST(quant_linear_float_amx_matches_reference) {
         REQUIRE(quant_linear(p).ok());
         double en = 0;
         for (size_t i = 0; i < y.size(); ++i) {
+          if (mode == 4 && int64_t(i) < c.N) {  // the row with the infinity: not finite
+            CHECK(!std::isfinite(y[i]), "mode 4: a finite output from a row with an infinity");
+            continue;
+          }
           const double e = double(y[i]) - want[i];
           en += std::isnan(e) ? INFINITY : e * e;
         }
