@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../common/x86_amx.h"
+#include "quant_x86_i4_parts.h"
 
 namespace tf {
 namespace quant_cpu {
@@ -216,37 +217,14 @@ TF_AMX void strip_all_i4(const uint8_t* ub, const float* sp, const int32_t* zp, 
         _tile_dpbsud(3, 5, 7);
       }
       tiles_store(ct);
-      const __m512i z0 = _mm512_loadu_si512(zp + g * kStrip);
-      const __m512i z1 = _mm512_loadu_si512(zp + g * kStrip + 16);
-      const __m512 s0 = _mm512_loadu_ps(sp + g * kStrip);
-      const __m512 s1 = _mm512_loadu_ps(sp + g * kStrip + 16);
-      const int j = int(g % 8);
       for (int i = 0; i < rows; ++i) {
         // tile 2 (i / 16) + h: rows of x 16 (i / 16).., weight rows 16 h..
         const int32_t* c0 = ct + (i / 16) * 512 + (i % 16) * 16;
-        const __m512i xsv = _mm512_set1_epi32(xs[(b * kRows + i) * G + g]);
-        const __m512i i0 = _mm512_sub_epi32(_mm512_load_si512(c0), _mm512_mullo_epi32(z0, xsv));
-        const __m512i i1 =
-            _mm512_sub_epi32(_mm512_load_si512(c0 + 256), _mm512_mullo_epi32(z1, xsv));
-        float* pj = part[i][j];
-        _mm512_store_ps(pj, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(i0), _mm512_load_ps(pj)));
-        _mm512_store_ps(pj + 16,
-                        _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(i1), _mm512_load_ps(pj + 16)));
+        join_group_i4(_mm512_load_si512(c0), _mm512_load_si512(c0 + 256), zp + g * kStrip,
+                      sp + g * kStrip, xs[(b * kRows + i) * G + g], part[i][g % 8]);
       }
     }
-    const __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
-    const __mmask16 m1 = cols >= 32 ? __mmask16(0xffff)
-                         : cols > 16 ? __mmask16((1u << (cols - 16)) - 1)
-                                     : __mmask16(0);
-    for (int i = 0; i < rows; ++i)
-      for (int h = 0; h < 2; ++h) {
-        auto at = [&](int j) TF_AMX { return _mm512_load_ps(part[i][j] + 16 * h); };
-        const __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(at(0), at(4)),
-                                                       _mm512_add_ps(at(2), at(6))),
-                                         _mm512_add_ps(_mm512_add_ps(at(1), at(5)),
-                                                       _mm512_add_ps(at(3), at(7))));
-        _mm512_mask_storeu_ps(c + (b * kRows + i) * ldc + 16 * h, h ? m1 : m0, sum);
-      }
+    for (int i = 0; i < rows; ++i) store_parts_i4(part[i], cols, c + (b * kRows + i) * ldc);
   }
 }
 

@@ -26,6 +26,7 @@
 #include "../common/x86_avx512.h"
 #include "../common/x86_avx512_transpose.h"
 #include "quant_rows.h"
+#include "quant_x86_i4_parts.h"
 #include "tensorfuse/scratch.h"
 
 namespace tf {
@@ -512,37 +513,12 @@ TF_AVX512 void strip_i4(const uint8_t* p, const float* sp, const int32_t* zp, co
         h1[i] = dpbusd(h1[i], u1, xb);
       }
     }
-    const __m512i z0 = _mm512_loadu_si512(zp + g * kStrip);
-    const __m512i z1 = _mm512_loadu_si512(zp + g * kStrip + 16);
-    const __m512 s0 = _mm512_loadu_ps(sp + g * kStrip), s1 = _mm512_loadu_ps(sp + g * kStrip + 16);
-    const int j = int(g % 8);
 #pragma GCC unroll 4
-    for (int i = 0; i < MR; ++i) {
-      // |z * xsum| <= 16 * 127 * 65536 < 2^31 for the groups int8 activations take
-      const __m512i xs = _mm512_set1_epi32(xsum[(m + i) * G + g]);
-      const __m512i i0 =
-          _mm512_sub_epi32(_mm512_add_epi32(a0[i], h0[i]), _mm512_mullo_epi32(z0, xs));
-      const __m512i i1 =
-          _mm512_sub_epi32(_mm512_add_epi32(a1[i], h1[i]), _mm512_mullo_epi32(z1, xs));
-      float* pj = part[i][j];
-      _mm512_store_ps(pj, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(i0), _mm512_load_ps(pj)));
-      _mm512_store_ps(pj + 16,
-                      _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(i1), _mm512_load_ps(pj + 16)));
-    }
+    for (int i = 0; i < MR; ++i)
+      join_group_i4(_mm512_add_epi32(a0[i], h0[i]), _mm512_add_epi32(a1[i], h1[i]),
+                    zp + g * kStrip, sp + g * kStrip, xsum[(m + i) * G + g], part[i][g % 8]);
   }
-  const __mmask16 m0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1);
-  const __mmask16 m1 = cols >= 32 ? __mmask16(0xffff)
-                       : cols > 16 ? __mmask16((1u << (cols - 16)) - 1)
-                                   : __mmask16(0);
-  for (int i = 0; i < MR; ++i)
-    for (int h = 0; h < 2; ++h) {
-      auto at = [&](int j) TF_AVX512 { return _mm512_load_ps(part[i][j] + 16 * h); };
-      const __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(at(0), at(4)),
-                                                     _mm512_add_ps(at(2), at(6))),
-                                       _mm512_add_ps(_mm512_add_ps(at(1), at(5)),
-                                                     _mm512_add_ps(at(3), at(7))));
-      _mm512_mask_storeu_ps(c + (m + i) * ldc + 16 * h, h ? m1 : m0, sum);
-    }
+  for (int i = 0; i < MR; ++i) store_parts_i4(part[i], cols, c + (m + i) * ldc);
 }
 
 constexpr int kI4StripRows = 4;  // rows of x per strip_i4 call: 16 int32 accumulators
