@@ -19,8 +19,15 @@
 // (int4 / weight-only: x @ dequantize(q)^T within 1e-4; W8A8, W4A8 and the int8-activation peers:
 // within 3e-2, the error of int8 activations); a wrong one is not timed. GB/s counts the bytes of the quantized
 // weight as stored (qweight + scales + zeros), read once per call.
+//
+// Decode rows (M = 1) time our kernels twice: on one weight, as the peers run (onnxruntime keeps
+// its weight as a session constant, one copy, read from cache where the cache holds it), and on
+// rotated weights, "from memory" (BENCH.md: a model's weights do not stay in cache from one token
+// to the next): frozen copies of the QTensor and of the float32 weight, as many as rotationSets
+// asks for (about 3x the last-level cache in all), one per call in turn, each called once before
+// timing (its kernel and strip layouts are built at its first call).
 
-import { benchRow } from './lib/suite.mjs';
+import { benchRow, rotationSets } from './lib/suite.mjs';
 import { buildModel } from './lib/onnx.mjs';
 import { ortSession } from './lib/peers.mjs';
 
@@ -54,6 +61,28 @@ function cases() {
 
 const KIND_LABEL = { int4: 'int4 weight-only', int8: 'int8 weight-only', w8a8: 'W8A8', w4a8: 'W4A8 (int4, int8 x)' };
 const isInt4 = (c) => c.kind === 'int4' || c.kind === 'w4a8';
+
+/** A frozen copy of a Tensor in storage of its own. */
+function copyTensor(tf, t) {
+  return t ? tf.tensor(t.data().slice(), [...t.shape], t.dtype) : undefined;
+}
+
+/**
+ * n - 1 frozen copies of QTensor q in storage of their own after q itself (frozen: the kernels'
+ * layout, and the strip layout of the int8-activation paths, are cached for each as for q).
+ */
+function qCopies(tf, q, n) {
+  const out = [q];
+  for (let i = 1; i < n; i++) {
+    const c = { kind: 'quantized', bits: q.bits, groupSize: q.groupSize, symmetric: q.symmetric };
+    c.shape = Object.freeze([...q.shape]);
+    c.qweight = copyTensor(tf, q.qweight);
+    c.scales = copyTensor(tf, q.scales);
+    if (q.zeros) c.zeros = copyTensor(tf, q.zeros);
+    out.push(Object.freeze(c));
+  }
+  return out;
+}
 
 /** Bytes of a QTensor as stored. */
 function qBytes(q) {
@@ -151,6 +180,12 @@ export async function run(ctx) {
     'quant: linear(x [M,K], q [N,K]); GFLOP/s = 2MNK / t whatever the storage; GB/s = bytes of the stored quantized weight ' +
       '(qweight + float32 scales + uint8 zeros) / t, so the float32 row shows how much faster the quantized read is, not its own bandwidth.',
   );
+  ctx.notes.push(
+    "quant: decode rows (M = 1) also time 'native, weights from memory' and the float32 linear likewise: frozen copies " +
+      'of the weight, about 3x the last-level cache in all, one per call in turn, so each call streams its weight from ' +
+      'memory as a decode step of a model does; the other rows (and onnxruntime, whose weight is a session constant) ' +
+      'read one weight, from cache where the cache holds it.',
+  );
   if (!ort) ctx.notes.push(`onnxruntime-node not available (${ctx.ortError}); quant peer rows skipped.`);
   else
     ctx.notes.push(
@@ -166,6 +201,13 @@ export async function run(ctx) {
     const opts = c.kind === 'w8a8' ? { activation: 'int8' } : c.kind === 'w4a8' ? { activation: 'w4a8' } : {};
     const nSets = c.small ? 8 : M === 1 ? 4 : 1;
     const xs = Array.from({ length: nSets }, (_, s) => tf.randn([M, K], { seed: 100 + s }));
+    // decode: weights rotated (see the top of the file)
+    const qs = qCopies(tf, q, M === 1 ? rotationSets(qBytes(q), ctx.llcBytes) : 1);
+    // every copy called once before timing: its kernel layout (and, for 'int8' / 'w4a8', its
+    // strip layout) is built at its first call, which is not what a decode step costs
+    if (qs.length > 1) for (const c of qs) tf.linear(xs[0], c, opts).dispose();
+    const ws = [w];
+    for (let i = 1; i < (M === 1 ? rotationSets(N * K * 4, ctx.llcBytes) : 1); i++) ws.push(copyTensor(tf, w));
     const label = `M=${M} K=${K} N=${N}${c.gs ? ` g${c.gs}` : ''}`;
     ctx.progress(`${KIND_LABEL[c.kind]} ${label}: checking`);
     const r = Math.min(M, 2);
@@ -197,6 +239,21 @@ export async function run(ctx) {
           fn: () => tf.linear(xs[i1++ % nSets], w),
         },
       ];
+      if (qs.length > 1) {
+        let i3 = 0;
+        let i4 = 0;
+        impls.push({
+          name: 'native, weights from memory',
+          relErr: nativeErr,
+          skip,
+          fn: () => tf.linear(xs[i3 % nSets], qs[i3++ % qs.length], opts),
+        });
+        impls.push({
+          name: 'tensorfuse float32 linear, weights from memory',
+          relErr: impls[1].relErr,
+          fn: () => tf.linear(xs[i4 % nSets], ws[i4++ % ws.length]),
+        });
+      }
       if (c.small) {
         impls.push({
           name: 'native (async)',
@@ -280,5 +337,7 @@ export async function run(ctx) {
       );
     }
     for (const e of sessions.values()) if (e.session) await e.session.release();
+    for (const c of qs.slice(1)) for (const t of [c.qweight, c.scales, c.zeros]) t?.dispose();
+    for (const t of ws.slice(1)) t.dispose();
   }
 }
