@@ -123,10 +123,10 @@ TF_AMX inline void join_unit(const float* ct, const float* s, bool two, int64_t 
   }
 }
 
-// Rows [n0, n1) (at most kTaskRows) of y for all M rows of x. Per unit of depth, every strip of
-// the range is dequantized first; then each pair of 16-row blocks of x meets the strips one after
-// another, so its B tiles (24 KB for a unit of 128) are read from L2 once and from L1 for the
-// other strips (a B tile from L2 for every two TDPBF16PS held them to a quarter of their rate).
+// Rows [n0, n1) (at most kTaskRows) of the product for all M rows of x, into (or added to)
+// y[m * ldy + (n - n0)]. Two loop orders (below): with one or two blocks of 16 rows of x, strip by
+// strip; with more, unit by unit over all strips, so that each pair of x blocks meets every strip
+// of a unit in turn (its B tiles read from L2 once a unit) and the strips are dequantized once.
 TF_AMX void float_rows(const QuantWeight& w, const uint16_t* xp, int64_t M, int64_t n0,
                        int64_t n1, float* y, int64_t ldy, bool accumulate) {
   const int64_t K = w.K, gs = w.group(), KS = K / 32, MB = (M + 15) / 16;
