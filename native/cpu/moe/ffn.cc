@@ -442,8 +442,8 @@ Status moe_ffn(const MoeFfnParams& p) {
   // Quantized experts on AMX-BF16 (quant_float_x86_amx.cc), for tiles past the GEMV: x's rows as
   // three exact bfloat16 parts once a task, then per F step G and U on the w1 / w3 rows, the GLU,
   // H's parts, and Y (+)= H w2[:, step]^T on w2's rows viewed over the step's columns (F steps
-  // on w2's groups). false, nothing written to y yet: a row of x or of H that the parts cannot
-  // hold (quant_kernels.h), so the task takes the paths below (which write y whole).
+  // on w2's groups). false: a row of x or of H that the parts cannot hold (quant_kernels.h);
+  // the task then takes the paths below, which write y whole from their first step on.
   auto w2_view = [&](const QuantWeight& w2, int64_t fs, int64_t nf) {
     QuantWeight v = w2;
     v.K = nf;
