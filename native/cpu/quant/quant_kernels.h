@@ -115,8 +115,9 @@ bool tile_i4_amx(const QuantWeight& w, const int8_t* xq, const int32_t* xsum, in
 // (amx_float_x_elems(M, K) in all); false where a row of those holds an infinity or a NaN, or its
 // largest |x| is outside [2^-100, 2^100] (and not 0): bfloat16 parts would lose it, so the caller
 // takes another path. From kAmxFloatMinRows rows of x (quant_ticks, Xeon with AMX, K = N =
-// 4096, 2 threads, MAC/tick against the GEMV / the float tiles: M = 4 int4 26 / 36, M = 8 int4
-// groups of 128 49 / 33, int8 51 / 29; M = 16 93 / 35; M = 128 146 / 51).
+// 4096, 2 threads, MAC/tick on the tiles against the GEMV or float tiles they replace: M = 4 int4
+// 26 against 36, M = 8 int4 groups of 128 49 against 33, int8 51 against 29; M = 16 93 against
+// 35; M = 128 146 against 51).
 constexpr int64_t kAmxFloatMinRows = 8;
 constexpr int64_t kAmxFloatTaskRows = 128;
 bool amx_float_usable(const QuantWeight& w);
