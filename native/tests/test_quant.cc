@@ -299,8 +299,7 @@ TF_TEST(quant_linear_float_amx_matches_reference) {
           // the tiles take this call exactly when every row of x suits them
           REQUIRE(quant_cpu::amx_float_applies(q.w, c.M));
           std::vector<uint16_t> xp(size_t(quant_cpu::amx_float_x_elems(c.M, c.K)) + 32);
-          uint16_t* xa = reinterpret_cast<uint16_t*>(
-              (reinterpret_cast<uintptr_t>(xp.data()) + 63) & ~uintptr_t(63));
+          uint16_t* xa = quant_cpu::align64(xp.data());
           CHECK(quant_cpu::amx_float_pack_x(x.data(), c.K, c.M, c.K, 0, (c.M + 15) / 16, xa) ==
                     (mode < 2),
                 "mode %d: rows that %s the tiles", mode, mode < 2 ? "suit" : "do not suit");

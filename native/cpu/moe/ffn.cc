@@ -472,11 +472,8 @@ Status moe_ffn(const MoeFfnParams& p) {
     thread_local std::vector<uint16_t> xa_buf, ha_buf;
     xa_buf.resize(size_t(quant_cpu::amx_float_x_elems(M, D)) + 32);
     ha_buf.resize(size_t(quant_cpu::amx_float_x_elems(M, fsub)) + 32);
-    auto align = [](uint16_t* q) {
-      return reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(q) + 63) & ~uintptr_t(63));
-    };
-    uint16_t* xa = align(xa_buf.data());
-    uint16_t* ha = align(ha_buf.data());
+    uint16_t* xa = quant_cpu::align64(xa_buf.data());
+    uint16_t* ha = quant_cpu::align64(ha_buf.data());
     if (!quant_cpu::amx_float_pack_x(xg, D, M, D, 0, mb, xa)) return false;
     constexpr int64_t kRows = quant_cpu::kAmxFloatTaskRows;
     for (int64_t fs = tk.f0; fs < tk.f1; fs += fsub) {

@@ -329,8 +329,7 @@ bool amx_float(const QuantLinearParams& p, const float* xf, float* yf) {
   const int64_t chunk = std::min(M, kAmxChunkRows);
   CallerBuffer buffer(size_t(quant_cpu::amx_float_x_elems(chunk, K)) * sizeof(uint16_t) + 64);
   if (!buffer.get()) return false;
-  uint16_t* xp = reinterpret_cast<uint16_t*>(
-      (reinterpret_cast<uintptr_t>(buffer.get()) + 63) & ~uintptr_t(63));
+  uint16_t* xp = quant_cpu::align64(static_cast<uint16_t*>(buffer.get()));
   const int workers = std::max(1, p.max_threads > 0 ? std::min(p.max_threads, threads())
                                                     : threads());
   const int64_t rows = std::min<int64_t>(

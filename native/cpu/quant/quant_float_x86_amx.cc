@@ -141,9 +141,8 @@ TF_AMX void float_rows(const QuantWeight& w, const uint16_t* xp, int64_t M, int6
   thread_local std::vector<uint16_t> a_buf;
   acc_buf.assign(size_t(strips * kStrip * lda + 16), 0.0f);
   a_buf.resize(size_t(strips * steps * 1024 + 32));
-  auto align = [](void* p) { return (reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63); };
-  float* acc = reinterpret_cast<float*>(align(acc_buf.data()));
-  uint16_t* a = reinterpret_cast<uint16_t*>(align(a_buf.data()));
+  float* acc = align64(acc_buf.data());
+  uint16_t* a = align64(a_buf.data());
   alignas(64) float ct[4 * 256];
   alignas(64) float sc[kTaskRows];
   const int64_t block = KS * 3 * 512;  // elements of one block of x's parts

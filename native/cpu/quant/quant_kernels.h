@@ -23,9 +23,10 @@ constexpr float kNormalLanes = 3.0f;     // AVX2 lanes, codes with 2^23's expone
 // that starts on 64 bytes all do (a 64-byte load of x that crosses a line is two loads: the
 // AVX-512 GEMV with four rows of x ran at half speed on rows 24,608 bytes apart).
 constexpr int64_t prep_x_floats(int64_t K) { return (K + kPrepXTail + K / 2 + 15) / 16 * 16; }
-// p rounded up to 64 bytes (a buffer of 15 floats more than it needs).
-inline float* align64(float* p) {
-  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
+// p rounded up to 64 bytes (its buffer wants 63 bytes of slack: 15 floats, 31 uint16).
+template <typename T>
+inline T* align64(T* p) {
+  return reinterpret_cast<T*>((reinterpret_cast<uintptr_t>(p) + 63) & ~uintptr_t(63));
 }
 
 struct Kernels {

@@ -142,8 +142,7 @@ TF_AMX void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xsum,
   // the float totals of every block (32 x 32 each)
   thread_local std::vector<float> acc_buf;
   acc_buf.resize(size_t(blocks * kRows * kStrip + 16));
-  float* acc =
-      reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(acc_buf.data()) + 63) & ~uintptr_t(63));
+  float* acc = align64(acc_buf.data());
   thread_local std::vector<uint8_t> own;  // a strip packed here when the weight has none
   const int64_t sbytes = quant_strip_bytes(w);
   configure_tiles();
@@ -153,8 +152,7 @@ TF_AMX void tile_i8(const QuantWeight& w, const int8_t* xq, const int32_t* xsum,
       p = w.strips + (n / kStrip) * sbytes;
     } else {
       own.resize(size_t(K * kStrip) + size_t(G * kStrip) * sizeof(float) + 64);
-      uint8_t* o = reinterpret_cast<uint8_t*>(
-          (reinterpret_cast<uintptr_t>(own.data()) + 63) & ~uintptr_t(63));
+      uint8_t* o = align64(own.data());
       pack(w, n, n1, o, reinterpret_cast<float*>(o + K * kStrip));
       p = o;
     }
@@ -236,8 +234,7 @@ TF_AMX void tile_i4(const QuantWeight& w, const int8_t* xq, const int32_t* xsum,
   thread_local std::vector<uint8_t> ub_buf;
   pack_x(xq, xsum, M, K, G, xa, xs);
   ub_buf.resize(size_t(K * kStrip) + 64);
-  uint8_t* ub = reinterpret_cast<uint8_t*>(
-      (reinterpret_cast<uintptr_t>(ub_buf.data()) + 63) & ~uintptr_t(63));
+  uint8_t* ub = align64(ub_buf.data());
   configure_tiles();
   for (int64_t n = n0; n < n1; n += kStrip) {
     const uint8_t* p = w.strips + (n / kStrip) * sbytes;
