@@ -41,6 +41,7 @@
         "native/cpu/gemm/gemm_x86_amx.cc",
         "native/cpu/attention/attention_x86_avx2.cc",
         "native/cpu/attention/attention_x86_avx512.cc",
+        "native/cpu/attention/attention_x86_amx.cc",
         "native/cpu/moe/moe_x86_avx2.cc",
         "native/cpu/prune/prune_x86_avx2.cc",
         "native/cpu/prune/prune_x86_avx512.cc",

@@ -217,6 +217,102 @@ TF_TEST(attention_blocks_sharing_packed_tiles_match_double_loop) {
                             {1, 2});
 }
 
+// float32 on AMX-BF16 tiles, q, K, V and P as three bfloat16 parts each (attention_x86_amx.cc):
+// against the double loop and against the float32 micro-kernel (AMX off) on the same inputs,
+// over head dims with a partial last step of 32 (1, 17, 80), causal with Sq != Sk, GQA, blocks
+// sharing packed tiles (Sq * G past 768 rows), on 1 and 2 threads. The parts must keep the
+// float32 kernel's accuracy: within 2e-6 relative norm and at most 4x its error (a two-part
+// split measured ~3e-5 and fails). The fallbacks, each where a part would change the answer:
+// a q row with -inf against keys whose column is positive (every score -inf: the row sees no
+// key and gives zeros; parts would give NaN), a K element +inf met by negative q (that key's
+// scores are -inf, masked), and V wholly below 2^-100 (parts flushed as denormals): the same
+// values as AMX off, within float32 rounding. Skipped where AMX-BF16 is not usable.
+TF_TEST(attention_float32_amx_parts_match_double_loop) {
+  const tf_test::IsaGuard guard;
+  set_isa(Isa::avx512);
+  if (!attention_cpu::amx_f32_usable()) {
+    set_use_amx(-1);
+    return;
+  }
+  tf_test::Rng rng(tf_test::case_seed());
+  const int threads_before = threads();
+  const Case cases[] = {{1, 33, 33, 1, 1, 1, false},     {1, 40, 70, 4, 2, 17, true},
+                        {2, 100, 130, 2, 2, 64, true},   {1, 127, 127, 3, 3, 80, false},
+                        {1, 70, 300, 4, 1, 96, true},    {1, 200, 260, 2, 2, 128, false},
+                        {1, 64, 64, 2, 1, 256, true},    {2, 300, 333, 16, 4, 64, true}};
+  bool differs = false;  // AMX on gave other bits than AMX off somewhere: the parts ran
+  for (const Case& c : cases)
+    for (int nt : {1, 2}) {
+      set_threads(nt);
+      std::vector<float> q(size_t(c.B * c.Sq * c.Hq * c.D)), k(size_t(c.B * c.Sk * c.Hk * c.D));
+      std::vector<float> v(k.size());
+      for (float& x : q) x = rng.uniform(-2, 2);
+      for (float& x : k) x = rng.uniform(-2, 2);
+      for (float& x : v) x = rng.uniform(-1, 1);
+      const std::vector<double> want = reference(c, q, k, v);
+      std::vector<float> out[2];
+      double err[2];
+      for (int amx : {0, 1}) {
+        set_use_amx(amx);
+        out[amx].assign(q.size(), std::numeric_limits<float>::quiet_NaN());
+        REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(),
+                                 out[amx].data())).ok());
+        err[amx] = tf_test::rel_norm_error(std::vector<double>(out[amx].begin(), out[amx].end()),
+                                           want, want);
+      }
+      differs = differs || out[0] != out[1];
+      CHECK(err[1] < 2e-6 && err[1] <= 4 * err[0] + 1e-7,
+            "%d threads B%lld Sq%lld Sk%lld Hq%lld Hk%lld D%lld: error %.3g (AMX off %.3g)", nt,
+            (long long)c.B, (long long)c.Sq, (long long)c.Sk, (long long)c.Hq, (long long)c.Hk,
+            (long long)c.D, err[1], err[0]);
+    }
+  CHECK(differs, "AMX on and off gave the same bits in every case: the parts did not run");
+
+  // the fallbacks, on the last case's shape (two blocks a head, sharing packed tiles): the
+  // inputs made as described above; AMX on against AMX off
+  const Case c = cases[sizeof(cases) / sizeof(cases[0]) - 1];
+  for (int kind = 0; kind < 3; ++kind)
+    for (int nt : {1, 2}) {
+      set_threads(nt);
+      std::vector<float> q(size_t(c.B * c.Sq * c.Hq * c.D)), k(size_t(c.B * c.Sk * c.Hk * c.D));
+      std::vector<float> v(k.size());
+      for (float& x : q) x = rng.uniform(-2, 2);
+      for (float& x : k) x = rng.uniform(-2, 2);
+      for (float& x : v) x = rng.uniform(-1, 1);
+      // query 250 (the second block of each head) of batch 0, head 1
+      const size_t qrow = size_t((250 * c.Hq + 1) * c.D);
+      if (kind == 0) {
+        q[qrow] = -INFINITY;
+        for (int64_t j = 0; j < c.Sk; ++j) k[size_t((j * c.Hk + 0) * c.D)] = rng.uniform(0.5, 2);
+      } else if (kind == 1) {
+        for (int64_t i = 0; i < c.B * c.Sq * c.Hq; ++i) q[size_t(i * c.D)] = rng.uniform(-2, -0.5);
+        k[size_t((5 * c.Hk + 1) * c.D)] = INFINITY;
+      } else {
+        for (float& x : v) x *= 1e-36f;
+      }
+      std::vector<float> out[2];
+      for (int amx : {0, 1}) {
+        set_use_amx(amx);
+        out[amx].assign(q.size(), std::numeric_limits<float>::quiet_NaN());
+        REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(),
+                                 out[amx].data())).ok());
+      }
+      bool finite = true;
+      for (float x : out[1]) finite = finite && std::isfinite(x);
+      const double err =
+          tf_test::rel_norm_error(std::vector<double>(out[1].begin(), out[1].end()),
+                                  std::vector<double>(out[0].begin(), out[0].end()),
+                                  std::vector<double>(out[0].begin(), out[0].end()));
+      CHECK(finite && err < 1e-6, "fallback %d, %d threads: finite %d, error %.3g against AMX off",
+            kind, nt, int(finite), err);
+      if (kind == 0)
+        for (int64_t d = 0; d < c.D; ++d)
+          CHECK(out[1][qrow + size_t(d)] == 0.0f, "fallback 0: the row with -inf q is not zero");
+    }
+  set_use_amx(-1);
+  set_threads(threads_before);
+}
+
 // float16 / bfloat16 storage, widened in registers on each ISA: against the double loop on the
 // rounded inputs, within the rounding of the 16-bit output (plus float32 accumulation).
 TF_TEST(attention_16bit_matches_double_loop) {

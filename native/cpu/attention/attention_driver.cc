@@ -124,6 +124,7 @@ class Runner {
              amx_usable(Amx::bf16)),
         bf16_tiles_(p.dtype == DType::bfloat16 && ak_.tile_bf16 && kNR == 16 &&
                     (fast_bf16_dot() || amx_)),
+        amx_f32_(p.dtype == DType::float32 && kNR == 16 && attention_cpu::amx_f32_usable()),
         block_rows_(gk_.kernel2 ? kWideBlockRows : kBlockRows),
         tile_keys_(gk_.kernel2 ? kWideTileKeys : kTileKeys) {}
 
@@ -162,6 +163,22 @@ class Runner {
   }
 
   void run_item(const Item& it);
+  // Floats of one packed K / V tile: the float32 panels, or (amx_f32_) the larger of those and
+  // the three bfloat16 parts.
+  int64_t k_tile_floats() const {
+    const int64_t f = D_ * round_up(tile_keys_, kNR);
+    return amx_f32_ ? std::max(f, 3 * k_part() / 2) : f;
+  }
+  int64_t v_tile_floats() const {
+    const int64_t f = tile_keys_ * Dp_;
+    return amx_f32_ ? std::max(f, 3 * v_part() / 2) : f;
+  }
+  // The parts' layouts (bfloat16 elements; attention_cpu::amx_f32_pack_k / _v): a part of a K
+  // tile (panels of 16 keys, round_up(D, 32) deep), a V panel (16 columns by pairs of keys) and
+  // a part of a V tile.
+  int64_t k_part() const { return round_up(tile_keys_, 16) * round_up(D_, 32); }
+  int64_t v_panel() const { return round_up(tile_keys_, 32) * 16; }
+  int64_t v_part() const { return round_up(tile_keys_, 32) * Dp_; }
   void run_block(const Item& it, PackedKV* kv);
   // The bfloat16 tiles' S = Q K^T (micro-panels [pa, pb) against the key panels [0, npan) that
   // they see) and O += P V (each micro-panel over the key pairs of its [ka, kb]).
@@ -193,6 +210,11 @@ class Runner {
   // what AMX does not: a tile of keys not in whole steps of 32)
   const bool amx_;
   const bool bf16_tiles_;     // bfloat16 q, K, V on the ISA's bfloat16 tiles (ak_.tile_bf16)
+  // float32 q, K, V on AMX tiles as three bfloat16 parts each (attention_x86_amx.cc): a block
+  // whose scaled Q is finite packs its K / V tiles as parts where they suit (finite; V not all
+  // below 2^-100), and runs S = Q K^T and O += P V as gemm_cpu::amx_bf16x3_rows on 32-row
+  // blocks; a tile that does not suit takes the float32 micro-kernel.
+  const bool amx_f32_;
   const int64_t block_rows_;  // kBlockRows or kWideBlockRows
   const int64_t tile_keys_;   // kTileKeys or kWideTileKeys
   bool elementwise_ = false;  // softcap, ALiBi or a mask: every tile needs the transform
@@ -288,8 +310,8 @@ void Runner::run_item(const Item& it) {
   const int64_t ntiles = ceil_div(seqs_[size_t(it.b)].sk, tile_keys_);
   PackedKV kv;  // in scratch slot 2 (finish_rows holds 3; the chunk merge, which takes 2, is
                 // never run with whole items)
-  kv.k_tile = D_ * round_up(tile_keys_, kNR);
-  kv.v_tile = tile_keys_ * Dp_;
+  kv.k_tile = k_tile_floats();
+  kv.v_tile = v_tile_floats();
   float* mem = static_cast<float*>(
       scratch_get(2, size_t(ntiles * (kv.k_tile + kv.v_tile)) * sizeof(float)));
   PackedKV* use = nullptr;
@@ -349,19 +371,27 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
   const int64_t lds = round_up(tile_keys_, kNR);
   const int64_t ldo = Dp_;
   // rows of the buffers: AMX blocks of 32 rows reach past the micro-panels' Rp
-  const int64_t Rt = amx_ ? round_up(R, gemm_cpu::kAmxRows) : Rp;
-  const int64_t sizes[9] = {Rt * D_, Rt * lds, Rt * ldo, Rt, Rt, Rt, D_ * lds, Rt * lds,
-                            tile_keys_ * Dp_};
+  // (and the float32 parts' blocks, past the micro-panels' Rp)
+  using gemm_cpu::kAmxRows;
+  const int64_t Rt = amx_ ? round_up(R, kAmxRows) : amx_f32_ ? round_up(Rp, kAmxRows) : Rp;
+  // float32 parts: Q rows Dz long, P rows tkz long (bfloat16), three parts each
+  const int64_t Dz = round_up(D_, 32), tkz = round_up(tile_keys_, 32);
+  const int64_t sizes[11] = {Rt * D_,         Rt * lds,        Rt * ldo,
+                             Rt,              Rt,              Rt,
+                             k_tile_floats(), Rt * lds,        v_tile_floats(),
+                             amx_f32_ ? 3 * Rt * Dz / 2 : 0,   amx_f32_ ? 3 * Rt * tkz / 2 : 0};
   int64_t total = 0;
   for (int64_t n : sizes) total += round_up(n, 16);
   float* mem = static_cast<float*>(scratch_get(0, size_t(total) * sizeof(float)));
-  float* piece[9];
-  for (int i = 0; i < 9; ++i) {
+  float* piece[11];
+  for (int i = 0; i < 11; ++i) {
     piece[i] = mem;
     mem += round_up(sizes[i], 16);
   }
   float *qb = piece[0], *sc = piece[1], *o = piece[2], *m = piece[3], *l = piece[4],
         *alpha = piece[5], *kp = piece[6], *pp = piece[7], *vp = piece[8];
+  uint16_t* qs = reinterpret_cast<uint16_t*>(piece[9]);  // Q's parts (amx_f32_)
+  uint16_t* ps = reinterpret_cast<uint16_t*>(piece[10]);  // P's parts
   // bfloat16 q, K, V where the ISA has the bfloat16 tiles (vdpbf16ps, common/x86_avx512_bf16.h):
   // Q's rows as stored (D2 elements each, zero-padded) against K packed by pairs of D; P rounded
   // to bfloat16 into pp's space (as FlashAttention's P V on bf16 tensor cores, arXiv:2205.14135)
@@ -388,6 +418,7 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
   // (the scale in a local: read through p_ inside the loop, it kept the loop scalar)
   float* qrow = static_cast<float*>(scratch_get(1, size_t(kMR * D_) * sizeof(float)));
   const float scale = p_.scale;
+  bool q_split = amx_f32_;  // Q's parts written: all of the block's Q is finite
   for (int64_t r0 = 0; r0 < (bf16 ? 0 : Rp); r0 += kMR) {
     for (int64_t i = 0; i < kMR; ++i) {
       float* row = qrow + i * D_;
@@ -402,7 +433,13 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     float* panel = qb + r0 * D_;
     for (int64_t d = 0; d < D_; ++d)
       for (int64_t i = 0; i < kMR; ++i) panel[d * kMR + i] = qrow[i * D_ + d];
+    if (q_split)
+      q_split = attention_cpu::amx_f32_split_rows(qrow, D_, kMR, D_, qs + r0 * Dz, Dz, Rt * Dz,
+                                                  true);
   }
+  if (q_split)
+    for (int p = 0; p < 3; ++p)
+      std::memset(qs + p * Rt * Dz + Rp * Dz, 0, size_t((Rt - Rp) * Dz) * 2);
   std::memset(o, 0, size_t(Rt * ldo) * sizeof(float));
   for (int64_t r = 0; r < Rt; ++r) {
     m[r] = kNegInf;
@@ -425,22 +462,39 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     // K and V of this tile packed: the head's shared tiles where the tile is on their grid
     // (shared tiles hold every key of the tile up to Sk, whatever this block sees of it: nv is
     // the depth V's panels were packed with)
+    // (ready: 1 packed as float32 panels, 2 as the AMX parts)
     float* kpt = kp;
     float* vpt = vp;
     int64_t nv = n;
-    bool need_pack = true;
+    bool need_pack = true, tile_split = false;
+    char* ready = nullptr;
     if (kv && j0 % tile_keys_ == 0) {
       const int64_t t = j0 / tile_keys_;
       kpt = kv->k + t * kv->k_tile;
       vpt = kv->v + t * kv->v_tile;
       nv = std::min(tile_keys_, s.sk - j0);
       need_pack = !kv->ready[size_t(t)];
-      kv->ready[size_t(t)] = 1;
+      tile_split = kv->ready[size_t(t)] == 2;
+      if (tile_split && !q_split) {  // parts, but this block's Q is not finite: float32 here
+        kpt = kp, vpt = vp, need_pack = true, tile_split = false;
+      } else if (need_pack) {
+        ready = &kv->ready[size_t(t)];
+      }
     }
-    if (need_pack && bf16) {
+    uint16_t* kh = reinterpret_cast<uint16_t*>(kpt);
+    uint16_t* vh = reinterpret_cast<uint16_t*>(vpt);
+    if (need_pack && q_split) {
+      const float* kf = static_cast<const float*>(kt);
+      const float* vf = static_cast<const float*>(vt);
+      tile_split = attention_cpu::amx_f32_pack_k(kf, ks, nv, D_, kh, k_part()) &&
+                   attention_cpu::amx_f32_pack_v(vf, vs, nv, D_, vh, v_panel(), v_part());
+    }
+    if (ready) *ready = tile_split ? 2 : 1;
+    const bool pack_panels = need_pack && !tile_split;
+    if (pack_panels && bf16) {
       ak_.pack_k_bf16(kt, ks, nv, D_, reinterpret_cast<uint16_t*>(kpt));
       ak_.pack_v_bf16(vt, vs, nv, D_, reinterpret_cast<uint16_t*>(vpt));
-    } else if (need_pack) {
+    } else if (pack_panels) {
       gk_.pack_b(kt, p_.dtype, ks, true, D_, nv, kpt);
       gk_.pack_b(vt, p_.dtype, vs, false, nv, D_, vpt);
     }
@@ -463,7 +517,22 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     // scores no one reads, and P rows of zeros below)
     const int64_t ba = r0 / gemm_cpu::kAmxRows * gemm_cpu::kAmxRows;
     const int64_t bb = round_up(r1, gemm_cpu::kAmxRows);
-    if (amx_) {
+    // AMX parts: the keys [bka, bkb] of the tile that the rows of each 32-row block see (none:
+    // bka > bkb); S only over the 16-key panels that hold them, P V over their 32-key steps
+    int64_t bka[kWideBlockRows / kAmxRows + 2], bkb[kWideBlockRows / kAmxRows + 2];
+    if (tile_split) {
+      for (int64_t b = ba; b < bb; b += kAmxRows) {
+        const int64_t fa = std::max(b, ra), fb = std::min(b + kAmxRows, rb), bi = b / kAmxRows;
+        bka[bi] = 1, bkb[bi] = 0;
+        if (fa >= fb) continue;
+        bka[bi] = std::max<int64_t>(0, lo[fa] - j0);
+        bkb[bi] = std::min<int64_t>(n - 1, hi[fb - 1] - j0);
+        if (bka[bi] > bkb[bi]) continue;
+        const int64_t p0 = bka[bi] / 16, p1 = bkb[bi] / 16 + 1;
+        gemm_cpu::amx_bf16x3_rows(qs + b * Dz, Dz, Rt * Dz, Dz / 32, kh + p0 * 16 * Dz, 16 * Dz,
+                                  k_part(), p1 - p0, sc + b * lds + 16 * p0, lds, false);
+      }
+    } else if (amx_) {
       const uint16_t* kh = reinterpret_cast<const uint16_t*>(kpt);
       for (int64_t b = ba; b < bb; b += gemm_cpu::kAmxRows) {
         float* sb = sc + b * lds;
@@ -474,7 +543,7 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     } else if (bf16) {
       qk_bf16_tile(qh, D2, reinterpret_cast<const uint16_t*>(kpt), pa, pb, npan, sees, sc, lds);
     }
-    int64_t pj = bf16 ? npan : 0;
+    int64_t pj = bf16 || tile_split ? npan : 0;
     if (gk_.kernel4 && !bf16)
       for (; pj + 4 <= npan; pj += 4)
         for (int64_t pi = pa; pi < pb; ++pi)
@@ -500,6 +569,23 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
         for (int64_t d = 0; d < ldo; ++d) o[r * ldo + d] *= alpha[r];
     // P V: P straight from the score rows where the ISA has a row-major-A kernel (the rows past
     // R in the last micro-panel hold the zero scores of Q's zero padding), else packed.
+    if (tile_split) {
+      // P's parts: rows [r0, r1) from the probabilities, the blocks' other rows zero
+      const int64_t nz = round_up(n, 32);
+      attention_cpu::amx_f32_split_rows(sc + r0 * lds, lds, r1 - r0, n, ps + r0 * tkz, tkz,
+                                        Rt * tkz, false);
+      for (int64_t r = ba; r < bb; ++r)
+        if (r < r0 || r >= r1)
+          for (int p = 0; p < 3; ++p) std::memset(ps + p * Rt * tkz + r * tkz, 0, size_t(nz) * 2);
+      for (int64_t b = ba; b < bb; b += kAmxRows) {
+        const int64_t bi = b / kAmxRows;
+        if (bka[bi] > bkb[bi]) continue;
+        const int64_t k0 = bka[bi] / 32 * 32, k1 = round_up(bkb[bi] + 1, 32);
+        gemm_cpu::amx_bf16x3_rows(ps + b * tkz + k0, tkz, Rt * tkz, (k1 - k0) / 32, vh + 16 * k0,
+                                  v_panel(), v_part(), Dp_ / kNR, o + b * ldo, ldo, true);
+      }
+      continue;
+    }
     if (amx_ && nv % 32 == 0) {
       // P of rows [r0, r1), zero in the blocks' other rows (their o rows then gain exact zeros)
       // (and zero past this block's n keys up to the nv the tile holds)
@@ -763,8 +849,10 @@ Status Runner::run() {
     }
     for (const Seq& s : seqs_) max_sk_tiles = std::max(max_sk_tiles, ceil_div(s.sk, tile_keys_));
     const int64_t kv_bytes =
-        max_sk_tiles * (D_ * round_up(tile_keys_, kNR) + tile_keys_ * Dp_) * int64_t(sizeof(float));
-    if (tiled && groups >= 4 * nthreads && groups < nblocks && kv_bytes <= kMaxPackedKVBytes) {
+        max_sk_tiles * (k_tile_floats() + v_tile_floats()) * int64_t(sizeof(float));
+    // (the AMX parts are 1.5x the float32 panels: as many keys allowed)
+    const int64_t max_kv = amx_f32_ ? kMaxPackedKVBytes * 3 / 2 : kMaxPackedKVBytes;
+    if (tiled && groups >= 4 * nthreads && groups < nblocks && kv_bytes <= max_kv) {
       std::vector<Item> whole;
       for (const Item& it : blocks) {
         if (it.r0 == 0) {

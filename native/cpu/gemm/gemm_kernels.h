@@ -94,6 +94,12 @@ void amx_bf16_block(const uint16_t* ap, int64_t steps, const uint16_t* bp, int64
 //   that do not put a tile's rows in one L1 set (attention's rows of 256-512 bytes).
 void amx_bf16_rows(const uint16_t* a, int64_t lda, int64_t steps, const uint16_t* bp,
                    int64_t panel, int64_t np, float* c, int64_t ldc, bool accumulate);
+// amx_bf16x3_rows: as amx_bf16_rows for float32 operands split in three bfloat16 parts
+//   (common/x86_bf16_split.h): c (+)= sum over i + j <= 2 of A_i B_j, part i of A at
+//   a + i * a_part, part j of B at bp + j * b_part (six products: float32 accuracy).
+void amx_bf16x3_rows(const uint16_t* a, int64_t lda, int64_t a_part, int64_t steps,
+                     const uint16_t* bp, int64_t panel, int64_t b_part, int64_t np, float* c,
+                     int64_t ldc, bool accumulate);
 // amx_bf16_wrows: c[m * ldc + n] = sum_k x[m][k] w[n][k] for m < M, n < rows (<= kAmxRows): the
 //   weight rows read in place as A (ldw elements apart, 32 steps readable), x as B: panels of
 //   16 rows of x by pairs of k (pack_b_bf16 with trans, `panel` elements apart, zero past M

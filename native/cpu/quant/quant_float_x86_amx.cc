@@ -34,6 +34,7 @@
 
 #include "../common/x86_amx.h"
 #include "../common/x86_avx512_transpose.h"
+#include "../common/x86_bf16_split.h"
 
 namespace tf {
 namespace quant_cpu {
@@ -46,15 +47,6 @@ using x86::zero_c_tiles;
 constexpr int64_t kStrip = 32;        // weight rows per pass: two A tiles
 constexpr int64_t kTaskRows = kAmxFloatTaskRows;
 constexpr int64_t kXBytesL2 = 768 << 10;  // x parts of one depth chunk, kept in L2
-
-// Element 2i + 1 of the 64 words of two vectors: the high halves of 32 float32 (their bfloat16
-// truncations), in order.
-TF_AMX inline __m512i high_halves() {
-  alignas(64) static const uint16_t idx[32] = {1,  3,  5,  7,  9,  11, 13, 15, 17, 19, 21,
-                                               23, 25, 27, 29, 31, 33, 35, 37, 39, 41, 43,
-                                               45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
-  return _mm512_load_si512(idx);
-}
 
 // bfloat16 of the integers -16..15 at the index v & 31 (the int4 codes less z, in two's
 // complement words).
@@ -72,7 +64,7 @@ TF_AMX inline __m512i small_ints_bf16() {
 TF_AMX void dequant_unit(const QuantWeight& w, int64_t n, int64_t n1, int64_t k0, int64_t steps,
                          int64_t g, uint16_t* a) {
   const int64_t ldq = w.q_stride();
-  const __m512i hi = high_halves(), table = small_ints_bf16();
+  const __m512i hi = x86::high_halves(), table = small_ints_bf16();
   const __m512i nib = _mm512_set1_epi32(0x000F000F);
   for (int64_t r = 0; r < kStrip; ++r) {
     uint16_t* dst = a + (r / 16) * 512 + (r % 16) * 32;
@@ -229,48 +221,12 @@ TF_AMX void float_rows(const QuantWeight& w, const uint16_t* xp, int64_t M, int6
 // three 1 KB tiles). false where a row does not suit (see the top of the file).
 TF_AMX bool pack_block(const float* x, int64_t ldx, int64_t M, int64_t K, int64_t m0,
                        uint16_t* xp) {
-  const __m512 lo_ok = _mm512_set1_ps(0x1p-100f), hi_ok = _mm512_set1_ps(0x1p100f);
   for (int64_t m = m0; m < std::min(M, m0 + 16); ++m) {
-    __m512 big = _mm512_setzero_ps(), bad = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; k += 16) {
-      const __m512 v = _mm512_loadu_ps(x + m * ldx + k);
-      big = _mm512_max_ps(big, _mm512_abs_ps(v));
-      bad = _mm512_add_ps(bad, _mm512_mul_ps(v, _mm512_setzero_ps()));  // NaN: inf or NaN
-    }
-    const float b = _mm512_reduce_max_ps(big);
-    if (std::isnan(_mm512_reduce_add_ps(bad))) return false;
-    if (b != 0.0f && (_mm512_cmp_ps_mask(_mm512_set1_ps(b), lo_ok, _CMP_LT_OQ) ||
-                      _mm512_cmp_ps_mask(_mm512_set1_ps(b), hi_ok, _CMP_GT_OQ)))
-      return false;
+    float b = 0.0f;
+    if (!x86::finite_rows(x + m * ldx, ldx, 1, K, &b)) return false;
+    if (b != 0.0f && (b < 0x1p-100f || b > 0x1p100f)) return false;
   }
-  const __m512i top = _mm512_set1_epi32(int(0xFFFF0000u)), hi = high_halves();
-  for (int64_t ks = 0; ks < K / 32; ++ks) {
-    __m512i part[3][16];
-    for (int64_t i = 0; i < 16; ++i) {
-      const int64_t m = m0 + i;
-      if (m >= M) {
-        for (int p = 0; p < 3; ++p) part[p][i] = _mm512_setzero_si512();
-        continue;
-      }
-      const float* src = x + m * ldx + 32 * ks;
-      __m512 v[2] = {_mm512_loadu_ps(src), _mm512_loadu_ps(src + 16)};
-      __m512i q[3][2];
-      for (int h = 0; h < 2; ++h) {
-        const __m512i x0 = _mm512_and_si512(_mm512_castps_si512(v[h]), top);
-        const __m512 r1 = _mm512_sub_ps(v[h], _mm512_castsi512_ps(x0));
-        const __m512i x1 = _mm512_and_si512(_mm512_castps_si512(r1), top);
-        const __m512 x2 = _mm512_sub_ps(r1, _mm512_castsi512_ps(x1));
-        q[0][h] = x0, q[1][h] = x1, q[2][h] = _mm512_castps_si512(x2);
-      }
-      for (int p = 0; p < 3; ++p) part[p][i] = _mm512_permutex2var_epi16(q[p][0], hi, q[p][1]);
-    }
-    // row i holds x row m0 + i as 16 pairs; the tile wants pair kp of all 16 rows in its row kp
-    for (int p = 0; p < 3; ++p) {
-      x86::transpose16(part[p]);
-      uint16_t* dst = xp + (ks * 3 + p) * 512;
-      for (int kp = 0; kp < 16; ++kp) _mm512_store_si512(dst + 32 * kp, part[p][kp]);
-    }
-  }
+  x86::split3_panel(x + m0 * ldx, ldx, std::min<int64_t>(16, M - m0), K, xp, 3 * 512, 512);
   return true;
 }
 

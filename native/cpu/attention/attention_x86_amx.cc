@@ -1,0 +1,66 @@
+// float32 attention operands as three bfloat16 parts for the AMX-BF16 tiles (Intel SDM vol. 1
+// ch. 18; the split and its error: common/x86_bf16_split.h). The driver (attention_driver.cc)
+// multiplies them with gemm_cpu::amx_bf16x3_rows: S = Q K^T and O += P V as six tile products
+// each, float32-accurate, where the float32 micro-kernel runs on the FMA units at a sixth or less
+// of the tiles' rate.
+#include "attention_kernels.h"
+
+#include "tensorfuse/cpu_features.h"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#include "../common/x86_bf16_split.h"
+
+namespace tf {
+namespace attention_cpu {
+
+bool amx_f32_usable() { return active_isa() == Isa::avx512 && amx_usable(Amx::bf16); }
+
+TF_AVX512 bool amx_f32_split_rows(const float* s, int64_t lds, int64_t rows, int64_t n,
+                                  uint16_t* dst, int64_t ldd, int64_t part, bool check) {
+  float amax = 0.0f;
+  if (check && !x86::finite_rows(s, lds, rows, n, &amax)) return false;
+  x86::split3_rows(s, lds, rows, n, dst, ldd, part);
+  return true;
+}
+
+TF_AVX512 bool amx_f32_pack_k(const float* k, int64_t ldk, int64_t n, int64_t D, uint16_t* dst,
+                              int64_t part) {
+  float amax = 0.0f;
+  if (!x86::finite_rows(k, ldk, n, D, &amax)) return false;
+  const int64_t Dz = (D + 31) / 32 * 32;
+  for (int64_t j = 0; j < n; j += 16)
+    x86::split3_panel(k + j * ldk, ldk, std::min<int64_t>(16, n - j), D, dst + j * Dz, 512,
+                      part);
+  return true;
+}
+
+TF_AVX512 bool amx_f32_pack_v(const float* v, int64_t ldv, int64_t n, int64_t D, uint16_t* dst,
+                              int64_t panel, int64_t part) {
+  float amax = 0.0f;
+  if (!x86::finite_rows(v, ldv, n, D, &amax)) return false;
+  // V wholly below 2^-100 would lose its low parts to the tiles' denormal flush
+  if (amax != 0.0f && amax < 0x1p-100f) return false;
+  x86::split3_cols(v, ldv, n, D, (n + 31) / 32 * 32, dst, panel, part);
+  return true;
+}
+
+}  // namespace attention_cpu
+}  // namespace tf
+
+#else
+namespace tf {
+namespace attention_cpu {
+bool amx_f32_usable() { return false; }
+bool amx_f32_split_rows(const float*, int64_t, int64_t, int64_t, uint16_t*, int64_t, int64_t,
+                        bool) {
+  return false;
+}
+bool amx_f32_pack_k(const float*, int64_t, int64_t, int64_t, uint16_t*, int64_t) { return false; }
+bool amx_f32_pack_v(const float*, int64_t, int64_t, int64_t, uint16_t*, int64_t, int64_t) {
+  return false;
+}
+}  // namespace attention_cpu
+}  // namespace tf
+#endif
