@@ -124,7 +124,8 @@ class Runner {
              amx_usable(Amx::bf16)),
         bf16_tiles_(p.dtype == DType::bfloat16 && ak_.tile_bf16 && kNR == 16 &&
                     (fast_bf16_dot() || amx_)),
-        amx_f32_(p.dtype == DType::float32 && kNR == 16 && attention_cpu::amx_f32_usable()),
+        amx_f32_((p.dtype == DType::float32 || p.dtype == DType::float16) && kNR == 16 &&
+                 attention_cpu::amx_f32_usable()),
         block_rows_(gk_.kernel2 ? kWideBlockRows : kBlockRows),
         tile_keys_(gk_.kernel2 ? kWideTileKeys : kTileKeys) {}
 
@@ -210,10 +211,11 @@ class Runner {
   // what AMX does not: a tile of keys not in whole steps of 32)
   const bool amx_;
   const bool bf16_tiles_;     // bfloat16 q, K, V on the ISA's bfloat16 tiles (ak_.tile_bf16)
-  // float32 q, K, V on AMX tiles as three bfloat16 parts each (attention_x86_amx.cc): a block
-  // whose scaled Q is finite packs its K / V tiles as parts where they suit (finite; V not all
-  // below 2^-100), and runs S = Q K^T and O += P V as gemm_cpu::amx_bf16x3_rows on 32-row
-  // blocks; a tile that does not suit takes the float32 micro-kernel.
+  // float32 (or float16) q, K, V on AMX tiles as three bfloat16 parts each (a float16 needs
+  // two; attention_x86_amx.cc): a block whose scaled Q is finite packs its K / V tiles as parts
+  // where they suit (finite; V not all below 2^-100), and runs S = Q K^T and O += P V as
+  // gemm_cpu::amx_bf16x3_rows on 32-row blocks; a tile that does not suit takes the float32
+  // micro-kernel.
   const bool amx_f32_;
   const int64_t block_rows_;  // kBlockRows or kWideBlockRows
   const int64_t tile_keys_;   // kTileKeys or kWideTileKeys
@@ -484,10 +486,9 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     uint16_t* kh = reinterpret_cast<uint16_t*>(kpt);
     uint16_t* vh = reinterpret_cast<uint16_t*>(vpt);
     if (need_pack && q_split) {
-      const float* kf = static_cast<const float*>(kt);
-      const float* vf = static_cast<const float*>(vt);
-      tile_split = attention_cpu::amx_f32_pack_k(kf, ks, nv, D_, kh, k_part()) &&
-                   attention_cpu::amx_f32_pack_v(vf, vs, nv, D_, vh, v_panel(), v_part());
+      tile_split =
+          attention_cpu::amx_f32_pack_k(kt, p_.dtype, ks, nv, D_, kh, k_part()) &&
+          attention_cpu::amx_f32_pack_v(vt, p_.dtype, vs, nv, D_, vh, v_panel(), v_part());
     }
     if (ready) *ready = tile_split ? 2 : 1;
     const bool pack_panels = need_pack && !tile_split;

@@ -129,22 +129,24 @@ TF_ALWAYS_INLINE void softmax_rescale_rows(float* s, int64_t lds, int64_t R, int
   }
 }
 
-// float32 q, K, V on AMX-BF16 tiles (attention_x86_amx.cc), each operand as three bfloat16
-// parts (common/x86_bf16_split.h; part p of a layout at dst + p * part), multiplied by
-// gemm_cpu::amx_bf16x3_rows. amx_f32_usable: the AVX-512 table is active and amx_usable(bf16).
+// float32 (or float16) q, K, V on AMX-BF16 tiles (attention_x86_amx.cc), each operand as
+// three bfloat16 parts (common/x86_bf16_split.h; part p of a layout at dst + p * part),
+// multiplied by gemm_cpu::amx_bf16x3_rows. amx_f32_usable: the AVX-512 table is active and
+// amx_usable(bf16).
 // amx_f32_split_rows: rows x n floats (lds apart) as row-major parts (ldd apart, zero from n up
 //   to a multiple of 32); with `check`, false (nothing written) where one is not finite.
-// amx_f32_pack_k: K rows [0, n) as B panels of 16 keys (round_up(D, 32) depth each, zero past D
-//   and past n), panel j / 16 at dst + j * round_up(D, 32); false where K is not finite.
+// amx_f32_pack_k: K rows [0, n) (dtype dt: float32 or float16) as B panels of 16 keys
+//   (round_up(D, 32) depth each, zero past D and past n), panel j / 16 at
+//   dst + j * round_up(D, 32); false where K is not finite.
 // amx_f32_pack_v: V rows [0, n) as B panels of 16 columns by pairs of keys (`panel` elements
 //   apart, round_up(n, 32) keys written, zero past n); false where V is not finite or all of
 //   it is below 2^-100 in magnitude (and not zero).
 bool amx_f32_usable();
 bool amx_f32_split_rows(const float* s, int64_t lds, int64_t rows, int64_t n, uint16_t* dst,
                         int64_t ldd, int64_t part, bool check);
-bool amx_f32_pack_k(const float* k, int64_t ldk, int64_t n, int64_t D, uint16_t* dst,
+bool amx_f32_pack_k(const void* k, DType dt, int64_t ldk, int64_t n, int64_t D, uint16_t* dst,
                     int64_t part);
-bool amx_f32_pack_v(const float* v, int64_t ldv, int64_t n, int64_t D, uint16_t* dst,
+bool amx_f32_pack_v(const void* v, DType dt, int64_t ldv, int64_t n, int64_t D, uint16_t* dst,
                     int64_t panel, int64_t part);
 
 const Kernels& kernels_generic();

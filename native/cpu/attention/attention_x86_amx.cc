@@ -1,4 +1,4 @@
-// float32 attention operands as three bfloat16 parts for the AMX-BF16 tiles (Intel SDM vol. 1
+// float32 (and float16) attention operands as three bfloat16 parts for the AMX-BF16 tiles (Intel SDM vol. 1
 // ch. 18; the split and its error: common/x86_bf16_split.h). The driver (attention_driver.cc)
 // multiplies them with gemm_cpu::amx_bf16x3_rows: S = Q K^T and O += P V as six tile products
 // each, float32-accurate, where the float32 micro-kernel runs on the FMA units at a sixth or less
@@ -25,8 +25,11 @@ TF_AVX512 bool amx_f32_split_rows(const float* s, int64_t lds, int64_t rows, int
   return true;
 }
 
-TF_AVX512 bool amx_f32_pack_k(const float* k, int64_t ldk, int64_t n, int64_t D, uint16_t* dst,
-                              int64_t part) {
+namespace {
+
+template <class T>
+TF_AVX512 bool pack_k(const T* k, int64_t ldk, int64_t n, int64_t D, uint16_t* dst,
+                      int64_t part) {
   float amax = 0.0f;
   if (!x86::finite_rows(k, ldk, n, D, &amax)) return false;
   const int64_t Dz = (D + 31) / 32 * 32;
@@ -36,14 +39,30 @@ TF_AVX512 bool amx_f32_pack_k(const float* k, int64_t ldk, int64_t n, int64_t D,
   return true;
 }
 
-TF_AVX512 bool amx_f32_pack_v(const float* v, int64_t ldv, int64_t n, int64_t D, uint16_t* dst,
-                              int64_t panel, int64_t part) {
+template <class T>
+TF_AVX512 bool pack_v(const T* v, int64_t ldv, int64_t n, int64_t D, uint16_t* dst,
+                      int64_t panel, int64_t part) {
   float amax = 0.0f;
   if (!x86::finite_rows(v, ldv, n, D, &amax)) return false;
   // V wholly below 2^-100 would lose its low parts to the tiles' denormal flush
   if (amax != 0.0f && amax < 0x1p-100f) return false;
   x86::split3_cols(v, ldv, n, D, (n + 31) / 32 * 32, dst, panel, part);
   return true;
+}
+
+}  // namespace
+
+bool amx_f32_pack_k(const void* k, DType dt, int64_t ldk, int64_t n, int64_t D, uint16_t* dst,
+                    int64_t part) {
+  return dt == DType::float16 ? pack_k(static_cast<const uint16_t*>(k), ldk, n, D, dst, part)
+                              : pack_k(static_cast<const float*>(k), ldk, n, D, dst, part);
+}
+
+bool amx_f32_pack_v(const void* v, DType dt, int64_t ldv, int64_t n, int64_t D, uint16_t* dst,
+                    int64_t panel, int64_t part) {
+  return dt == DType::float16
+             ? pack_v(static_cast<const uint16_t*>(v), ldv, n, D, dst, panel, part)
+             : pack_v(static_cast<const float*>(v), ldv, n, D, dst, panel, part);
 }
 
 }  // namespace attention_cpu
@@ -57,8 +76,10 @@ bool amx_f32_split_rows(const float*, int64_t, int64_t, int64_t, uint16_t*, int6
                         bool) {
   return false;
 }
-bool amx_f32_pack_k(const float*, int64_t, int64_t, int64_t, uint16_t*, int64_t) { return false; }
-bool amx_f32_pack_v(const float*, int64_t, int64_t, int64_t, uint16_t*, int64_t, int64_t) {
+bool amx_f32_pack_k(const void*, DType, int64_t, int64_t, int64_t, uint16_t*, int64_t) {
+  return false;
+}
+bool amx_f32_pack_v(const void*, DType, int64_t, int64_t, int64_t, uint16_t*, int64_t, int64_t) {
   return false;
 }
 }  // namespace attention_cpu

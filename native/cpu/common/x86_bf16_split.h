@@ -54,12 +54,22 @@ TF_AVX512 inline __mmask16 lanes16(int64_t left) {
   return left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
 }
 
-// The parts of 32 floats (src[0, n), zero past n) as 32 bfloat16 each.
-TF_AVX512 inline void split3_32(const float* src, int64_t n, __m512i out[3]) {
+// The lanes of m from src as float32: float, or float16 (uint16_t) widened. The functions below
+// take either.
+TF_AVX512 inline __m512 load16(const float* src, __mmask16 m) {
+  return _mm512_maskz_loadu_ps(m, src);
+}
+TF_AVX512 inline __m512 load16(const uint16_t* src, __mmask16 m) {
+  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, src));
+}
+
+// The parts of 32 values (src[0, n), zero past n) as 32 bfloat16 each.
+template <class T>
+TF_AVX512 inline void split3_32(const T* src, int64_t n, __m512i out[3]) {
   const __m512i hi = high_halves();
   __m512i a[3], b[3];
-  split3(_mm512_maskz_loadu_ps(lanes16(n), src), a);
-  split3(_mm512_maskz_loadu_ps(lanes16(n - 16), src + 16), b);
+  split3(load16(src, lanes16(n)), a);
+  split3(load16(src + 16, lanes16(n - 16)), b);
   for (int p = 0; p < 3; ++p) out[p] = _mm512_permutex2var_epi16(a[p], hi, b[p]);
 }
 
@@ -76,7 +86,8 @@ TF_AVX512 inline void split3_rows(const float* s, int64_t lds, int64_t rows, int
 
 // rows (<= 16; the others zero) of x, depth [0, depth) (zero past it up to a multiple of 32), as
 // the `panel` layout.
-TF_AVX512 inline void split3_panel(const float* x, int64_t ldx, int64_t rows, int64_t depth,
+template <class T>
+TF_AVX512 inline void split3_panel(const T* x, int64_t ldx, int64_t rows, int64_t depth,
                                    uint16_t* dst, int64_t step_stride, int64_t part_stride) {
   for (int64_t s = 0; 32 * s < depth; ++s) {
     __m512i part[3][16];
@@ -96,17 +107,16 @@ TF_AVX512 inline void split3_panel(const float* x, int64_t ldx, int64_t rows, in
 
 // Rows [0, depth) x columns [0, n) of row-major v (ldv) as the `cols` layout: round_up(n, 16) / 16
 // panels of depth_pad / 2 pairs (depth_pad even, >= depth; rows past depth zero).
-TF_AVX512 inline void split3_cols(const float* v, int64_t ldv, int64_t depth, int64_t n,
+template <class T>
+TF_AVX512 inline void split3_cols(const T* v, int64_t ldv, int64_t depth, int64_t n,
                                   int64_t depth_pad, uint16_t* dst, int64_t panel_stride,
                                   int64_t part_stride) {
   for (int64_t c = 0; 16 * c < n; ++c) {
     const __mmask16 m = lanes16(n - 16 * c);
     for (int64_t k = 0; k < depth_pad; k += 2) {
       __m512i a[3], b[3];
-      split3(k < depth ? _mm512_maskz_loadu_ps(m, v + k * ldv + 16 * c) : _mm512_setzero_ps(), a);
-      split3(k + 1 < depth ? _mm512_maskz_loadu_ps(m, v + (k + 1) * ldv + 16 * c)
-                           : _mm512_setzero_ps(),
-             b);
+      split3(load16(v + k * ldv + 16 * c, k < depth ? m : __mmask16(0)), a);
+      split3(load16(v + (k + 1) * ldv + 16 * c, k + 1 < depth ? m : __mmask16(0)), b);
       // word 2j: row k's part (its high half moved down), word 2j + 1: row k + 1's
       for (int p = 0; p < 3; ++p)
         _mm512_storeu_si512(dst + p * part_stride + c * panel_stride + 16 * k,
@@ -116,12 +126,13 @@ TF_AVX512 inline void split3_cols(const float* v, int64_t ldv, int64_t depth, in
 }
 
 // Whether rows x n floats are finite (no infinity, no NaN); *amax: their largest |x|.
-TF_AVX512 inline bool finite_rows(const float* x, int64_t ldx, int64_t rows, int64_t n,
+template <class T>
+TF_AVX512 inline bool finite_rows(const T* x, int64_t ldx, int64_t rows, int64_t n,
                                   float* amax) {
   __m512 big = _mm512_setzero_ps(), bad = _mm512_setzero_ps();
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < n; j += 16) {
-      const __m512 v = _mm512_maskz_loadu_ps(lanes16(n - j), x + r * ldx + j);
+      const __m512 v = load16(x + r * ldx + j, lanes16(n - j));
       big = _mm512_max_ps(big, _mm512_abs_ps(v));
       bad = _mm512_add_ps(bad, _mm512_mul_ps(v, _mm512_setzero_ps()));  // NaN: inf or NaN
     }
