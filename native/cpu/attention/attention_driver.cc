@@ -436,8 +436,7 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     for (int64_t d = 0; d < D_; ++d)
       for (int64_t i = 0; i < kMR; ++i) panel[d * kMR + i] = qrow[i * D_ + d];
     if (q_split)
-      q_split = attention_cpu::amx_f32_split_rows(qrow, D_, kMR, D_, qs + r0 * Dz, Dz, Rt * Dz,
-                                                  true);
+      q_split = attention_cpu::amx_f32_split_rows(qrow, D_, kMR, D_, qs + r0 * Dz, Dz, Rt * Dz);
   }
   if (q_split)
     for (int p = 0; p < 3; ++p)
@@ -564,17 +563,19 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
                      lds, false);
     if (elementwise_ || j0 < full_lo || j0 + n - 1 > full_hi)
       transform(s, it, r1 - r0, j0, n, sc + r0 * lds, lds, lo + r0, hi + r0, r0);
-    ak_.softmax_tile(sc + r0 * lds, lds, r1 - r0, n, m + r0, l + r0, alpha + r0);
+    if (tile_split)  // P's parts of rows [r0, r1) straight from the exponentials
+      attention_cpu::amx_f32_softmax_split(sc + r0 * lds, lds, r1 - r0, n, m + r0, l + r0,
+                                           alpha + r0, ps + r0 * tkz, tkz, Rt * tkz);
+    else
+      ak_.softmax_tile(sc + r0 * lds, lds, r1 - r0, n, m + r0, l + r0, alpha + r0);
     for (int64_t r = r0; r < r1; ++r)
       if (alpha[r] != 1.0f)
         for (int64_t d = 0; d < ldo; ++d) o[r * ldo + d] *= alpha[r];
     // P V: P straight from the score rows where the ISA has a row-major-A kernel (the rows past
     // R in the last micro-panel hold the zero scores of Q's zero padding), else packed.
     if (tile_split) {
-      // P's parts: rows [r0, r1) from the probabilities, the blocks' other rows zero
+      // P's parts of the blocks' rows outside [r0, r1): zero
       const int64_t nz = round_up(n, 32);
-      attention_cpu::amx_f32_split_rows(sc + r0 * lds, lds, r1 - r0, n, ps + r0 * tkz, tkz,
-                                        Rt * tkz, false);
       for (int64_t r = ba; r < bb; ++r)
         if (r < r0 || r >= r1)
           for (int p = 0; p < 3; ++p) std::memset(ps + p * Rt * tkz + r * tkz, 0, size_t(nz) * 2);

@@ -134,7 +134,7 @@ TF_ALWAYS_INLINE void softmax_rescale_rows(float* s, int64_t lds, int64_t R, int
 // multiplied by gemm_cpu::amx_bf16x3_rows. amx_f32_usable: the AVX-512 table is active and
 // amx_usable(bf16).
 // amx_f32_split_rows: rows x n floats (lds apart) as row-major parts (ldd apart, zero from n up
-//   to a multiple of 32); with `check`, false (nothing written) where one is not finite.
+//   to a multiple of 32); false (nothing written) where one is not finite.
 // amx_f32_pack_k: K rows [0, n) (dtype dt: float32 or float16) as B panels of 16 keys
 //   (round_up(D, 32) depth each, zero past D and past n), panel j / 16 at
 //   dst + j * round_up(D, 32); false where K is not finite.
@@ -143,7 +143,12 @@ TF_ALWAYS_INLINE void softmax_rescale_rows(float* s, int64_t lds, int64_t R, int
 //   it is below 2^-100 in magnitude (and not zero).
 bool amx_f32_usable();
 bool amx_f32_split_rows(const float* s, int64_t lds, int64_t rows, int64_t n, uint16_t* dst,
-                        int64_t ldd, int64_t part, bool check);
+                        int64_t ldd, int64_t part);
+// amx_f32_softmax_split: Kernels::softmax_tile whose probabilities go straight to parts (the
+//   rows of amx_f32_split_rows: row r at dst + r * ldd, zero from n up to a multiple of 32; a
+//   row still all masked gets zeros), s left as scratch.
+void amx_f32_softmax_split(float* s, int64_t lds, int64_t R, int64_t n, float* m, float* l,
+                           float* alpha, uint16_t* dst, int64_t ldd, int64_t part);
 bool amx_f32_pack_k(const void* k, DType dt, int64_t ldk, int64_t n, int64_t D, uint16_t* dst,
                     int64_t part);
 bool amx_f32_pack_v(const void* v, DType dt, int64_t ldv, int64_t n, int64_t D, uint16_t* dst,
