@@ -416,28 +416,38 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
     }
   }
 
-  // Q rows of the block, widened, pre-multiplied by the scale and stored as GEMM A panels.
-  // (the scale in a local: read through p_ inside the loop, it kept the loop scalar)
+  // Q rows of the block, widened, pre-multiplied by the scale and stored as GEMM A panels (or as
+  // the AMX parts). (the scale in a local: read through p_ inside the loop, it kept the loop scalar)
   float* qrow = static_cast<float*>(scratch_get(1, size_t(kMR * D_) * sizeof(float)));
   const float scale = p_.scale;
-  bool q_split = amx_f32_;  // Q's parts written: all of the block's Q is finite
-  for (int64_t r0 = 0; r0 < (bf16 ? 0 : Rp); r0 += kMR) {
-    for (int64_t i = 0; i < kMR; ++i) {
-      float* row = qrow + i * D_;
-      if (r0 + i < R) {
-        const int64_t q = it.r0 + r0 + i;
-        convert_to_f32(q_row(s, it.b, q / G_, it.hk * G_ + q % G_), p_.dtype, row, D_);
-        for (int64_t d = 0; d < D_; ++d) row[d] *= scale;
-      } else {
-        std::memset(row, 0, size_t(D_) * sizeof(float));
+  // (panels: the float32 GEMM panels into qb; parts: the AMX parts into qs, false where a row is
+  // not finite)
+  auto pack_q = [&](bool panels, bool parts) {
+    bool finite = true;
+    for (int64_t r0 = 0; r0 < Rp; r0 += kMR) {
+      for (int64_t i = 0; i < kMR; ++i) {
+        float* row = qrow + i * D_;
+        if (r0 + i < R) {
+          const int64_t q = it.r0 + r0 + i;
+          convert_to_f32(q_row(s, it.b, q / G_, it.hk * G_ + q % G_), p_.dtype, row, D_);
+          for (int64_t d = 0; d < D_; ++d) row[d] *= scale;
+        } else {
+          std::memset(row, 0, size_t(D_) * sizeof(float));
+        }
       }
+      float* panel = qb + r0 * D_;
+      for (int64_t d = 0; panels && d < D_; ++d)
+        for (int64_t i = 0; i < kMR; ++i) panel[d * kMR + i] = qrow[i * D_ + d];
+      if (parts && finite)
+        finite = attention_cpu::amx_f32_split_rows(qrow, D_, kMR, D_, qs + r0 * Dz, Dz, Rt * Dz);
     }
-    float* panel = qb + r0 * D_;
-    for (int64_t d = 0; d < D_; ++d)
-      for (int64_t i = 0; i < kMR; ++i) panel[d * kMR + i] = qrow[i * D_ + d];
-    if (q_split)
-      q_split = attention_cpu::amx_f32_split_rows(qrow, D_, kMR, D_, qs + r0 * Dz, Dz, Rt * Dz);
-  }
+    return finite;
+  };
+  // Q's parts written (all of the block's Q is finite); the panels only where the block or a
+  // tile takes the float32 kernels
+  const bool q_split = amx_f32_ && pack_q(false, true);
+  bool q_panels = !bf16 && !q_split;
+  if (q_panels) pack_q(true, false);
   if (q_split)
     for (int p = 0; p < 3; ++p)
       std::memset(qs + p * Rt * Dz + Rp * Dz, 0, size_t((Rt - Rp) * Dz) * 2);
@@ -490,6 +500,10 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
           attention_cpu::amx_f32_pack_v(vt, p_.dtype, vs, nv, D_, vh, v_panel(), v_part());
     }
     if (ready) *ready = tile_split ? 2 : 1;
+    if (!tile_split && !bf16 && !q_panels) {  // the first float32 tile of an AMX block
+      pack_q(true, false);
+      q_panels = true;
+    }
     const bool pack_panels = need_pack && !tile_split;
     if (pack_panels && bf16) {
       ak_.pack_k_bf16(kt, ks, nv, D_, reinterpret_cast<uint16_t*>(kpt));
