@@ -417,11 +417,16 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
   }
 
   // Q rows of the block, widened, pre-multiplied by the scale and stored as GEMM A panels (or as
-  // the AMX parts). (the scale in a local: read through p_ inside the loop, it kept the loop scalar)
+  // the AMX parts). (the scale in a local: read through p_ inside the loop, it kept the loop
+  // scalar)
   float* qrow = static_cast<float*>(scratch_get(1, size_t(kMR * D_) * sizeof(float)));
   const float scale = p_.scale;
   // (panels: the float32 GEMM panels into qb; parts: the AMX parts into qs, false where a row is
   // not finite)
+  // float16 on the AMX parts: q, K and V exact in two parts each, so Q K^T takes the four
+  // products of q as stored (S scaled after) and P V the five of P's three parts and V's two
+  const bool f16_parts = amx_f32_ && p_.dtype == DType::float16;
+  const int qk_parts = f16_parts ? 2 : 3, v_parts = f16_parts ? 2 : 3;
   auto pack_q = [&](bool panels, bool parts) {
     bool finite = true;
     for (int64_t r0 = 0; r0 < Rp; r0 += kMR) {
@@ -430,7 +435,8 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
         if (r0 + i < R) {
           const int64_t q = it.r0 + r0 + i;
           convert_to_f32(q_row(s, it.b, q / G_, it.hk * G_ + q % G_), p_.dtype, row, D_);
-          for (int64_t d = 0; d < D_; ++d) row[d] *= scale;
+          if (!(parts && f16_parts))
+            for (int64_t d = 0; d < D_; ++d) row[d] *= scale;
         } else {
           std::memset(row, 0, size_t(D_) * sizeof(float));
         }
@@ -544,16 +550,14 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
         if (bka[bi] > bkb[bi]) continue;
         const int64_t p0 = bka[bi] / 16, p1 = bkb[bi] / 16 + 1;
         gemm_cpu::amx_bf16x3_rows(qs + b * Dz, Dz, Rt * Dz, Dz / 32, kh + p0 * 16 * Dz, 16 * Dz,
-                                  k_part(), p1 - p0, sc + b * lds + 16 * p0, lds, false);
+                                  k_part(), p1 - p0, sc + b * lds + 16 * p0, lds, false, qk_parts,
+                                  qk_parts, f16_parts ? scale : 1.0f);
       }
     } else if (amx_) {
       const uint16_t* kh = reinterpret_cast<const uint16_t*>(kpt);
-      for (int64_t b = ba; b < bb; b += gemm_cpu::kAmxRows) {
-        float* sb = sc + b * lds;
-        gemm_cpu::amx_bf16_rows(qh + b * D2, D2, D2 / 32, kh, D2 * kNR, npan, sb, lds, false);
-        for (int64_t r = 0; r < gemm_cpu::kAmxRows; ++r)
-          for (int64_t j = 0; j < npan * kNR; ++j) sb[r * lds + j] *= p_.scale;
-      }
+      for (int64_t b = ba; b < bb; b += gemm_cpu::kAmxRows)
+        gemm_cpu::amx_bf16_rows(qh + b * D2, D2, D2 / 32, kh, D2 * kNR, npan, sc + b * lds, lds,
+                                false, p_.scale);
     } else if (bf16) {
       qk_bf16_tile(qh, D2, reinterpret_cast<const uint16_t*>(kpt), pa, pb, npan, sees, sc, lds);
     }
@@ -598,7 +602,8 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
         if (bka[bi] > bkb[bi]) continue;
         const int64_t k0 = bka[bi] / 32 * 32, k1 = round_up(bkb[bi] + 1, 32);
         gemm_cpu::amx_bf16x3_rows(ps + b * tkz + k0, tkz, Rt * tkz, (k1 - k0) / 32, vh + 16 * k0,
-                                  v_panel(), v_part(), Dp_ / kNR, o + b * ldo, ldo, true);
+                                  v_panel(), v_part(), Dp_ / kNR, o + b * ldo, ldo, true, 3,
+                                  v_parts);
       }
       continue;
     }

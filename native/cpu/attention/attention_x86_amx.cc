@@ -1,8 +1,10 @@
-// float32 (and float16) attention operands as three bfloat16 parts for the AMX-BF16 tiles (Intel SDM vol. 1
-// ch. 18; the split and its error: common/x86_bf16_split.h). The driver (attention_driver.cc)
-// multiplies them with gemm_cpu::amx_bf16x3_rows: S = Q K^T and O += P V as six tile products
-// each, float32-accurate, where the float32 micro-kernel runs on the FMA units at a sixth or less
-// of the tiles' rate.
+// float32 (and float16) attention operands as bfloat16 parts for the AMX-BF16 tiles (Intel SDM
+// vol. 1 ch. 18; the split and its error: common/x86_bf16_split.h): three parts of a float32,
+// two of a float16. The driver (attention_driver.cc) multiplies them with
+// gemm_cpu::amx_bf16x3_rows: S = Q K^T and O += P V as six tile products each for float32 (four
+// and five for float16), float32-accurate; the rest of the tiles' rate over the FMA units pays
+// for the extra products (bench/NOTES.md, "The Xeon again (session 24)"). Also here: the online
+// softmax that writes P's parts directly.
 #include "attention_kernels.h"
 
 #include "tensorfuse/cpu_features.h"

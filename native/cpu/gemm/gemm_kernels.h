@@ -91,15 +91,19 @@ void amx_bf16_block(const uint16_t* ap, int64_t steps, const uint16_t* bp, int64
                     bool accumulate);
 // amx_bf16_rows: as amx_bf16_block for a whole block (kAmxRows rows, 16 np columns), A read in
 //   place (row-major, lda elements apart, 32 steps elements a row readable): for row strides
-//   that do not put a tile's rows in one L1 set (attention's rows of 256-512 bytes).
+//   that do not put a tile's rows in one L1 set (attention's rows of 256-512 bytes). Without
+//   accumulate, c = scale * A B.
 void amx_bf16_rows(const uint16_t* a, int64_t lda, int64_t steps, const uint16_t* bp,
-                   int64_t panel, int64_t np, float* c, int64_t ldc, bool accumulate);
-// amx_bf16x3_rows: as amx_bf16_rows for float32 operands split in three bfloat16 parts
-//   (common/x86_bf16_split.h): c (+)= sum over i + j <= 2 of A_i B_j, part i of A at
-//   a + i * a_part, part j of B at bp + j * b_part (six products: float32 accuracy).
+                   int64_t panel, int64_t np, float* c, int64_t ldc, bool accumulate,
+                   float scale = 1.0f);
+// amx_bf16x3_rows: as amx_bf16_rows for float32 operands split in bfloat16 parts
+//   (common/x86_bf16_split.h): c (+)= sum over i + j <= 2 of A_i B_j, part i < a_parts of A at
+//   a + i * a_part, part j < b_parts of B at bp + j * b_part (three parts each: six products,
+//   float32 accuracy; a float16 operand is exact in two).
 void amx_bf16x3_rows(const uint16_t* a, int64_t lda, int64_t a_part, int64_t steps,
                      const uint16_t* bp, int64_t panel, int64_t b_part, int64_t np, float* c,
-                     int64_t ldc, bool accumulate);
+                     int64_t ldc, bool accumulate, int a_parts = 3, int b_parts = 3,
+                     float scale = 1.0f);
 // amx_bf16_wrows: c[m * ldc + n] = sum_k x[m][k] w[n][k] for m < M, n < rows (<= kAmxRows): the
 //   weight rows read in place as A (ldw elements apart, 32 steps readable), x as B: panels of
 //   16 rows of x by pairs of k (pack_b_bf16 with trans, `panel` elements apart, zero past M

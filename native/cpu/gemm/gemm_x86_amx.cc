@@ -106,12 +106,13 @@ TF_AMX void amx_bf16_block(const uint16_t* ap, int64_t steps, const uint16_t* bp
 
 namespace {
 
-// c[kAmxRows x 16 np] (+)= the sum of A_i B_j over i + j < parts, A_i at a + i * a_part
-// (row-major, lda), B_j at bp + j * b_part: parts = 1 is the one product A_0 B_0, parts = 3 the
-// six products of three-part operands (common/x86_bf16_split.h).
+// c[kAmxRows x 16 np] (+)= the sum of A_i B_j over i < a_parts, j < b_parts, i + j <= 2, A_i at
+// a + i * a_part (row-major, lda), B_j at bp + j * b_part: one part each is the one product
+// A_0 B_0; three each the six products of three-part operands (common/x86_bf16_split.h). Without
+// accumulate, the sums are multiplied by `scale` as they are stored.
 TF_AMX void rows_impl(const uint16_t* a, int64_t lda, int64_t a_part, int64_t steps,
                       const uint16_t* bp, int64_t panel, int64_t b_part, int64_t np, float* c,
-                      int64_t ldc, bool accumulate, int parts) {
+                      int64_t ldc, bool accumulate, int a_parts, int b_parts, float scale) {
   configure_tiles();
   const int64_t sa = lda * 2, sc = ldc * 4;  // strides in bytes
   for (int64_t jp = 0; jp < np; jp += 2) {
@@ -128,15 +129,20 @@ TF_AMX void rows_impl(const uint16_t* a, int64_t lda, int64_t a_part, int64_t st
     } else {
       zero_c_tiles();
     }
-    if (parts == 1) {
+    if (a_parts == 1 && b_parts == 1) {
       dot_steps(a, a + 16 * lda, sa, 32, bp + jp * panel, bp + (jp + 1) * panel, steps, two);
     } else {
-      // the six terms in the order 02 01 11 10 00 20, each sharing its A or its B part with the
-      // one before: 14 tile loads a step where A-major order took 18 (a tile load does not
-      // overlap the tile products: Xeon session 24, 77 -> 86 M products/s in L1)
-      static const int ti[6] = {0, 0, 1, 1, 0, 2}, tj[6] = {2, 1, 1, 0, 0, 0};
+      // the terms in the order 02 01 11 10 00 20 (those of the parts there are), each sharing
+      // its A or its B part with the one before: 14 tile loads a step for six terms, where
+      // A-major order took 18 (a tile load does not overlap the tile products: Xeon session 24,
+      // 77 -> 86 M products/s in L1)
+      static const int order_i[6] = {0, 0, 1, 1, 0, 2}, order_j[6] = {2, 1, 1, 0, 0, 0};
+      int ti[6], tj[6], nt = 0;
+      for (int t = 0; t < 6; ++t)
+        if (order_i[t] < a_parts && order_j[t] < b_parts)
+          ti[nt] = order_i[t], tj[nt] = order_j[t], ++nt;
       for (int64_t s = 0; s < steps; ++s)
-        for (int t = 0; t < 6; ++t) {
+        for (int t = 0; t < nt; ++t) {
           const int i = ti[t], j = tj[t];
           const bool new_a = t == 0 || i != ti[t - 1], new_b = t == 0 || j != tj[t - 1];
           const uint16_t* ai = a + i * a_part + s * 32;
@@ -158,6 +164,14 @@ TF_AMX void rows_impl(const uint16_t* a, int64_t lda, int64_t a_part, int64_t st
       _tile_stored(3, cj + 16 * ldc + 16, sc);
     }
     tile_barrier();
+    if (!accumulate && scale != 1.0f) {
+      const __m512 f = _mm512_set1_ps(scale);
+      for (int64_t r = 0; r < kAmxRows; ++r)
+        for (int h = 0; h < (two ? 2 : 1); ++h) {
+          float* cr = cj + r * ldc + 16 * h;
+          _mm512_storeu_ps(cr, _mm512_mul_ps(f, _mm512_loadu_ps(cr)));
+        }
+    }
   }
   _tile_release();
 }
@@ -165,14 +179,17 @@ TF_AMX void rows_impl(const uint16_t* a, int64_t lda, int64_t a_part, int64_t st
 }  // namespace
 
 TF_AMX void amx_bf16_rows(const uint16_t* a, int64_t lda, int64_t steps, const uint16_t* bp,
-                          int64_t panel, int64_t np, float* c, int64_t ldc, bool accumulate) {
-  rows_impl(a, lda, 0, steps, bp, panel, 0, np, c, ldc, accumulate, 1);
+                          int64_t panel, int64_t np, float* c, int64_t ldc, bool accumulate,
+                          float scale) {
+  rows_impl(a, lda, 0, steps, bp, panel, 0, np, c, ldc, accumulate, 1, 1, scale);
 }
 
 TF_AMX void amx_bf16x3_rows(const uint16_t* a, int64_t lda, int64_t a_part, int64_t steps,
                             const uint16_t* bp, int64_t panel, int64_t b_part, int64_t np,
-                            float* c, int64_t ldc, bool accumulate) {
-  rows_impl(a, lda, a_part, steps, bp, panel, b_part, np, c, ldc, accumulate, 3);
+                            float* c, int64_t ldc, bool accumulate, int a_parts, int b_parts,
+                            float scale) {
+  rows_impl(a, lda, a_part, steps, bp, panel, b_part, np, c, ldc, accumulate, a_parts, b_parts,
+            scale);
 }
 
 TF_AMX void amx_bf16_wrows(const uint16_t* w, int64_t ldw, int64_t rows, int64_t steps,
@@ -228,9 +245,9 @@ void amx_pack_a(const uint16_t*, int64_t, int64_t, int64_t, uint16_t*) {}
 void amx_bf16_block(const uint16_t*, int64_t, const uint16_t*, int64_t, int64_t, float*, int64_t,
                     int64_t, int64_t, bool) {}
 void amx_bf16_rows(const uint16_t*, int64_t, int64_t, const uint16_t*, int64_t, int64_t, float*,
-                   int64_t, bool) {}
+                   int64_t, bool, float) {}
 void amx_bf16x3_rows(const uint16_t*, int64_t, int64_t, int64_t, const uint16_t*, int64_t,
-                     int64_t, int64_t, float*, int64_t, bool) {}
+                     int64_t, int64_t, float*, int64_t, bool, int, int, float) {}
 void amx_bf16_wrows(const uint16_t*, int64_t, int64_t, int64_t, const uint16_t*, int64_t, int64_t,
                     float*, int64_t) {}
 }  // namespace gemm_cpu
