@@ -77,6 +77,17 @@ AttentionParams params(const Case& c, DType dt, const void* q, const void* k, co
   return p;
 }
 
+// Fresh q, K in [-2, 2] and V in [-1, 1] for the case (bshd).
+void random_qkv(const Case& c, tf_test::Rng& rng, std::vector<float>& q, std::vector<float>& k,
+                std::vector<float>& v) {
+  q.resize(size_t(c.B * c.Sq * c.Hq * c.D));
+  k.resize(size_t(c.B * c.Sk * c.Hk * c.D));
+  v.resize(k.size());
+  for (float& x : q) x = rng.uniform(-2, 2);
+  for (float& x : k) x = rng.uniform(-2, 2);
+  for (float& x : v) x = rng.uniform(-1, 1);
+}
+
 }  // namespace
 
 // One online-softmax step of every ISA's softmax_tile against double: exp(s - m_new) per score
@@ -162,11 +173,8 @@ static void check_against_double_loop(const std::vector<Case>& cases,
   const tf_test::IsaGuard guard;
   const int threads_before = threads();
   for (const Case& c : cases) {
-    std::vector<float> q(size_t(c.B * c.Sq * c.Hq * c.D)), k(size_t(c.B * c.Sk * c.Hk * c.D));
-    std::vector<float> v(k.size());
-    for (float& x : q) x = rng.uniform(-2, 2);
-    for (float& x : k) x = rng.uniform(-2, 2);
-    for (float& x : v) x = rng.uniform(-1, 1);
+    std::vector<float> q, k, v;
+    random_qkv(c, rng, q, k, v);
     const std::vector<double> want = reference(c, q, k, v);
     for (Isa isa : tf_test::isa_levels())
       for (int nt : thread_counts) {
@@ -240,26 +248,28 @@ TF_TEST(attention_float32_amx_parts_match_double_loop) {
                         {2, 100, 130, 2, 2, 64, true},   {1, 127, 127, 3, 3, 80, false},
                         {1, 70, 300, 4, 1, 96, true},    {1, 200, 260, 2, 2, 128, false},
                         {1, 64, 64, 2, 1, 256, true},    {2, 300, 333, 16, 4, 64, true}};
+  // out[amx]: the float32 call with AMX off (0) and on (1), outputs poisoned with NaN first
+  auto run_both = [](const Case& c, const std::vector<float>& q, const std::vector<float>& k,
+                     const std::vector<float>& v, std::vector<float>* out) {
+    for (int amx : {0, 1}) {
+      set_use_amx(amx);
+      out[amx].assign(q.size(), std::numeric_limits<float>::quiet_NaN());
+      REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(), out[amx].data()))
+                  .ok());
+    }
+  };
   bool differs = false;  // AMX on gave other bits than AMX off somewhere: the parts ran
   for (const Case& c : cases)
     for (int nt : {1, 2}) {
       set_threads(nt);
-      std::vector<float> q(size_t(c.B * c.Sq * c.Hq * c.D)), k(size_t(c.B * c.Sk * c.Hk * c.D));
-      std::vector<float> v(k.size());
-      for (float& x : q) x = rng.uniform(-2, 2);
-      for (float& x : k) x = rng.uniform(-2, 2);
-      for (float& x : v) x = rng.uniform(-1, 1);
+      std::vector<float> q, k, v, out[2];
+      random_qkv(c, rng, q, k, v);
       const std::vector<double> want = reference(c, q, k, v);
-      std::vector<float> out[2];
+      run_both(c, q, k, v, out);
       double err[2];
-      for (int amx : {0, 1}) {
-        set_use_amx(amx);
-        out[amx].assign(q.size(), std::numeric_limits<float>::quiet_NaN());
-        REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(),
-                                 out[amx].data())).ok());
+      for (int amx : {0, 1})
         err[amx] = tf_test::rel_norm_error(std::vector<double>(out[amx].begin(), out[amx].end()),
                                            want, want);
-      }
       differs = differs || out[0] != out[1];
       CHECK(err[1] < 2e-6 && err[1] <= 4 * err[0] + 1e-7,
             "%d threads B%lld Sq%lld Sk%lld Hq%lld Hk%lld D%lld: error %.3g (AMX off %.3g)", nt,
@@ -304,11 +314,8 @@ TF_TEST(attention_float32_amx_parts_match_double_loop) {
   for (int kind = 0; kind < 3; ++kind)
     for (int nt : {1, 2}) {
       set_threads(nt);
-      std::vector<float> q(size_t(c.B * c.Sq * c.Hq * c.D)), k(size_t(c.B * c.Sk * c.Hk * c.D));
-      std::vector<float> v(k.size());
-      for (float& x : q) x = rng.uniform(-2, 2);
-      for (float& x : k) x = rng.uniform(-2, 2);
-      for (float& x : v) x = rng.uniform(-1, 1);
+      std::vector<float> q, k, v, out[2];
+      random_qkv(c, rng, q, k, v);
       // query 250 (the second block of each head) of batch 0, head 1
       const size_t qrow = size_t((250 * c.Hq + 1) * c.D);
       if (kind == 0) {
@@ -320,13 +327,7 @@ TF_TEST(attention_float32_amx_parts_match_double_loop) {
       } else {
         for (float& x : v) x *= 1e-36f;
       }
-      std::vector<float> out[2];
-      for (int amx : {0, 1}) {
-        set_use_amx(amx);
-        out[amx].assign(q.size(), std::numeric_limits<float>::quiet_NaN());
-        REQUIRE(attention(params(c, DType::float32, q.data(), k.data(), v.data(),
-                                 out[amx].data())).ok());
-      }
+      run_both(c, q, k, v, out);
       bool finite = true;
       for (float x : out[1]) finite = finite && std::isfinite(x);
       const double err =
