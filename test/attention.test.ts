@@ -100,6 +100,11 @@ describe('attention: float32 against the float64 reference', () => {
     none.fill(0, 3 * S, 4 * S);
     const ref = check(q, k, v, { mask: tensor(none, [S, S], 'uint8') }, 'a fully masked row');
     expect(ref.lse[3]).toBe(-Infinity);
+    // 80 rows a kv head: the tiled path (on AMX tiles where the CPU has them)
+    const [q2, k2, v2] = qkv(1, 80, 90, 2, 2, 64);
+    check(q2, k2, v2, { mask: rand([1, 2, 80, 90]) }, 'float mask [1,H,S,S], tiled');
+    const bits2 = new Uint8Array(80 * 90).map((_, i) => ((i * 7919) % 3 === 0 ? 0 : 1));
+    check(q2, k2, v2, { mask: tensor(bits2, [80, 90], 'uint8'), causal: true }, 'bool mask, tiled');
   });
   it('softcap and ALiBi', () => {
     const [q, k, v] = qkv(2, 30, 45, 4, 2, 32);
