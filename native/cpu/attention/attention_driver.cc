@@ -84,6 +84,18 @@ inline void prefetch_rows(const char* base, int64_t row_bytes, int64_t stride_by
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
 
+// o[r * ldo + d] *= alpha[r] for rows r < R whose alpha is not 1, d < n (the online softmax's
+// rescale; alpha read once per row, so the loop vectorises: read through the pointer inside it,
+// it kept the loop scalar, ~1% of a prefill call)
+inline void rescale_rows(float* o, int64_t ldo, int64_t R, int64_t n, const float* alpha) {
+  for (int64_t r = 0; r < R; ++r) {
+    const float a = alpha[r];
+    if (a == 1.0f) continue;
+    float* row = o + r * ldo;
+    for (int64_t d = 0; d < n; ++d) row[d] *= a;
+  }
+}
+
 // One batch entry's geometry after varlen offsets and seqlensK.
 struct Seq {
   int64_t q_row0 = 0, k_row0 = 0;  // first row in the packed q / k (varlen), else 0
@@ -586,9 +598,7 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
                                            alpha + r0, ps + r0 * tkz, tkz, Rt * tkz);
     else
       ak_.softmax_tile(sc + r0 * lds, lds, r1 - r0, n, m + r0, l + r0, alpha + r0);
-    for (int64_t r = r0; r < r1; ++r)
-      if (alpha[r] != 1.0f)
-        for (int64_t d = 0; d < ldo; ++d) o[r * ldo + d] *= alpha[r];
+    rescale_rows(o + r0 * ldo, ldo, r1 - r0, ldo, alpha + r0);
     // P V: P straight from the score rows where the ISA has a row-major-A kernel (the rows past
     // R in the last micro-panel hold the zero scores of Q's zero padding), else packed.
     if (tile_split) {
@@ -726,9 +736,7 @@ void Runner::run_stream_item(const Item& it) {
           transform(s, head, R, j0, n, sc + hl * R * lds, lds, lo, hi);
         }
       ak_.softmax_tile(sc, lds, NR, n, m, l, alpha);
-      for (int64_t r = 0; r < NR; ++r)
-        if (alpha[r] != 1.0f)
-          for (int64_t d = 0; d < D_; ++d) o[r * ldo + d] *= alpha[r];
+      rescale_rows(o, ldo, NR, D_, alpha);
       ak_.pv_keys(sc, lds, R, nh, kv_row(p_.v, p_.v_strides, s, it.b, j0, it.hk), p_.dtype, vs,
                   p_.v_strides[2], n, D_, o, ldo);
     }
@@ -762,9 +770,7 @@ void Runner::run_stream_item(const Item& it) {
           ak_.qk_dot(qb + hl * R * D_, D_, R, kr, p_.dtype, ks, n, D_, sc, lds, pf);
         if (partial) transform(s, head, R, j0, n, sc, lds, lo, hi);
         ak_.softmax_tile(sc, lds, R, n, mh, lh, ah);
-        for (int64_t r = 0; r < R; ++r)
-          if (ah[r] != 1.0f)
-            for (int64_t d = 0; d < D_; ++d) oh[r * ldo + d] *= ah[r];
+        rescale_rows(oh, ldo, R, D_, ah);
         ak_.pv_accum(sc, lds, R, kv_row(p_.v, p_.v_strides, s, it.b, j0, head.hk), p_.dtype, vs,
                      n, D_, oh, ldo, pf);
       }
