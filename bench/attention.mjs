@@ -217,7 +217,9 @@ export async function run(ctx) {
       'implementation that computes the masked half anyway shows it as a lower GFLOP/s; decode GB/s = K+V cache bytes ' +
       '(2*B*Sk*Hk*D*sizeof) / t, against the bandwidth probe. In the float16 / bfloat16 decode and prefill ' +
       `rows, "${F32_IMPL}" is the float32 call on the same inputs widened, alternated with the 16-bit one: its t / t(native) ` +
-      'is the speed-up of the 16-bit inputs (in decode its GB/s counts float32 bytes).',
+      'is the speed-up of the 16-bit inputs (in decode its GB/s counts float32 bytes). Where the CPU has AMX-BF16 ' +
+      '(Intel), float32 and float16 prefill run Q K^T and P V on AMX tiles with each operand as exact bfloat16 parts ' +
+      '(six products a pair, float32 accuracy); their % fma is still against the float32 FMA probe.',
   );
   if (!hasNative)
     ctx.notes.push(

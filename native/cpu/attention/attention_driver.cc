@@ -433,12 +433,12 @@ void Runner::run_block(const Item& it, PackedKV* kv) {
   // scalar)
   float* qrow = static_cast<float*>(scratch_get(1, size_t(kMR * D_) * sizeof(float)));
   const float scale = p_.scale;
-  // (panels: the float32 GEMM panels into qb; parts: the AMX parts into qs, false where a row is
-  // not finite)
   // float16 on the AMX parts: q, K and V exact in two parts each, so Q K^T takes the four
   // products of q as stored (S scaled after) and P V the five of P's three parts and V's two
   const bool f16_parts = amx_f32_ && p_.dtype == DType::float16;
   const int qk_parts = f16_parts ? 2 : 3, v_parts = f16_parts ? 2 : 3;
+  // (panels: the float32 GEMM panels into qb; parts: the AMX parts into qs, false where a row is
+  // not finite)
   auto pack_q = [&](bool panels, bool parts) {
     bool finite = true;
     for (int64_t r0 = 0; r0 < Rp; r0 += kMR) {
